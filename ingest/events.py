@@ -1,0 +1,194 @@
+"""The wire contract between pollers and processors (pure: no I/O).
+
+A `CommitEvent` says everything metre needs to know about one commit of one repository.
+Events are JSON (orjson), carry a schema version `v`, and are identified by `repo_id:sha`,
+never by a broker offset, so redelivery and republishing are harmless. See docs/events.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal
+
+import orjson
+
+SCHEMA_VERSION = 1
+
+ChangeType = Literal["A", "D", "M", "T"]
+"""Added, deleted, modified, type changed (file <-> symlink <-> submodule)."""
+
+_CHANGE_TYPES = frozenset(("A", "D", "M", "T"))
+
+
+class EventError(ValueError):
+    """A record that is not a valid event of a version this metre understands (a poison event)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """An author or committer as recorded in the commit; `time` keeps the person's UTC offset."""
+
+    name: str
+    email: str
+    time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class FileChange:
+    """One file of a commit, as `git log --numstat --no-renames --minimal` counts it.
+
+    Binary files have `binary=True` and zero counts. Paths are UTF-8; bytes that are not valid
+    UTF-8 appear as backslash escapes (``\\xe9``).
+    """
+
+    path: str
+    added: int
+    removed: int
+    binary: bool = False
+    change: ChangeType = "M"
+
+
+@dataclass(frozen=True, slots=True)
+class CommitEvent:
+    """One commit reachable from the tracked branch. Merge commits carry no file changes."""
+
+    repo_id: int
+    sha: str
+    parents: tuple[str, ...]
+    author: Person
+    committer: Person
+    summary: str
+    files: tuple[FileChange, ...] = field(default=())
+
+    @property
+    def is_merge(self) -> bool:
+        return len(self.parents) > 1
+
+    @property
+    def event_id(self) -> str:
+        return event_id(self.repo_id, self.sha)
+
+    @property
+    def added(self) -> int:
+        return sum(f.added for f in self.files)
+
+    @property
+    def removed(self) -> int:
+        return sum(f.removed for f in self.files)
+
+
+def event_id(repo_id: int, sha: str) -> str:
+    return f"{repo_id}:{sha}"
+
+
+def partition_key(repo_id: int) -> bytes:
+    """Events of one repository share a key, hence a partition, hence an order."""
+    return str(repo_id).encode()
+
+
+def _person_json(p: Person) -> dict[str, Any]:
+    return {"name": p.name, "email": p.email, "time": p.time.isoformat()}
+
+
+def encode(e: CommitEvent) -> bytes:
+    return orjson.dumps(
+        {
+            "v": SCHEMA_VERSION,
+            "type": "commit",
+            "id": e.event_id,
+            "repo_id": e.repo_id,
+            "sha": e.sha,
+            "parents": list(e.parents),
+            "is_merge": e.is_merge,
+            "author": _person_json(e.author),
+            "committer": _person_json(e.committer),
+            "summary": e.summary,
+            "files": [
+                {
+                    "path": f.path,
+                    "added": f.added,
+                    "removed": f.removed,
+                    "binary": f.binary,
+                    "change": f.change,
+                }
+                for f in e.files
+            ],
+        }
+    )
+
+
+def _person(d: Any, what: str) -> Person:
+    if not isinstance(d, dict):
+        raise EventError(f"{what} must be an object")
+    name, email, time = d.get("name"), d.get("email"), d.get("time")
+    if not isinstance(name, str) or not isinstance(email, str) or not isinstance(time, str):
+        raise EventError(f"{what} needs string name, email and time")
+    try:
+        when = datetime.fromisoformat(time)
+    except ValueError as exc:
+        raise EventError(f"{what}.time is not ISO 8601: {time!r}") from exc
+    if when.tzinfo is None:
+        raise EventError(f"{what}.time has no UTC offset: {time!r}")
+    return Person(name, email, when)
+
+
+def _file(d: Any) -> FileChange:
+    if not isinstance(d, dict):
+        raise EventError("each file must be an object")
+    path, added, removed = d.get("path"), d.get("added"), d.get("removed")
+    binary, change = d.get("binary", False), d.get("change", "M")
+    if not isinstance(path, str) or not path:
+        raise EventError("file.path must be a non-empty string")
+    for name, n in (("added", added), ("removed", removed)):
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise EventError(f"file.{name} must be a non-negative integer")
+    if not isinstance(binary, bool):
+        raise EventError("file.binary must be a boolean")
+    if change not in _CHANGE_TYPES:
+        raise EventError(f"file.change must be one of A, D, M, T, not {change!r}")
+    return FileChange(path, added, removed, binary, change)
+
+
+def _is_sha(s: Any) -> bool:
+    return isinstance(s, str) and len(s) in (40, 64) and all(c in "0123456789abcdef" for c in s)
+
+
+def decode(raw: bytes) -> CommitEvent:
+    """Parse and validate one record; anything else raises `EventError` with the reason."""
+    try:
+        d = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise EventError(f"not JSON: {exc}") from exc
+    if not isinstance(d, dict):
+        raise EventError("an event must be a JSON object")
+    if d.get("v") != SCHEMA_VERSION:
+        raise EventError(f"unsupported schema version {d.get('v')!r} (this metre reads v1)")
+    if d.get("type") != "commit":
+        raise EventError(f"unknown event type {d.get('type')!r}")
+    repo_id, sha, parents = d.get("repo_id"), d.get("sha"), d.get("parents")
+    if not isinstance(repo_id, int) or isinstance(repo_id, bool) or repo_id <= 0:
+        raise EventError("repo_id must be a positive integer")
+    if not _is_sha(sha):
+        raise EventError(f"sha must be a lower-case hex object name, not {sha!r}")
+    if not isinstance(parents, list) or not all(_is_sha(p) for p in parents):
+        raise EventError("parents must be a list of object names")
+    summary = d.get("summary", "")
+    if not isinstance(summary, str):
+        raise EventError("summary must be a string")
+    files = d.get("files", [])
+    if not isinstance(files, list):
+        raise EventError("files must be a list")
+    return CommitEvent(
+        repo_id=repo_id,
+        sha=sha,
+        parents=tuple(parents),
+        author=_person(d.get("author"), "author"),
+        committer=_person(d.get("committer"), "committer"),
+        summary=summary,
+        files=tuple(_file(f) for f in files),
+    )
+
+
+def tz_from_minutes(offset_minutes: int) -> timezone:
+    return timezone(timedelta(minutes=offset_minutes))

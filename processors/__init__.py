@@ -1,0 +1,1 @@
+"""Processors: consumers that apply commit events to PostgreSQL exactly once in effect."""
