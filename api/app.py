@@ -1,0 +1,88 @@
+"""create_app: the FastAPI application (I/O: HTTP in, PostgreSQL out).
+
+In `metre up` the embedded runner hands over the store it already opened; as a distributed
+role (`metre api`) the app opens its own pool from settings in its lifespan.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.responses import OrjsonResponse, error_body
+from api.routes import health, metrics, repos
+from metre.settings import Settings
+from processors.store import PgStore
+
+log = logging.getLogger(__name__)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path"))
+        parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg")))
+    return "; ".join(parts) or "invalid request"
+
+
+def _clean_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    # The raw errors may hold the offending input and exception objects; keep what explains.
+    return [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
+        for e in exc.errors()
+    ]
+
+
+def create_app(settings: Settings, store: PgStore | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = store is None
+        if owned:
+            if settings.database_url is None:
+                raise RuntimeError("metre api needs METRE_DATABASE_URL")
+            app.state.store = await PgStore.connect(settings.database_url.get_secret_value())
+        try:
+            yield
+        finally:
+            if owned:
+                await app.state.store.close()
+
+    app = FastAPI(
+        title="metre",
+        summary="Software-development metrics over Git repositories",
+        version="0.1.0",
+        default_response_class=OrjsonResponse,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.store = store
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> OrjsonResponse:
+        return OrjsonResponse(
+            error_body(exc.status_code, str(exc.detail)),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> OrjsonResponse:
+        return OrjsonResponse(
+            error_body(422, _validation_message(exc), _clean_errors(exc)), status_code=422
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> OrjsonResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return OrjsonResponse(error_body(500, "internal error"), status_code=500)
+
+    app.include_router(health.router)
+    app.include_router(repos.router, prefix="/api/v1")
+    app.include_router(metrics.router, prefix="/api/v1")
+    return app

@@ -1,0 +1,25 @@
+"""JSON responses rendered by orjson, and the error body every 4xx/5xx shares (pure)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi.responses import Response
+
+
+class OrjsonResponse(Response):
+    """orjson renders dates, datetimes and dataclasses natively: about 3x cheaper than
+    FastAPI's jsonable_encoder path for a plain dict."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+
+
+def error_body(status: int, message: str, detail: Any = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"error": {"status": status, "message": message}}
+    if detail is not None:
+        body["error"]["detail"] = detail
+    return body

@@ -1,0 +1,128 @@
+"""Registering repositories, their state, polling on demand, and single commits."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, HTTPException, Path
+
+from api.deps import SettingsDep, StoreDep
+from api.responses import OrjsonResponse
+from api.schemas import CommitOut, ErrorOut, PollAccepted, RepoIn, RepoList, RepoOut
+from ingest.mirror import InvalidRepositoryURL, validate_url
+from processors.store import RepoExists, RepoRow
+
+router = APIRouter(tags=["repositories"])
+
+RepoId = Annotated[int, Path(ge=1, le=2**63 - 1, description="Repository id")]
+Sha = Annotated[
+    str,
+    Path(
+        min_length=7, max_length=64, pattern="^[0-9a-fA-F]+$", description="Commit sha or prefix"
+    ),
+]
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorOut, "description": "No such repository or commit"},
+    422: {"model": ErrorOut, "description": "Invalid input, with the reason"},
+}
+
+# git check-ref-format, the parts that matter for a branch name given by a user.
+_BAD_BRANCH = re.compile(r"(^[-/.])|(\.\.)|([\x00-\x20\x7f~^:?*\[\\])|(@\{)|(/$)|(\.lock$)|(//)")
+
+
+def repo_json(r: RepoRow) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "url": r.url,
+        "branch": r.branch,
+        "state": r.state,
+        "error": r.error,
+        "head": r.head,
+        "commits": r.commits,
+        "progress": {"done": r.progress_done, "total": r.progress_total},
+        "last_polled_at": r.last_polled_at,
+        "next_poll_at": r.next_poll_at,
+        "created_at": r.created_at,
+    }
+
+
+async def _check_resolves(url: str) -> None:
+    """Refuse at once a host that does not resolve, rather than register a repository that
+    can only ever fail."""
+    host = urlsplit(url).hostname
+    if not host:
+        return
+    try:
+        await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise HTTPException(422, f"host {host!r} does not resolve") from exc
+
+
+@router.post(
+    "/repos",
+    status_code=201,
+    summary="Register a repository",
+    responses={201: {"model": RepoOut}, 409: {"model": ErrorOut}, **_ERRORS},
+)
+async def add_repo(body: RepoIn, store: StoreDep, settings: SettingsDep) -> OrjsonResponse:
+    if body.branch is not None and _BAD_BRANCH.search(body.branch):
+        raise HTTPException(422, f"branch {body.branch!r} is not a valid branch name")
+    try:
+        url = await asyncio.to_thread(validate_url, body.url, settings.allow_local_paths)
+    except InvalidRepositoryURL as exc:
+        raise HTTPException(422, str(exc)) from exc
+    await _check_resolves(url)
+    try:
+        row = await store.add_repo(url, body.branch)
+    except RepoExists as exc:
+        raise HTTPException(409, f"repository {url} is already registered") from exc
+    await store.request_poll(row.id)
+    return OrjsonResponse(repo_json(row), status_code=201)
+
+
+@router.get("/repos", summary="All repositories", responses={200: {"model": RepoList}})
+async def list_repos(store: StoreDep) -> OrjsonResponse:
+    return OrjsonResponse({"repos": [repo_json(r) for r in await store.list_repos()]})
+
+
+async def _repo_or_404(store: StoreDep, repo_id: int) -> RepoRow:
+    row = await store.get_repo(repo_id)
+    if row is None:
+        raise HTTPException(404, f"no repository with id {repo_id}")
+    return row
+
+
+@router.get(
+    "/repos/{repo_id}", summary="One repository", responses={200: {"model": RepoOut}, **_ERRORS}
+)
+async def get_repo(repo_id: RepoId, store: StoreDep) -> OrjsonResponse:
+    return OrjsonResponse(repo_json(await _repo_or_404(store, repo_id)))
+
+
+@router.post(
+    "/repos/{repo_id}/poll",
+    status_code=202,
+    summary="Poll the repository now",
+    responses={202: {"model": PollAccepted}, **_ERRORS},
+)
+async def poll_repo(repo_id: RepoId, store: StoreDep) -> OrjsonResponse:
+    row = await _repo_or_404(store, repo_id)
+    await store.request_poll(repo_id)
+    return OrjsonResponse({"id": row.id, "state": row.state}, status_code=202)
+
+
+@router.get(
+    "/repos/{repo_id}/commits/{sha}",
+    summary="One commit with its files and line counts",
+    responses={200: {"model": CommitOut}, **_ERRORS},
+)
+async def get_commit(repo_id: RepoId, sha: Sha, store: StoreDep) -> OrjsonResponse:
+    await _repo_or_404(store, repo_id)
+    commit = await store.get_commit(repo_id, sha.lower())
+    if commit is None:
+        raise HTTPException(404, f"no commit {sha} ingested in repository {repo_id}")
+    return OrjsonResponse(commit)

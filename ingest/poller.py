@@ -1,0 +1,168 @@
+"""The poller (I/O): fetch a mirror, walk the new commits, publish their events, then (and only
+then) store the new position.
+
+A crash anywhere before `set_polled` leaves the old position in place, so the next poll
+publishes the same commits again; processors drop what they already applied (the event id is
+`repo:sha`). A repository that fails is marked failed with the error and retried with backoff;
+it never stops the others. Dulwich and the line counts are blocking: they run in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from dulwich.repo import Repo
+
+from ingest.bus import Bus, BusError, Message
+from ingest.events import encode, partition_key
+from ingest.gitdiff import commit_event, new_commits
+from ingest.mirror import RepositoryError, open_mirror, resolve_head
+
+log = logging.getLogger(__name__)
+
+
+class PolledRepo(Protocol):
+    """What the poller needs to know of a registered repository."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def branch(self) -> str | None: ...
+    @property
+    def head(self) -> str | None: ...
+    @property
+    def failures(self) -> int: ...
+
+
+class RepoRegistry(Protocol):
+    """The repository registry (PostgreSQL in practice: processors.store.PgStore)."""
+
+    async def claim_due_repo(self, lease_seconds: float) -> PolledRepo | None: ...
+    async def set_progress(self, repo_id: int, done: int, total: int) -> None: ...
+    async def set_polled(self, repo_id: int, head: str | None, next_poll_in: float) -> None: ...
+    async def set_failed(self, repo_id: int, error: str, retry_in: float) -> None: ...
+    async def wait_for_poll_request(self, timeout: float) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PollerConfig:
+    mirrors_dir: Path
+    topic: str
+    poll_interval: float = 60.0
+    chunk: int = 500
+    """Events published (and acknowledged) at once; progress is reported per chunk."""
+    lease_seconds: float = 300.0
+    retry_base: float = 5.0
+    retry_cap: float = 900.0
+
+
+def retry_delay(failures: int, base: float, cap: float, rng: random.Random | None = None) -> float:
+    """Capped exponential backoff with full jitter on the upper half: base·2^failures ≤ cap."""
+    ceiling = min(cap, base * (2 ** min(failures, 30)))
+    return ceiling / 2 + (rng or random).random() * ceiling / 2  # noqa: S311 - jitter, not crypto
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+class Poller:
+    def __init__(self, bus: Bus, registry: RepoRegistry, config: PollerConfig) -> None:
+        self.bus = bus
+        self.registry = registry
+        self.config = config
+        self.published = 0
+        self.polls = 0
+        self.failures = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll due repositories until `stop` is set; wakes early on a poll request."""
+        while not stop.is_set():
+            try:
+                row = await self.registry.claim_due_repo(self.config.lease_seconds)
+            except (OSError, ConnectionError) as exc:
+                log.warning("registry unavailable, retrying: %s", exc)
+                await _sleep_or_stop(stop, 1.0)
+                continue
+            if row is None:
+                await _first(self.registry.wait_for_poll_request(1.0), stop)
+                continue
+            await self.poll(row)
+
+    async def poll(self, row: PolledRepo) -> None:
+        self.polls += 1
+        try:
+            head = await self._publish_new(row)
+        except RepositoryError as exc:
+            await self._failed(row, str(exc))
+        except BusError as exc:
+            await self._failed(row, f"the bus did not acknowledge the events: {exc}")
+        except Exception as exc:  # one broken repository must never stop the others
+            log.exception("poll of repository %s failed", row.id)
+            await self._failed(row, f"internal error: {type(exc).__name__}: {exc}")
+        else:
+            await self.registry.set_polled(row.id, head, self.config.poll_interval)
+
+    async def _failed(self, row: PolledRepo, error: str) -> None:
+        self.failures += 1
+        delay = retry_delay(row.failures, self.config.retry_base, self.config.retry_cap)
+        log.warning("repository %s failed (retry in %.0f s): %s", row.id, delay, error)
+        await self.registry.set_failed(row.id, error, delay)
+
+    async def _publish_new(self, row: PolledRepo) -> str | None:
+        mirror = await asyncio.to_thread(open_mirror, self.config.mirrors_dir, row.id, row.url)
+        head = await asyncio.to_thread(resolve_head, mirror, row.branch)
+        if head == row.head:
+            return head
+        started = datetime.now().astimezone()
+        with Repo(str(mirror)) as repo:
+            shas = await asyncio.to_thread(new_commits, repo, head, row.head)
+            total = len(shas)
+            await self.registry.set_progress(row.id, 0, total)
+            done = 0
+            key = partition_key(row.id)
+            for chunk in _chunks(shas, self.config.chunk):
+                values = await asyncio.to_thread(
+                    lambda c=chunk: [encode(commit_event(repo, row.id, s)) for s in c]
+                )
+                await self.bus.publish(self.config.topic, [Message(key, v) for v in values])
+                done += len(values)
+                self.published += len(values)
+                await self.registry.set_progress(row.id, done, total)
+        log.info(
+            "repository %s: published %d commits up to %s in %.1f s",
+            row.id,
+            total,
+            head[:12],
+            (datetime.now().astimezone() - started).total_seconds(),
+        )
+        return head
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        pass
+
+
+async def _first(aw: object, stop: asyncio.Event) -> None:
+    """Wait for `aw` or for `stop`, whichever comes first."""
+    task = asyncio.ensure_future(aw)  # type: ignore[call-overload]
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in (task, stopper):
+            t.cancel()
+        await asyncio.gather(task, stopper, return_exceptions=True)

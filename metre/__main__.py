@@ -1,0 +1,5 @@
+import sys
+
+from metre.cli import main
+
+sys.exit(main())

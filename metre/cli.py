@@ -1,0 +1,255 @@
+"""The `metre` command: run metre (all roles, or one) and talk to a running one.
+
+    metre up [--port N]           everything in one process (embedded PostgreSQL, in-process bus)
+    metre add URL|PATH            register a repository with the running metre
+    metre status                  the repositories and their state
+    metre poller|processor|api    one distributed role (Kafka + PostgreSQL from METRE_*)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from pydantic import ValidationError
+
+from metre.settings import Settings
+
+log = logging.getLogger("metre")
+
+
+def _settings(args: argparse.Namespace, **fixed: Any) -> Settings:
+    overrides = {
+        k: v
+        for k, v in (
+            ("data_dir", getattr(args, "data_dir", None)),
+            ("port", getattr(args, "port", None)),
+            ("host", getattr(args, "host", None)),
+            ("poll_interval", getattr(args, "poll_interval", None)),
+        )
+        if v is not None
+    }
+    return Settings(**overrides, **fixed)
+
+
+def _serve(
+    settings: Settings, role: Callable[[Settings, asyncio.Event], Coroutine[Any, Any, None]]
+) -> int:
+    from metre.runtime import ConfigurationError, run
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await role(settings, stop)
+
+    try:
+        run(main())
+    except ConfigurationError as exc:
+        print(f"metre: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from metre.runtime import run_all
+
+    settings = _settings(args, allow_local_paths=True)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+    def ready(url: str) -> None:
+        print(f"metre is up: {url}  (API docs: {url}/docs; data: {settings.data_dir})", flush=True)
+
+    async def role(s: Settings, stop: asyncio.Event) -> None:
+        await run_all(s, stop, on_ready=ready, port_search=0 if args.port else 100)
+
+    return _serve(settings, role)
+
+
+def cmd_role(args: argparse.Namespace) -> int:
+    from metre import runtime
+
+    role = {
+        "poller": runtime.run_poller,
+        "processor": runtime.run_processor,
+        "api": runtime.run_api,
+    }[args.command]
+    return _serve(_settings(args), role)
+
+
+def _api_base(args: argparse.Namespace) -> str:
+    if args.api:
+        return str(args.api).rstrip("/")
+    settings = _settings(args)
+    runtime_file = settings.data_dir / "api.json"
+    try:
+        return str(orjson.loads(runtime_file.read_bytes())["url"])
+    except (OSError, ValueError, KeyError):
+        raise SystemExit(
+            f"metre: no running metre found (no {runtime_file}); start one with `metre up`, "
+            "or give its address with --api URL"
+        ) from None
+
+
+def _request(method: str, url: str, body: Any = None) -> tuple[int, Any]:
+    try:
+        r = httpx.request(method, url, json=body, timeout=30.0)
+    except httpx.HTTPError as exc:
+        raise SystemExit(f"metre: cannot reach {url}: {exc}") from None
+    try:
+        return r.status_code, r.json()
+    except ValueError:
+        return r.status_code, {"error": {"message": r.text}}
+
+
+def _error_text(body: Any) -> str:
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return str(body["error"].get("message"))
+    return str(body)
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    target = args.url
+    if "://" not in target and not target.startswith("git@") and os.path.exists(target):
+        target = str(Path(target).resolve())
+    base = _api_base(args)
+    status, body = _request("POST", f"{base}/api/v1/repos", {"url": target, "branch": args.branch})
+    if status != 201:
+        print(f"metre: {_error_text(body)}", file=sys.stderr)
+        return 1
+    print(f"registered repository {body['id']}: {body['url']}")
+    if args.wait:
+        return _watch(base, body["id"])
+    return 0
+
+
+def _watch(base: str, repo_id: int) -> int:
+    """A progress bar until the repository's commits are all ingested."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        transient=False,
+    ) as bar:
+        task = bar.add_task(f"repository {repo_id}", total=None)
+        while True:
+            _, repo = _request("GET", f"{base}/api/v1/repos/{repo_id}")
+            total = repo["progress"]["total"] or None
+            bar.update(
+                task,
+                total=total,
+                completed=min(repo["commits"], total) if total else repo["commits"],
+                description=f"repository {repo_id} [{repo['state']}]",
+            )
+            if repo["state"] == "failed":
+                print(f"metre: repository {repo_id} failed: {repo['error']}", file=sys.stderr)
+                return 1
+            if repo["state"] == "idle" and (total is None or repo["commits"] >= total):
+                return 0
+            time.sleep(0.5)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    status, body = _request("GET", f"{_api_base(args)}/api/v1/repos")
+    if status != 200:
+        print(f"metre: {_error_text(body)}", file=sys.stderr)
+        return 1
+    if args.json:
+        sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    table = Table("id", "url", "branch", "state", "commits", "head", "last polled", "error")
+    for r in body["repos"]:
+        table.add_row(
+            str(r["id"]),
+            r["url"],
+            r["branch"] or "(HEAD)",
+            r["state"],
+            str(r["commits"]),
+            (r["head"] or "")[:12],
+            r["last_polled_at"] or "",
+            r["error"] or "",
+        )
+    Console().print(table)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="metre", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--data-dir", type=Path, help="data directory (METRE_DATA_DIR)")
+
+    up = sub.add_parser("up", help="run everything in one process (the embedded default)")
+    common(up)
+    up.add_argument("--port", type=int, help="API port (default 8000 or the next free one)")
+    up.add_argument("--host", help="API address (default 127.0.0.1)")
+    up.add_argument("--poll-interval", type=float, help="seconds between polls of a repository")
+    up.set_defaults(func=cmd_up)
+
+    for role, text in (
+        ("poller", "fetch repositories and publish commit events (distributed role)"),
+        ("processor", "apply commit events to PostgreSQL (distributed role)"),
+        ("api", "serve the HTTP API (distributed role)"),
+    ):
+        sp = sub.add_parser(role, help=text)
+        common(sp)
+        if role == "api":
+            sp.add_argument("--port", type=int, help="API port (METRE_PORT)")
+            sp.add_argument("--host", help="API address (METRE_HOST)")
+        if role == "poller":
+            sp.add_argument("--poll-interval", type=float, help="seconds between polls")
+        sp.set_defaults(func=cmd_role)
+
+    for name, text, func in (
+        ("add", "register a repository (URL or local path) with a running metre", cmd_add),
+        ("status", "show the registered repositories", cmd_status),
+    ):
+        sp = sub.add_parser(name, help=text)
+        common(sp)
+        sp.add_argument("--api", help="address of the metre API (default: the local `metre up`)")
+        if name == "add":
+            sp.add_argument("url", metavar="URL|PATH")
+            sp.add_argument("--branch", help="branch to track (default: the remote's HEAD)")
+            sp.add_argument("--wait", action="store_true", help="show progress until ingested")
+        else:
+            sp.add_argument("--json", action="store_true", help="print JSON")
+        sp.set_defaults(func=func)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        level = Settings().log_level
+    except ValidationError as exc:
+        print(f"metre: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        result: int = args.func(args)
+    except ValidationError as exc:
+        print(f"metre: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

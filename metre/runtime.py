@@ -1,0 +1,273 @@
+"""Wiring (I/O): build the store, the bus and each role from one Settings object, and run them.
+
+`metre up` runs every role in one process (`run_all`); `metre poller|processor|api` run one.
+Nothing here computes anything: it connects parts and stops them in a safe order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import socket
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import uvicorn
+
+from api.app import create_app
+from ingest.bus import Bus, InMemoryBus
+from ingest.poller import Poller, PollerConfig
+from metre.settings import Settings
+from processors.runner import Processor
+from processors.store import PgStore
+
+log = logging.getLogger(__name__)
+
+PROCESSOR_GROUP = "metre-processors"
+
+
+class ConfigurationError(Exception):
+    """The settings do not allow this role to run; the message says what to set."""
+
+
+def commits_topic(settings: Settings) -> str:
+    return settings.topic("commits")
+
+
+def dlq_topic(settings: Settings) -> str:
+    return settings.topic("commits.dlq")
+
+
+async def database_dsn(settings: Settings) -> str:
+    """The configured PostgreSQL, or the embedded one under the data directory."""
+    if settings.database_url is not None:
+        return settings.database_url.get_secret_value()
+    from metre.pg import start_embedded
+
+    return await asyncio.to_thread(start_embedded, settings.pgdata_dir)
+
+
+@contextlib.asynccontextmanager
+async def open_store(settings: Settings) -> AsyncIterator[PgStore]:
+    store = await PgStore.connect(await database_dsn(settings))
+    try:
+        await store.migrate()
+        yield store
+    finally:
+        await store.close()
+
+
+@contextlib.asynccontextmanager
+async def open_bus(settings: Settings) -> AsyncIterator[Bus]:
+    bus: Bus
+    if settings.kafka_bootstrap:
+        from ingest.kafka_bus import KafkaBus
+
+        bus = KafkaBus(
+            settings.kafka_bootstrap,
+            partitions=settings.partitions,
+            session_timeout_ms=settings.consumer_session_timeout_ms,
+        )
+    else:
+        bus = InMemoryBus(partitions=settings.partitions)
+    await bus.start()
+    try:
+        await bus.ensure_topics([commits_topic(settings), dlq_topic(settings)])
+        yield bus
+    finally:
+        await bus.stop()
+
+
+def make_poller(settings: Settings, bus: Bus, store: PgStore) -> Poller:
+    config = PollerConfig(
+        mirrors_dir=settings.mirrors_dir,
+        topic=commits_topic(settings),
+        poll_interval=settings.poll_interval,
+    )
+    return Poller(bus, store, config)  # type: ignore[arg-type]  # PgStore is a RepoRegistry
+
+
+def make_processor(settings: Settings, bus: Bus, store: PgStore) -> Processor:
+    return Processor(
+        bus=bus,
+        store=store,
+        topic=commits_topic(settings),
+        group=PROCESSOR_GROUP,
+        batch_size=settings.batch_size,
+        dlq_topic=dlq_topic(settings),
+    )
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn inside a process whose signals metre handles itself."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def bind_socket(host: str, port: int, *, search: int = 0) -> socket.socket:
+    """Bind `port`, or with `search` > 0 the first free one of the next `search` ports."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    last: OSError | None = None
+    for candidate in range(port, port + search + 1):
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, candidate))
+        except OSError as exc:
+            sock.close()
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            last = exc
+            continue
+        sock.listen(2048)
+        sock.set_inheritable(True)
+        return sock
+    raise OSError(errno.EADDRINUSE, f"no free port in {port}..{port + search}") from last
+
+
+async def serve_api(
+    settings: Settings,
+    store: PgStore | None,
+    sock: socket.socket,
+    stop: asyncio.Event,
+) -> None:
+    app = create_app(settings, store)
+    config = uvicorn.Config(
+        app,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        lifespan="on",
+        loop="none",
+    )
+    server = _QuietServer(config)
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    await _first_of(serving, stop)
+    server.should_exit = True
+    await serving
+
+
+async def _first_of(task: asyncio.Task[Any], stop: asyncio.Event) -> None:
+    waiter = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+
+
+def api_url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104 - display only
+    return f"http://{shown}:{port}"
+
+
+def write_runtime_file(settings: Settings, url: str) -> Path:
+    """Lets `metre add` and `metre status` find the running `metre up`."""
+    path = settings.data_dir / "api.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps({"url": url}))
+    return path
+
+
+async def run_all(
+    settings: Settings,
+    stop: asyncio.Event,
+    on_ready: Callable[[str], None] | None = None,
+    *,
+    port_search: int = 100,
+) -> None:
+    """Every role in this process: poller, processor and API over one store and one bus.
+
+    Stops in the safe order: the poller first, then the processor once it has drained what was
+    published (an in-process bus does not survive the process), then the API.
+    """
+    sock = bind_socket(settings.host, settings.port, search=port_search)
+    async with open_store(settings) as store, open_bus(settings) as bus:
+        poller = make_poller(settings, bus, store)
+        processor = make_processor(settings, bus, store)
+        stop_poller, stop_processor, stop_api = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        tasks = [
+            asyncio.create_task(poller.run(stop_poller), name="poller"),
+            asyncio.create_task(processor.run(stop_processor), name="processor"),
+            asyncio.create_task(serve_api(settings, store, sock, stop_api), name="api"),
+        ]
+        url = api_url(sock)
+        runtime_file = write_runtime_file(settings, url)
+        if on_ready is not None:
+            on_ready(url)
+        try:
+            done_early = asyncio.create_task(stop.wait())
+            finished, _ = await asyncio.wait(
+                [*tasks, done_early], return_when=asyncio.FIRST_COMPLETED
+            )
+            for t in finished:
+                if t is not done_early and t.exception() is not None:
+                    log.error("role %s stopped: %r", t.get_name(), t.exception())
+        finally:
+            stop_poller.set()
+            await asyncio.gather(tasks[0], return_exceptions=True)
+            await _drain(lambda: processor.handled >= poller.published, timeout=30.0)
+            stop_processor.set()
+            await asyncio.gather(tasks[1], return_exceptions=True)
+            stop_api.set()
+            await asyncio.gather(tasks[2], return_exceptions=True)
+            runtime_file.unlink(missing_ok=True)
+
+
+async def _drain(drained: Callable[[], bool], timeout: float) -> None:
+    """Give the processor time to apply what the poller already published."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline and not drained():
+        await asyncio.sleep(0.05)
+
+
+async def run_poller(settings: Settings, stop: asyncio.Event) -> None:
+    _require_distributed(settings, "poller")
+    async with open_store(settings) as store, open_bus(settings) as bus:
+        await make_poller(settings, bus, store).run(stop)
+
+
+async def run_processor(settings: Settings, stop: asyncio.Event) -> None:
+    _require_distributed(settings, "processor")
+    async with open_store(settings) as store, open_bus(settings) as bus:
+        await make_processor(settings, bus, store).run(stop)
+
+
+async def run_api(settings: Settings, stop: asyncio.Event) -> None:
+    _require_distributed(settings, "api")
+    async with open_store(settings) as store:
+        sock = bind_socket(settings.host, settings.port)
+        log.info("metre api listening on %s", api_url(sock))
+        await serve_api(settings, store, sock, stop)
+
+
+def _require_distributed(settings: Settings, role: str) -> None:
+    missing = [
+        name
+        for name, value in (
+            ("METRE_DATABASE_URL", settings.database_url),
+            ("METRE_KAFKA_BOOTSTRAP", settings.kafka_bootstrap if role != "api" else "n/a"),
+        )
+        if not value
+    ]
+    if missing:
+        raise ConfigurationError(
+            f"metre {role} runs as a distributed role and needs {' and '.join(missing)}; "
+            "to run everything on this machine, use `metre up`"
+        )
+
+
+def run(main: Coroutine[Any, Any, None]) -> None:
+    """asyncio.run with uvloop when it is installed (it comes with uvicorn[standard])."""
+    try:
+        import uvloop
+
+        uvloop.run(main)
+    except ImportError:
+        asyncio.run(main)
