@@ -11,6 +11,8 @@ Semantics shared by every implementation, held by one conformance suite (tests/i
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -42,6 +44,11 @@ class BusError(Exception):
 
     retriable: bool = True
 
+    def __init__(self, *args: object, retriable: bool | None = None) -> None:
+        super().__init__(*args)
+        if retriable is not None:
+            self.retriable = retriable
+
 
 class CommitFailed(BusError):
     """Offsets were not committed (the partition moved to another consumer)."""
@@ -52,12 +59,17 @@ class CommitFailed(BusError):
 class Consumer(Protocol):
     async def start(self) -> None: ...
 
-    async def fetch(self, max_records: int, timeout: float) -> list[Record]:
+    # A poll timeout, as in Kafka: running out of time is the normal empty answer, not an error.
+    async def fetch(self, max_records: int, timeout: float) -> list[Record]:  # noqa: ASYNC109
         """Up to `max_records` records in partition order; [] after `timeout` seconds."""
         ...
 
     async def commit(self, records: Sequence[Record]) -> None:
         """Mark these records (and everything before them in their partitions) done."""
+        ...
+
+    def assignment(self) -> set[tuple[str, int]]:
+        """The (topic, partition) pairs this member owns now; empty before the group is joined."""
         ...
 
     async def stop(self) -> None: ...
@@ -77,3 +89,241 @@ class Bus(Protocol):
         ...
 
     def consumer(self, topics: Sequence[str], group: str) -> Consumer: ...
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's 32-bit murmur2 hash (seed 0x9747b28c), as a signed Java int."""
+    m, mask = 0x5BD1E995, 0xFFFFFFFF
+    length = len(data)
+    h = (0x9747B28C ^ length) & mask
+    whole = length - length % 4
+    for i in range(0, whole, 4):
+        k = int.from_bytes(data[i : i + 4], "little")
+        k = (k * m) & mask
+        k ^= k >> 24
+        k = (k * m) & mask
+        h = ((h * m) & mask) ^ k
+    tail = length % 4
+    if tail:
+        for j in range(tail - 1, -1, -1):
+            h ^= data[whole + j] << (8 * j)
+        h = (h * m) & mask
+    h ^= h >> 13
+    h = (h * m) & mask
+    h ^= h >> 15
+    return h - (1 << 32) if h & 0x80000000 else h
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner picks for `key`: murmur2, sign bit cleared."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+TopicPartition = tuple[str, int]
+
+
+class _Group:
+    """A consumer group: its members in join order and its committed offsets."""
+
+    def __init__(self) -> None:
+        self.members: list[InMemoryConsumer] = []
+        self.committed: dict[TopicPartition, int] = {}
+
+
+class InMemoryBus:
+    """An in-process bus with Kafka's semantics, for the embedded mode and for tests.
+
+    Topics have `partitions` append-only logs; a keyed message goes to `partition_for(key)`
+    (the same partition Kafka's default partitioner picks), keyless ones round-robin.
+    Members of a group share partitions round-robin; every start or stop rebalances the group
+    and each member restarts its partitions at the group's committed offset (earliest if none),
+    as Kafka's eager rebalance does. Nothing survives the process: the logs live in memory.
+    """
+
+    def __init__(self, partitions: int = 8) -> None:
+        if partitions < 1:
+            raise ValueError("partitions must be at least 1")
+        self.partitions = partitions
+        self._logs: dict[str, list[list[Record]]] = {}
+        self._groups: dict[str, _Group] = {}
+        self._changed = asyncio.Event()
+        self._round_robin = 0
+        self._running = False
+
+    async def start(self) -> None:
+        self._running = True
+
+    async def stop(self) -> None:
+        """Stop the bus; its consumers leave their groups and see no more records."""
+        self._running = False
+        for group in self._groups.values():
+            for member in list(group.members):
+                await member.stop()
+        self._notify()
+
+    async def ensure_topics(self, topics: Sequence[str]) -> None:
+        created = False
+        for topic in topics:
+            if topic not in self._logs:
+                self._logs[topic] = [[] for _ in range(self.partitions)]
+                created = True
+        if created:
+            for group in self._groups.values():
+                self._rebalance(group)
+            self._notify()
+
+    async def publish(self, topic: str, messages: Sequence[Message]) -> None:
+        """Append every message; all are stored when this returns (there is nothing to lose)."""
+        if not self._running:
+            raise BusError("the bus is not running", retriable=False)
+        logs = self._logs.get(topic)
+        if logs is None:
+            raise BusError(f"unknown topic {topic!r}: call ensure_topics first", retriable=False)
+        for message in messages:
+            if message.key is None:
+                partition = self._round_robin % self.partitions
+                self._round_robin += 1
+            else:
+                partition = partition_for(message.key, self.partitions)
+            log = logs[partition]
+            log.append(
+                Record(topic, partition, len(log), message.key, message.value, message.headers)
+            )
+        if messages:
+            self._notify()
+
+    def consumer(self, topics: Sequence[str], group: str) -> InMemoryConsumer:
+        return InMemoryConsumer(self, tuple(topics), group)
+
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        """The next offset of each partition of `topic` (its length)."""
+        return {p: len(log) for p, log in enumerate(self._logs.get(topic, ()))}
+
+    def committed(self, group: str, topic: str) -> dict[int, int]:
+        """The group's committed offsets in `topic`, for partitions that have one."""
+        g = self._groups.get(group)
+        if g is None:
+            return {}
+        return {p: o for (t, p), o in g.committed.items() if t == topic}
+
+    # Internals used by InMemoryConsumer.
+
+    def _notify(self) -> None:
+        """Wake every waiting fetch; waiters then look at the state again."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _join(self, member: InMemoryConsumer) -> None:
+        group = self._groups.setdefault(member.group, _Group())
+        group.members.append(member)
+        self._rebalance(group)
+        self._notify()
+
+    def _leave(self, member: InMemoryConsumer) -> None:
+        group = self._groups.get(member.group)
+        if group is not None and member in group.members:
+            group.members.remove(member)
+            self._rebalance(group)
+        member._positions = {}
+        self._notify()
+
+    def _rebalance(self, group: _Group) -> None:
+        """Deal every subscribed partition round-robin over the members that subscribe to it."""
+        assignments: dict[int, list[TopicPartition]] = {id(m): [] for m in group.members}
+        turn = 0
+        for topic in sorted({t for m in group.members for t in m.topics}):
+            eligible = [m for m in group.members if topic in m.topics]
+            for partition in range(len(self._logs.get(topic, ()))):
+                assignments[id(eligible[turn % len(eligible)])].append((topic, partition))
+                turn += 1
+        for member in group.members:
+            member._positions = {tp: group.committed.get(tp, 0) for tp in assignments[id(member)]}
+
+    def _read(self, tp: TopicPartition, offset: int, limit: int) -> list[Record]:
+        topic, partition = tp
+        return self._logs[topic][partition][offset : offset + limit]
+
+    def _commit(self, group: str, offsets: dict[TopicPartition, int]) -> None:
+        self._groups.setdefault(group, _Group()).committed.update(offsets)
+
+
+class InMemoryConsumer:
+    """One member of a consumer group of an `InMemoryBus`."""
+
+    def __init__(self, bus: InMemoryBus, topics: tuple[str, ...], group: str) -> None:
+        self.topics = topics
+        self.group = group
+        self._bus = bus
+        self._positions: dict[TopicPartition, int] = {}
+        self._started = False
+        self._turn = 0
+
+    def assignment(self) -> set[TopicPartition]:
+        """The partitions this member owns now, as (topic, partition)."""
+        return set(self._positions)
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        if not self._bus._running:
+            raise BusError("the bus is not running", retriable=False)
+        self._started = True
+        self._bus._join(self)
+
+    async def fetch(self, max_records: int, timeout: float) -> list[Record]:  # noqa: ASYNC109
+        """Up to `max_records` records in (topic, partition, offset) order; [] on timeout.
+
+        Partitions take turns being served first, so a busy one does not starve the others.
+        """
+        if not self._started:
+            raise BusError("fetch on a consumer that is not started", retriable=False)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(timeout, 0.0)
+        while True:
+            changed = self._bus._changed
+            records = self._take(max_records)
+            remaining = deadline - loop.time()
+            if records or not self._started or remaining <= 0:
+                return records
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), remaining)
+
+    def _take(self, max_records: int) -> list[Record]:
+        owned = sorted(self._positions)
+        if not owned or max_records <= 0:
+            return []
+        self._turn = (self._turn + 1) % len(owned)
+        taken: list[Record] = []
+        for tp in owned[self._turn :] + owned[: self._turn]:
+            batch = self._bus._read(tp, self._positions[tp], max_records - len(taken))
+            if batch:
+                self._positions[tp] += len(batch)
+                taken.extend(batch)
+            if len(taken) >= max_records:
+                break
+        taken.sort(key=lambda r: (r.topic, r.partition, r.offset))
+        return taken
+
+    async def commit(self, records: Sequence[Record]) -> None:
+        """Commit the partitions still owned, then raise `CommitFailed` if any were not."""
+        offsets = _next_offsets(records)
+        owned = {tp: o for tp, o in offsets.items() if tp in self._positions}
+        self._bus._commit(self.group, owned)
+        lost = sorted(set(offsets) - set(owned))
+        if lost:
+            raise CommitFailed(f"partitions no longer assigned to this consumer: {lost}")
+
+    async def stop(self) -> None:
+        """Leave the group; what was fetched and not committed goes to the next owner."""
+        if self._started:
+            self._started = False
+            self._bus._leave(self)
+
+
+def _next_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:
+    """The offset to commit per partition: one past the highest record given."""
+    offsets: dict[TopicPartition, int] = {}
+    for r in records:
+        tp = (r.topic, r.partition)
+        offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
+    return offsets

@@ -1,0 +1,321 @@
+"""One conformance suite for every Bus: InMemoryBus and KafkaBus (against the real broker)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable, Sequence
+
+import pytest
+from aiokafka.partitioner import murmur2 as aiokafka_murmur2
+
+from ingest.bus import (
+    Bus,
+    CommitFailed,
+    Consumer,
+    InMemoryBus,
+    Message,
+    Record,
+    murmur2,
+    partition_for,
+)
+
+PARTITIONS = 4
+
+
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("kafka", marks=pytest.mark.integration),
+    ]
+)
+async def bus(request: pytest.FixtureRequest) -> AsyncIterator[Bus]:
+    impl: Bus
+    if request.param == "memory":
+        impl = InMemoryBus(PARTITIONS)
+    else:
+        from ingest.kafka_bus import KafkaBus
+
+        bootstrap: str = request.getfixturevalue("kafka_bootstrap")
+        # Short session timeouts: the test broker holds a join for about half of it.
+        impl = KafkaBus(bootstrap, PARTITIONS, session_timeout_ms=1_000)
+    await impl.start()
+    try:
+        yield impl
+    finally:
+        await impl.stop()
+
+
+@pytest.fixture
+def topic() -> str:
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def group() -> str:
+    return f"g-{uuid.uuid4().hex[:12]}"
+
+
+def messages(keys: int, per_key: int, tag: str = "") -> list[Message]:
+    """`per_key` messages for each of `keys` keys, interleaved; values say key and sequence."""
+    return [
+        Message(f"k{k}".encode(), f"{tag}k{k}:{i}".encode(), (("seq", str(i).encode()),))
+        for i in range(per_key)
+        for k in range(keys)
+    ]
+
+
+async def started(bus: Bus, topic: str, group: str) -> Consumer:
+    consumer = bus.consumer([topic], group)
+    await consumer.start()
+    return consumer
+
+
+async def drain(
+    consumers: Sequence[Consumer], want: int, *, commit: bool = True, within: float = 30.0
+) -> list[list[Record]]:
+    """Fetch with every consumer until `want` distinct records arrived (or `within` seconds)."""
+    got: list[list[Record]] = [[] for _ in consumers]
+    seen: set[tuple[int, int]] = set()
+    deadline = time.monotonic() + within
+
+    async def one(i: int, c: Consumer) -> None:
+        while len(seen) < want and time.monotonic() < deadline:
+            batch = await c.fetch(100, 0.2)
+            got[i].extend(batch)
+            seen.update((r.partition, r.offset) for r in batch)
+            if commit and batch:
+                await c.commit(batch)
+
+    await asyncio.gather(*(one(i, c) for i, c in enumerate(consumers)))
+    return got
+
+
+async def wait_for_assignment(
+    consumers: Sequence[Consumer], partitions: int, within: float = 30.0
+) -> None:
+    """Until the members' assignments are non-empty, disjoint and cover `partitions`."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        owned = [c.assignment() for c in consumers]
+        union = set().union(*owned)
+        if all(owned) and len(union) == partitions == sum(len(o) for o in owned):
+            return
+        # Kafka members learn their assignment while fetching; fetching nothing is harmless.
+        await asyncio.gather(*(c.fetch(1, 0.05) for c in consumers if not c.assignment()))
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no stable assignment: {[c.assignment() for c in consumers]}")
+
+
+def values(records: Iterable[Record]) -> list[bytes]:
+    return [r.value for r in records]
+
+
+async def test_per_key_order_and_partition(bus: Bus, topic: str, group: str) -> None:
+    await bus.ensure_topics([topic])
+    sent = messages(keys=6, per_key=20)
+    await bus.publish(topic, sent[:50])
+    await bus.publish(topic, sent[50:])
+    consumer = await started(bus, topic, group)
+    [got] = await drain([consumer], len(sent))
+    await consumer.stop()
+    assert sorted(values(got)) == sorted(m.value for m in sent)
+    for k in range(6):
+        key = f"k{k}".encode()
+        mine = [r for r in got if r.key == key]
+        assert values(mine) == [f"k{k}:{i}".encode() for i in range(20)]
+        assert {r.partition for r in mine} == {partition_for(key, PARTITIONS)}
+        assert [r.headers for r in mine] == [(("seq", str(i).encode()),) for i in range(20)]
+        assert all(r.topic == topic for r in mine)
+
+
+async def test_uncommitted_records_are_redelivered_after_stop(
+    bus: Bus, topic: str, group: str
+) -> None:
+    await bus.ensure_topics([topic])
+    sent = messages(keys=8, per_key=5)
+    await bus.publish(topic, sent)
+    first = await started(bus, topic, group)
+    [got] = await drain([first], len(sent), commit=False)
+    assert len(got) == len(sent)
+    await first.stop()
+    second = await started(bus, topic, group)
+    [again] = await drain([second], len(sent))
+    await second.stop()
+    assert sorted(values(again)) == sorted(m.value for m in sent)
+
+
+async def test_committed_records_are_not_redelivered(bus: Bus, topic: str, group: str) -> None:
+    await bus.ensure_topics([topic])
+    old = messages(keys=8, per_key=5, tag="old-")
+    await bus.publish(topic, old)
+    first = await started(bus, topic, group)
+    [got] = await drain([first], len(old))
+    assert len(got) == len(old)
+    await first.stop()
+    new = messages(keys=8, per_key=2, tag="new-")
+    await bus.publish(topic, new)
+    second = await started(bus, topic, group)
+    [rest] = await drain([second], len(new))
+    assert await second.fetch(100, 0.5) == []
+    await second.stop()
+    assert sorted(values(rest)) == sorted(m.value for m in new)
+
+
+async def test_partial_commit_redelivers_only_the_rest(bus: Bus, topic: str, group: str) -> None:
+    await bus.ensure_topics([topic])
+    sent = messages(keys=1, per_key=10)
+    await bus.publish(topic, sent)
+    first = await started(bus, topic, group)
+    [got] = await drain([first], len(sent), commit=False)
+    await first.commit([r for r in got if r.offset == 3])  # offsets 0..3 are done
+    await first.stop()
+    second = await started(bus, topic, group)
+    [rest] = await drain([second], 6)
+    await second.stop()
+    assert values(rest) == [f"k0:{i}".encode() for i in range(4, 10)]
+
+
+async def test_two_members_split_partitions_and_see_everything_once(
+    bus: Bus, topic: str, group: str
+) -> None:
+    await bus.ensure_topics([topic])
+    a, b = await started(bus, topic, group), await started(bus, topic, group)
+    await wait_for_assignment([a, b], PARTITIONS)
+    sent = messages(keys=16, per_key=10)
+    await bus.publish(topic, sent)
+    got_a, got_b = await drain([a, b], len(sent))
+    owned_a, owned_b = a.assignment(), b.assignment()
+    await a.stop()
+    await b.stop()
+    assert got_a
+    assert got_b
+    assert {(r.topic, r.partition) for r in got_a} <= owned_a
+    assert {(r.topic, r.partition) for r in got_b} <= owned_b
+    assert sorted(values(got_a + got_b)) == sorted(m.value for m in sent)
+
+
+async def test_member_joining_mid_stream_loses_nothing(bus: Bus, topic: str, group: str) -> None:
+    await bus.ensure_topics([topic])
+    first = await started(bus, topic, group)
+    before = messages(keys=16, per_key=5, tag="before-")
+    await bus.publish(topic, before)
+    [early] = await drain([first], 20)
+    assert early
+    second = await started(bus, topic, group)
+    after = messages(keys=16, per_key=5, tag="after-")
+    await bus.publish(topic, after)
+    everything = {m.value for m in before + after}
+    seen: set[bytes] = set(values(early))
+    deadline = time.monotonic() + 30
+
+    async def work(c: Consumer) -> list[Record]:
+        mine: list[Record] = []
+        while not everything <= seen and time.monotonic() < deadline:
+            batch = await c.fetch(7, 0.2)
+            mine.extend(batch)
+            seen.update(values(batch))
+            # Revoked by the rebalance: the new owner gets these records again.
+            with contextlib.suppress(CommitFailed):
+                await c.commit(batch)
+        return mine
+
+    _, got_second = await asyncio.gather(work(first), work(second))
+    await wait_for_assignment([first, second], PARTITIONS)
+    await first.stop()
+    await second.stop()
+    assert seen == everything
+    assert got_second, "the member that joined took over partitions"
+
+
+async def test_commit_of_a_revoked_partition_raises(bus: Bus, topic: str, group: str) -> None:
+    await bus.ensure_topics([topic])
+    sent = messages(keys=16, per_key=3)
+    await bus.publish(topic, sent)
+    first = await started(bus, topic, group)
+    [got] = await drain([first], len(sent), commit=False)
+    assert {r.partition for r in got} == set(range(PARTITIONS))
+    second = await started(bus, topic, group)
+    await wait_for_assignment([first, second], PARTITIONS)
+    with pytest.raises(CommitFailed):
+        await first.commit(got)
+    # The partitions that moved were not committed: their new owner gets all their records.
+    moved = second.assignment()
+    [taken] = await drain([second], sum(1 for r in got if (r.topic, r.partition) in moved))
+    await first.stop()
+    await second.stop()
+    assert sorted(values(taken)) == sorted(
+        values(r for r in got if (r.topic, r.partition) in moved)
+    )
+
+
+async def test_independent_groups_each_see_everything(bus: Bus, topic: str) -> None:
+    await bus.ensure_topics([topic])
+    sent = messages(keys=8, per_key=4)
+    await bus.publish(topic, sent)
+    one = await started(bus, topic, f"g1-{topic}")
+    two = await started(bus, topic, f"g2-{topic}")
+    [got_one], [got_two] = await asyncio.gather(drain([one], len(sent)), drain([two], len(sent)))
+    await one.stop()
+    await two.stop()
+    assert sorted(values(got_one)) == sorted(values(got_two)) == sorted(m.value for m in sent)
+
+
+async def test_publish_returns_once_records_are_stored(bus: Bus, topic: str, group: str) -> None:
+    await bus.ensure_topics([topic])
+    sent = [Message(None if i % 3 == 0 else b"k", b"v%d" % i) for i in range(200)]
+    await bus.publish(topic, sent)
+    late = await started(bus, topic, group)
+    [got] = await drain([late], len(sent), within=20)
+    await late.stop()
+    assert sorted(values(got)) == sorted(m.value for m in sent)
+
+
+async def test_waiting_fetch_wakes_on_publish(bus: Bus, topic: str, group: str) -> None:
+    await bus.ensure_topics([topic])
+    consumer = await started(bus, topic, group)
+    await wait_for_assignment([consumer], PARTITIONS)
+    assert await consumer.fetch(10, 0.3) == []
+    waiting = asyncio.create_task(consumer.fetch(10, 20.0))
+    await asyncio.sleep(0.2)
+    assert not waiting.done()
+    began = time.monotonic()
+    await bus.publish(topic, [Message(b"k", b"hello")])
+    got = await waiting
+    await consumer.stop()
+    assert values(got) == [b"hello"]
+    assert time.monotonic() - began < 5.0
+
+
+# InMemoryBus only: what the Kafka client already guarantees for KafkaBus.
+
+
+def test_murmur2_matches_kafka_default_partitioner() -> None:
+    for n in range(40):
+        for _ in range(20):
+            data = os.urandom(n)
+            assert murmur2(data) & 0xFFFFFFFF == aiokafka_murmur2(data)
+
+
+async def test_memory_fetch_waits_without_spinning(topic: str, group: str) -> None:
+    bus = InMemoryBus(PARTITIONS)
+    await bus.start()
+    await bus.ensure_topics([topic])
+    consumer = await started(bus, topic, group)
+    cpu, wall = time.process_time(), time.monotonic()
+    assert await consumer.fetch(10, 0.5) == []
+    assert time.monotonic() - wall >= 0.49
+    assert time.process_time() - cpu < 0.1
+    await bus.stop()
+    assert consumer.assignment() == set()
+
+
+async def test_memory_publish_to_unknown_topic_fails(topic: str) -> None:
+    bus = InMemoryBus(PARTITIONS)
+    await bus.start()
+    with pytest.raises(Exception, match="ensure_topics"):
+        await bus.publish(topic, [Message(b"k", b"v")])
+    await bus.stop()
