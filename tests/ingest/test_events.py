@@ -1,0 +1,115 @@
+"""The event contract: round trips, and clear errors for every kind of malformed record."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ingest.events import (
+    CommitEvent,
+    EventError,
+    FileChange,
+    Person,
+    decode,
+    encode,
+    partition_key,
+)
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+offsets = st.integers(min_value=-12 * 60, max_value=14 * 60).map(
+    lambda m: timezone(timedelta(minutes=m))
+)
+times = st.builds(
+    lambda ts, tz: datetime.fromtimestamp(ts, tz),
+    st.integers(min_value=0, max_value=4_000_000_000),
+    offsets,
+)
+people = st.builds(Person, st.text(max_size=20), st.text(max_size=20), times)
+files = st.builds(
+    FileChange,
+    st.text(min_size=1, max_size=30),
+    st.integers(0, 10**9),
+    st.integers(0, 10**9),
+    st.booleans(),
+    st.sampled_from(["A", "D", "M", "T"]),
+)
+shas = st.text("0123456789abcdef", min_size=40, max_size=40)
+events = st.builds(
+    CommitEvent,
+    st.integers(1, 2**53),
+    shas,
+    st.lists(shas, max_size=3).map(tuple),
+    people,
+    people,
+    st.text(max_size=50),
+    st.lists(files, max_size=5).map(tuple),
+)
+
+
+@given(events)
+def test_round_trip(e: CommitEvent) -> None:
+    back = decode(encode(e))
+    assert back == e
+    assert back.author.time.utcoffset() == e.author.time.utcoffset()
+
+
+def test_wire_fields() -> None:
+    t = datetime(2024, 3, 1, 9, 30, tzinfo=timezone(timedelta(hours=13, minutes=45)))
+    e = CommitEvent(7, SHA, (SHA, SHA), Person("A", "a@x", t), Person("B", "b@x", t), "s")
+    d = orjson.loads(encode(e))
+    assert d["v"] == 1
+    assert d["id"] == f"7:{SHA}"
+    assert d["is_merge"] is True
+    assert d["author"]["time"] == "2024-03-01T09:30:00+13:45"
+    assert partition_key(7) == b"7"
+
+
+def _valid() -> dict[str, object]:
+    t = "2024-03-01T09:30:00+00:00"
+    return {
+        "v": 1,
+        "type": "commit",
+        "repo_id": 1,
+        "sha": SHA,
+        "parents": [],
+        "author": {"name": "a", "email": "a@x", "time": t},
+        "committer": {"name": "a", "email": "a@x", "time": t},
+        "summary": "",
+        "files": [{"path": "f", "added": 1, "removed": 0, "binary": False, "change": "A"}],
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda d: d.update(v=2), "schema version"),
+        (lambda d: d.update(type="tag"), "event type"),
+        (lambda d: d.update(repo_id="1"), "repo_id"),
+        (lambda d: d.update(repo_id=0), "repo_id"),
+        (lambda d: d.update(sha="xyz"), "sha"),
+        (lambda d: d.update(parents=["nope"]), "parents"),
+        (lambda d: d["author"].update(time="yesterday"), "ISO 8601"),
+        (lambda d: d["author"].update(time="2024-03-01T09:30:00"), "UTC offset"),
+        (lambda d: d.update(files=[{"path": "f", "added": -1, "removed": 0}]), "added"),
+        (lambda d: d.update(files=[{"path": "", "added": 1, "removed": 0}]), "path"),
+        (lambda d: d.update(files=[{"path": "f", "added": 1, "removed": 0, "change": "R"}]), "change"),
+        (lambda d: d.update(files="f"), "files"),
+    ],
+)
+def test_malformed_events_say_why(change, reason: str) -> None:  # type: ignore[no-untyped-def]
+    d = _valid()
+    decode(orjson.dumps(d))  # the base is valid
+    change(d)
+    with pytest.raises(EventError, match=reason):
+        decode(orjson.dumps(d))
+
+
+@pytest.mark.parametrize("raw", [b"", b"{", b"[]", b"null", b"\xff\xfe"])
+def test_not_an_event(raw: bytes) -> None:
+    with pytest.raises(EventError):
+        decode(raw)
