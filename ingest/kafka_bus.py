@@ -1,0 +1,276 @@
+"""`KafkaBus`: the Bus contract over Apache Kafka through aiokafka (does network I/O).
+
+Delivery is at least once. The producer waits for every in-sync replica (acks="all") but is not
+idempotent: exactly-once effects come from the processors' dedup on event ids, and the test
+broker does not grant producer ids anyway. Consumers never auto-commit; `commit` names the
+records that are done, so a rebalance or a crash only repeats work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalGenerationError,
+    IllegalStateError,
+    KafkaError,
+    RebalanceInProgressError,
+    TopicAlreadyExistsError,
+    UnknownMemberIdError,
+    for_code,
+)
+
+from ingest.bus import BusError, CommitFailed, Message, Record
+
+log = logging.getLogger(__name__)
+
+_REBALANCED = (
+    CommitFailedError,
+    IllegalGenerationError,
+    IllegalStateError,
+    RebalanceInProgressError,
+    UnknownMemberIdError,
+)
+"""What aiokafka raises when a commit races a rebalance: the partition may belong to another."""
+
+
+def _bus_error(what: str, exc: BaseException) -> BusError:
+    retriable = bool(getattr(exc, "retriable", False))
+    return BusError(f"{what}: {type(exc).__name__}: {exc}", retriable=retriable)
+
+
+class KafkaBus:
+    """Topics with `partitions` partitions (replication factor 1 unless given) on `bootstrap`.
+
+    `session_timeout_ms` bounds how long a dead consumer keeps its partitions; heartbeats go
+    every third of it. A keyed message lands where Kafka's default partitioner (murmur2) puts
+    it, the same partition `ingest.bus.partition_for` and `InMemoryBus` choose.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        partitions: int,
+        session_timeout_ms: int = 10_000,
+        client_id: str = "metre",
+        *,
+        replication_factor: int = 1,
+        request_timeout_ms: int = 30_000,
+    ) -> None:
+        if partitions < 1:
+            raise ValueError("partitions must be at least 1")
+        self.bootstrap = bootstrap
+        self.partitions = partitions
+        self.session_timeout_ms = session_timeout_ms
+        self.client_id = client_id
+        self.replication_factor = replication_factor
+        self.request_timeout_ms = request_timeout_ms
+        self._producer: AIOKafkaProducer | None = None
+        self._consumers: set[KafkaConsumer] = set()
+
+    async def start(self) -> None:
+        if self._producer is not None:
+            return
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            client_id=self.client_id,
+            acks="all",
+            enable_idempotence=False,
+            request_timeout_ms=self.request_timeout_ms,
+        )
+        try:
+            await producer.start()
+        except KafkaError as exc:
+            await producer.stop()
+            raise _bus_error(f"cannot reach Kafka at {self.bootstrap}", exc) from exc
+        self._producer = producer
+
+    async def stop(self) -> None:
+        """Stop the consumers this bus made, then flush and close the producer."""
+        for consumer in list(self._consumers):
+            await consumer.stop()
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+
+    async def ensure_topics(self, topics: Sequence[str]) -> None:
+        """Create missing topics and return once the cluster's metadata lists all of them."""
+        if not topics:
+            return
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.bootstrap,
+            client_id=self.client_id,
+            request_timeout_ms=self.request_timeout_ms,
+        )
+        try:
+            await admin.start()
+            await self._create(admin, topics)
+            await self._await_metadata(admin, topics)
+        except KafkaError as exc:
+            raise _bus_error(f"cannot create topics {list(topics)}", exc) from exc
+        finally:
+            await admin.close()
+
+    async def _create(self, admin: AIOKafkaAdminClient, topics: Sequence[str]) -> None:
+        new = [NewTopic(t, self.partitions, self.replication_factor) for t in topics]
+        try:
+            response = await admin.create_topics(new)
+        except TopicAlreadyExistsError:
+            return
+        for topic, code, *rest in response.topic_errors:
+            error = for_code(code)
+            if code != 0 and error is not TopicAlreadyExistsError:
+                raise error(f"creating {topic!r}: {rest[0] if rest else ''}")
+
+    async def _await_metadata(self, admin: AIOKafkaAdminClient, topics: Sequence[str]) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.request_timeout_ms / 1000
+        while True:
+            described: list[dict[str, Any]] = await admin.describe_topics(list(topics))
+            ready = {
+                d["topic"] for d in described if d.get("error_code") == 0 and d.get("partitions")
+            }
+            missing = sorted(set(topics) - ready)
+            if not missing:
+                return
+            if loop.time() > deadline:
+                raise BusError(f"topics not in metadata after creation: {missing}")
+            await asyncio.sleep(0.1)
+
+    async def publish(self, topic: str, messages: Sequence[Message]) -> None:
+        """Send every message, then wait for every acknowledgement; the first failure raises."""
+        producer = self._producer
+        if producer is None:
+            raise BusError("the bus is not started", retriable=False)
+        deliveries: list[asyncio.Future[Any]] = []
+        try:
+            for m in messages:
+                deliveries.append(
+                    await producer.send(topic, m.value, key=m.key, headers=list(m.headers))
+                )
+        except KafkaError as exc:
+            # Already queued sends still complete or fail on their own; nobody waits for them.
+            for d in deliveries:
+                d.add_done_callback(_consume_outcome)
+            raise _bus_error(f"cannot send to {topic!r}", exc) from exc
+        outcomes = await asyncio.gather(*deliveries, return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, KafkaError):
+                raise _bus_error(f"{topic!r} did not acknowledge", outcome) from outcome
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    def consumer(self, topics: Sequence[str], group: str) -> KafkaConsumer:
+        return KafkaConsumer(self, tuple(topics), group)
+
+
+def _consume_outcome(future: asyncio.Future[Any]) -> None:
+    """Retrieve a delivery's exception so asyncio does not report it as never retrieved."""
+    if not future.cancelled():
+        future.exception()
+
+
+class KafkaConsumer:
+    """One member of a Kafka consumer group; positions restart at committed offsets on rebalance."""
+
+    def __init__(self, bus: KafkaBus, topics: tuple[str, ...], group: str) -> None:
+        self.topics = topics
+        self.group = group
+        self._bus = bus
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        if self._consumer is not None:
+            return
+        bus = self._bus
+        consumer = AIOKafkaConsumer(
+            *self.topics,
+            bootstrap_servers=bus.bootstrap,
+            client_id=bus.client_id,
+            group_id=self.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=bus.session_timeout_ms,
+            heartbeat_interval_ms=max(bus.session_timeout_ms // 3, 100),
+            request_timeout_ms=max(bus.request_timeout_ms, bus.session_timeout_ms + 5_000),
+        )
+        try:
+            await consumer.start()
+        except KafkaError as exc:
+            await consumer.stop()
+            raise _bus_error(f"cannot join group {self.group!r}", exc) from exc
+        self._consumer = consumer
+        bus._consumers.add(self)
+
+    def assignment(self) -> set[tuple[str, int]]:
+        consumer = self._consumer
+        if consumer is None:
+            return set()
+        return {(tp.topic, tp.partition) for tp in consumer.assignment()}
+
+    # A poll timeout, as in Kafka: running out of time is the normal empty answer, not an error.
+    async def fetch(self, max_records: int, timeout: float) -> list[Record]:  # noqa: ASYNC109
+        """Up to `max_records` records, sorted by (topic, partition, offset); [] on timeout."""
+        consumer = self._consumer
+        if consumer is None:
+            raise BusError("fetch on a consumer that is not started", retriable=False)
+        try:
+            batches = await consumer.getmany(
+                timeout_ms=max(int(timeout * 1000), 0), max_records=max(max_records, 1)
+            )
+        except KafkaError as exc:
+            raise _bus_error(f"fetch for group {self.group!r} failed", exc) from exc
+        records: list[Record] = []
+        for tp in sorted(batches, key=lambda tp: (tp.topic, tp.partition)):
+            records.extend(
+                Record(
+                    r.topic,
+                    r.partition,
+                    r.offset,
+                    r.key,
+                    r.value if r.value is not None else b"",
+                    tuple((k, v) for k, v in r.headers),
+                )
+                for r in batches[tp]
+            )
+        return records
+
+    async def commit(self, records: Sequence[Record]) -> None:
+        """Commit the partitions still assigned, then raise `CommitFailed` if any were not."""
+        consumer = self._consumer
+        if consumer is None:
+            raise CommitFailed("commit on a consumer that is not started")
+        offsets: dict[TopicPartition, int] = {}
+        for r in records:
+            tp = TopicPartition(r.topic, r.partition)
+            offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
+        if not offsets:
+            return
+        assigned = consumer.assignment()
+        owned = {tp: o for tp, o in offsets.items() if tp in assigned}
+        lost = sorted((tp.topic, tp.partition) for tp in offsets if tp not in assigned)
+        if owned:
+            try:
+                await consumer.commit(owned)
+            except _REBALANCED as exc:
+                raise CommitFailed(f"group {self.group!r} rebalanced: {exc}") from exc
+            except KafkaError as exc:
+                raise _bus_error(f"commit for group {self.group!r} failed", exc) from exc
+        if lost:
+            raise CommitFailed(f"partitions no longer assigned to this consumer: {lost}")
+
+    async def stop(self) -> None:
+        """Leave the group; what was fetched and not committed goes to the next owner."""
+        consumer, self._consumer = self._consumer, None
+        self._bus._consumers.discard(self)
+        if consumer is not None:
+            with contextlib.suppress(KafkaError):
+                await consumer.stop()
+            log.debug("consumer of %s left group %s", self.topics, self.group)
