@@ -1,0 +1,140 @@
+"""`metre up` end to end, as a user runs it: a real process with the embedded PostgreSQL and the
+in-process bus, driven through the CLI and the HTTP API, checked against git."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from tests.fixtures.gitrepo import GitRepoBuilder, git_commits
+from tests.oracle import assert_api_matches_git, wait_ingested
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _env(data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METRE_")}
+    env.update(METRE_DATA_DIR=str(data_dir), METRE_POLL_INTERVAL="1", METRE_LOG_LEVEL="WARNING")
+    return env
+
+
+def metre(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "metre", *args],
+        env=_env(data_dir),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@asynccontextmanager
+async def metre_up(data_dir: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """Run `metre up --port 0` until the block ends, then stop it with SIGTERM."""
+    runtime = data_dir / "api.json"
+    runtime.unlink(missing_ok=True)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "metre", "up", "--port", "0", env=_env(data_dir),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+        assert line.startswith("metre is up: http://"), line
+        url = orjson.loads(runtime.read_bytes())["url"]
+        assert url in line
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            yield client
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            code = await asyncio.wait_for(proc.wait(), 60)
+            assert code == 0, f"metre up exited with {code}"
+
+
+async def test_up_ingests_exactly_survives_restart_and_refuses_bad_input(
+    tmp_path: Path,
+    awkward_repo: Path,
+    history_factory: Callable[..., Path],
+) -> None:
+    data = tmp_path / "data"
+    live = GitRepoBuilder(tmp_path / "live")
+    live.write("a.txt", b"one\ntwo\n")
+    first = live.commit("first", date="2021-06-01T12:00:00+0200")
+    big = history_factory(commits=2000, seed=7)
+
+    async with metre_up(data) as api:
+        # The CLI registers with the running metre; the API answers for the rest.
+        out = metre(data, "add", str(awkward_repo))
+        assert out.returncode == 0, out.stderr
+        assert "registered repository 1" in out.stdout
+        r = await api.post("/api/v1/repos", json={"url": str(big)})
+        assert r.status_code == 201, r.text
+        big_id = r.json()["id"]
+        r = await api.post("/api/v1/repos", json={"url": str(live.path)})
+        live_id = r.json()["id"]
+
+        await wait_ingested(api, 1, len(git_commits(awkward_repo)))
+        await assert_api_matches_git(api, 1, awkward_repo)
+        await wait_ingested(api, big_id, 2000, timeout=300)
+        await assert_api_matches_git(api, big_id, big)
+        await wait_ingested(api, live_id, 1)
+        assert (await api.get(f"/api/v1/repos/{live_id}")).json()["head"] == first
+
+        # Bad input: a clear error, and nothing else changes.
+        before = (await api.get("/api/v1/repos")).json()
+        for body, reason in [
+            ({"url": "https://no-such-host.invalid/x.git"}, "does not resolve"),
+            ({"url": str(tmp_path)}, "not a git repository"),
+            ({"url": "ext::sh -c touch% /tmp/pwned"}, ""),
+            ({"url": str(awkward_repo)}, "already registered"),
+            ({"url": str(big), "branch": "../x"}, "branch"),
+            ({"nope": 1}, "url"),
+        ]:
+            r = await api.post("/api/v1/repos", json=body)
+            assert r.status_code in (409, 422), (body, r.text)
+            assert reason.lower() in r.json()["error"]["message"].lower(), (body, r.text)
+        r = await api.post(
+            "/api/v1/repos", content=b"{not json", headers={"content-type": "application/json"}
+        )
+        assert r.status_code == 422
+        for path in ("/api/v1/repos/999", "/api/v1/repos/1/commits/" + "0" * 40):
+            r = await api.get(path)
+            assert r.status_code == 404, path
+            assert r.json()["error"]["message"]
+        r = await api.get("/api/v1/repos/1/metrics/activity", params={"granularity": "year"})
+        assert r.status_code == 422
+        r = await api.get(
+            "/api/v1/repos/1/metrics/activity", params={"from": "2024-02-01", "to": "2024-01-01"}
+        )
+        assert r.status_code == 422
+        assert (await api.get("/api/v1/repos")).json() == before
+
+        status = metre(data, "status")
+        assert status.returncode == 0, status.stderr
+        assert "idle" in status.stdout
+
+    # Stopped and started again: the data is still there, and new commits arrive by polling.
+    async with metre_up(data) as api:
+        assert (await api.get(f"/api/v1/repos/{big_id}")).json()["commits"] == 2000
+        await assert_api_matches_git(api, 1, awkward_repo, every_commit=False)
+        live.write("a.txt", b"one\n2\nthree\n")
+        live.write("b.txt", b"new\n")
+        second = live.commit("second", date="2021-06-02T01:00:00-0700")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        repo = await wait_ingested(api, live_id, 2, timeout=30)
+        assert repo["head"] == second
+        assert loop.time() - started < 10  # the poll interval is 1 s
+        await assert_api_matches_git(api, live_id, live.path)
