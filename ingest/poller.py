@@ -10,9 +10,10 @@ it never stops the others. Dulwich and the line counts are blocking: they run in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -68,7 +69,7 @@ class PollerConfig:
 def retry_delay(failures: int, base: float, cap: float, rng: random.Random | None = None) -> float:
     """Capped exponential backoff with full jitter on the upper half: base·2^failures ≤ cap."""
     ceiling = min(cap, base * (2 ** min(failures, 30)))
-    return ceiling / 2 + (rng or random).random() * ceiling / 2  # noqa: S311 - jitter, not crypto
+    return ceiling / 2 + (rng or random).random() * ceiling / 2
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
@@ -150,15 +151,13 @@ class Poller:
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        pass
 
 
-async def _first(aw: object, stop: asyncio.Event) -> None:
+async def _first(aw: Awaitable[None], stop: asyncio.Event) -> None:
     """Wait for `aw` or for `stop`, whichever comes first."""
-    task = asyncio.ensure_future(aw)  # type: ignore[call-overload]
+    task = asyncio.ensure_future(aw)
     stopper = asyncio.ensure_future(stop.wait())
     try:
         await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)

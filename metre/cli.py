@@ -1,9 +1,9 @@
 """The `metre` command: run metre (all roles, or one) and talk to a running one.
 
-    metre up [--port N]           everything in one process (embedded PostgreSQL, in-process bus)
-    metre add URL|PATH            register a repository with the running metre
-    metre status                  the repositories and their state
-    metre poller|processor|api    one distributed role (Kafka + PostgreSQL from METRE_*)
+metre up [--port N]           everything in one process (embedded PostgreSQL, in-process bus)
+metre add URL|PATH            register a repository with the running metre
+metre status                  the repositories and their state
+metre poller|processor|api    one distributed role (Kafka + PostgreSQL from METRE_*)
 """
 
 from __future__ import annotations

@@ -17,12 +17,12 @@ from typing import Any
 
 import orjson
 import uvicorn
+from processors.runner import Processor
 
 from api.app import create_app
 from ingest.bus import Bus, InMemoryBus
 from ingest.poller import Poller, PollerConfig
 from metre.settings import Settings
-from processors.runner import Processor
 from processors.store import PgStore
 
 log = logging.getLogger(__name__)

@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     )
     allow_local_paths: bool = Field(
         default=False,
-        description="Accept local paths and file:// URLs as repositories (always on in `metre up`).",
+        description="Accept local paths and file:// URLs (always on in `metre up`).",
     )
     consumer_session_timeout_ms: int = Field(
         default=10_000, ge=1000, description="Kafka consumer group session timeout."

@@ -22,9 +22,7 @@ def _path(raw: bytes) -> str:
 def expected_files(repo: Path) -> dict[str, Counter[tuple[str, int, int, bool]]]:
     """sha -> multiset of (path, added, removed, binary), from `git log --numstat`."""
     return {
-        sha: Counter(
-            (_path(p), a or 0, r or 0, a is None) for p, a, r in rows
-        )
+        sha: Counter((_path(p), a or 0, r or 0, a is None) for p, a, r in rows)
         for sha, rows in git_numstat(repo).items()
     }
 
@@ -123,9 +121,7 @@ async def assert_api_matches_git(
                 r = await client.get(f"/api/v1/repos/{repo_id}/commits/{sha}")
             assert r.status_code == 200, (sha, r.text)
             body = r.json()
-            got = Counter(
-                (f["path"], f["added"], f["removed"], f["binary"]) for f in body["files"]
-            )
+            got = Counter((f["path"], f["added"], f["removed"], f["binary"]) for f in body["files"])
             assert got == files[sha], sha
             c = commits[sha]
             assert tuple(body["parents"]) == c.parents

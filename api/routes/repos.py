@@ -9,11 +9,11 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, HTTPException, Path
+from ingest.mirror import InvalidRepositoryURL, validate_url
 
 from api.deps import SettingsDep, StoreDep
 from api.responses import OrjsonResponse
 from api.schemas import CommitOut, ErrorOut, PollAccepted, RepoIn, RepoList, RepoOut
-from ingest.mirror import InvalidRepositoryURL, validate_url
 from processors.store import RepoExists, RepoRow
 
 router = APIRouter(tags=["repositories"])
@@ -21,9 +21,7 @@ router = APIRouter(tags=["repositories"])
 RepoId = Annotated[int, Path(ge=1, le=2**63 - 1, description="Repository id")]
 Sha = Annotated[
     str,
-    Path(
-        min_length=7, max_length=64, pattern="^[0-9a-fA-F]+$", description="Commit sha or prefix"
-    ),
+    Path(min_length=7, max_length=64, pattern="^[0-9a-fA-F]+$", description="Commit sha or prefix"),
 ]
 _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorOut, "description": "No such repository or commit"},

@@ -97,7 +97,10 @@ def _valid() -> dict[str, object]:
         (lambda d: d["author"].update(time="2024-03-01T09:30:00"), "UTC offset"),
         (lambda d: d.update(files=[{"path": "f", "added": -1, "removed": 0}]), "added"),
         (lambda d: d.update(files=[{"path": "", "added": 1, "removed": 0}]), "path"),
-        (lambda d: d.update(files=[{"path": "f", "added": 1, "removed": 0, "change": "R"}]), "change"),
+        (
+            lambda d: d.update(files=[{"path": "f", "added": 1, "removed": 0, "change": "R"}]),
+            "change",
+        ),
         (lambda d: d.update(files="f"), "files"),
     ],
 )

@@ -45,7 +45,13 @@ async def metre_up(data_dir: Path) -> AsyncIterator[httpx.AsyncClient]:
     runtime = data_dir / "api.json"
     runtime.unlink(missing_ok=True)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "metre", "up", "--port", "0", env=_env(data_dir),
+        sys.executable,
+        "-m",
+        "metre",
+        "up",
+        "--port",
+        "0",
+        env=_env(data_dir),
         stdout=asyncio.subprocess.PIPE,
     )
     try:
