@@ -1,0 +1,84 @@
+"""Metrics as pure functions from one commit event to deltas (pure: no I/O).
+
+A delta names a row (table + key) and what to merge into it: counters in `add` are summed, so
+redelivery, parallel backfill and retraction (negated deltas) commute; `least` and `greatest`
+values are kept at their minimum / maximum, so any order and any duplicates give the same row.
+They cannot be retracted by a delta: retraction recomputes them from the facts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ingest.events import CommitEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """What one event changes in one metric row."""
+
+    table: str
+    key: tuple[Hashable, ...]
+    add: Mapping[str, int]
+    least: Mapping[str, Any] = field(default_factory=dict)
+    greatest: Mapping[str, Any] = field(default_factory=dict)
+
+
+Metric = Callable[[CommitEvent], Iterator[Delta]]
+
+
+def negate(d: Delta) -> Delta:
+    """The delta that undoes `d`'s counters (its least/greatest values cannot be undone)."""
+    return Delta(d.table, d.key, {k: -v for k, v in d.add.items()}, d.least, d.greatest)
+
+
+def merge(deltas: Iterable[Delta]) -> list[Delta]:
+    """One delta per (table, key), sorted by table then key: the order writers lock rows in."""
+    rows: dict[tuple[str, tuple[Hashable, ...]], Delta] = {}
+    for d in deltas:
+        ident = (d.table, d.key)
+        old = rows.get(ident)
+        if old is None:
+            rows[ident] = Delta(d.table, d.key, dict(d.add), dict(d.least), dict(d.greatest))
+            continue
+        add = dict(old.add)
+        for k, v in d.add.items():
+            add[k] = add.get(k, 0) + v
+        least = dict(old.least)
+        for k, v in d.least.items():
+            least[k] = v if k not in least else min(least[k], v)
+        greatest = dict(old.greatest)
+        for k, v in d.greatest.items():
+            greatest[k] = v if k not in greatest else max(greatest[k], v)
+        rows[ident] = Delta(d.table, d.key, add, least, greatest)
+    return [rows[i] for i in sorted(rows, key=_sort_key)]
+
+
+def _sort_key(ident: tuple[str, tuple[Hashable, ...]]) -> tuple[Any, ...]:
+    return (ident[0], *ident[1])
+
+
+def _all_metrics() -> tuple[Metric, ...]:
+    from processors.metrics.activity import activity
+    from processors.metrics.authors import authors
+
+    return (activity, authors)
+
+
+METRICS: tuple[Metric, ...] = _all_metrics()
+"""Every metric maintained by processors, applied to every new event."""
+
+
+def deltas(events: Iterable[CommitEvent], metrics: Iterable[Metric] = METRICS) -> Iterator[Delta]:
+    """All deltas of `events` under `metrics`, unmerged."""
+    ms = tuple(metrics)
+    for e in events:
+        for m in ms:
+            yield from m(e)
+
+
+def total(events: Iterable[CommitEvent], metrics: Iterable[Metric] = METRICS) -> list[Delta]:
+    """The merged effect of `events`: what the metric tables hold after applying them."""
+    return merge(deltas(events, metrics))

@@ -12,10 +12,12 @@ CREATE TABLE repos (
     progress_done   integer NOT NULL DEFAULT 0,    -- commits published in the current poll
     progress_total  integer NOT NULL DEFAULT 0,    -- commits to publish in the current poll
     lease_until     timestamptz,                   -- a poller owns the repository until then
+    poll_requested  boolean NOT NULL DEFAULT false, -- asked to poll while a poll was running: poll again at once
     next_poll_at    timestamptz NOT NULL DEFAULT now(),
     last_polled_at  timestamptz,
     created_at      timestamptz NOT NULL DEFAULT now()
 );
+CREATE INDEX repos_due ON repos (next_poll_at);
 
 -- Facts. The primary key of commits is also the dedup set: an event whose (repo_id, sha) is
 -- already here was applied before and is skipped.
@@ -24,7 +26,7 @@ CREATE TABLE commits (
     sha             text NOT NULL,
     parents         text[] NOT NULL,
     author_name     text NOT NULL,
-    author_email    text NOT NULL,                 -- lower-cased
+    author_email    text NOT NULL,                 -- as recorded (after .mailmap)
     author_time     timestamptz NOT NULL,
     author_tz       integer NOT NULL,              -- the author's UTC offset, minutes
     committer_name  text NOT NULL,
@@ -41,18 +43,23 @@ CREATE TABLE commits (
 );
 CREATE INDEX commits_author_time ON commits (repo_id, author_time);
 
+-- Written only together with their new commit row, in the same transaction.
 CREATE TABLE file_changes (
     repo_id  bigint NOT NULL,
     sha      text NOT NULL,
+    seq      integer NOT NULL,                     -- position in the commit's numstat output
     path     text NOT NULL,
     added    bigint NOT NULL,
     removed  bigint NOT NULL,
-    binary   boolean NOT NULL,
-    change   char(1) NOT NULL
+    is_binary boolean NOT NULL,
+    change   char(1) NOT NULL,
+    PRIMARY KEY (repo_id, sha, seq),
+    FOREIGN KEY (repo_id, sha) REFERENCES commits (repo_id, sha) ON DELETE CASCADE
 );
-CREATE INDEX file_changes_commit ON file_changes (repo_id, sha);
 
--- Additive metrics: rows are only ever changed by adding deltas.
+-- Metrics: rows are only ever changed by merging deltas (processors/metrics). Counters add up
+-- (and are retracted by adding negated deltas); first/last commit times are kept with
+-- LEAST/GREATEST and the name with the latest (time, name), so any order and duplicates agree.
 CREATE TABLE activity_daily (
     repo_id  bigint NOT NULL REFERENCES repos (id) ON DELETE CASCADE,
     day      date NOT NULL,                        -- author date in UTC
@@ -66,7 +73,7 @@ CREATE TABLE activity_daily (
 CREATE TABLE author_totals (
     repo_id         bigint NOT NULL REFERENCES repos (id) ON DELETE CASCADE,
     email           text NOT NULL,                 -- lower-cased: the identity
-    name            text NOT NULL,                 -- the name on the author's latest commit
+    name            text NOT NULL,                 -- the name on the author's latest commit (ties: greatest name)
     commits         bigint NOT NULL DEFAULT 0,
     added           bigint NOT NULL DEFAULT 0,
     removed         bigint NOT NULL DEFAULT 0,

@@ -1,0 +1,483 @@
+"""PostgreSQL access for metre (I/O): migrations, the repository registry, applying commit
+events exactly once in effect, and the reads the API serves.
+
+Every write that more than one process may do at once is safe to race: the commits primary key
+is the dedup set, metric rows are merged with commutative upserts, and rows are always written
+in key order so concurrent writers never deadlock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, timezone
+from importlib import resources
+from itertools import groupby
+from typing import Any
+
+import asyncpg
+
+from ingest.events import CommitEvent
+from processors.metrics import Delta, total
+
+POLL_CHANNEL = "metre_poll"
+_MIGRATION_LOCK = 0x6D65747265  # "metre": serialises migrations across processes
+_GRANULARITIES = frozenset(("day", "week", "month"))
+
+
+class RepoExists(Exception):
+    """A repository with this URL is already registered."""
+
+
+@dataclass(frozen=True, slots=True)
+class RepoRow:
+    """A registered repository and its polling state; `commits` counts commits ingested."""
+
+    id: int
+    url: str
+    branch: str | None
+    state: str
+    error: str | None
+    head: str | None
+    commits: int
+    progress_done: int
+    progress_total: int
+    last_polled_at: datetime | None
+    next_poll_at: datetime
+    failures: int
+    created_at: datetime
+
+
+_REPO_COLUMNS = """
+    r.id, r.url, r.branch, r.state, r.error, r.head,
+    COALESCE((SELECT sum(a.commits) FROM activity_daily a WHERE a.repo_id = r.id), 0)::bigint
+        AS commits,
+    r.progress_done, r.progress_total, r.last_polled_at, r.next_poll_at, r.failures, r.created_at
+"""
+
+
+def _repo(rec: asyncpg.Record) -> RepoRow:
+    return RepoRow(**dict(rec))
+
+
+def _migrations() -> list[tuple[int, str, str]]:
+    """(version, file name, SQL) of processors/migrations/NNNN_*.sql, in version order."""
+    found = []
+    for f in (resources.files("processors") / "migrations").iterdir():
+        if f.name.endswith(".sql") and f.name[:4].isdigit():
+            found.append((int(f.name[:4]), f.name, f.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+_INSERT_COMMITS = """
+INSERT INTO commits (repo_id, sha, parents, author_name, author_email, author_time, author_tz,
+                     committer_name, committer_email, committer_time, committer_tz,
+                     summary, is_merge, files, added, removed)
+SELECT t.repo_id, t.sha, string_to_array(t.parents, ' '), t.an, t.ae, t.at, t.atz,
+       t.cn, t.ce, t.ct, t.ctz, t.summary, t.is_merge, t.files, t.added, t.removed
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
+            $7::int[], $8::text[], $9::text[], $10::timestamptz[], $11::int[], $12::text[],
+            $13::bool[], $14::int[], $15::bigint[], $16::bigint[])
+     AS t(repo_id, sha, parents, an, ae, at, atz, cn, ce, ct, ctz, summary, is_merge, files,
+          added, removed)
+WHERE EXISTS (SELECT 1 FROM repos r WHERE r.id = t.repo_id)
+ORDER BY t.repo_id, t.sha
+ON CONFLICT (repo_id, sha) DO NOTHING
+RETURNING repo_id, sha
+"""
+
+_INSERT_FILES = """
+INSERT INTO file_changes (repo_id, sha, seq, path, added, removed, is_binary, change)
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::bigint[],
+                     $6::bigint[], $7::bool[], $8::text[])
+"""
+
+# One upsert per metric table; rows arrive merged and are locked in key order.
+_UPSERTS: dict[str, str] = {
+    "activity_daily": """
+INSERT INTO activity_daily AS m (repo_id, day, commits, merges, added, removed)
+SELECT * FROM unnest($1::bigint[], $2::date[], $3::bigint[], $4::bigint[], $5::bigint[],
+                     $6::bigint[]) AS t(repo_id, day, commits, merges, added, removed)
+ORDER BY repo_id, day
+ON CONFLICT (repo_id, day) DO UPDATE SET
+    commits = m.commits + EXCLUDED.commits, merges = m.merges + EXCLUDED.merges,
+    added = m.added + EXCLUDED.added, removed = m.removed + EXCLUDED.removed
+""",
+    "author_totals": """
+INSERT INTO author_totals AS m (repo_id, email, name, commits, added, removed,
+                                first_commit_at, last_commit_at)
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[],
+                     $6::bigint[], $7::timestamptz[], $8::timestamptz[])
+     AS t(repo_id, email, name, commits, added, removed, first_commit_at, last_commit_at)
+ORDER BY repo_id, email
+ON CONFLICT (repo_id, email) DO UPDATE SET
+    commits = m.commits + EXCLUDED.commits, added = m.added + EXCLUDED.added,
+    removed = m.removed + EXCLUDED.removed,
+    first_commit_at = LEAST(m.first_commit_at, EXCLUDED.first_commit_at),
+    last_commit_at = GREATEST(m.last_commit_at, EXCLUDED.last_commit_at),
+    name = CASE WHEN (EXCLUDED.last_commit_at, EXCLUDED.name COLLATE "C")
+                     > (m.last_commit_at, m.name COLLATE "C")
+                THEN EXCLUDED.name ELSE m.name END
+""",
+}
+
+
+def _metric_row(d: Delta) -> tuple[Any, ...]:
+    """The upsert's column values for one merged delta (same order as in `_UPSERTS`)."""
+    if d.table == "activity_daily":
+        a = d.add
+        return (*d.key, a["commits"], a["merges"], a["added"], a["removed"])
+    if d.table == "author_totals":
+        a = d.add
+        last_at, name = d.greatest["latest"]
+        return (
+            *d.key, name, a["commits"], a["added"], a["removed"],
+            d.least["first_commit_at"], last_at,
+        )  # fmt: skip
+    raise KeyError(f"no upsert for metric table {d.table!r}")
+
+
+def _offset_minutes(t: datetime) -> int:
+    off = t.utcoffset()
+    return 0 if off is None else int(off.total_seconds() // 60)
+
+
+def _commit_arrays(events: Sequence[CommitEvent]) -> list[list[Any]]:
+    cols: list[list[Any]] = [[] for _ in range(16)]
+    for e in events:
+        a, c = e.author, e.committer
+        row = (
+            e.repo_id, e.sha, " ".join(e.parents), a.name, a.email, a.time,
+            _offset_minutes(a.time), c.name, c.email, c.time, _offset_minutes(c.time),
+            e.summary, e.is_merge, len(e.files), e.added, e.removed,
+        )  # fmt: skip
+        for col, v in zip(cols, row, strict=True):
+            col.append(v)
+    return cols
+
+
+def _file_arrays(events: Iterable[CommitEvent]) -> list[list[Any]]:
+    cols: list[list[Any]] = [[] for _ in range(8)]
+    for e in events:
+        for seq, f in enumerate(e.files):
+            row = (e.repo_id, e.sha, seq, f.path, f.added, f.removed, f.binary, f.change)
+            for col, v in zip(cols, row, strict=True):
+                col.append(v)
+    return cols
+
+
+def _iso(t: datetime, offset_minutes: int) -> str:
+    return t.astimezone(timezone(timedelta(minutes=offset_minutes))).isoformat()
+
+
+class PgStore:
+    """metre's PostgreSQL over an asyncpg pool. Build with `await PgStore.connect(dsn)`."""
+
+    def __init__(self, pool: asyncpg.Pool, dsn: str) -> None:
+        self._pool = pool
+        self._dsn = dsn
+        self._listener: asyncpg.Connection | None = None
+        self._poll_requested = asyncio.Event()
+
+    @classmethod
+    async def connect(cls, dsn: str, *, min_size: int = 1, max_size: int = 10) -> PgStore:
+        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+        return cls(pool, dsn)
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close()
+            self._listener = None
+        await self._pool.close()
+
+    async def migrate(self) -> list[str]:
+        """Apply pending migrations in one transaction; returns the files applied.
+
+        An advisory lock makes processes that start at the same time take turns.
+        """
+        applied: list[str] = []
+        async with self._pool.acquire() as con, con.transaction():
+            await con.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            await con.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version integer PRIMARY KEY, name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {r["version"] for r in await con.fetch("SELECT version FROM schema_migrations")}
+            for version, name, sql in _migrations():
+                if version in done:
+                    continue
+                await con.execute(sql)
+                await con.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name
+                )
+                applied.append(name)
+        return applied
+
+    async def ping(self) -> bool:
+        """Whether the database answers a query within 2 seconds."""
+        try:
+            async with asyncio.timeout(2):
+                return bool(await self._pool.fetchval("SELECT 1") == 1)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            return False
+
+    # -- the repository registry ------------------------------------------------------------
+
+    async def add_repo(self, url: str, branch: str | None) -> RepoRow:
+        """Register a repository, due for polling now; `RepoExists` if the URL is taken."""
+        try:
+            rid = await self._pool.fetchval(
+                "INSERT INTO repos (url, branch) VALUES ($1, $2) RETURNING id", url, branch
+            )
+        except asyncpg.UniqueViolationError as exc:
+            raise RepoExists(url) from exc
+        row = await self.get_repo(rid)
+        assert row is not None
+        return row
+
+    async def get_repo(self, repo_id: int) -> RepoRow | None:
+        rec = await self._pool.fetchrow(
+            f"SELECT {_REPO_COLUMNS} FROM repos r WHERE r.id = $1",  # noqa: S608 (constant)
+            repo_id,
+        )
+        return None if rec is None else _repo(rec)
+
+    async def list_repos(self) -> list[RepoRow]:
+        """Every repository, by id."""
+        recs = await self._pool.fetch(
+            f"SELECT {_REPO_COLUMNS} FROM repos r ORDER BY r.id"  # noqa: S608 (constant)
+        )
+        return [_repo(r) for r in recs]
+
+    async def delete_repo(self, repo_id: int) -> bool:
+        """Forget a repository with its commits and metrics; False if there was none."""
+        status = await self._pool.execute("DELETE FROM repos WHERE id = $1", repo_id)
+        return bool(status == "DELETE 1")
+
+    async def request_poll(self, repo_id: int) -> bool:
+        """Make the repository due now and wake waiting pollers; False if there is none."""
+        async with self._pool.acquire() as con, con.transaction():
+            status = await con.execute(
+                "UPDATE repos SET next_poll_at = now(), poll_requested = true WHERE id = $1",
+                repo_id,
+            )
+            if status != "UPDATE 1":
+                return False
+            await con.execute(f"NOTIFY {POLL_CHANNEL}")
+        return True
+
+    async def claim_due_repo(self, lease_seconds: float) -> RepoRow | None:
+        """Take one due repository whose lease is free or expired, for `lease_seconds`.
+
+        Concurrent claimers never get the same repository (row locks, SKIP LOCKED).
+        """
+        rec = await self._pool.fetchrow(
+            f"""
+            WITH due AS (
+                SELECT id FROM repos
+                WHERE next_poll_at <= now() AND (lease_until IS NULL OR lease_until < now())
+                ORDER BY next_poll_at, id
+                LIMIT 1
+                FOR UPDATE SKIP LOCKED
+            )
+            UPDATE repos r SET state = 'polling', poll_requested = false,
+                lease_until = now() + make_interval(secs => $1),
+                progress_done = 0, progress_total = 0
+            FROM due WHERE r.id = due.id
+            RETURNING {_REPO_COLUMNS}
+            """,  # noqa: S608 (constant)
+            float(lease_seconds),
+        )
+        return None if rec is None else _repo(rec)
+
+    async def set_progress(self, repo_id: int, done: int, total: int) -> None:
+        await self._pool.execute(
+            "UPDATE repos SET progress_done = $2, progress_total = $3 WHERE id = $1",
+            repo_id,
+            done,
+            total,
+        )
+
+    async def set_polled(self, repo_id: int, head: str | None, next_poll_in: float) -> None:
+        """A poll succeeded: idle, new head, lease released, due again in `next_poll_in` s
+        (at once if a poll was requested meanwhile)."""
+        await self._pool.execute(
+            """
+            UPDATE repos SET state = 'idle', error = NULL, failures = 0, head = $2,
+                last_polled_at = now(), lease_until = NULL,
+                next_poll_at = CASE WHEN poll_requested THEN now()
+                                    ELSE now() + make_interval(secs => $3) END,
+                poll_requested = false
+            WHERE id = $1
+            """,
+            repo_id,
+            head,
+            float(next_poll_in),
+        )
+
+    async def set_failed(self, repo_id: int, error: str, retry_in: float) -> None:
+        """A poll failed: failed, one more failure, lease released, retried in `retry_in` s."""
+        await self._pool.execute(
+            """
+            UPDATE repos SET state = 'failed', error = $2, failures = failures + 1,
+                last_polled_at = now(), lease_until = NULL,
+                next_poll_at = CASE WHEN poll_requested THEN now()
+                                    ELSE now() + make_interval(secs => $3) END,
+                poll_requested = false
+            WHERE id = $1
+            """,
+            repo_id,
+            error,
+            float(retry_in),
+        )
+
+    async def wait_for_poll_request(self, timeout: float) -> None:
+        """Sleep up to `timeout` seconds; return early when `request_poll` notifies.
+
+        Listens on a dedicated connection, opened on first use and reopened if it was lost.
+        """
+        if self._listener is None or self._listener.is_closed():
+            self._listener = await asyncpg.connect(self._dsn)
+            await self._listener.add_listener(POLL_CHANNEL, self._on_poll_request)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._poll_requested.wait(), timeout)
+        self._poll_requested.clear()
+
+    def _on_poll_request(self, *_: object) -> None:
+        self._poll_requested.set()
+
+    # -- applying events --------------------------------------------------------------------
+
+    async def apply(self, events: Sequence[CommitEvent]) -> int:
+        """Apply events in one transaction, each at most once ever; returns how many were new.
+
+        Events already applied, repeated within the batch, or of unregistered repositories
+        change nothing. Safe to run concurrently with overlapping batches.
+        """
+        unique: dict[tuple[int, str], CommitEvent] = {}
+        for e in events:
+            unique.setdefault((e.repo_id, e.sha), e)
+        if not unique:
+            return 0
+        ordered = [unique[k] for k in sorted(unique)]
+        for attempt in range(3):
+            try:
+                return await self._apply(ordered)
+            except asyncpg.ForeignKeyViolationError:
+                # A repository was deleted while its events were in flight: its events are now
+                # filtered out by the next attempt.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _apply(self, ordered: Sequence[CommitEvent]) -> int:
+        async with self._pool.acquire() as con, con.transaction():
+            inserted = await con.fetch(_INSERT_COMMITS, *_commit_arrays(ordered))
+            new = {(r["repo_id"], r["sha"]) for r in inserted}
+            fresh = [e for e in ordered if (e.repo_id, e.sha) in new]
+            if not fresh:
+                return 0
+            files = _file_arrays(fresh)
+            if files[0]:
+                await con.execute(_INSERT_FILES, *files)
+            for table, group in groupby(total(fresh), key=lambda d: d.table):
+                rows = [_metric_row(d) for d in group]
+                await con.execute(_UPSERTS[table], *(list(c) for c in zip(*rows, strict=True)))
+        return len(fresh)
+
+    # -- reads for the API ------------------------------------------------------------------
+
+    async def get_commit(self, repo_id: int, sha: str) -> dict[str, Any] | None:
+        """One commit with its files; times in ISO 8601 with the person's own UTC offset."""
+        async with self._pool.acquire() as con:
+            c = await con.fetchrow(
+                "SELECT * FROM commits WHERE repo_id = $1 AND sha = $2", repo_id, sha
+            )
+            if c is None:
+                return None
+            files = await con.fetch(
+                "SELECT path, added, removed, is_binary AS binary, change FROM file_changes"
+                " WHERE repo_id = $1 AND sha = $2 ORDER BY seq",
+                repo_id,
+                sha,
+            )
+        return {
+            "sha": c["sha"],
+            "author": {
+                "name": c["author_name"],
+                "email": c["author_email"],
+                "time": _iso(c["author_time"], c["author_tz"]),
+            },
+            "committer": {
+                "name": c["committer_name"],
+                "email": c["committer_email"],
+                "time": _iso(c["committer_time"], c["committer_tz"]),
+            },
+            "parents": list(c["parents"]),
+            "summary": c["summary"],
+            "is_merge": c["is_merge"],
+            "files": [dict(f) for f in files],
+        }
+
+    async def activity(
+        self, repo_id: int, start: date | None, end: date | None, granularity: str
+    ) -> list[dict[str, Any]]:
+        """Activity per day|week|month (UTC author dates; weeks start on the ISO Monday).
+
+        `start`/`end` bound days, inclusive; periods without commits are left out.
+        """
+        if granularity not in _GRANULARITIES:
+            raise ValueError(f"granularity must be day, week or month, not {granularity!r}")
+        recs = await self._pool.fetch(
+            """
+            SELECT date_trunc($4, day::timestamp)::date AS period,
+                   sum(commits)::bigint AS commits, sum(merges)::bigint AS merges,
+                   sum(added)::bigint AS added, sum(removed)::bigint AS removed
+            FROM activity_daily
+            WHERE repo_id = $1 AND ($2::date IS NULL OR day >= $2)
+                  AND ($3::date IS NULL OR day <= $3)
+            GROUP BY 1 HAVING sum(commits) > 0
+            ORDER BY 1
+            """,
+            repo_id,
+            start,
+            end,
+            granularity,
+        )
+        return [
+            {
+                "period": r["period"].isoformat(),
+                "commits": r["commits"],
+                "merges": r["merges"],
+                "added": r["added"],
+                "removed": r["removed"],
+            }
+            for r in recs
+        ]
+
+    async def authors(self, repo_id: int) -> list[dict[str, Any]]:
+        """Per-author totals by commits descending, then email; times ISO 8601 in UTC."""
+        recs = await self._pool.fetch(
+            """
+            SELECT name, email, commits, added, removed, first_commit_at, last_commit_at
+            FROM author_totals WHERE repo_id = $1 AND commits > 0
+            ORDER BY commits DESC, email COLLATE "C"
+            """,
+            repo_id,
+        )
+        return [
+            {
+                "name": r["name"],
+                "email": r["email"],
+                "commits": r["commits"],
+                "added": r["added"],
+                "removed": r["removed"],
+                "first_commit_at": r["first_commit_at"].astimezone(UTC).isoformat(),
+                "last_commit_at": r["last_commit_at"].astimezone(UTC).isoformat(),
+            }
+            for r in recs
+        ]
