@@ -1,0 +1,53 @@
+"""Pure, compiled computations with Python bindings; nothing here does I/O.
+
+Line counts equal to ``git diff --numstat --minimal``:
+
+* ``numstat(old, new) -> (added, removed) | None`` (None when either side is binary),
+* ``count_lines(old, new) -> (added, removed)`` (no binary check),
+* ``is_binary(data) -> bool`` (a NUL byte in the first 8000 bytes).
+
+The compiled extension ``kernels._linediff`` is used when it was built (``pip install -e .`` on a
+machine with a C compiler); otherwise the pure-Python twin ``kernels._reference`` (the spec, much
+slower) is used, and a warning is *logged* on the ``kernels`` logger (logged rather than
+warned so that importing never fails under ``-W error``). ``IMPLEMENTATION`` says which: "c" or
+"python".
+
+``METRE_KERNELS=python`` in the environment forces the pure twin. It is the one environment read
+outside ``metre.settings``, at import time on purpose, like aiokafka's switch for its own
+extensions: it must hold before anything calls a kernel, and tests and benchmarks use it to
+compare both.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from typing import Final, Literal
+
+from kernels import _reference
+
+__all__ = ["IMPLEMENTATION", "count_lines", "is_binary", "numstat"]
+
+_log = logging.getLogger(__name__)
+
+numstat: Callable[[bytes, bytes], tuple[int, int] | None] = _reference.numstat
+count_lines: Callable[[bytes, bytes], tuple[int, int]] = _reference.count_lines
+is_binary: Callable[[bytes], bool] = _reference.is_binary
+_implementation: Literal["c", "python"] = "python"
+
+if os.environ.get("METRE_KERNELS", "").strip().lower() == "python":
+    _log.debug("METRE_KERNELS=python: using the pure-Python kernels")
+else:
+    try:
+        from kernels import _linediff
+    except ImportError as exc:
+        _log.warning("compiled kernels unavailable (%s); using the slow pure-Python ones", exc)
+    else:
+        numstat = _linediff.numstat
+        count_lines = _linediff.count_lines
+        is_binary = _linediff.is_binary
+        _implementation = "c"
+
+IMPLEMENTATION: Final[Literal["c", "python"]] = _implementation
+"""Which implementation the public functions are: "c" (compiled) or "python" (reference)."""
