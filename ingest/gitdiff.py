@@ -1,0 +1,409 @@
+"""Commits of a local repository as `CommitEvent`s (pure: reads a dulwich object store only).
+
+What a commit's files are: exactly `git log --numstat --no-renames --minimal` for that commit.
+Root commits are diffed against the empty tree; merge commits carry no files. Symlinks diff as
+their target text, a submodule entry (gitlink) as the one line ``Subproject commit <sha>\\n``.
+A path whose type changes (file, symlink, gitlink) is one "T" entry counted on those texts, and
+a mode-only change counts 0 0 (or binary), as git prints them. Line counts come from
+`kernels.numstat` (git's binary rule: a NUL among the first 8000 bytes).
+
+Paths are bytes in git; they are decoded as UTF-8, invalid bytes as backslash escapes
+(``errors="backslashreplace"``, e.g. ``caf\\xe9.txt``), so distinct byte paths stay distinct.
+
+Why it is shaped this way (see notes/ingest-profile.md): dulwich's `Walker` and `Commit`
+objects and `tree_changes` cost more than the line diff, so this module reads raw objects
+(`object_store.get_raw`), parses only the commit header fields it needs, parses each tree once
+into a cached mapping (LRU, keyed by tree sha: content-addressed, so never stale), compares two
+trees as the symmetric difference of their entry sets and recurses only into subtrees whose sha
+changed.
+"""
+
+from __future__ import annotations
+
+import codecs
+import heapq
+import stat
+import threading
+import zlib
+from collections import OrderedDict
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, NamedTuple
+
+from dulwich.errors import ApplyDeltaError, ChecksumMismatch, FileFormatException, ObjectMissing
+from dulwich.objects import parse_tree
+
+import kernels
+from ingest.events import ChangeType, CommitEvent, FileChange, Person
+
+__all__ = ["RepositoryError", "commit_event", "new_commits"]
+
+_TREE_CACHE_SIZE = 4096
+_SLOP_SECONDS = 86_400
+"""How far below the oldest new commit the walk of known commits goes (clock-skew margin)."""
+
+
+class RepositoryError(Exception):
+    """The repository cannot be read: missing or corrupt objects, unknown revisions, bad URLs.
+
+    The message is meant for users: no stack trace text, no credentials.
+    """
+
+
+class _Header(NamedTuple):
+    tree: bytes
+    parents: tuple[bytes, ...]
+    author: bytes
+    committer: bytes
+    encoding: str | None
+    message: bytes
+
+
+class _Entry(NamedTuple):
+    mode: int
+    sha: bytes
+
+
+_Tree = tuple[frozenset[tuple[bytes, int, bytes]], dict[bytes, _Entry]]
+
+
+class _Reader:
+    """Raw-object access to one object store, with a thread-safe LRU of parsed trees."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self._trees: OrderedDict[bytes, _Tree] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def raw(self, sha: bytes, expected: int) -> bytes:
+        try:
+            type_num, data = self.store.get_raw(sha)
+        except KeyError:
+            raise RepositoryError(f"object {sha.decode()} is missing from the repository") from None
+        except _CORRUPT as exc:
+            raise RepositoryError(
+                f"object {sha.decode()} cannot be read (corrupt repository?): {type(exc).__name__}"
+            ) from None
+        if type_num != expected:
+            raise RepositoryError(f"object {sha.decode()} is not a {_TYPE_NAMES[expected]}")
+        return bytes(data)
+
+    def header(self, sha: bytes) -> _Header:
+        return _parse_commit(self.raw(sha, _COMMIT))
+
+    def tree(self, sha: bytes) -> _Tree:
+        with self._lock:
+            hit = self._trees.get(sha)
+            if hit is not None:
+                self._trees.move_to_end(sha)
+                return hit
+        try:
+            items = parse_tree(self.raw(sha, _TREE), len(sha) // 2)
+        except (ValueError, TypeError) as exc:
+            raise RepositoryError(f"tree {sha.decode()} is corrupt: {exc}") from None
+        parsed: _Tree = (
+            frozenset((n, m, s) for n, m, s in items),
+            {n: _Entry(m, s) for n, m, s in items},
+        )
+        with self._lock:
+            self._trees[sha] = parsed
+            if len(self._trees) > _TREE_CACHE_SIZE:
+                self._trees.popitem(last=False)
+        return parsed
+
+    def content(self, entry: _Entry) -> bytes:
+        """The text git diffs for an entry: blob bytes, link target, or the gitlink line."""
+        if _is_gitlink(entry):
+            return b"Subproject commit " + entry.sha + b"\n"
+        return self.raw(entry.sha, _BLOB)
+
+
+_COMMIT, _TREE, _BLOB = 1, 2, 3
+_CORRUPT = (
+    ValueError,
+    OSError,
+    IndexError,
+    AssertionError,
+    zlib.error,
+    ChecksumMismatch,
+    ApplyDeltaError,
+    FileFormatException,
+    ObjectMissing,
+)
+"""What reading a damaged object store raises in dulwich (its errors have no common base)."""
+_TYPE_NAMES = {_COMMIT: "commit", _TREE: "tree", _BLOB: "blob"}
+_S_IFGITLINK = 0o160000
+
+
+def _is_gitlink(entry: _Entry) -> bool:
+    return (entry.mode & 0o170000) == _S_IFGITLINK
+
+
+def _is_dir(entry: _Entry | None) -> bool:
+    return entry is not None and (entry.mode & 0o170000) == stat.S_IFDIR
+
+
+def _kind(entry: _Entry) -> int:
+    """File, symlink or gitlink (the exec bit is not a type change)."""
+    return entry.mode & 0o170000
+
+
+_readers_lock = threading.Lock()
+_readers: dict[int, tuple[Any, _Reader]] = {}
+
+
+def _reader(repo: Any) -> _Reader:
+    """One reader (tree cache) per object store; the store itself is kept as a liveness check."""
+    store = repo.object_store
+    with _readers_lock:
+        hit = _readers.get(id(store))
+        if hit is not None and hit[0] is store:
+            return hit[1]
+        reader = _Reader(store)
+        if len(_readers) >= 64:
+            _readers.clear()
+        _readers[id(store)] = (store, reader)
+        return reader
+
+
+def _parse_commit(raw: bytes) -> _Header:
+    head, sep, message = raw.partition(b"\n\n")
+    if not sep:
+        head, message = raw.rstrip(b"\n"), b""
+    tree = b""
+    parents: list[bytes] = []
+    author = committer = b""
+    encoding: str | None = None
+    for line in head.split(b"\n"):
+        if line.startswith(b" "):
+            continue  # continuation of a multi-line header (gpgsig, mergetag)
+        key, _, value = line.partition(b" ")
+        if key == b"tree":
+            tree = value
+        elif key == b"parent":
+            parents.append(value)
+        elif key == b"author":
+            author = value
+        elif key == b"committer":
+            committer = value
+        elif key == b"encoding":
+            encoding = value.decode("ascii", "replace")
+    if not tree:
+        raise RepositoryError("a commit without a tree (corrupt repository?)")
+    return _Header(tree, tuple(parents), author, committer, encoding, message)
+
+
+def _decode(data: bytes, encoding: str | None) -> str:
+    """As git log shows it: re-encoded from the commit's encoding, else UTF-8 (replacement)."""
+    if encoding:
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            encoding = None
+    return data.decode(encoding or "utf-8", "replace")
+
+
+def _person(ident: bytes, encoding: str | None) -> Person:
+    """Parse ``Name <email> <seconds> <+hhmm>`` the way git splits an identity line."""
+    lt = ident.find(b"<")
+    gt = ident.find(b">", lt + 1) if lt >= 0 else -1
+    if lt < 0 or gt < 0:
+        return Person(_decode(ident.strip(), encoding), "", datetime.fromtimestamp(0, UTC))
+    name, email = ident[:lt].strip(), ident[lt + 1 : gt]
+    when = _time(ident[ident.rfind(b">") + 1 :])
+    return Person(_decode(name, encoding), email.decode("utf-8", "replace").lower(), when)
+
+
+def _time(raw: bytes) -> datetime:
+    """Seconds and offset; an offset of 24 hours or more (which git accepts) becomes UTC.
+
+    ``-0000`` is UTC as well. Unparsable dates are the epoch, as git log shows them.
+    """
+    parts = raw.split()
+    try:
+        seconds = int(parts[0])
+        tz = parts[1] if len(parts) > 1 else b"+0000"
+        sign = -1 if tz[:1] == b"-" else 1
+        digits = tz.lstrip(b"+-")
+        minutes = sign * (int(digits[:-2] or b"0") * 60 + int(digits[-2:]))
+        offset = timezone(timedelta(minutes=minutes)) if abs(minutes) < 1440 else UTC
+        return datetime.fromtimestamp(seconds, offset)
+    except (ValueError, IndexError, OverflowError, OSError):
+        return datetime.fromtimestamp(0, UTC)
+
+
+_Change = tuple[bytes, _Entry | None, _Entry | None]
+
+
+def _tree_changes(
+    rd: _Reader, old: bytes | None, new: bytes | None, prefix: bytes = b""
+) -> Iterator[_Change]:
+    """(path, old entry, new entry) for every non-tree path whose mode or sha differs."""
+    old_items, old_map = rd.tree(old) if old else (frozenset(), {})
+    new_items, new_map = rd.tree(new) if new else (frozenset(), {})
+    names = {name for name, _, _ in old_items ^ new_items}
+    for name in names:
+        o, n = old_map.get(name), new_map.get(name)
+        path = prefix + name
+        if _is_dir(o) or _is_dir(n):
+            # a tree on either side: recurse; a file on the other side is its own change
+            old_sub = o.sha if o is not None and _is_dir(o) else None
+            new_sub = n.sha if n is not None and _is_dir(n) else None
+            yield from _tree_changes(rd, old_sub, new_sub, path + b"/")
+            o = None if old_sub else o
+            n = None if new_sub else n
+            if o is None and n is None:
+                continue
+        yield path, o, n
+
+
+def _file_change(rd: _Reader, path: bytes, o: _Entry | None, n: _Entry | None) -> FileChange:
+    old = rd.content(o) if o else b""
+    new = rd.content(n) if n else b""
+    change: ChangeType
+    if o is None:
+        change = "A"
+    elif n is None:
+        change = "D"
+    elif _kind(o) != _kind(n):
+        change = "T"
+    else:
+        change = "M"
+    counts = kernels.numstat(old, new)
+    text = path.decode("utf-8", "backslashreplace")
+    if counts is None:
+        return FileChange(text, 0, 0, True, change)
+    return FileChange(text, counts[0], counts[1], False, change)
+
+
+def commit_event(repo: Any, repo_id: int, sha: str) -> CommitEvent:
+    """The event of commit `sha` (hex) of a dulwich repository; files sorted by raw path.
+
+    Raises `RepositoryError` when an object is missing or unreadable.
+    """
+    rd = _reader(repo)
+    key = sha.encode("ascii")
+    h = rd.header(key)
+    author = _person(h.author, h.encoding)
+    committer = _person(h.committer, h.encoding)
+    summary = _decode(h.message.split(b"\n", 1)[0], h.encoding)
+    files: tuple[FileChange, ...] = ()
+    if len(h.parents) <= 1:
+        old_tree = rd.header(h.parents[0]).tree if h.parents else None
+        changes = sorted(_tree_changes(rd, old_tree, h.tree), key=lambda c: c[0])
+        files = tuple(_file_change(rd, p, o, n) for p, o, n in changes)
+    return CommitEvent(
+        repo_id=repo_id,
+        sha=sha,
+        parents=tuple(p.decode("ascii") for p in h.parents),
+        author=author,
+        committer=committer,
+        summary=summary,
+        files=files,
+    )
+
+
+def _commit_time(h: _Header) -> int:
+    parts = h.committer[h.committer.rfind(b">") + 1 :].split()
+    try:
+        return int(parts[0])
+    except (ValueError, IndexError):
+        return 0
+
+
+def new_commits(repo: Any, head: str, known_head: str | None) -> list[str]:
+    """Every commit reachable from `head` and not from `known_head`, parents before children.
+
+    The order is deterministic (a depth-first post-order from `head`, parents in recorded
+    order). The walk is bounded by the new commits, not by the history: both sides are walked
+    newest first by committer time, like `git rev-list head ^known`, and the walk of known
+    commits stops a day (`_SLOP_SECONDS`) below the oldest new one. With clock skew beyond that
+    margin a few already-known commits may be listed again (harmless: events are idempotent);
+    a new commit is never left out. Raises `RepositoryError` for unknown commits.
+    """
+    rd = _reader(repo)
+    headers: dict[bytes, _Header] = {}
+
+    def get(sha: bytes) -> _Header:
+        h = headers.get(sha)
+        if h is None:
+            h = headers[sha] = rd.header(sha)
+        return h
+
+    start = head.encode("ascii")
+    known = known_head.encode("ascii") if known_head else None
+    if start == known:
+        return []
+    uninteresting: set[bytes] = set()
+    walked: set[bytes] = set()  # popped: parents already queued
+    queue: list[tuple[int, bytes]] = []
+    seen: set[bytes] = set()
+    interesting_in_queue = 0
+
+    def push(sha: bytes) -> None:
+        nonlocal interesting_in_queue
+        if sha in seen:
+            return
+        seen.add(sha)
+        heapq.heappush(queue, (-_commit_time(get(sha)), sha))
+        if sha not in uninteresting:
+            interesting_in_queue += 1
+
+    def mark(sha: bytes) -> None:
+        """Mark `sha` and its already-walked ancestors known."""
+        nonlocal interesting_in_queue
+        stack = [sha]
+        while stack:
+            s = stack.pop()
+            if s in uninteresting:
+                continue
+            uninteresting.add(s)
+            if s in seen and s not in walked:
+                interesting_in_queue -= 1
+            if s in walked:
+                stack.extend(get(s).parents)
+
+    if known is not None:
+        get(known)
+        mark(known)
+        push(known)
+    push(start)
+    oldest_new: int | None = None
+    while queue:
+        if interesting_in_queue == 0 and (
+            oldest_new is None or -queue[0][0] < oldest_new - _SLOP_SECONDS
+        ):
+            break
+        neg_time, sha = heapq.heappop(queue)
+        walked.add(sha)
+        h = get(sha)
+        if sha in uninteresting:
+            for p in h.parents:
+                mark(p)
+        else:
+            interesting_in_queue -= 1
+            oldest_new = -neg_time if oldest_new is None else min(oldest_new, -neg_time)
+        for p in h.parents:
+            push(p)
+    return _topological(start, lambda s: get(s).parents, walked - uninteresting)
+
+
+def _topological(start: bytes, parents_of: Any, wanted: set[bytes]) -> list[str]:
+    """Post-order DFS from `start` over `wanted`: every parent precedes its children."""
+    order: list[str] = []
+    if start not in wanted:
+        return order
+    done: set[bytes] = set()
+    stack: list[tuple[bytes, Iterator[bytes]]] = [(start, iter(parents_of(start)))]
+    done.add(start)
+    while stack:
+        sha, it = stack[-1]
+        for p in it:
+            if p in wanted and p not in done:
+                done.add(p)
+                stack.append((p, iter(parents_of(p))))
+                break
+        else:
+            stack.pop()
+            order.append(sha.decode("ascii"))
+    return order
