@@ -59,8 +59,7 @@ class CommitFailed(BusError):
 class Consumer(Protocol):
     async def start(self) -> None: ...
 
-    # A poll timeout, as in Kafka: running out of time is the normal empty answer, not an error.
-    async def fetch(self, max_records: int, timeout: float) -> list[Record]:  # noqa: ASYNC109
+    async def fetch(self, max_records: int, timeout: float) -> list[Record]:
         """Up to `max_records` records in partition order; [] after `timeout` seconds."""
         ...
 
@@ -270,7 +269,7 @@ class InMemoryConsumer:
         self._started = True
         self._bus._join(self)
 
-    async def fetch(self, max_records: int, timeout: float) -> list[Record]:  # noqa: ASYNC109
+    async def fetch(self, max_records: int, timeout: float) -> list[Record]:
         """Up to `max_records` records in (topic, partition, offset) order; [] on timeout.
 
         Partitions take turns being served first, so a busy one does not starve the others.

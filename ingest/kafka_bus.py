@@ -43,7 +43,7 @@ _REBALANCED = (
 
 def _bus_error(what: str, exc: BaseException) -> BusError:
     retriable = bool(getattr(exc, "retriable", False))
-    return BusError(f"{what}: {type(exc).__name__}: {exc}", retriable=retriable)
+    return BusError(f"{what}: {str(exc) or type(exc).__name__}", retriable=retriable)
 
 
 class KafkaBus:
@@ -215,8 +215,7 @@ class KafkaConsumer:
             return set()
         return {(tp.topic, tp.partition) for tp in consumer.assignment()}
 
-    # A poll timeout, as in Kafka: running out of time is the normal empty answer, not an error.
-    async def fetch(self, max_records: int, timeout: float) -> list[Record]:  # noqa: ASYNC109
+    async def fetch(self, max_records: int, timeout: float) -> list[Record]:
         """Up to `max_records` records, sorted by (topic, partition, offset); [] on timeout."""
         consumer = self._consumer
         if consumer is None:

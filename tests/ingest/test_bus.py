@@ -8,12 +8,14 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
+from pathlib import Path
 
 import pytest
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 
 from ingest.bus import (
     Bus,
+    BusError,
     CommitFailed,
     Consumer,
     InMemoryBus,
@@ -22,6 +24,8 @@ from ingest.bus import (
     murmur2,
     partition_for,
 )
+from ingest.kafka_bus import KafkaBus
+from tests.fixtures.broker import Broker, free_port
 
 PARTITIONS = 4
 
@@ -37,8 +41,6 @@ async def bus(request: pytest.FixtureRequest) -> AsyncIterator[Bus]:
     if request.param == "memory":
         impl = InMemoryBus(PARTITIONS)
     else:
-        from ingest.kafka_bus import KafkaBus
-
         bootstrap: str = request.getfixturevalue("kafka_bootstrap")
         # Short session timeouts: the test broker holds a join for about half of it.
         impl = KafkaBus(bootstrap, PARTITIONS, session_timeout_ms=1_000)
@@ -288,6 +290,35 @@ async def test_waiting_fetch_wakes_on_publish(bus: Bus, topic: str, group: str) 
     await consumer.stop()
     assert values(got) == [b"hello"]
     assert time.monotonic() - began < 5.0
+
+
+@pytest.mark.integration
+async def test_kafka_publish_fails_while_the_broker_is_down_then_recovers(
+    tmp_path: Path, topic: str, group: str
+) -> None:
+    # A private broker: killing the session's one would empty it under other tests.
+    broker = Broker(free_port(), tmp_path / "broker.log")
+    broker.start()
+    bus = KafkaBus(broker.bootstrap, 2, session_timeout_ms=1_000, request_timeout_ms=2_000)
+    try:
+        await bus.start()
+        await bus.ensure_topics([topic])
+        await bus.publish(topic, [Message(b"k", b"before")])
+        broker.kill()
+        began = time.monotonic()
+        with pytest.raises(BusError) as failed:
+            await bus.publish(topic, [Message(b"k", b"lost")])
+        assert failed.value.retriable
+        assert time.monotonic() - began < 10
+        broker.start()  # memory storage: an empty broker on the same port
+        await bus.ensure_topics([topic])
+        await bus.publish(topic, [Message(b"k", b"after")])
+        consumer = await started(bus, topic, group)
+        [got] = await drain([consumer], 1)
+        assert values(got) == [b"after"]
+    finally:
+        await bus.stop()
+        broker.stop()
 
 
 # InMemoryBus only: what the Kafka client already guarantees for KafkaBus.
