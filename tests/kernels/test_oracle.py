@@ -137,7 +137,7 @@ FAMILIES: dict[str, Callable[[random.Random], list[Pair]]] = {
 }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def oracle() -> dict[str, list[tuple[Pair, tuple[int, int] | None]]]:
     """Every family's pairs with git's answers, from a single repository and diff."""
     rng = random.Random(20240611)
