@@ -1,0 +1,200 @@
+"""The processor loop (I/O): fetch a batch, apply it in one transaction, then commit offsets.
+
+Offsets are committed only after the database committed, and applying is idempotent (events
+are deduplicated by `repo:sha`), so a crash at any instant repeats work but never loses or
+double-counts it. Records that are not valid events, and events the database refuses as data,
+go to the dead-letter topic with the error and never block their partition. Transient errors
+are retried here, in one place, with capped exponential backoff and jitter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+import asyncpg
+
+from ingest.bus import Bus, BusError, CommitFailed, Consumer, Message, Record
+from ingest.events import CommitEvent, EventError, decode
+from processors.store import PgStore
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_TRANSIENT_PG: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,  # class 08: the connection failed or was lost
+    asyncpg.ConnectionDoesNotExistError,  # closed under our feet (server restart)
+    asyncpg.exceptions.TransactionRollbackError,  # class 40: serialization failure, deadlock
+    asyncpg.exceptions.OperatorInterventionError,  # class 57: shutdown, cannot connect now
+    asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections, disk full
+)
+_BAD_DATA: tuple[type[BaseException], ...] = (asyncpg.DataError, UnicodeError)
+"""What the database refuses in an event itself (say a NUL in a text): poison, not an outage."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether trying the same operation again later may succeed.
+
+    Looks through the exception's causes: a connection lost inside a transaction surfaces as
+    asyncpg's InterfaceError ("connection is closed") raised while handling the real error.
+    """
+    if isinstance(exc, BusError):
+        return exc.retriable
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, (*_TRANSIENT_PG, OSError, TimeoutError)):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+def backoff(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """Seconds to wait before retry `attempt` (0-based): base·2^attempt capped, jittered ±50%."""
+    return min(cap, base * 2.0**attempt) * rng.uniform(0.5, 1.0)
+
+
+def dlq_message(record: Record, error: str) -> Message:
+    """The dead-letter copy of `record`: same key and value, where it came from and why."""
+    return Message(
+        key=record.key,
+        value=record.value,
+        headers=(
+            *record.headers,
+            ("error", error.encode()),
+            ("topic", record.topic.encode()),
+            ("partition", str(record.partition).encode()),
+            ("offset", str(record.offset).encode()),
+        ),
+    )
+
+
+class _Stopped(Exception):
+    """`stop` was set while waiting to retry: leave, the records will be delivered again."""
+
+
+class Processor:
+    """Applies commit events from `topic` to the store, as one member of consumer `group`.
+
+    Counters: `applied` (events new to the store), `duplicates` (already applied, repeated in
+    a batch, or of an unregistered repository), `poison` (sent to `dlq_topic`), `batches`,
+    `retries`, `commit_failures` (offsets not committed after a rebalance: harmless).
+    """
+
+    def __init__(
+        self,
+        bus: Bus,
+        store: PgStore,
+        topic: str,
+        group: str,
+        batch_size: int,
+        dlq_topic: str,
+        *,
+        fetch_timeout: float = 0.5,
+        backoff_base: float = 0.1,
+        backoff_cap: float = 10.0,
+    ) -> None:
+        self.bus = bus
+        self.store = store
+        self.topic = topic
+        self.group = group
+        self.batch_size = batch_size
+        self.dlq_topic = dlq_topic
+        self.fetch_timeout = fetch_timeout
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.applied = 0
+        self.duplicates = 0
+        self.poison = 0
+        self.batches = 0
+        self.retries = 0
+        self.commit_failures = 0
+        self._rng = random.Random()  # noqa: S311 (jitter, not cryptography)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Process batches until `stop` is set; non-transient errors propagate."""
+        consumer = self.bus.consumer([self.topic], self.group)
+        try:
+            await self._retry(consumer.start, stop)
+            while not stop.is_set():
+                records = await self._retry(
+                    lambda: consumer.fetch(self.batch_size, self.fetch_timeout), stop
+                )
+                if records:
+                    await self._handle(consumer, records, stop)
+        except _Stopped:
+            pass
+        finally:
+            with contextlib.suppress(BusError, OSError):
+                await consumer.stop()
+
+    async def _handle(
+        self, consumer: Consumer, records: Sequence[Record], stop: asyncio.Event
+    ) -> None:
+        """One batch: dead-letter the poison, apply the rest in one transaction, commit."""
+        good: list[tuple[Record, CommitEvent]] = []
+        bad: list[tuple[Record, str]] = []
+        for r in records:
+            try:
+                good.append((r, decode(r.value)))
+            except EventError as exc:
+                bad.append((r, str(exc)))
+        if bad:
+            await self._dead_letter(bad, stop)
+        if good:
+            new = await self._apply(good, stop)
+            self.applied += new
+            self.duplicates += len(good) - new
+        try:
+            await self._retry(lambda: consumer.commit(records), stop)
+        except CommitFailed as exc:
+            # Another member owns the partition now and will apply the records again: the
+            # dedup makes that harmless.
+            self.commit_failures += 1
+            log.info("offsets not committed: %s", exc)
+        self.batches += 1
+
+    async def _apply(self, good: Sequence[tuple[Record, CommitEvent]], stop: asyncio.Event) -> int:
+        events = [e for _, e in good]
+        try:
+            return await self._retry(lambda: self.store.apply(events), stop)
+        except _BAD_DATA:
+            pass  # some event is refused by the database: apply one at a time to find it
+        new = 0
+        for record, event in good:
+            try:
+                new += await self._retry(functools.partial(self.store.apply, [event]), stop)
+            except _BAD_DATA as exc:
+                await self._dead_letter([(record, f"refused by the database: {exc}")], stop)
+        return new
+
+    async def _dead_letter(self, bad: Sequence[tuple[Record, str]], stop: asyncio.Event) -> None:
+        for r, error in bad:
+            log.warning("poison record %s[%d]@%d: %s", r.topic, r.partition, r.offset, error)
+        messages = [dlq_message(r, error) for r, error in bad]
+        await self._retry(lambda: self.bus.publish(self.dlq_topic, messages), stop)
+        self.poison += len(bad)
+
+    async def _retry(self, op: Callable[[], Awaitable[T]], stop: asyncio.Event) -> T:
+        """Run `op` until it succeeds, waiting between transient failures; others propagate."""
+        attempt = 0
+        while True:
+            try:
+                return await op()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                delay = backoff(attempt, self.backoff_base, self.backoff_cap, self._rng)
+                log.warning("transient error, retrying in %.2fs: %r", delay, exc)
+                self.retries += 1
+                attempt += 1
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                if stop.is_set():
+                    raise _Stopped from exc
