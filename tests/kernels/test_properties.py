@@ -30,17 +30,28 @@ def _text(lines: list[bytes], final_newline: bool) -> bytes:
 
 @st.composite
 def line_pairs(draw: st.DrawFn) -> tuple[bytes, bytes]:
-    """An old file and a new one, either unrelated or the old one edited in a few places."""
-    weights = st.sampled_from(COMMON * 4 + OLD_ONLY)
-    old = draw(st.lists(weights, max_size=120))
+    """An old file and a new one, either unrelated or the old one edited in a few places.
+
+    Blocks mostly of one side's own lines with a few common ones sprinkled in are what makes
+    git set frequent lines aside; blocks of common lines give Myers repeats to choose among.
+    """
+
+    def blocks(own: list[bytes], count: int) -> list[bytes]:
+        shapes = st.sampled_from([COMMON + [b""] * 8, own * 6 + [b"", b""]])
+        lines: list[bytes] = []
+        for _ in range(count):
+            lines += draw(st.lists(st.sampled_from(draw(shapes)), max_size=30))
+        return lines
+
+    old = blocks(OLD_ONLY, draw(st.integers(0, 6)))
     if draw(st.booleans()):
-        new = draw(st.lists(st.sampled_from(COMMON * 4 + NEW_ONLY), max_size=120))
+        new = blocks(NEW_ONLY, draw(st.integers(0, 6)))
     else:
         new = list(old)
-        for _ in range(draw(st.integers(0, 6))):
+        for _ in range(draw(st.integers(0, 5))):
             at = draw(st.integers(0, len(new)))
-            cut = draw(st.integers(0, 8))
-            new[at : at + cut] = draw(st.lists(st.sampled_from(COMMON + NEW_ONLY), max_size=12))
+            cut = draw(st.integers(0, 12))
+            new[at : at + cut] = blocks(NEW_ONLY, 1)
     return _text(old, draw(st.booleans())), _text(new, draw(st.booleans()))
 
 
