@@ -1,0 +1,303 @@
+"""Bare mirrors of registered repositories, and the URL policy (I/O, blocking: run in a thread).
+
+`open_mirror` fetches a remote (http(s) URL, local path or file:// URL) with dulwich into
+``<mirrors_dir>/<repo_id>.git``; later calls transfer only objects the mirror lacks, then the
+mirror's branches, tags and HEAD are set to the remote's (force-pushes included: objects of
+rewritten commits stay in the mirror, so retraction can still read them). Every failure to
+reach or read a repository is a `RepositoryError` whose message is safe to show: no stack
+trace text, no credentials.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import re
+import shutil
+import zlib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from dulwich.client import HTTPUnauthorized, LocalGitClient, get_transport_and_path
+from dulwich.errors import (
+    ApplyDeltaError,
+    ChecksumMismatch,
+    FileFormatException,
+    GitProtocolError,
+    NotGitRepository,
+    ObjectMissing,
+    WrongObjectException,
+)
+from dulwich.objects import ZERO_SHA, Commit, ObjectID, Tag
+from dulwich.refs import Ref
+from dulwich.repo import Repo
+
+from ingest.gitdiff import RepositoryError
+
+__all__ = ["InvalidRepositoryURL", "RepositoryError", "open_mirror", "resolve_head", "validate_url"]
+
+_HEADS = b"refs/heads/"
+_TAGS = b"refs/tags/"
+_MIRRORED = (_HEADS, _TAGS)
+_HEAD = Ref(b"HEAD")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+try:  # urllib3 is dulwich's HTTP client; its errors have their own base class
+    from urllib3.exceptions import HTTPError as _Urllib3Error
+except ImportError:  # pragma: no cover - urllib3 ships with dulwich's http support
+    _Urllib3Error = OSError  # type: ignore[assignment,misc]
+
+_FETCH_ERRORS: tuple[type[BaseException], ...] = (
+    NotGitRepository,
+    GitProtocolError,
+    HTTPUnauthorized,
+    OSError,
+    _Urllib3Error,
+    KeyError,
+    ValueError,
+    AssertionError,
+    zlib.error,
+    ChecksumMismatch,
+    ApplyDeltaError,
+    FileFormatException,
+    ObjectMissing,
+    WrongObjectException,
+    BufferError,  # closing a source's pack map after a failed read (the cause is the context)
+)
+"""What dulwich raises for unreachable, refusing, non-repository or corrupt remotes."""
+
+
+class InvalidRepositoryURL(ValueError):
+    """A URL or path that metre will not fetch; the message says why."""
+
+
+def validate_url(url: str, allow_local: bool) -> str:
+    """Return the canonical form of a repository URL, or raise `InvalidRepositoryURL`.
+
+    Accepted: ``http(s)://host/...`` without credentials; and only when `allow_local`,
+    absolute paths and ``file://`` URLs naming an existing git repository (bare or not),
+    returned as a normalised absolute path. Everything else (ssh, git://, ``ext::`` and other
+    transport helpers, option-like strings, relative paths) is refused.
+    """
+    if not url or not url.strip():
+        raise InvalidRepositoryURL("the repository URL is empty")
+    if url != url.strip() or _CONTROL.search(url):
+        raise InvalidRepositoryURL("the repository URL contains spaces or control characters")
+    if url.startswith("-"):
+        raise InvalidRepositoryURL("a repository URL cannot start with '-'")
+    if "::" in url.split("/", 1)[0]:
+        raise InvalidRepositoryURL("git transport helpers (such as ext::) are not accepted")
+    if url.startswith("/"):
+        return _local(url, allow_local)
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise InvalidRepositoryURL("a file:// URL must name a path on this machine")
+        return _local(unquote(parts.path), allow_local)
+    if scheme in ("http", "https"):
+        if "@" in parts.netloc:
+            raise InvalidRepositoryURL("credentials in the repository URL are not accepted")
+        try:
+            host, _port = parts.hostname, parts.port
+        except ValueError:
+            raise InvalidRepositoryURL("the repository URL has an invalid port") from None
+        if not host or " " in url:
+            raise InvalidRepositoryURL("the repository URL has no valid host")
+        return url
+    if not scheme and not url.startswith("/") and "://" not in url:
+        raise InvalidRepositoryURL(
+            "relative paths and scp-style addresses are not accepted; give an http(s) URL"
+            + (" or an absolute path" if allow_local else "")
+        )
+    raise InvalidRepositoryURL(
+        f"unsupported URL scheme {scheme!r}: only http(s) URLs are accepted"
+        + (" (and local paths)" if allow_local else "")
+    )
+
+
+def _local(path: str, allow_local: bool) -> str:
+    if not allow_local:
+        raise InvalidRepositoryURL("local paths are not accepted on this server")
+    if not path.startswith("/"):
+        raise InvalidRepositoryURL("a local repository must be given as an absolute path")
+    norm = os.path.normpath(path)
+    if not os.path.isdir(norm):
+        raise InvalidRepositoryURL(f"{norm} does not exist or is not a directory")
+    try:
+        with Repo(norm):
+            pass
+    except (NotGitRepository, OSError, ValueError, KeyError, FileFormatException):
+        raise InvalidRepositoryURL(f"{norm} is not a git repository") from None
+    return norm
+
+
+def _redact(url: str) -> str:
+    """The URL without any user:password part, for messages."""
+    if "@" not in url or "://" not in url:
+        return url
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return parts._replace(netloc=host).geturl()
+
+
+def _reason(exc: BaseException) -> str:
+    """A one-line, credential-free description of why a fetch failed."""
+    while isinstance(exc, BufferError) and exc.__context__ is not None:
+        exc = exc.__context__
+    if isinstance(exc, NotGitRepository):
+        return "not a git repository"
+    if isinstance(exc, HTTPUnauthorized):
+        return "the server asks for credentials (private repository?)"
+    if isinstance(exc, FileNotFoundError):
+        return "no such repository"
+    if isinstance(exc, OSError | _Urllib3Error) and not isinstance(exc, GitProtocolError):
+        return f"the repository cannot be reached ({type(exc).__name__})"
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(exc, GitProtocolError) and isinstance(cause, OSError | _Urllib3Error):
+        return f"the repository cannot be reached ({type(cause).__name__})"
+    if isinstance(exc, GitProtocolError):
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return f"the server refused or broke the exchange: {_redact(text)[:200]}"
+    return f"the repository is corrupt or unreadable ({type(exc).__name__})"
+
+
+def _mirror_path(mirrors_dir: Path, repo_id: int) -> Path:
+    return mirrors_dir / f"{repo_id}.git"
+
+
+def _init_mirror(dest: Path) -> None:
+    """Create an empty bare repository at `dest` atomically (a crash leaves no half mirror)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    Repo.init_bare(tmp, mkdir=True).close()
+    try:
+        tmp.rename(dest)
+    except OSError:  # another thread created it first
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not dest.exists():
+            raise
+
+
+def open_mirror(mirrors_dir: Path, repo_id: int, url: str) -> Path:
+    """Create or update the bare mirror of `url`; returns its path. Idempotent; blocking.
+
+    Only refs/heads/* and refs/tags/* are fetched (not pull-request refs); the mirror's refs
+    then equal the remote's, HEAD included (a symbolic ref to the remote's default branch).
+    """
+    dest = _mirror_path(mirrors_dir, repo_id)
+    if not (dest / "objects").is_dir():
+        _init_mirror(dest)
+    reason = None
+    try:
+        client, path = get_transport_and_path(url)
+        with Repo(str(dest)) as target:
+
+            def wants(refs: Mapping[Ref, ObjectID], depth: int | None = None) -> list[ObjectID]:
+                store = target.object_store
+                new = {sha for sha in _mirrored(refs).values() if sha not in store}
+                return sorted(new - {ZERO_SHA})
+
+            if isinstance(client, LocalGitClient):
+                refs, symrefs = _fetch_local(path, target, wants)
+            else:
+                result = client.fetch(path, target, determine_wants=wants)
+                refs, symrefs = result.refs, result.symrefs
+            _update_refs(target, refs, symrefs)
+    except RepositoryError as exc:
+        reason = str(exc)
+    except _FETCH_ERRORS as exc:
+        reason = _reason(exc)
+    if reason is not None:
+        raise RepositoryError(f"cannot fetch {_redact(url)}: {reason}")
+    return dest
+
+
+def _fetch_local(
+    path: str, target: Repo, wants: Callable[[Mapping[Ref, ObjectID], int | None], list[ObjectID]]
+) -> tuple[Mapping[Ref, ObjectID | None], Mapping[Ref, Ref]]:
+    """Fetch from a repository on this machine, closing it even when its packs are corrupt.
+
+    Raises `RepositoryError` carrying only the reason.
+    (dulwich's own local client cannot close a pack whose failed read is still referenced by
+    the traceback; here the traceback is dropped and collected first.)
+    """
+    src = Repo(path)
+    try:
+        try:
+            refs = src.fetch(target, determine_wants=wants)
+            return refs, src.refs.get_symrefs()
+        except _FETCH_ERRORS as exc:
+            failure = RepositoryError(_reason(exc))
+        gc.collect()
+        raise failure
+    finally:
+        src.close()
+
+
+def _mirrored(refs: Mapping[Ref, ObjectID | None]) -> dict[Ref, ObjectID]:
+    """The remote's branches and tags (not peeled entries, not pull-request refs)."""
+    return {
+        name: sha
+        for name, sha in refs.items()
+        if name.startswith(_MIRRORED) and not name.endswith(b"^{}") and sha
+    }
+
+
+def _update_refs(
+    target: Repo, remote: Mapping[Ref, ObjectID | None], symrefs: Mapping[Ref, Ref]
+) -> None:
+    """Make the mirror's branches, tags and HEAD equal the remote's."""
+    store = target.object_store
+    wanted = {name: sha for name, sha in _mirrored(remote).items() if sha in store}
+    for name in list(target.refs.keys()):
+        if name.startswith(_MIRRORED) and name not in wanted:
+            del target.refs[name]
+    for name, sha in wanted.items():
+        if target.refs.read_ref(name) != sha:
+            target.refs[name] = sha
+    head = symrefs.get(_HEAD)
+    remote_head = remote.get(_HEAD)
+    if head is None and remote_head:  # no symref capability: guess from the sha
+        same = sorted(n for n, s in wanted.items() if n.startswith(_HEADS) and s == remote_head)
+        preferred = [n for n in (Ref(b"refs/heads/main"), Ref(b"refs/heads/master")) if n in same]
+        head = next(iter(preferred or same), None)
+    if head is not None and head.startswith(_HEADS):
+        target.refs.set_symbolic_ref(_HEAD, head)
+
+
+def resolve_head(mirror: Path, branch: str | None) -> str:
+    """The commit sha the tracked branch points at (None: the remote's default branch).
+
+    `branch` is a short name ("main") or a full ref ("refs/heads/main"). Raises
+    `RepositoryError` when the repository is empty or the branch does not exist.
+    """
+    try:
+        with Repo(str(mirror)) as repo:
+            branches = sorted(n.decode(errors="replace") for n in repo.refs.keys(base=Ref(_HEADS)))
+            if not branches:
+                raise RepositoryError("the repository is empty (it has no branches)")
+            if branch is None:
+                name = _HEAD
+                missing = "the repository's default branch (HEAD) points at no commit"
+            else:
+                short = branch.removeprefix("refs/heads/")
+                name = Ref(_HEADS + short.encode())
+                missing = f"branch {short!r} does not exist (branches: {', '.join(branches[:20])})"
+            try:
+                sha = repo.refs[name]
+            except KeyError:
+                raise RepositoryError(missing) from None
+            obj = repo.object_store[sha]
+            while isinstance(obj, Tag):
+                obj = repo.object_store[obj.object[1]]
+            if not isinstance(obj, Commit):
+                raise RepositoryError(f"{name.decode(errors='replace')} does not name a commit")
+            return obj.id.decode("ascii")
+    except RepositoryError:
+        raise
+    except _FETCH_ERRORS as exc:
+        raise RepositoryError(f"cannot read the mirror: {_reason(exc)}") from None
