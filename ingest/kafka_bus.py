@@ -18,9 +18,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     CommitFailedError,
+    ConsumerStoppedError,
     IllegalGenerationError,
     IllegalStateError,
     KafkaError,
+    KafkaTimeoutError,
     RebalanceInProgressError,
     TopicAlreadyExistsError,
     UnknownMemberIdError,
@@ -42,7 +44,9 @@ _REBALANCED = (
 
 
 def _bus_error(what: str, exc: BaseException) -> BusError:
-    retriable = bool(getattr(exc, "retriable", False))
+    # aiokafka marks a client-side timeout as final, but a broker that is away now may be back
+    # soon (a restart, a leader election): retrying is the caller's right answer.
+    retriable = isinstance(exc, KafkaTimeoutError) or bool(getattr(exc, "retriable", False))
     return BusError(f"{what}: {str(exc) or type(exc).__name__}", retriable=retriable)
 
 
@@ -224,6 +228,8 @@ class KafkaConsumer:
             batches = await consumer.getmany(
                 timeout_ms=max(int(timeout * 1000), 0), max_records=max(max_records, 1)
             )
+        except ConsumerStoppedError:
+            return []  # stopped while waiting, as InMemoryConsumer answers
         except KafkaError as exc:
             raise _bus_error(f"fetch for group {self.group!r} failed", exc) from exc
         records: list[Record] = []

@@ -300,6 +300,22 @@ async def test_waiting_fetch_wakes_on_publish(bus: Bus, topic: str, group: str) 
     assert time.monotonic() - began < 5.0
 
 
+async def test_stop_ends_a_waiting_fetch_and_commits_fail_after(
+    bus: Bus, topic: str, group: str
+) -> None:
+    await bus.ensure_topics([topic])
+    await bus.publish(topic, [Message(b"k", b"v")])
+    consumer = await started(bus, topic, group)
+    got = await fetch_some(consumer, 10)
+    waiting = asyncio.create_task(consumer.fetch(10, 20.0))
+    await asyncio.sleep(0.3)
+    await consumer.stop()
+    assert await asyncio.wait_for(waiting, 5) == []
+    assert consumer.assignment() == set()
+    with pytest.raises(CommitFailed):
+        await consumer.commit(got)
+
+
 @pytest.mark.integration
 async def test_kafka_publish_fails_while_the_broker_is_down_then_recovers(
     tmp_path: Path, topic: str, group: str
