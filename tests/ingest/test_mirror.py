@@ -9,7 +9,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 from dulwich.repo import Repo
-from dulwich.server import DictBackend
+from dulwich.server import BackendRepo, DictBackend
 from dulwich.web import make_wsgi_chain
 
 from ingest.mirror import (
@@ -212,7 +212,8 @@ class _QuietHandler(WSGIRequestHandler):
 def http_url(source: GitRepoBuilder) -> Iterator[str]:
     """The source served by dulwich's smart-HTTP WSGI app on loopback."""
     repo = Repo(str(source.path))
-    app = make_wsgi_chain(DictBackend({"/": repo}))
+    repos: dict[str, BackendRepo] = {"/": repo}
+    app = make_wsgi_chain(DictBackend(repos))
     server = make_server("127.0.0.1", 0, app, WSGIServer, handler_class=_QuietHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
