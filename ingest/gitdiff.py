@@ -24,6 +24,7 @@ import codecs
 import heapq
 import stat
 import threading
+import weakref
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -71,7 +72,7 @@ class _Reader:
     """Raw-object access to one object store, with a thread-safe LRU of parsed trees."""
 
     def __init__(self, store: Any) -> None:
-        self.store = store
+        self.store = weakref.proxy(store)  # the cache must not keep its store alive
         self._trees: OrderedDict[bytes, _Tree] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -149,20 +150,16 @@ def _kind(entry: _Entry) -> int:
 
 
 _readers_lock = threading.Lock()
-_readers: dict[int, tuple[Any, _Reader]] = {}
+_readers: weakref.WeakKeyDictionary[Any, _Reader] = weakref.WeakKeyDictionary()
 
 
 def _reader(repo: Any) -> _Reader:
-    """One reader (tree cache) per object store; the store itself is kept as a liveness check."""
+    """One reader (tree cache) per object store, forgotten with the store."""
     store = repo.object_store
     with _readers_lock:
-        hit = _readers.get(id(store))
-        if hit is not None and hit[0] is store:
-            return hit[1]
-        reader = _Reader(store)
-        if len(_readers) >= 64:
-            _readers.clear()
-        _readers[id(store)] = (store, reader)
+        reader = _readers.get(store)
+        if reader is None:
+            reader = _readers[store] = _Reader(store)
         return reader
 
 
