@@ -148,6 +148,7 @@ class InMemoryBus:
         self._changed = asyncio.Event()
         self._round_robin = 0
         self._running = False
+        self._trimmed: dict[TopicPartition, int] = {}  # offset of the first record still held
 
     async def start(self) -> None:
         self._running = True
@@ -161,14 +162,14 @@ class InMemoryBus:
         self._notify()
 
     async def ensure_topics(self, topics: Sequence[str]) -> None:
-        created = False
-        for topic in topics:
-            if topic not in self._logs:
-                self._logs[topic] = [[] for _ in range(self.partitions)]
-                created = True
+        """Create missing topics; groups already subscribed to one rebalance to take it on."""
+        created = {t for t in topics if t not in self._logs}
+        for topic in created:
+            self._logs[topic] = [[] for _ in range(self.partitions)]
         if created:
             for group in self._groups.values():
-                self._rebalance(group)
+                if any(created.intersection(m.topics) for m in group.members):
+                    self._rebalance(group)
             self._notify()
 
     async def publish(self, topic: str, messages: Sequence[Message]) -> None:
@@ -185,8 +186,9 @@ class InMemoryBus:
             else:
                 partition = partition_for(message.key, self.partitions)
             log = logs[partition]
+            offset = self._trimmed.get((topic, partition), 0) + len(log)
             log.append(
-                Record(topic, partition, len(log), message.key, message.value, message.headers)
+                Record(topic, partition, offset, message.key, message.value, message.headers)
             )
         if messages:
             self._notify()
@@ -195,8 +197,38 @@ class InMemoryBus:
         return InMemoryConsumer(self, tuple(topics), group)
 
     def end_offsets(self, topic: str) -> dict[int, int]:
-        """The next offset of each partition of `topic` (its length)."""
-        return {p: len(log) for p, log in enumerate(self._logs.get(topic, ()))}
+        """The next offset of each partition of `topic`."""
+        return {
+            p: self._trimmed.get((topic, p), 0) + len(log)
+            for p, log in enumerate(self._logs.get(topic, ()))
+        }
+
+    def trim(self) -> int:
+        """Forget records that every group known to the bus has committed; return how many.
+
+        Memory is the embedded mode's only retention. A group counts once one of its members
+        has started; one that starts later begins at the oldest record still held, as a Kafka
+        consumer does after retention deleted the start of the log.
+        """
+        dropped = 0
+        for topic, logs in self._logs.items():
+            groups = [
+                g
+                for g in self._groups.values()
+                if any(t == topic for t, _ in g.committed)
+                or any(topic in m.topics for m in g.members)
+            ]
+            if not groups:
+                continue
+            for partition, log in enumerate(logs):
+                tp = (topic, partition)
+                base = self._trimmed.get(tp, 0)
+                done = min(g.committed.get(tp, 0) for g in groups)
+                if done > base:
+                    del log[: done - base]
+                    self._trimmed[tp] = done
+                    dropped += done - base
+        return dropped
 
     def committed(self, group: str, topic: str) -> dict[int, int]:
         """The group's committed offsets in `topic`, for partitions that have one."""
@@ -240,7 +272,8 @@ class InMemoryBus:
 
     def _read(self, tp: TopicPartition, offset: int, limit: int) -> list[Record]:
         topic, partition = tp
-        return self._logs[topic][partition][offset : offset + limit]
+        start = max(offset - self._trimmed.get(tp, 0), 0)
+        return self._logs[topic][partition][start : start + limit]
 
     def _commit(self, group: str, offsets: dict[TopicPartition, int]) -> None:
         self._groups.setdefault(group, _Group()).committed.update(offsets)
@@ -296,7 +329,7 @@ class InMemoryConsumer:
         for tp in owned[self._turn :] + owned[: self._turn]:
             batch = self._bus._read(tp, self._positions[tp], max_records - len(taken))
             if batch:
-                self._positions[tp] += len(batch)
+                self._positions[tp] = batch[-1].offset + 1
                 taken.extend(batch)
             if len(taken) >= max_records:
                 break

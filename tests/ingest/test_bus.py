@@ -374,3 +374,49 @@ async def test_memory_publish_to_unknown_topic_fails(topic: str) -> None:
     with pytest.raises(Exception, match="ensure_topics"):
         await bus.publish(topic, [Message(b"k", b"v")])
     await bus.stop()
+
+
+async def test_memory_topic_created_after_subscribing_is_assigned(topic: str, group: str) -> None:
+    bus = InMemoryBus(PARTITIONS)
+    await bus.start()
+    await bus.ensure_topics(["other"])
+    await bus.publish("other", [Message(b"k", b"old")])
+    bystander = await started(bus, "other", f"{group}-b")
+    in_flight = await fetch_some(bystander, 10)
+    early = await started(bus, topic, group)
+    assert early.assignment() == set()
+    await bus.ensure_topics([topic])
+    assert early.assignment() == {(topic, p) for p in range(PARTITIONS)}
+    await bus.publish("other", [Message(b"k", b"new")])
+    # The bystander's group did not rebalance, so its position survived.
+    assert values(await fetch_some(bystander, 10)) == [b"new"]
+    assert values(in_flight) == [b"old"]
+    await bus.stop()
+
+
+async def test_memory_trim_forgets_only_what_every_group_committed(topic: str) -> None:
+    bus = InMemoryBus(1)
+    await bus.start()
+    await bus.ensure_topics([topic])
+    await bus.publish(topic, [Message(b"k", b"%d" % i) for i in range(10)])
+    fast = await started(bus, topic, "fast")
+    slow = await started(bus, topic, "slow")
+    await fast.commit(await drain_all(fast, 10))
+    slow_got = await drain_all(slow, 10)
+    await slow.commit([r for r in slow_got if r.offset == 3])
+    assert bus.trim() == 4
+    assert bus.trim() == 0
+    await bus.publish(topic, [Message(b"k", b"10")])
+    assert bus.end_offsets(topic) == {0: 11}
+    late = await started(bus, topic, "late")  # starts at the oldest record still held
+    assert [r.offset for r in await drain_all(late, 7)] == list(range(4, 11))
+    await slow.stop()
+    again = await started(bus, topic, "slow")
+    assert values(await drain_all(again, 7)) == [b"%d" % i for i in range(4, 11)]
+    await bus.stop()
+
+
+async def drain_all(consumer: Consumer, n: int) -> list[Record]:
+    [got] = await drain([consumer], n, commit=False)
+    assert len(got) == n
+    return got
