@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 import orjson
 
@@ -140,9 +140,8 @@ def _file(d: Any) -> FileChange:
     binary, change = d.get("binary", False), d.get("change", "M")
     if not isinstance(path, str) or not path:
         raise EventError("file.path must be a non-empty string")
-    for name, n in (("added", added), ("removed", removed)):
-        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
-            raise EventError(f"file.{name} must be a non-negative integer")
+    if not _count(added) or not _count(removed):
+        raise EventError("file.added and file.removed must be non-negative integers")
     if not isinstance(binary, bool):
         raise EventError("file.binary must be a boolean")
     if change not in _CHANGE_TYPES:
@@ -150,7 +149,11 @@ def _file(d: Any) -> FileChange:
     return FileChange(path, added, removed, binary, change)
 
 
-def _is_sha(s: Any) -> bool:
+def _count(n: Any) -> TypeGuard[int]:
+    return isinstance(n, int) and not isinstance(n, bool) and n >= 0
+
+
+def _is_sha(s: Any) -> TypeGuard[str]:
     return isinstance(s, str) and len(s) in (40, 64) and all(c in "0123456789abcdef" for c in s)
 
 

@@ -68,8 +68,13 @@ class PollerConfig:
 
 def retry_delay(failures: int, base: float, cap: float, rng: random.Random | None = None) -> float:
     """Capped exponential backoff with full jitter on the upper half: base·2^failures ≤ cap."""
-    ceiling = min(cap, base * (2 ** min(failures, 30)))
-    return ceiling / 2 + (rng or random).random() * ceiling / 2
+    ceiling = min(cap, base * float(1 << min(failures, 30)))
+    jitter: float = (rng or random).random()
+    return ceiling / 2 + jitter * ceiling / 2
+
+
+def _encode_events(repo: Repo, repo_id: int, shas: Sequence[str]) -> list[bytes]:
+    return [encode(commit_event(repo, repo_id, sha)) for sha in shas]
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
@@ -133,9 +138,7 @@ class Poller:
             done = 0
             key = partition_key(row.id)
             for chunk in _chunks(shas, self.config.chunk):
-                values = await asyncio.to_thread(
-                    lambda c=chunk: [encode(commit_event(repo, row.id, s)) for s in c]
-                )
+                values = await asyncio.to_thread(_encode_events, repo, row.id, chunk)
                 await self.bus.publish(self.config.topic, [Message(key, v) for v in values])
                 done += len(values)
                 self.published += len(values)

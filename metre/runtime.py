@@ -17,12 +17,12 @@ from typing import Any
 
 import orjson
 import uvicorn
-from processors.runner import Processor
 
 from api.app import create_app
 from ingest.bus import Bus, InMemoryBus
 from ingest.poller import Poller, PollerConfig
 from metre.settings import Settings
+from processors.runner import Processor
 from processors.store import PgStore
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def make_poller(settings: Settings, bus: Bus, store: PgStore) -> Poller:
         topic=commits_topic(settings),
         poll_interval=settings.poll_interval,
     )
-    return Poller(bus, store, config)  # type: ignore[arg-type]  # PgStore is a RepoRegistry
+    return Poller(bus, store, config)
 
 
 def make_processor(settings: Settings, bus: Bus, store: PgStore) -> Processor:

@@ -9,11 +9,11 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, HTTPException, Path
-from ingest.mirror import InvalidRepositoryURL, validate_url
 
 from api.deps import SettingsDep, StoreDep
 from api.responses import OrjsonResponse
 from api.schemas import CommitOut, ErrorOut, PollAccepted, RepoIn, RepoList, RepoOut
+from ingest.mirror import InvalidRepositoryURL, validate_url
 from processors.store import RepoExists, RepoRow
 
 router = APIRouter(tags=["repositories"])
