@@ -32,6 +32,9 @@ _TRANSIENT_PG: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.TransactionRollbackError,  # class 40: serialization failure, deadlock
     asyncpg.exceptions.OperatorInterventionError,  # class 57: shutdown, cannot connect now
     asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections, disk full
+    # A connection lost mid-operation can leave asyncpg's protocol confused ("another operation
+    # is in progress"); the pool replaces it, and every operation retried here is idempotent.
+    asyncpg.exceptions.InternalClientError,
 )
 _BAD_DATA: tuple[type[BaseException], ...] = (asyncpg.DataError, UnicodeError)
 """What the database refuses in an event itself (say a NUL in a text): poison, not an outage."""
@@ -83,8 +86,9 @@ class Processor:
     """Applies commit events from `topic` to the store, as one member of consumer `group`.
 
     Counters: `applied` (events new to the store), `duplicates` (already applied, repeated in
-    a batch, or of an unregistered repository), `poison` (sent to `dlq_topic`), `batches`,
-    `retries`, `commit_failures` (offsets not committed after a rebalance: harmless).
+    a batch, or of an unregistered repository), `poison` (sent to `dlq_topic`), `handled`
+    (their sum), `batches`, `retries`, `commit_failures` (offsets not committed after a
+    rebalance: harmless).
     """
 
     def __init__(
@@ -117,6 +121,11 @@ class Processor:
         self.commit_failures = 0
         self._rng = random.Random()  # noqa: S311 (jitter, not cryptography)
 
+    @property
+    def handled(self) -> int:
+        """Events done with: applied, found to be duplicates, or dead-lettered."""
+        return self.applied + self.duplicates + self.poison
+
     async def run(self, stop: asyncio.Event) -> None:
         """Process batches until `stop` is set; non-transient errors propagate."""
         consumer = self.bus.consumer([self.topic], self.group)
@@ -130,6 +139,10 @@ class Processor:
                     await self._handle(consumer, records, stop)
         except _Stopped:
             pass
+        except BusError:
+            if not stop.is_set():
+                raise
+            # Stopping while the bus shuts down: what was not committed is delivered again.
         finally:
             with contextlib.suppress(BusError, OSError):
                 await consumer.stop()
@@ -148,9 +161,9 @@ class Processor:
         if bad:
             await self._dead_letter(bad, stop)
         if good:
-            new = await self._apply(good, stop)
+            new, refused = await self._apply(good, stop)
             self.applied += new
-            self.duplicates += len(good) - new
+            self.duplicates += len(good) - new - refused
         try:
             await self._retry(lambda: consumer.commit(records), stop)
         except CommitFailed as exc:
@@ -160,19 +173,23 @@ class Processor:
             log.info("offsets not committed: %s", exc)
         self.batches += 1
 
-    async def _apply(self, good: Sequence[tuple[Record, CommitEvent]], stop: asyncio.Event) -> int:
+    async def _apply(
+        self, good: Sequence[tuple[Record, CommitEvent]], stop: asyncio.Event
+    ) -> tuple[int, int]:
+        """(events new to the store, events dead-lettered because the database refused them)."""
         events = [e for _, e in good]
         try:
-            return await self._retry(lambda: self.store.apply(events), stop)
+            return await self._retry(lambda: self.store.apply(events), stop), 0
         except _BAD_DATA:
             pass  # some event is refused by the database: apply one at a time to find it
-        new = 0
+        new = refused = 0
         for record, event in good:
             try:
                 new += await self._retry(functools.partial(self.store.apply, [event]), stop)
             except _BAD_DATA as exc:
                 await self._dead_letter([(record, f"refused by the database: {exc}")], stop)
-        return new
+                refused += 1
+        return new, refused
 
     async def _dead_letter(self, bad: Sequence[tuple[Record, str]], stop: asyncio.Event) -> None:
         for r, error in bad:

@@ -100,7 +100,7 @@ async def test_poison_goes_to_the_dlq_and_the_partition_continues(
     await drained(bus)
     stop.set()
     await asyncio.wait_for(task, 5)
-    assert (p.applied, p.poison) == (6, 3)
+    assert (p.applied, p.duplicates, p.poison, p.handled) == (6, 0, 3, 9)
     assert (await store.get_repo(r)).commits == 6  # type: ignore[union-attr]
 
     dlq = bus.consumer([DLQ], "inspect")
