@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable, Iterator
 from types import ModuleType
@@ -94,13 +95,22 @@ def edge_cases(rng: random.Random) -> Iterator[Pair]:
     yield b"x" * 100_000, b"x" * 100_000 + b"\n"
 
 
-def window_and_limits(rng: random.Random) -> Iterator[Pair]:
-    """Runs longer than git's 100-line scan window; file sizes across the limit's steps."""
-    for run in (95, 99, 100, 101, 150):
-        old = [b"\n"] * 40 + [b"o%d\n" % i for i in range(run)]
-        new = [b"\n"] * 40 + [b"n%d\n" % i for i in range(run // 2)] + [b"\n"]
-        new += [b"\n"] * run + [b"n-%d\n" % i for i in range(run)]
-        yield _finish(rng, [*old, b"tail\n"], [*new, b"tail\n"])
+def scan_window() -> Iterator[Pair]:
+    """A blank line whose fate depends on how far git looks around it (100 lines each way).
+
+    Old: maybes (braces, frequent in the new file), changed lines, the blank, changed lines.
+    The blank is the only one in old's middle, so whether git sets it aside shows in the counts.
+    """
+    head = [b"\n", b"}\n"] * 40 + [b"keep\n"]
+    new = b"".join([*head, *(b"n%d\n" % i for i in range(30)), b"\n", b"tail\n"])
+    for maybes, before, after in itertools.product((48, 50, 52), (49, 50, 51), (98, 99, 100, 101)):
+        old = [*head, *[b"}\n"] * maybes, *(b"o%d\n" % i for i in range(before)), b"\n"]
+        old += [*(b"p%d\n" % i for i in range(after)), b"tail\n"]
+        yield b"".join(old), new
+
+
+def limits(rng: random.Random) -> Iterator[Pair]:
+    """File sizes across the steps of the "maybe" limit."""
     for n in (3, 4, 15, 16, 17, 63, 64, 65, 255, 256, 1023, 1024, 4096):
         blanks = max(1, n // 8)
         old = [b"\n" if i % 8 == 0 else b"o%d\n" % i for i in range(n)]
@@ -132,7 +142,8 @@ FAMILIES: dict[str, Callable[[random.Random], list[Pair]]] = {
     "small_alphabet": lambda rng: list(small_alphabet(rng, 600)),
     "code_like": lambda rng: list(code_like(rng, 600)),
     "edge_cases": lambda rng: list(edge_cases(rng)),
-    "window_and_limits": lambda rng: list(window_and_limits(rng)),
+    "scan_window": lambda rng: list(scan_window()),
+    "limits": lambda rng: list(limits(rng)),
     "capped_limit": lambda rng: [capped_limit()],
 }
 
@@ -175,7 +186,8 @@ def test_the_oracle_sees_binary_and_the_discard_rule(
         if answer is not None and len(old) + len(new) < 16_000 and answer != pure_lcs(old, new)
     ]
     assert beyond_lcs.count("code_like") >= 20
-    assert "window_and_limits" in beyond_lcs
+    assert "scan_window" in beyond_lcs
+    assert "limits" in beyond_lcs
 
 
 def test_the_limit_is_capped(
@@ -187,6 +199,17 @@ def test_the_limit_is_capped(
     assert answer == (7499, 7499)
     monkeypatch.setattr(_reference, "MAX_MAYBE_LIMIT", 1 << 30)
     assert _reference.numstat(old, new) != answer
+
+
+@pytest.mark.parametrize("window", [50, 99, 101, 200])
+def test_the_scan_window_is_100_lines(
+    oracle: dict[str, list[tuple[Pair, tuple[int, int] | None]]],
+    monkeypatch: pytest.MonkeyPatch,
+    window: int,
+) -> None:
+    """Another window gives other counts than git on the scan_window family."""
+    monkeypatch.setattr(_reference, "SCAN_WINDOW", window)
+    assert any(_reference.numstat(*pair) != answer for pair, answer in oracle["scan_window"])
 
 
 def test_case_table_is_what_git_says(
