@@ -124,7 +124,18 @@ hash_bytes(const unsigned char *p, size_t n)
     return h;
 }
 
+#define FILTER_BITS 65536
+
+/* A cheap fingerprint of a line for the pre-filter: its length and two of its bytes. */
+static inline size_t
+line_key(const unsigned char *p, size_t n)
+{
+    size_t k = n * 0x9e37u + (size_t)p[0] * 0x1f1u + (n > 1 ? (size_t)p[n - 2] : 0);
+    return k & (FILTER_BITS - 1);
+}
+
 typedef struct {
+    uint8_t filter[FILTER_BITS / 8]; /* line_key bits of the middle lines: skips most lookups */
     idx_t *slots;        /* class index + 1, 0 = empty; open addressing, linear probing */
     size_t mask;
     uint64_t *hashes;    /* per class */
@@ -177,6 +188,8 @@ classes_find(classes_t *c, const unsigned char *p, size_t n, int insert)
     }
     if (!insert)
         return -1;
+    size_t key = line_key(p, n);
+    c->filter[key >> 3] |= (uint8_t)(1u << (key & 7));
     idx_t k = c->n_classes++;
     c->hashes[k] = h;
     c->lines[k].ptr = p;
@@ -194,7 +207,15 @@ classes_scan(classes_t *c, span_t s, idx_t *ids, idx_t *counts, idx_t *counts_to
     while (at < s.len) {
         const unsigned char *nl = memchr(s.ptr + at, '\n', s.len - at);
         size_t end = nl ? (size_t)(nl - s.ptr) + 1 : s.len;
-        idx_t k = classes_find(c, s.ptr + at, end - at, ids != NULL);
+        idx_t k = -1;
+        if (ids != NULL) {
+            k = classes_find(c, s.ptr + at, end - at, 1);
+        } else {
+            /* A trimmed line matters only if some middle line equals it. */
+            size_t key = line_key(s.ptr + at, end - at);
+            if (c->filter[key >> 3] & (1u << (key & 7)))
+                k = classes_find(c, s.ptr + at, end - at, 0);
+        }
         if (k >= 0) {
             counts[k]++;
             if (counts_too)
