@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
+import threading
 import time
 from types import ModuleType
 
@@ -120,3 +122,32 @@ def test_environment_switch(switch: str, expected: str) -> None:
         text=True,
     )
     assert out.stdout.strip() == expected
+
+
+def test_compiled_kernel_releases_the_gil() -> None:
+    """Another thread runs Python code while a long count is under way in C."""
+    if not compiled_is_built():
+        pytest.skip("kernels._linediff is not built")
+    from kernels import _linediff
+
+    rng = random.Random(7)
+    alphabet = [b"%d\n" % i for i in range(50)]
+    old = b"".join(rng.choices(alphabet, k=6_000))
+    new = b"".join(rng.choices(alphabet, k=6_000))
+    started = threading.Event()
+    times: dict[str, float] = {}
+
+    def work() -> None:
+        times["start"] = time.perf_counter()
+        started.set()
+        _linediff.count_lines(old, new)
+        times["end"] = time.perf_counter()
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    started.wait()
+    times["main"] = time.perf_counter()  # only reachable mid-call if the GIL was released
+    worker.join()
+    duration = times["end"] - times["start"]
+    assert duration > 0.05, "the input is too easy to tell"
+    assert times["main"] - times["start"] < duration / 2
