@@ -151,3 +151,22 @@ def test_compiled_kernel_releases_the_gil() -> None:
     duration = times["end"] - times["start"]
     assert duration > 0.05, "the input is too easy to tell"
     assert times["main"] - times["start"] < duration / 2
+
+
+def test_falls_back_to_the_reference_with_a_logged_warning() -> None:
+    """Without the extension, importing still works: a warning on the log, not an exception."""
+    code = (
+        "import sys; sys.modules['kernels._linediff'] = None\n"  # as if it were never built
+        "import kernels, kernels._reference as r\n"
+        "assert kernels.numstat is r.numstat\n"
+        "print(kernels.IMPLEMENTATION)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code],
+        env={k: v for k, v in os.environ.items() if k != "METRE_KERNELS"},
+        capture_output=True,
+        check=True,
+        text=True,
+    )
+    assert out.stdout.strip() == "python"
+    assert "compiled kernels unavailable" in out.stderr
