@@ -99,7 +99,12 @@ async def test_up_ingests_exactly_survives_restart_and_refuses_bad_input(
         assert (await api.get(f"/api/v1/repos/{live_id}")).json()["head"] == first
 
         # Bad input: a clear error, and nothing else changes.
-        before = (await api.get("/api/v1/repos")).json()
+        async def registry() -> list[tuple[int, str, str | None, int]]:
+            # State and poll times move on their own (a 1 s poll interval); these must not.
+            repos = (await api.get("/api/v1/repos")).json()["repos"]
+            return [(r["id"], r["url"], r["branch"], r["commits"]) for r in repos]
+
+        before = await registry()
         for body, reason in [
             ({"url": "https://no-such-host.invalid/x.git"}, "does not resolve"),
             ({"url": str(tmp_path)}, "not a git repository"),
@@ -125,7 +130,7 @@ async def test_up_ingests_exactly_survives_restart_and_refuses_bad_input(
             "/api/v1/repos/1/metrics/activity", params={"from": "2024-02-01", "to": "2024-01-01"}
         )
         assert r.status_code == 422
-        assert (await api.get("/api/v1/repos")).json() == before
+        assert await registry() == before
 
         status = metre(data, "status")
         assert status.returncode == 0, status.stderr
