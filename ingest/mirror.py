@@ -163,8 +163,12 @@ def _reason(exc: BaseException) -> str:
     return f"the repository is corrupt or unreadable ({type(exc).__name__})"
 
 
-def _mirror_path(mirrors_dir: Path, repo_id: int) -> Path:
+def mirror_path(mirrors_dir: Path, repo_id: int) -> Path:
+    """Where the bare mirror of repository `repo_id` lives (it may not exist yet)."""
     return mirrors_dir / f"{repo_id}.git"
+
+
+_mirror_path = mirror_path
 
 
 def _init_mirror(dest: Path) -> None:

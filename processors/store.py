@@ -481,3 +481,17 @@ class PgStore:
             }
             for r in recs
         ]
+
+    # -- anti-entropy -----------------------------------------------------------------------
+
+    async def commit_count(self, repo_id: int) -> int:
+        """Commits of the repository whose facts are stored (what reconcile compares first)."""
+        n: int = await self._pool.fetchval(
+            "SELECT count(*) FROM commits WHERE repo_id = $1", repo_id
+        )
+        return n
+
+    async def commit_shas(self, repo_id: int) -> set[str]:
+        """Every commit of the repository whose facts are stored."""
+        recs = await self._pool.fetch("SELECT sha FROM commits WHERE repo_id = $1", repo_id)
+        return {r["sha"] for r in recs}
