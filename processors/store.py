@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 
 from ingest.events import CommitEvent
-from processors.metrics import Delta, total
+from processors.metrics import TABLES, Delta, total
 
 POLL_CHANNEL = "metre_poll"
 _MIGRATION_LOCK = 0x6D65747265  # "metre": serialises migrations across processes
@@ -94,49 +94,31 @@ SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::bigint
                      $6::bigint[], $7::bool[], $8::text[])
 """
 
-# One upsert per metric table; rows arrive merged and are locked in key order.
-_UPSERTS: dict[str, str] = {
-    "activity_daily": """
-INSERT INTO activity_daily AS m (repo_id, day, commits, merges, added, removed)
-SELECT * FROM unnest($1::bigint[], $2::date[], $3::bigint[], $4::bigint[], $5::bigint[],
-                     $6::bigint[]) AS t(repo_id, day, commits, merges, added, removed)
-ORDER BY repo_id, day
-ON CONFLICT (repo_id, day) DO UPDATE SET
-    commits = m.commits + EXCLUDED.commits, merges = m.merges + EXCLUDED.merges,
-    added = m.added + EXCLUDED.added, removed = m.removed + EXCLUDED.removed
-""",
-    "author_totals": """
-INSERT INTO author_totals AS m (repo_id, email, name, commits, added, removed,
-                                first_commit_at, last_commit_at)
-SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[],
-                     $6::bigint[], $7::timestamptz[], $8::timestamptz[])
-     AS t(repo_id, email, name, commits, added, removed, first_commit_at, last_commit_at)
-ORDER BY repo_id, email
-ON CONFLICT (repo_id, email) DO UPDATE SET
-    commits = m.commits + EXCLUDED.commits, added = m.added + EXCLUDED.added,
-    removed = m.removed + EXCLUDED.removed,
-    first_commit_at = LEAST(m.first_commit_at, EXCLUDED.first_commit_at),
-    last_commit_at = GREATEST(m.last_commit_at, EXCLUDED.last_commit_at),
-    name = CASE WHEN (EXCLUDED.last_commit_at, EXCLUDED.name COLLATE "C")
-                     > (m.last_commit_at, m.name COLLATE "C")
-                THEN EXCLUDED.name ELSE m.name END
-""",
-}
+# One upsert per metric table, built from its spec (processors/metrics/*: TABLES); rows arrive
+# merged and are locked in key order.
+_UPSERTS: dict[str, str] = {name: t.upsert_sql() for name, t in TABLES.items()}
+
+# Moves the watermark of the repositories a batch changed, locking their rows in id order.
+_TOUCH_REPOS = """
+UPDATE repos r SET watermark = GREATEST(clock_timestamp(), r.watermark),
+                   generation = r.generation + 1
+FROM (SELECT id FROM repos WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE) s
+WHERE r.id = s.id
+RETURNING r.id, r.head, r.watermark, r.generation
+"""
 
 
-def _metric_row(d: Delta) -> tuple[Any, ...]:
-    """The upsert's column values for one merged delta (same order as in `_UPSERTS`)."""
-    if d.table == "activity_daily":
-        a = d.add
-        return (*d.key, a["commits"], a["merges"], a["added"], a["removed"])
-    if d.table == "author_totals":
-        a = d.add
-        last_at, name = d.greatest["latest"]
-        return (
-            *d.key, name, a["commits"], a["added"], a["removed"],
-            d.least["first_commit_at"], last_at,
-        )  # fmt: skip
-    raise KeyError(f"no upsert for metric table {d.table!r}")
+@dataclass(frozen=True, slots=True)
+class RepoChange:
+    """What one applied batch changed for one repository: new commits, the metric tables
+    written, and the repository's head, watermark and generation after the batch."""
+
+    repo_id: int
+    commits: int
+    tables: frozenset[str]
+    head: str | None
+    watermark: datetime
+    generation: int
 
 
 def _offset_minutes(t: datetime) -> int:
@@ -185,6 +167,11 @@ class PgStore:
     async def connect(cls, dsn: str, *, min_size: int = 1, max_size: int = 10) -> PgStore:
         pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
         return cls(pool, dsn)
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The connection pool, for read modules (processors/reads.py)."""
+        return self._pool
 
     async def close(self) -> None:
         if self._listener is not None:
@@ -358,11 +345,15 @@ class PgStore:
         Events already applied, repeated within the batch, or of unregistered repositories
         change nothing. Safe to run concurrently with overlapping batches.
         """
+        return sum(c.commits for c in await self.apply_changes(events))
+
+    async def apply_changes(self, events: Sequence[CommitEvent]) -> list[RepoChange]:
+        """`apply`, returning what changed per repository (by id; none if nothing was new)."""
         unique: dict[tuple[int, str], CommitEvent] = {}
         for e in events:
             unique.setdefault((e.repo_id, e.sha), e)
         if not unique:
-            return 0
+            return []
         ordered = [unique[k] for k in sorted(unique)]
         for attempt in range(3):
             try:
@@ -374,20 +365,40 @@ class PgStore:
                     raise
         raise AssertionError("unreachable")
 
-    async def _apply(self, ordered: Sequence[CommitEvent]) -> int:
+    async def _apply(self, ordered: Sequence[CommitEvent]) -> list[RepoChange]:
         async with self._pool.acquire() as con, con.transaction():
             inserted = await con.fetch(_INSERT_COMMITS, *_commit_arrays(ordered))
             new = {(r["repo_id"], r["sha"]) for r in inserted}
             fresh = [e for e in ordered if (e.repo_id, e.sha) in new]
             if not fresh:
-                return 0
+                return []
             files = _file_arrays(fresh)
             if files[0]:
                 await con.execute(_INSERT_FILES, *files)
-            for table, group in groupby(total(fresh), key=lambda d: d.table):
-                rows = [_metric_row(d) for d in group]
-                await con.execute(_UPSERTS[table], *(list(c) for c in zip(*rows, strict=True)))
-        return len(fresh)
+            merged = total(fresh)
+            for table, group in groupby(merged, key=lambda d: d.table):
+                await con.execute(_UPSERTS[table], *TABLES[table].arrays(list(group)))
+            return await self._touch(con, fresh, merged)
+
+    @staticmethod
+    async def _touch(
+        con: asyncpg.pool.PoolConnectionProxy[asyncpg.Record],
+        fresh: Sequence[CommitEvent],
+        merged: Sequence[Delta],
+    ) -> list[RepoChange]:
+        """Move the watermark of every repository the batch changed (same transaction)."""
+        commits: dict[int, int] = {}
+        for e in fresh:
+            commits[e.repo_id] = commits.get(e.repo_id, 0) + 1
+        tables: dict[int, set[str]] = {}
+        for d in merged:
+            tables.setdefault(int(d.key[0]), set()).add(d.table)  # type: ignore[call-overload]
+        recs = await con.fetch(_TOUCH_REPOS, sorted(commits))
+        return [
+            RepoChange(r["id"], commits[r["id"]], frozenset(tables.get(r["id"], ())),
+                       r["head"], r["watermark"], r["generation"])
+            for r in sorted(recs, key=lambda r: r["id"])
+        ]  # fmt: skip
 
     # -- reads for the API ------------------------------------------------------------------
 

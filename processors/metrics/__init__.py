@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ingest.events import CommitEvent
+
+if TYPE_CHECKING:
+    from processors.metrics.table import MetricTable
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,15 +63,32 @@ def _sort_key(ident: tuple[str, tuple[Hashable, ...]]) -> tuple[Any, ...]:
     return (ident[0], *ident[1])
 
 
-def _all_metrics() -> tuple[Metric, ...]:
-    from processors.metrics.activity import activity
-    from processors.metrics.authors import authors
+MODULES: tuple[str, ...] = (
+    "activity",
+    "authors",
+    "contributors",
+    "punchcard",
+    "commit_size",
+    "languages",
+)
+"""Metric modules under processors.metrics. Each declares `METRICS` (functions), `TABLES`
+(`table.MetricTable` specs of the tables they write) and `ENTRIES` (catalogue entries)."""
 
-    return (activity, authors)
+
+def _load(attr: str) -> tuple[Any, ...]:
+    import importlib
+
+    out: list[Any] = []
+    for name in MODULES:
+        out.extend(getattr(importlib.import_module(f"processors.metrics.{name}"), attr, ()))
+    return tuple(out)
 
 
-METRICS: tuple[Metric, ...] = _all_metrics()
+METRICS: tuple[Metric, ...] = _load("METRICS")
 """Every metric maintained by processors, applied to every new event."""
+
+TABLES: dict[str, MetricTable] = {t.name: t for t in _load("TABLES")}
+"""Every metric table spec (`table.MetricTable`) by table name: what the store upserts."""
 
 
 def deltas(events: Iterable[CommitEvent], metrics: Iterable[Metric] = METRICS) -> Iterator[Delta]:

@@ -10,6 +10,8 @@ from datetime import UTC
 
 from ingest.events import CommitEvent
 from processors.metrics import Delta
+from processors.metrics.catalogue import GRANULARITY, Entry, Param
+from processors.metrics.table import Column, MetricTable
 
 TABLE = "activity_daily"
 
@@ -22,3 +24,28 @@ def activity(e: CommitEvent) -> Iterator[Delta]:
         (e.repo_id, day),
         {"commits": 1, "merges": int(e.is_merge), "added": e.added, "removed": e.removed},
     )
+
+
+METRICS = (activity,)
+TABLES = (
+    MetricTable(
+        TABLE,
+        key=(Column("repo_id", "bigint"), Column("day", "date")),
+        counters=("commits", "merges", "added", "removed"),
+    ),
+)
+ENTRIES = (
+    Entry(
+        "activity",
+        "Commits, merge commits, and lines added and removed per period (author date, UTC)",
+        "commits; lines",
+        version=1,
+        tables=(TABLE,),
+        params=(
+            GRANULARITY,
+            Param("from", "date", None, "first day, inclusive (UTC author date)"),
+            Param("to", "date", None, "last day, inclusive (UTC author date)"),
+        ),
+        org=True,
+    ),
+)

@@ -12,6 +12,8 @@ from datetime import UTC
 
 from ingest.events import CommitEvent
 from processors.metrics import Delta
+from processors.metrics.catalogue import Entry
+from processors.metrics.table import Column, Extreme, MetricTable
 
 TABLE = "author_totals"
 
@@ -26,3 +28,30 @@ def authors(e: CommitEvent) -> Iterator[Delta]:
         least={"first_commit_at": when},
         greatest={"latest": (when, e.author.name)},
     )
+
+
+METRICS = (authors,)
+TABLES = (
+    MetricTable(
+        TABLE,
+        key=(Column("repo_id", "bigint"), Column("email", "text")),
+        counters=("commits", "added", "removed"),
+        extremes=(
+            Extreme("first_commit_at", "least", (Column("first_commit_at", "timestamptz"),)),
+            Extreme(
+                "latest",
+                "greatest",
+                (Column("last_commit_at", "timestamptz"), Column("name", "text", collate="C")),
+            ),
+        ),
+    ),
+)
+ENTRIES = (
+    Entry(
+        "authors",
+        "Per author (lower-cased email): commits, lines added and removed, first and last commit",
+        "commits; lines; timestamps",
+        version=1,
+        tables=(TABLE,),
+    ),
+)

@@ -1,0 +1,85 @@
+"""The metric catalogue: what each served metric means, its unit, parameters and version (pure).
+
+Entries are declared next to each metric (a module's `ENTRIES`) and gathered here; the API
+lists them at `GET /api/v1/metrics` and stamps every result with the entry's version and the
+parameters used. Bump `version` whenever a metric's definition changes: it is part of every
+ETag, so clients never keep a result computed under an older definition.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """A query parameter of a metric: name, JSON type name, default, meaning."""
+
+    name: str
+    type: str
+    default: Any
+    description: str
+    choices: tuple[Any, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One served metric. `tables` are the additive tables it reads (a metric-update event
+    lists the entries whose tables a batch changed); `org` says whether the organisation-wide
+    form `/api/v1/metrics/<name>?repos=` exists."""
+
+    name: str
+    definition: str
+    unit: str
+    version: int
+    tables: tuple[str, ...]
+    params: tuple[Param, ...] = field(default=())
+    org: bool = False
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "definition": self.definition,
+            "unit": self.unit,
+            "version": self.version,
+            "parameters": [
+                {
+                    "name": p.name,
+                    "type": p.type,
+                    "default": p.default,
+                    "description": p.description,
+                    **({"choices": list(p.choices)} if p.choices is not None else {}),
+                }
+                for p in self.params
+            ],
+            "organisation_wide": self.org,
+            "sources": list(self.tables),
+        }
+
+
+GRANULARITY = Param(
+    "granularity", "string", "day", "period length: UTC days, ISO weeks, months",
+    ("day", "week", "month"),
+)  # fmt: skip
+
+
+@functools.cache
+def catalogue() -> dict[str, Entry]:
+    """Every entry of every metric module, by name (modules listed in processors.metrics)."""
+    from processors.metrics import MODULES
+
+    out: dict[str, Entry] = {}
+    for mod in MODULES:
+        for e in getattr(importlib.import_module(f"processors.metrics.{mod}"), "ENTRIES", ()):
+            if e.name in out:
+                raise ValueError(f"metric {e.name!r} declared twice")
+            out[e.name] = e
+    return dict(sorted(out.items()))
+
+
+def metrics_of_tables(tables: set[str]) -> list[str]:
+    """Names of the entries that read any of `tables`, sorted."""
+    return sorted(e.name for e in catalogue().values() if tables.intersection(e.tables))

@@ -1,0 +1,111 @@
+"""Contributors per period: active, new, returning and cumulative (pure).
+
+The processors maintain `author_days` (commits per lower-cased author email per UTC author
+day), which is additive; the series is derived from it on read by `series`, which is where the
+definitions live (docs/metrics.md has them too).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from datetime import UTC, date, timedelta
+from typing import Any
+
+from ingest.events import CommitEvent
+from processors.metrics import Delta
+from processors.metrics.catalogue import GRANULARITY, Entry, Param
+from processors.metrics.table import Column, MetricTable
+
+TABLE = "author_days"
+DEFAULT_GAP_DAYS = 90
+
+
+def author_days(e: CommitEvent) -> Iterator[Delta]:
+    """One `author_days` row per (repo, lower-cased author email, UTC author day)."""
+    day = e.author.time.astimezone(UTC).date()
+    yield Delta(TABLE, (e.repo_id, e.author.email.lower(), day), {"commits": 1})
+
+
+def period_start(day: date, granularity: str) -> date:
+    """The first day of `day`'s period: itself, the ISO week's Monday, or the month's 1st."""
+    if granularity == "week":
+        return day - timedelta(days=day.weekday())
+    if granularity == "month":
+        return day.replace(day=1)
+    if granularity == "day":
+        return day
+    raise ValueError(f"granularity must be day, week or month, not {granularity!r}")
+
+
+def series(
+    days: Iterable[tuple[str, date]], granularity: str, gap_days: int = DEFAULT_GAP_DAYS
+) -> list[dict[str, Any]]:
+    """Per period with at least one active contributor, in period order:
+
+    - `active`: contributors with a commit in the period;
+    - `new`: contributors whose first commit ever is in the period;
+    - `returning`: contributors with a commit on a day d in the period whose previous commit
+      day d' is more than `gap_days` days earlier (d - d' > gap_days: at least `gap_days`
+      whole days without a commit in between); a first commit is never a return;
+    - `cumulative`: contributors whose first commit is in this period or earlier.
+
+    `days` holds (identity, day) pairs for days with commits; duplicates are harmless.
+    """
+    if gap_days < 0:
+        raise ValueError("gap_days must be >= 0")
+    by_person: dict[str, set[date]] = defaultdict(set)
+    for who, day in days:
+        by_person[who].add(day)
+    active: dict[date, set[str]] = defaultdict(set)
+    new: dict[date, set[str]] = defaultdict(set)
+    back: dict[date, set[str]] = defaultdict(set)
+    for who, ds in by_person.items():
+        prev: date | None = None
+        for d in sorted(ds):
+            p = period_start(d, granularity)
+            active[p].add(who)
+            if prev is None:
+                new[p].add(who)
+            elif (d - prev).days > gap_days:
+                back[p].add(who)
+            prev = d
+    out: list[dict[str, Any]] = []
+    cumulative = 0
+    for p in sorted(active):
+        cumulative += len(new[p])
+        out.append(
+            {
+                "period": p.isoformat(),
+                "active": len(active[p]),
+                "new": len(new[p]),
+                "returning": len(back[p]),
+                "cumulative": cumulative,
+            }
+        )
+    return out
+
+
+METRICS = (author_days,)
+TABLES = (
+    MetricTable(
+        TABLE,
+        key=(Column("repo_id", "bigint"), Column("email", "text"), Column("day", "date")),
+        counters=("commits",),
+    ),
+)
+ENTRIES = (
+    Entry(
+        "contributors",
+        "Distinct authors (lower-cased email) per period: active, new (first commit), "
+        "returning (after a gap of more than gap_days days), cumulative",
+        "authors",
+        version=1,
+        tables=(TABLE,),
+        params=(
+            GRANULARITY,
+            Param("gap_days", "integer", DEFAULT_GAP_DAYS, "days without a commit before a return"),
+        ),
+        org=True,
+    ),
+)

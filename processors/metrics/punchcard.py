@@ -1,0 +1,60 @@
+"""Punch card: commits by weekday and hour of the author's own local time (pure).
+
+Like GitHub's punch card, but in the time zone each author committed in (the offset recorded in
+the author date), so "late at night" means late for the person. Weekday 0 is Monday.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from ingest.events import CommitEvent
+from processors.metrics import Delta
+from processors.metrics.catalogue import Entry
+from processors.metrics.table import Column, MetricTable
+
+TABLE = "punchcard"
+
+
+def punchcard(e: CommitEvent) -> Iterator[Delta]:
+    """One `punchcard` row per (repo, local weekday, local hour); merges count as commits."""
+    t = e.author.time  # keeps the author's offset
+    yield Delta(TABLE, (e.repo_id, t.weekday(), t.hour), {"commits": 1})
+
+
+def grid(cells: Iterable[tuple[int, int, int]]) -> list[list[int]]:
+    """7 rows (Monday first) of 24 hourly counts, from (weekday, hour, commits) cells."""
+    out = [[0] * 24 for _ in range(7)]
+    for weekday, hour, commits in cells:
+        out[weekday][hour] += commits
+    return out
+
+
+def result(cells: Iterable[tuple[int, int, int]]) -> dict[str, Any]:
+    g = grid(cells)
+    return {"total": sum(map(sum, g)), "commits": g}
+
+
+METRICS = (punchcard,)
+TABLES = (
+    MetricTable(
+        TABLE,
+        key=(
+            Column("repo_id", "bigint"),
+            Column("weekday", "smallint"),
+            Column("hour", "smallint"),
+        ),
+        counters=("commits",),
+    ),
+)
+ENTRIES = (
+    Entry(
+        "punchcard",
+        "Commits by weekday (0 = Monday) and hour of the author's own local time",
+        "commits",
+        version=1,
+        tables=(TABLE,),
+        org=True,
+    ),
+)
