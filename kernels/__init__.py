@@ -6,11 +6,17 @@ Line counts equal to ``git diff --numstat --minimal``:
 * ``count_lines(old, new) -> (added, removed)`` (no binary check),
 * ``is_binary(data) -> bool`` (a NUL byte in the first 8000 bytes).
 
+Degree of authorship and truck factor (Avelino et al., ICPC 2016; see
+``kernels._authorship_reference``):
+
+* ``authorship(files, authors, created, changes) -> (doas, is_author)``,
+* ``truck_factor(n_files, files, authors) -> authors removed, in order``.
+
 The compiled extension ``kernels._linediff`` is used when it was built (``pip install -e .`` on a
 machine with a C compiler); otherwise the pure-Python twin ``kernels._reference`` (the spec, much
 slower) is used, and a warning is *logged* on the ``kernels`` logger (logged rather than
 warned so that importing never fails under ``-W error``). ``IMPLEMENTATION`` says which: "c" or
-"python".
+"python" (``AUTHORSHIP_IMPLEMENTATION`` for the authorship kernel ``kernels._authorship``).
 
 ``METRE_KERNELS=python`` in the environment forces the pure twin. It is the one environment read
 outside ``metre.settings``, at import time on purpose, like aiokafka's switch for its own
@@ -22,12 +28,20 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final, Literal
 
-from kernels import _reference
+from kernels import _authorship_reference, _reference
 
-__all__ = ["IMPLEMENTATION", "count_lines", "is_binary", "numstat"]
+__all__ = [
+    "AUTHORSHIP_IMPLEMENTATION",
+    "IMPLEMENTATION",
+    "authorship",
+    "count_lines",
+    "is_binary",
+    "numstat",
+    "truck_factor",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -51,3 +65,23 @@ else:
 
 IMPLEMENTATION: Final[Literal["c", "python"]] = _implementation
 """Which implementation the public functions are: "c" (compiled) or "python" (reference)."""
+
+authorship: Callable[
+    [Sequence[int], Sequence[int], Sequence[int], Sequence[int]], tuple[list[float], list[bool]]
+] = _authorship_reference.authorship
+truck_factor: Callable[[int, Sequence[int], Sequence[int]], list[int]] = (
+    _authorship_reference.truck_factor
+)
+_authorship_implementation: Literal["c", "python"] = "python"
+if os.environ.get("METRE_KERNELS", "").strip().lower() != "python":
+    try:
+        from kernels import _authorship
+    except ImportError as exc:
+        _log.warning("compiled authorship kernel unavailable (%s); using the pure-Python one", exc)
+    else:
+        authorship = _authorship.authorship
+        truck_factor = _authorship.truck_factor
+        _authorship_implementation = "c"
+
+AUTHORSHIP_IMPLEMENTATION: Final[Literal["c", "python"]] = _authorship_implementation
+"""Which implementation `authorship` and `truck_factor` are: "c" or "python"."""
