@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import gc
 import os
-import re
 import shutil
+import socket
 import zlib
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
-from dulwich.client import HTTPUnauthorized, LocalGitClient, get_transport_and_path
+from dulwich.client import GitClient, HTTPUnauthorized, LocalGitClient
 from dulwich.errors import (
     ApplyDeltaError,
     ChecksumMismatch,
@@ -33,15 +34,31 @@ from dulwich.objects import ZERO_SHA, Commit, ObjectID, Tag
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
+from ingest.credentials import CredentialTable, credential_for
 from ingest.gitdiff import RepositoryError
+from ingest.transport import pinned_client
+from ingest.urlpolicy import (
+    InvalidRepositoryURL,
+    Resolver,
+    UrlPolicy,
+    parse_remote,
+    pinned_address,
+)
 
-__all__ = ["InvalidRepositoryURL", "RepositoryError", "open_mirror", "resolve_head", "validate_url"]
+__all__ = [
+    "FetchAccess",
+    "InvalidRepositoryURL",
+    "RepositoryError",
+    "check_host",
+    "open_mirror",
+    "resolve_head",
+    "validate_url",
+]
 
 _HEADS = b"refs/heads/"
 _TAGS = b"refs/tags/"
 _MIRRORED = (_HEADS, _TAGS)
 _HEAD = Ref(b"HEAD")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 try:  # urllib3 is dulwich's HTTP client; its errors have their own base class
     from urllib3.exceptions import HTTPError as _Urllib3Error
@@ -68,53 +85,47 @@ _FETCH_ERRORS: tuple[type[BaseException], ...] = (
 """What dulwich raises for unreachable, refusing, non-repository or corrupt remotes."""
 
 
-class InvalidRepositoryURL(ValueError):
-    """A URL or path that metre will not fetch; the message says why."""
+@dataclass(frozen=True, slots=True)
+class FetchAccess:
+    """What a fetch may reach and with which credentials (built from Settings by the runtime).
+
+    The default admits public https remotes and local paths: a local path in the registry was
+    admitted when it was registered (`validate_url` with the server's policy).
+    """
+
+    policy: UrlPolicy = field(default_factory=lambda: UrlPolicy(allow_local_paths=True))
+    credentials: CredentialTable = field(default_factory=dict)
+    resolve: Resolver = field(default=lambda host, port: system_resolve(host, port))
 
 
-def validate_url(url: str, allow_local: bool) -> str:
+def system_resolve(host: str, port: int) -> list[str]:
+    """The addresses `host` resolves to, in the order the system would try them (blocking)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+def validate_url(url: str, allow_local: bool = False, *, policy: UrlPolicy | None = None) -> str:
     """Return the canonical form of a repository URL, or raise `InvalidRepositoryURL`.
 
-    Accepted: ``http(s)://host/...`` without credentials; and only when `allow_local`,
-    absolute paths and ``file://`` URLs naming an existing git repository (bare or not),
-    returned as a normalised absolute path. Everything else (ssh, git://, ``ext::`` and other
-    transport helpers, option-like strings, relative paths) is refused.
+    `policy` (default: https only, plus local paths when `allow_local`) decides the schemes;
+    see `ingest.urlpolicy`. Local paths and ``file://`` URLs must name an existing git
+    repository (bare or not) and come back as a normalised absolute path. No name is resolved
+    here: `check_host` does that.
     """
-    if not url or not url.strip():
-        raise InvalidRepositoryURL("the repository URL is empty")
-    if url != url.strip() or _CONTROL.search(url):
-        raise InvalidRepositoryURL("the repository URL contains spaces or control characters")
-    if url.startswith("-"):
-        raise InvalidRepositoryURL("a repository URL cannot start with '-'")
-    if "::" in url.split("/", 1)[0]:
-        raise InvalidRepositoryURL("git transport helpers (such as ext::) are not accepted")
-    if url.startswith("/"):
-        return _local(url, allow_local)
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme == "file":
-        if parts.netloc not in ("", "localhost"):
-            raise InvalidRepositoryURL("a file:// URL must name a path on this machine")
-        return _local(unquote(parts.path), allow_local)
-    if scheme in ("http", "https"):
-        if "@" in parts.netloc:
-            raise InvalidRepositoryURL("credentials in the repository URL are not accepted")
-        try:
-            host, _port = parts.hostname, parts.port
-        except ValueError:
-            raise InvalidRepositoryURL("the repository URL has an invalid port") from None
-        if not host or " " in url:
-            raise InvalidRepositoryURL("the repository URL has no valid host")
-        return url
-    if not scheme and not url.startswith("/") and "://" not in url:
-        raise InvalidRepositoryURL(
-            "relative paths and scp-style addresses are not accepted; give an http(s) URL"
-            + (" or an absolute path" if allow_local else "")
-        )
-    raise InvalidRepositoryURL(
-        f"unsupported URL scheme {scheme!r}: only http(s) URLs are accepted"
-        + (" (and local paths)" if allow_local else "")
-    )
+    policy = policy or UrlPolicy(allow_local_paths=allow_local)
+    remote = parse_remote(url, policy)
+    if remote.scheme == "local":
+        return _local(remote.url, True)
+    return remote.url
+
+
+def check_host(url: str, policy: UrlPolicy, resolve: Resolver = system_resolve) -> str | None:
+    """Resolve the host of a validated URL and check every address; returns the address a
+    fetch would use (None for a local path). Raises `InvalidRepositoryURL`. Blocking."""
+    remote = parse_remote(url, policy)
+    if remote.scheme == "local":
+        return None
+    return pinned_address(remote, policy, resolve)
 
 
 def _local(path: str, allow_local: bool) -> str:
@@ -186,18 +197,23 @@ def _init_mirror(dest: Path) -> None:
             raise
 
 
-def open_mirror(mirrors_dir: Path, repo_id: int, url: str) -> Path:
+def open_mirror(
+    mirrors_dir: Path, repo_id: int, url: str, access: FetchAccess | None = None
+) -> Path:
     """Create or update the bare mirror of `url`; returns its path. Idempotent; blocking.
 
-    Only refs/heads/* and refs/tags/* are fetched (not pull-request refs); the mirror's refs
-    then equal the remote's, HEAD included (a symbolic ref to the remote's default branch).
+    Only refs/heads/* and refs/tags/* are fetched (not pull-request refs, never submodules);
+    the mirror's refs then equal the remote's, HEAD included (a symbolic ref to the remote's
+    default branch). The URL is checked again against `access.policy` (DNS may have changed
+    since registration) and the fetch connects to the address that was checked.
     """
+    access = access or FetchAccess()
     dest = _mirror_path(mirrors_dir, repo_id)
-    if not (dest / "objects").is_dir():
-        _init_mirror(dest)
     reason = None
     try:
-        client, path = get_transport_and_path(url)
+        client, path = _client(url, access)
+        if not (dest / "objects").is_dir():
+            _init_mirror(dest)
         with Repo(str(dest)) as target:
 
             def wants(refs: Mapping[Ref, ObjectID], depth: int | None = None) -> list[ObjectID]:
@@ -211,13 +227,23 @@ def open_mirror(mirrors_dir: Path, repo_id: int, url: str) -> Path:
                 result = client.fetch(path, target, determine_wants=wants)
                 refs, symrefs = result.refs, result.symrefs
             _update_refs(target, refs, symrefs)
-    except RepositoryError as exc:
+    except (RepositoryError, InvalidRepositoryURL) as exc:
         reason = str(exc)
     except _FETCH_ERRORS as exc:
         reason = _reason(exc)
     if reason is not None:
         raise RepositoryError(f"cannot fetch {_redact(url)}: {reason}")
     return dest
+
+
+def _client(url: str, access: FetchAccess) -> tuple[GitClient, str]:
+    """The client to fetch `url` with, bound to the address the policy checked."""
+    remote = parse_remote(url, access.policy)
+    if remote.scheme == "local":
+        return LocalGitClient(), _local(remote.url, True)
+    address = pinned_address(remote, access.policy, access.resolve)
+    credential = credential_for(access.credentials, remote.url)
+    return pinned_client(remote, address, credential if remote.scheme != "ssh" else None)
 
 
 def _fetch_local(

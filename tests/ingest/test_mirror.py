@@ -13,13 +13,18 @@ from dulwich.server import BackendRepo, DictBackend
 from dulwich.web import make_wsgi_chain
 
 from ingest.mirror import (
+    FetchAccess,
     InvalidRepositoryURL,
     RepositoryError,
     open_mirror,
     resolve_head,
     validate_url,
 )
+from ingest.urlpolicy import UrlPolicy
 from tests.fixtures.gitrepo import GitRepoBuilder, run_git
+
+# Loopback test servers speak plain http: a policy that admits them.
+LOOPBACK = UrlPolicy(frozenset({"http", "https"}), allow_private_hosts=True)
 
 
 def _refs(repo: Path) -> dict[str, str]:
@@ -136,7 +141,7 @@ def test_resolve_head_errors(source: GitRepoBuilder, tmp_path: Path) -> None:
         ("ssh://git@example.org/x.git", True, "unsupported URL scheme 'ssh'"),
         ("git://example.org/x.git", True, "unsupported URL scheme 'git'"),
         ("ftp://example.org/x.git", False, "unsupported URL scheme 'ftp'"),
-        ("git@example.org:x/y.git", True, "scp-style"),
+        ("git@example.org:x/y.git", True, "unsupported URL scheme 'ssh'"),
         ("relative/path", True, "relative paths"),
         ("https:///x.git", True, "no valid host"),
         ("https://example.org:99999/x", True, "invalid port"),
@@ -155,7 +160,7 @@ def test_bad_urls_are_rejected(url: str, allow_local: bool, message: str) -> Non
 
 def test_good_urls_are_canonical(source: GitRepoBuilder, tmp_path: Path) -> None:
     assert validate_url("https://example.org/a/b.git", False) == "https://example.org/a/b.git"
-    assert validate_url("http://127.0.0.1:8080/r", False) == "http://127.0.0.1:8080/r"
+    assert validate_url("http://127.0.0.1:8080/r", policy=LOOPBACK) == "http://127.0.0.1:8080/r"
     path = str(source.path)
     assert validate_url(path, True) == path
     assert validate_url(path + "/", True) == path
@@ -181,7 +186,9 @@ def test_not_a_repository(tmp_path: Path) -> None:
 
 def test_unreachable_http_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(RepositoryError, match="cannot be reached") as info:
-        open_mirror(tmp_path / "mirrors", 1, "http://127.0.0.1:9/nothing.git")
+        open_mirror(
+            tmp_path / "mirrors", 1, "http://127.0.0.1:9/nothing.git", FetchAccess(LOOPBACK)
+        )
     assert "Traceback" not in str(info.value)
 
 
@@ -227,12 +234,12 @@ def http_url(source: GitRepoBuilder) -> Iterator[str]:
 
 
 def test_http_mirror(http_url: str, source: GitRepoBuilder, tmp_path: Path) -> None:
-    assert validate_url(http_url, False) == http_url
-    mirror = open_mirror(tmp_path / "mirrors", 5, http_url)
+    assert validate_url(http_url, policy=LOOPBACK) == http_url
+    mirror = open_mirror(tmp_path / "mirrors", 5, http_url, FetchAccess(LOOPBACK))
     assert _refs(mirror) == _refs(source.path)
     assert resolve_head(mirror, None) == source.head()
     source.write("new.txt", b"over http\n")
     new = source.commit("over http", date="2021-01-05T00:00:00+0000")
-    open_mirror(tmp_path / "mirrors", 5, http_url)
+    open_mirror(tmp_path / "mirrors", 5, http_url, FetchAccess(LOOPBACK))
     assert resolve_head(mirror, None) == new
     run_git(mirror, "fsck", "--strict", "--no-dangling")

@@ -1,0 +1,270 @@
+"""Which repository URLs metre fetches, and from which addresses (pure: the resolver is injected).
+
+The rules (docs/reliability.md names the test behind each):
+
+- schemes: ``https`` by default; ``http``, ``ssh`` (``ssh://`` and scp-like ``user@host:path``)
+  and ``git`` only when listed in `UrlPolicy.allowed_schemes`; local paths and ``file://`` only
+  with `UrlPolicy.allow_local_paths`; transport helpers (``ext::``, ``fd::``, ``<helper>::``),
+  option-like strings, control characters, whitespace and credentials inside URLs never;
+- hosts: every address a name resolves to must be public unless `allow_private_hosts`
+  (loopback, RFC 1918, link-local incl. 169.254.169.254 and fe80::/10, CGNAT 100.64.0.0/10,
+  unique-local fc00::/7, unspecified, multicast, reserved and other non-global ranges are
+  refused); the fetch then connects to the address that was checked (see `ingest.mirror`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+__all__ = [
+    "REMOTE_SCHEMES",
+    "InvalidRepositoryURL",
+    "Remote",
+    "Resolver",
+    "UrlPolicy",
+    "address_refusal",
+    "check_addresses",
+    "parse_remote",
+    "pinned_address",
+]
+
+REMOTE_SCHEMES = frozenset({"https", "http", "ssh", "git"})
+"""Network schemes that can be enabled (METRE_ALLOWED_SCHEMES)."""
+
+DEFAULT_PORTS = {"https": 443, "http": 80, "ssh": 22, "git": 9418}
+
+Scheme = Literal["https", "http", "ssh", "git", "local"]
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Resolver = Callable[[str, int], Sequence[str]]
+"""(host, port) -> the addresses it resolves to, in connection order; raises OSError."""
+
+_CONTROL = re.compile(r"[\x00-\x20\x7f]")
+# A DNS name (letters, digits, hyphens, underscores in labels, dots between) after IDNA.
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}\.?$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*"
+    r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.?$"
+)
+_SCP = re.compile(r"^(?:(?P<user>[^@/:]+)@)?(?P<host>[^@/:\[\]]+|\[[0-9a-fA-F:.]+\]):(?P<path>.*)$")
+
+
+class InvalidRepositoryURL(ValueError):
+    """A URL or path that metre will not fetch; the message says why (never a credential)."""
+
+
+@dataclass(frozen=True, slots=True)
+class UrlPolicy:
+    """What may be registered and fetched. The default is the safe one: public https only."""
+
+    allowed_schemes: frozenset[str] = field(default_factory=lambda: frozenset({"https"}))
+    allow_private_hosts: bool = False
+    allow_local_paths: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Remote:
+    """A parsed repository location. `url` is the canonical form that is stored and fetched."""
+
+    scheme: Scheme
+    url: str
+    host: str | None = None
+    """Lower-case host name or IP literal (no brackets); None for local paths."""
+    port: int | None = None
+    """The effective port (the scheme's default when the URL gives none)."""
+    username: str | None = None
+    """ssh login name only (``git@``); http(s) URLs never carry one."""
+
+
+def _refuse(message: str) -> InvalidRepositoryURL:
+    return InvalidRepositoryURL(message)
+
+
+def _schemes_text(policy: UrlPolicy) -> str:
+    allowed = sorted(policy.allowed_schemes & REMOTE_SCHEMES)
+    text = ", ".join(f"{s}://" for s in allowed) or "no network URLs"
+    return text + (" and local paths" if policy.allow_local_paths else "")
+
+
+def _require_scheme(scheme: str, policy: UrlPolicy) -> None:
+    if scheme not in policy.allowed_schemes:
+        raise _refuse(
+            f"unsupported URL scheme {scheme!r} on this server: accepted are "
+            f"{_schemes_text(policy)} (METRE_ALLOWED_SCHEMES)"
+        )
+
+
+def _host(raw: str | None) -> str:
+    if not raw:
+        raise _refuse("the repository URL has no valid host")
+    host = raw.strip("[]").lower()
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return host
+    if host.startswith("-"):
+        raise _refuse("a repository host cannot start with '-'")
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise _refuse("the repository URL has no valid host") from None
+    if not _HOSTNAME.match(ascii_host):
+        raise _refuse("the repository URL has no valid host")
+    return ascii_host
+
+
+def parse_remote(url: str, policy: UrlPolicy) -> Remote:
+    """Check the syntax of `url` against `policy`; raises `InvalidRepositoryURL`.
+
+    Local paths come back as ``Remote("local", path)`` with the path as given (the caller
+    checks the filesystem). No name is resolved here.
+    """
+    if not url or not url.strip():
+        raise _refuse("the repository URL is empty")
+    if url.startswith("-"):
+        raise _refuse("a repository URL cannot start with '-'")
+    if "::" in url.split("/", 1)[0]:
+        raise _refuse("git transport helpers (such as ext::) are not accepted")
+    if _CONTROL.search(url):
+        raise _refuse("the repository URL contains spaces or control characters")
+    if url.startswith("/"):
+        return _local(url, policy)
+    if "://" not in url:
+        scp = _SCP.match(url)
+        if scp is None:
+            raise _refuse(
+                "relative paths are not accepted; give a URL"
+                + (" or an absolute path" if policy.allow_local_paths else "")
+            )
+        return _scp(url, scp, policy)
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise _refuse("a file:// URL must name a path on this machine")
+        return _local(unquote(parts.path), policy)
+    if scheme not in REMOTE_SCHEMES:
+        raise _refuse(f"unsupported URL scheme {scheme!r}: accepted are {_schemes_text(policy)}")
+    _require_scheme(scheme, policy)
+    if parts.password is not None or (parts.username is not None and scheme != "ssh"):
+        raise _refuse(
+            "credentials in the repository URL are not accepted (configure them in "
+            "METRE_CREDENTIALS_FILE)"
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        raise _refuse("the repository URL has an invalid port") from None
+    host = _host(parts.hostname)
+    username = unquote(parts.username) if parts.username else None
+    if username is not None and (username.startswith("-") or _CONTROL.search(username)):
+        raise _refuse("the ssh user name is not valid")
+    if port == 0:
+        raise _refuse("the repository URL has an invalid port")
+    return Remote(
+        scheme,  # type: ignore[arg-type]  # checked against REMOTE_SCHEMES above
+        url,
+        host=host,
+        port=port or DEFAULT_PORTS[scheme],
+        username=username,
+    )
+
+
+def _scp(url: str, match: re.Match[str], policy: UrlPolicy) -> Remote:
+    """``[user@]host:path``, git's scp-like ssh syntax."""
+    _require_scheme("ssh", policy)
+    user = match.group("user")
+    if user is not None and (user.startswith("-") or ":" in user):
+        raise _refuse("the ssh user name is not valid")
+    host = _host(match.group("host"))
+    if not match.group("path"):
+        raise _refuse("the repository URL has no path")
+    return Remote("ssh", url, host=host, port=DEFAULT_PORTS["ssh"], username=user)
+
+
+def _local(path: str, policy: UrlPolicy) -> Remote:
+    if not policy.allow_local_paths:
+        raise _refuse("local paths are not accepted on this server")
+    if not path.startswith("/"):
+        raise _refuse("a local repository must be given as an absolute path")
+    return Remote("local", path)
+
+
+_NAMED_RANGES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("unspecified", ("0.0.0.0/8", "::/128")),
+    ("loopback", ("127.0.0.0/8", "::1/128")),
+    ("link-local", ("169.254.0.0/16", "fe80::/10")),
+    ("private (RFC 1918)", ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")),
+    ("shared (CGNAT)", ("100.64.0.0/10",)),
+    ("unique-local", ("fc00::/7",)),
+    ("multicast", ("224.0.0.0/4", "ff00::/8")),
+    ("reserved", ("240.0.0.0/4",)),
+)
+_RANGES = [(name, [ipaddress.ip_network(n) for n in nets]) for name, nets in _NAMED_RANGES]
+
+
+def address_refusal(address: str | IPAddress) -> str | None:
+    """Why metre refuses to connect to `address` by default, or None for a public address.
+
+    IPv4-mapped and IPv4-compatible IPv6 forms are judged by the IPv4 address they carry.
+    """
+    ip = ipaddress.ip_address(address) if isinstance(address, str) else address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        elif ip.sixtofour is not None:
+            ip = ip.sixtofour
+        elif int(ip) >> 32 == 0 and int(ip) > 1:  # ::a.b.c.d (deprecated IPv4-compatible)
+            ip = ipaddress.IPv4Address(int(ip))
+    for name, networks in _RANGES:
+        if any(ip.version == n.version and ip in n for n in networks):
+            return name
+    if not ip.is_global:
+        return "not a public address"
+    return None
+
+
+def check_addresses(host: str, addresses: Sequence[str], policy: UrlPolicy) -> str:
+    """The address to connect to (the first); raises unless every address is acceptable.
+
+    Checking all of them matters: a name that resolves to one public and one private address
+    must not be fetched from whichever the connection happens to pick.
+    """
+    if not addresses:
+        raise _refuse(f"host {host!r} does not resolve")
+    checked = []
+    for raw in addresses:
+        try:
+            ip = ipaddress.ip_address(raw.split("%", 1)[0])
+        except ValueError:
+            raise _refuse(f"host {host!r} resolves to an invalid address") from None
+        reason = address_refusal(ip)
+        if reason is not None and not policy.allow_private_hosts:
+            raise _refuse(
+                f"host {host!r} resolves to {ip} ({reason}); such hosts are refused unless "
+                "METRE_ALLOW_PRIVATE_HOSTS=true"
+            )
+        checked.append(str(ip))
+    return checked[0]
+
+
+def pinned_address(remote: Remote, policy: UrlPolicy, resolve: Resolver) -> str:
+    """Resolve `remote`'s host once and return the checked address the fetch must use."""
+    if remote.host is None or remote.port is None:
+        raise ValueError("a local path has no address")
+    try:
+        literal = ipaddress.ip_address(remote.host)
+    except ValueError:
+        pass
+    else:  # an IP literal: nothing to resolve
+        return check_addresses(remote.host, [str(literal)], policy)
+    try:
+        addresses = resolve(remote.host, remote.port)
+    except (OSError, UnicodeError):
+        raise _refuse(f"host {remote.host!r} does not resolve") from None
+    return check_addresses(remote.host, addresses, policy)
