@@ -24,7 +24,7 @@ from dulwich.repo import Repo
 from ingest.bus import Bus, BusError, Message
 from ingest.events import encode, partition_key
 from ingest.gitdiff import commit_event, new_commits
-from ingest.mirror import RepositoryError, open_mirror, resolve_head
+from ingest.mirror import FetchAccess, RepositoryError, open_mirror, resolve_head
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,8 @@ class PollerConfig:
     lease_seconds: float = 300.0
     retry_base: float = 5.0
     retry_cap: float = 900.0
+    access: FetchAccess | None = None
+    """URL policy, resolver and credentials for fetches (None: `FetchAccess()`'s defaults)."""
 
 
 def retry_delay(failures: int, base: float, cap: float, rng: random.Random | None = None) -> float:
@@ -126,7 +128,9 @@ class Poller:
         await self.registry.set_failed(row.id, error, delay)
 
     async def _publish_new(self, row: PolledRepo) -> str | None:
-        mirror = await asyncio.to_thread(open_mirror, self.config.mirrors_dir, row.id, row.url)
+        mirror = await asyncio.to_thread(
+            open_mirror, self.config.mirrors_dir, row.id, row.url, self.config.access
+        )
         head = await asyncio.to_thread(resolve_head, mirror, row.branch)
         if head == row.head:
             return head
