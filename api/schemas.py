@@ -91,10 +91,31 @@ class ActivityPoint(BaseModel):
     removed: int
 
 
+class Provenance(BaseModel):
+    repo_id: int | None = Field(default=None, description="The repository (its own form only)")
+    head: str | None = Field(default=None, description="Newest commit the poller published")
+    watermark: datetime | None = Field(
+        default=None, description="When the repository's metric tables last changed"
+    )
+    repos: list[RepoStamp] | None = Field(
+        default=None, description="Each repository's stamp (organisation-wide form only)"
+    )
+    metric: str
+    version: int
+    params: dict[str, object]
+
+
+class RepoStamp(BaseModel):
+    repo_id: int
+    head: str | None
+    watermark: datetime | None
+
+
 class ActivityOut(BaseModel):
     repo_id: int
     granularity: Granularity
     series: list[ActivityPoint]
+    provenance: Provenance
 
 
 class AuthorOut(BaseModel):
@@ -110,6 +131,7 @@ class AuthorOut(BaseModel):
 class AuthorsOut(BaseModel):
     repo_id: int
     authors: list[AuthorOut]
+    provenance: Provenance
 
 
 class ErrorInfo(BaseModel):
@@ -120,3 +142,89 @@ class ErrorInfo(BaseModel):
 
 class ErrorOut(BaseModel):
     error: ErrorInfo
+
+
+class ActivityOrgOut(BaseModel):
+    granularity: Granularity
+    series: list[ActivityPoint]
+    provenance: Provenance
+
+
+class ParamOut(BaseModel):
+    name: str
+    type: str
+    default: object
+    description: str
+    choices: list[object] | None = None
+
+
+class MetricOut(BaseModel):
+    name: str
+    definition: str
+    unit: str
+    version: int
+    parameters: list[ParamOut]
+    organisation_wide: bool
+    sources: list[str] = Field(description="The additive tables the metric reads")
+
+
+class CatalogueOut(BaseModel):
+    metrics: list[MetricOut]
+
+
+class ContributorsPoint(BaseModel):
+    period: date
+    active: int
+    new: int
+    returning: int
+    cumulative: int
+
+
+class ContributorsOut(BaseModel):
+    repo_id: int | None = None
+    granularity: Granularity
+    gap_days: int
+    series: list[ContributorsPoint]
+    provenance: Provenance
+
+
+class PunchcardOut(BaseModel):
+    repo_id: int | None = None
+    total: int
+    commits: list[list[int]] = Field(description="7 rows (Monday first) of 24 hourly counts")
+    provenance: Provenance
+
+
+class HistogramBin(BaseModel):
+    min: int
+    max: int
+    commits: int
+
+
+class SizeDistribution(BaseModel):
+    commits: int
+    mean: float | None
+    percentiles: dict[str, int | None] = Field(description="p50, p75, p90, p99 (nearest rank)")
+    histogram: list[HistogramBin]
+
+
+class CommitSizeOut(BaseModel):
+    repo_id: int | None = None
+    files: SizeDistribution
+    lines: SizeDistribution
+    provenance: Provenance
+
+
+class LanguageRow(BaseModel):
+    language: str
+    changes: int
+    added: int
+    removed: int
+    lines: int = Field(description="Net lines: added - removed")
+
+
+class LanguagesOut(BaseModel):
+    repo_id: int | None = None
+    mapping: str = Field(description="The file-name mapping used (Pygments version)")
+    languages: list[LanguageRow]
+    provenance: Provenance

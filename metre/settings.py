@@ -8,8 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import platformdirs
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ingest.urlpolicy import REMOTE_SCHEMES, UrlPolicy
 
 
 def _default_data_dir() -> Path:
@@ -47,10 +49,63 @@ class Settings(BaseSettings):
         default=False,
         description="Accept local paths and file:// URLs (always on in `metre up`).",
     )
+    allowed_schemes: str = Field(
+        default="https",
+        description="Comma-separated URL schemes accepted for repositories: https, http, ssh, "
+        "git (ssh also admits scp-like user@host:path).",
+    )
+    allow_private_hosts: bool = Field(
+        default=False,
+        description="Fetch from hosts resolving to loopback, private, link-local, CGNAT, "
+        "unique-local and other non-public addresses.",
+    )
+    credentials_file: Path | None = Field(
+        default=None,
+        description="JSON or TOML file mapping a host or URL prefix to a username and token "
+        "for private repositories (see ingest/credentials.py).",
+    )
+    api_tokens: SecretStr | None = Field(
+        default=None,
+        description="Comma-separated bearer tokens; when set, write endpoints require one.",
+    )
+    read_requires_token: bool = Field(
+        default=False, description="Require a token for reads too (when api_tokens is set)."
+    )
+    api_token: SecretStr | None = Field(
+        default=None, description="The token `metre add` and `metre status` send."
+    )
+    rate_limit: float = Field(
+        default=50.0, ge=0, description="Requests per second per client (0 disables)."
+    )
+    rate_burst: int = Field(default=100, ge=1, description="Requests a client may burst.")
     consumer_session_timeout_ms: int = Field(
         default=10_000, ge=1000, description="Kafka consumer group session timeout."
     )
     log_level: str = Field(default="INFO", description="Python logging level.")
+
+    @field_validator("allowed_schemes")
+    @classmethod
+    def _known_schemes(cls, value: str) -> str:
+        schemes = {s.strip().lower() for s in value.split(",") if s.strip()}
+        unknown = schemes - REMOTE_SCHEMES
+        if unknown:
+            raise ValueError(f"unknown schemes {sorted(unknown)}; known: {sorted(REMOTE_SCHEMES)}")
+        return ",".join(sorted(schemes))
+
+    @property
+    def url_policy(self) -> UrlPolicy:
+        """What repositories may be registered and fetched (ingest.urlpolicy)."""
+        return UrlPolicy(
+            frozenset(s for s in self.allowed_schemes.split(",") if s),
+            allow_private_hosts=self.allow_private_hosts,
+            allow_local_paths=self.allow_local_paths,
+        )
+
+    @property
+    def tokens(self) -> list[str]:
+        """The configured API tokens (empty: the API is open)."""
+        raw = self.api_tokens.get_secret_value() if self.api_tokens else ""
+        return [t.strip() for t in raw.split(",") if t.strip()]
 
     @property
     def mirrors_dir(self) -> Path:

@@ -21,7 +21,8 @@ import asyncpg
 
 from ingest.bus import Bus, BusError, CommitFailed, Consumer, Message, Record
 from ingest.events import CommitEvent, EventError, decode
-from processors.store import PgStore
+from processors.store import PgStore, RepoChange
+from processors.updates import combine, update_message
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -88,7 +89,7 @@ class Processor:
     Counters: `applied` (events new to the store), `duplicates` (already applied, repeated in
     a batch, or of an unregistered repository), `poison` (sent to `dlq_topic`), `handled`
     (their sum), `batches`, `retries`, `commit_failures` (offsets not committed after a
-    rebalance: harmless).
+    rebalance: harmless), `updates` (metric-update events published on `updates_topic`).
     """
 
     def __init__(
@@ -103,8 +104,10 @@ class Processor:
         fetch_timeout: float = 0.5,
         backoff_base: float = 0.1,
         backoff_cap: float = 10.0,
+        updates_topic: str | None = None,
     ) -> None:
         self.bus = bus
+        self.updates_topic = updates_topic
         self.store = store
         self.topic = topic
         self.group = group
@@ -119,6 +122,7 @@ class Processor:
         self.batches = 0
         self.retries = 0
         self.commit_failures = 0
+        self.updates = 0
         self._rng = random.Random()  # noqa: S311 (jitter, not cryptography)
 
     @property
@@ -161,9 +165,12 @@ class Processor:
         if bad:
             await self._dead_letter(bad, stop)
         if good:
-            new, refused = await self._apply(good, stop)
+            changes, refused = await self._apply(good, stop)
+            new = sum(c.commits for c in changes)
             self.applied += new
             self.duplicates += len(good) - new - refused
+            if changes and self.updates_topic is not None:
+                await self._publish_updates(changes, stop)
         try:
             await self._retry(lambda: consumer.commit(records), stop)
         except CommitFailed as exc:
@@ -175,21 +182,32 @@ class Processor:
 
     async def _apply(
         self, good: Sequence[tuple[Record, CommitEvent]], stop: asyncio.Event
-    ) -> tuple[int, int]:
-        """(events new to the store, events dead-lettered because the database refused them)."""
+    ) -> tuple[list[RepoChange], int]:
+        """(what changed per repository, events dead-lettered because the database refused
+        them)."""
         events = [e for _, e in good]
         try:
-            return await self._retry(lambda: self.store.apply(events), stop), 0
+            return await self._retry(lambda: self.store.apply_changes(events), stop), 0
         except _BAD_DATA:
             pass  # some event is refused by the database: apply one at a time to find it
-        new = refused = 0
+        changes: list[RepoChange] = []
+        refused = 0
         for record, event in good:
             try:
-                new += await self._retry(functools.partial(self.store.apply, [event]), stop)
+                one = functools.partial(self.store.apply_changes, [event])
+                changes.extend(await self._retry(one, stop))
             except _BAD_DATA as exc:
                 await self._dead_letter([(record, f"refused by the database: {exc}")], stop)
                 refused += 1
-        return new, refused
+        return combine(changes), refused
+
+    async def _publish_updates(self, changes: Sequence[RepoChange], stop: asyncio.Event) -> None:
+        """One metric-update event per repository changed, after the batch's commit and before
+        the offsets' (a crash in between loses the notification, never data: docs/events.md)."""
+        assert self.updates_topic is not None
+        topic, messages = self.updates_topic, [update_message(c) for c in changes]
+        await self._retry(lambda: self.bus.publish(topic, messages), stop)
+        self.updates += len(messages)
 
     async def _dead_letter(self, bad: Sequence[tuple[Record, str]], stop: asyncio.Event) -> None:
         for r, error in bad:

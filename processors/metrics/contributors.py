@@ -103,7 +103,13 @@ ENTRIES = (
         version=1,
         tables=(TABLE,),
         params=(
-            GRANULARITY,
+            Param(
+                "granularity",
+                GRANULARITY.type,
+                "month",
+                GRANULARITY.description,
+                GRANULARITY.choices,
+            ),
             Param("gap_days", "integer", DEFAULT_GAP_DAYS, "days without a commit before a return"),
         ),
         org=True,

@@ -1,0 +1,152 @@
+"""Provenance, ETags, revalidation and the result cache every metric endpoint shares (I/O).
+
+A result is a function of (metric, version, parameters, the stamps of its repositories), so
+that tuple is its identity: it names the cache entry and, hashed, the ETag. A stamp moves
+whenever a batch changes a repository's metric tables (processors/store.py: watermark and
+generation), so nothing cached outlives the data it was computed from, and no invalidation
+is needed. Clients revalidate every time (`no-cache` semantics) and get 304 while unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import orjson
+from fastapi import HTTPException, Request, Response
+
+from processors.metrics.catalogue import catalogue
+from processors.reads import Stamp, stamps
+from processors.store import PgStore
+
+CACHE_CONTROL = "private, max-age=0, must-revalidate"
+"""Results may change at any push: a cache may keep them but must revalidate (cheap: 304)."""
+
+Compute = Callable[[list[int]], Awaitable[dict[str, Any]]]
+
+
+class ResultCache:
+    """Rendered results by ETag, least recently used first out; one per app."""
+
+    def __init__(self, max_entries: int = 1024) -> None:
+        self.max_entries = max_entries
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, tag: str) -> bytes | None:
+        body = self._items.get(tag)
+        if body is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._items.move_to_end(tag)
+        return body
+
+    def put(self, tag: str, body: bytes) -> None:
+        self._items[tag] = body
+        self._items.move_to_end(tag)
+        while len(self._items) > self.max_entries:
+            self._items.popitem(last=False)
+
+
+def _stamp_json(s: Stamp) -> dict[str, Any]:
+    return {"repo_id": s.repo_id, "head": s.head, "watermark": s.watermark}
+
+
+def etag(form: str, metric: str, version: int, params: dict[str, Any], ss: Sequence[Stamp]) -> str:
+    """A strong ETag for the result identified by these (form: "repo" or "org")."""
+    ident = [
+        form,
+        metric,
+        version,
+        sorted(params.items()),
+        [(s.repo_id, s.generation, s.watermark, s.head) for s in ss],
+    ]
+    return '"' + hashlib.sha256(orjson.dumps(ident)).hexdigest()[:32] + '"'
+
+
+def matches(if_none_match: str | None, tag: str) -> bool:
+    """Whether an If-None-Match header names `tag` (weak comparison, as RFC 9110 asks)."""
+    if not if_none_match:
+        return False
+    bare = tag.removeprefix("W/")
+    for candidate in if_none_match.split(","):
+        c = candidate.strip()
+        if c == "*" or c.removeprefix("W/") == bare:
+            return True
+    return False
+
+
+def parse_repos(raw: str | None) -> list[int] | None:
+    """`repos=1,2,3` -> sorted unique ids; None (all repositories) when omitted."""
+    if raw is None:
+        return None
+    try:
+        ids = sorted({int(p) for p in raw.split(",")})
+    except ValueError:
+        raise HTTPException(
+            422, "repos must be a comma-separated list of repository ids, e.g. repos=1,2"
+        ) from None
+    if not ids or ids[0] < 1 or ids[-1] > 2**63 - 1:
+        raise HTTPException(422, "repository ids are positive integers")
+    return ids
+
+
+def _cache(request: Request) -> ResultCache:
+    cache: ResultCache | None = getattr(request.app.state, "result_cache", None)
+    if cache is None:
+        cache = request.app.state.result_cache = ResultCache()
+    return cache
+
+
+def _response(body: bytes | None, tag: str) -> Response:
+    headers = {"ETag": tag, "Cache-Control": CACHE_CONTROL}
+    if body is None:
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="application/json", headers=headers)
+
+
+async def serve(
+    request: Request,
+    store: PgStore,
+    metric: str,
+    params: dict[str, Any],
+    compute: Compute,
+    *,
+    repo_id: int | None = None,
+    repo_ids: list[int] | None = None,
+) -> Response:
+    """Answer a metric request: 404 for unknown repositories, 304 when the client's ETag is
+    current, else the cached or freshly computed result with its provenance.
+
+    `repo_id` gives a repository's form; otherwise the organisation-wide form over `repo_ids`
+    (all repositories when None). `compute` gets the repository ids.
+    """
+    entry = catalogue()[metric]
+    wanted = [repo_id] if repo_id is not None else repo_ids
+    ss = await stamps(store, wanted)
+    if wanted is not None and len(ss) != len(wanted):
+        missing = sorted(set(wanted) - {s.repo_id for s in ss})
+        which = ", ".join(map(str, missing))
+        raise HTTPException(404, f"no repository with id {which}")
+    form = "repo" if repo_id is not None else "org"
+    tag = etag(form, metric, entry.version, params, ss)
+    if matches(request.headers.get("if-none-match"), tag):
+        return _response(None, tag)
+    cache = _cache(request)
+    body = cache.get(tag)
+    if body is None:
+        ids = [s.repo_id for s in ss]
+        result = await compute(ids)
+        prov: dict[str, Any] = {"metric": metric, "version": entry.version, "params": params}
+        if repo_id is not None:
+            prov = {**_stamp_json(ss[0]), **prov}
+        else:
+            prov["repos"] = [_stamp_json(s) for s in ss]
+        body = orjson.dumps({**result, "provenance": prov}, option=orjson.OPT_NON_STR_KEYS)
+        if await stamps(store, ids) == ss:  # unchanged while computing: safe to keep
+            cache.put(tag, body)
+    return _response(body, tag)

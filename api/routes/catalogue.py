@@ -1,0 +1,218 @@
+"""The metric catalogue, the contributors, punch card, commit size and languages endpoints, and
+the organisation-wide forms `/api/v1/metrics/<name>?repos=1,2` (all repositories when omitted).
+
+Thin: parameters are validated here, reads are in processors/reads.py, derivations in
+processors/metrics/*, and provenance, ETags and caching in api/provenance.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+
+from api.deps import StoreDep
+from api.provenance import Compute, parse_repos, serve
+from api.responses import OrjsonResponse
+from api.routes.metrics import DateFrom, DateTo, activity_params
+from api.routes.repos import _ERRORS, RepoId
+from api.schemas import (
+    ActivityOrgOut,
+    CatalogueOut,
+    CommitSizeOut,
+    ContributorsOut,
+    Granularity,
+    LanguagesOut,
+    PunchcardOut,
+)
+from processors import reads
+from processors.metrics import commit_size, contributors, punchcard
+from processors.metrics.catalogue import catalogue
+from processors.metrics.languages import MAPPING
+from processors.store import PgStore
+
+router = APIRouter(tags=["metrics"])
+
+GranularityQ = Annotated[Granularity, Query(description="day, week or month")]
+GapDays = Annotated[
+    int,
+    Query(ge=0, le=36_500, description="Days without a commit before a commit counts as a return"),
+]
+Repos = Annotated[
+    str | None,
+    Query(description="Comma-separated repository ids; all repositories when omitted"),
+]
+_NOT_MODIFIED: dict[int | str, dict[str, Any]] = {304: {"description": "Not modified"}}
+
+# -- computations shared by a repository's form and the organisation-wide one -------------
+
+
+def _contributors(store: PgStore, granularity: str, gap_days: int) -> Compute:
+    async def compute(ids: list[int]) -> dict[str, Any]:
+        days = await reads.author_days(store, ids)
+        return {
+            "granularity": granularity,
+            "gap_days": gap_days,
+            "series": contributors.series(days, granularity, gap_days),
+        }
+
+    return compute
+
+
+def _punchcard(store: PgStore) -> Compute:
+    async def compute(ids: list[int]) -> dict[str, Any]:
+        return punchcard.result(await reads.punchcard(store, ids))
+
+    return compute
+
+
+def _commit_size(store: PgStore) -> Compute:
+    async def compute(ids: list[int]) -> dict[str, Any]:
+        return commit_size.summary(await reads.commit_sizes(store, ids))
+
+    return compute
+
+
+def _languages(store: PgStore) -> Compute:
+    async def compute(ids: list[int]) -> dict[str, Any]:
+        return {"mapping": MAPPING, "languages": await reads.languages(store, ids)}
+
+    return compute
+
+
+def _activity(store: PgStore, start: date | None, end: date | None, granularity: str) -> Compute:
+    async def compute(ids: list[int]) -> dict[str, Any]:
+        series = await reads.activity(store, ids, start, end, granularity)
+        return {"granularity": granularity, "series": series}
+
+    return compute
+
+
+def _with_repo(repo_id: int, compute: Compute) -> Compute:
+    async def wrapped(ids: list[int]) -> dict[str, Any]:
+        return {"repo_id": repo_id, **await compute(ids)}
+
+    return wrapped
+
+
+async def _repo(
+    request: Request, store: PgStore, repo_id: int, metric: str, params: dict[str, Any],
+    make: Callable[[], Compute],
+) -> Response:  # fmt: skip
+    return await serve(request, store, metric, params, _with_repo(repo_id, make()), repo_id=repo_id)
+
+
+# -- the catalogue -------------------------------------------------------------------------
+
+
+@router.get("/metrics", summary="The metric catalogue", responses={200: {"model": CatalogueOut}})
+async def list_metrics() -> OrjsonResponse:
+    return OrjsonResponse({"metrics": [e.json() for e in catalogue().values()]})
+
+
+# -- one repository --------------------------------------------------------------------------
+
+
+@router.get(
+    "/repos/{repo_id}/metrics/contributors",
+    summary="Active, new, returning and cumulative contributors per period",
+    responses={200: {"model": ContributorsOut}, **_NOT_MODIFIED, **_ERRORS},
+)
+async def repo_contributors(
+    request: Request, repo_id: RepoId, store: StoreDep,
+    granularity: GranularityQ = "month", gap_days: GapDays = contributors.DEFAULT_GAP_DAYS,
+) -> Response:  # fmt: skip
+    params = {"granularity": granularity, "gap_days": gap_days}
+    make = lambda: _contributors(store, granularity, gap_days)  # noqa: E731
+    return await _repo(request, store, repo_id, "contributors", params, make)
+
+
+@router.get(
+    "/repos/{repo_id}/metrics/punchcard",
+    summary="Commits by weekday (0 = Monday) and hour, in the author's own time zone",
+    responses={200: {"model": PunchcardOut}, **_NOT_MODIFIED, **_ERRORS},
+)
+async def repo_punchcard(request: Request, repo_id: RepoId, store: StoreDep) -> Response:
+    return await _repo(request, store, repo_id, "punchcard", {}, lambda: _punchcard(store))
+
+
+@router.get(
+    "/repos/{repo_id}/metrics/commit-size",
+    summary="Files and lines changed per non-merge commit: percentiles and histogram",
+    responses={200: {"model": CommitSizeOut}, **_NOT_MODIFIED, **_ERRORS},
+)
+async def repo_commit_size(request: Request, repo_id: RepoId, store: StoreDep) -> Response:
+    return await _repo(request, store, repo_id, "commit-size", {}, lambda: _commit_size(store))
+
+
+@router.get(
+    "/repos/{repo_id}/metrics/languages",
+    summary="Lines added, removed and net per language (from file names; binary files excluded)",
+    responses={200: {"model": LanguagesOut}, **_NOT_MODIFIED, **_ERRORS},
+)
+async def repo_languages(request: Request, repo_id: RepoId, store: StoreDep) -> Response:
+    return await _repo(request, store, repo_id, "languages", {}, lambda: _languages(store))
+
+
+# -- organisation-wide ----------------------------------------------------------------------
+
+
+@router.get(
+    "/metrics/activity",
+    summary="Activity summed over repositories",
+    responses={200: {"model": ActivityOrgOut}, **_NOT_MODIFIED, **_ERRORS},
+)
+async def org_activity(
+    request: Request, store: StoreDep, repos: Repos = None,
+    start: DateFrom = None, end: DateTo = None, granularity: GranularityQ = "day",
+) -> Response:  # fmt: skip
+    params = activity_params(start, end, granularity)
+    compute = _activity(store, start, end, granularity)
+    return await serve(request, store, "activity", params, compute, repo_ids=parse_repos(repos))
+
+
+@router.get(
+    "/metrics/contributors",
+    summary="Contributors over repositories (one identity per lower-cased email)",
+    responses={200: {"model": ContributorsOut}, **_NOT_MODIFIED, **_ERRORS},
+)
+async def org_contributors(
+    request: Request, store: StoreDep, repos: Repos = None,
+    granularity: GranularityQ = "month", gap_days: GapDays = contributors.DEFAULT_GAP_DAYS,
+) -> Response:  # fmt: skip
+    params = {"granularity": granularity, "gap_days": gap_days}
+    compute = _contributors(store, granularity, gap_days)
+    ids = parse_repos(repos)
+    return await serve(request, store, "contributors", params, compute, repo_ids=ids)
+
+
+@router.get(
+    "/metrics/punchcard",
+    summary="Punch card over repositories",
+    responses={200: {"model": PunchcardOut}, **_NOT_MODIFIED, **_ERRORS},
+)
+async def org_punchcard(request: Request, store: StoreDep, repos: Repos = None) -> Response:
+    ids = parse_repos(repos)
+    return await serve(request, store, "punchcard", {}, _punchcard(store), repo_ids=ids)
+
+
+@router.get(
+    "/metrics/commit-size",
+    summary="Commit size distribution over repositories",
+    responses={200: {"model": CommitSizeOut}, **_NOT_MODIFIED, **_ERRORS},
+)
+async def org_commit_size(request: Request, store: StoreDep, repos: Repos = None) -> Response:
+    ids = parse_repos(repos)
+    return await serve(request, store, "commit-size", {}, _commit_size(store), repo_ids=ids)
+
+
+@router.get(
+    "/metrics/languages",
+    summary="Lines by language over repositories",
+    responses={200: {"model": LanguagesOut}, **_NOT_MODIFIED, **_ERRORS},
+)
+async def org_languages(request: Request, store: StoreDep, repos: Repos = None) -> Response:
+    ids = parse_repos(repos)
+    return await serve(request, store, "languages", {}, _languages(store), repo_ids=ids)

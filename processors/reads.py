@@ -1,0 +1,108 @@
+"""Reads of the additive metric tables for the API (I/O: PostgreSQL queries only).
+
+Every read takes a list of repository ids and sums over them, so one function serves both a
+repository's endpoint and the organisation-wide form. Derivations (percentiles, contributor
+series) are pure functions in processors/metrics/*; these only fetch their inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from processors.metrics.contributors import period_start
+from processors.store import PgStore
+
+
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """A repository's provenance: the newest commit its poller published (`head`), when its
+    metric tables last changed (`watermark`, None before any commit), and how many batches
+    have changed them (`generation`)."""
+
+    repo_id: int
+    head: str | None
+    watermark: datetime | None
+    generation: int
+
+
+async def stamps(store: PgStore, repo_ids: Sequence[int] | None) -> list[Stamp]:
+    """Stamps of `repo_ids` (all repositories when None) that exist, by id."""
+    recs = await store.pool.fetch(
+        "SELECT id, head, watermark, generation FROM repos"
+        " WHERE $1::bigint[] IS NULL OR id = ANY($1::bigint[]) ORDER BY id",
+        None if repo_ids is None else list(repo_ids),
+    )
+    return [Stamp(r["id"], r["head"], r["watermark"], r["generation"]) for r in recs]
+
+
+async def activity(
+    store: PgStore, repo_ids: Sequence[int], start: date | None, end: date | None, granularity: str
+) -> list[dict[str, Any]]:
+    """Activity per period summed over `repo_ids` (as PgStore.activity for one repository)."""
+    period_start(date(2000, 1, 1), granularity)  # validates the granularity
+    recs = await store.pool.fetch(
+        """
+        SELECT date_trunc($4, day::timestamp)::date AS period,
+               sum(commits)::bigint AS commits, sum(merges)::bigint AS merges,
+               sum(added)::bigint AS added, sum(removed)::bigint AS removed
+        FROM activity_daily
+        WHERE repo_id = ANY($1::bigint[]) AND ($2::date IS NULL OR day >= $2)
+              AND ($3::date IS NULL OR day <= $3)
+        GROUP BY 1 HAVING sum(commits) > 0
+        ORDER BY 1
+        """,
+        list(repo_ids),
+        start,
+        end,
+        granularity,
+    )
+    return [{**dict(r), "period": r["period"].isoformat()} for r in recs]
+
+
+async def author_days(store: PgStore, repo_ids: Sequence[int]) -> list[tuple[str, date]]:
+    """(lower-cased email, UTC day) with at least one commit, over `repo_ids`."""
+    recs = await store.pool.fetch(
+        "SELECT DISTINCT email, day FROM author_days"
+        " WHERE repo_id = ANY($1::bigint[]) AND commits > 0",
+        list(repo_ids),
+    )
+    return [(r["email"], r["day"]) for r in recs]
+
+
+async def punchcard(store: PgStore, repo_ids: Sequence[int]) -> list[tuple[int, int, int]]:
+    """(weekday, hour, commits) summed over `repo_ids`."""
+    recs = await store.pool.fetch(
+        "SELECT weekday, hour, sum(commits)::bigint AS commits FROM punchcard"
+        " WHERE repo_id = ANY($1::bigint[]) GROUP BY 1, 2",
+        list(repo_ids),
+    )
+    return [(r["weekday"], r["hour"], r["commits"]) for r in recs]
+
+
+async def commit_sizes(store: PgStore, repo_ids: Sequence[int]) -> list[tuple[str, int, int]]:
+    """(measure, value, commits) summed over `repo_ids`."""
+    recs = await store.pool.fetch(
+        "SELECT measure, value, sum(commits)::bigint AS commits FROM commit_sizes"
+        " WHERE repo_id = ANY($1::bigint[]) GROUP BY 1, 2 HAVING sum(commits) <> 0",
+        list(repo_ids),
+    )
+    return [(r["measure"], r["value"], r["commits"]) for r in recs]
+
+
+async def languages(store: PgStore, repo_ids: Sequence[int]) -> list[dict[str, Any]]:
+    """Per language summed over `repo_ids`: changes, added, removed, net lines; by net lines
+    descending, then added descending, then name (code point order)."""
+    recs = await store.pool.fetch(
+        """
+        SELECT language, sum(changes)::bigint AS changes, sum(added)::bigint AS added,
+               sum(removed)::bigint AS removed, sum(added - removed)::bigint AS lines
+        FROM language_lines WHERE repo_id = ANY($1::bigint[])
+        GROUP BY 1 HAVING sum(changes) <> 0
+        ORDER BY lines DESC, added DESC, language COLLATE "C"
+        """,
+        list(repo_ids),
+    )
+    return [dict(r) for r in recs]
