@@ -42,6 +42,11 @@ def dlq_topic(settings: Settings) -> str:
     return settings.topic("commits.dlq")
 
 
+def updates_topic(settings: Settings) -> str:
+    """Metric-update events: one per repository and processed batch (docs/events.md)."""
+    return settings.topic("metric-updates")
+
+
 async def database_dsn(settings: Settings) -> str:
     """The configured PostgreSQL, or the embedded one under the data directory."""
     if settings.database_url is not None:
@@ -76,7 +81,9 @@ async def open_bus(settings: Settings) -> AsyncIterator[Bus]:
         bus = InMemoryBus(partitions=settings.partitions)
     await bus.start()
     try:
-        await bus.ensure_topics([commits_topic(settings), dlq_topic(settings)])
+        await bus.ensure_topics(
+            [commits_topic(settings), dlq_topic(settings), updates_topic(settings)]
+        )
         yield bus
     finally:
         await bus.stop()
@@ -99,6 +106,7 @@ def make_processor(settings: Settings, bus: Bus, store: PgStore) -> Processor:
         group=PROCESSOR_GROUP,
         batch_size=settings.batch_size,
         dlq_topic=dlq_topic(settings),
+        updates_topic=updates_topic(settings),
     )
 
 
