@@ -20,6 +20,8 @@ import uvicorn
 
 from api.app import create_app
 from ingest.bus import Bus, InMemoryBus
+from ingest.credentials import CredentialsError, load_credentials
+from ingest.mirror import FetchAccess
 from ingest.poller import Poller, PollerConfig
 from metre.settings import Settings
 from processors.runner import Processor
@@ -89,11 +91,23 @@ async def open_bus(settings: Settings) -> AsyncIterator[Bus]:
         await bus.stop()
 
 
+def fetch_access(settings: Settings) -> FetchAccess:
+    """The URL policy and the credentials every fetch of this process uses."""
+    credentials = {}
+    if settings.credentials_file is not None:
+        try:
+            credentials = load_credentials(settings.credentials_file)
+        except CredentialsError as exc:
+            raise ConfigurationError(str(exc)) from None
+    return FetchAccess(policy=settings.url_policy, credentials=credentials)
+
+
 def make_poller(settings: Settings, bus: Bus, store: PgStore) -> Poller:
     config = PollerConfig(
         mirrors_dir=settings.mirrors_dir,
         topic=commits_topic(settings),
         poll_interval=settings.poll_interval,
+        access=fetch_access(settings),
     )
     return Poller(bus, store, config)
 
