@@ -1,8 +1,10 @@
 """The wire contract between pollers and processors (pure: no I/O).
 
-A `CommitEvent` says everything metre needs to know about one commit of one repository.
-Events are JSON (orjson), carry a schema version `v`, and are identified by `repo_id:sha`,
-never by a broker offset, so redelivery and republishing are harmless. See docs/events.md.
+A `CommitEvent` says everything metre needs to know about one commit of one repository; a
+`RetractEvent` says that a commit left the tracked history (a force-push, a change of branch or
+of .mailmap) and its effect must be undone. Events are JSON (orjson), carry a schema version `v`
+and a `type`, and are identified by `repo_id:sha` (`repo_id:sha:retract`), never by a broker
+offset, so redelivery and republishing are harmless. See docs/events.md.
 """
 
 from __future__ import annotations
@@ -78,6 +80,27 @@ class CommitEvent:
         return sum(f.removed for f in self.files)
 
 
+@dataclass(frozen=True, slots=True)
+class RetractEvent:
+    """Commit `sha` is no longer reachable from the tracked branch: undo its effect.
+
+    Idempotent by state, like a commit event: it acts only while the commit's facts are
+    present, so a commit can be added, retracted and added again (in that order, on the
+    repository's partition).
+    """
+
+    repo_id: int
+    sha: str
+
+    @property
+    def event_id(self) -> str:
+        return f"{event_id(self.repo_id, self.sha)}:retract"
+
+
+Event = CommitEvent | RetractEvent
+"""Every event type of schema version 1."""
+
+
 def event_id(repo_id: int, sha: str) -> str:
     return f"{repo_id}:{sha}"
 
@@ -91,7 +114,17 @@ def _person_json(p: Person) -> dict[str, Any]:
     return {"name": p.name, "email": p.email, "time": p.time.isoformat()}
 
 
-def encode(e: CommitEvent) -> bytes:
+def encode(e: CommitEvent | RetractEvent) -> bytes:
+    if isinstance(e, RetractEvent):
+        return orjson.dumps(
+            {
+                "v": SCHEMA_VERSION,
+                "type": "retract",
+                "id": e.event_id,
+                "repo_id": e.repo_id,
+                "sha": e.sha,
+            }
+        )
     return orjson.dumps(
         {
             "v": SCHEMA_VERSION,
@@ -157,8 +190,7 @@ def _is_sha(s: Any) -> TypeGuard[str]:
     return isinstance(s, str) and len(s) in (40, 64) and all(c in "0123456789abcdef" for c in s)
 
 
-def decode(raw: bytes) -> CommitEvent:
-    """Parse and validate one record; anything else raises `EventError` with the reason."""
+def _load(raw: bytes) -> dict[str, Any]:
     try:
         d = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -167,13 +199,41 @@ def decode(raw: bytes) -> CommitEvent:
         raise EventError("an event must be a JSON object")
     if d.get("v") != SCHEMA_VERSION:
         raise EventError(f"unsupported schema version {d.get('v')!r} (this metre reads v1)")
-    if d.get("type") != "commit":
-        raise EventError(f"unknown event type {d.get('type')!r}")
-    repo_id, sha, parents = d.get("repo_id"), d.get("sha"), d.get("parents")
+    return d
+
+
+def _repo_and_sha(d: dict[str, Any]) -> tuple[int, str]:
+    repo_id, sha = d.get("repo_id"), d.get("sha")
     if not isinstance(repo_id, int) or isinstance(repo_id, bool) or repo_id <= 0:
         raise EventError("repo_id must be a positive integer")
     if not _is_sha(sha):
         raise EventError(f"sha must be a lower-case hex object name, not {sha!r}")
+    return repo_id, sha
+
+
+def decode_event(raw: bytes) -> CommitEvent | RetractEvent:
+    """Parse and validate one record of any type; anything else raises `EventError`."""
+    d = _load(raw)
+    kind = d.get("type")
+    if kind == "commit":
+        return _commit(d)
+    if kind == "retract":
+        return RetractEvent(*_repo_and_sha(d))
+    raise EventError(f"unknown event type {kind!r}")
+
+
+def decode(raw: bytes) -> CommitEvent:
+    """Parse and validate one commit event; anything else (a retraction included) raises
+    `EventError` with the reason. Consumers of every type use `decode_event`."""
+    d = _load(raw)
+    if d.get("type") != "commit":
+        raise EventError(f"unknown event type {d.get('type')!r}")
+    return _commit(d)
+
+
+def _commit(d: dict[str, Any]) -> CommitEvent:
+    repo_id, sha = _repo_and_sha(d)
+    parents = d.get("parents")
     if not isinstance(parents, list) or not all(_is_sha(p) for p in parents):
         raise EventError("parents must be a list of object names")
     summary = d.get("summary", "")
