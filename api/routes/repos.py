@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, HTTPException, Path
 
 from api.deps import SettingsDep, StoreDep
 from api.responses import OrjsonResponse
 from api.schemas import CommitOut, ErrorOut, PollAccepted, RepoIn, RepoList, RepoOut
-from ingest.mirror import InvalidRepositoryURL, validate_url
+from ingest.mirror import InvalidRepositoryURL, check_host, validate_url
 from processors.store import RepoExists, RepoRow
 
 router = APIRouter(tags=["repositories"])
@@ -48,18 +46,6 @@ def repo_json(r: RepoRow) -> dict[str, Any]:
     }
 
 
-async def _check_resolves(url: str) -> None:
-    """Refuse at once a host that does not resolve, rather than register a repository that
-    can only ever fail."""
-    host = urlsplit(url).hostname
-    if not host:
-        return
-    try:
-        await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise HTTPException(422, f"host {host!r} does not resolve") from exc
-
-
 @router.post(
     "/repos",
     status_code=201,
@@ -69,11 +55,14 @@ async def _check_resolves(url: str) -> None:
 async def add_repo(body: RepoIn, store: StoreDep, settings: SettingsDep) -> OrjsonResponse:
     if body.branch is not None and _BAD_BRANCH.search(body.branch):
         raise HTTPException(422, f"branch {body.branch!r} is not a valid branch name")
+    policy = settings.url_policy
     try:
-        url = await asyncio.to_thread(validate_url, body.url, settings.allow_local_paths)
+        url = await asyncio.to_thread(validate_url, body.url, policy=policy)
+        # The same policy the fetch applies: refuse now a host that does not resolve or
+        # resolves to a refused address, rather than register a repository that must fail.
+        await asyncio.to_thread(check_host, url, policy)
     except InvalidRepositoryURL as exc:
         raise HTTPException(422, str(exc)) from exc
-    await _check_resolves(url)
     try:
         row = await store.add_repo(url, body.branch)
     except RepoExists as exc:
