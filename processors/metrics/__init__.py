@@ -70,6 +70,9 @@ MODULES: tuple[str, ...] = (
     "punchcard",
     "commit_size",
     "languages",
+    "files",
+    "ownership",
+    "coupling",
 )
 """Metric modules under processors.metrics. Each declares `METRICS` (functions), `TABLES`
 (`table.MetricTable` specs of the tables they write) and `ENTRIES` (catalogue entries)."""

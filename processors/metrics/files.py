@@ -1,0 +1,126 @@
+"""Per-file history: changes, lines, authors, presence at head; inputs of hotspots and
+ownership (pure).
+
+Three additive tables, all counters (so retraction is a negated delta), from each non-merge
+commit's file changes (`git log --numstat --no-renames --minimal`):
+
+* `file_stats` (repo, path): commits, lines added and removed, `presence` (+1 per add, -1 per
+  delete: the file exists at head when positive), binary changes, and the latest change (UTC
+  author time, and whether that change was binary).
+* `file_authors` (repo, path, lower-cased author email): commits, adds ("created": the author
+  added the path, FA of the degree of authorship), lines added and removed.
+* `file_author_days` (repo, path, email, UTC author day): commits, for windowed hotspots.
+
+With `--no-renames` a renamed file is a new path added by whoever renamed it: that author is its
+creator, and the history of the old path stays with the old path.
+
+Merge commits carry no file changes (event contract v1), so the net lines (added - removed) and
+`presence` equal the file at head only when merges combined their sides without changing them
+(no conflict resolution or "evil" merge, no identical change made on both sides); see
+docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC
+
+from ingest.events import CommitEvent
+from processors.metrics import Delta
+from processors.metrics.catalogue import Entry, Param
+from processors.metrics.table import Column, Extreme, MetricTable
+
+STATS = "file_stats"
+AUTHORS = "file_authors"
+DAYS = "file_author_days"
+
+_PRESENCE = {"A": 1, "D": -1}
+
+
+def files(e: CommitEvent) -> Iterator[Delta]:
+    """Rows of the three per-file tables touched by one commit's file changes."""
+    when = e.author.time.astimezone(UTC)
+    day = when.date()
+    email = e.author.email.lower()
+    for f in e.files:
+        yield Delta(
+            STATS,
+            (e.repo_id, f.path),
+            {
+                "commits": 1,
+                "added": f.added,
+                "removed": f.removed,
+                "presence": _PRESENCE.get(f.change, 0),
+                "binary_changes": int(f.binary),
+            },
+            greatest={"last": (when, f.binary)},
+        )
+        yield Delta(
+            AUTHORS,
+            (e.repo_id, f.path, email),
+            {
+                "commits": 1,
+                "created": int(f.change == "A"),
+                "added": f.added,
+                "removed": f.removed,
+            },
+        )
+        yield Delta(DAYS, (e.repo_id, f.path, email, day), {"commits": 1})
+
+
+_REPO = Column("repo_id", "bigint")
+_PATH = Column("path", "text")
+_EMAIL = Column("email", "text")
+
+METRICS = (files,)
+TABLES = (
+    MetricTable(
+        STATS,
+        key=(_REPO, _PATH),
+        counters=("commits", "added", "removed", "presence", "binary_changes"),
+        extremes=(
+            Extreme(
+                "last",
+                "greatest",
+                (Column("last_change_at", "timestamptz"), Column("last_binary", "boolean")),
+            ),
+        ),
+    ),
+    MetricTable(
+        AUTHORS, key=(_REPO, _PATH, _EMAIL), counters=("commits", "created", "added", "removed")
+    ),
+    MetricTable(DAYS, key=(_REPO, _PATH, _EMAIL, Column("day", "date")), counters=("commits",)),
+)
+
+FILE_SORTS = ("commits", "lines", "churn", "path")
+LIMIT = Param("limit", "integer", 100, "page size (1 to 1000)")
+OFFSET = Param("offset", "integer", 0, "rows to skip")
+
+ENTRIES = (
+    Entry(
+        "files",
+        "Per file (every path in the tracked history): non-merge commits touching it, lines "
+        "added and removed, distinct authors, whether it exists at head, the UTC author time of "
+        "its latest change, and its current length in lines (git's count: a last line without "
+        "a newline counts; null when the file is absent at head or was ever binary)",
+        "commits, lines",
+        version=1,
+        tables=(STATS, AUTHORS),
+        params=(
+            Param("sort", "string", "commits", "order (descending; path ascending)", FILE_SORTS),
+            Param("exists", "boolean", None, "only files present (true) or absent (false) at head"),
+            LIMIT,
+            OFFSET,
+        ),
+    ),
+    Entry(
+        "hotspots",
+        "Files present at head ranked by change frequency x size (CodeScene): non-merge commits "
+        "touching the file within the window times its current length in lines; the window is "
+        "the `days` UTC days ending with the day of the repository's latest author date",
+        "commits x lines",
+        version=1,
+        tables=(STATS, DAYS, "activity_daily"),
+        params=(Param("days", "integer", 365, "window length in days (1 to 36500)"), LIMIT),
+    ),
+)
