@@ -36,7 +36,7 @@ from dulwich.repo import Repo
 
 from ingest.credentials import CredentialTable, credential_for
 from ingest.gitdiff import RepositoryError
-from ingest.transport import pinned_client
+from ingest.transport import RedirectRefused, pinned_client
 from ingest.urlpolicy import (
     InvalidRepositoryURL,
     Resolver,
@@ -157,6 +157,9 @@ def _reason(exc: BaseException) -> str:
     """A one-line, credential-free description of why a fetch failed."""
     while isinstance(exc, BufferError) and exc.__context__ is not None:
         exc = exc.__context__
+    refused = exc if isinstance(exc, RedirectRefused) else exc.__cause__ or exc.__context__
+    if isinstance(refused, RedirectRefused):
+        return str(refused)
     if isinstance(exc, NotGitRepository):
         return "not a git repository"
     if isinstance(exc, HTTPUnauthorized):

@@ -21,17 +21,18 @@ DEFAULT = UrlPolicy()
 EVERYTHING = UrlPolicy(frozenset({"https", "http", "ssh", "git"}), allow_local_paths=True)
 
 
-def resolver(table: dict[str, Sequence[str]]):  # type: ignore[no-untyped-def]
-    calls: list[str] = []
+class resolver:  # noqa: N801 - used like a function
+    """A fake resolver over a fixed table that records the names it was asked for."""
 
-    def resolve(host: str, port: int) -> Sequence[str]:
-        calls.append(host)
-        if host not in table:
+    def __init__(self, table: dict[str, Sequence[str]]) -> None:
+        self.table = table
+        self.calls: list[str] = []
+
+    def __call__(self, host: str, port: int) -> Sequence[str]:
+        self.calls.append(host)
+        if host not in self.table:
             raise OSError("no such host")
-        return table[host]
-
-    resolve.calls = calls  # type: ignore[attr-defined]
-    return resolve
+        return self.table[host]
 
 
 @pytest.mark.parametrize(
@@ -143,7 +144,7 @@ def test_pinned_address_resolves_once_and_returns_the_checked_address() -> None:
     resolve = resolver({"git.example.test": ["93.184.215.14", "93.184.215.15"]})
     remote = parse_remote("https://git.example.test/a.git", DEFAULT)
     assert pinned_address(remote, DEFAULT, resolve) == "93.184.215.14"
-    assert resolve.calls == ["git.example.test"]  # type: ignore[attr-defined]
+    assert resolve.calls == ["git.example.test"]
 
 
 @pytest.mark.parametrize(
