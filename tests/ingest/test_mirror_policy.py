@@ -17,8 +17,9 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import httpx
 import pytest
+from dulwich.objects import ObjectID
 from dulwich.repo import Repo
-from dulwich.server import DictBackend
+from dulwich.server import BackendRepo, DictBackend
 from dulwich.web import make_wsgi_chain
 
 from api.app import create_app
@@ -277,6 +278,6 @@ def test_submodules_are_never_fetched(tmp_path: Path) -> None:
     out = run_git(mirror, "cat-file", "-e", sub_head, check=False)
     assert out == b""
     with Repo(str(mirror)) as repo:
-        assert not repo.object_store.contains_loose(sub_head.encode())
-        assert not repo.object_store.contains_packed(sub_head.encode())
+        assert not repo.object_store.contains_loose(ObjectID(sub_head.encode()))
+        assert not repo.object_store.contains_packed(ObjectID(sub_head.encode()))
     assert not (mirror / "modules").exists()

@@ -21,7 +21,7 @@ DEFAULT = UrlPolicy()
 EVERYTHING = UrlPolicy(frozenset({"https", "http", "ssh", "git"}), allow_local_paths=True)
 
 
-class resolver:  # noqa: N801 - used like a function
+class resolver:
     """A fake resolver over a fixed table that records the names it was asked for."""
 
     def __init__(self, table: dict[str, Sequence[str]]) -> None:
