@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.responses import OrjsonResponse, error_body
-from api.routes import catalogue, health, metrics, repos
+from api.routes import catalogue, files, health, metrics, repos
 from metre.settings import Settings
 from processors.store import PgStore
 
@@ -86,4 +86,5 @@ def create_app(settings: Settings, store: PgStore | None = None) -> FastAPI:
     app.include_router(repos.router, prefix="/api/v1")
     app.include_router(metrics.router, prefix="/api/v1")
     app.include_router(catalogue.router, prefix="/api/v1")
+    app.include_router(files.router, prefix="/api/v1")
     return app

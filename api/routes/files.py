@@ -1,0 +1,197 @@
+"""Per-file metric endpoints: files, hotspots, ownership, truck factor, coupling.
+
+Thin routes: validation here, SQL in processors/filereads.py, derivations in
+processors/metrics/*. Every result goes through api.provenance.serve (provenance, ETag, 304,
+cached until the repository's watermark moves). Ownership and truck factor share one
+computation per repository state, kept in a small per-app memo so that paging through files
+does not recompute it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+
+from api.deps import StoreDep
+from api.provenance import serve
+from api.routes.repos import _ERRORS, RepoId
+from processors import filereads
+from processors.filereads import FileSort
+from processors.metrics.coupling import DEFAULT_MAX_FILES, HARD_CAP
+from processors.metrics.ownership import Ownership, ownership
+from processors.reads import stamps
+from processors.store import PgStore
+
+router = APIRouter(tags=["metrics"])
+
+Limit = Annotated[int, Query(ge=1, le=1000, description="Rows returned")]
+Offset = Annotated[int, Query(ge=0, le=2**31 - 1, description="Rows skipped")]
+_OK = {304: {"description": "Not modified"}, **_ERRORS}
+
+
+@router.get(
+    "/repos/{repo_id}/metrics/files",
+    summary="Per file: commits, lines, authors, presence at head, latest change, length",
+    responses=_OK,
+)
+async def files(
+    request: Request,
+    repo_id: RepoId,
+    store: StoreDep,
+    sort: Annotated[FileSort, Query(description="commits, lines, churn (desc) or path")] = (
+        "commits"
+    ),
+    exists: Annotated[bool | None, Query(description="Only files present/absent at head")] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> Response:
+    params = {"sort": sort, "exists": exists, "limit": limit, "offset": offset}
+
+    async def compute(ids: list[int]) -> dict[str, Any]:
+        page = await filereads.files(store, ids[0], sort, exists, limit, offset)
+        return {"repo_id": repo_id, **params, **page}
+
+    return await serve(request, store, "files", params, compute, repo_id=repo_id)
+
+
+@router.get(
+    "/repos/{repo_id}/metrics/hotspots",
+    summary="Files ranked by commits in a window x current lines (CodeScene's hotspots)",
+    responses=_OK,
+)
+async def hotspots(
+    request: Request,
+    repo_id: RepoId,
+    store: StoreDep,
+    days: Annotated[int, Query(ge=1, le=36500, description="Window length in UTC days")] = 365,
+    limit: Limit = 100,
+) -> Response:
+    params = {"days": days, "limit": limit}
+
+    async def compute(ids: list[int]) -> dict[str, Any]:
+        return {"repo_id": repo_id, **await filereads.hotspots(store, ids[0], days, limit)}
+
+    return await serve(request, store, "hotspots", params, compute, repo_id=repo_id)
+
+
+class OwnershipMemo:
+    """The latest ownership computations, by (repository, generation, watermark)."""
+
+    def __init__(self, max_entries: int = 16) -> None:
+        self.max_entries = max_entries
+        self._items: OrderedDict[tuple[Any, ...], Ownership] = OrderedDict()
+
+    async def get(self, store: PgStore, repo_id: int) -> Ownership:
+        (s,) = await stamps(store, [repo_id])
+        key = (repo_id, s.generation, s.watermark)
+        found = self._items.get(key)
+        if found is not None:
+            self._items.move_to_end(key)
+            return found
+        rows, counted = await filereads.file_authors(store, repo_id)
+        result = await asyncio.to_thread(ownership, rows, counted)  # the kernel: off the loop
+        self._items[key] = result
+        while len(self._items) > self.max_entries:
+            self._items.popitem(last=False)
+        return result
+
+
+def _memo(request: Request) -> OwnershipMemo:
+    memo: OwnershipMemo | None = getattr(request.app.state, "ownership_memo", None)
+    if memo is None:
+        memo = request.app.state.ownership_memo = OwnershipMemo()
+    return memo
+
+
+@router.get(
+    "/repos/{repo_id}/metrics/ownership",
+    summary="Main authors of each file present at head, by degree of authorship",
+    responses=_OK,
+)
+async def ownership_route(
+    request: Request, repo_id: RepoId, store: StoreDep, limit: Limit = 100, offset: Offset = 0
+) -> Response:
+    params = {"limit": limit, "offset": offset}
+
+    async def compute(ids: list[int]) -> dict[str, Any]:
+        o = await _memo(request).get(store, ids[0])
+        paths = list(o.files)[offset : offset + limit]  # path order (code point)
+        page = [
+            {"path": p, "authors": [{"email": e, "doa": d} for e, d in o.files[p]]} for p in paths
+        ]
+        return {"repo_id": repo_id, "total": len(o.files), **params, "files": page}
+
+    return await serve(request, store, "ownership", params, compute, repo_id=repo_id)
+
+
+@router.get(
+    "/repos/{repo_id}/metrics/truck-factor",
+    summary="Truck factor (Avelino et al.) and the authors removed, in order",
+    responses=_OK,
+)
+async def truck_factor(request: Request, repo_id: RepoId, store: StoreDep) -> Response:
+    async def compute(ids: list[int]) -> dict[str, Any]:
+        o = await _memo(request).get(store, ids[0])
+        return {
+            "repo_id": repo_id,
+            "truck_factor": o.truck_factor,
+            "files": len(o.files),
+            "removed": [{"email": e, "files": n} for e, n in o.removed],
+        }
+
+    return await serve(request, store, "truck-factor", {}, compute, repo_id=repo_id)
+
+
+@router.get(
+    "/repos/{repo_id}/metrics/coupling",
+    summary="Files changed together: top pairs, or the partners of one file",
+    responses=_OK,
+)
+async def coupling(
+    request: Request,
+    repo_id: RepoId,
+    store: StoreDep,
+    path: Annotated[
+        str | None, Query(min_length=1, max_length=4096, description="Partners of this file")
+    ] = None,
+    max_files: Annotated[
+        int, Query(ge=1, le=HARD_CAP, description="Ignore commits touching more files")
+    ] = DEFAULT_MAX_FILES,
+    min_shared: Annotated[int, Query(ge=1, description="Least shared commits")] = 2,
+    limit: Limit = 100,
+) -> Response:
+    params = {"path": path, "max_files": max_files, "min_shared": min_shared, "limit": limit}
+
+    async def compute(ids: list[int]) -> dict[str, Any]:
+        rows = await filereads.coupling(store, ids[0], max_files, min_shared, limit, path)
+        if path is None:
+            pairs = [
+                {
+                    "a": r["path_a"],
+                    "b": r["path_b"],
+                    "shared": r["shared"],
+                    "commits_a": r["commits_a"],
+                    "commits_b": r["commits_b"],
+                    "degree": r["degree"],
+                }
+                for r in rows
+            ]
+            return {"repo_id": repo_id, **params, "pairs": pairs}
+        partners = []
+        for r in rows:
+            other_is_b = r["path_a"] == path
+            partners.append(
+                {
+                    "path": r["path_b"] if other_is_b else r["path_a"],
+                    "shared": r["shared"],
+                    "commits": r["commits_b"] if other_is_b else r["commits_a"],
+                    "degree": r["degree"],
+                }
+            )
+        commits = await filereads.commits_of(store, ids[0], path, max_files)
+        return {"repo_id": repo_id, **params, "commits": commits, "partners": partners}
+
+    return await serve(request, store, "coupling", params, compute, repo_id=repo_id)
