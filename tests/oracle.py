@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from tests.fixtures.gitrepo import git_commits, git_numstat
+from tests.fixtures.gitrepo import git_commits, git_numstat, run_git
 
 
 def _path(raw: bytes) -> str:
@@ -155,3 +155,114 @@ async def assert_api_matches_git(
         assert _instant(g["first_commit_at"]) == a["first"], email
         assert _instant(g["last_commit_at"]) == a["last"][0], email
         assert g["name"] == a["last"][1], email
+
+
+# -- the catalogue metrics (contributors, punch card, commit size, languages) -----------------
+# Each is computed from the git CLI over one or more repositories (the organisation-wide form
+# sums or unites them), by a route deliberately different from metre's.
+
+
+def expected_contributors(
+    repos: list[Path], granularity: str, gap_days: int
+) -> list[dict[str, Any]]:
+    """Per period: active, new, returning (a commit on day d, some earlier commit, and none
+    on the gap_days days before d), cumulative; identity = lower-cased author email."""
+    days: dict[str, set[date]] = defaultdict(set)
+    for repo in repos:
+        for c in git_commits(repo).values():
+            days[c.author_email.lower()].add(c.author_time.astimezone(UTC).date())
+    periods = sorted({_period(d, granularity) for ds in days.values() for d in ds})
+    out = []
+    for p in periods:
+        active = new = returning = cumulative = 0
+        for ds in days.values():
+            first = min(ds)
+            cumulative += _period(first, granularity) <= p
+            in_p = [d for d in ds if _period(d, granularity) == p]
+            if not in_p:
+                continue
+            active += 1
+            new += _period(first, granularity) == p
+            returning += any(
+                d > first and not any(d - timedelta(days=k) in ds for k in range(1, gap_days + 1))
+                for d in in_p
+            )
+        out.append({"period": p.isoformat(), "active": active, "new": new,
+                    "returning": returning, "cumulative": cumulative})  # fmt: skip
+    return out
+
+
+def expected_punchcard(repos: list[Path]) -> list[list[int]]:
+    """7 x 24 counts of commits by the author's local weekday (Monday first) and hour, from
+    `git log --date=format:%u %H` (git prints the date in the author's own offset)."""
+    grid = [[0] * 24 for _ in range(7)]
+    for repo in repos:
+        out = run_git(repo, "log", "--format=%ad", "--date=format:%u %H", "HEAD")
+        for line in out.decode().splitlines():
+            weekday, hour = line.split()
+            grid[int(weekday) - 1][int(hour)] += 1
+    return grid
+
+
+def _nearest_rank(values: list[int], p: int) -> int | None:
+    if not values:
+        return None
+    s = sorted(values)
+    return s[max(1, -(-p * len(s) // 100)) - 1]
+
+
+def _histogram(values: list[int]) -> list[dict[str, int]]:
+    if not values:
+        return []
+    bins = [(0, 0)]
+    while bins[-1][1] < max(values):
+        lo = bins[-1][1] + 1
+        bins.append((lo, 2 * lo - 1))
+    return [
+        {"min": lo, "max": hi, "commits": sum(lo <= v <= hi for v in values)} for lo, hi in bins
+    ]
+
+
+def expected_commit_size(repos: list[Path]) -> dict[str, Any]:
+    """Files and lines (added + removed) changed per non-merge commit: count, mean,
+    nearest-rank percentiles, power-of-two histogram."""
+    sizes: dict[str, list[int]] = {"files": [], "lines": []}
+    for repo in repos:
+        numstat = git_numstat(repo)
+        for sha, c in git_commits(repo).items():
+            if len(c.parents) > 1:
+                continue
+            rows = numstat[sha]
+            sizes["files"].append(len(rows))
+            sizes["lines"].append(sum((a or 0) + (r or 0) for _, a, r in rows))
+    return {
+        m: {
+            "commits": len(v),
+            "mean": sum(v) / len(v) if v else None,
+            "percentiles": {f"p{p}": _nearest_rank(v, p) for p in (50, 75, 90, 99)},
+            "histogram": _histogram(v),
+        }
+        for m, v in sizes.items()
+    }
+
+
+def expected_languages(repos: list[Path]) -> dict[str, dict[str, int]]:
+    """Language (Pygments lexer by file name, else "Other") -> text file changes, added,
+    removed, net lines; binary files left out."""
+    from pygments.lexers import find_lexer_class_for_filename
+
+    out: dict[str, dict[str, int]] = defaultdict(
+        lambda: {"changes": 0, "added": 0, "removed": 0, "lines": 0}
+    )
+    for repo in repos:
+        for rows in git_numstat(repo).values():
+            for raw, a, r in rows:
+                if a is None:
+                    continue
+                cls = find_lexer_class_for_filename(_path(raw).rsplit("/", 1)[-1])
+                row = out["Other" if cls is None else cls.name]
+                row["changes"] += 1
+                row["added"] += a
+                row["removed"] += r or 0
+                row["lines"] += a - (r or 0)
+    return dict(out)
