@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.responses import OrjsonResponse, error_body
 from api.routes import catalogue, files, health, metrics, repos
+from api.security import ApiGuard
 from metre.settings import Settings
 from processors.store import PgStore
 
@@ -82,6 +83,13 @@ def create_app(settings: Settings, store: PgStore | None = None) -> FastAPI:
         log.exception("unhandled error", exc_info=exc)
         return OrjsonResponse(error_body(500, "internal error"), status_code=500)
 
+    app.add_middleware(
+        ApiGuard,
+        tokens=settings.tokens,
+        read_requires_token=settings.read_requires_token,
+        rate=settings.rate_limit,
+        burst=settings.rate_burst,
+    )
     app.include_router(health.router)
     app.include_router(repos.router, prefix="/api/v1")
     app.include_router(metrics.router, prefix="/api/v1")
