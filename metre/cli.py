@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import os
 import signal
@@ -62,10 +63,26 @@ def _serve(
     return 0
 
 
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from metre.runtime import run_all
 
     settings = _settings(args, allow_local_paths=True)
+    if not settings.tokens and not _loopback(settings.host) and not args.insecure:
+        print(
+            f"metre: refusing to serve an open API on {settings.host}: set METRE_API_TOKENS "
+            "(writes then need a token), listen on 127.0.0.1, or pass --insecure",
+            file=sys.stderr,
+        )
+        return 2
     settings.data_dir.mkdir(parents=True, exist_ok=True)
 
     def ready(url: str) -> None:
@@ -102,9 +119,15 @@ def _api_base(args: argparse.Namespace) -> str:
         ) from None
 
 
+def _auth_headers() -> dict[str, str]:
+    """The bearer token of METRE_API_TOKEN, for a metre whose API requires one."""
+    token = Settings().api_token
+    return {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
+
+
 def _request(method: str, url: str, body: Any = None) -> tuple[int, Any]:
     try:
-        r = httpx.request(method, url, json=body, timeout=30.0)
+        r = httpx.request(method, url, json=body, headers=_auth_headers(), timeout=30.0)
     except httpx.HTTPError as exc:
         raise SystemExit(f"metre: cannot reach {url}: {exc}") from None
     try:
@@ -202,6 +225,11 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, help="API port (default 8000 or the next free one)")
     up.add_argument("--host", help="API address (default 127.0.0.1)")
     up.add_argument("--poll-interval", type=float, help="seconds between polls of a repository")
+    up.add_argument(
+        "--insecure",
+        action="store_true",
+        help="serve on a non-loopback address without METRE_API_TOKENS (anyone may write)",
+    )
     up.set_defaults(func=cmd_up)
 
     for role, text in (
