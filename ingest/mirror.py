@@ -119,13 +119,13 @@ def validate_url(url: str, allow_local: bool = False, *, policy: UrlPolicy | Non
     return remote.url
 
 
-def check_host(url: str, policy: UrlPolicy, resolve: Resolver = system_resolve) -> str | None:
+def check_host(url: str, policy: UrlPolicy, resolve: Resolver | None = None) -> str | None:
     """Resolve the host of a validated URL and check every address; returns the address a
     fetch would use (None for a local path). Raises `InvalidRepositoryURL`. Blocking."""
     remote = parse_remote(url, policy)
     if remote.scheme == "local":
         return None
-    return pinned_address(remote, policy, resolve)
+    return pinned_address(remote, policy, resolve or system_resolve)
 
 
 def _local(path: str, allow_local: bool) -> str:
