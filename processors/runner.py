@@ -20,7 +20,7 @@ from typing import TypeVar
 import asyncpg
 
 from ingest.bus import Bus, BusError, CommitFailed, Consumer, Message, Record
-from ingest.events import CommitEvent, EventError, decode
+from ingest.events import CommitEvent, EventError, RetractEvent, decode_event
 from processors.store import PgStore, RepoChange
 from processors.updates import combine, update_message
 
@@ -155,18 +155,18 @@ class Processor:
         self, consumer: Consumer, records: Sequence[Record], stop: asyncio.Event
     ) -> None:
         """One batch: dead-letter the poison, apply the rest in one transaction, commit."""
-        good: list[tuple[Record, CommitEvent]] = []
+        good: list[tuple[Record, CommitEvent | RetractEvent]] = []
         bad: list[tuple[Record, str]] = []
         for r in records:
             try:
-                good.append((r, decode(r.value)))
+                good.append((r, decode_event(r.value)))
             except EventError as exc:
                 bad.append((r, str(exc)))
         if bad:
             await self._dead_letter(bad, stop)
         if good:
             changes, refused = await self._apply(good, stop)
-            new = sum(c.commits for c in changes)
+            new = sum(c.commits + c.retracted for c in changes)
             self.applied += new
             self.duplicates += len(good) - new - refused
             if changes and self.updates_topic is not None:
@@ -181,7 +181,7 @@ class Processor:
         self.batches += 1
 
     async def _apply(
-        self, good: Sequence[tuple[Record, CommitEvent]], stop: asyncio.Event
+        self, good: Sequence[tuple[Record, CommitEvent | RetractEvent]], stop: asyncio.Event
     ) -> tuple[list[RepoChange], int]:
         """(what changed per repository, events dead-lettered because the database refused
         them)."""

@@ -19,8 +19,9 @@ from typing import Any
 
 import asyncpg
 
-from ingest.events import CommitEvent
+from ingest.events import CommitEvent, RetractEvent
 from processors.metrics import TABLES, Delta, total
+from processors.retract import retract
 
 POLL_CHANNEL = "metre_poll"
 _MIGRATION_LOCK = 0x6D65747265  # "metre": serialises migrations across processes
@@ -48,13 +49,16 @@ class RepoRow:
     next_poll_at: datetime
     failures: int
     created_at: datetime
+    mailmap_sha: str | None = None
+    """The .mailmap blob the published history was mapped with (None: no .mailmap)."""
 
 
 _REPO_COLUMNS = """
     r.id, r.url, r.branch, r.state, r.error, r.head,
     COALESCE((SELECT sum(a.commits) FROM activity_daily a WHERE a.repo_id = r.id), 0)::bigint
         AS commits,
-    r.progress_done, r.progress_total, r.last_polled_at, r.next_poll_at, r.failures, r.created_at
+    r.progress_done, r.progress_total, r.last_polled_at, r.next_poll_at, r.failures, r.created_at,
+    r.mailmap_sha
 """
 
 
@@ -119,6 +123,8 @@ class RepoChange:
     head: str | None
     watermark: datetime
     generation: int
+    retracted: int = 0
+    """Commits retracted by the batch (their facts deleted, their deltas negated)."""
 
 
 def _offset_minutes(t: datetime) -> int:
@@ -281,21 +287,40 @@ class PgStore:
         )
         return None if rec is None else _repo(rec)
 
-    async def set_progress(self, repo_id: int, done: int, total: int) -> None:
+    async def set_progress(
+        self, repo_id: int, done: int, total: int, lease_seconds: float | None = None
+    ) -> None:
+        """Report a running poll's progress; with `lease_seconds`, also extend the poller's
+        lease to at least that long from now (a long backfill keeps its repository)."""
         await self._pool.execute(
-            "UPDATE repos SET progress_done = $2, progress_total = $3 WHERE id = $1",
+            """
+            UPDATE repos SET progress_done = $2, progress_total = $3,
+                lease_until = CASE WHEN $4::float8 IS NULL OR lease_until IS NULL
+                                   THEN lease_until
+                                   ELSE GREATEST(lease_until, now() + make_interval(secs => $4))
+                              END
+            WHERE id = $1
+            """,
             repo_id,
             done,
             total,
+            None if lease_seconds is None else float(lease_seconds),
         )
 
-    async def set_polled(self, repo_id: int, head: str | None, next_poll_in: float) -> None:
-        """A poll succeeded: idle, new head, lease released, due again in `next_poll_in` s
-        (at once if a poll was requested meanwhile)."""
+    async def set_polled(
+        self,
+        repo_id: int,
+        head: str | None,
+        next_poll_in: float,
+        mailmap_sha: str | None = None,
+    ) -> None:
+        """A poll succeeded: idle, new head (and the .mailmap blob its history was mapped
+        with), lease released, due again in `next_poll_in` s (at once if a poll was requested
+        meanwhile)."""
         await self._pool.execute(
             """
             UPDATE repos SET state = 'idle', error = NULL, failures = 0, head = $2,
-                last_polled_at = now(), lease_until = NULL,
+                mailmap_sha = $4, last_polled_at = now(), lease_until = NULL,
                 next_poll_at = CASE WHEN poll_requested THEN now()
                                     ELSE now() + make_interval(secs => $3) END,
                 poll_requested = false
@@ -304,7 +329,19 @@ class PgStore:
             repo_id,
             head,
             float(next_poll_in),
+            mailmap_sha,
         )
+
+    async def set_branch(self, repo_id: int, branch: str | None) -> RepoRow | None:
+        """Track `branch` (None: the remote's HEAD) from the next poll on, which retracts what
+        left the history and publishes what is new; None if there is no such repository.
+        The caller requests the poll."""
+        status = await self._pool.execute(
+            "UPDATE repos SET branch = $2 WHERE id = $1", repo_id, branch
+        )
+        if status != "UPDATE 1":
+            return None
+        return await self.get_repo(repo_id)
 
     async def set_failed(self, repo_id: int, error: str, retry_in: float) -> None:
         """A poll failed: failed, one more failure, lease released, retried in `retry_in` s."""
@@ -339,25 +376,31 @@ class PgStore:
 
     # -- applying events --------------------------------------------------------------------
 
-    async def apply(self, events: Sequence[CommitEvent]) -> int:
-        """Apply events in one transaction, each at most once ever; returns how many were new.
+    async def apply(self, events: Sequence[CommitEvent | RetractEvent]) -> int:
+        """Apply events in one transaction, in order; returns how many had an effect.
 
-        Events already applied, repeated within the batch, or of unregistered repositories
-        change nothing. Safe to run concurrently with overlapping batches.
+        A commit event acts only if the commit is absent, a retraction only if it is present
+        (state-based: each is idempotent, and add, retract, add again works). Events of
+        unregistered repositories change nothing. Safe to run concurrently with overlapping
+        batches.
         """
-        return sum(c.commits for c in await self.apply_changes(events))
+        return sum(c.commits + c.retracted for c in await self.apply_changes(events))
 
-    async def apply_changes(self, events: Sequence[CommitEvent]) -> list[RepoChange]:
-        """`apply`, returning what changed per repository (by id; none if nothing was new)."""
-        unique: dict[tuple[int, str], CommitEvent] = {}
-        for e in events:
-            unique.setdefault((e.repo_id, e.sha), e)
-        if not unique:
+    async def apply_changes(self, events: Sequence[CommitEvent | RetractEvent]) -> list[RepoChange]:
+        """`apply`, returning what changed per repository (by id; none if nothing changed)."""
+        runs: list[list[CommitEvent] | list[RetractEvent]] = []
+        for _, run in groupby(events, key=lambda e: isinstance(e, RetractEvent)):
+            # Within a run of one type the order does not matter: dedup, sort by key.
+            unique: dict[tuple[int, str], Any] = {}
+            for e in run:
+                unique.setdefault((e.repo_id, e.sha), e)
+            ordered = [unique[k] for k in sorted(unique)]
+            runs.append(ordered)
+        if not runs:
             return []
-        ordered = [unique[k] for k in sorted(unique)]
         for attempt in range(3):
             try:
-                return await self._apply(ordered)
+                return await self._apply(runs)
             except asyncpg.ForeignKeyViolationError:
                 # A repository was deleted while its events were in flight: its events are now
                 # filtered out by the next attempt.
@@ -365,38 +408,67 @@ class PgStore:
                     raise
         raise AssertionError("unreachable")
 
-    async def _apply(self, ordered: Sequence[CommitEvent]) -> list[RepoChange]:
+    async def _apply(
+        self, runs: Sequence[list[CommitEvent] | list[RetractEvent]]
+    ) -> list[RepoChange]:
+        added: list[CommitEvent] = []
+        gone: list[CommitEvent] = []
+        merged: list[Delta] = []
         async with self._pool.acquire() as con, con.transaction():
-            inserted = await con.fetch(_INSERT_COMMITS, *_commit_arrays(ordered))
-            new = {(r["repo_id"], r["sha"]) for r in inserted}
-            fresh = [e for e in ordered if (e.repo_id, e.sha) in new]
-            if not fresh:
+            for run in runs:
+                if run and isinstance(run[0], RetractEvent):
+                    retracted, negated = await retract(
+                        con, [(e.repo_id, e.sha) for e in run], _UPSERTS
+                    )
+                    gone += retracted
+                    merged += negated
+                else:
+                    fresh, deltas = await self._add(con, run)  # type: ignore[arg-type]
+                    added += fresh
+                    merged += deltas
+            if not added and not gone:
                 return []
-            files = _file_arrays(fresh)
-            if files[0]:
-                await con.execute(_INSERT_FILES, *files)
-            merged = total(fresh)
-            for table, group in groupby(merged, key=lambda d: d.table):
-                await con.execute(_UPSERTS[table], *TABLES[table].arrays(list(group)))
-            return await self._touch(con, fresh, merged)
+            return await self._touch(con, added, merged, gone)
+
+    @staticmethod
+    async def _add(
+        con: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], ordered: Sequence[CommitEvent]
+    ) -> tuple[list[CommitEvent], list[Delta]]:
+        """Insert the facts of the commits not yet present and merge their deltas."""
+        inserted = await con.fetch(_INSERT_COMMITS, *_commit_arrays(ordered))
+        new = {(r["repo_id"], r["sha"]) for r in inserted}
+        fresh = [e for e in ordered if (e.repo_id, e.sha) in new]
+        if not fresh:
+            return [], []
+        files = _file_arrays(fresh)
+        if files[0]:
+            await con.execute(_INSERT_FILES, *files)
+        merged = total(fresh)
+        for table, group in groupby(merged, key=lambda d: d.table):
+            await con.execute(_UPSERTS[table], *TABLES[table].arrays(list(group)))
+        return fresh, merged
 
     @staticmethod
     async def _touch(
         con: asyncpg.pool.PoolConnectionProxy[asyncpg.Record],
         fresh: Sequence[CommitEvent],
         merged: Sequence[Delta],
+        gone: Sequence[CommitEvent] = (),
     ) -> list[RepoChange]:
         """Move the watermark of every repository the batch changed (same transaction)."""
         commits: dict[int, int] = {}
         for e in fresh:
             commits[e.repo_id] = commits.get(e.repo_id, 0) + 1
+        retracted: dict[int, int] = {}
+        for e in gone:
+            retracted[e.repo_id] = retracted.get(e.repo_id, 0) + 1
         tables: dict[int, set[str]] = {}
         for d in merged:
             tables.setdefault(int(d.key[0]), set()).add(d.table)  # type: ignore[call-overload]
-        recs = await con.fetch(_TOUCH_REPOS, sorted(commits))
+        recs = await con.fetch(_TOUCH_REPOS, sorted(commits.keys() | retracted.keys()))
         return [
-            RepoChange(r["id"], commits[r["id"]], frozenset(tables.get(r["id"], ())),
-                       r["head"], r["watermark"], r["generation"])
+            RepoChange(r["id"], commits.get(r["id"], 0), frozenset(tables.get(r["id"], ())),
+                       r["head"], r["watermark"], r["generation"], retracted.get(r["id"], 0))
             for r in sorted(recs, key=lambda r: r["id"])
         ]  # fmt: skip
 

@@ -1,0 +1,201 @@
+"""Retraction (I/O, inside the caller's transaction): undo the effect of commits that left the
+tracked history.
+
+For the commits named whose facts are present: lock and read the facts (commits and
+file_changes rows), rebuild their `CommitEvent`s, delete the facts, and merge the negated
+deltas of every metric into the metric tables. Counters are then exact; two things a negated
+delta cannot undo are fixed from the remaining facts, in the same transaction:
+
+- rows whose counters all dropped to 0 are deleted (a fresh ingest would have no such row:
+  every metric table counts its contributing commits or file changes in some counter);
+- least/greatest columns (an author's first and last commit and name) of the affected rows are
+  recomputed by running the metrics over the remaining commits that can contribute to them
+  (`CANDIDATES`: for author_totals the commits of that author, otherwise every commit of the
+  repository), and rows with no contribution left are deleted.
+
+Commits not present (never applied, or already retracted) are skipped: retraction is idempotent
+by state, exactly like adding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from datetime import timedelta, timezone
+from itertools import groupby
+from typing import Any
+
+import asyncpg
+
+from ingest.events import CommitEvent, FileChange, Person
+from processors.metrics import TABLES, Delta, deltas, merge, negate, total
+from processors.metrics.table import MetricTable
+
+Connection = Any  # asyncpg.Connection or a pool's connection proxy
+
+_LOCK_COMMITS = """
+SELECT c.repo_id, c.sha, c.parents, c.author_name, c.author_email, c.author_time, c.author_tz,
+       c.committer_name, c.committer_email, c.committer_time, c.committer_tz, c.summary
+FROM commits c JOIN unnest($1::bigint[], $2::text[]) AS k(repo_id, sha)
+     ON c.repo_id = k.repo_id AND c.sha = k.sha
+ORDER BY c.repo_id, c.sha
+FOR UPDATE OF c
+"""
+
+_SELECT_FILES = """
+SELECT f.repo_id, f.sha, f.path, f.added, f.removed, f.is_binary, f.change
+FROM file_changes f JOIN unnest($1::bigint[], $2::text[]) AS k(repo_id, sha)
+     ON f.repo_id = k.repo_id AND f.sha = k.sha
+ORDER BY f.repo_id, f.sha, f.seq
+"""
+
+_DELETE_COMMITS = """
+DELETE FROM commits c USING unnest($1::bigint[], $2::text[]) AS k(repo_id, sha)
+WHERE c.repo_id = k.repo_id AND c.sha = k.sha
+"""
+
+_COMMIT_COLUMNS = """
+c.repo_id, c.sha, c.parents, c.author_name, c.author_email, c.author_time, c.author_tz,
+c.committer_name, c.committer_email, c.committer_time, c.committer_tz, c.summary
+"""
+
+CANDIDATES: dict[str, str] = {
+    "author_totals": f"""
+SELECT {_COMMIT_COLUMNS}
+FROM commits c JOIN unnest($1::bigint[], $2::text[]) AS k(repo_id, email)
+     ON c.repo_id = k.repo_id AND lower(c.author_email) = k.email
+ORDER BY c.repo_id, c.sha
+""",  # noqa: S608 (constant)
+    "file_stats": f"""
+SELECT {_COMMIT_COLUMNS}
+FROM commits c
+WHERE (c.repo_id, c.sha) IN (
+    SELECT f.repo_id, f.sha
+    FROM file_changes f JOIN unnest($1::bigint[], $2::text[]) AS k(repo_id, path)
+         ON f.repo_id = k.repo_id AND f.path = k.path)
+ORDER BY c.repo_id, c.sha
+""",  # noqa: S608 (constant)
+}
+"""Per table with least/greatest columns: the remaining commits that may contribute to the rows
+whose keys are given as arrays (one per key column). Tables not listed use every commit of the
+repositories concerned (exact, but reads the whole history)."""
+
+_ALL_COMMITS = f"""
+SELECT {_COMMIT_COLUMNS} FROM commits c WHERE c.repo_id = ANY($1::bigint[])
+ORDER BY c.repo_id, c.sha
+"""  # noqa: S608 (constant)
+
+
+def _person(c: asyncpg.Record, who: str) -> Person:
+    offset = timezone(timedelta(minutes=c[f"{who}_tz"]))
+    return Person(c[f"{who}_name"], c[f"{who}_email"], c[f"{who}_time"].astimezone(offset))
+
+
+async def load_events(con: Connection, commits: Sequence[asyncpg.Record]) -> list[CommitEvent]:
+    """Rebuild the events of `commits` rows (and their file_changes) as they were applied."""
+    if not commits:
+        return []
+    keys = [[c["repo_id"] for c in commits], [c["sha"] for c in commits]]
+    files: dict[tuple[int, str], list[FileChange]] = {}
+    for f in await con.fetch(_SELECT_FILES, *keys):
+        files.setdefault((f["repo_id"], f["sha"]), []).append(
+            FileChange(f["path"], f["added"], f["removed"], f["is_binary"], f["change"])
+        )
+    return [
+        CommitEvent(
+            repo_id=c["repo_id"],
+            sha=c["sha"],
+            parents=tuple(c["parents"]),
+            author=_person(c, "author"),
+            committer=_person(c, "committer"),
+            summary=c["summary"],
+            files=tuple(files.get((c["repo_id"], c["sha"]), ())),
+        )
+        for c in commits
+    ]
+
+
+async def retract(
+    con: Connection, keys: Sequence[tuple[int, str]], upserts: dict[str, str]
+) -> tuple[list[CommitEvent], list[Delta]]:
+    """Retract the commits `keys` (repo_id, sha), sorted, in the caller's transaction.
+
+    Returns the events of the commits that were present (now gone) and the merged negated
+    deltas applied. `upserts` are the store's per-table upsert statements.
+    """
+    if not keys:
+        return [], []
+    arrays = [[k[0] for k in keys], [k[1] for k in keys]]
+    rows = await con.fetch(_LOCK_COMMITS, *arrays)
+    gone = await load_events(con, rows)
+    if not gone:
+        return [], []
+    await con.execute(_DELETE_COMMITS, [e.repo_id for e in gone], [e.sha for e in gone])
+    negated = merge(negate(d) for d in deltas(gone))
+    for table, group in groupby(negated, key=lambda d: d.table):
+        touched = list(group)
+        spec = TABLES[table]
+        await con.execute(upserts[table], *spec.arrays(touched))
+        await _delete_empty(con, spec, touched)
+        if spec.extremes:
+            await _recompute_extremes(con, spec, [d.key for d in touched])
+    return gone, negated
+
+
+def _key_arrays(spec: MetricTable, keys: Sequence[tuple[Hashable, ...]]) -> list[list[Any]]:
+    return [[k[i] for k in keys] for i in range(len(spec.key))]
+
+
+def _key_join(spec: MetricTable, alias: str = "m", other: str = "k") -> str:
+    return " AND ".join(f"{alias}.{c.name} = {other}.{c.name}" for c in spec.key)
+
+
+def _unnest(spec: MetricTable, columns: Sequence[Any], alias: str) -> str:
+    params = ", ".join(f"${i}::{c.sql_type}[]" for i, c in enumerate(columns, 1))
+    names = ", ".join(c.name for c in columns)
+    return f"unnest({params}) AS {alias}({names})"
+
+
+async def _delete_empty(con: Connection, spec: MetricTable, touched: Sequence[Delta]) -> None:
+    """Delete the touched rows whose counters are all 0."""
+    if not spec.counters:
+        return
+    zero = " AND ".join(f"m.{c} = 0" for c in spec.counters)
+    sql = (
+        f"DELETE FROM {spec.name} m USING {_unnest(spec, spec.key, 'k')} "  # noqa: S608
+        f"WHERE {_key_join(spec)} AND {zero}"
+    )
+    await con.execute(sql, *_key_arrays(spec, [d.key for d in touched]))
+
+
+async def _recompute_extremes(
+    con: Connection, spec: MetricTable, keys: Sequence[tuple[Hashable, ...]]
+) -> None:
+    """Set the least/greatest columns of the rows `keys` from the remaining facts; delete the
+    rows no remaining commit contributes to."""
+    if spec.name in CANDIDATES:
+        rows = await con.fetch(CANDIDATES[spec.name], *_key_arrays(spec, keys))
+    else:
+        rows = await con.fetch(_ALL_COMMITS, sorted({int(k[0]) for k in keys}))  # type: ignore[call-overload]
+    wanted = set(keys)
+    fresh = {d.key: d for d in total(await load_events(con, rows)) if d.table == spec.name}
+    present = [fresh[k] for k in sorted(wanted & fresh.keys(), key=_sortable)]
+    missing = sorted(wanted - fresh.keys(), key=_sortable)
+    if missing:
+        sql = (
+            f"DELETE FROM {spec.name} m USING {_unnest(spec, spec.key, 'k')} "  # noqa: S608
+            f"WHERE {_key_join(spec)}"
+        )
+        await con.execute(sql, *_key_arrays(spec, missing))
+    if present:
+        columns = [*spec.key, *(c for x in spec.extremes for c in x.columns)]
+        sets = ", ".join(f"{c.name} = u.{c.name}" for x in spec.extremes for c in x.columns)
+        sql = (
+            f"UPDATE {spec.name} m SET {sets} FROM {_unnest(spec, columns, 'u')} "  # noqa: S608
+            f"WHERE {_key_join(spec, 'm', 'u')}"
+        )
+        values = [(*d.key, *(v for x in spec.extremes for v in x.values(d))) for d in present]
+        await con.execute(sql, *(list(col) for col in zip(*values, strict=True)))
+
+
+def _sortable(key: tuple[Hashable, ...]) -> tuple[Any, ...]:
+    return key
