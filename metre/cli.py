@@ -105,6 +105,31 @@ def cmd_role(args: argparse.Namespace) -> int:
     return _serve(_settings(args), role)
 
 
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from metre.runtime import run, run_reconcile
+
+    settings = _settings(args)
+    if not settings.kafka_bootstrap:
+        print(
+            "metre: reconcile publishes to Kafka (METRE_KAFKA_BOOTSTRAP); with the in-process "
+            "bus, `metre up` reconciles by itself at start and every METRE_RECONCILE_INTERVAL "
+            "seconds",
+            file=sys.stderr,
+        )
+        return 2
+    missing = 0
+
+    def report(r: Any) -> None:
+        nonlocal missing
+        missing += r.republished
+        state = f"error: {r.error}" if r.error else f"republished {r.republished}"
+        print(f"repository {r.repo_id}: {r.reachable} in git, {r.stored} stored, {state}")
+
+    run(run_reconcile(settings, report))
+    print(f"{missing} commits republished")
+    return 0
+
+
 def _api_base(args: argparse.Namespace) -> str:
     if args.api:
         return str(args.api).rstrip("/")
@@ -231,6 +256,12 @@ def parser() -> argparse.ArgumentParser:
         help="serve on a non-loopback address without METRE_API_TOKENS (anyone may write)",
     )
     up.set_defaults(func=cmd_up)
+
+    rec = sub.add_parser(
+        "reconcile", help="publish again what PostgreSQL lacks of what the mirrors hold"
+    )
+    common(rec)
+    rec.set_defaults(func=cmd_reconcile)
 
     for role, text in (
         ("poller", "fetch repositories and publish commit events (distributed role)"),

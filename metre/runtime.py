@@ -23,6 +23,7 @@ from ingest.bus import Bus, InMemoryBus
 from ingest.credentials import CredentialsError, load_credentials
 from ingest.mirror import FetchAccess
 from ingest.poller import Poller, PollerConfig
+from ingest.reconcile import Reconciled, reconcile_all
 from metre.settings import Settings
 from processors.runner import Processor
 from processors.store import PgStore
@@ -217,6 +218,9 @@ async def run_all(
             asyncio.create_task(poller.run(stop_poller), name="poller"),
             asyncio.create_task(processor.run(stop_processor), name="processor"),
             asyncio.create_task(serve_api(settings, store, sock, stop_api), name="api"),
+            asyncio.create_task(
+                _reconcile_loop(settings, bus, store, stop_poller), name="reconcile"
+            ),
         ]
         url = api_url(sock)
         runtime_file = write_runtime_file(settings, url)
@@ -232,13 +236,38 @@ async def run_all(
                     log.error("role %s stopped: %r", t.get_name(), t.exception())
         finally:
             stop_poller.set()
-            await asyncio.gather(tasks[0], return_exceptions=True)
+            await asyncio.gather(tasks[0], tasks[3], return_exceptions=True)
             await _drain(lambda: processor.handled >= poller.published, timeout=30.0)
             stop_processor.set()
             await asyncio.gather(tasks[1], return_exceptions=True)
             stop_api.set()
             await asyncio.gather(tasks[2], return_exceptions=True)
             runtime_file.unlink(missing_ok=True)
+
+
+async def _reconcile_loop(
+    settings: Settings, bus: Bus, store: PgStore, stop: asyncio.Event
+) -> None:
+    """At start and then every `reconcile_interval`: heals what a crash of this process lost
+    (the in-process bus does not survive it)."""
+    while not stop.is_set():
+        try:
+            await reconcile_once(settings, bus, store)
+        except (OSError, ConnectionError) as exc:
+            log.warning("reconciliation postponed: %s", exc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), settings.reconcile_interval)
+
+
+async def reconcile_once(settings: Settings, bus: Bus, store: PgStore) -> list[Reconciled]:
+    return await reconcile_all(bus, store, settings.mirrors_dir, commits_topic(settings))
+
+
+async def run_reconcile(settings: Settings, report: Callable[[Reconciled], None]) -> None:
+    """One anti-entropy pass against the configured store and bus (`metre reconcile`)."""
+    async with open_store(settings) as store, open_bus(settings) as bus:
+        for r in await reconcile_once(settings, bus, store):
+            report(r)
 
 
 async def _drain(drained: Callable[[], bool], timeout: float) -> None:

@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     consumer_session_timeout_ms: int = Field(
         default=10_000, ge=1000, description="Kafka consumer group session timeout."
     )
+    reconcile_interval: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Seconds between two anti-entropy passes of `metre up` (and at its start).",
+    )
     log_level: str = Field(default="INFO", description="Python logging level.")
 
     @field_validator("allowed_schemes")

@@ -149,3 +149,40 @@ async def test_up_ingests_exactly_survives_restart_and_refuses_bad_input(
         assert repo["head"] == second
         assert loop.time() - started < 10  # the poll interval is 1 s
         await assert_api_matches_git(api, live_id, live.path)
+
+
+async def test_up_killed_mid_ingest_heals_on_restart(
+    tmp_path: Path, history_factory: Callable[..., Path]
+) -> None:
+    """SIGKILL loses the in-process bus and whatever it held; the next start reconciles."""
+    data = tmp_path / "data"
+    big = history_factory(commits=2000, seed=7)
+    runtime = data / "api.json"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "metre",
+        "up",
+        "--port",
+        "0",
+        env=_env(data),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    await asyncio.wait_for(proc.stdout.readline(), 60)
+    url = orjson.loads(runtime.read_bytes())["url"]
+    async with httpx.AsyncClient(base_url=url, timeout=30) as api:
+        r = await api.post("/api/v1/repos", json={"url": str(big)})
+        repo_id = r.json()["id"]
+        for _ in range(1200):
+            info = (await api.get(f"/api/v1/repos/{repo_id}")).json()
+            if info["commits"] >= 200:
+                break
+            await asyncio.sleep(0.05)
+    assert 0 < info["commits"] < 2000, "the kill must land mid-ingest"
+    proc.kill()
+    await proc.wait()
+
+    async with metre_up(data) as api:
+        await wait_ingested(api, repo_id, 2000, timeout=300)
+        await assert_api_matches_git(api, repo_id, big)
