@@ -36,6 +36,7 @@ from dulwich.objects import parse_tree
 
 import kernels
 from ingest.events import ChangeType, CommitEvent, FileChange, Person
+from ingest.mailmap import Mailmap
 
 __all__ = ["RepositoryError", "commit_event", "new_commits"]
 
@@ -200,15 +201,19 @@ def _decode(data: bytes, encoding: str | None) -> str:
     return data.decode(encoding or "utf-8", "replace")
 
 
-def _person(ident: bytes, encoding: str | None) -> Person:
-    """Parse ``Name <email> <seconds> <+hhmm>`` the way git splits an identity line."""
+def _person(ident: bytes, encoding: str | None, mailmap: Mailmap | None = None) -> Person:
+    """Parse ``Name <email> <seconds> <+hhmm>`` the way git splits an identity line, map it
+    through `mailmap` (as ``git log --use-mailmap`` does), then lower-case the email."""
     lt = ident.find(b"<")
     gt = ident.find(b">", lt + 1) if lt >= 0 else -1
     if lt < 0 or gt < 0:
         return Person(_decode(ident.strip(), encoding), "", datetime.fromtimestamp(0, UTC))
-    name, email = ident[:lt].strip(), ident[lt + 1 : gt]
+    name = _decode(ident[:lt].strip(), encoding)
+    email = ident[lt + 1 : gt].decode("utf-8", "replace")
+    if mailmap:
+        name, email = mailmap.map(name, email)
     when = _time(ident[ident.rfind(b">") + 1 :])
-    return Person(_decode(name, encoding), email.decode("utf-8", "replace").lower(), when)
+    return Person(name, email.lower(), when)
 
 
 def _time(raw: bytes) -> datetime:
@@ -273,16 +278,17 @@ def _file_change(rd: _Reader, path: bytes, o: _Entry | None, n: _Entry | None) -
     return FileChange(text, counts[0], counts[1], False, change)
 
 
-def commit_event(repo: Any, repo_id: int, sha: str) -> CommitEvent:
+def commit_event(repo: Any, repo_id: int, sha: str, mailmap: Mailmap | None = None) -> CommitEvent:
     """The event of commit `sha` (hex) of a dulwich repository; files sorted by raw path.
+    Author and committer are mapped by `mailmap` (ingest.mailmap: the head's .mailmap).
 
     Raises `RepositoryError` when an object is missing or unreadable.
     """
     rd = _reader(repo)
     key = sha.encode("ascii")
     h = rd.header(key)
-    author = _person(h.author, h.encoding)
-    committer = _person(h.committer, h.encoding)
+    author = _person(h.author, h.encoding, mailmap)
+    committer = _person(h.committer, h.encoding, mailmap)
     summary = _decode(h.message.split(b"\n", 1)[0], h.encoding)
     files: tuple[FileChange, ...] = ()
     if len(h.parents) <= 1:
