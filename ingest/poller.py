@@ -3,8 +3,18 @@ then) store the new position.
 
 A crash anywhere before `set_polled` leaves the old position in place, so the next poll
 publishes the same commits again; processors drop what they already applied (the event id is
-`repo:sha`). A repository that fails is marked failed with the error and retried with backoff;
-it never stops the others. Dulwich and the line counts are blocking: they run in a thread.
+`repo:sha`).
+
+History rewrites: when the new head does not contain the old one (a force-push, or a change of
+the tracked branch), the commits reachable from the old head and not from the new one are
+retracted first (`RetractEvent`), then the new commits are published, on the repository's
+partition in that order. When the `.mailmap` blob at the head differs from the one the
+published history was mapped with, every published commit is retracted and the whole history
+republished with the new mapping. Both directions of the walk share `new_commits`'s clock-skew
+margin (one day), as `git rev-list` shares its own.
+
+A repository that fails is marked failed with the error and retried with backoff; it never
+stops the others. Dulwich and the line counts are blocking: they run in a thread.
 """
 
 from __future__ import annotations
@@ -22,8 +32,9 @@ from typing import Protocol
 from dulwich.repo import Repo
 
 from ingest.bus import Bus, BusError, Message
-from ingest.events import encode, partition_key
+from ingest.events import RetractEvent, encode, partition_key
 from ingest.gitdiff import commit_event, new_commits
+from ingest.mailmap import Mailmap, read_mailmap
 from ingest.mirror import FetchAccess, RepositoryError, open_mirror, resolve_head
 
 log = logging.getLogger(__name__)
@@ -42,14 +53,20 @@ class PolledRepo(Protocol):
     def head(self) -> str | None: ...
     @property
     def failures(self) -> int: ...
+    @property
+    def mailmap_sha(self) -> str | None: ...
 
 
 class RepoRegistry(Protocol):
     """The repository registry (PostgreSQL in practice: processors.store.PgStore)."""
 
     async def claim_due_repo(self, lease_seconds: float) -> PolledRepo | None: ...
-    async def set_progress(self, repo_id: int, done: int, total: int) -> None: ...
-    async def set_polled(self, repo_id: int, head: str | None, next_poll_in: float) -> None: ...
+    async def set_progress(
+        self, repo_id: int, done: int, total: int, lease_seconds: float | None = None
+    ) -> None: ...
+    async def set_polled(
+        self, repo_id: int, head: str | None, next_poll_in: float, mailmap_sha: str | None = None
+    ) -> None: ...
     async def set_failed(self, repo_id: int, error: str, retry_in: float) -> None: ...
     async def wait_for_poll_request(self, timeout: float) -> None: ...
 
@@ -75,8 +92,21 @@ def retry_delay(failures: int, base: float, cap: float, rng: random.Random | Non
     return ceiling / 2 + jitter * ceiling / 2
 
 
-def _encode_events(repo: Repo, repo_id: int, shas: Sequence[str]) -> list[bytes]:
-    return [encode(commit_event(repo, repo_id, sha)) for sha in shas]
+def _encode_events(
+    repo: Repo, repo_id: int, shas: Sequence[str], mailmap: Mailmap | None = None
+) -> list[bytes]:
+    return [encode(commit_event(repo, repo_id, sha, mailmap)) for sha in shas]
+
+
+def _plan(
+    repo: Repo, row: PolledRepo, head: str, mailmap_sha: str | None
+) -> tuple[list[str], list[str]]:
+    """(commits to retract, commits to publish) to go from what was published to `head`."""
+    if row.head is None:
+        return [], new_commits(repo, head, None)
+    if mailmap_sha != row.mailmap_sha:  # identities change: everything is published anew
+        return new_commits(repo, row.head, None), new_commits(repo, head, None)
+    return new_commits(repo, row.head, head), new_commits(repo, head, row.head)
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
@@ -110,7 +140,7 @@ class Poller:
     async def poll(self, row: PolledRepo) -> None:
         self.polls += 1
         try:
-            head = await self._publish_new(row)
+            head, mailmap_sha = await self._publish_new(row)
         except RepositoryError as exc:
             await self._failed(row, str(exc))
         except BusError as exc:
@@ -119,7 +149,7 @@ class Poller:
             log.exception("poll of repository %s failed", row.id)
             await self._failed(row, f"internal error: {type(exc).__name__}: {exc}")
         else:
-            await self.registry.set_polled(row.id, head, self.config.poll_interval)
+            await self.registry.set_polled(row.id, head, self.config.poll_interval, mailmap_sha)
 
     async def _failed(self, row: PolledRepo, error: str) -> None:
         self.failures += 1
@@ -127,34 +157,44 @@ class Poller:
         log.warning("repository %s failed (retry in %.0f s): %s", row.id, delay, error)
         await self.registry.set_failed(row.id, error, delay)
 
-    async def _publish_new(self, row: PolledRepo) -> str | None:
+    async def _publish_new(self, row: PolledRepo) -> tuple[str, str | None]:
+        """Publish retractions, then new commits; returns (head, .mailmap blob) to store."""
         mirror = await asyncio.to_thread(
             open_mirror, self.config.mirrors_dir, row.id, row.url, self.config.access
         )
         head = await asyncio.to_thread(resolve_head, mirror, row.branch)
-        if head == row.head:
-            return head
         started = datetime.now().astimezone()
         with Repo(str(mirror)) as repo:
-            shas = await asyncio.to_thread(new_commits, repo, head, row.head)
-            total = len(shas)
-            await self.registry.set_progress(row.id, 0, total)
+            mailmap_sha, mailmap = await asyncio.to_thread(read_mailmap, repo, head)
+            if head == row.head and mailmap_sha == row.mailmap_sha:
+                return head, mailmap_sha
+            gone, shas = await asyncio.to_thread(_plan, repo, row, head, mailmap_sha)
+            total = len(gone) + len(shas)
+            lease = self.config.lease_seconds
+            await self.registry.set_progress(row.id, 0, total, lease)
             done = 0
             key = partition_key(row.id)
-            for chunk in _chunks(shas, self.config.chunk):
-                values = await asyncio.to_thread(_encode_events, repo, row.id, chunk)
+            for chunk in _chunks(gone, self.config.chunk):
+                values = [encode(RetractEvent(row.id, sha)) for sha in chunk]
                 await self.bus.publish(self.config.topic, [Message(key, v) for v in values])
                 done += len(values)
                 self.published += len(values)
-                await self.registry.set_progress(row.id, done, total)
+                await self.registry.set_progress(row.id, done, total, lease)
+            for chunk in _chunks(shas, self.config.chunk):
+                values = await asyncio.to_thread(_encode_events, repo, row.id, chunk, mailmap)
+                await self.bus.publish(self.config.topic, [Message(key, v) for v in values])
+                done += len(values)
+                self.published += len(values)
+                await self.registry.set_progress(row.id, done, total, lease)
         log.info(
-            "repository %s: published %d commits up to %s in %.1f s",
+            "repository %s: retracted %d and published %d commits up to %s in %.1f s",
             row.id,
-            total,
+            len(gone),
+            len(shas),
             head[:12],
             (datetime.now().astimezone() - started).total_seconds(),
         )
-        return head
+        return head, mailmap_sha
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
