@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from api.responses import OrjsonResponse, error_body
 from api.routes import catalogue, files, health, metrics, repos
@@ -38,6 +39,16 @@ def _clean_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
         {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
         for e in exc.errors()
     ]
+
+
+def _allowed_methods(app: FastAPI, request: Request) -> str:
+    """Every method some route serves on this path (for a 405's Allow header)."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
 
 
 def create_app(settings: Settings, store: PgStore | None = None) -> FastAPI:
@@ -65,11 +76,15 @@ def create_app(settings: Settings, store: PgStore | None = None) -> FastAPI:
     app.state.store = store
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> OrjsonResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> OrjsonResponse:
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            # Starlette's Allow names the methods of the first route on the path only.
+            headers = {**(headers or {}), "Allow": _allowed_methods(app, request)}
         return OrjsonResponse(
             error_body(exc.status_code, str(exc.detail)),
             status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
+            headers=headers,
         )
 
     @app.exception_handler(RequestValidationError)
