@@ -50,7 +50,12 @@ def repo_json(r: RepoRow) -> dict[str, Any]:
     "/repos",
     status_code=201,
     summary="Register a repository",
-    responses={201: {"model": RepoOut}, 409: {"model": ErrorOut}, **_ERRORS},
+    responses={
+        201: {"model": RepoOut},
+        400: {"model": ErrorOut, "description": "The body is not valid JSON"},
+        409: {"model": ErrorOut},
+        **_ERRORS,
+    },
 )
 async def add_repo(body: RepoIn, store: StoreDep, settings: SettingsDep) -> OrjsonResponse:
     if body.branch is not None and _BAD_BRANCH.search(body.branch):
