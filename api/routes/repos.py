@@ -7,6 +7,7 @@ import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import SettingsDep, StoreDep
 from api.responses import OrjsonResponse
@@ -93,6 +94,34 @@ async def _repo_or_404(store: StoreDep, repo_id: int) -> RepoRow:
 )
 async def get_repo(repo_id: RepoId, store: StoreDep) -> OrjsonResponse:
     return OrjsonResponse(repo_json(await _repo_or_404(store, repo_id)))
+
+
+class RepoPatch(BaseModel):
+    """A change to a registered repository (the branch is the one thing that can change)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    branch: str | None = Field(
+        min_length=1,
+        max_length=255,
+        description="Branch to track from the next poll on; null: the remote's HEAD. Commits "
+        "no longer reachable are retracted from every metric, new ones ingested.",
+    )
+
+
+@router.patch(
+    "/repos/{repo_id}",
+    summary="Change the tracked branch",
+    responses={200: {"model": RepoOut}, **_ERRORS},
+)
+async def patch_repo(repo_id: RepoId, body: RepoPatch, store: StoreDep) -> OrjsonResponse:
+    if body.branch is not None and _BAD_BRANCH.search(body.branch):
+        raise HTTPException(422, f"branch {body.branch!r} is not a valid branch name")
+    row = await store.set_branch(repo_id, body.branch)
+    if row is None:
+        raise HTTPException(404, f"no repository with id {repo_id}")
+    await store.request_poll(repo_id)
+    return OrjsonResponse(repo_json(row))
 
 
 @router.post(
