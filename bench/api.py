@@ -154,10 +154,6 @@ async def main(repo: Path, n: int) -> None:
 if __name__ == "__main__":
     if len(sys.argv) < 2:
         sys.exit("usage: python -m bench.api REPO [requests]")
-    try:
-        import uvloop
+    import uvloop  # with uvicorn[standard], as in production
 
-        runner = uvloop.run
-    except ImportError:
-        runner = asyncio.run
-    runner(main(Path(sys.argv[1]).resolve(), int(sys.argv[2]) if len(sys.argv) > 2 else 1000))
+    uvloop.run(main(Path(sys.argv[1]).resolve(), int(sys.argv[2]) if len(sys.argv) > 2 else 1000))
