@@ -137,3 +137,87 @@ async def test_patch_branch_validation(store: PgStore, tmp_path: Path) -> None:
         assert got.branch == "dev"
         r = await p.api.patch(f"/api/v1/repos/{row.id}", json={"branch": None})
         assert (r.status_code, r.json()["branch"]) == (200, None)
+
+
+def git_mapped(repo: Path) -> dict[str, tuple[str, str, str, str]]:
+    """sha -> (author name, email, committer name, email) per `git log --use-mailmap`."""
+    out = run_git(repo, "log", "-z", "--use-mailmap", "--format=%H%x01%aN%x01%aE%x01%cN%x01%cE")
+    result = {}
+    for rec in out.decode().split("\0"):
+        if rec.strip():
+            sha, an, ae, cn, ce = rec.strip("\n").split("\x01")
+            result[sha] = (an, ae, cn, ce)
+    return result
+
+
+async def test_mailmap_added_changed_and_removed_reattributes_history(
+    store: PgStore, make_database: MakeDatabase, tmp_path: Path
+) -> None:
+    b = GitRepoBuilder(tmp_path / "src")
+    who = [
+        ("Ann", "ann@x.org"),
+        ("ann", "ANN@x.org"),
+        ("A. Nonymous", "old-ann@x.org"),
+        ("Bob", "bob@x.org"),
+        ("Robert", "Bob@X.org"),
+        ("Cy", "cy@x.org"),
+    ]
+
+    def commits(tag: str, k: int) -> None:
+        for n in range(k):
+            b.write(f"{tag}{n}.txt", b"x\n" * (n + 1))
+            b.commit(
+                f"{tag} {n}",
+                author=who[n % len(who)],
+                committer=who[(n + 1) % len(who)],
+                date=f"2031-02-{n + 1:02d}T10:00:00+0100",
+            )
+
+    commits("a", 7)
+    row = await store.add_repo(str(b.path), None)
+    step = 0
+
+    async def check(p: object) -> None:
+        nonlocal step
+        step += 1
+        assert isinstance(pipe, type(p))
+        await pipe.sync(row.id)
+        want = await fresh_dump(make_database, tmp_path / f"fresh{step}", b.path, None)
+        got = await dump(store._dsn)
+        assert differences(got, want) == {}, step
+        mapped = git_mapped(b.path)
+        for sha, (an, ae, cn, ce) in mapped.items():
+            body = (await pipe.api.get(f"/api/v1/repos/{row.id}/commits/{sha}")).json()
+            assert (body["author"]["name"], body["author"]["email"]) == (an, ae.lower()), step
+            assert (body["committer"]["name"], body["committer"]["email"]) == (cn, ce.lower())
+        r = await pipe.api.get(f"/api/v1/repos/{row.id}/metrics/authors")
+        authors = {a["email"]: a["commits"] for a in r.json()["authors"]}
+        expected: dict[str, int] = {}
+        for _, ae, _, _ in mapped.values():
+            expected[ae.lower()] = expected.get(ae.lower(), 0) + 1
+        assert authors == expected, step
+
+    async with pipeline(store, tmp_path / "live") as pipe:
+        await check(pipe)  # no .mailmap
+        b.write(
+            ".mailmap",
+            b"Ann Canon <ann@x.org>\n"
+            b"<ann@x.org> <OLD-ANN@x.org>\n"
+            b"Robert Smith <robert@x.org> robert <BOB@x.org>\n"
+            b"# Cy stays Cy <cy@x.org>\n",
+        )
+        b.commit("add a mailmap", date="2031-03-01T00:00:00+0000")
+        commits("b", 3)
+        await check(pipe)
+        emails = {a[1].lower() for a in git_mapped(b.path).values()}
+        assert "old-ann@x.org" not in emails  # the mapping changed identities
+        assert "robert@x.org" in emails
+        b.write(".mailmap", b"Bob Canon <bob@x.org>\nCy Canon <canon@x.org> <cy@x.org>\n")
+        b.commit("change the mailmap", date="2031-03-02T00:00:00+0000")
+        await check(pipe)
+        b.remove(".mailmap")
+        b.commit("remove the mailmap", date="2031-03-03T00:00:00+0000")
+        await check(pipe)
+        r = await store.get_repo(row.id)
+        assert r is not None
+        assert r.mailmap_sha is None
