@@ -137,10 +137,13 @@ def _local(path: str, allow_local: bool) -> str:
     if not os.path.isdir(norm):
         raise InvalidRepositoryURL(f"{norm} does not exist or is not a directory")
     try:
-        with Repo(norm):
-            pass
+        with Repo(norm) as repo:
+            # dulwich opens a `.git` file naming a missing directory; git does not.
+            objects = Path(repo.controldir(), "objects")
     except (NotGitRepository, OSError, ValueError, KeyError, FileFormatException):
         raise InvalidRepositoryURL(f"{norm} is not a git repository") from None
+    if not objects.is_dir():
+        raise InvalidRepositoryURL(f"{norm} is not a git repository (it has no object store)")
     return norm
 
 
@@ -174,7 +177,8 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, GitProtocolError):
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return f"the server refused or broke the exchange: {_redact(text)[:200]}"
-    return f"the repository is corrupt or unreadable ({type(exc).__name__})"
+    name = "zlib.error" if isinstance(exc, zlib.error) else type(exc).__name__
+    return f"the repository is corrupt or unreadable ({name})"
 
 
 def mirror_path(mirrors_dir: Path, repo_id: int) -> Path:
