@@ -10,13 +10,16 @@ both to every request before routing, so routes added later are covered without 
   probes (/healthz, /readyz) stay open. A refusal is 401 with ``WWW-Authenticate: Bearer``.
 - Rate limits: a token bucket per client (the token when one is given, else the client
   address): METRE_RATE_LIMIT requests per second, bursts of METRE_RATE_BURST; 0 disables.
-  A refusal is 429 with ``Retry-After`` (whole seconds, at least 1).
+  A refusal is 429 with ``Retry-After`` (whole seconds, at least 1). Loopback clients (the
+  CLI and dashboard of `metre up`, tests, a reverse proxy on the same machine) are not
+  limited: behind a local proxy every client has the proxy's address, so limit there.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import math
 import time
 from collections import OrderedDict
@@ -128,7 +131,7 @@ class ApiGuard:
             )
             await _reply(send, 401, message)
             return
-        if self.bucket is not None:
+        if self.bucket is not None and not _loopback(scope):
             wait = self.bucket.take(_client_key(scope, token if valid else None), self.clock())
             if wait > 0:
                 retry = max(1, math.ceil(wait))
@@ -141,6 +144,14 @@ class ApiGuard:
                 )
                 return
         await self.app(scope, receive, send)
+
+
+def _loopback(scope: Scope) -> bool:
+    client = scope.get("client")
+    try:
+        return client is not None and ipaddress.ip_address(str(client[0])).is_loopback
+    except ValueError:
+        return False
 
 
 def _client_key(scope: Scope, token: str | None) -> str:

@@ -115,3 +115,10 @@ async def test_rate_limit_per_client_with_retry_after(tmp_path: Path, store: PgS
         # an invalid token does not buy a fresh bucket
         bogus = {"Authorization": "Bearer made-up"}
         assert (await one.get("/api/v1/repos", headers=bogus)).status_code == 429
+
+
+async def test_loopback_clients_are_not_rate_limited(tmp_path: Path, store: PgStore) -> None:
+    settings = Settings(data_dir=tmp_path, rate_limit=0.5, rate_burst=1)
+    async with _client(settings, store, "127.0.0.1") as local, _client(settings, store) as far:
+        assert [(await local.get("/api/v1/repos")).status_code for _ in range(5)] == [200] * 5
+        assert [(await far.get("/api/v1/repos")).status_code for _ in range(2)] == [200, 429]
