@@ -78,7 +78,7 @@ class PollerConfig:
     poll_interval: float = 60.0
     chunk: int = 500
     """Events published (and acknowledged) at once; progress is reported per chunk."""
-    lease_seconds: float = 300.0
+    lease_seconds: float = 120.0
     retry_base: float = 5.0
     retry_cap: float = 900.0
     access: FetchAccess | None = None

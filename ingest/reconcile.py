@@ -22,6 +22,7 @@ from dulwich.repo import Repo
 from ingest.bus import Bus, Message
 from ingest.events import encode, partition_key
 from ingest.gitdiff import commit_event, new_commits
+from ingest.mailmap import read_mailmap
 from ingest.mirror import RepositoryError, mirror_path
 
 log = logging.getLogger(__name__)
@@ -56,9 +57,11 @@ def _reachable(mirror: Path, head: str) -> list[str]:
         return new_commits(repo, head, None)
 
 
-def _events(mirror: Path, repo_id: int, shas: Sequence[str]) -> list[bytes]:
+def _events(mirror: Path, repo_id: int, head: str, shas: Sequence[str]) -> list[bytes]:
+    """Events as the poller builds them: identities through the head's .mailmap."""
     with Repo(str(mirror)) as repo:
-        return [encode(commit_event(repo, repo_id, sha)) for sha in shas]
+        _, mailmap = read_mailmap(repo, head)
+        return [encode(commit_event(repo, repo_id, sha, mailmap)) for sha in shas]
 
 
 async def reconcile_repo(
@@ -85,7 +88,9 @@ async def reconcile_repo(
     missing = [sha for sha in reachable if sha not in stored]
     key = partition_key(repo.id)
     for i in range(0, len(missing), chunk):
-        values = await asyncio.to_thread(_events, mirror, repo.id, missing[i : i + chunk])
+        values = await asyncio.to_thread(
+            _events, mirror, repo.id, repo.head, missing[i : i + chunk]
+        )
         await bus.publish(topic, [Message(key, v) for v in values])
     if missing:
         log.warning("repository %s: republished %d missing commits", repo.id, len(missing))

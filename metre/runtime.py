@@ -211,6 +211,8 @@ async def run_all(
     """
     sock = bind_socket(settings.host, settings.port, search=port_search)
     async with open_store(settings) as store, open_bus(settings) as bus:
+        # This process is the only poller: a lease left by a crash of the last run is stale.
+        await store.release_leases()
         poller = make_poller(settings, bus, store)
         processor = make_processor(settings, bus, store)
         stop_poller, stop_processor, stop_api = asyncio.Event(), asyncio.Event(), asyncio.Event()

@@ -75,9 +75,9 @@ class Settings(BaseSettings):
         default=None, description="The token `metre add` and `metre status` send."
     )
     rate_limit: float = Field(
-        default=50.0, ge=0, description="Requests per second per client (0 disables)."
+        default=500.0, ge=0, description="Requests per second per client (0 disables)."
     )
-    rate_burst: int = Field(default=100, ge=1, description="Requests a client may burst.")
+    rate_burst: int = Field(default=1000, ge=1, description="Requests a client may burst.")
     consumer_session_timeout_ms: int = Field(
         default=10_000, ge=1000, description="Kafka consumer group session timeout."
     )

@@ -263,6 +263,16 @@ class PgStore:
             await con.execute(f"NOTIFY {POLL_CHANNEL}")
         return True
 
+    async def release_leases(self) -> int:
+        """Free every poll lease: for a process that is the only poller (`metre up`), so a
+        crash's leftover lease does not hold its repository until the lease runs out."""
+        status: str = await self._pool.execute(
+            "UPDATE repos SET lease_until = NULL, "
+            "state = CASE WHEN state = 'polling' THEN 'pending' ELSE state END "
+            "WHERE lease_until IS NOT NULL"
+        )
+        return int(status.split()[-1])
+
     async def claim_due_repo(self, lease_seconds: float) -> RepoRow | None:
         """Take one due repository whose lease is free or expired, for `lease_seconds`.
 

@@ -24,7 +24,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 def _env(data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("METRE_")}
-    env.update(METRE_DATA_DIR=str(data_dir), METRE_POLL_INTERVAL="1", METRE_LOG_LEVEL="WARNING")
+    env.update(
+        METRE_DATA_DIR=str(data_dir),
+        METRE_POLL_INTERVAL="1",
+        METRE_LOG_LEVEL="WARNING",
+        METRE_RATE_LIMIT="0",
+    )
     return env
 
 
