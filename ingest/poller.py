@@ -147,7 +147,7 @@ class Poller:
             await self._failed(row, f"the bus did not acknowledge the events: {exc}")
         except Exception as exc:  # one broken repository must never stop the others
             log.exception("poll of repository %s failed", row.id)
-            await self._failed(row, f"internal error: {type(exc).__name__}: {exc}")
+            await self._failed(row, f"internal error ({type(exc).__name__}); see the poller log")
         else:
             await self.registry.set_polled(row.id, head, self.config.poll_interval, mailmap_sha)
 
