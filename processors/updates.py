@@ -7,6 +7,7 @@ metrics it names. See docs/events.md.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
@@ -29,13 +30,11 @@ def combine(changes: Iterable[RepoChange]) -> list[RepoChange]:
             out[c.repo_id] = c
             continue
         newer = c if c.generation >= old.generation else old
-        out[c.repo_id] = RepoChange(
-            c.repo_id,
-            old.commits + c.commits,
-            old.tables | c.tables,
-            newer.head,
-            newer.watermark,
-            newer.generation,
+        out[c.repo_id] = dataclasses.replace(
+            newer,
+            commits=old.commits + c.commits,
+            retracted=old.retracted + c.retracted,
+            tables=old.tables | c.tables,
         )
     return [out[k] for k in sorted(out)]
 
@@ -51,6 +50,7 @@ def update_json(c: RepoChange) -> dict[str, Any]:
         "metrics": metrics_of_tables(set(c.tables)),
         "tables": sorted(c.tables),
         "commits": c.commits,
+        "retracted": c.retracted,
     }
 
 
