@@ -203,8 +203,11 @@ class InMemoryBus:
             for p, log in enumerate(self._logs.get(topic, ()))
         }
 
-    def trim(self) -> int:
+    def trim(self, *, unread: bool = False) -> int:
         """Forget records that every group known to the bus has committed; return how many.
+
+        With `unread`, also forget the records of topics no group reads (in one process
+        nothing can subscribe later: the dead letters and metric updates of `metre up`).
 
         Memory is the embedded mode's only retention. A group counts once one of its members
         has started; one that starts later begins at the oldest record still held, as a Kafka
@@ -218,12 +221,12 @@ class InMemoryBus:
                 if any(t == topic for t, _ in g.committed)
                 or any(topic in m.topics for m in g.members)
             ]
-            if not groups:
+            if not groups and not unread:
                 continue
             for partition, log in enumerate(logs):
                 tp = (topic, partition)
                 base = self._trimmed.get(tp, 0)
-                done = min(g.committed.get(tp, 0) for g in groups)
+                done = min(g.committed.get(tp, 0) for g in groups) if groups else base + len(log)
                 if done > base:
                     del log[: done - base]
                     self._trimmed[tp] = done

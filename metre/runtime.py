@@ -223,6 +223,7 @@ async def run_all(
             asyncio.create_task(
                 _reconcile_loop(settings, bus, store, stop_poller), name="reconcile"
             ),
+            asyncio.create_task(_trim_loop(bus, stop_processor), name="trim"),
         ]
         url = api_url(sock)
         runtime_file = write_runtime_file(settings, url)
@@ -241,7 +242,7 @@ async def run_all(
             await asyncio.gather(tasks[0], tasks[3], return_exceptions=True)
             await _drain(lambda: processor.handled >= poller.published, timeout=30.0)
             stop_processor.set()
-            await asyncio.gather(tasks[1], return_exceptions=True)
+            await asyncio.gather(tasks[1], tasks[4], return_exceptions=True)
             stop_api.set()
             await asyncio.gather(tasks[2], return_exceptions=True)
             runtime_file.unlink(missing_ok=True)
@@ -259,6 +260,17 @@ async def _reconcile_loop(
             log.warning("reconciliation postponed: %s", exc)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), settings.reconcile_interval)
+
+
+async def _trim_loop(bus: Bus, stop: asyncio.Event, every: float = 5.0) -> None:
+    """The in-process bus keeps records in memory: drop what every reader has committed."""
+    if not isinstance(bus, InMemoryBus):
+        return
+    while not stop.is_set():
+        # Wait first: the processor's group must exist before its topic counts as read.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
+        bus.trim(unread=True)
 
 
 async def reconcile_once(settings: Settings, bus: Bus, store: PgStore) -> list[Reconciled]:

@@ -420,3 +420,21 @@ async def drain_all(consumer: Consumer, n: int) -> list[Record]:
     [got] = await drain([consumer], n, commit=False)
     assert len(got) == n
     return got
+
+
+async def test_in_memory_trim_can_forget_unread_topics() -> None:
+    bus = InMemoryBus(partitions=2)
+    await bus.start()
+    await bus.ensure_topics(["read", "unread"])
+    await bus.publish("read", [Message(b"k", b"v")] * 3)
+    await bus.publish("unread", [Message(b"k", b"v")] * 4)
+    c = bus.consumer(["read"], "g")
+    await c.start()
+    got = await c.fetch(10, 0.1)
+    assert bus.trim() == 0  # nothing committed, nobody reads "unread": all kept
+    await c.commit(got)
+    assert bus.trim() == 3
+    assert bus.trim(unread=True) == 4
+    assert bus.trim(unread=True) == 0
+    await c.stop()
+    await bus.stop()
