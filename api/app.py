@@ -7,7 +7,7 @@ role (`metre api`) the app opens its own pool from settings in its lifespan.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from api.responses import OrjsonResponse, error_body
-from api.routes import catalogue, files, health, metrics, repos
+from api.routes import catalogue, files, health, metrics, pipeline, repos
 from api.security import ApiGuard
 from metre.settings import Settings
 from processors.store import PgStore
@@ -51,7 +51,14 @@ def _allowed_methods(app: FastAPI, request: Request) -> str:
     return ", ".join(sorted(methods))
 
 
-def create_app(settings: Settings, store: PgStore | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    store: PgStore | None = None,
+    *,
+    readiness: Mapping[str, Callable[[], Awaitable[bool]]] | None = None,
+) -> FastAPI:
+    """`readiness`: checks `/readyz` runs besides the database's (say the bus of `metre up`)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = store is None
@@ -74,6 +81,7 @@ def create_app(settings: Settings, store: PgStore | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.store = store
+    app.state.readiness = dict(readiness or {})
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> OrjsonResponse:
@@ -110,4 +118,5 @@ def create_app(settings: Settings, store: PgStore | None = None) -> FastAPI:
     app.include_router(metrics.router, prefix="/api/v1")
     app.include_router(catalogue.router, prefix="/api/v1")
     app.include_router(files.router, prefix="/api/v1")
+    app.include_router(pipeline.router, prefix="/api/v1")
     return app

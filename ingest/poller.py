@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -69,6 +69,7 @@ class RepoRegistry(Protocol):
     ) -> None: ...
     async def set_failed(self, repo_id: int, error: str, retry_in: float) -> None: ...
     async def wait_for_poll_request(self, timeout: float) -> None: ...
+    async def release_lease(self, repo_id: int) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,18 +125,42 @@ class Poller:
         self.failures = 0
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Poll due repositories until `stop` is set; wakes early on a poll request."""
+        """Poll due repositories until `stop` is set; wakes early on a poll request.
+
+        On `stop` the poll under way is abandoned: its lease is released and the repository
+        is due again at once, with its stored head untouched (what was published of it is
+        published again by the next poll; processors drop the repeats). A registry that does
+        not answer (PostgreSQL restarting) is retried with capped backoff, never fatal.
+        """
+        unavailable = 0
         while not stop.is_set():
             try:
                 row = await self.registry.claim_due_repo(self.config.lease_seconds)
-            except (OSError, ConnectionError) as exc:
-                log.warning("registry unavailable, retrying: %s", exc)
-                await _sleep_or_stop(stop, 1.0)
+                if row is None:
+                    await _first(self.registry.wait_for_poll_request(1.0), stop)
+                    unavailable = 0
+                    continue
+            except Exception as exc:  # noqa: BLE001 (the registry is away: wait, never crash)
+                delay = retry_delay(unavailable, 0.2, 10.0)
+                unavailable += 1
+                log.warning("registry unavailable, retrying in %.1f s: %r", delay, exc)
+                await _sleep_or_stop(stop, delay)
                 continue
-            if row is None:
-                await _first(self.registry.wait_for_poll_request(1.0), stop)
-                continue
-            await self.poll(row)
+            unavailable = 0
+            try:
+                if not await _first(self.poll(row), stop):
+                    await self._abandon(row)
+            except Exception:
+                log.exception("poll of repository %s did not finish", row.id)
+
+    async def _abandon(self, row: PolledRepo) -> None:
+        """Give the repository back (shutdown mid-poll): lease freed, due again at once."""
+        try:
+            await self.registry.release_lease(row.id)
+        except Exception as exc:  # noqa: BLE001 (its lease then runs out by itself)
+            log.warning("repository %s: lease not released (%r)", row.id, exc)
+        else:
+            log.info("repository %s: poll abandoned on shutdown, lease released", row.id)
 
     async def poll(self, row: PolledRepo) -> None:
         self.polls += 1
@@ -149,13 +174,35 @@ class Poller:
             log.exception("poll of repository %s failed", row.id)
             await self._failed(row, f"internal error ({type(exc).__name__}); see the poller log")
         else:
-            await self.registry.set_polled(row.id, head, self.config.poll_interval, mailmap_sha)
+            await self._persist(
+                lambda: self.registry.set_polled(
+                    row.id, head, self.config.poll_interval, mailmap_sha
+                )
+            )
 
     async def _failed(self, row: PolledRepo, error: str) -> None:
         self.failures += 1
         delay = retry_delay(row.failures, self.config.retry_base, self.config.retry_cap)
         log.warning("repository %s failed (retry in %.0f s): %s", row.id, delay, error)
-        await self.registry.set_failed(row.id, error, delay)
+        await self._persist(lambda: self.registry.set_failed(row.id, error, delay))
+
+    async def _persist(self, op: Callable[[], Awaitable[None]]) -> None:
+        """Store a poll's outcome, retrying while the registry is away, for up to half the
+        lease (after that the lease runs out and another poll repeats the work: harmless)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.lease_seconds / 2
+        attempt = 0
+        while True:
+            try:
+                await op()
+                return
+            except Exception as exc:
+                if loop.time() >= deadline:
+                    raise
+                delay = retry_delay(attempt, 0.2, 5.0)
+                attempt += 1
+                log.warning("registry unavailable, retrying in %.1f s: %r", delay, exc)
+                await asyncio.sleep(delay)
 
     async def _publish_new(self, row: PolledRepo) -> tuple[str, str | None]:
         """Publish retractions, then new commits; returns (head, .mailmap blob) to store."""
@@ -202,13 +249,18 @@ async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), seconds)
 
 
-async def _first(aw: Awaitable[None], stop: asyncio.Event) -> None:
-    """Wait for `aw` or for `stop`, whichever comes first."""
+async def _first(aw: Awaitable[None], stop: asyncio.Event) -> bool:
+    """Wait for `aw` or for `stop`, whichever comes first; True if `aw` finished (its error,
+    if any, is raised), False if it was cancelled because `stop` came first."""
     task = asyncio.ensure_future(aw)
     stopper = asyncio.ensure_future(stop.wait())
     try:
         await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        finished = task.done()
         for t in (task, stopper):
             t.cancel()
         await asyncio.gather(task, stopper, return_exceptions=True)
+    if finished:
+        task.result()
+    return finished

@@ -21,7 +21,7 @@ import asyncpg
 
 from ingest.bus import Bus, BusError, CommitFailed, Consumer, Message, Record
 from ingest.events import CommitEvent, EventError, RetractEvent, decode_event
-from processors.store import PgStore, RepoChange
+from processors.store import DeadLetter, PgStore, RepoChange
 from processors.updates import combine, update_message
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,10 @@ def dlq_message(record: Record, error: str) -> Message:
             ("offset", str(record.offset).encode()),
         ),
     )
+
+
+def _dead_row(record: Record, error: str) -> DeadLetter:
+    return DeadLetter(record.topic, record.partition, record.offset, error, record.value)
 
 
 class _Stopped(Exception):
@@ -164,8 +168,10 @@ class Processor:
                 bad.append((r, str(exc)))
         if bad:
             await self._dead_letter(bad, stop)
-        if good:
-            changes, refused = await self._apply(good, stop)
+        if good or bad:
+            # The dead letters' rows go in with the batch: one transaction, counted once.
+            dead = [_dead_row(r, error) for r, error in bad]
+            changes, refused = await self._apply(good, dead, stop)
             new = sum(c.commits + c.retracted for c in changes)
             self.applied += new
             self.duplicates += len(good) - new - refused
@@ -181,23 +187,32 @@ class Processor:
         self.batches += 1
 
     async def _apply(
-        self, good: Sequence[tuple[Record, CommitEvent | RetractEvent]], stop: asyncio.Event
+        self,
+        good: Sequence[tuple[Record, CommitEvent | RetractEvent]],
+        dead: Sequence[DeadLetter],
+        stop: asyncio.Event,
     ) -> tuple[list[RepoChange], int]:
         """(what changed per repository, events dead-lettered because the database refused
         them)."""
         events = [e for _, e in good]
         try:
-            return await self._retry(lambda: self.store.apply_changes(events), stop), 0
+            whole = functools.partial(self.store.apply_changes, events, dead)
+            return await self._retry(whole, stop), 0
         except _BAD_DATA:
             pass  # some event is refused by the database: apply one at a time to find it
         changes: list[RepoChange] = []
+        if dead:
+            await self._retry(functools.partial(self.store.apply_changes, [], dead), stop)
         refused = 0
         for record, event in good:
             try:
                 one = functools.partial(self.store.apply_changes, [event])
                 changes.extend(await self._retry(one, stop))
             except _BAD_DATA as exc:
-                await self._dead_letter([(record, f"refused by the database: {exc}")], stop)
+                error = f"refused by the database: {exc}"
+                await self._dead_letter([(record, error)], stop)
+                row = functools.partial(self.store.apply_changes, [], [_dead_row(record, error)])
+                await self._retry(row, stop)
                 refused += 1
         return combine(changes), refused
 

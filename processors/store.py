@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -125,6 +126,41 @@ class RepoChange:
     generation: int
     retracted: int = 0
     """Commits retracted by the batch (their facts deleted, their deltas negated)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record a processor sent to the dead-letter topic, and why (stored with its batch)."""
+
+    topic: str
+    partition: int
+    offset: int
+    error: str
+    payload: bytes
+
+
+DEAD_LETTER_PAYLOAD_CHARS = 2000
+"""How much of a poison record's payload is kept in PostgreSQL (the topic keeps it whole)."""
+
+_INSERT_DEAD_LETTERS = """
+INSERT INTO dead_letters (topic, partition, "offset", payload_md5, error, payload, payload_bytes)
+SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::text[], $5::text[], $6::text[],
+                     $7::int[])
+ON CONFLICT DO NOTHING
+"""
+
+
+def _dead_letter_arrays(dead: Sequence[DeadLetter]) -> list[list[Any]]:
+    cols: list[list[Any]] = [[] for _ in range(7)]
+    for d in dead:
+        text = d.payload[: DEAD_LETTER_PAYLOAD_CHARS * 4].decode("utf-8", "backslashreplace")
+        text = text[:DEAD_LETTER_PAYLOAD_CHARS].replace("\x00", "\\x00")
+        digest = hashlib.md5(d.payload, usedforsecurity=False).hexdigest()
+        error = d.error.replace("\x00", "\\x00")[:2000]
+        row = (d.topic, d.partition, d.offset, digest, error, text, len(d.payload))
+        for col, v in zip(cols, row, strict=True):
+            col.append(v)
+    return cols
 
 
 def _offset_minutes(t: datetime) -> int:
@@ -396,8 +432,15 @@ class PgStore:
         """
         return sum(c.commits + c.retracted for c in await self.apply_changes(events))
 
-    async def apply_changes(self, events: Sequence[CommitEvent | RetractEvent]) -> list[RepoChange]:
-        """`apply`, returning what changed per repository (by id; none if nothing changed)."""
+    async def apply_changes(
+        self,
+        events: Sequence[CommitEvent | RetractEvent],
+        dead_letters: Sequence[DeadLetter] = (),
+    ) -> list[RepoChange]:
+        """`apply`, returning what changed per repository (by id; none if nothing changed).
+
+        `dead_letters` (the batch's poison records) are recorded in the same transaction.
+        """
         runs: list[list[CommitEvent] | list[RetractEvent]] = []
         for _, run in groupby(events, key=lambda e: isinstance(e, RetractEvent)):
             # Within a run of one type the order does not matter: dedup, sort by key.
@@ -406,11 +449,11 @@ class PgStore:
                 unique.setdefault((e.repo_id, e.sha), e)
             ordered = [unique[k] for k in sorted(unique)]
             runs.append(ordered)
-        if not runs:
+        if not runs and not dead_letters:
             return []
         for attempt in range(3):
             try:
-                return await self._apply(runs)
+                return await self._apply(runs, dead_letters)
             except asyncpg.ForeignKeyViolationError:
                 # A repository was deleted while its events were in flight: its events are now
                 # filtered out by the next attempt.
@@ -419,12 +462,16 @@ class PgStore:
         raise AssertionError("unreachable")
 
     async def _apply(
-        self, runs: Sequence[list[CommitEvent] | list[RetractEvent]]
+        self,
+        runs: Sequence[list[CommitEvent] | list[RetractEvent]],
+        dead_letters: Sequence[DeadLetter] = (),
     ) -> list[RepoChange]:
         added: list[CommitEvent] = []
         gone: list[CommitEvent] = []
         merged: list[Delta] = []
         async with self._pool.acquire() as con, con.transaction():
+            if dead_letters:
+                await con.execute(_INSERT_DEAD_LETTERS, *_dead_letter_arrays(dead_letters))
             for run in runs:
                 if run and isinstance(run[0], RetractEvent):
                     retracted, negated = await retract(
@@ -588,3 +635,47 @@ class PgStore:
         """Every commit of the repository whose facts are stored."""
         recs = await self._pool.fetch("SELECT sha FROM commits WHERE repo_id = $1", repo_id)
         return {r["sha"] for r in recs}
+
+    async def commit_digest(self, repo_id: int) -> tuple[int, int]:
+        """(count, XOR of the first 64 bits of every sha) of the stored commits: equal to the
+        mirror's digest means the same set, barring a 2^-64 accident (reconcile's fast path)."""
+        rec = await self._pool.fetchrow(
+            "SELECT count(*) AS n, COALESCE(bit_xor(('x' || substr(sha, 1, 16))::bit(64)"
+            "::bigint), 0) AS x FROM commits WHERE repo_id = $1",
+            repo_id,
+        )
+        assert rec is not None
+        return int(rec["n"]), int(rec["x"]) & 0xFFFFFFFFFFFFFFFF
+
+    async def release_lease(self, repo_id: int) -> None:
+        """A poller abandons its poll (shutdown): the lease is freed and the repository is due
+        again at once, for any poller; its stored head is untouched."""
+        await self._pool.execute(
+            "UPDATE repos SET lease_until = NULL, next_poll_at = now(), "
+            "state = CASE WHEN state = 'polling' THEN 'pending' ELSE state END WHERE id = $1",
+            repo_id,
+        )
+
+    # -- the pipeline's own state -----------------------------------------------------------
+
+    async def dead_letter_summary(self, last: int = 20) -> tuple[int, list[dict[str, Any]]]:
+        """(poison records ever dead-lettered, the `last` most recent, newest first)."""
+        async with self._pool.acquire() as con:
+            count: int = await con.fetchval("SELECT count(*) FROM dead_letters")
+            recs = await con.fetch(
+                'SELECT topic, partition, "offset", error, payload, payload_bytes, created_at'
+                " FROM dead_letters ORDER BY id DESC LIMIT $1",
+                last,
+            )
+        return count, [
+            {
+                "topic": r["topic"],
+                "partition": r["partition"],
+                "offset": r["offset"],
+                "error": r["error"],
+                "payload": r["payload"],
+                "payload_bytes": r["payload_bytes"],
+                "at": r["created_at"].astimezone(UTC).isoformat(),
+            }
+            for r in recs
+        ]
