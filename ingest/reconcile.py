@@ -1,11 +1,18 @@
 """Anti-entropy (I/O): compare what each mirror holds at a repository's stored head with what
-PostgreSQL holds, and publish again what is missing.
+PostgreSQL holds, publish again what is missing, and retract what is stored but no longer
+reachable from that head.
 
 The poller stores a head once the bus acknowledged its events; a bus that loses them
 afterwards (the in-process bus of a crashed `metre up`, a Kafka topic deleted or a broker
 restarted without storage) would leave PostgreSQL short of commits forever. Reconciliation
 closes that gap. Republishing is harmless: processors apply an event at most once. It is cheap
-when nothing is missing: a count query and one walk of the commit graph (no diffs).
+when nothing is missing: one aggregate query (count and XOR of the shas) and one walk of the
+commit graph (no diffs).
+
+A rewrite whose retraction events were lost leaves the other gap: commits stored that the
+stored head no longer reaches. Those are retracted only for a repository that is idle before
+and after the stored set was read, with the same head: a poll under way stores its new commits
+before it stores its new head, and they must not be mistaken for leftovers.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from typing import Protocol
 from dulwich.repo import Repo
 
 from ingest.bus import Bus, Message
-from ingest.events import encode, partition_key
+from ingest.events import RetractEvent, encode, partition_key
 from ingest.gitdiff import commit_event, new_commits
 from ingest.mailmap import read_mailmap
 from ingest.mirror import RepositoryError, mirror_path
@@ -33,11 +40,15 @@ class ReconciledRepo(Protocol):
     def id(self) -> int: ...
     @property
     def head(self) -> str | None: ...
+    @property
+    def state(self) -> str: ...
 
 
 class FactStore(Protocol):
     async def list_repos(self) -> Sequence[ReconciledRepo]: ...
+    async def get_repo(self, repo_id: int) -> ReconciledRepo | None: ...
     async def commit_count(self, repo_id: int) -> int: ...
+    async def commit_digest(self, repo_id: int) -> tuple[int, int]: ...
     async def commit_shas(self, repo_id: int) -> set[str]: ...
 
 
@@ -50,11 +61,21 @@ class Reconciled:
     """Commits whose facts PostgreSQL holds."""
     republished: int
     error: str | None = None
+    retracted: int = 0
+    """Stored commits the head no longer reaches, for which retractions were published."""
 
 
 def _reachable(mirror: Path, head: str) -> list[str]:
     with Repo(str(mirror)) as repo:
         return new_commits(repo, head, None)
+
+
+def digest(shas: Sequence[str]) -> tuple[int, int]:
+    """(count, XOR of the first 64 bits of each sha), as `PgStore.commit_digest` computes it."""
+    x = 0
+    for sha in shas:
+        x ^= int(sha[:16], 16)
+    return len(shas), x
 
 
 def _events(mirror: Path, repo_id: int, head: str, shas: Sequence[str]) -> list[bytes]:
@@ -72,7 +93,8 @@ async def reconcile_repo(
     repo: ReconciledRepo,
     chunk: int = 500,
 ) -> Reconciled:
-    """Publish the events of the commits reachable from `repo.head` that PostgreSQL lacks."""
+    """Publish the events of the commits reachable from `repo.head` that PostgreSQL lacks,
+    and retractions of the stored commits it does not reach (an idle repository only)."""
     mirror = mirror_path(mirrors_dir, repo.id)
     if repo.head is None or not (mirror / "objects").is_dir():
         return Reconciled(repo.id, 0, await store.commit_count(repo.id), 0)
@@ -80,13 +102,21 @@ async def reconcile_repo(
         reachable = await asyncio.to_thread(_reachable, mirror, repo.head)
     except RepositoryError as exc:
         return Reconciled(repo.id, 0, await store.commit_count(repo.id), 0, str(exc))
-    if await store.commit_count(repo.id) == len(reachable):
-        # Equal counts: nothing is missing unless something extra is stored, which only a
-        # history rewrite produces (and the poller retracts those itself).
+    if await store.commit_digest(repo.id) == digest(reachable):
         return Reconciled(repo.id, len(reachable), len(reachable), 0)
     stored = await store.commit_shas(repo.id)
     missing = [sha for sha in reachable if sha not in stored]
     key = partition_key(repo.id)
+    extra = sorted(stored.difference(reachable))
+    retracted = 0
+    if extra and repo.state == "idle":
+        now = await store.get_repo(repo.id)
+        if now is not None and now.state == "idle" and now.head == repo.head:
+            for i in range(0, len(extra), chunk):
+                values = [encode(RetractEvent(repo.id, sha)) for sha in extra[i : i + chunk]]
+                await bus.publish(topic, [Message(key, v) for v in values])
+            retracted = len(extra)
+            log.warning("repository %s: retracted %d unreachable commits", repo.id, retracted)
     for i in range(0, len(missing), chunk):
         values = await asyncio.to_thread(
             _events, mirror, repo.id, repo.head, missing[i : i + chunk]
@@ -94,7 +124,7 @@ async def reconcile_repo(
         await bus.publish(topic, [Message(key, v) for v in values])
     if missing:
         log.warning("repository %s: republished %d missing commits", repo.id, len(missing))
-    return Reconciled(repo.id, len(reachable), len(stored), len(missing))
+    return Reconciled(repo.id, len(reachable), len(stored), len(missing), None, retracted)
 
 
 async def reconcile_all(
