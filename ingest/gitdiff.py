@@ -37,6 +37,7 @@ from dulwich.objects import parse_tree
 import kernels
 from ingest.events import ChangeType, CommitEvent, FileChange, Person
 from ingest.mailmap import Mailmap
+from ingest.packs import PackReader
 
 __all__ = ["RepositoryError", "commit_event", "new_commits"]
 
@@ -74,12 +75,14 @@ class _Reader:
 
     def __init__(self, store: Any) -> None:
         self.store = weakref.proxy(store)  # the cache must not keep its store alive
+        self._packs = PackReader(store)
         self._trees: OrderedDict[bytes, _Tree] = OrderedDict()
         self._lock = threading.Lock()
 
     def raw(self, sha: bytes, expected: int) -> bytes:
         try:
-            type_num, data = self.store.get_raw(sha)
+            found = self._packs.get_raw(sha)
+            type_num, data = found if found is not None else self.store.get_raw(sha)
         except KeyError:
             raise RepositoryError(f"object {sha.decode()} is missing from the repository") from None
         except _CORRUPT as exc:

@@ -31,10 +31,11 @@ from typing import Protocol
 
 from dulwich.repo import Repo
 
+from ingest.backfill import EventPool, encode_events, worker_count
 from ingest.bus import Bus, BusError, Message
 from ingest.events import RetractEvent, encode, partition_key
-from ingest.gitdiff import commit_event, new_commits
-from ingest.mailmap import Mailmap, read_mailmap
+from ingest.gitdiff import new_commits
+from ingest.mailmap import read_mailmap
 from ingest.mirror import FetchAccess, RepositoryError, open_mirror, resolve_head
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,10 @@ class PollerConfig:
     retry_cap: float = 900.0
     access: FetchAccess | None = None
     """URL policy, resolver and credentials for fetches (None: `FetchAccess()`'s defaults)."""
+    workers: int | None = None
+    """Worker processes computing the events of a long backfill (None: one per CPU)."""
+    parallel_threshold: int = 2000
+    """Polls with fewer new commits stay in-process (no process start-up cost)."""
 
 
 def retry_delay(failures: int, base: float, cap: float, rng: random.Random | None = None) -> float:
@@ -91,12 +96,6 @@ def retry_delay(failures: int, base: float, cap: float, rng: random.Random | Non
     ceiling = min(cap, base * float(1 << min(failures, 30)))
     jitter: float = (rng or random).random()
     return ceiling / 2 + jitter * ceiling / 2
-
-
-def _encode_events(
-    repo: Repo, repo_id: int, shas: Sequence[str], mailmap: Mailmap | None = None
-) -> list[bytes]:
-    return [encode(commit_event(repo, repo_id, sha, mailmap)) for sha in shas]
 
 
 def _plan(
@@ -227,12 +226,27 @@ class Poller:
                 done += len(values)
                 self.published += len(values)
                 await self.registry.set_progress(row.id, done, total, lease)
-            for chunk in _chunks(shas, self.config.chunk):
-                values = await asyncio.to_thread(_encode_events, repo, row.id, chunk, mailmap)
-                await self.bus.publish(self.config.topic, [Message(key, v) for v in values])
-                done += len(values)
-                self.published += len(values)
-                await self.registry.set_progress(row.id, done, total, lease)
+            workers = worker_count(self.config.workers)
+            if workers > 1 and len(shas) >= self.config.parallel_threshold:
+                # Slices complete in any order (deltas commute); the head is stored by the
+                # caller only after every slice was published and acknowledged.
+                pool = EventPool(workers)
+                try:
+                    slices = _chunks(shas, self.config.chunk)
+                    async for _, values in pool.events(str(mirror), row.id, slices, mailmap):
+                        await self.bus.publish(self.config.topic, [Message(key, v) for v in values])
+                        done += len(values)
+                        self.published += len(values)
+                        await self.registry.set_progress(row.id, done, total, lease)
+                finally:
+                    await asyncio.to_thread(pool.close)
+            else:
+                for chunk in _chunks(shas, self.config.chunk):
+                    values = await asyncio.to_thread(encode_events, repo, row.id, chunk, mailmap)
+                    await self.bus.publish(self.config.topic, [Message(key, v) for v in values])
+                    done += len(values)
+                    self.published += len(values)
+                    await self.registry.set_progress(row.id, done, total, lease)
         log.info(
             "repository %s: retracted %d and published %d commits up to %s in %.1f s",
             row.id,

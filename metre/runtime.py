@@ -10,10 +10,11 @@ import asyncio
 import contextlib
 import errno
 import logging
+import random
 import socket
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import uvicorn
@@ -25,12 +26,13 @@ from ingest.mirror import FetchAccess
 from ingest.poller import Poller, PollerConfig
 from ingest.reconcile import Reconciled, reconcile_all
 from metre.settings import Settings
-from processors.runner import Processor
+from processors.runner import Processor, backoff, is_transient
 from processors.store import PgStore
 
 log = logging.getLogger(__name__)
 
 PROCESSOR_GROUP = "metre-processors"
+T = TypeVar("T")
 
 
 class ConfigurationError(Exception):
@@ -59,18 +61,56 @@ async def database_dsn(settings: Settings) -> str:
     return await asyncio.to_thread(start_embedded, settings.pgdata_dir)
 
 
+class Stopped(Exception):
+    """Asked to stop while waiting for a dependency to come up: leave quietly (exit code 0)."""
+
+
+async def until_up(what: str, op: Callable[[], Awaitable[T]], stop: asyncio.Event | None) -> T:
+    """Run `op` until it succeeds, waiting between transient failures (PostgreSQL or the
+    broker not up yet, or restarting) with capped exponential backoff and jitter, so a role
+    started before its dependencies waits instead of crash-looping. Without `stop` (one-shot
+    commands), the first failure raises."""
+    rng = random.Random()  # noqa: S311 (jitter, not cryptography)
+    attempt = 0
+    while True:
+        try:
+            return await op()
+        except Exception as exc:
+            if stop is None or not is_transient(exc):
+                raise
+            delay = backoff(attempt, 0.2, 5.0, rng)
+            attempt += 1
+            log.warning("%s unavailable, retrying in %.1f s: %r", what, delay, exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            if stop.is_set():
+                raise Stopped(f"stopped while waiting for {what}") from exc
+
+
 @contextlib.asynccontextmanager
-async def open_store(settings: Settings) -> AsyncIterator[PgStore]:
-    store = await PgStore.connect(await database_dsn(settings))
+async def open_store(
+    settings: Settings, stop: asyncio.Event | None = None
+) -> AsyncIterator[PgStore]:
+    dsn = await database_dsn(settings)
+
+    async def connect() -> PgStore:
+        store = await PgStore.connect(dsn)
+        try:
+            await store.migrate()
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    store = await until_up("PostgreSQL", connect, stop)
     try:
-        await store.migrate()
         yield store
     finally:
         await store.close()
 
 
 @contextlib.asynccontextmanager
-async def open_bus(settings: Settings) -> AsyncIterator[Bus]:
+async def open_bus(settings: Settings, stop: asyncio.Event | None = None) -> AsyncIterator[Bus]:
     bus: Bus
     if settings.kafka_bootstrap:
         from ingest.kafka_bus import KafkaBus
@@ -82,14 +122,16 @@ async def open_bus(settings: Settings) -> AsyncIterator[Bus]:
         )
     else:
         bus = InMemoryBus(partitions=settings.partitions)
-    await bus.start()
     try:
-        await bus.ensure_topics(
-            [commits_topic(settings), dlq_topic(settings), updates_topic(settings)]
-        )
+        await until_up("the bus", bus.start, stop)
+        await until_up("the bus", lambda: bus.ensure_topics(all_topics(settings)), stop)
         yield bus
     finally:
         await bus.stop()
+
+
+def all_topics(settings: Settings) -> list[str]:
+    return [commits_topic(settings), dlq_topic(settings), updates_topic(settings)]
 
 
 def fetch_access(settings: Settings) -> FetchAccess:
@@ -109,6 +151,7 @@ def make_poller(settings: Settings, bus: Bus, store: PgStore) -> Poller:
         topic=commits_topic(settings),
         poll_interval=settings.poll_interval,
         access=fetch_access(settings),
+        workers=settings.ingest_workers,
     )
     return Poller(bus, store, config)
 
@@ -159,8 +202,9 @@ async def serve_api(
     store: PgStore | None,
     sock: socket.socket,
     stop: asyncio.Event,
+    readiness: Mapping[str, Callable[[], Awaitable[bool]]] | None = None,
 ) -> None:
-    app = create_app(settings, store)
+    app = create_app(settings, store, readiness=readiness)
     config = uvicorn.Config(
         app,
         log_level=settings.log_level.lower(),
@@ -219,7 +263,9 @@ async def run_all(
         tasks = [
             asyncio.create_task(poller.run(stop_poller), name="poller"),
             asyncio.create_task(processor.run(stop_processor), name="processor"),
-            asyncio.create_task(serve_api(settings, store, sock, stop_api), name="api"),
+            asyncio.create_task(
+                serve_api(settings, store, sock, stop_api, {"bus": _bus_probe(bus)}), name="api"
+            ),
             asyncio.create_task(
                 _reconcile_loop(settings, bus, store, stop_poller), name="reconcile"
             ),
@@ -255,9 +301,11 @@ async def _reconcile_loop(
     (the in-process bus does not survive it)."""
     while not stop.is_set():
         try:
+            # Topics first: a broker restarted without storage lost them (and their data).
+            await bus.ensure_topics(all_topics(settings))
             await reconcile_once(settings, bus, store)
-        except (OSError, ConnectionError) as exc:
-            log.warning("reconciliation postponed: %s", exc)
+        except Exception as exc:  # noqa: BLE001 (an outage postpones a pass, never the role)
+            log.warning("reconciliation postponed: %r", exc)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), settings.reconcile_interval)
 
@@ -292,24 +340,43 @@ async def _drain(drained: Callable[[], bool], timeout: float) -> None:
         await asyncio.sleep(0.05)
 
 
+def _bus_probe(bus: Bus) -> Callable[[], Awaitable[bool]]:
+    """Readiness of `metre up`'s in-process bus: it is running."""
+
+    async def probe() -> bool:
+        return not isinstance(bus, InMemoryBus) or bus.running
+
+    return probe
+
+
 async def run_poller(settings: Settings, stop: asyncio.Event) -> None:
+    """The poller role, and anti-entropy every `reconcile_interval` (and at start): a broker
+    that lost its topics is healed by whichever poller reconciles first (more are harmless).
+    Waits for PostgreSQL and the broker when they are not up yet."""
     _require_distributed(settings, "poller")
-    async with open_store(settings) as store, open_bus(settings) as bus:
-        await make_poller(settings, bus, store).run(stop)
+    with contextlib.suppress(Stopped):
+        async with open_store(settings, stop) as store, open_bus(settings, stop) as bus:
+            await asyncio.gather(
+                make_poller(settings, bus, store).run(stop),
+                _reconcile_loop(settings, bus, store, stop),
+            )
 
 
 async def run_processor(settings: Settings, stop: asyncio.Event) -> None:
+    """The processor role; on `stop` it finishes its batch, commits, and leaves the group."""
     _require_distributed(settings, "processor")
-    async with open_store(settings) as store, open_bus(settings) as bus:
-        await make_processor(settings, bus, store).run(stop)
+    with contextlib.suppress(Stopped):
+        async with open_store(settings, stop) as store, open_bus(settings, stop) as bus:
+            await make_processor(settings, bus, store).run(stop)
 
 
 async def run_api(settings: Settings, stop: asyncio.Event) -> None:
     _require_distributed(settings, "api")
-    async with open_store(settings) as store:
-        sock = bind_socket(settings.host, settings.port)
-        log.info("metre api listening on %s", api_url(sock))
-        await serve_api(settings, store, sock, stop)
+    with contextlib.suppress(Stopped):
+        async with open_store(settings, stop) as store:
+            sock = bind_socket(settings.host, settings.port)
+            log.info("metre api listening on %s", api_url(sock))
+            await serve_api(settings, store, sock, stop)
 
 
 def _require_distributed(settings: Settings, role: str) -> None:

@@ -81,6 +81,13 @@ class Settings(BaseSettings):
     consumer_session_timeout_ms: int = Field(
         default=10_000, ge=1000, description="Kafka consumer group session timeout."
     )
+    ingest_workers: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="Worker processes computing the events of a long backfill (unset: one "
+        "per CPU; 1 keeps it in the poller's process). Short polls never start workers.",
+    )
     reconcile_interval: float = Field(
         default=3600.0,
         gt=0,

@@ -1,0 +1,210 @@
+"""Direct reads of objects from a repository's pack files (I/O: reads files; no writes).
+
+Why: per object, dulwich's layered `object_store.get_raw` costs 20-40 µs in Python (a
+multi-pack-index `stat` per lookup, a pack index bisect that calls back into Python for every
+step, an object cache), more than the decompression itself (notes/ingest-profile.md). A
+backfill reads every tree and blob of the history once or twice, so that overhead was most of
+the poller's time. `PackReader` maps each version-2 pack index once, finds an object with one
+C bisect in its fan-out bucket, inflates it with zlib and resolves deltas with dulwich's
+compiled `apply_delta`, keeping recently resolved objects (delta bases, and the blob a next
+commit diffs against) in a cache bounded in bytes.
+
+Anything it does not understand (a version-1 index, loose objects, an object outside every
+pack it mapped, a pack that changed) is read through dulwich as before: `get_raw` returns None
+and the caller falls back.
+"""
+
+from __future__ import annotations
+
+import binascii
+import bisect
+import mmap
+import struct
+import threading
+import zlib
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from dulwich._pack import apply_delta
+
+__all__ = ["PackReader"]
+
+_OFS_DELTA, _REF_DELTA = 6, 7
+_CACHE_BYTES = 64 * 1024 * 1024
+_CACHE_ONE = 8 * 1024 * 1024
+"""Objects larger than this are never cached (a huge blob is read once per diff side)."""
+
+
+class _Pack:
+    """One pack and its version-2 index, memory-mapped."""
+
+    def __init__(self, idx_path: Path, pack_path: Path) -> None:
+        with open(idx_path, "rb") as f:
+            self._idx = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        with open(pack_path, "rb") as f:
+            self.data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        idx = self._idx
+        if idx[:8] != b"\xfftOc\x00\x00\x00\x02" or self.data[:4] != b"PACK":
+            raise ValueError("not a version-2 pack index")
+        self._fanout = struct.unpack_from(">256I", idx, 8)
+        self.count = n = self._fanout[255]
+        self._names = 8 + 1024
+        self._offsets = self._names + 24 * n  # names (20 bytes), then CRCs (4 bytes)
+        self._large = self._offsets + 4 * n
+        self._buckets: list[list[bytes] | None] = [None] * 256
+
+    def close(self) -> None:
+        self._idx.close()
+        self.data.close()
+
+    def offset(self, sha: bytes) -> int | None:
+        """Offset in the pack of the object with binary name `sha`, or None."""
+        first = sha[0]
+        bucket = self._buckets[first]
+        lo = self._fanout[first - 1] if first else 0
+        if bucket is None:
+            start, end = self._names + 20 * lo, self._names + 20 * self._fanout[first]
+            raw = self._idx[start:end]
+            bucket = self._buckets[first] = [raw[i : i + 20] for i in range(0, len(raw), 20)]
+        i = bisect.bisect_left(bucket, sha)
+        if i == len(bucket) or bucket[i] != sha:
+            return None
+        (off,) = struct.unpack_from(">I", self._idx, self._offsets + 4 * (lo + i))
+        if off & 0x80000000:
+            (off,) = struct.unpack_from(">Q", self._idx, self._large + 8 * (off & 0x7FFFFFFF))
+        return int(off)
+
+
+class PackReader:
+    """Raw objects by hex sha from the packs of one object store (thread-safe: one lock)."""
+
+    def __init__(self, store: Any) -> None:
+        self._packs: list[_Pack] = []
+        self._cache: OrderedDict[tuple[int, int], tuple[int, bytes]] = OrderedDict()
+        self._cached = 0
+        self._lock = threading.Lock()
+        pack_dir = Path(store.path) / "pack" if hasattr(store, "path") else None
+        if pack_dir is None or not pack_dir.is_dir():
+            return
+        for idx in sorted(pack_dir.glob("pack-*.idx")):
+            pack = idx.with_suffix(".pack")
+            try:
+                self._packs.append(_Pack(idx, pack))
+            except (OSError, ValueError):
+                continue  # dulwich reads it (or reports it broken)
+
+    def close(self) -> None:
+        for p in self._packs:
+            p.close()
+        self._packs = []
+        self._cache.clear()
+
+    def get_raw(self, hex_sha: bytes) -> tuple[int, bytes] | None:
+        """(type number, content) of the object, or None when it is not in a mapped pack.
+
+        Raises zlib.error, ValueError or IndexError when a pack is damaged.
+        """
+        try:
+            sha = binascii.unhexlify(hex_sha)
+        except (binascii.Error, ValueError):
+            return None
+        with self._lock:
+            return self._find(sha)
+
+    def _find(self, sha: bytes) -> tuple[int, bytes] | None:
+        for n, pack in enumerate(self._packs):
+            off = pack.offset(sha)
+            if off is not None:
+                return self._resolve(n, pack, off)
+        return None
+
+    def _resolve(self, n: int, pack: _Pack, offset: int) -> tuple[int, bytes]:
+        chain: list[tuple[int, bytes]] = []  # (offset, delta) from the object to its base
+        base: tuple[int, bytes] | None = None
+        while True:
+            hit = self._cache.get((n, offset))
+            if hit is not None:
+                self._cache.move_to_end((n, offset))
+                base = hit
+                break
+            type_num, size, pos = _header(pack.data, offset)
+            if type_num == _OFS_DELTA:
+                c = pack.data[pos]
+                pos += 1
+                back = c & 0x7F
+                while c & 0x80:
+                    c = pack.data[pos]
+                    pos += 1
+                    back = ((back + 1) << 7) | (c & 0x7F)
+                chain.append((offset, _inflate(pack.data, pos, size)))
+                offset -= back
+            elif type_num == _REF_DELTA:
+                ref = bytes(pack.data[pos : pos + 20])
+                delta = _inflate(pack.data, pos + 20, size)
+                found = self._find(ref)
+                if found is None:
+                    raise ValueError("a delta base is missing (thin pack?)")
+                base = found
+                chain.append((offset, delta))
+                offset = -1
+                break
+            else:
+                base = (type_num, _inflate(pack.data, pos, size))
+                self._remember((n, offset), base)
+                break
+        type_num, data = base
+        for off, delta in reversed(chain):
+            data = b"".join(apply_delta(data, delta))
+            if off >= 0:
+                self._remember((n, off), (type_num, data))
+        return type_num, data
+
+    def _remember(self, key: tuple[int, int], value: tuple[int, bytes]) -> None:
+        size = len(value[1])
+        if size > _CACHE_ONE:
+            return
+        self._cache[key] = value
+        self._cached += size
+        while self._cached > _CACHE_BYTES:
+            _, (_, old) = self._cache.popitem(last=False)
+            self._cached -= len(old)
+
+
+def _header(data: mmap.mmap, pos: int) -> tuple[int, int, int]:
+    """(type, inflated size, position after the header) of the object at `pos`."""
+    c = data[pos]
+    pos += 1
+    type_num = (c >> 4) & 7
+    size = c & 0x0F
+    shift = 4
+    while c & 0x80:
+        c = data[pos]
+        pos += 1
+        size |= (c & 0x7F) << shift
+        shift += 7
+    return type_num, size, pos
+
+
+def _inflate(data: mmap.mmap, pos: int, size: int) -> bytes:
+    """`size` bytes inflated from the zlib stream at `pos`."""
+    d = zlib.decompressobj()
+    view = memoryview(data)
+    try:
+        # Deflate never grows data by more than ~0.1% plus a few bytes per block.
+        step = size + (size >> 9) + 64
+        out = d.decompress(view[pos : pos + step], size)
+        parts = [out]
+        got = len(out)
+        pos += step
+        while got < size and not d.eof and pos < len(data):
+            more = d.decompress(d.unconsumed_tail + view[pos : pos + step], size - got)
+            pos += step
+            parts.append(more)
+            got += len(more)
+    finally:
+        view.release()
+    result = parts[0] if len(parts) == 1 else b"".join(parts)
+    if len(result) != size:
+        raise zlib.error(f"object inflated to {len(result)} bytes, expected {size}")
+    return result
