@@ -150,6 +150,11 @@ class InMemoryBus:
         self._running = False
         self._trimmed: dict[TopicPartition, int] = {}  # offset of the first record still held
 
+    @property
+    def running(self) -> bool:
+        """Started and not stopped: publish and fetch work."""
+        return self._running
+
     async def start(self) -> None:
         self._running = True
 

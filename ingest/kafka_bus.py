@@ -26,6 +26,7 @@ from aiokafka.errors import (
     RebalanceInProgressError,
     TopicAlreadyExistsError,
     UnknownMemberIdError,
+    UnknownTopicOrPartitionError,
     for_code,
 )
 
@@ -149,7 +150,21 @@ class KafkaBus:
             await asyncio.sleep(0.1)
 
     async def publish(self, topic: str, messages: Sequence[Message]) -> None:
-        """Send every message, then wait for every acknowledgement; the first failure raises."""
+        """Send every message, then wait for every acknowledgement; the first failure raises.
+
+        A topic the broker does not know (a broker restarted without storage lost it) is
+        created again with the configured partitions, and the messages are sent once more.
+        """
+        try:
+            await self._publish(topic, messages)
+        except BusError as exc:
+            if not isinstance(exc.__cause__, UnknownTopicOrPartitionError):
+                raise
+            log.warning("topic %r is gone: creating it again", topic)
+            await self.ensure_topics([topic])
+            await self._publish(topic, messages)
+
+    async def _publish(self, topic: str, messages: Sequence[Message]) -> None:
         producer = self._producer
         if producer is None:
             raise BusError("the bus is not started", retriable=False)
