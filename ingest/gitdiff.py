@@ -67,7 +67,9 @@ class _Entry(NamedTuple):
     sha: bytes
 
 
-_Tree = tuple[frozenset[tuple[bytes, int, bytes]], dict[bytes, _Entry]]
+_Item = tuple[bytes, int, bytes]
+_Tree = tuple[frozenset[_Item], dict[bytes, _Item]]
+"""A parsed tree: its (name, mode, sha) items as a set, and by name (plain tuples: cheap)."""
 
 
 class _Reader:
@@ -106,10 +108,7 @@ class _Reader:
             items = parse_tree(self.raw(sha, _TREE), len(sha) // 2)
         except (ValueError, TypeError) as exc:
             raise RepositoryError(f"tree {sha.decode()} is corrupt: {exc}") from None
-        parsed: _Tree = (
-            frozenset((n, m, s) for n, m, s in items),
-            {n: _Entry(m, s) for n, m, s in items},
-        )
+        parsed: _Tree = (frozenset(items), {item[0]: item for item in items})
         with self._lock:
             self._trees[sha] = parsed
             if len(self._trees) > _TREE_CACHE_SIZE:
@@ -248,7 +247,9 @@ def _tree_changes(
     new_items, new_map = rd.tree(new) if new else (frozenset(), {})
     names = {name for name, _, _ in old_items ^ new_items}
     for name in names:
-        o, n = old_map.get(name), new_map.get(name)
+        old_item, new_item = old_map.get(name), new_map.get(name)
+        o = _Entry(old_item[1], old_item[2]) if old_item else None
+        n = _Entry(new_item[1], new_item[2]) if new_item else None
         path = prefix + name
         if _is_dir(o) or _is_dir(n):
             # a tree on either side: recurse; a file on the other side is its own change
