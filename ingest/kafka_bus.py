@@ -25,6 +25,7 @@ from aiokafka.errors import (
     KafkaTimeoutError,
     RebalanceInProgressError,
     TopicAlreadyExistsError,
+    UnknownError,
     UnknownMemberIdError,
     UnknownTopicOrPartitionError,
     for_code,
@@ -47,7 +48,11 @@ _REBALANCED = (
 def _bus_error(what: str, exc: BaseException) -> BusError:
     # aiokafka marks a client-side timeout as final, but a broker that is away now may be back
     # soon (a restart, a leader election): retrying is the caller's right answer.
-    retriable = isinstance(exc, KafkaTimeoutError) or bool(getattr(exc, "retriable", False))
+    # The test broker answers a produce to a topic it lost in a restart with UnknownError
+    # (-1), not UnknownTopicOrPartition: both are worth another try once the topic exists.
+    retriable = isinstance(exc, (KafkaTimeoutError, UnknownError)) or bool(
+        getattr(exc, "retriable", False)
+    )
     return BusError(f"{what}: {str(exc) or type(exc).__name__}", retriable=retriable)
 
 
@@ -158,7 +163,7 @@ class KafkaBus:
         try:
             await self._publish(topic, messages)
         except BusError as exc:
-            if not isinstance(exc.__cause__, UnknownTopicOrPartitionError):
+            if not isinstance(exc.__cause__, (UnknownTopicOrPartitionError, UnknownError)):
                 raise
             log.warning("topic %r is gone: creating it again", topic)
             await self.ensure_topics([topic])

@@ -1,0 +1,186 @@
+"""Graceful shutdown and dependency outages of the distributed roles, over the real broker and
+PostgreSQL: SIGTERM makes a poller give its repository back (lease released, not left
+'polling') and a processor finish its batch and leave the group (exit code 0, another member
+takes over, nothing lost); roles started while PostgreSQL or the broker is down wait for them
+and then proceed; /readyz says which dependency is down."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from api.app import create_app
+from bench.chaos import PgServer, Roles
+from metre.pg import start_embedded, stop_embedded
+from metre.settings import Settings
+from processors.store import PgStore
+from tests.fixtures.broker import Broker, free_port
+from tests.fixtures.gitrepo import git_commits
+from tests.oracle import assert_api_matches_git, wait_ingested
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+SESSION_TIMEOUT_MS = 10_000
+
+
+def role_env(tmp_path: Path, dsn: str, bootstrap: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METRE_")}
+    env.update(
+        METRE_DATABASE_URL=dsn,
+        METRE_KAFKA_BOOTSTRAP=bootstrap,
+        METRE_TOPIC_PREFIX=f"t{uuid.uuid4().hex[:10]}",
+        METRE_PARTITIONS="4",
+        METRE_BATCH_SIZE="50",
+        METRE_CONSUMER_SESSION_TIMEOUT_MS=str(SESSION_TIMEOUT_MS),
+        METRE_ALLOW_LOCAL_PATHS="true",
+        METRE_POLL_INTERVAL="2",
+        METRE_DATA_DIR=str(tmp_path / "data"),
+        METRE_LOG_LEVEL="INFO",
+        METRE_RATE_LIMIT="0",
+    )
+    return env
+
+
+_ASSIGNED = re.compile(r"^(\S+ \S+) INFO .*Setting newly assigned partitions \{(.*)\}", re.M)
+
+
+def full_assignment_after(log: Path, after: float) -> float | None:
+    """When the log's consumer was first assigned all 4 partitions after `after` (epoch s)."""
+    for stamp, parts in _ASSIGNED.findall(log.read_text(errors="replace")):
+        when = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").astimezone().timestamp()
+        if when >= after and parts.count("partition=") == 4:
+            return when
+    return None
+
+
+async def test_sigterm_poller_releases_and_processor_hands_over(
+    tmp_path: Path,
+    db_dsn: str,
+    running_kafka_broker: Broker,
+    history_factory: Callable[..., Path],
+) -> None:
+    big = history_factory(commits=3000, seed=5)
+    roles = Roles(role_env(tmp_path, db_dsn, running_kafka_broker.bootstrap), tmp_path)
+    port = free_port()
+    roles.start("api", "api", "--port", str(port))
+    roles.start("poller-1", "poller")
+    roles.start("processor-1", "processor")
+    roles.start("processor-2", "processor")
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as api:
+            for _ in range(200):
+                try:
+                    if (await api.get("/readyz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+            repo_id = (await api.post("/api/v1/repos", json={"url": str(big)})).json()["id"]
+
+            # The poller is stopped in the middle of its poll.
+            for _ in range(1000):
+                info = (await api.get(f"/api/v1/repos/{repo_id}")).json()
+                if info["state"] == "polling":
+                    break
+                await asyncio.sleep(0.01)
+            assert info["state"] == "polling"
+            assert await asyncio.to_thread(roles.terminate, "poller-1") == 0
+            con = await asyncpg.connect(db_dsn)
+            try:
+                row = await con.fetchrow(
+                    "SELECT state, lease_until, head FROM repos WHERE id = $1", repo_id
+                )
+            finally:
+                await con.close()
+            assert row is not None
+            assert row["state"] != "polling"
+            assert row["lease_until"] is None
+            if row["head"] is None:  # abandoned (not finished): due again at once
+                assert row["state"] == "pending"
+            roles.start("poller-2", "poller")
+
+            # A processor is stopped mid-stream: it exits cleanly, the other takes over.
+            for _ in range(1200):
+                info = (await api.get(f"/api/v1/repos/{repo_id}")).json()
+                if info["commits"] >= 300:
+                    break
+                await asyncio.sleep(0.05)
+            assert 300 <= info["commits"] < 3000, "the SIGTERM must land mid-stream"
+            stopped_at = time.time()
+            assert await asyncio.to_thread(roles.terminate, "processor-1") == 0
+            exited_in = time.time() - stopped_at
+            await wait_ingested(api, repo_id, 3000, timeout=300)
+            taken = full_assignment_after(tmp_path / "processor-2.log", stopped_at)
+            assert taken is not None, "processor-2 never took over every partition"
+            takeover = taken - stopped_at
+            print(f"processor exit {exited_in:.1f} s, takeover {takeover:.1f} s after SIGTERM")
+            assert takeover < SESSION_TIMEOUT_MS / 1000 * 0.75
+            await assert_api_matches_git(api, repo_id, big)
+    finally:
+        codes = roles.stop_all()
+    assert all(code == 0 for code in codes.values()), codes
+
+
+async def test_roles_wait_for_postgres_and_broker(tmp_path: Path, awkward_repo: Path) -> None:
+    pgdata = tmp_path / "pg" / "data"
+    dsn = await asyncio.to_thread(start_embedded, pgdata)
+    broker = Broker(free_port(), tmp_path / "broker.log")  # not started yet
+    store = await PgStore.connect(dsn)
+    roles = Roles(role_env(tmp_path, dsn, broker.bootstrap), tmp_path)
+    try:
+        await store.migrate()
+        repo = await store.add_repo(str(awkward_repo), None)
+        server = await PgServer.of(dsn)
+        await asyncio.to_thread(server.stop)
+        app = create_app(Settings(data_dir=tmp_path / "data"), store)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as api:
+            r = await api.get("/readyz")
+            assert r.status_code == 503
+            assert r.json()["status"] == "unavailable"
+            assert r.json()["checks"] == {"database": "down"}
+            assert r.json()["error"]["message"] == "database unreachable"
+
+            roles.start("processor", "processor")
+            roles.start("poller", "poller")
+            await asyncio.sleep(4)
+            assert roles.crashed() == []
+            for name in ("processor", "poller"):
+                assert "PostgreSQL unavailable, retrying" in (tmp_path / f"{name}.log").read_text()
+
+            await asyncio.to_thread(server.start)
+            for _ in range(100):
+                r = await api.get("/readyz")
+                if r.status_code == 200:
+                    break
+                await asyncio.sleep(0.1)
+            assert r.json() == {"status": "ready", "checks": {"database": "up"}}
+            await asyncio.sleep(3)  # now they wait for the broker
+            assert roles.crashed() == []
+            assert "the bus unavailable, retrying" in (tmp_path / "processor.log").read_text()
+            assert await store.commit_count(repo.id) == 0
+
+            broker.start()
+            expected = set(git_commits(awkward_repo))
+            for _ in range(600):
+                if await store.commit_shas(repo.id) == expected:
+                    break
+                await asyncio.sleep(0.1)
+            assert await store.commit_shas(repo.id) == expected
+            assert roles.crashed() == []
+    finally:
+        codes = roles.stop_all()
+        await store.close()
+        broker.stop()
+        await asyncio.to_thread(stop_embedded, pgdata)
+    assert codes == {"processor": 0, "poller": 0}
