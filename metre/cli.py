@@ -51,6 +51,9 @@ def _serve(
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        # metre/__main__.py exits on a SIGTERM during start-up; from here on a SIGTERM stops
+        # the role gracefully (uvloop would otherwise run that handler first).
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await role(settings, stop)
