@@ -180,6 +180,8 @@ class ChaosReport:
     faults: Counter[str]
     mid_ingest: int
     """Faults injected before the backfill first reached every commit."""
+    last_fault_at: int
+    """Commits the API served when the last fault was injected."""
     events_on_topic: int
     """Records the commits topic held, summed over the broker's lifetimes (each restart
     empties it): poller events, reconcile's re-publications, duplicates and poison."""
@@ -210,7 +212,8 @@ class ChaosReport:
             [
                 f"commits in git:          {self.commits}",
                 f"faults injected:         {sum(self.faults.values())} ({kinds})",
-                f"  before backfill done:  {self.mid_ingest}",
+                f"  before backfill done:  {self.mid_ingest} (the last at {self.last_fault_at}"
+                " commits served)",
                 f"events on the topic:     {self.events_on_topic} (all broker lifetimes)",
                 f"  injected duplicates:   {self.injected_events}",
                 f"  poison records:        {self.poison} ({self.dead_letters} dead letters"
@@ -361,7 +364,7 @@ async def run_chaos(
         METRE_KAFKA_BOOTSTRAP=broker.bootstrap,
         METRE_TOPIC_PREFIX=prefix,
         METRE_PARTITIONS="4",
-        METRE_BATCH_SIZE="50",
+        METRE_BATCH_SIZE="20",  # small transactions: a longer backfill for faults to land in
         METRE_CONSUMER_SESSION_TIMEOUT_MS="3000",
         METRE_ALLOW_LOCAL_PATHS="true",
         METRE_POLL_INTERVAL="2",
@@ -379,7 +382,7 @@ async def run_chaos(
     schedule = [KINDS[i % len(KINDS)] for i in range(faults)]
     rng.shuffle(schedule)
     done: Counter[str] = Counter()
-    mid_ingest = injected = poison = 0
+    mid_ingest = injected = poison = last_fault_at = 0
     poison_since_restart = 0  # poison published before a broker restart may be gone unread
     topic_total = 0
     extra = 3
@@ -397,9 +400,20 @@ async def run_chaos(
             repo_id = r.json()["id"]
             await kbus.start()
             backfilled = False
+            gap = n / (2 * (len(schedule) + 1))
+            mark = 0
             for kind in schedule:
+                # Spread the faults over the backfill: the next one once another
+                # 1/(2·(faults+1)) of the commits is in, or after 3 s (faults slow it down).
                 await asyncio.sleep(rng.uniform(0.2, 0.8))
-                info = await _get(api, f"/api/v1/repos/{repo_id}")
+                waited = time.monotonic()
+                while True:
+                    info = await _get(api, f"/api/v1/repos/{repo_id}")
+                    if info["commits"] >= min(mark + gap, n) or time.monotonic() - waited > 3:
+                        break
+                    await asyncio.sleep(0.1)
+                mark = info["commits"]
+                last_fault_at = info["commits"]
                 backfilled = backfilled or info["commits"] >= n
                 mid_ingest += not backfilled
                 log(f"[{time.monotonic() - started:6.1f}s] {kind} (commits {info['commits']})")
@@ -469,6 +483,7 @@ async def run_chaos(
         commits=n,
         faults=done,
         mid_ingest=mid_ingest,
+        last_fault_at=last_fault_at,
         events_on_topic=topic_total,
         injected_events=injected,
         poison=poison,
