@@ -52,8 +52,26 @@ class FileChange:
 
 
 @dataclass(frozen=True, slots=True)
+class MergeFile:
+    """What a merge commit itself contributes to one path's state at the head (signed).
+
+    For merge M with parents P1..Pk: `lines` and `presence` are the per-path values of M minus
+    what the union of its parents' histories already sums to (inclusion-exclusion over the
+    parents and their merge bases; see docs/events.md). `lines` counts git's lines of the
+    content (0 for binary), `presence` is 1 where the path exists. Summed with the non-merge
+    commits' numstat (added - removed; +1 per add, -1 per delete) over any commit and all its
+    ancestors, they give that commit's tree.
+    """
+
+    path: str
+    lines: int
+    presence: int
+
+
+@dataclass(frozen=True, slots=True)
 class CommitEvent:
-    """One commit reachable from the tracked branch. Merge commits carry no file changes."""
+    """One commit reachable from the tracked branch. Merge commits carry no file changes
+    (`files`, as `git log --numstat`), only their own contribution to the tree (`merge_files`)."""
 
     repo_id: int
     sha: str
@@ -62,6 +80,7 @@ class CommitEvent:
     committer: Person
     summary: str
     files: tuple[FileChange, ...] = field(default=())
+    merge_files: tuple[MergeFile, ...] = field(default=())
 
     @property
     def is_merge(self) -> bool:
@@ -147,6 +166,16 @@ def encode(e: CommitEvent | RetractEvent) -> bytes:
                 }
                 for f in e.files
             ],
+            **(
+                {
+                    "merge_files": [
+                        {"path": m.path, "lines": m.lines, "presence": m.presence}
+                        for m in e.merge_files
+                    ]
+                }
+                if e.merge_files
+                else {}
+            ),
         }
     )
 
@@ -180,6 +209,21 @@ def _file(d: Any) -> FileChange:
     if change not in _CHANGE_TYPES:
         raise EventError(f"file.change must be one of A, D, M, T, not {change!r}")
     return FileChange(path, added, removed, binary, change)
+
+
+def _merge_file(d: Any) -> MergeFile:
+    if not isinstance(d, dict):
+        raise EventError("each merge file must be an object")
+    path, lines, presence = d.get("path"), d.get("lines"), d.get("presence")
+    if not isinstance(path, str) or not path:
+        raise EventError("merge_files[].path must be a non-empty string")
+    if not _int(lines) or not _int(presence):
+        raise EventError("merge_files[].lines and presence must be integers")
+    return MergeFile(path, lines, presence)
+
+
+def _int(n: Any) -> TypeGuard[int]:
+    return isinstance(n, int) and not isinstance(n, bool)
 
 
 def _count(n: Any) -> TypeGuard[int]:
@@ -242,6 +286,11 @@ def _commit(d: dict[str, Any]) -> CommitEvent:
     files = d.get("files", [])
     if not isinstance(files, list):
         raise EventError("files must be a list")
+    merge_files = d.get("merge_files", [])
+    if not isinstance(merge_files, list):
+        raise EventError("merge_files must be a list")
+    if merge_files and len(parents) < 2:
+        raise EventError("merge_files is for merge commits only")
     return CommitEvent(
         repo_id=repo_id,
         sha=sha,
@@ -250,6 +299,7 @@ def _commit(d: dict[str, Any]) -> CommitEvent:
         committer=_person(d.get("committer"), "committer"),
         summary=summary,
         files=tuple(_file(f) for f in files),
+        merge_files=tuple(_merge_file(m) for m in merge_files),
     )
 
 

@@ -32,10 +32,11 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
 from dulwich.errors import ApplyDeltaError, ChecksumMismatch, FileFormatException, ObjectMissing
+from dulwich.graph import find_merge_base
 from dulwich.objects import parse_tree
 
 import kernels
-from ingest.events import ChangeType, CommitEvent, FileChange, Person
+from ingest.events import ChangeType, CommitEvent, FileChange, MergeFile, Person
 from ingest.mailmap import Mailmap
 from ingest.packs import PackReader
 
@@ -295,10 +296,13 @@ def commit_event(repo: Any, repo_id: int, sha: str, mailmap: Mailmap | None = No
     committer = _person(h.committer, h.encoding, mailmap)
     summary = _decode(h.message.split(b"\n", 1)[0], h.encoding)
     files: tuple[FileChange, ...] = ()
+    merge_files: tuple[MergeFile, ...] = ()
     if len(h.parents) <= 1:
         old_tree = rd.header(h.parents[0]).tree if h.parents else None
         changes = sorted(_tree_changes(rd, old_tree, h.tree), key=lambda c: c[0])
         files = tuple(_file_change(rd, p, o, n) for p, o, n in changes)
+    else:
+        merge_files = _merge_files(repo, rd, key, h)
     return CommitEvent(
         repo_id=repo_id,
         sha=sha,
@@ -307,7 +311,81 @@ def commit_event(repo: Any, repo_id: int, sha: str, mailmap: Mailmap | None = No
         committer=committer,
         summary=summary,
         files=files,
+        merge_files=merge_files,
     )
+
+
+def _union_weights(repo: Any, commits: list[bytes]) -> dict[bytes, int]:
+    """Weights w with sum(w[c] * v(c)) = the sum of an additive per-commit quantity over the
+    union of the ancestries of `commits`, given that the sum over one commit's ancestry is
+    v(commit) (a path's lines, its presence).
+
+    Inclusion-exclusion, one commit at a time: U(xs + [y]) = U(xs) + anc(y) - (anc(y) & U(xs)),
+    and anc(y) & U(xs) is the union of the ancestries of the lowest common ancestors of y and
+    any of xs (their merge bases), computed the same way (they are older: it terminates)."""
+    w: dict[bytes, int] = {}
+    done: list[bytes] = []
+    for y in commits:
+        w[y] = w.get(y, 0) + 1
+        if done:
+            ids: Any = [y, *done]
+            bases = sorted({bytes(b) for b in find_merge_base(repo, ids)})
+            for b, n in _union_weights(repo, bases).items():
+                w[b] = w.get(b, 0) - n
+        done.append(y)
+    return {c: n for c, n in w.items() if n}
+
+
+def _lines(data: bytes) -> int:
+    """git's line count of a text (a last line without a newline counts); 0 for binary."""
+    if b"\0" in data[:8000]:
+        return 0
+    return data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+
+
+def _merge_files(repo: Any, rd: _Reader, sha: bytes, h: _Header) -> tuple[MergeFile, ...]:
+    """What merge `sha` contributes itself to each path: its value (lines, presence) minus the
+    sum over the union of its parents' histories (`_union_weights`). Zero for every path a
+    merge took from one side while the others left it as in the merge base (a clean merge);
+    non-zero where it resolved a conflict, changed something itself, dropped a side's change,
+    or both sides made the same change (counted twice by their non-merge commits)."""
+    weights = {t: -n for t, n in _union_weights(repo, list(h.parents)).items()}
+    weights[sha] = weights.get(sha, 0) + 1
+    tree_weight: dict[bytes, int] = {}
+    for c, n in weights.items():
+        t = h.tree if c == sha else rd.header(c).tree
+        tree_weight[t] = tree_weight.get(t, 0) + n
+    # entry of each path in the merge's tree, and in each other tree where it differs
+    mine: dict[bytes, _Entry | None] = {}
+    theirs: dict[bytes, dict[bytes, _Entry | None]] = {}
+    for t in tree_weight:
+        if t == h.tree:
+            continue
+        diff = theirs[t] = {}
+        for path, old, new in _tree_changes(rd, t, h.tree):
+            diff[path] = old
+            mine[path] = new
+    sizes: dict[bytes, int] = {}
+
+    def lines(e: _Entry) -> int:
+        if _is_gitlink(e):
+            return 1
+        if e.sha not in sizes:
+            sizes[e.sha] = _lines(rd.content(e))
+        return sizes[e.sha]
+
+    out: list[MergeFile] = []
+    for path in sorted(mine):
+        net: dict[_Entry | None, int] = {}
+        for t, n in tree_weight.items():
+            e = theirs[t].get(path, mine[path]) if t in theirs else mine[path]
+            net[e] = net.get(e, 0) + n
+        kept = [(e, n) for e, n in net.items() if n and e is not None]
+        presence = sum(n for _, n in kept)
+        count = sum(n * lines(e) for e, n in kept)
+        if presence or count:
+            out.append(MergeFile(path.decode("utf-8", "backslashreplace"), count, presence))
+    return tuple(out)
 
 
 def _commit_time(h: _Header) -> int:

@@ -1,0 +1,140 @@
+"""Merges' own contribution (`merge_files`) against the git CLI: for every commit C of a
+repository, the non-merge commits' numstat (added - removed; +1 per add, -1 per delete) plus
+the merges' `merge_files`, summed over C and all its ancestors, equal C's tree per `git ls-tree`
+and `git cat-file` (presence of every path; git's line count of every never-binary path)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from dulwich.repo import Repo
+
+from ingest.events import CommitEvent, decode, encode
+from ingest.gitdiff import commit_event, new_commits
+from tests.fixtures.gitrepo import GitRepoBuilder, run_git
+
+
+def git_tree(repo: Path, rev: str) -> dict[str, int | None]:
+    """Path -> git's line count at `rev` (None: binary); gitlinks count one line."""
+    out: dict[str, int | None] = {}
+    for entry in run_git(repo, "ls-tree", "-r", "-z", rev).split(b"\0"):
+        if not entry:
+            continue
+        meta, raw = entry.split(b"\t", 1)
+        _mode, kind, obj = meta.split()
+        path = raw.decode("utf-8", "backslashreplace")
+        if kind == b"commit":
+            out[path] = 1
+            continue
+        data = run_git(repo, "cat-file", "blob", obj.decode())
+        binary = b"\0" in data[:8000]
+        out[path] = (
+            None if binary else data.count(b"\n") + (not data.endswith(b"\n") and data != b"")
+        )
+    return out
+
+
+def summed(events: list[CommitEvent]) -> tuple[dict[str, int], dict[str, int], set[str]]:
+    lines: dict[str, int] = {}
+    presence: dict[str, int] = {}
+    binary: set[str] = set()
+    for e in events:
+        for f in e.files:
+            lines[f.path] = lines.get(f.path, 0) + f.added - f.removed
+            presence[f.path] = presence.get(f.path, 0) + {"A": 1, "D": -1}.get(f.change, 0)
+            if f.binary:
+                binary.add(f.path)
+        for m in e.merge_files:
+            lines[m.path] = lines.get(m.path, 0) + m.lines
+            presence[m.path] = presence.get(m.path, 0) + m.presence
+    return lines, presence, binary
+
+
+def check_every_commit(repo: Path) -> int:
+    """Assert the sums for every commit of every branch; return the merges with merge_files."""
+    revs = run_git(repo, "rev-list", "--all").decode().split()
+    with Repo(str(repo)) as r:
+        events = {}
+        for s in new_commits(r, revs[0], None) + revs:
+            if s not in events:
+                events[s] = decode(encode(commit_event(r, 1, s)))
+        for rev in revs:
+            ancestry = [events[s] for s in new_commits(r, rev, None)]
+            lines, presence, binary = summed(ancestry)
+            tree = git_tree(repo, rev)
+            for p in set(presence) | set(tree):
+                assert presence.get(p, 0) == int(p in tree), (rev, p)
+                if p in tree and p not in binary and tree[p] is not None:
+                    assert lines.get(p, 0) == tree[p], (rev, p)
+    return sum(1 for e in events.values() if e.merge_files)
+
+
+def test_awkward_repo(awkward_repo: Path) -> None:
+    assert check_every_commit(awkward_repo) == 1  # the hand-resolved conflict
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_generated_history(tmp_path: Path, seed: int) -> None:
+    from tests.fixtures.gitrepo import generate_history
+
+    assert check_every_commit(generate_history(tmp_path / "g", 150, seed)) > 0
+
+
+def test_merges_that_decide(tmp_path: Path) -> None:
+    """Criss-cross merges (two merge bases), a merge made with `-s ours` (a side's change
+    dropped), the same change on both sides, an evil merge (a file added and one deleted by the
+    merge), a path both sides delete and the merge restores, unrelated histories, an octopus."""
+    b = GitRepoBuilder(tmp_path / "r")
+    b.write("a.txt", b"1\n2\n3\n")
+    b.write("b.txt", b"x\n")
+    b.write("gone.txt", b"g\n")
+    b.commit("root")
+    b.branch("side")
+    b.write("a.txt", b"1\n2\n3\n4\n")
+    b.write("same.txt", b"s\ns\n")
+    b.remove("gone.txt")
+    b.commit("main 1")
+    main1 = b.head()
+    b.checkout("side")
+    b.write("b.txt", b"x\ny\nz\n")
+    b.write("same.txt", b"s\ns\n")
+    b.remove("gone.txt")
+    b.commit("side 1")
+    b.checkout("main")
+    b.git("merge", "-q", "--no-ff", "-m", "criss", "side")
+    b.checkout("side")
+    b.git("merge", "-q", "--no-ff", "-m", "cross", main1)
+    b.write("b.txt", b"x\ny\nz\nw\n")
+    b.commit("side 2")
+    b.checkout("main")
+    b.write("a.txt", b"1\n2\n3\n4\n5\n")
+    b.commit("main 2")
+    # the criss-cross merge, made evil: a new file, a deleted one, a path restored
+    b.git("merge", "-q", "--no-ff", "--no-commit", "side")
+    b.write("evil.txt", b"e\nv\ni\nl")
+    b.remove("b.txt")
+    b.write("gone.txt", b"back\n")
+    b.commit("criss-cross, evil")
+    b.branch("dropped")
+    b.checkout("dropped")
+    b.write("a.txt", b"dropped\n")
+    b.commit("a change -s ours drops")
+    b.checkout("main")
+    b.git("merge", "-q", "--no-ff", "-s", "ours", "-m", "ours", "dropped")
+    b.git("checkout", "-q", "--orphan", "other")
+    b.git("rm", "-q", "-rf", ".")
+    b.write("a.txt", b"unrelated\n")
+    b.write("u.txt", b"u\n")
+    b.commit("unrelated root")
+    b.checkout("main")
+    b.git("merge", "-q", "--no-ff", "--allow-unrelated-histories", "-X", "ours", "-m", "u", "other")
+    for n in ("o1", "o2"):
+        b.branch(n)
+        b.checkout(n)
+        b.write(f"{n}.txt", b"o\n")
+        b.write("a.txt", b"1\n")  # both legs make the same change
+        b.commit(n)
+        b.checkout("main")
+    b.git("merge", "-q", "--no-ff", "-m", "octopus", "o1", "o2")
+    assert check_every_commit(tmp_path / "r") >= 4
