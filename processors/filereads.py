@@ -22,16 +22,34 @@ _FILE_ORDER: dict[str, str] = {
     "path": 'path COLLATE "C"',
 }
 
+# A file's state at head: the non-merge commits' sums (file_stats) plus what merges decided
+# themselves (file_merge_lines, processors/metrics/merges.py).
+_STATE = """
+SELECT s.path, s.commits, s.added, s.removed, s.binary_changes, s.last_binary, s.last_change_at,
+       s.presence + coalesce(m.presence, 0) > 0 AS exists,
+       s.added - s.removed + coalesce(m.lines, 0) AS length
+FROM file_stats s LEFT JOIN file_merge_lines m ON m.repo_id = s.repo_id AND m.path = s.path
+WHERE s.repo_id = $1 AND s.commits > 0
+"""
+
 _FILES = """
-SELECT s.path, s.commits, s.added, s.removed,
-       CASE WHEN s.presence > 0 AND s.binary_changes = 0 THEN s.added - s.removed END AS lines,
-       s.presence > 0 AS exists, s.last_binary AS binary, s.last_change_at,
+SELECT f.path, f.commits, f.added, f.removed,
+       CASE WHEN f.exists AND f.binary_changes = 0 THEN f.length END AS lines,
+       f.exists, f.last_binary AS binary, f.last_change_at,
        (SELECT count(*) FROM file_authors a
-        WHERE a.repo_id = s.repo_id AND a.path = s.path AND a.commits > 0) AS authors
-FROM file_stats s
-WHERE s.repo_id = $1 AND s.commits > 0 AND ($2::boolean IS NULL OR (s.presence > 0) = $2)
+        WHERE a.repo_id = $1 AND a.path = f.path AND a.commits > 0) AS authors
+FROM ({state}) f
+WHERE $2::boolean IS NULL OR f.exists = $2
 ORDER BY {order}
 LIMIT $3 OFFSET $4
+"""
+
+# Paths present at head (every kind), merge-only paths included.
+_PRESENT = """
+SELECT path FROM (
+    SELECT path, presence FROM file_stats WHERE repo_id = $1
+    UNION ALL SELECT path, presence FROM file_merge_lines WHERE repo_id = $1
+) p GROUP BY path HAVING sum(presence) > 0
 """
 
 
@@ -40,11 +58,10 @@ async def files(
 ) -> dict[str, Any]:
     """One page of files (every path with commits; `exists` filters on presence at head),
     and how many there are in all. `lines` is null for files absent at head or ever binary."""
-    sql = _FILES.format(order=_FILE_ORDER[sort])
+    sql = _FILES.format(state=_STATE, order=_FILE_ORDER[sort])
     async with store.pool.acquire() as con:
         total = await con.fetchval(
-            "SELECT count(*) FROM file_stats WHERE repo_id = $1 AND commits > 0"
-            " AND ($2::boolean IS NULL OR (presence > 0) = $2)",
+            f"SELECT count(*) FROM ({_STATE}) f WHERE $2::boolean IS NULL OR f.exists = $2",  # noqa: S608
             repo_id,
             exists,
         )
@@ -75,7 +92,7 @@ async def hotspots(store: PgStore, repo_id: int, days: int, limit: int) -> dict[
         return {"window": None, "files": []}
     first = last - timedelta(days=days - 1)
     recs = await store.pool.fetch(
-        """
+        f"""
         WITH h AS (
             SELECT path, sum(commits)::bigint AS changes,
                    array_agg(DISTINCT email COLLATE "C" ORDER BY email COLLATE "C") AS authors
@@ -83,13 +100,12 @@ async def hotspots(store: PgStore, repo_id: int, days: int, limit: int) -> dict[
             WHERE repo_id = $1 AND day BETWEEN $2 AND $3 AND commits > 0
             GROUP BY path
         )
-        SELECT h.path, h.changes, s.added - s.removed AS lines,
-               h.changes * (s.added - s.removed) AS score, h.authors
-        FROM h JOIN file_stats s ON s.repo_id = $1 AND s.path = h.path
-        WHERE s.presence > 0 AND s.binary_changes = 0
+        SELECT h.path, h.changes, s.length AS lines, h.changes * s.length AS score, h.authors
+        FROM h JOIN ({_STATE}) s ON s.path = h.path
+        WHERE s.exists AND s.binary_changes = 0
         ORDER BY score DESC, h.path COLLATE "C"
         LIMIT $4
-        """,
+        """,  # noqa: S608
         repo_id,
         first,
         last,
@@ -104,16 +120,13 @@ async def hotspots(store: PgStore, repo_id: int, days: int, limit: int) -> dict[
 async def file_authors(store: PgStore, repo_id: int) -> tuple[list[FileAuthor], list[str]]:
     """The degree-of-authorship inputs of the files present at head, and those files."""
     async with store.pool.acquire() as con:
-        paths = await con.fetch(
-            "SELECT path FROM file_stats WHERE repo_id = $1 AND presence > 0 AND commits > 0",
-            repo_id,
-        )
+        paths = await con.fetch(_PRESENT, repo_id)
         recs = await con.fetch(
-            """
+            f"""
             SELECT a.path, a.email, a.commits, a.created
-            FROM file_authors a JOIN file_stats s ON s.repo_id = a.repo_id AND s.path = a.path
-            WHERE a.repo_id = $1 AND s.presence > 0 AND s.commits > 0 AND a.commits > 0
-            """,
+            FROM file_authors a JOIN ({_PRESENT}) s ON s.path = a.path
+            WHERE a.repo_id = $1 AND a.commits > 0
+            """,  # noqa: S608
             repo_id,
         )
     rows = [FileAuthor(r["path"], r["email"], r["commits"], r["created"]) for r in recs]

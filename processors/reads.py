@@ -93,14 +93,21 @@ async def commit_sizes(store: PgStore, repo_ids: Sequence[int]) -> list[tuple[st
 
 
 async def languages(store: PgStore, repo_ids: Sequence[int]) -> list[dict[str, Any]]:
-    """Per language summed over `repo_ids`: changes, added, removed, net lines; by net lines
-    descending, then added descending, then name (code point order)."""
+    """Per language summed over `repo_ids`: changes, added, removed, lines at head (added -
+    removed plus what merges decided themselves: language_merge_lines); by lines descending,
+    then added descending, then name (code point order)."""
     recs = await store.pool.fetch(
         """
         SELECT language, sum(changes)::bigint AS changes, sum(added)::bigint AS added,
-               sum(removed)::bigint AS removed, sum(added - removed)::bigint AS lines
-        FROM language_lines WHERE repo_id = ANY($1::bigint[])
-        GROUP BY 1 HAVING sum(changes) <> 0
+               sum(removed)::bigint AS removed, sum(lines)::bigint AS lines
+        FROM (
+            SELECT language, changes, added, removed, added - removed AS lines
+            FROM language_lines WHERE repo_id = ANY($1::bigint[])
+            UNION ALL
+            SELECT language, 0, 0, 0, lines
+            FROM language_merge_lines WHERE repo_id = ANY($1::bigint[])
+        ) l
+        GROUP BY 1 HAVING sum(changes) <> 0 OR sum(lines) <> 0
         ORDER BY lines DESC, added DESC, language COLLATE "C"
         """,
         list(repo_ids),

@@ -25,8 +25,9 @@ from itertools import groupby
 from typing import Any
 
 import asyncpg
+import orjson
 
-from ingest.events import CommitEvent, FileChange, Person
+from ingest.events import CommitEvent, FileChange, MergeFile, Person
 from processors.metrics import MODULES, TABLES, Delta, Metric, deltas, merge, negate, total
 from processors.metrics.table import MetricTable
 
@@ -34,7 +35,8 @@ Connection = Any  # asyncpg.Connection or a pool's connection proxy
 
 _LOCK_COMMITS = """
 SELECT c.repo_id, c.sha, c.parents, c.author_name, c.author_email, c.author_time, c.author_tz,
-       c.committer_name, c.committer_email, c.committer_time, c.committer_tz, c.summary
+       c.committer_name, c.committer_email, c.committer_time, c.committer_tz, c.summary,
+       c.merge_files::text AS merge_files
 FROM commits c JOIN unnest($1::bigint[], $2::text[]) AS k(repo_id, sha)
      ON c.repo_id = k.repo_id AND c.sha = k.sha
 ORDER BY c.repo_id, c.sha
@@ -55,7 +57,8 @@ WHERE c.repo_id = k.repo_id AND c.sha = k.sha
 
 _COMMIT_COLUMNS = """
 c.repo_id, c.sha, c.parents, c.author_name, c.author_email, c.author_time, c.author_tz,
-c.committer_name, c.committer_email, c.committer_time, c.committer_tz, c.summary
+c.committer_name, c.committer_email, c.committer_time, c.committer_tz, c.summary,
+c.merge_files::text AS merge_files
 """
 
 CANDIDATES: dict[str, str] = {
@@ -124,6 +127,7 @@ async def load_events(con: Connection, commits: Sequence[asyncpg.Record]) -> lis
             committer=_person(c, "committer"),
             summary=c["summary"],
             files=tuple(files.get((c["repo_id"], c["sha"]), ())),
+            merge_files=tuple(MergeFile(*m) for m in orjson.loads(c["merge_files"])),
         )
         for c in commits
     ]

@@ -248,21 +248,56 @@ def expected_commit_size(repos: list[Path]) -> dict[str, Any]:
 
 def expected_languages(repos: list[Path]) -> dict[str, dict[str, int]]:
     """Language (Pygments lexer by file name, else "Other") -> text file changes, added,
-    removed, net lines; binary files left out."""
+    removed (numstat, binary files left out), and lines at HEAD: git's line count of every text
+    file at HEAD never counted as binary (merges' own changes included: git ls-tree, cat-file);
+    a path ever binary counts its numstat added - removed instead."""
     from pygments.lexers import find_lexer_class_for_filename
 
     out: dict[str, dict[str, int]] = defaultdict(
         lambda: {"changes": 0, "added": 0, "removed": 0, "lines": 0}
     )
+
+    def lang(path: str) -> str:
+        cls = find_lexer_class_for_filename(path.rsplit("/", 1)[-1])
+        return "Other" if cls is None else str(cls.name)
+
     for repo in repos:
+        ever_binary: set[str] = set()
+        net: dict[str, int] = defaultdict(int)
         for rows in git_numstat(repo).values():
             for raw, a, r in rows:
+                path = _path(raw)
                 if a is None:
+                    ever_binary.add(path)
                     continue
-                cls = find_lexer_class_for_filename(_path(raw).rsplit("/", 1)[-1])
-                row = out["Other" if cls is None else cls.name]
+                row = out[lang(path)]
                 row["changes"] += 1
                 row["added"] += a
                 row["removed"] += r or 0
-                row["lines"] += a - (r or 0)
+                net[path] += a - (r or 0)
+        for path, n in _head_lines(repo).items():
+            if path not in ever_binary and n is not None:
+                out[lang(path)]["lines"] += n
+        for path in ever_binary:
+            out[lang(path)]["lines"] += net.get(path, 0)
     return dict(out)
+
+
+def _head_lines(repo: Path) -> dict[str, int | None]:
+    """Path -> git's line count at HEAD (wc -l, plus one for a last line without a newline;
+    a gitlink one line, a symlink its target); None for binary content."""
+    out: dict[str, int | None] = {}
+    for entry in run_git(repo, "ls-tree", "-r", "-z", "HEAD").split(b"\0"):
+        if not entry:
+            continue
+        meta, raw = entry.split(b"\t", 1)
+        _mode, kind, obj = meta.split()
+        if kind == b"commit":
+            out[_path(raw)] = 1
+            continue
+        data = run_git(repo, "cat-file", "blob", obj.decode())
+        if b"\0" in data[:8000]:
+            out[_path(raw)] = None
+        else:
+            out[_path(raw)] = data.count(b"\n") + int(bool(data) and not data.endswith(b"\n"))
+    return out

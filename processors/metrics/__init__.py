@@ -73,6 +73,7 @@ MODULES: tuple[str, ...] = (
     "files",
     "ownership",
     "coupling",
+    "merges",
 )
 """Metric modules under processors.metrics. Each declares `METRICS` (functions), `TABLES`
 (`table.MetricTable` specs of the tables they write) and `ENTRIES` (catalogue entries)."""

@@ -104,8 +104,8 @@ ENTRIES = (
         "its latest change, and its current length in lines (git's count: a last line without "
         "a newline counts; null when the file is absent at head or was ever binary)",
         "commits, lines",
-        version=1,
-        tables=(STATS, AUTHORS),
+        version=2,
+        tables=(STATS, AUTHORS, "file_merge_lines"),
         params=(
             Param("sort", "string", "commits", "order (descending; path ascending)", FILE_SORTS),
             Param("exists", "boolean", None, "only files present (true) or absent (false) at head"),
@@ -119,8 +119,8 @@ ENTRIES = (
         "touching the file within the window times its current length in lines; the window is "
         "the `days` UTC days ending with the day of the repository's latest author date",
         "commits x lines",
-        version=1,
-        tables=(STATS, DAYS, "activity_daily"),
+        version=2,
+        tables=(STATS, DAYS, "activity_daily", "file_merge_lines"),
         params=(Param("days", "integer", 365, "window length in days (1 to 36500)"), LIMIT),
     ),
 )

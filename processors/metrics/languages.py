@@ -70,10 +70,11 @@ ENTRIES = (
     Entry(
         "languages",
         "Per language (Pygments lexer chosen by file name; binary files excluded): text file "
-        "changes, lines added, removed, and net lines (added - removed)",
+        "changes, lines added, removed, and lines at head (added - removed, plus what merges "
+        "decided themselves)",
         "lines",
-        version=1,
-        tables=(TABLE,),
+        version=2,
+        tables=(TABLE, "language_merge_lines"),
         org=True,
     ),
 )

@@ -86,8 +86,8 @@ ENTRIES = (
         "ICPC 2016): DOA = 3.293 + 1.098 FA + 0.164 DL - 0.321 ln(1 + AC); an author has "
         "DOA >= 3.293 and DOA / the file's greatest DOA > 0.75",
         "DOA (dimensionless)",
-        version=1,
-        tables=(STATS, AUTHORS),
+        version=2,
+        tables=(STATS, AUTHORS, "file_merge_lines"),
         params=(
             Param("limit", "integer", 100, "files per page (1 to 1000), in path order"),
             Param("offset", "integer", 0, "files to skip"),
@@ -99,7 +99,7 @@ ENTRIES = (
         "present at head (ties: smaller email) until more than half of them have no author "
         "left; the number removed, and who, in order",
         "authors",
-        version=1,
-        tables=(STATS, AUTHORS),
+        version=2,
+        tables=(STATS, AUTHORS, "file_merge_lines"),
     ),
 )

@@ -131,7 +131,7 @@ async def test_provenance_etag_and_304(metre_api: MetreApi, tmp_path: Path) -> N
     assert prov["repo_id"] == rid
     assert prov["head"] == repo["head"] == b.head()
     assert prov["watermark"] is not None
-    assert (prov["metric"], prov["version"], prov["params"]) == ("languages", 1, {})
+    assert (prov["metric"], prov["version"], prov["params"]) == ("languages", 2, {})
 
     r2 = await c.get(url, headers={"If-None-Match": tag})
     assert r2.status_code == 304

@@ -21,9 +21,10 @@ from tests.api.files_oracle import (
 
 pytestmark = pytest.mark.integration
 
-# Paths whose content at HEAD a merge decided beyond combining its sides (see docs/metrics.md:
-# v1 events carry no merge diffs, so metre cannot see that). In the awkward repository only the
-# hand-resolved conflict: 3 lines by the sum of non-merge changes, 4 in the blob.
+# Paths whose content at HEAD a merge decided beyond combining its sides: sums over non-merge
+# commits miss them, merges' `merge_files` put them right (docs/metrics.md). In the awkward
+# repository the hand-resolved conflict: 3 lines by the sum of non-merge changes, 4 in the blob.
+# Every path, these included, must equal git exactly.
 AWKWARD_MERGE_DECIDED = {"conflict.txt"}
 
 
@@ -49,7 +50,7 @@ async def all_files(api: MetreApi, repo_id: int, **params: Any) -> list[dict[str
             return out
 
 
-async def check_files(api: MetreApi, repo_id: int, repo: Path, merge_decided: set[str]) -> None:
+async def check_files(api: MetreApi, repo_id: int, repo: Path) -> None:
     want = expected_files(repo)
     got = {f["path"]: f for f in await all_files(api, repo_id, sort="path")}
     assert set(got) == set(want)
@@ -58,9 +59,8 @@ async def check_files(api: MetreApi, repo_id: int, repo: Path, merge_decided: se
         assert (g["commits"], g["added"], g["removed"]) == (w["commits"], w["added"], w["removed"])
         assert g["authors"] == len(w["authors"]), p
         assert datetime.fromisoformat(g["last_change_at"]) == w["last_change_at"], p
-        if p not in merge_decided:  # see AWKWARD_MERGE_DECIDED
-            assert g["exists"] == w["exists"], p
-            assert g["lines"] == w["lines"], p
+        assert g["exists"] == w["exists"], p
+        assert g["lines"] == w["lines"], p
     # Sorting: by path (code point order), and the descending sorts with path as tie-break.
     assert list(got) == sorted(want)
     by_commits = await all_files(api, repo_id, sort="commits")
@@ -73,38 +73,20 @@ async def check_files(api: MetreApi, repo_id: int, repo: Path, merge_decided: se
     served = {f["path"]: f["lines"] for f in by_commits}
     assert by_lines == sorted(want, key=lambda p: (served[p] is None, -(served[p] or 0), p))
     present = await all_files(api, repo_id, sort="path", exists=True)
-    assert [f["path"] for f in present if f["path"] not in merge_decided] == sorted(
-        p for p in want if want[p]["exists"] and p not in merge_decided
-    )
+    assert [f["path"] for f in present] == sorted(p for p in want if want[p]["exists"])
+    absent = await all_files(api, repo_id, sort="path", exists=False)
+    assert [f["path"] for f in absent] == sorted(p for p in want if not want[p]["exists"])
 
 
-async def check_hotspots(
-    api: MetreApi, repo_id: int, repo: Path, days: int, merge_decided: set[str]
-) -> None:
+async def check_hotspots(api: MetreApi, repo_id: int, repo: Path, days: int) -> None:
     first, last, ranked = expected_hotspots(repo, days)
     body = await get(api, repo_id, "hotspots", days=days, limit=1000)
     assert body["window"] == {"from": first.isoformat(), "to": last.isoformat(), "days": days}
-    # A merge-decided file has other lines, hence another score and rank: compare the rest.
-    assert [f for f in body["files"] if f["path"] not in merge_decided] == [
-        f for f in ranked if f["path"] not in merge_decided
-    ]
-    assert {f["path"] for f in body["files"]} - merge_decided == {
-        f["path"] for f in ranked
-    } - merge_decided
+    assert body["files"] == ranked
 
 
-async def check_ownership(
-    api: MetreApi, repo_id: int, repo: Path, merge_decided: set[str] | None = None
-) -> None:
-    counted = None
-    if merge_decided:
-        # Files at HEAD per git, except that metre's (documented) view of the merge-decided
-        # paths stands for theirs: everything else about the computation is still checked.
-        served = {f["path"]: f["exists"] for f in await all_files(api, repo_id)}
-        at_head = {p for p, w in expected_files(repo).items() if w["exists"]}
-        counted = {p for p in at_head if p not in merge_decided}
-        counted |= {p for p in merge_decided if served.get(p)}
-    owners, removed = expected_ownership(repo, counted)
+async def check_ownership(api: MetreApi, repo_id: int, repo: Path) -> None:
+    owners, removed = expected_ownership(repo)
     got: dict[str, list[dict[str, Any]]] = {}
     offset = 0
     while True:
@@ -161,9 +143,9 @@ async def check_coupling(api: MetreApi, repo_id: int, repo: Path, max_files: int
 async def test_awkward_repo(metre_api: MetreApi, awkward_repo: Path) -> None:
     assert merge_decided(awkward_repo) == AWKWARD_MERGE_DECIDED
     repo_id = await metre_api.ingest(awkward_repo)
-    await check_files(metre_api, repo_id, awkward_repo, AWKWARD_MERGE_DECIDED)
-    await check_hotspots(metre_api, repo_id, awkward_repo, 365, AWKWARD_MERGE_DECIDED)
-    await check_hotspots(metre_api, repo_id, awkward_repo, 5, AWKWARD_MERGE_DECIDED)
+    await check_files(metre_api, repo_id, awkward_repo)
+    await check_hotspots(metre_api, repo_id, awkward_repo, 365)
+    await check_hotspots(metre_api, repo_id, awkward_repo, 5)
     await check_ownership(metre_api, repo_id, awkward_repo)
     for n in (30, 3, 1):
         await check_coupling(metre_api, repo_id, awkward_repo, n)
@@ -171,14 +153,13 @@ async def test_awkward_repo(metre_api: MetreApi, awkward_repo: Path) -> None:
 
 async def test_generated_history(metre_api: MetreApi, generated: Path) -> None:
     # The generator's merges take the feature side's files wholesale (not git's merge), so
-    # some paths are merge-decided; git names them, and everything else must match exactly.
-    decided = merge_decided(generated)
-    assert len(decided) < 10
+    # some paths are merge-decided (git names them): they too must match exactly.
+    assert merge_decided(generated)
     repo_id = await metre_api.ingest(generated)
-    await check_files(metre_api, repo_id, generated, decided)
-    await check_hotspots(metre_api, repo_id, generated, 365, decided)
-    await check_hotspots(metre_api, repo_id, generated, 3, decided)
-    await check_ownership(metre_api, repo_id, generated, decided)
+    await check_files(metre_api, repo_id, generated)
+    await check_hotspots(metre_api, repo_id, generated, 365)
+    await check_hotspots(metre_api, repo_id, generated, 3)
+    await check_ownership(metre_api, repo_id, generated)
     await check_coupling(metre_api, repo_id, generated, 30)
     await check_coupling(metre_api, repo_id, generated, 2)
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 from hypothesis import strategies as st
 
-from ingest.events import CommitEvent, FileChange, Person
+from ingest.events import CommitEvent, FileChange, MergeFile, Person
 
 
 def sha(n: object) -> str:
@@ -27,6 +27,7 @@ def event(
     author: Person | None = None,
     files: tuple[FileChange, ...] = (FileChange("a.txt", 3, 1),),
     merge: bool = False,
+    merge_files: tuple[MergeFile, ...] = (),
 ) -> CommitEvent:
     a = author or person()
     parents = (sha(f"p{n}"), sha(f"q{n}")) if merge else (sha(f"p{n}"),)
@@ -38,6 +39,7 @@ def event(
         committer=a,
         summary=f"commit {n}",
         files=() if merge else files,
+        merge_files=merge_files if merge else (),
     )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from ingest.events import CommitEvent, FileChange
+from ingest.events import CommitEvent, FileChange, MergeFile
 from processors.metrics import TABLES
 from processors.store import PgStore
 from tests.fixtures.postgres import MakeDatabase, drop_database
@@ -36,8 +36,13 @@ def _events(repo_ids: tuple[int, int], n: int, seed: int) -> list[CommitEvent]:
             FileChange(p, rnd.randint(0, 300), rnd.randint(0, 300))
             for p in rnd.sample(PATHS, rnd.randint(0, 4))
         )  # fmt: skip
+        merge_files = tuple(
+            MergeFile(p, rnd.randint(-50, 50), rnd.randint(-2, 2))
+            for p in rnd.sample(PATHS, rnd.randint(0, 2))
+        )
         out.append(event(i, repo_id=rnd.choice(repo_ids), author=person(name, email, when),
-                         files=files, merge=rnd.random() < 0.15))  # fmt: skip
+                         files=files, merge=rnd.random() < 0.15,
+                         merge_files=merge_files))  # fmt: skip
     return out
 
 

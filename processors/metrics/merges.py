@@ -1,0 +1,51 @@
+"""What merges contribute themselves to the state at head (pure).
+
+Merge commits carry no numstat rows (`git log --numstat`), so sums over non-merge commits
+(`file_stats`: added - removed, presence; `language_lines`) miss what a merge decided: a
+resolved conflict, a change of its own, a side's change it dropped, a change both sides made
+(counted twice). A merge's event carries that as `merge_files` (ingest.events.MergeFile: per
+path, signed lines and presence, by inclusion-exclusion over its parents and merge bases), a
+property of the commit alone; summed with the non-merge commits over the tracked history it
+gives the head's tree. Two additive tables, so retraction is a negated delta like everywhere:
+
+* `file_merge_lines` (repo, path): merges, lines, presence;
+* `language_merge_lines` (repo, language): merges, lines (binary content counts 0 lines).
+
+Read with `file_stats` (processors/filereads.py) and `language_lines` (processors/reads.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ingest.events import CommitEvent
+from processors.metrics import Delta
+from processors.metrics.languages import language
+from processors.metrics.table import Column, MetricTable
+
+FILES = "file_merge_lines"
+LANGUAGES = "language_merge_lines"
+
+
+def merges(e: CommitEvent) -> Iterator[Delta]:
+    """One row per path of the merge's `merge_files`, one per language they fall in."""
+    by_language: dict[str, int] = {}
+    for m in e.merge_files:
+        yield Delta(
+            FILES, (e.repo_id, m.path), {"merges": 1, "lines": m.lines, "presence": m.presence}
+        )
+        lang = language(m.path)
+        by_language[lang] = by_language.get(lang, 0) + m.lines
+    for lang, lines in by_language.items():
+        yield Delta(LANGUAGES, (e.repo_id, lang), {"merges": 1, "lines": lines})
+
+
+_REPO = Column("repo_id", "bigint")
+
+METRICS = (merges,)
+TABLES = (
+    MetricTable(
+        FILES, key=(_REPO, Column("path", "text")), counters=("merges", "lines", "presence")
+    ),
+    MetricTable(LANGUAGES, key=(_REPO, Column("language", "text")), counters=("merges", "lines")),
+)
