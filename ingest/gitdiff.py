@@ -13,7 +13,8 @@ Paths are bytes in git; they are decoded as UTF-8, invalid bytes as backslash es
 Why it is shaped this way (see notes/ingest-profile.md): dulwich's `Walker` and `Commit`
 objects and `tree_changes` cost more than the line diff, so this module reads raw objects
 (`object_store.get_raw`), parses only the commit header fields it needs, parses each tree once
-into a cached mapping (LRU, keyed by tree sha: content-addressed, so never stale), compares two
+into a cached entry set (LRU bounded in bytes, keyed by tree sha: content-addressed, so never
+stale), compares two
 trees as the symmetric difference of their entry sets and recurses only into subtrees whose sha
 changed.
 """
@@ -42,7 +43,11 @@ from ingest.packs import PackReader
 
 __all__ = ["RepositoryError", "commit_event", "new_commits"]
 
-_TREE_CACHE_SIZE = 4096
+_TREE_CACHE_BYTES = 64 * 1024 * 1024
+"""Budget of the parsed-tree LRU, in estimated bytes of Python objects (`_tree_weight`).
+
+Bounded in bytes, not in trees: a parsed tree costs about 200 bytes per entry, so a count
+bound of a few thousand trees held gigabytes on a history whose root tree has 7,500 entries."""
 _SLOP_SECONDS = 86_400
 """How far below the oldest new commit the walk of known commits goes (clock-skew margin)."""
 
@@ -69,8 +74,13 @@ class _Entry(NamedTuple):
 
 
 _Item = tuple[bytes, int, bytes]
-_Tree = tuple[frozenset[_Item], dict[bytes, _Item]]
-"""A parsed tree: its (name, mode, sha) items as a set, and by name (plain tuples: cheap)."""
+_Tree = frozenset[_Item]
+"""A parsed tree: its (name, mode, sha) items as a set (plain tuples: cheap)."""
+
+
+def _tree_weight(raw: bytes, entries: int) -> int:
+    """Estimated bytes of a parsed tree: per entry a tuple, two bytes objects and a set slot."""
+    return len(raw) + 200 * entries
 
 
 class _Reader:
@@ -79,7 +89,8 @@ class _Reader:
     def __init__(self, store: Any) -> None:
         self.store = weakref.proxy(store)  # the cache must not keep its store alive
         self._packs = PackReader(store)
-        self._trees: OrderedDict[bytes, _Tree] = OrderedDict()
+        self._trees: OrderedDict[bytes, tuple[_Tree, int]] = OrderedDict()
+        self._tree_bytes = 0
         self._lock = threading.Lock()
 
     def raw(self, sha: bytes, expected: int) -> bytes:
@@ -104,16 +115,23 @@ class _Reader:
             hit = self._trees.get(sha)
             if hit is not None:
                 self._trees.move_to_end(sha)
-                return hit
+                return hit[0]
+        raw = self.raw(sha, _TREE)
         try:
-            items = parse_tree(self.raw(sha, _TREE), len(sha) // 2)
+            items = parse_tree(raw, len(sha) // 2)
         except (ValueError, TypeError) as exc:
             raise RepositoryError(f"tree {sha.decode()} is corrupt: {exc}") from None
-        parsed: _Tree = (frozenset(items), {item[0]: item for item in items})
+        parsed: _Tree = frozenset(items)
+        weight = _tree_weight(raw, len(parsed))
         with self._lock:
-            self._trees[sha] = parsed
-            if len(self._trees) > _TREE_CACHE_SIZE:
-                self._trees.popitem(last=False)
+            old = self._trees.pop(sha, None)
+            if old is not None:
+                self._tree_bytes -= old[1]
+            self._trees[sha] = (parsed, weight)
+            self._tree_bytes += weight
+            while self._tree_bytes > _TREE_CACHE_BYTES and len(self._trees) > 1:
+                _, (_, w) = self._trees.popitem(last=False)
+                self._tree_bytes -= w
         return parsed
 
     def content(self, entry: _Entry) -> bytes:
@@ -244,11 +262,14 @@ def _tree_changes(
     rd: _Reader, old: bytes | None, new: bytes | None, prefix: bytes = b""
 ) -> Iterator[_Change]:
     """(path, old entry, new entry) for every non-tree path whose mode or sha differs."""
-    old_items, old_map = rd.tree(old) if old else (frozenset(), {})
-    new_items, new_map = rd.tree(new) if new else (frozenset(), {})
-    names = {name for name, _, _ in old_items ^ new_items}
-    for name in names:
-        old_item, new_item = old_map.get(name), new_map.get(name)
+    old_items: _Tree = rd.tree(old) if old else frozenset()
+    new_items: _Tree = rd.tree(new) if new else frozenset()
+    # names are unique within a tree: each differing item is its name's only one on its side
+    sides: dict[bytes, list[_Item | None]] = {}
+    for item in old_items ^ new_items:
+        side = sides.setdefault(item[0], [None, None])
+        side[0 if item in old_items else 1] = item
+    for name, (old_item, new_item) in sides.items():
         o = _Entry(old_item[1], old_item[2]) if old_item else None
         n = _Entry(new_item[1], new_item[2]) if new_item else None
         path = prefix + name
