@@ -81,3 +81,35 @@ def test_loose_objects_and_unknown_names_are_left_to_dulwich(tmp_path: Path) -> 
         assert fresh.get_raw(blob) == (3, b"x\n")
         fresh.close()
         reader.close()
+
+
+def test_dropping_mapped_pages_keeps_reads_right(
+    tmp_path: Path, history_factory: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The packs' pages are dropped from the process every few reads (RSS bound): the objects
+    read afterwards come back from the page cache unchanged."""
+    import ingest.packs
+
+    monkeypatch.setattr(ingest.packs, "_TRIM_BYTES", 1)
+    repo_path = history_factory(120, 3)
+    expected = git_objects(repo_path)
+    trims = 0
+    with Repo(str(repo_path)) as repo:
+        reader = PackReader(repo.object_store)
+        for pack in reader._packs:
+            original = pack.trim
+
+            def counted(original: Callable[[], None] = original) -> None:
+                nonlocal trims
+                trims += 1
+                original()
+
+            monkeypatch.setattr(pack, "trim", counted)
+        try:
+            got = {sha: reader.get_raw(sha) for sha in expected}
+        finally:
+            reader.close()
+    packed = {sha: v for sha, v in got.items() if v is not None}
+    assert packed
+    assert all(expected[sha] == v for sha, v in packed.items())
+    assert trims > 10  # dropped many times, read again after each
