@@ -30,7 +30,6 @@ from aiokafka.errors import (
     UnknownTopicOrPartitionError,
     for_code,
 )
-from aiokafka.protocol.group import JoinGroupRequest, LeaveGroupRequest
 
 from ingest.bus import BusError, CommitFailed, Message, Record
 
@@ -196,21 +195,6 @@ class KafkaBus:
         return KafkaConsumer(self, tuple(topics), group)
 
 
-async def _leave_first_generation(consumer: AIOKafkaConsumer) -> None:
-    """Send LeaveGroup for a member of generation 0, which aiokafka's `stop` skips (it leaves
-    only from generation > 0, where Apache Kafka starts counting). The test broker numbers a
-    group's first generation 0: without this, a member stopped on SIGTERM would hold its
-    partitions until the session timeout, as a killed one does."""
-    coordinator = getattr(consumer, "_coordinator", None)
-    if coordinator is None or coordinator.generation != 0:
-        return
-    if coordinator.member_id == JoinGroupRequest.UNKNOWN_MEMBER_ID:
-        return
-    with contextlib.suppress(KafkaError, OSError):
-        await coordinator._send_req(LeaveGroupRequest(coordinator.group_id, coordinator.member_id))
-        log.info("left group %s (generation 0)", coordinator.group_id)
-
-
 def _consume_outcome(future: asyncio.Future[Any]) -> None:
     """Retrieve a delivery's exception so asyncio does not report it as never retrieved."""
     if not future.cancelled():
@@ -312,7 +296,6 @@ class KafkaConsumer:
         consumer, self._consumer = self._consumer, None
         self._bus._consumers.discard(self)
         if consumer is not None:
-            await _leave_first_generation(consumer)
             with contextlib.suppress(KafkaError):
                 await consumer.stop()
             log.debug("consumer of %s left group %s", self.topics, self.group)
