@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
+from dulwich import graph as _graph
 from dulwich.errors import ApplyDeltaError, ChecksumMismatch, FileFormatException, ObjectMissing
 from dulwich.graph import find_merge_base
 from dulwich.objects import parse_tree
@@ -43,6 +44,8 @@ from ingest.packs import PackReader
 
 __all__ = ["RepositoryError", "commit_event", "new_commits"]
 
+_find_lcas: Any = getattr(_graph, "_find_lcas", None)
+"""dulwich's lowest-common-ancestor search on lookup functions (None: use find_merge_base)."""
 _TREE_CACHE_BYTES = 64 * 1024 * 1024
 """Budget of the parsed-tree LRU, in estimated bytes of Python objects (`_tree_weight`).
 
@@ -350,11 +353,32 @@ def _union_weights(repo: Any, commits: list[bytes]) -> dict[bytes, int]:
         w[y] = w.get(y, 0) + 1
         if done:
             ids: Any = [y, *done]
-            bases = sorted({bytes(b) for b in find_merge_base(repo, ids)})
+            bases = sorted({bytes(b) for b in _merge_bases(repo, ids)})
             for b, n in _union_weights(repo, bases).items():
                 w[b] = w.get(b, 0) - n
         done.append(y)
     return {c: n for c, n in w.items() if n}
+
+
+def _merge_bases(repo: Any, ids: Any) -> list[bytes]:
+    """dulwich's `find_merge_base`, reading commits through this module's reader.
+
+    dulwich's own reads map the pack a second time and build `Commit` objects: on a long
+    history that mapping's pages grew the RSS by the size of the pack, and were slow. With
+    grafts or a shallow clone (or an older dulwich), dulwich's version runs as it is."""
+    provider = repo.parents_provider()
+    if _find_lcas is None or provider.grafts or provider.shallows or len(ids) < 2:
+        return list(find_merge_base(repo, ids))
+    if ids[0] in ids[1:]:
+        return [ids[0]]
+    rd = _reader(repo)
+    found: list[bytes] = _find_lcas(
+        lambda c: list(rd.header(c).parents),
+        ids[0],
+        ids[1:],
+        lambda c: _commit_time(rd.header(c)),
+    )
+    return found
 
 
 def _lines(data: bytes) -> int:
