@@ -36,6 +36,17 @@ def _peak_mb(who: int = resource.RUSAGE_SELF) -> float:
     return resource.getrusage(who).ru_maxrss / 1024
 
 
+def _anon_mb() -> float:
+    """Anonymous RSS now (heap; not the file-backed pages of mapped packs), 0 off Linux."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 def _machine() -> str:
     model = "unknown CPU"
     try:
@@ -120,8 +131,10 @@ def stage_serial(repo: Path, _: argparse.Namespace) -> dict[str, Any]:
     with Repo(str(repo)) as r:
         shas, walk = _walk(r)
         size = 0
+        anon = _anon_mb()
         for i in range(0, len(shas), 500):
             size += sum(map(len, encode_events(r, 1, shas[i : i + 500])))
+            anon = max(anon, _anon_mb())
     seconds = time.perf_counter() - started
     return {
         "seconds": seconds,
@@ -129,6 +142,7 @@ def stage_serial(repo: Path, _: argparse.Namespace) -> dict[str, Any]:
         "commits": len(shas),
         "bytes": size,
         "rss": _peak_mb(),
+        "anon_max": anon,
     }
 
 
