@@ -372,12 +372,16 @@ def _merge_bases(repo: Any, ids: Any) -> list[bytes]:
     if ids[0] in ids[1:]:
         return [ids[0]]
     rd = _reader(repo)
-    found: list[bytes] = _find_lcas(
-        lambda c: list(rd.header(c).parents),
-        ids[0],
-        ids[1:],
-        lambda c: _commit_time(rd.header(c)),
-    )
+    seen: dict[bytes, tuple[list[bytes], int]] = {}
+
+    def get(c: bytes) -> tuple[list[bytes], int]:
+        got = seen.get(c)
+        if got is None:
+            h = rd.header(c)
+            got = seen[c] = (list(h.parents), _commit_time(h))
+        return got
+
+    found: list[bytes] = _find_lcas(lambda c: list(get(c)[0]), ids[0], ids[1:], lambda c: get(c)[1])
     return found
 
 
