@@ -22,7 +22,7 @@ import asyncpg
 import orjson
 
 from ingest.events import CommitEvent, RetractEvent
-from processors.metrics import TABLES, Delta, total
+from processors.metrics import TABLES, fold
 from processors.retract import retract
 
 POLL_CHANNEL = "metre_poll"
@@ -471,7 +471,7 @@ class PgStore:
     ) -> list[RepoChange]:
         added: list[CommitEvent] = []
         gone: list[CommitEvent] = []
-        merged: list[Delta] = []
+        tables: dict[int, set[str]] = {}  # repo id -> the metric tables written
         async with self._pool.acquire() as con, con.transaction():
             if dead_letters:
                 await con.execute(_INSERT_DEAD_LETTERS, *_dead_letter_arrays(dead_letters))
@@ -481,38 +481,45 @@ class PgStore:
                         con, [(e.repo_id, e.sha) for e in run], _UPSERTS
                     )
                     gone += retracted
-                    merged += negated
+                    for d in negated:
+                        tables.setdefault(int(d.key[0]), set()).add(d.table)  # type: ignore[call-overload]
                 else:
-                    fresh, deltas = await self._add(con, run)  # type: ignore[arg-type]
+                    fresh = await self._add(con, run, tables)  # type: ignore[arg-type]
                     added += fresh
-                    merged += deltas
             if not added and not gone:
                 return []
-            return await self._touch(con, added, merged, gone)
+            return await self._touch(con, added, tables, gone)
 
     @staticmethod
     async def _add(
-        con: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], ordered: Sequence[CommitEvent]
-    ) -> tuple[list[CommitEvent], list[Delta]]:
-        """Insert the facts of the commits not yet present and merge their deltas."""
+        con: asyncpg.pool.PoolConnectionProxy[asyncpg.Record],
+        ordered: Sequence[CommitEvent],
+        tables: dict[int, set[str]],
+    ) -> list[CommitEvent]:
+        """Insert the facts of the commits not yet present and merge their metric rows; adds
+        the tables written to `tables` (repo id -> names)."""
         inserted = await con.fetch(_INSERT_COMMITS, *_commit_arrays(ordered))
         new = {(r["repo_id"], r["sha"]) for r in inserted}
         fresh = [e for e in ordered if (e.repo_id, e.sha) in new]
         if not fresh:
-            return [], []
+            return []
         files = _file_arrays(fresh)
         if files[0]:
             await con.execute(_INSERT_FILES, *files)
-        merged = total(fresh)
-        for table, group in groupby(merged, key=lambda d: d.table):
-            await con.execute(_UPSERTS[table], *TABLES[table].arrays(list(group)))
-        return fresh, merged
+        rows = fold(fresh)
+        # Tables in name order, each one's rows in key order (the upsert sorts): concurrent
+        # writers lock rows in the same order.
+        for name in sorted(rows):
+            for rid in {k[0] for k in rows[name]}:
+                tables.setdefault(int(rid), set()).add(name)  # type: ignore[call-overload]
+            await con.execute(_UPSERTS[name], *TABLES[name].rows_arrays(rows[name]))
+        return fresh
 
     @staticmethod
     async def _touch(
         con: asyncpg.pool.PoolConnectionProxy[asyncpg.Record],
         fresh: Sequence[CommitEvent],
-        merged: Sequence[Delta],
+        tables: dict[int, set[str]],
         gone: Sequence[CommitEvent] = (),
     ) -> list[RepoChange]:
         """Move the watermark of every repository the batch changed (same transaction)."""
@@ -522,9 +529,6 @@ class PgStore:
         retracted: dict[int, int] = {}
         for e in gone:
             retracted[e.repo_id] = retracted.get(e.repo_id, 0) + 1
-        tables: dict[int, set[str]] = {}
-        for d in merged:
-            tables.setdefault(int(d.key[0]), set()).add(d.table)  # type: ignore[call-overload]
         recs = await con.fetch(_TOUCH_REPOS, sorted(commits.keys() | retracted.keys()))
         return [
             RepoChange(r["id"], commits.get(r["id"], 0), frozenset(tables.get(r["id"], ())),

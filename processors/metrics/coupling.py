@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from itertools import combinations
 
 from ingest.events import CommitEvent
-from processors.metrics import Delta
+from processors.metrics import Delta, Rows
 from processors.metrics.catalogue import Entry, Param
 from processors.metrics.table import Column, MetricTable
 
@@ -42,6 +42,31 @@ def coupling(e: CommitEvent) -> Iterator[Delta]:
         yield Delta(PAIRS, (e.repo_id, a, b, size), {"shared": 1})
 
 
+def fold(e: CommitEvent, rows: Rows) -> None:
+    """`coupling`'s deltas merged straight into `rows` (the hot path: n(n-1)/2 pairs)."""
+    paths = sorted({f.path for f in e.files})
+    size = len(paths)
+    if size == 0 or size > HARD_CAP:
+        return
+    rid = e.repo_id
+    files = rows[FILES]
+    for p in paths:
+        k = (rid, p, size)
+        r = files.get(k)
+        if r is None:
+            files[k] = [1]
+        else:
+            r[0] += 1
+    pairs = rows[PAIRS]
+    for a, b in combinations(paths, 2):
+        pair = (rid, a, b, size)
+        r = pairs.get(pair)
+        if r is None:
+            pairs[pair] = [1]
+        else:
+            r[0] += 1
+
+
 def degree(shared: int, commits_a: int, commits_b: int) -> float:
     """shared / mean(commits_a, commits_b): 1.0 when the two always change together."""
     return shared / ((commits_a + commits_b) / 2)
@@ -51,6 +76,7 @@ _REPO = Column("repo_id", "bigint")
 _SIZE = Column("size", "smallint")
 
 METRICS = (coupling,)
+FOLD = fold
 TABLES = (
     MetricTable(FILES, key=(_REPO, Column("path", "text"), _SIZE), counters=("commits",)),
     MetricTable(

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from datetime import UTC
 
 from ingest.events import CommitEvent
-from processors.metrics import Delta
+from processors.metrics import Delta, Rows
 from processors.metrics.catalogue import Entry, Param
 from processors.metrics.table import Column, Extreme, MetricTable
 
@@ -68,11 +68,53 @@ def files(e: CommitEvent) -> Iterator[Delta]:
         yield Delta(DAYS, (e.repo_id, f.path, email, day), {"commits": 1})
 
 
+def fold(e: CommitEvent, rows: Rows) -> None:
+    """`files`'s deltas merged straight into `rows` (the hot path: three rows per file)."""
+    when = e.author.time.astimezone(UTC)
+    day = when.date()
+    email = e.author.email.lower()
+    rid = e.repo_id
+    stats, authors, days = rows[STATS], rows[AUTHORS], rows[DAYS]
+    for f in e.files:
+        path, added, removed = f.path, f.added, f.removed
+        presence = _PRESENCE.get(f.change, 0)
+        last = (when, f.binary)
+        k2 = (rid, path)
+        r = stats.get(k2)
+        if r is None:
+            stats[k2] = [1, added, removed, presence, int(f.binary), last]
+        else:
+            r[0] += 1
+            r[1] += added
+            r[2] += removed
+            r[3] += presence
+            r[4] += int(f.binary)
+            if last > r[5]:
+                r[5] = last
+        created = int(f.change == "A")
+        k3 = (rid, path, email)
+        r = authors.get(k3)
+        if r is None:
+            authors[k3] = [1, created, added, removed]
+        else:
+            r[0] += 1
+            r[1] += created
+            r[2] += added
+            r[3] += removed
+        k4 = (rid, path, email, day)
+        r = days.get(k4)
+        if r is None:
+            days[k4] = [1]
+        else:
+            r[0] += 1
+
+
 _REPO = Column("repo_id", "bigint")
 _PATH = Column("path", "text")
 _EMAIL = Column("email", "text")
 
 METRICS = (files,)
+FOLD = fold
 TABLES = (
     MetricTable(
         STATS,

@@ -8,11 +8,17 @@ needs a migration and a spec, never an edit of the store.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from processors.metrics import Delta
+
+Key = tuple[Hashable, ...]
+Row = list[Any]
+"""A merged row without its key: its counters in `MetricTable.counters` order, then one value
+per extreme (a tuple for a multi-column extreme). Metric folds (`fold` in processors.metrics)
+build these directly, without `Delta` objects."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +77,46 @@ class MetricTable:
         """Column arrays for the upsert's `unnest` parameters."""
         rows = [self.row(d) for d in deltas]
         return [list(col) for col in zip(*rows, strict=True)] if rows else []
+
+    def fold(self, rows: dict[Key, Row], d: Delta) -> None:
+        """Merge one delta into `rows` (key -> `Row`), exactly as `merge` would."""
+        row = rows.get(d.key)
+        if row is None:
+            rows[d.key] = [
+                *(d.add[c] for c in self.counters),
+                *((d.least if x.kind == "least" else d.greatest)[x.field] for x in self.extremes),
+            ]
+            return
+        for i, c in enumerate(self.counters):
+            row[i] += d.add[c]
+        for i, x in enumerate(self.extremes, len(self.counters)):
+            # Like min(old, v) / max(old, v): the old value stays unless strictly passed.
+            if x.kind == "least":
+                v = d.least[x.field]
+                if v < row[i]:
+                    row[i] = v
+            else:
+                v = d.greatest[x.field]
+                if v > row[i]:
+                    row[i] = v
+
+    def rows_arrays(self, rows: dict[Key, Row]) -> list[list[Any]]:
+        """Column arrays for the upsert's `unnest` parameters from folded rows (in any order:
+        the upsert sorts them by key)."""
+        if not rows:
+            return []
+        if any(len(x.columns) > 1 for x in self.extremes):
+            n = len(self.counters)
+            wide = [i for i, x in enumerate(self.extremes, n) if len(x.columns) > 1]
+            flat = []
+            for k, r in rows.items():
+                r = list(r)
+                for i in reversed(wide):
+                    r[i : i + 1] = r[i]
+                flat.append((*k, *r))
+        else:
+            flat = [(*k, *r) for k, r in rows.items()]
+        return [list(col) for col in zip(*flat, strict=True)]
 
     def upsert_sql(self) -> str:
         """INSERT ... SELECT FROM unnest(...) ORDER BY key ON CONFLICT (key) DO UPDATE."""
