@@ -46,6 +46,8 @@ __all__ = ["RepositoryError", "commit_event", "new_commits"]
 
 _find_lcas: Any = getattr(_graph, "_find_lcas", None)
 """dulwich's lowest-common-ancestor search on lookup functions (None: use find_merge_base)."""
+_GRAPH_CACHE_SIZE = 65_536
+"""Commits whose parents and time the merge-base searches keep (about 20 MB at most)."""
 _TREE_CACHE_BYTES = 64 * 1024 * 1024
 """Budget of the parsed-tree LRU, in estimated bytes of Python objects (`_tree_weight`).
 
@@ -94,6 +96,8 @@ class _Reader:
         self._packs = PackReader(store)
         self._trees: OrderedDict[bytes, tuple[_Tree, int]] = OrderedDict()
         self._tree_bytes = 0
+        self.graph: dict[bytes, tuple[tuple[bytes, ...], int]] = {}
+        """Parents and committer time by commit, for merge-base searches (`_merge_bases`)."""
         self._lock = threading.Lock()
 
     def raw(self, sha: bytes, expected: int) -> bytes:
@@ -372,13 +376,15 @@ def _merge_bases(repo: Any, ids: Any) -> list[bytes]:
     if ids[0] in ids[1:]:
         return [ids[0]]
     rd = _reader(repo)
-    seen: dict[bytes, tuple[list[bytes], int]] = {}
+    seen = rd.graph  # shared by the searches of a backfill; emptied when full (bounded)
 
-    def get(c: bytes) -> tuple[list[bytes], int]:
+    def get(c: bytes) -> tuple[tuple[bytes, ...], int]:
         got = seen.get(c)
         if got is None:
             h = rd.header(c)
-            got = seen[c] = (list(h.parents), _commit_time(h))
+            if len(seen) >= _GRAPH_CACHE_SIZE:
+                seen.clear()
+            got = seen[c] = (h.parents, _commit_time(h))
         return got
 
     found: list[bytes] = _find_lcas(lambda c: list(get(c)[0]), ids[0], ids[1:], lambda c: get(c)[1])
