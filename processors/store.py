@@ -286,9 +286,19 @@ class PgStore:
         return [_repo(r) for r in recs]
 
     async def delete_repo(self, repo_id: int) -> bool:
-        """Forget a repository with its commits and metrics; False if there was none."""
-        status = await self._pool.execute("DELETE FROM repos WHERE id = $1", repo_id)
-        return bool(status == "DELETE 1")
+        """Forget a repository with its commits and metrics; False if there was none.
+
+        Facts go by cascade; metric rows (no foreign key: migration 0007) are deleted after
+        the repository row, so a batch that wrote them and held the repository is committed
+        by then, and a later batch finds no repository.
+        """
+        async with self._pool.acquire() as con, con.transaction():
+            status = await con.execute("DELETE FROM repos WHERE id = $1", repo_id)
+            if status != "DELETE 1":
+                return False
+            for name in sorted(TABLES):
+                await con.execute(f"DELETE FROM {name} WHERE repo_id = $1", repo_id)  # noqa: S608
+        return True
 
     async def request_poll(self, repo_id: int) -> bool:
         """Make the repository due now and wake waiting pollers; False if there is none."""

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from processors.metrics import TABLES
 from processors.store import PgStore, RepoExists
 from tests.processors.factories import event
 
@@ -48,6 +49,10 @@ async def test_delete_repo_removes_its_data(store: PgStore) -> None:
     assert not await store.delete_repo(r.id)
     assert await store.get_commit(r.id, event(1).sha) is None
     assert await store.activity(r.id, None, None, "day") == []
+    async with store.pool.acquire() as con:
+        for name in TABLES:  # metric rows have no foreign key to cascade from (0007)
+            n = await con.fetchval(f"SELECT count(*) FROM {name} WHERE repo_id = $1", r.id)
+            assert n == 0, name
 
 
 async def test_concurrent_claimers_never_take_the_same_repo(store: PgStore) -> None:
