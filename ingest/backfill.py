@@ -17,6 +17,8 @@ import asyncio
 import gc
 import multiprocessing
 import os
+import signal
+import sys
 from collections.abc import AsyncIterator, Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 
@@ -60,6 +62,20 @@ def encode_events(
             gc.enable()
 
 
+def _die_with_parent() -> None:
+    """A worker must not outlive a poller killed with SIGKILL (it would hold the poller's
+    pipes and burn a core for nothing): Linux delivers SIGKILL to it when the parent dies."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() == 1:  # the parent died before the request took effect
+        os._exit(1)
+
+
 def _worker_slice(path: str, repo_id: int, shas: list[str], mailmap: Mailmap | None) -> list[bytes]:
     repo = _open.get(path)
     if repo is None:
@@ -72,7 +88,9 @@ class EventPool:
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
-        self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        self._pool = ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("spawn"), initializer=_die_with_parent
+        )
 
     def __enter__(self) -> EventPool:
         return self
