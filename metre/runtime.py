@@ -31,7 +31,12 @@ from processors.store import PgStore
 
 log = logging.getLogger(__name__)
 
-PROCESSOR_GROUP = "metre-processors"
+
+def processor_group(settings: Settings) -> str:
+    """The consumer group of processors, namespaced by the topic prefix like the topics."""
+    return f"{settings.topic_prefix}-processors"
+
+
 T = TypeVar("T")
 
 
@@ -161,7 +166,7 @@ def make_processor(settings: Settings, bus: Bus, store: PgStore) -> Processor:
         bus=bus,
         store=store,
         topic=commits_topic(settings),
-        group=PROCESSOR_GROUP,
+        group=processor_group(settings),
         batch_size=settings.batch_size,
         dlq_topic=dlq_topic(settings),
         updates_topic=updates_topic(settings),
