@@ -173,8 +173,13 @@ async def test_database_connections_dropped_mid_run_are_retried(
         await asyncio.wait_for(task, 10)
         await admin.close()
     assert p.retries > 0
-    assert (p.applied, p.poison) == (400, 0)
+    # A connection cut during COMMIT leaves the client in doubt: the server may have committed.
+    # The retry then finds those events already applied and counts them as duplicates, so the
+    # exact effect is asserted on the tables, not on the `applied` counter.
+    assert p.poison == 0
+    assert p.applied <= 400 <= p.applied + p.duplicates
     state = await table_state(store)
+    assert len(state["commits"]) == 400
     assert {k: state[k] for k in ("activity_daily", "author_totals")} == expected_metrics(events)
 
 
