@@ -133,21 +133,63 @@ async def file_authors(store: PgStore, repo_id: int) -> tuple[list[FileAuthor], 
     return rows, [r["path"] for r in paths]
 
 
-_COUPLING = """
-WITH c AS (
-    SELECT path, sum(commits)::bigint AS commits FROM coupling_files
-    WHERE repo_id = $1 AND size <= $2 GROUP BY path
+# Coupling over the facts (processors/metrics/coupling.py says why there is no pair table).
+# `kept`: the repository's commits of at most $2 distinct paths (merges have no file changes).
+_KEPT = """
+    SELECT sha FROM file_changes WHERE repo_id = $1
+    GROUP BY sha HAVING count(DISTINCT path) <= $2
+"""
+
+_COUPLING = f"""
+WITH k AS (
+    SELECT DISTINCT f.sha, f.path
+    FROM file_changes f JOIN ({_KEPT}) kept ON kept.sha = f.sha
+    WHERE f.repo_id = $1
+), c AS (
+    SELECT path, count(*)::bigint AS commits FROM k GROUP BY path
 ), p AS (
-    SELECT path_a, path_b, sum(shared)::bigint AS shared FROM coupling_pairs
-    WHERE repo_id = $1 AND size <= $2 AND ($5::text IS NULL OR path_a = $5 OR path_b = $5)
-    GROUP BY path_a, path_b HAVING sum(shared) >= $3
+    SELECT a.path AS path_a, b.path AS path_b, count(*)::bigint AS shared
+    FROM k a JOIN k b ON a.sha = b.sha AND a.path COLLATE "C" < b.path COLLATE "C"
+    GROUP BY 1, 2 HAVING count(*) >= $3
 )
 SELECT p.path_a, p.path_b, p.shared, ca.commits AS commits_a, cb.commits AS commits_b,
        p.shared::float8 / ((ca.commits + cb.commits)::float8 / 2) AS degree
 FROM p JOIN c ca ON ca.path = p.path_a JOIN c cb ON cb.path = p.path_b
 ORDER BY p.shared DESC, degree DESC, p.path_a COLLATE "C", p.path_b COLLATE "C"
 LIMIT $4
-"""
+"""  # noqa: S608 (constant)
+
+_PARTNERS = f"""
+WITH kept AS ({_KEPT}),
+mine AS (
+    SELECT DISTINCT f.sha FROM file_changes f JOIN kept ON kept.sha = f.sha
+    WHERE f.repo_id = $1 AND f.path = $5
+), p AS (
+    SELECT f.path, count(DISTINCT f.sha)::bigint AS shared
+    FROM file_changes f JOIN mine ON mine.sha = f.sha
+    WHERE f.repo_id = $1 AND f.path <> $5
+    GROUP BY f.path HAVING count(DISTINCT f.sha) >= $3
+), c AS (
+    SELECT f.path, count(DISTINCT f.sha)::bigint AS commits
+    FROM file_changes f JOIN kept ON kept.sha = f.sha
+    WHERE f.repo_id = $1 AND f.path IN (SELECT path FROM p)
+    GROUP BY f.path
+), own AS (SELECT count(*)::bigint AS commits FROM mine), pairs AS (
+    SELECT CASE WHEN $5 COLLATE "C" < p.path COLLATE "C" THEN $5 ELSE p.path END AS path_a,
+           CASE WHEN $5 COLLATE "C" < p.path COLLATE "C" THEN p.path ELSE $5 END AS path_b,
+           p.shared,
+           CASE WHEN $5 COLLATE "C" < p.path COLLATE "C" THEN own.commits ELSE c.commits END
+               AS commits_a,
+           CASE WHEN $5 COLLATE "C" < p.path COLLATE "C" THEN c.commits ELSE own.commits END
+               AS commits_b
+    FROM p JOIN c ON c.path = p.path CROSS JOIN own
+)
+SELECT path_a, path_b, shared, commits_a, commits_b,
+       shared::float8 / ((commits_a + commits_b)::float8 / 2) AS degree
+FROM pairs
+ORDER BY shared DESC, degree DESC, path_a COLLATE "C", path_b COLLATE "C"
+LIMIT $4
+"""  # noqa: S608 (constant)
 
 
 async def coupling(
@@ -156,17 +198,24 @@ async def coupling(
     """Pairs (path_a < path_b) with at least `min_shared` (>= 1) shared commits among the
     non-merge commits of at most `max_files` files; `path` keeps the pairs holding it.
     Ranked by shared commits, then degree (descending), then paths."""
-    recs = await store.pool.fetch(_COUPLING, repo_id, max_files, max(min_shared, 1), limit, path)
+    if path is None:
+        recs = await store.pool.fetch(_COUPLING, repo_id, max_files, max(min_shared, 1), limit)
+    else:
+        recs = await store.pool.fetch(
+            _PARTNERS, repo_id, max_files, max(min_shared, 1), limit, path
+        )
     return [dict(r) for r in recs]
 
 
 async def commits_of(store: PgStore, repo_id: int, path: str, max_files: int) -> int:
     """Non-merge commits of at most `max_files` files touching `path`."""
     n: int | None = await store.pool.fetchval(
-        "SELECT sum(commits)::bigint FROM coupling_files"
-        " WHERE repo_id = $1 AND path = $2 AND size <= $3",
+        f"""
+        SELECT count(DISTINCT f.sha) FROM file_changes f JOIN ({_KEPT}) kept ON kept.sha = f.sha
+        WHERE f.repo_id = $1 AND f.path = $3
+        """,  # noqa: S608 (constant)
         repo_id,
-        path,
         max_files,
+        path,
     )
     return n or 0

@@ -491,6 +491,9 @@ class PgStore:
                         con, [(e.repo_id, e.sha) for e in run], _UPSERTS
                     )
                     gone += retracted
+                    for e in retracted:
+                        if e.files:
+                            tables.setdefault(e.repo_id, set()).add("file_changes")
                     for d in negated:
                         tables.setdefault(int(d.key[0]), set()).add(d.table)  # type: ignore[call-overload]
                 else:
@@ -516,6 +519,9 @@ class PgStore:
         files = _file_arrays(fresh)
         if files[0]:
             await con.execute(_INSERT_FILES, *files)
+            # Metrics read straight from the facts (coupling) change with them.
+            for rid in set(files[0]):
+                tables.setdefault(int(rid), set()).add("file_changes")
         rows = fold(fresh)
         # Tables in name order, each one's rows in key order (the upsert sorts): concurrent
         # writers lock rows in the same order.

@@ -20,7 +20,7 @@ from api.provenance import serve
 from api.routes.repos import _ERRORS, RepoId
 from processors import filereads
 from processors.filereads import FileSort
-from processors.metrics.coupling import DEFAULT_MAX_FILES, HARD_CAP
+from processors.metrics.coupling import DEFAULT_MAX_FILES, MAX_FILES_LIMIT
 from processors.metrics.ownership import Ownership, ownership
 from processors.reads import stamps
 from processors.store import PgStore
@@ -158,7 +158,7 @@ async def coupling(
         str | None, Query(min_length=1, max_length=4096, description="Partners of this file")
     ] = None,
     max_files: Annotated[
-        int, Query(ge=1, le=HARD_CAP, description="Ignore commits touching more files")
+        int, Query(ge=1, le=MAX_FILES_LIMIT, description="Ignore commits touching more files")
     ] = DEFAULT_MAX_FILES,
     min_shared: Annotated[int, Query(ge=1, description="Least shared commits")] = 2,
     limit: Limit = 100,

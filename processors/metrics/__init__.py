@@ -134,6 +134,8 @@ def _folds() -> tuple[Fold, ...]:
     for name in MODULES:
         module = importlib.import_module(f"processors.metrics.{name}")
         own = getattr(module, "FOLD", None)
+        if own is None and not getattr(module, "METRICS", ()):
+            continue  # a metric computed on read (coupling) writes nothing per event
         out.append(own if own is not None else _delta_fold(tuple(getattr(module, "METRICS", ()))))
     return tuple(out)
 

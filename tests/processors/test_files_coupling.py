@@ -1,9 +1,8 @@
-"""Per-file, coupling and ownership derivations: pure tests, no database, no event loop."""
+"""Per-file and ownership derivations, and the coupling degree: pure, no database, no loop."""
 
 from __future__ import annotations
 
 import math
-from collections import Counter
 from datetime import UTC
 from typing import Any
 
@@ -13,7 +12,7 @@ from hypothesis import strategies as st
 
 from ingest.events import CommitEvent, FileChange
 from processors.metrics import Delta, merge, negate
-from processors.metrics.coupling import HARD_CAP, coupling, degree
+from processors.metrics.coupling import degree
 from processors.metrics.files import files
 from processors.metrics.ownership import FileAuthor, ownership
 from tests.processors.factories import commit_events, event, person
@@ -40,12 +39,12 @@ def file_events(draw: st.DrawFn) -> CommitEvent:
 
 
 def rows(events: list[CommitEvent]) -> dict[tuple[str, Any], dict[str, int]]:
-    ds = merge(d for e in events for m in (files, coupling) for d in m(e))
+    ds = merge(d for e in events for m in (files,) for d in m(e))
     return {(d.table, d.key): dict(d.add) for d in ds if any(d.add.values())}
 
 
 @given(st.lists(file_events(), max_size=25), st.randoms(use_true_random=False))
-def test_file_and_coupling_rows_commute(events: list[CommitEvent], rnd: Any) -> None:
+def test_file_rows_commute(events: list[CommitEvent], rnd: Any) -> None:
     shuffled = list(events)
     rnd.shuffle(shuffled)
     assert rows(shuffled) == rows(events)
@@ -56,8 +55,8 @@ def test_retraction_restores(events: list[CommitEvent], data: st.DataObject) -> 
     events = list(dict.fromkeys(events))  # the store applies an event once
     gone = data.draw(st.lists(st.sampled_from(events), unique=True) if events else st.just([]))
     kept = [e for e in events if e not in gone]
-    everything = [d for e in events for m in (files, coupling) for d in m(e)]
-    undo = [negate(d) for e in gone for m in (files, coupling) for d in m(e)]
+    everything = [d for e in events for m in (files,) for d in m(e)]
+    undo = [negate(d) for e in gone for m in (files,) for d in m(e)]
     merged = merge([*everything, *undo])
     got = {(d.table, d.key): dict(d.add) for d in merged if any(d.add.values())}
     assert got == rows(kept)
@@ -97,33 +96,6 @@ def test_deletion_makes_presence_zero() -> None:
 
 def test_merges_and_empty_commits_write_nothing() -> None:
     assert list(files(event(1, merge=True))) == []
-    assert list(coupling(event(1, merge=True))) == []
-    assert list(coupling(event(2, files=()))) == []
-
-
-def test_coupling_pairs_keyed_by_commit_size() -> None:
-    e = event(1, files=tuple(FileChange(p, 1, 0) for p in ("c", "a", "b")))
-    ds = list(coupling(e))
-    assert {d.key for d in ds if d.table == "coupling_files"} == {
-        (1, "a", 3),
-        (1, "b", 3),
-        (1, "c", 3),
-    }
-    assert {d.key for d in ds if d.table == "coupling_pairs"} == {
-        (1, "a", "b", 3),
-        (1, "a", "c", 3),
-        (1, "b", "c", 3),
-    }
-
-
-def test_coupling_stores_nothing_past_the_hard_cap() -> None:
-    at_cap = event(1, files=tuple(FileChange(f"f{i}", 1, 0) for i in range(HARD_CAP)))
-    past = event(2, files=tuple(FileChange(f"f{i}", 1, 0) for i in range(HARD_CAP + 1)))
-    assert Counter(d.table for d in coupling(at_cap)) == {
-        "coupling_files": HARD_CAP,
-        "coupling_pairs": HARD_CAP * (HARD_CAP - 1) // 2,
-    }
-    assert list(coupling(past)) == []
 
 
 def test_degree() -> None:
@@ -174,4 +146,4 @@ def test_every_table_written_is_declared() -> None:
     from processors.metrics import TABLES
 
     e = event(1, files=(FileChange("a", 1, 0), FileChange("b", 1, 1)))
-    assert _delta_keys([*files(e), *coupling(e)]) <= set(TABLES)
+    assert _delta_keys([*files(e)]) <= set(TABLES)

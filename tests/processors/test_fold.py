@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from ingest.events import CommitEvent, FileChange, MergeFile, Person
 from processors.metrics import FOLDS, TABLES, Rows, fold, total
-from processors.metrics import coupling as coupling_module
 from processors.metrics import files as files_module
 from tests.processors.factories import sha
 
@@ -103,7 +102,6 @@ def test_rows_arrays_equal_arrays(events: list[CommitEvent]) -> None:
 
 
 def test_hot_modules_have_their_own_fold() -> None:
-    assert coupling_module.fold in FOLDS
     assert files_module.fold in FOLDS
 
 
