@@ -7,7 +7,7 @@ processors/metrics/ownership.py; these only fetch their inputs. Text is ordered 
 
 from __future__ import annotations
 
-from datetime import UTC, date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
 from processors.metrics.ownership import FileAuthor
@@ -91,29 +91,36 @@ async def hotspots(store: PgStore, repo_id: int, days: int, limit: int) -> dict[
     if last is None:
         return {"window": None, "files": []}
     first = last - timedelta(days=days - 1)
+    # From the facts: the window's file changes by author time (index commits_author_time).
     recs = await store.pool.fetch(
         f"""
         WITH h AS (
-            SELECT path, sum(commits)::bigint AS changes,
-                   array_agg(DISTINCT email COLLATE "C" ORDER BY email COLLATE "C") AS authors
-            FROM file_author_days
-            WHERE repo_id = $1 AND day BETWEEN $2 AND $3 AND commits > 0
-            GROUP BY path
+            SELECT f.path, count(*)::bigint AS changes, array_agg(DISTINCT c.author_email) AS emails
+            FROM commits c JOIN file_changes f ON f.repo_id = c.repo_id AND f.sha = c.sha
+            WHERE c.repo_id = $1 AND c.author_time >= $2 AND c.author_time < $3
+            GROUP BY f.path
         )
-        SELECT h.path, h.changes, s.length AS lines, h.changes * s.length AS score, h.authors
+        SELECT h.path, h.changes, s.length AS lines, h.changes * s.length AS score, h.emails
         FROM h JOIN ({_STATE}) s ON s.path = h.path
         WHERE s.exists AND s.binary_changes = 0
         ORDER BY score DESC, h.path COLLATE "C"
         LIMIT $4
         """,  # noqa: S608
         repo_id,
-        first,
-        last,
+        datetime.combine(first, time(), UTC),
+        datetime.combine(last + timedelta(days=1), time(), UTC),
         limit,
     )
+    files = []
+    for r in recs:
+        row = dict(r)
+        # Authors are lower-cased emails as the metric tables key them (Python's str.lower,
+        # not PostgreSQL's locale-dependent lower()), in code point order.
+        row["authors"] = sorted({e.lower() for e in row.pop("emails")})
+        files.append(row)
     return {
         "window": {"from": first.isoformat(), "to": last.isoformat(), "days": days},
-        "files": [{**dict(r), "authors": list(r["authors"])} for r in recs],
+        "files": files,
     }
 
 

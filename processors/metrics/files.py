@@ -1,7 +1,7 @@
 """Per-file history: changes, lines, authors, presence at head; inputs of hotspots and
 ownership (pure).
 
-Three additive tables, all counters (so retraction is a negated delta), from each non-merge
+Two additive tables, all counters (so retraction is a negated delta), from each non-merge
 commit's file changes (`git log --numstat --no-renames --minimal`):
 
 * `file_stats` (repo, path): commits, lines added and removed, `presence` (+1 per add, -1 per
@@ -9,7 +9,9 @@ commit's file changes (`git log --numstat --no-renames --minimal`):
   author time, and whether that change was binary).
 * `file_authors` (repo, path, lower-cased author email): commits, adds ("created": the author
   added the path, FA of the degree of authorship), lines added and removed.
-* `file_author_days` (repo, path, email, UTC author day): commits, for windowed hotspots.
+
+Hotspots count changes within a time window: they are read from the facts (`file_changes` joined
+with `commits` by author time), which a table keyed by (path, author, day) would only copy.
 
 With `--no-renames` a renamed file is a new path added by whoever renamed it: that author is its
 creator, and the history of the old path stays with the old path.
@@ -32,15 +34,13 @@ from processors.metrics.table import Column, Extreme, MetricTable
 
 STATS = "file_stats"
 AUTHORS = "file_authors"
-DAYS = "file_author_days"
 
 _PRESENCE = {"A": 1, "D": -1}
 
 
 def files(e: CommitEvent) -> Iterator[Delta]:
-    """Rows of the three per-file tables touched by one commit's file changes."""
+    """Rows of the two per-file tables touched by one commit's file changes."""
     when = e.author.time.astimezone(UTC)
-    day = when.date()
     email = e.author.email.lower()
     for f in e.files:
         yield Delta(
@@ -65,16 +65,14 @@ def files(e: CommitEvent) -> Iterator[Delta]:
                 "removed": f.removed,
             },
         )
-        yield Delta(DAYS, (e.repo_id, f.path, email, day), {"commits": 1})
 
 
 def fold(e: CommitEvent, rows: Rows) -> None:
-    """`files`'s deltas merged straight into `rows` (the hot path: three rows per file)."""
+    """`files`'s deltas merged straight into `rows` (the hot path: two rows per file)."""
     when = e.author.time.astimezone(UTC)
-    day = when.date()
     email = e.author.email.lower()
     rid = e.repo_id
-    stats, authors, days = rows[STATS], rows[AUTHORS], rows[DAYS]
+    stats, authors = rows[STATS], rows[AUTHORS]
     for f in e.files:
         path, added, removed = f.path, f.added, f.removed
         presence = _PRESENCE.get(f.change, 0)
@@ -101,12 +99,6 @@ def fold(e: CommitEvent, rows: Rows) -> None:
             r[1] += created
             r[2] += added
             r[3] += removed
-        k4 = (rid, path, email, day)
-        r = days.get(k4)
-        if r is None:
-            days[k4] = [1]
-        else:
-            r[0] += 1
 
 
 _REPO = Column("repo_id", "bigint")
@@ -131,7 +123,6 @@ TABLES = (
     MetricTable(
         AUTHORS, key=(_REPO, _PATH, _EMAIL), counters=("commits", "created", "added", "removed")
     ),
-    MetricTable(DAYS, key=(_REPO, _PATH, _EMAIL, Column("day", "date")), counters=("commits",)),
 )
 
 FILE_SORTS = ("commits", "lines", "churn", "path")
@@ -162,7 +153,7 @@ ENTRIES = (
         "the `days` UTC days ending with the day of the repository's latest author date",
         "commits x lines",
         version=2,
-        tables=(STATS, DAYS, "activity_daily", "file_merge_lines"),
+        tables=(STATS, "file_changes", "activity_daily", "file_merge_lines"),
         params=(Param("days", "integer", 365, "window length in days (1 to 36500)"), LIMIT),
     ),
 )
