@@ -55,6 +55,12 @@ DELETE FROM commits c USING unnest($1::bigint[], $2::text[]) AS k(repo_id, sha)
 WHERE c.repo_id = k.repo_id AND c.sha = k.sha
 """
 
+# file_changes has no foreign key to commits (migration 0010): its rows go explicitly.
+_DELETE_FILES = """
+DELETE FROM file_changes f USING unnest($1::bigint[], $2::text[]) AS k(repo_id, sha)
+WHERE f.repo_id = k.repo_id AND f.sha = k.sha
+"""
+
 _COMMIT_COLUMNS = """
 c.repo_id, c.sha, c.parents, c.author_name, c.author_email, c.author_time, c.author_tz,
 c.committer_name, c.committer_email, c.committer_time, c.committer_tz, c.summary,
@@ -148,7 +154,9 @@ async def retract(
     gone = await load_events(con, rows)
     if not gone:
         return [], []
-    await con.execute(_DELETE_COMMITS, [e.repo_id for e in gone], [e.sha for e in gone])
+    gone_keys = [e.repo_id for e in gone], [e.sha for e in gone]
+    await con.execute(_DELETE_FILES, *gone_keys)
+    await con.execute(_DELETE_COMMITS, *gone_keys)
     negated = merge(negate(d) for d in deltas(gone))
     for table, group in groupby(negated, key=lambda d: d.table):
         touched = list(group)

@@ -288,15 +288,16 @@ class PgStore:
     async def delete_repo(self, repo_id: int) -> bool:
         """Forget a repository with its commits and metrics; False if there was none.
 
-        Facts go by cascade; metric rows (no foreign key: migration 0007) are deleted after
-        the repository row, so a batch that wrote them and held the repository is committed
-        by then, and a later batch finds no repository.
+        Commits go by cascade; file changes and metric rows (no foreign key: migrations 0007,
+        0010) are deleted after the repository row, so a batch that wrote them and held the
+        repository is committed by then, and a later batch finds no repository.
         """
         async with self._pool.acquire() as con, con.transaction():
             status = await con.execute("DELETE FROM repos WHERE id = $1", repo_id)
             if status != "DELETE 1":
                 return False
-            for name in sorted(TABLES):
+            # Neither metric rows nor file_changes have a foreign key (migrations 0007, 0010).
+            for name in ("file_changes", *sorted(TABLES)):
                 await con.execute(f"DELETE FROM {name} WHERE repo_id = $1", repo_id)  # noqa: S608
         return True
 

@@ -45,12 +45,15 @@ async def test_commits_counts_ingested_commits(store: PgStore) -> None:
 async def test_delete_repo_removes_its_data(store: PgStore) -> None:
     r = await store.add_repo("https://example.org/a.git", None)
     await store.apply([event(1, repo_id=r.id)])
+    assert (await store.get_commit(r.id, event(1).sha) or {}).get("files")
     assert await store.delete_repo(r.id)
     assert not await store.delete_repo(r.id)
     assert await store.get_commit(r.id, event(1).sha) is None
     assert await store.activity(r.id, None, None, "day") == []
     async with store.pool.acquire() as con:
-        for name in TABLES:  # metric rows have no foreign key to cascade from (0007)
+        # Metric rows and file changes have no foreign key to cascade from (0007, 0010).
+        assert await con.fetchval("SELECT count(*) FROM file_changes WHERE repo_id = $1", r.id) == 0
+        for name in TABLES:
             n = await con.fetchval(f"SELECT count(*) FROM {name} WHERE repo_id = $1", r.id)
             assert n == 0, name
 
