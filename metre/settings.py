@@ -43,7 +43,10 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="Seconds between two polls of one repository."
     )
     batch_size: int = Field(
-        default=500, ge=1, le=100_000, description="Most events a processor applies at once."
+        default=2000,
+        ge=1,
+        le=100_000,
+        description="Most events a processor applies at once (larger batches merge more rows).",
     )
     allow_local_paths: bool = Field(
         default=False,

@@ -67,6 +67,20 @@ def _sort_key(ident: tuple[str, tuple[Hashable, ...]]) -> tuple[Any, ...]:
     return (ident[0], *ident[1])
 
 
+def bump(
+    table: dict[tuple[Hashable, ...], list[Any]],
+    key: tuple[Hashable, ...],
+    *add: int,
+) -> None:
+    """Add counters to one folded row of a counters-only table (the `FOLD`s' common step)."""
+    row = table.get(key)
+    if row is None:
+        table[key] = list(add)
+    else:
+        for i, v in enumerate(add):
+            row[i] += v
+
+
 MODULES: tuple[str, ...] = (
     "activity",
     "authors",

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from datetime import UTC
 
 from ingest.events import CommitEvent
-from processors.metrics import Delta
+from processors.metrics import Delta, Rows, bump
 from processors.metrics.catalogue import GRANULARITY, Entry, Param
 from processors.metrics.table import Column, MetricTable
 
@@ -26,7 +26,14 @@ def activity(e: CommitEvent) -> Iterator[Delta]:
     )
 
 
+def fold(e: CommitEvent, rows: Rows) -> None:
+    """`activity`'s delta merged straight into `rows` (counters in the table's order)."""
+    day = e.author.time.astimezone(UTC).date()
+    bump(rows[TABLE], (e.repo_id, day), 1, int(e.is_merge), e.added, e.removed)
+
+
 METRICS = (activity,)
+FOLD = fold
 TABLES = (
     MetricTable(
         TABLE,

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC
 
 from ingest.events import CommitEvent
-from processors.metrics import Delta
+from processors.metrics import Delta, Rows
 from processors.metrics.catalogue import Entry
 from processors.metrics.table import Column, Extreme, MetricTable
 
@@ -30,7 +30,27 @@ def authors(e: CommitEvent) -> Iterator[Delta]:
     )
 
 
+def fold(e: CommitEvent, rows: Rows) -> None:
+    """`authors`'s delta merged straight into `rows`: counters, then the two extremes."""
+    when = e.author.time.astimezone(UTC)
+    key = (e.repo_id, e.author.email.lower())
+    table = rows[TABLE]
+    r = table.get(key)
+    if r is None:
+        table[key] = [1, e.added, e.removed, when, (when, e.author.name)]
+        return
+    r[0] += 1
+    r[1] += e.added
+    r[2] += e.removed
+    if when < r[3]:
+        r[3] = when
+    latest = (when, e.author.name)
+    if latest > r[4]:
+        r[4] = latest
+
+
 METRICS = (authors,)
+FOLD = fold
 TABLES = (
     MetricTable(
         TABLE,

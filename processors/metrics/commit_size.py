@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from ingest.events import CommitEvent
-from processors.metrics import Delta
+from processors.metrics import Delta, Rows, bump
 from processors.metrics.catalogue import Entry
 from processors.metrics.table import Column, MetricTable
 
@@ -27,6 +27,15 @@ def commit_size(e: CommitEvent) -> Iterator[Delta]:
         return
     yield Delta(TABLE, (e.repo_id, "files", len(e.files)), {"commits": 1})
     yield Delta(TABLE, (e.repo_id, "lines", e.added + e.removed), {"commits": 1})
+
+
+def fold(e: CommitEvent, rows: Rows) -> None:
+    """`commit_size`'s deltas merged straight into `rows`."""
+    if e.is_merge:
+        return
+    table = rows[TABLE]
+    bump(table, (e.repo_id, "files", len(e.files)), 1)
+    bump(table, (e.repo_id, "lines", e.added + e.removed), 1)
 
 
 def nearest_rank(dist: Mapping[int, int], p: float) -> int | None:
@@ -89,6 +98,7 @@ def summary(rows: Iterable[tuple[str, int, int]]) -> dict[str, Any]:
 
 
 METRICS = (commit_size,)
+FOLD = fold
 TABLES = (
     MetricTable(
         TABLE,

@@ -13,7 +13,7 @@ from datetime import UTC, date, timedelta
 from typing import Any
 
 from ingest.events import CommitEvent
-from processors.metrics import Delta
+from processors.metrics import Delta, Rows, bump
 from processors.metrics.catalogue import GRANULARITY, Entry, Param
 from processors.metrics.table import Column, MetricTable
 
@@ -25,6 +25,12 @@ def author_days(e: CommitEvent) -> Iterator[Delta]:
     """One `author_days` row per (repo, lower-cased author email, UTC author day)."""
     day = e.author.time.astimezone(UTC).date()
     yield Delta(TABLE, (e.repo_id, e.author.email.lower(), day), {"commits": 1})
+
+
+def fold(e: CommitEvent, rows: Rows) -> None:
+    """`author_days`'s delta merged straight into `rows`."""
+    day = e.author.time.astimezone(UTC).date()
+    bump(rows[TABLE], (e.repo_id, e.author.email.lower(), day), 1)
 
 
 def period_start(day: date, granularity: str) -> date:
@@ -87,6 +93,7 @@ def series(
 
 
 METRICS = (author_days,)
+FOLD = fold
 TABLES = (
     MetricTable(
         TABLE,

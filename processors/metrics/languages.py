@@ -18,7 +18,7 @@ from pygments.lexers import find_lexer_class_for_filename
 from pygments.util import ClassNotFound
 
 from ingest.events import CommitEvent
-from processors.metrics import Delta
+from processors.metrics import Delta, Rows, bump
 from processors.metrics.catalogue import Entry
 from processors.metrics.table import Column, MetricTable
 
@@ -58,7 +58,17 @@ def languages(e: CommitEvent) -> Iterator[Delta]:
         )
 
 
+def fold(e: CommitEvent, rows: Rows) -> None:
+    """`languages`'s deltas merged straight into `rows` (one bump per text file)."""
+    table = rows[TABLE]
+    rid = e.repo_id
+    for f in e.files:
+        if not f.binary:
+            bump(table, (rid, language(f.path)), 1, f.added, f.removed)
+
+
 METRICS = (languages,)
+FOLD = fold
 TABLES = (
     MetricTable(
         TABLE,

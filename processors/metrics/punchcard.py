@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ingest.events import CommitEvent
-from processors.metrics import Delta
+from processors.metrics import Delta, Rows, bump
 from processors.metrics.catalogue import Entry
 from processors.metrics.table import Column, MetricTable
 
@@ -21,6 +21,12 @@ def punchcard(e: CommitEvent) -> Iterator[Delta]:
     """One `punchcard` row per (repo, local weekday, local hour); merges count as commits."""
     t = e.author.time  # keeps the author's offset
     yield Delta(TABLE, (e.repo_id, t.weekday(), t.hour), {"commits": 1})
+
+
+def fold(e: CommitEvent, rows: Rows) -> None:
+    """`punchcard`'s delta merged straight into `rows`."""
+    t = e.author.time
+    bump(rows[TABLE], (e.repo_id, t.weekday(), t.hour), 1)
 
 
 def grid(cells: Iterable[tuple[int, int, int]]) -> list[list[int]]:
@@ -37,6 +43,7 @@ def result(cells: Iterable[tuple[int, int, int]]) -> dict[str, Any]:
 
 
 METRICS = (punchcard,)
+FOLD = fold
 TABLES = (
     MetricTable(
         TABLE,
