@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -30,6 +31,7 @@ from aiokafka.errors import (
     UnknownTopicOrPartitionError,
     for_code,
 )
+from aiokafka.protocol.group import HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest
 
 from ingest.bus import BusError, CommitFailed, Message, Record
 
@@ -195,6 +197,56 @@ class KafkaBus:
         return KafkaConsumer(self, tuple(topics), group)
 
 
+async def _leave_if_stable(coordinator: Any) -> None:
+    """Leave the group at once if it is stable at this member's generation; else let it expire.
+
+    Replaces aiokafka's `GroupCoordinator._maybe_leave_group`, which runs after the coordinator
+    stopped heartbeating and rejoining (final shutdown) or when the member idled past
+    max_poll_interval, and always ends by resetting the generation. aiokafka leaves only from
+    generation 1 (Apache Kafka's first), so on the test broker, whose first generation is 0, a
+    stopped member kept its partitions until the session timeout. It also leaves during a
+    rebalance, and on the test broker (Tansu 0.6.0) a LeaveGroup from the leader while the group
+    is forming keeps the gone member as leader: every later join answers followers only and
+    the group never syncs again (see docs/reliability.md). So: one Heartbeat at our generation
+    first; NoError means the group is stable at that generation (Tansu: formed), and only then
+    LeaveGroup. Otherwise (a rebalance under way, an unknown member, a broker away) nothing is
+    sent and the coordinator evicts the member after the session timeout, which is correct on
+    both brokers, only slower.
+    """
+    group, member, generation = coordinator.group_id, coordinator.member_id, coordinator.generation
+    try:
+        if member == JoinGroupRequest.UNKNOWN_MEMBER_ID or generation < 0:
+            return
+        if getattr(coordinator, "_group_instance_id", None) is not None:
+            return  # a static member keeps its place across restarts: never leave
+        beat = await coordinator._send_req(HeartbeatRequest(group, generation, member))
+        if beat.error_code != 0:
+            log.info(
+                "not leaving group %s in a rebalance (heartbeat: %s): the session expires",
+                group,
+                for_code(beat.error_code).__name__,
+            )
+            return
+        answer = await coordinator._send_req(LeaveGroupRequest(group, member))
+        if answer.error_code == 0:
+            log.info("left group %s (generation %d)", group, generation)
+        else:
+            log.warning("LeaveGroup for %s: %s", group, for_code(answer.error_code).__name__)
+    except (KafkaError, OSError) as exc:  # best effort: the session expires all the same
+        log.warning("could not leave group %s: %s", group, exc)
+    finally:
+        coordinator.reset_generation()
+
+
+def _install_leave_policy(consumer: AIOKafkaConsumer) -> None:
+    """Make `consumer` leave its group through `_leave_if_stable` (aiokafka's hook, if present)."""
+    coordinator = getattr(consumer, "_coordinator", None)
+    if coordinator is None or not hasattr(coordinator, "_maybe_leave_group"):
+        log.warning("aiokafka without GroupCoordinator._maybe_leave_group: its own leave applies")
+        return
+    coordinator._maybe_leave_group = functools.partial(_leave_if_stable, coordinator)
+
+
 def _consume_outcome(future: asyncio.Future[Any]) -> None:
     """Retrieve a delivery's exception so asyncio does not report it as never retrieved."""
     if not future.cancelled():
@@ -230,6 +282,7 @@ class KafkaConsumer:
         except KafkaError as exc:
             await consumer.stop()
             raise _bus_error(f"cannot join group {self.group!r}", exc) from exc
+        _install_leave_policy(consumer)
         self._consumer = consumer
         bus._consumers.add(self)
 
@@ -292,7 +345,12 @@ class KafkaConsumer:
             raise CommitFailed(f"partitions no longer assigned to this consumer: {lost}")
 
     async def stop(self) -> None:
-        """Leave the group; what was fetched and not committed goes to the next owner."""
+        """Leave the group; what was fetched and not committed goes to the next owner.
+
+        The caller commits first: the LeaveGroup goes out after aiokafka stopped heartbeating
+        and rejoining, and only if the group is stable (`_leave_if_stable`); otherwise the
+        partitions move once the session timeout evicts this member.
+        """
         consumer, self._consumer = self._consumer, None
         self._bus._consumers.discard(self)
         if consumer is not None:
