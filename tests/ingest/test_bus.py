@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 
 from ingest.bus import (
@@ -27,6 +28,11 @@ from ingest.kafka_bus import KafkaBus
 from tests.fixtures.broker import Broker, free_port
 
 PARTITIONS = 4
+SESSION_TIMEOUT_MS = 1_000
+HANDOVER = 15.0
+"""Seconds within which a stopped member's partitions are read by the rest of its group: on
+the test broker about 1 s (a heartbeat interval, then a join held for half the session
+timeout); the bound is 15 session timeouts so that a loaded 2-core machine does not fail it."""
 
 
 @pytest.fixture(
@@ -42,7 +48,7 @@ async def bus(request: pytest.FixtureRequest) -> AsyncIterator[Bus]:
     else:
         bootstrap: str = request.getfixturevalue("kafka_bootstrap")
         # Short session timeouts: the test broker holds a join for about half of it.
-        impl = KafkaBus(bootstrap, PARTITIONS, session_timeout_ms=1_000)
+        impl = KafkaBus(bootstrap, PARTITIONS, session_timeout_ms=SESSION_TIMEOUT_MS)
     await impl.start()
     try:
         yield impl
@@ -241,6 +247,48 @@ async def test_member_joining_mid_stream_loses_nothing(bus: Bus, topic: str, gro
     assert set(values(in_flight)) <= set(values(got_first + got_second)), "redelivered"
 
 
+async def test_stopped_members_partitions_go_to_the_remaining_member(
+    bus: Bus, topic: str, group: str
+) -> None:
+    await bus.ensure_topics([topic])
+    a, b = await started(bus, topic, group), await started(bus, topic, group)
+    await wait_for_assignment([a, b], PARTITIONS)
+    sent = messages(keys=16, per_key=3)
+    await bus.publish(topic, sent)
+    began = time.monotonic()
+    await a.stop()  # it read nothing: every record is b's to read, on every partition
+    [got] = await drain([b], len(sent), within=HANDOVER)
+    took = time.monotonic() - began
+    owned = b.assignment()
+    await b.stop()
+    assert sorted(values(got)) == sorted(m.value for m in sent), f"after {took:.1f} s"
+    assert owned == {(topic, p) for p in range(PARTITIONS)}
+    assert took < HANDOVER
+
+
+async def test_member_stopping_during_a_rebalance_does_not_stall_the_group(
+    bus: Bus, topic: str, group: str
+) -> None:
+    # The first member leads the group; it stops while a third member's join is under way.
+    # (Tansu 0.6.0 keeps a leader that sends LeaveGroup while the group forms: the group would
+    # never sync again. KafkaBus does not leave during a rebalance; the session expires.)
+    await bus.ensure_topics([topic])
+    a = await started(bus, topic, group)
+    b = await started(bus, topic, group)
+    await wait_for_assignment([a, b], PARTITIONS)
+    c = bus.consumer([topic], group)
+    joining = asyncio.create_task(c.start())
+    await asyncio.sleep(0.3)
+    await a.stop()
+    await asyncio.wait_for(joining, HANDOVER)
+    sent = messages(keys=16, per_key=3)
+    await bus.publish(topic, sent)
+    got_b, got_c = await drain([b, c], len(sent), within=2 * HANDOVER)
+    await b.stop()
+    await c.stop()
+    assert sorted(values(got_b + got_c)) == sorted(m.value for m in sent)
+
+
 async def test_commit_of_a_revoked_partition_raises(bus: Bus, topic: str, group: str) -> None:
     await bus.ensure_topics([topic])
     sent = messages(keys=16, per_key=3)
@@ -343,6 +391,42 @@ async def test_kafka_publish_fails_while_the_broker_is_down_then_recovers(
     finally:
         await bus.stop()
         broker.stop()
+
+
+@pytest.mark.integration
+async def test_kafka_stopped_member_leaves_the_group_at_once(
+    kafka_bootstrap: str, topic: str, group: str
+) -> None:
+    # Leaving, not the session timeout: the member is gone from the group's description as
+    # soon as `stop` returns, also in the test broker's generation 0 (aiokafka leaves from 1).
+    # No expiry can explain it: the member heartbeat less than a session timeout ago.
+    bus = KafkaBus(kafka_bootstrap, PARTITIONS, session_timeout_ms=6_000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await bus.start()
+    await admin.start()
+    try:
+        await bus.ensure_topics([topic])
+        # Started together, they form the group's first generation (0 on the test broker).
+        a, b = await asyncio.gather(*(started(bus, topic, group) for _ in range(2)))
+        await wait_for_assignment([a, b], PARTITIONS, within=60)
+        assert len(await group_members(admin, group)) == 2
+        assert len(await group_members(admin, group)) == 2
+        await a.stop()
+        assert len(await group_members(admin, group)) == 1
+        # b now leads a rebalance: it lets its session expire instead of leaving (see
+        # `_leave_if_stable`), so it is not checked here.
+        await b.stop()
+    finally:
+        await admin.close()
+        await bus.stop()
+
+
+async def group_members(admin: AIOKafkaAdminClient, group: str) -> list[str]:
+    """Member ids the broker lists for `group` now (DescribeGroups)."""
+    [response] = await admin.describe_consumer_groups([group])
+    [(error_code, _, _, _, _, members)] = response.groups
+    assert error_code == 0
+    return [m[0] for m in members]
 
 
 # InMemoryBus only: what the Kafka client already guarantees for KafkaBus.
