@@ -14,7 +14,8 @@ over the kinds, then shuffled):
   order (duplicated and reordered delivery);
 - join: another processor joins the group mid-stream (a rebalance in the middle of batches);
 - sigterm-processor: a processor is stopped with SIGTERM (it finishes its batch, commits, leaves);
-- poison: malformed records published to the topic (they must land in the dead-letter table).
+- poison: malformed records published to the topic (they must land in the dead-letter table:
+  each exactly once, except those a broker restart emptied from the topic before they were read).
 
 Definitions, checked once the pipeline has settled (repository idle, nothing left to apply):
 - lost = commits git lists that PostgreSQL lacks + metric/fact rows of the fault-free run that
@@ -188,6 +189,13 @@ class ChaosReport:
     injected_events: int
     poison: int
     dead_letters: int
+    """Rows in the dead-letter table (the API's count)."""
+    poison_lost_in_restarts: int
+    """Poison records still unread when a broker restart emptied the topic (so never stored)."""
+    poison_unstored: int
+    """Poison records published after the last broker restart and not stored: must be 0."""
+    stray_dead_letters: int
+    """Dead-letter rows that are not one of the poison records, or one stored twice: must be 0."""
     lost_commits: int
     extra_commits: int
     lost_rows: int
@@ -217,7 +225,8 @@ class ChaosReport:
                 f"events on the topic:     {self.events_on_topic} (all broker lifetimes)",
                 f"  injected duplicates:   {self.injected_events}",
                 f"  poison records:        {self.poison} ({self.dead_letters} dead letters"
-                " stored; poison lost with a broker restart before it was read is not)",
+                f" stored, {self.poison_lost_in_restarts} gone unread with a broker restart,"
+                f" {self.poison_unstored} missing, {self.stray_dead_letters} stray)",
                 f"lost:                    {self.lost} (commits {self.lost_commits}, rows "
                 f"{self.lost_rows})",
                 f"double-counted:          {self.double_counted} (commits {self.extra_commits},"
@@ -383,7 +392,9 @@ async def run_chaos(
     rng.shuffle(schedule)
     done: Counter[str] = Counter()
     mid_ingest = injected = poison = last_fault_at = 0
-    poison_since_restart = 0  # poison published before a broker restart may be gone unread
+    # Poison payloads by broker lifetime (each unique, so each dead letter names its record):
+    # those of an ended lifetime may be gone unread; those of the last one must all be stored.
+    poison_by_lifetime: list[set[bytes]] = [set()]
     topic_total = 0
     extra = 3
     kbus = KafkaBus(broker.bootstrap, partitions=4, request_timeout_ms=10_000)
@@ -431,7 +442,7 @@ async def run_chaos(
                 elif kind == "broker-restart":
                     topic_total += await topic_size(broker.bootstrap, topic)
                     await asyncio.to_thread(broker.restart)
-                    poison_since_restart = 0
+                    poison_by_lifetime.append(set())
                 elif kind == "pg-restart":
                     await asyncio.to_thread(pg.restart)
                 elif kind == "duplicates":
@@ -452,15 +463,20 @@ async def run_chaos(
                         roles.start(name, "processor")
                 elif kind == "poison":
                     bad = [
-                        Message(b"poison", b"not json at all"),
-                        Message(b"poison", orjson.dumps({"v": 1, "type": "commit", "id": 7})),
+                        Message(b"poison", b"not json at all #%d" % poison),
+                        Message(
+                            b"poison",
+                            orjson.dumps({"v": 1, "type": "commit", "id": 7, "n": poison + 1}),
+                        ),
                     ]
                     await _publish(kbus, topic, bad)
                     poison += len(bad)
-                    poison_since_restart += len(bad)
+                    poison_by_lifetime[-1].update(m.value for m in bad)
                 done[kind] += 1
             faults_over = time.monotonic()
             settled = await _settle(api, repo_id, n, chaos_dsn, ref_dsn, settle_timeout, roles)
+            if settled:  # the last lifetime's poison is read too (its partition has an owner)
+                await _dead_letters_stored(chaos_dsn, poison_by_lifetime[-1], settle_timeout)
             settled_in = time.monotonic() - faults_over
             log(f"settled: {settled} after {settled_in:.1f} s")
             pipeline = await _get(api, "/api/v1/pipeline?last=5")
@@ -469,17 +485,19 @@ async def run_chaos(
 
             await assert_api_matches_git(api, repo_id, repo)
         topic_total += await topic_size(broker.bootstrap, topic)
+        stored = await _dead_letter_payloads(chaos_dsn)
         got, want = await dump(chaos_dsn), await dump(ref_dsn)
-        stored = {r["sha"] for r in got["commits"]}
+        shas_stored = {r["sha"] for r in got["commits"]}
         lost_rows, double_rows, sample = compare(got, want)
         crashes = roles.crashed()
     finally:
         await kbus.stop()
         codes = roles.stop_all()
-    if poison_since_restart > dead:
-        # Reported, not failed: on the test broker a partition whose member died in
-        # generation 0 can stay unassigned (no rebalance), so its poison is never read.
-        log(f"dead letters {dead} < poison published after the last restart")
+    published = set().union(*poison_by_lifetime)
+    stored_set = set(stored)
+    poison_unstored = len(poison_by_lifetime[-1] - stored_set)
+    poison_lost_in_restarts = len(set().union(*poison_by_lifetime[:-1]) - stored_set)
+    stray = sum(count - (payload in published) for payload, count in stored.items())
     crashes += [f"{name} exited with {code} on SIGTERM" for name, code in codes.items() if code]
     return ChaosReport(
         commits=n,
@@ -490,8 +508,11 @@ async def run_chaos(
         injected_events=injected,
         poison=poison,
         dead_letters=dead,
-        lost_commits=len(set(commits) - stored),
-        extra_commits=len(stored - set(commits)),
+        poison_lost_in_restarts=poison_lost_in_restarts,
+        poison_unstored=poison_unstored,
+        stray_dead_letters=stray,
+        lost_commits=len(set(commits) - shas_stored),
+        extra_commits=len(shas_stored - set(commits)),
         lost_rows=lost_rows,
         double_rows=double_rows,
         table_differences=sample,
@@ -512,6 +533,27 @@ async def _publish(bus: KafkaBus, topic: str, messages: list[Message]) -> None:
             if attempt == 49:
                 raise
             await asyncio.sleep(0.2)
+
+
+async def _dead_letter_payloads(dsn: str) -> Counter[bytes]:
+    """Stored dead letters, counted by payload (the stored text, back as bytes)."""
+    con = await asyncpg.connect(dsn)
+    try:
+        rows = await con.fetch("SELECT payload FROM dead_letters")
+    finally:
+        await con.close()
+    return Counter(r["payload"].encode() for r in rows)
+
+
+async def _dead_letters_stored(dsn: str, payloads: set[bytes], timeout: float) -> bool:
+    """Wait until every payload in `payloads` is a stored dead letter; False on timeout."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if payloads <= set(await _dead_letter_payloads(dsn)):
+            return True
+        await asyncio.sleep(0.5)
+    return False
 
 
 async def _settle(
@@ -581,6 +623,7 @@ async def _main(args: argparse.Namespace) -> int:
     for c in report.crashes:
         print(f"problem: {c}")
     ok = report.lost == 0 and report.double_counted == 0 and not report.crashes
+    ok = ok and report.poison_unstored == report.stray_dead_letters == 0
     if ok and not args.keep:
         import shutil
 
