@@ -29,11 +29,18 @@ class EventError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Person:
-    """An author or committer as recorded in the commit; `time` keeps the person's UTC offset."""
+    """An author or committer as recorded in the commit; `time` keeps the person's UTC offset.
+
+    `time_raw` is None when `time` is exactly what ``git log`` shows. When git's value does not
+    fit a `datetime` (no date, year after 9999, an offset of 24 hours or more; see
+    ingest.gitdate and docs/events.md) `time` is a bounded stand-in and `time_raw` the
+    recorded date text, so that consumers can tell, and recover git's value.
+    """
 
     name: str
     email: str
     time: datetime
+    time_raw: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +137,10 @@ def partition_key(repo_id: int) -> bytes:
 
 
 def _person_json(p: Person) -> dict[str, Any]:
-    return {"name": p.name, "email": p.email, "time": p.time.isoformat()}
+    d = {"name": p.name, "email": p.email, "time": p.time.isoformat()}
+    if p.time_raw is not None:  # only on flagged dates: the common event stays as it was
+        d["time_raw"] = p.time_raw
+    return d
 
 
 def encode(e: CommitEvent | RetractEvent) -> bytes:
@@ -192,7 +202,10 @@ def _person(d: Any, what: str) -> Person:
         raise EventError(f"{what}.time is not ISO 8601: {time!r}") from exc
     if when.tzinfo is None:
         raise EventError(f"{what}.time has no UTC offset: {time!r}")
-    return Person(name, email, when)
+    raw = d.get("time_raw")
+    if raw is not None and not isinstance(raw, str):
+        raise EventError(f"{what}.time_raw must be a string")
+    return Person(name, email, when, raw)
 
 
 def _file(d: Any) -> FileChange:

@@ -29,7 +29,7 @@ import weakref
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from dulwich import graph as _graph
@@ -38,6 +38,7 @@ from dulwich.graph import find_merge_base
 from dulwich.objects import parse_tree
 
 import kernels
+from ingest import gitdate
 from ingest.events import ChangeType, CommitEvent, FileChange, MergeFile, Person
 from ingest.mailmap import Mailmap
 from ingest.packs import PackReader
@@ -234,32 +235,20 @@ def _person(ident: bytes, encoding: str | None, mailmap: Mailmap | None = None) 
     through `mailmap` (as ``git log --use-mailmap`` does), then lower-case the email."""
     lt = ident.find(b"<")
     gt = ident.find(b">", lt + 1) if lt >= 0 else -1
-    if lt < 0 or gt < 0:
-        return Person(_decode(ident.strip(), encoding), "", datetime.fromtimestamp(0, UTC))
+    if lt < 0 or gt < 0:  # git finds no identity, hence no date, in such a line
+        return Person(_decode(ident.strip(), encoding), "", gitdate.EPOCH, "")
     name = _decode(ident[:lt].strip(), encoding)
     email = ident[lt + 1 : gt].decode("utf-8", "replace")
     if mailmap:
         name, email = mailmap.map(name, email)
-    when = _time(ident[ident.rfind(b">") + 1 :])
-    return Person(name, email.lower(), when)
+    when, raw = _time(ident[ident.rfind(b">") + 1 :])
+    return Person(name, email.lower(), when, raw)
 
 
-def _time(raw: bytes) -> datetime:
-    """Seconds and offset; an offset of 24 hours or more (which git accepts) becomes UTC.
-
-    ``-0000`` is UTC as well. Unparsable dates are the epoch, as git log shows them.
-    """
-    parts = raw.split()
-    try:
-        seconds = int(parts[0])
-        tz = parts[1] if len(parts) > 1 else b"+0000"
-        sign = -1 if tz[:1] == b"-" else 1
-        digits = tz.lstrip(b"+-")
-        minutes = sign * (int(digits[:-2] or b"0") * 60 + int(digits[-2:]))
-        offset = timezone(timedelta(minutes=minutes)) if abs(minutes) < 1440 else UTC
-        return datetime.fromtimestamp(seconds, offset)
-    except (ValueError, IndexError, OverflowError, OSError):
-        return datetime.fromtimestamp(0, UTC)
+def _time(raw: bytes) -> tuple[datetime, str | None]:
+    """The date as git log shows it, and a flag when a datetime cannot hold it (never raises:
+    a date never fails a commit). See `ingest.gitdate`."""
+    return gitdate.parse(raw)
 
 
 _Change = tuple[bytes, _Entry | None, _Entry | None]

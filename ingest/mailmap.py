@@ -119,8 +119,10 @@ def read_mailmap(repo: Any, head: str) -> tuple[str | None, Mailmap]:
     submodule) counts as absent. Blocking: run it in a thread.
     """
     store = repo.object_store
-    commit = store[head.encode("ascii")]
-    tree = store[commit.tree]
+    # the tree from the raw commit: dulwich's Commit refuses dates git accepts ("12x34")
+    _, raw = store.get_raw(head.encode("ascii"))
+    tree_line = next(ln for ln in raw.split(b"\n") if ln.startswith(b"tree "))
+    tree = store[tree_line[5:]]
     try:
         mode, sha = tree[MAILMAP_PATH]
     except KeyError:

@@ -10,14 +10,16 @@ trace text, no credentials.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import shutil
 import socket
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from dulwich.client import GitClient, HTTPUnauthorized, LocalGitClient
@@ -27,10 +29,13 @@ from dulwich.errors import (
     FileFormatException,
     GitProtocolError,
     NotGitRepository,
+    ObjectFormatException,
     ObjectMissing,
     WrongObjectException,
 )
-from dulwich.objects import ZERO_SHA, Commit, ObjectID, Tag
+from dulwich.object_store import ObjectStoreGraphWalker
+from dulwich.objects import ZERO_SHA, Commit, ObjectID, Tag, Tree, parse_tree
+from dulwich.pack import PackData, UnpackedObject, write_pack_data
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
@@ -221,7 +226,7 @@ def open_mirror(
         client, path = _client(url, access)
         if not (dest / "objects").is_dir():
             _init_mirror(dest)
-        with Repo(str(dest)) as target:
+        with _MirrorRepo(str(dest)) as target:
 
             def wants(refs: Mapping[Ref, ObjectID], depth: int | None = None) -> list[ObjectID]:
                 store = target.object_store
@@ -265,7 +270,13 @@ def _fetch_local(
     src = Repo(path)
     try:
         try:
-            refs = src.fetch(target, determine_wants=wants)
+            try:
+                refs = src.fetch(target, determine_wants=wants)
+            except ObjectFormatException:
+                # dulwich parses every commit it walks and refuses dates git accepts
+                # ("12x34"): copy the objects with this module's own lenient walk instead
+                refs = src.get_refs()
+                _copy_objects(src, target, wants(refs, None))
             return refs, src.refs.get_symrefs()
         except _FETCH_ERRORS as exc:
             failure = RepositoryError(_reason(exc))
@@ -328,13 +339,134 @@ def resolve_head(mirror: Path, branch: str | None) -> str:
                 sha = repo.refs[name]
             except KeyError:
                 raise RepositoryError(missing) from None
-            obj = repo.object_store[sha]
-            while isinstance(obj, Tag):
-                obj = repo.object_store[obj.object[1]]
-            if not isinstance(obj, Commit):
+            # raw reads: dulwich's Commit refuses dates git accepts
+            type_num, data = raw_object(repo.object_store, sha)
+            while type_num == Tag.type_num:
+                sha = ObjectID(_header(data, b"object")[0])
+                type_num, data = raw_object(repo.object_store, sha)
+            if type_num != Commit.type_num:
                 raise RepositoryError(f"{name.decode(errors='replace')} does not name a commit")
-            return obj.id.decode("ascii")
+            return sha.decode("ascii")
     except RepositoryError:
         raise
     except _FETCH_ERRORS as exc:
         raise RepositoryError(f"cannot read the mirror: {_reason(exc)}") from None
+
+
+# ------------------------------------------------- reading commits git accepts and dulwich not
+
+
+def raw_object(store: Any, sha: bytes) -> tuple[int, bytes]:
+    """(type number, raw content) of object `sha` (hex), never parsed.
+
+    dulwich parses a loose object to read it, and its commit parser refuses identity lines
+    git accepts (a date such as ``12x34``); so loose objects are inflated here. Blocking.
+    """
+    hexsha = sha.decode("ascii")
+    path = os.path.join(store.path, hexsha[:2], hexsha[2:])
+    try:
+        with open(path, "rb") as f:
+            data = zlib.decompress(f.read())
+    except FileNotFoundError:
+        type_num, raw = store.get_raw(sha)  # packed: read raw, not parsed
+        return int(type_num), bytes(raw)
+    head, _, body = data.partition(b"\0")
+    kind = head.split(b" ", 1)[0]
+    if kind not in _TYPE_NUMS:
+        raise ValueError(f"object {hexsha} has an unknown type")
+    return _TYPE_NUMS[kind], body
+
+
+_TYPE_NUMS = {b"commit": Commit.type_num, b"tree": Tree.type_num, b"blob": 3, b"tag": Tag.type_num}
+
+
+def _header(data: bytes, key: bytes) -> list[bytes]:
+    """The values of header `key` of a raw commit or tag (before the first blank line)."""
+    head = data.split(b"\n\n", 1)[0]
+    prefix = key + b" "
+    return [line[len(prefix) :] for line in head.split(b"\n") if line.startswith(prefix)]
+
+
+def _parents(store: Any, sha: ObjectID) -> list[ObjectID]:
+    type_num, data = raw_object(store, sha)
+    if type_num != Commit.type_num:
+        return []
+    return [ObjectID(p) for p in _header(data, b"parent")]
+
+
+def _has(store: Any, sha: bytes) -> bool:
+    """Whether `store` holds `sha` (hex), without parsing a loose object."""
+    hexsha = sha.decode("ascii")
+    return bool(store.contains_packed(sha)) or os.path.isfile(
+        os.path.join(store.path, hexsha[:2], hexsha[2:])
+    )
+
+
+class _MirrorRepo(Repo):
+    """The mirror, telling remotes what it has by reading parents raw (dulwich's own graph
+    walker parses each commit and stops at a date git accepts)."""
+
+    def get_graph_walker(self, heads: list[ObjectID] | None = None) -> ObjectStoreGraphWalker:
+        walker = super().get_graph_walker(heads)
+        store = self.object_store
+        walker.get_parents = lambda sha: _parents(store, sha)
+        return walker
+
+
+def _copy_objects(src: Repo, target: Repo, wants: list[ObjectID]) -> None:
+    """Copy every object reachable from `wants` that `target` lacks, as one pack of whole
+    objects, reading and walking them raw (for sources dulwich's fetch cannot parse).
+
+    A commit or tree the mirror holds is complete there (fetches add whole closures), so the
+    walk stops at it. Undeltified: only histories dulwich cannot parse come this way.
+    """
+    have, store = target.object_store, src.object_store
+    todo: list[bytes] = list(wants)
+    seen: set[bytes] = set()
+    order: list[bytes] = []
+    while todo:
+        sha = todo.pop()
+        if sha in seen or _has(have, sha):
+            continue
+        seen.add(sha)
+        order.append(sha)
+        type_num, data = raw_object(store, sha)
+        if type_num == Commit.type_num:
+            todo += _header(data, b"tree") + _header(data, b"parent")
+        elif type_num == Tag.type_num:
+            todo += _header(data, b"object")
+        elif type_num == Tree.type_num:
+            todo += [
+                s for _, mode, s in parse_tree(data, len(sha) // 2) if mode != 0o160000
+            ]  # not gitlinks
+
+    def objects() -> Iterator[UnpackedObject]:
+        for sha in order:
+            type_num, data = raw_object(store, sha)
+            yield UnpackedObject(type_num, decomp_chunks=[data])
+
+    if order:
+        _write_pack(have, len(order), objects())
+
+
+def _write_pack(store: Any, count: int, objects: Iterator[UnpackedObject]) -> None:
+    """Write `objects` as a pack and its index straight into `store`'s pack directory.
+
+    Not `add_pack_data`: dulwich parses every object of a pack it lands and rejects the whole
+    pack for one date it cannot parse. Pack and index are renamed into place, index last (a
+    crash leaves at most an unindexed pack, which nothing reads).
+    """
+    pack_dir = Path(store.pack_dir)
+    tmp = pack_dir / f"tmp-metre-{os.getpid()}-{id(objects)}"
+    try:
+        with open(f"{tmp}.pack", "wb") as f:
+            _, checksum = write_pack_data(f, objects, store.object_format, num_records=count)
+        with PackData(f"{tmp}.pack", object_format=store.object_format) as data:
+            data.create_index(f"{tmp}.idx")
+        name = pack_dir / f"pack-{checksum.hex()}"
+        os.replace(f"{tmp}.pack", f"{name}.pack")
+        os.replace(f"{tmp}.idx", f"{name}.idx")
+    finally:
+        for suffix in (".pack", ".idx"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(f"{tmp}{suffix}")
