@@ -112,6 +112,8 @@ def create_app(
         read_requires_token=settings.read_requires_token,
         rate=settings.rate_limit,
         burst=settings.rate_burst,
+        trusted_proxies=settings.trusted_networks,
+        limit_loopback=settings.rate_limit_loopback,
     )
     app.include_router(health.router)
     app.include_router(repos.router, prefix="/api/v1")

@@ -10,9 +10,16 @@ both to every request before routing, so routes added later are covered without 
   probes (/healthz, /readyz) stay open. A refusal is 401 with ``WWW-Authenticate: Bearer``.
 - Rate limits: a token bucket per client (the token when one is given, else the client
   address): METRE_RATE_LIMIT requests per second, bursts of METRE_RATE_BURST; 0 disables.
-  A refusal is 429 with ``Retry-After`` (whole seconds, at least 1). Loopback clients (the
-  CLI and dashboard of `metre up`, tests, a reverse proxy on the same machine) are not
-  limited: behind a local proxy every client has the proxy's address, so limit there.
+  A refusal is 429 with ``Retry-After`` (whole seconds, at least 1).
+- The client address: the direct peer, unless the peer is one of METRE_TRUSTED_PROXIES
+  (addresses or CIDRs); then the rightmost X-Forwarded-For hop that is not a trusted proxy
+  (hops left of it may be forged by the client; the rightmost were appended by proxies we
+  trust). With no trusted proxy, X-Forwarded-For is ignored.
+- Loopback clients (the CLI and dashboard of `metre up`) are exempt from the limit by default
+  only while no trusted proxy is configured and the request carries no forwarding header (a
+  loopback peer that forwards is a local reverse proxy: its clients then share its one
+  bucket, limited, rather than all going unlimited). METRE_RATE_LIMIT_LOOPBACK=true limits
+  loopback always, false exempts a loopback client always.
 """
 
 from __future__ import annotations
@@ -31,7 +38,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.responses import error_body
 
-__all__ = ["ApiGuard", "TokenBucket", "token_matches"]
+__all__ = ["ApiGuard", "IPNetwork", "TokenBucket", "client_address", "token_matches"]
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
@@ -97,6 +106,37 @@ def _bearer(headers: list[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
+_FORWARDING = frozenset({b"x-forwarded-for", b"forwarded", b"x-real-ip"})
+_MAX_HOP = 64
+"""A forwarded hop that is not an address is used as the key cut to this many characters."""
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.strip().strip("[]"))
+    except ValueError:
+        return None
+
+
+def _trusted(text: str, trusted: Sequence[IPNetwork]) -> bool:
+    ip = _ip(text)
+    return ip is not None and any(ip in net for net in trusted)
+
+
+def client_address(
+    peer: str | None, forwarded_for: Sequence[str], trusted: Sequence[IPNetwork]
+) -> str | None:
+    """The client a request comes from (pure): `peer` itself unless it is a trusted proxy;
+    then the rightmost X-Forwarded-For hop that is not (the leftmost when all are)."""
+    if peer is None or not _trusted(peer, trusted):
+        return peer
+    hops = [h.strip() for value in forwarded_for for h in value.split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _trusted(hop, trusted):
+            return hop[:_MAX_HOP]
+    return hops[0][:_MAX_HOP] if hops else peer
+
+
 class ApiGuard:
     """ASGI middleware: authentication, then the rate limit, then the application."""
 
@@ -108,8 +148,12 @@ class ApiGuard:
         rate: float = 0.0,
         burst: int = 1,
         clock: Callable[[], float] = time.monotonic,
+        trusted_proxies: Sequence[IPNetwork] = (),
+        limit_loopback: bool | None = None,
     ) -> None:
         self.app = app
+        self.trusted_proxies = tuple(trusted_proxies)
+        self.limit_loopback = limit_loopback
         self.tokens = tuple(tokens)
         self.read_requires_token = read_requires_token
         self.bucket = TokenBucket(rate, burst) if rate > 0 else None
@@ -131,8 +175,9 @@ class ApiGuard:
             )
             await _reply(send, 401, message)
             return
-        if self.bucket is not None and not _loopback(scope):
-            wait = self.bucket.take(_client_key(scope, token if valid else None), self.clock())
+        if self.bucket is not None and not self._exempt(scope):
+            key = self._client_key(scope, token if valid else None)
+            wait = self.bucket.take(key, self.clock())
             if wait > 0:
                 retry = max(1, math.ceil(wait))
                 await _reply(
@@ -145,20 +190,28 @@ class ApiGuard:
                 return
         await self.app(scope, receive, send)
 
+    def _client(self, scope: Scope) -> str | None:
+        peer = scope.get("client")
+        headers = scope.get("headers", [])
+        forwarded = [v.decode("latin-1") for n, v in headers if n.lower() == b"x-forwarded-for"]
+        return client_address(str(peer[0]) if peer else None, forwarded, self.trusted_proxies)
 
-def _loopback(scope: Scope) -> bool:
-    client = scope.get("client")
-    try:
-        return client is not None and ipaddress.ip_address(str(client[0])).is_loopback
-    except ValueError:
-        return False
+    def _exempt(self, scope: Scope) -> bool:
+        """Whether the rate limit skips this request (a loopback client; see the module)."""
+        if self.limit_loopback:
+            return False
+        ip = _ip(self._client(scope) or "")
+        if ip is None or not ip.is_loopback:
+            return False
+        if self.limit_loopback is False:
+            return True
+        forwarded = any(n.lower() in _FORWARDING for n, _ in scope.get("headers", []))
+        return not self.trusted_proxies and not forwarded
 
-
-def _client_key(scope: Scope, token: str | None) -> str:
-    if token is not None:  # a valid token is one client, from whichever address
-        return "token:" + hashlib.sha256(token.encode()).hexdigest()
-    client = scope.get("client")
-    return "addr:" + (str(client[0]) if client else "unknown")
+    def _client_key(self, scope: Scope, token: str | None) -> str:
+        if token is not None:  # a valid token is one client, from whichever address
+            return "token:" + hashlib.sha256(token.encode()).hexdigest()
+        return "addr:" + (self._client(scope) or "unknown")
 
 
 async def _reply(

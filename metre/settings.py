@@ -5,6 +5,7 @@ Nothing else in metre reads the environment: this object is built in `metre.cli`
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import platformdirs
@@ -81,6 +82,16 @@ class Settings(BaseSettings):
         default=500.0, ge=0, description="Requests per second per client (0 disables)."
     )
     rate_burst: int = Field(default=1000, ge=1, description="Requests a client may burst.")
+    trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated addresses or CIDRs of reverse proxies in front of the API: "
+        "a request from one is attributed to the rightmost X-Forwarded-For hop that is not one.",
+    )
+    rate_limit_loopback: bool | None = Field(
+        default=None,
+        description="Rate-limit loopback clients too (true), never (false), or unset: exempt "
+        "them only while no trusted proxy is configured and the request is not forwarded.",
+    )
     consumer_session_timeout_ms: int = Field(
         default=10_000, ge=1000, description="Kafka consumer group session timeout."
     )
@@ -106,6 +117,23 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"unknown schemes {sorted(unknown)}; known: {sorted(REMOTE_SCHEMES)}")
         return ",".join(sorted(schemes))
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for item in (s.strip() for s in value.split(",")):
+            if item:
+                try:
+                    ipaddress.ip_network(item, strict=False)
+                except ValueError:
+                    raise ValueError(f"not an address or CIDR: {item!r}") from None
+        return value
+
+    @property
+    def trusted_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        """METRE_TRUSTED_PROXIES parsed (an address is a /32 or /128 network)."""
+        items = (s.strip() for s in self.trusted_proxies.split(","))
+        return [ipaddress.ip_network(item, strict=False) for item in items if item]
 
     @property
     def url_policy(self) -> UrlPolicy:
