@@ -680,6 +680,50 @@ class PgStore:
             repo_id,
         )
 
+    async def take_lease(
+        self, repo_id: int, lease_seconds: float
+    ) -> tuple[RepoRow, datetime] | None:
+        """Hold repository `repo_id`'s poll lease (if free or expired) for `lease_seconds`,
+        without changing its state or schedule: pollers skip it meanwhile (reconcile works
+        under it). Returns the row as of the taking and the lease's end (the token for
+        `extend_lease` and `end_lease`); None if a poller holds it or there is no such row."""
+        rec = await self._pool.fetchrow(
+            f"""
+            UPDATE repos r SET lease_until = now() + make_interval(secs => $2)
+            WHERE r.id = $1 AND (r.lease_until IS NULL OR r.lease_until < now())
+            RETURNING {_REPO_COLUMNS}, r.lease_until AS held_until
+            """,  # noqa: S608 (constant)
+            repo_id,
+            float(lease_seconds),
+        )
+        if rec is None:
+            return None
+        row = dict(rec)
+        held_until: datetime = row.pop("held_until")
+        return RepoRow(**row), held_until
+
+    async def extend_lease(
+        self, repo_id: int, held_until: datetime, lease_seconds: float
+    ) -> datetime | None:
+        """Extend a lease taken with `take_lease`; None if it is no longer ours (it ran out
+        and a poller took it)."""
+        until: datetime | None = await self._pool.fetchval(
+            "UPDATE repos SET lease_until = now() + make_interval(secs => $3) "
+            "WHERE id = $1 AND lease_until = $2 RETURNING lease_until",
+            repo_id,
+            held_until,
+            float(lease_seconds),
+        )
+        return until
+
+    async def end_lease(self, repo_id: int, held_until: datetime) -> None:
+        """Free a lease taken with `take_lease`, if it is still ours."""
+        await self._pool.execute(
+            "UPDATE repos SET lease_until = NULL WHERE id = $1 AND lease_until = $2",
+            repo_id,
+            held_until,
+        )
+
     # -- the pipeline's own state -----------------------------------------------------------
 
     async def dead_letter_summary(self, last: int = 20) -> tuple[int, list[dict[str, Any]]]:
