@@ -15,6 +15,7 @@ import gc
 import os
 import shutil
 import socket
+import ssl
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -101,6 +102,8 @@ class FetchAccess:
     policy: UrlPolicy = field(default_factory=lambda: UrlPolicy(allow_local_paths=True))
     credentials: CredentialTable = field(default_factory=dict)
     resolve: Resolver = field(default=lambda host, port: system_resolve(host, port))
+    ca_file: Path | None = None
+    """Certificate authorities https fetches trust (PEM); None: the system's."""
 
 
 def system_resolve(host: str, port: int) -> list[str]:
@@ -168,6 +171,9 @@ def _reason(exc: BaseException) -> str:
     refused = exc if isinstance(exc, RedirectRefused) else exc.__cause__ or exc.__context__
     if isinstance(refused, RedirectRefused):
         return str(refused)
+    tls = _tls_refusal(exc)
+    if tls is not None:
+        return tls
     if isinstance(exc, NotGitRepository):
         return "not a git repository"
     if isinstance(exc, HTTPUnauthorized):
@@ -184,6 +190,23 @@ def _reason(exc: BaseException) -> str:
         return f"the server refused or broke the exchange: {_redact(text)[:200]}"
     name = "zlib.error" if isinstance(exc, zlib.error) else type(exc).__name__
     return f"the repository is corrupt or unreadable ({name})"
+
+
+def _tls_refusal(exc: BaseException) -> str | None:
+    """Why the server's TLS certificate was refused, if that is the failure (urllib3 and
+    dulwich wrap the ssl error in their own; it is found along the causes)."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, ssl.SSLCertVerificationError):
+            return f"the server's TLS certificate was refused ({e.verify_message})"
+        todo += [e.__cause__, e.__context__, *(a for a in e.args if isinstance(a, BaseException))]
+        todo.append(getattr(e, "reason", None))
+    return None
 
 
 def mirror_path(mirrors_dir: Path, repo_id: int) -> Path:
@@ -255,7 +278,9 @@ def _client(url: str, access: FetchAccess) -> tuple[GitClient, str]:
         return LocalGitClient(), _local(remote.url, True)
     address = pinned_address(remote, access.policy, access.resolve)
     credential = credential_for(access.credentials, remote.url)
-    return pinned_client(remote, address, credential if remote.scheme != "ssh" else None)
+    return pinned_client(
+        remote, address, credential if remote.scheme != "ssh" else None, ca_file=access.ca_file
+    )
 
 
 def _fetch_local(

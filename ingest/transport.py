@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import shlex
 import socket
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -105,14 +106,19 @@ class PinnedPoolManager(urllib3.PoolManager):
 
 
 def pinned_client(
-    remote: Remote, address: str, credential: Credential | None = None
+    remote: Remote,
+    address: str,
+    credential: Credential | None = None,
+    ca_file: Path | None = None,
 ) -> tuple[GitClient, str]:
-    """A dulwich client for `remote` that connects to `address`, and the path to fetch."""
+    """A dulwich client for `remote` that connects to `address`, and the path to fetch.
+    https trusts the authorities of `ca_file` (PEM) if given, else the system's."""
     if remote.host is None or remote.port is None:
         raise ValueError("a local path has no network client")
     if remote.scheme in ("http", "https"):
         parts = urlsplit(remote.url)
-        manager = PinnedPoolManager(remote.scheme, remote.host, remote.port, address)
+        tls: dict[str, Any] = {"ca_certs": str(ca_file)} if ca_file is not None else {}
+        manager = PinnedPoolManager(remote.scheme, remote.host, remote.port, address, **tls)
         client = Urllib3HttpGitClient(
             remote.url,
             pool_manager=manager,

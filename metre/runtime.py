@@ -147,7 +147,9 @@ def fetch_access(settings: Settings) -> FetchAccess:
             credentials = load_credentials(settings.credentials_file)
         except CredentialsError as exc:
             raise ConfigurationError(str(exc)) from None
-    return FetchAccess(policy=settings.url_policy, credentials=credentials)
+    return FetchAccess(
+        policy=settings.url_policy, credentials=credentials, ca_file=settings.ca_file
+    )
 
 
 def make_poller(settings: Settings, bus: Bus, store: PgStore) -> Poller:

@@ -68,6 +68,11 @@ class Settings(BaseSettings):
         description="JSON or TOML file mapping a host or URL prefix to a username and token "
         "for private repositories (see ingest/credentials.py).",
     )
+    ca_file: Path | None = Field(
+        default=None,
+        description="PEM file of the certificate authorities https fetches trust, instead of "
+        "the system's (a private git server with its own CA). Host names are checked either way.",
+    )
     api_tokens: SecretStr | None = Field(
         default=None,
         description="Comma-separated bearer tokens; when set, write endpoints require one.",
