@@ -14,6 +14,11 @@ setup(
             optional=True,
         ),
         Extension(
+            "kernels._treediff",
+            sources=["kernels/_treediff.c"],
+            optional=True,
+        ),
+        Extension(
             "kernels._authorship",
             sources=["kernels/_authorship.c"],
             # No fused multiply-add: results stay bit-identical to the pure-Python twin.

@@ -12,15 +12,16 @@ Paths are bytes in git; they are decoded as UTF-8, invalid bytes as backslash es
 
 Why it is shaped this way (see notes/ingest-profile.md): dulwich's `Walker` and `Commit`
 objects and `tree_changes` cost more than the line diff, so this module reads raw objects
-(`object_store.get_raw`), parses only the commit header fields it needs, parses each tree once
-into a cached entry set (LRU bounded in bytes, keyed by tree sha: content-addressed, so never
-stale), compares two
-trees as the symmetric difference of their entry sets and recurses only into subtrees whose sha
-changed.
+(`object_store.get_raw`), parses only the commit header fields it needs, keeps raw tree bodies
+in an LRU (bounded in bytes, keyed by binary tree sha: content-addressed, so never stale),
+compares two trees with the compiled `kernels.tree_diff` (a side-by-side walk of the sorted
+bodies that builds objects only for the entries that differ) and recurses only into subtrees
+whose sha changed. Tree entries' shas stay binary, as the tree holds them.
 """
 
 from __future__ import annotations
 
+import binascii
 import codecs
 import heapq
 import stat
@@ -28,11 +29,10 @@ import threading
 import weakref
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from dulwich import graph as _graph
 from dulwich.errors import ApplyDeltaError, ChecksumMismatch, FileFormatException, ObjectMissing
 from dulwich.graph import find_merge_base
 from dulwich.objects import parse_tree
@@ -45,15 +45,15 @@ from ingest.packs import PackReader
 
 __all__ = ["RepositoryError", "commit_event", "new_commits"]
 
-_find_lcas: Any = getattr(_graph, "_find_lcas", None)
-"""dulwich's lowest-common-ancestor search on lookup functions (None: use find_merge_base)."""
 _GRAPH_CACHE_SIZE = 65_536
-"""Commits whose parents and time the merge-base searches keep (about 20 MB at most)."""
-_TREE_CACHE_BYTES = 64 * 1024 * 1024
-"""Budget of the parsed-tree LRU, in estimated bytes of Python objects (`_tree_weight`).
+"""Commits whose parents, time and tree the reader keeps (about 25 MB at most): a backfill
+asks for a commit's parent's tree, and merge-base searches walk the same commits again."""
+_TREE_CACHE_BYTES = 32 * 1024 * 1024
+"""Budget of the raw-tree LRU, in bytes of tree bodies (plus `_TREE_OVERHEAD` per tree).
 
-Bounded in bytes, not in trees: a parsed tree costs about 200 bytes per entry, so a count
-bound of a few thousand trees held gigabytes on a history whose root tree has 7,500 entries."""
+Bounded in bytes, not in trees: a history whose root tree has 7,500 entries has root trees of
+about 400 KB each."""
+_TREE_OVERHEAD = 100
 _SLOP_SECONDS = 86_400
 """How far below the oldest new commit the walk of known commits goes (clock-skew margin)."""
 
@@ -74,79 +74,99 @@ class _Header(NamedTuple):
     message: bytes
 
 
+class _Node(NamedTuple):
+    parents: tuple[bytes, ...]
+    time: int
+    tree: bytes
+
+
 class _Entry(NamedTuple):
     mode: int
     sha: bytes
-
-
-_Item = tuple[bytes, int, bytes]
-_Tree = frozenset[_Item]
-"""A parsed tree: its (name, mode, sha) items as a set (plain tuples: cheap)."""
-
-
-def _tree_weight(raw: bytes, entries: int) -> int:
-    """Estimated bytes of a parsed tree: per entry a tuple, two bytes objects and a set slot."""
-    return len(raw) + 200 * entries
+    """Binary (as the tree holds it)."""
 
 
 class _Reader:
-    """Raw-object access to one object store, with a thread-safe LRU of parsed trees."""
+    """Raw-object access to one object store, with a thread-safe LRU of raw tree bodies."""
 
     def __init__(self, store: Any) -> None:
         self.store = weakref.proxy(store)  # the cache must not keep its store alive
         self._packs = PackReader(store)
-        self._trees: OrderedDict[bytes, tuple[_Tree, int]] = OrderedDict()
+        self._trees: OrderedDict[bytes, bytes] = OrderedDict()
         self._tree_bytes = 0
-        self.graph: dict[bytes, tuple[tuple[bytes, ...], int]] = {}
-        """Parents and committer time by commit, for merge-base searches (`_merge_bases`)."""
+        self.graph: dict[bytes, _Node] = {}
+        """Parents, committer time and tree by commit (`node`); emptied when full."""
         self._lock = threading.Lock()
 
     def raw(self, sha: bytes, expected: int) -> bytes:
+        """The content of the object with hex name `sha`, which must be of type `expected`."""
         try:
-            found = self._packs.get_raw(sha)
-            type_num, data = found if found is not None else self.store.get_raw(sha)
+            return self.raw_binary(binascii.unhexlify(sha), expected)
+        except (binascii.Error, ValueError):
+            raise RepositoryError(f"{sha!r} is not an object name") from None
+
+    def raw_binary(self, sha: bytes, expected: int) -> bytes:
+        """`raw` by binary name (tree entries hold binary names: no hex round trip)."""
+        try:
+            found = self._packs.get_raw_binary(sha)
+            type_num, data = found if found is not None else self.store.get_raw(_hex(sha))
         except KeyError:
-            raise RepositoryError(f"object {sha.decode()} is missing from the repository") from None
+            name = _hex(sha).decode()
+            raise RepositoryError(f"object {name} is missing from the repository") from None
         except _CORRUPT as exc:
             raise RepositoryError(
-                f"object {sha.decode()} cannot be read (corrupt repository?): {type(exc).__name__}"
+                f"object {_hex(sha).decode()} cannot be read (corrupt repository?): "
+                f"{type(exc).__name__}"
             ) from None
         if type_num != expected:
-            raise RepositoryError(f"object {sha.decode()} is not a {_TYPE_NAMES[expected]}")
+            raise RepositoryError(f"object {_hex(sha).decode()} is not a {_TYPE_NAMES[expected]}")
         return bytes(data)
 
     def header(self, sha: bytes) -> _Header:
-        return _parse_commit(self.raw(sha, _COMMIT))
+        h = _parse_commit(self.raw(sha, _COMMIT))
+        self.remember(sha, h)
+        return h
 
-    def tree(self, sha: bytes) -> _Tree:
+    def node(self, sha: bytes) -> _Node:
+        """Parents, committer time and tree of commit `sha` (hex), read once while cached."""
+        got = self.graph.get(sha)
+        if got is None:
+            got = self.remember(sha, _parse_commit(self.raw(sha, _COMMIT)))
+        return got
+
+    def remember(self, sha: bytes, h: _Header) -> _Node:
+        graph = self.graph
+        if len(graph) >= _GRAPH_CACHE_SIZE:
+            graph.clear()  # bounded; a cleared entry is read again, never wrong
+        got = graph[sha] = _Node(h.parents, _commit_time(h), h.tree)
+        return got
+
+    def tree(self, sha: bytes) -> bytes:
+        """The raw body of the tree with binary name `sha`."""
         with self._lock:
             hit = self._trees.get(sha)
             if hit is not None:
                 self._trees.move_to_end(sha)
-                return hit[0]
-        raw = self.raw(sha, _TREE)
-        try:
-            items = parse_tree(raw, len(sha) // 2)
-        except (ValueError, TypeError) as exc:
-            raise RepositoryError(f"tree {sha.decode()} is corrupt: {exc}") from None
-        parsed: _Tree = frozenset(items)
-        weight = _tree_weight(raw, len(parsed))
+                return hit
+        raw = self.raw_binary(sha, _TREE)
         with self._lock:
-            old = self._trees.pop(sha, None)
-            if old is not None:
-                self._tree_bytes -= old[1]
-            self._trees[sha] = (parsed, weight)
-            self._tree_bytes += weight
+            if sha not in self._trees:
+                self._trees[sha] = raw
+                self._tree_bytes += len(raw) + _TREE_OVERHEAD
             while self._tree_bytes > _TREE_CACHE_BYTES and len(self._trees) > 1:
-                _, (_, w) = self._trees.popitem(last=False)
-                self._tree_bytes -= w
-        return parsed
+                _, old = self._trees.popitem(last=False)
+                self._tree_bytes -= len(old) + _TREE_OVERHEAD
+        return raw
 
     def content(self, entry: _Entry) -> bytes:
         """The text git diffs for an entry: blob bytes, link target, or the gitlink line."""
         if _is_gitlink(entry):
-            return b"Subproject commit " + entry.sha + b"\n"
-        return self.raw(entry.sha, _BLOB)
+            return b"Subproject commit " + _hex(entry.sha) + b"\n"
+        return self.raw_binary(entry.sha, _BLOB)
+
+
+def _hex(sha: bytes) -> bytes:
+    return binascii.hexlify(sha)
 
 
 _COMMIT, _TREE, _BLOB = 1, 2, 3
@@ -168,10 +188,6 @@ _S_IFGITLINK = 0o160000
 
 def _is_gitlink(entry: _Entry) -> bool:
     return (entry.mode & 0o170000) == _S_IFGITLINK
-
-
-def _is_dir(entry: _Entry | None) -> bool:
-    return entry is not None and (entry.mode & 0o170000) == stat.S_IFDIR
 
 
 def _kind(entry: _Entry) -> int:
@@ -252,33 +268,67 @@ def _time(raw: bytes) -> tuple[datetime, str | None]:
 
 
 _Change = tuple[bytes, _Entry | None, _Entry | None]
+_S_IFMT, _S_IFDIR = 0o170000, stat.S_IFDIR
 
 
 def _tree_changes(
     rd: _Reader, old: bytes | None, new: bytes | None, prefix: bytes = b""
 ) -> Iterator[_Change]:
-    """(path, old entry, new entry) for every non-tree path whose mode or sha differs."""
-    old_items: _Tree = rd.tree(old) if old else frozenset()
-    new_items: _Tree = rd.tree(new) if new else frozenset()
-    # names are unique within a tree: each differing item is its name's only one on its side
-    sides: dict[bytes, list[_Item | None]] = {}
-    for item in old_items ^ new_items:
-        side = sides.setdefault(item[0], [None, None])
-        side[0 if item in old_items else 1] = item
-    for name, (old_item, new_item) in sides.items():
-        o = _Entry(old_item[1], old_item[2]) if old_item else None
-        n = _Entry(new_item[1], new_item[2]) if new_item else None
+    """(path, old entry, new entry) for every non-tree path whose mode or sha differs, in
+    path order; `old` and `new` are binary tree names (None: the empty tree)."""
+    old_raw = rd.tree(old) if old else b""
+    new_raw = rd.tree(new) if new else b""
+    try:
+        diff = kernels.tree_diff(old_raw, new_raw, _SHA_LEN)
+    except ValueError:
+        diff = _unordered_diff(old, old_raw, new, new_raw)
+    for name, om, osha, nm, nsha in diff:
+        old_dir = om is not None and om & _S_IFMT == _S_IFDIR
+        new_dir = nm is not None and nm & _S_IFMT == _S_IFDIR
         path = prefix + name
-        if _is_dir(o) or _is_dir(n):
+        if old_dir or new_dir:
             # a tree on either side: recurse; a file on the other side is its own change
-            old_sub = o.sha if o is not None and _is_dir(o) else None
-            new_sub = n.sha if n is not None and _is_dir(n) else None
-            yield from _tree_changes(rd, old_sub, new_sub, path + b"/")
-            o = None if old_sub else o
-            n = None if new_sub else n
-            if o is None and n is None:
+            yield from _tree_changes(
+                rd, osha if old_dir else None, nsha if new_dir else None, path + b"/"
+            )
+            if old_dir:
+                om = None
+            if new_dir:
+                nm = None
+            if om is None and nm is None:
                 continue
+        o = _Entry(om, osha) if om is not None and osha is not None else None
+        n = _Entry(nm, nsha) if nm is not None and nsha is not None else None
         yield path, o, n
+
+
+_SHA_LEN = 20
+
+
+def _unordered_diff(
+    old: bytes | None, old_raw: bytes, new: bytes | None, new_raw: bytes
+) -> list[tuple[bytes, int | None, bytes | None, int | None, bytes | None]]:
+    """`kernels.tree_diff` for trees whose entries are out of git's order (written by a
+    broken tool), by name; a file and a directory at one name are one entry here."""
+    sides: dict[bytes, list[Any]] = {}
+    for i, (sha, raw) in enumerate(((old, old_raw), (new, new_raw))):
+        try:
+            items = parse_tree(raw, _SHA_LEN) if raw else []
+        except (ValueError, TypeError) as exc:
+            which = _hex(sha).decode() if sha else "?"
+            raise RepositoryError(f"tree {which} is corrupt: {exc}") from None
+        for name, mode, hex_sha in items:
+            side = sides.setdefault(name, [None, None, None, None])
+            side[2 * i : 2 * i + 2] = [mode, binascii.unhexlify(hex_sha)]
+    return sorted(
+        (name, om, osha, nm, nsha)
+        for name, (om, osha, nm, nsha) in sides.items()
+        if om != nm or osha != nsha
+    )
+
+
+def _path(change: _Change) -> bytes:
+    return change[0]
 
 
 def _file_change(rd: _Reader, path: bytes, o: _Entry | None, n: _Entry | None) -> FileChange:
@@ -315,8 +365,8 @@ def commit_event(repo: Any, repo_id: int, sha: str, mailmap: Mailmap | None = No
     files: tuple[FileChange, ...] = ()
     merge_files: tuple[MergeFile, ...] = ()
     if len(h.parents) <= 1:
-        old_tree = rd.header(h.parents[0]).tree if h.parents else None
-        changes = sorted(_tree_changes(rd, old_tree, h.tree), key=lambda c: c[0])
+        old_tree = binascii.unhexlify(rd.node(h.parents[0]).tree) if h.parents else None
+        changes = sorted(_tree_changes(rd, old_tree, binascii.unhexlify(h.tree)), key=_path)
         files = tuple(_file_change(rd, p, o, n) for p, o, n in changes)
     else:
         merge_files = _merge_files(repo, rd, key, h)
@@ -354,30 +404,75 @@ def _union_weights(repo: Any, commits: list[bytes]) -> dict[bytes, int]:
 
 
 def _merge_bases(repo: Any, ids: Any) -> list[bytes]:
-    """dulwich's `find_merge_base`, reading commits through this module's reader.
+    """The merge bases dulwich's `find_merge_base` finds, reading commits through this
+    module's reader (`_lowest_common_ancestors`).
 
     dulwich's own reads map the pack a second time and build `Commit` objects: on a long
     history that mapping's pages grew the RSS by the size of the pack, and were slow. With
-    grafts or a shallow clone (or an older dulwich), dulwich's version runs as it is."""
+    grafts or a shallow clone, dulwich's version runs as it is."""
     provider = repo.parents_provider()
-    if _find_lcas is None or provider.grafts or provider.shallows or len(ids) < 2:
+    if provider.grafts or provider.shallows or len(ids) < 2:
         return list(find_merge_base(repo, ids))
     if ids[0] in ids[1:]:
         return [ids[0]]
-    rd = _reader(repo)
-    seen = rd.graph  # shared by the searches of a backfill; emptied when full (bounded)
+    return _lowest_common_ancestors(_reader(repo).node, ids[0], ids[1:])
 
-    def get(c: bytes) -> tuple[tuple[bytes, ...], int]:
-        got = seen.get(c)
-        if got is None:
-            h = rd.header(c)
-            if len(seen) >= _GRAPH_CACHE_SIZE:
-                seen.clear()
-            got = seen[c] = (h.parents, _commit_time(h))
-        return got
 
-    found: list[bytes] = _find_lcas(lambda c: list(get(c)[0]), ids[0], ids[1:], lambda c: get(c)[1])
-    return found
+_ANC_1, _ANC_2, _STALE, _FOUND = 1, 2, 4, 8
+
+
+def _lowest_common_ancestors(
+    node: Callable[[bytes], _Node], first: bytes, others: list[bytes]
+) -> list[bytes]:
+    """Lowest common ancestors of `first` and any of `others`, oldest first: the search of
+    dulwich's `find_merge_base`, with the same visiting order and so the same answer.
+
+    Commits are visited newest first (committer time, then name), painting each with whose
+    ancestor it is; a commit painted by both sides is a candidate and its ancestors are stale.
+    The search ends when every queued entry is stale. dulwich re-scans the whole queue before
+    each visit to know that (quadratic: a third of a backfill's merge time); here a count of
+    the queued entries that are not stale is kept as commits are painted."""
+    state: dict[bytes, int] = {first: _ANC_1}
+    queued: dict[bytes, int] = {first: 1}
+    queue: list[tuple[int, bytes]] = [(-node(first).time, first)]
+    for c in others:
+        state[c] = state.get(c, 0) | _ANC_2
+        queued[c] = queued.get(c, 0) + 1
+        heapq.heappush(queue, (-node(c).time, c))
+    live = len(queue)  # entries whose commit is not stale
+    found: list[tuple[int, bytes]] = []
+    while live:
+        neg_time, c = heapq.heappop(queue)
+        queued[c] -= 1
+        flags = state[c]
+        if not flags & _STALE:
+            live -= 1
+        flags &= _ANC_1 | _ANC_2 | _STALE
+        if flags == _ANC_1 | _ANC_2:
+            if not state[c] & _FOUND:
+                state[c] |= _FOUND
+                found.append((-neg_time, c))
+            flags |= _STALE
+        for p in node(c).parents:
+            old = state.get(p, 0)
+            if old & flags == flags:
+                continue  # nothing new to paint
+            t = node(p).time
+            if t < 0:
+                continue  # dulwich's search skips commits dated before 1970
+            new = state[p] = old | flags
+            if new & _STALE and not old & _STALE:
+                live -= queued.get(p, 0)
+            heapq.heappush(queue, (-t, p))
+            queued[p] = queued.get(p, 0) + 1
+            if not new & _STALE:
+                live += 1
+    result: list[tuple[int, bytes]] = []
+    for t, c in found:
+        if not state[c] & _STALE and (t, c) not in result:
+            result.append((t, c))
+    result.sort(key=lambda r: r[0])
+    return [c for _, c in result]
 
 
 def _lines(data: bytes) -> int:
@@ -395,18 +490,19 @@ def _merge_files(repo: Any, rd: _Reader, sha: bytes, h: _Header) -> tuple[MergeF
     or both sides made the same change (counted twice by their non-merge commits)."""
     weights = {t: -n for t, n in _union_weights(repo, list(h.parents)).items()}
     weights[sha] = weights.get(sha, 0) + 1
-    tree_weight: dict[bytes, int] = {}
+    tree_weight: dict[bytes, int] = {}  # by binary tree name
     for c, n in weights.items():
-        t = h.tree if c == sha else rd.header(c).tree
+        t = binascii.unhexlify(h.tree if c == sha else rd.node(c).tree)
         tree_weight[t] = tree_weight.get(t, 0) + n
+    merge_tree = binascii.unhexlify(h.tree)
     # entry of each path in the merge's tree, and in each other tree where it differs
     mine: dict[bytes, _Entry | None] = {}
     theirs: dict[bytes, dict[bytes, _Entry | None]] = {}
     for t in tree_weight:
-        if t == h.tree:
+        if t == merge_tree:
             continue
         diff = theirs[t] = {}
-        for path, old, new in _tree_changes(rd, t, h.tree):
+        for path, old, new in _tree_changes(rd, t, merge_tree):
             diff[path] = old
             mine[path] = new
     sizes: dict[bytes, int] = {}

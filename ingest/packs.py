@@ -124,6 +124,10 @@ class PackReader:
             sha = binascii.unhexlify(hex_sha)
         except (binascii.Error, ValueError):
             return None
+        return self.get_raw_binary(sha)
+
+    def get_raw_binary(self, sha: bytes) -> tuple[int, bytes] | None:
+        """`get_raw` by binary name (as tree entries hold it: no hex round trip)."""
         with self._lock:
             found = self._find(sha)
             if self._touched > _TRIM_BYTES:

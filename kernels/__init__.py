@@ -6,6 +6,11 @@ Line counts equal to ``git diff --numstat --minimal``:
 * ``count_lines(old, new) -> (added, removed)`` (no binary check),
 * ``is_binary(data) -> bool`` (a NUL byte in the first 8000 bytes).
 
+The differing entries of two raw git tree objects (see ``kernels._treediff_reference``):
+
+* ``tree_diff(old, new, sha_len=20) -> [(name, old_mode, old_sha, new_mode, new_sha)]``
+  (``TREEDIFF_IMPLEMENTATION`` says "c" or "python").
+
 Degree of authorship and truck factor (Avelino et al., ICPC 2016; see
 ``kernels._authorship_reference``):
 
@@ -31,15 +36,17 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Final, Literal
 
-from kernels import _authorship_reference, _reference
+from kernels import _authorship_reference, _reference, _treediff_reference
 
 __all__ = [
     "AUTHORSHIP_IMPLEMENTATION",
     "IMPLEMENTATION",
+    "TREEDIFF_IMPLEMENTATION",
     "authorship",
     "count_lines",
     "is_binary",
     "numstat",
+    "tree_diff",
     "truck_factor",
 ]
 
@@ -85,3 +92,19 @@ if os.environ.get("METRE_KERNELS", "").strip().lower() != "python":
 
 AUTHORSHIP_IMPLEMENTATION: Final[Literal["c", "python"]] = _authorship_implementation
 """Which implementation `authorship` and `truck_factor` are: "c" or "python"."""
+
+tree_diff: Callable[[bytes, bytes, int], list[_treediff_reference.TreeDiff]] = (
+    _treediff_reference.tree_diff
+)
+_treediff_implementation: Literal["c", "python"] = "python"
+if os.environ.get("METRE_KERNELS", "").strip().lower() != "python":
+    try:
+        from kernels import _treediff
+    except ImportError as exc:
+        _log.warning("compiled tree diff unavailable (%s); using the pure-Python one", exc)
+    else:
+        tree_diff = _treediff.tree_diff
+        _treediff_implementation = "c"
+
+TREEDIFF_IMPLEMENTATION: Final[Literal["c", "python"]] = _treediff_implementation
+"""Which implementation `tree_diff` is: "c" or "python"."""
