@@ -34,14 +34,12 @@ import asyncio
 import contextlib
 import os
 import random
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -62,6 +60,7 @@ from processors.runner import Processor
 from processors.store import PgStore
 from tests.fixtures.broker import Broker, free_port
 from tests.fixtures.gitrepo import git_commits
+from tests.fixtures.roles import Roles, role_env
 from tests.processors.dump import dump, table_keys
 
 KINDS = (
@@ -119,60 +118,6 @@ class PgServer:
         self._pg_ctl(
             "-o", '-h ""', "-o", f"-k {host}", "-l", str(self.pgdata / "chaos.log"), "start"
         )
-
-
-@dataclass
-class Roles:
-    """metre role processes (`python -m metre <role>`), each with its own log file."""
-
-    env: dict[str, str]
-    logs: Path
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    exits: list[tuple[str, int]] = field(default_factory=list)
-
-    def start(self, name: str, role: str, *args: str) -> None:
-        with (self.logs / f"{name}.log").open("ab") as log:
-            self.procs[name] = subprocess.Popen(
-                [sys.executable, "-m", "metre", role, *args],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-
-    def named(self, prefix: str) -> list[str]:
-        return sorted(n for n in self.procs if n.startswith(prefix))
-
-    def kill(self, name: str) -> None:
-        proc = self.procs.pop(name)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
-
-    def terminate(self, name: str, timeout: float = 30.0) -> int:
-        proc = self.procs.pop(name)
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=timeout)
-        self.exits.append((name, code))
-        return code
-
-    def crashed(self) -> list[str]:
-        """Processes that exited by themselves (none should: they wait for dependencies)."""
-        return [
-            f"{n} exited with {p.returncode}" for n, p in self.procs.items() if p.poll() is not None
-        ]
-
-    def stop_all(self) -> dict[str, int]:
-        for proc in self.procs.values():
-            proc.send_signal(signal.SIGTERM)
-        codes = {}
-        for name, proc in self.procs.items():
-            try:
-                codes[name] = proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                codes[name] = -9
-        self.procs.clear()
-        return codes
 
 
 @dataclass
@@ -367,20 +312,13 @@ async def run_chaos(
 
     prefix = f"chaos{uuid.uuid4().hex[:8]}"
     topic = f"{prefix}.commits"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("METRE_")}
-    env.update(
-        METRE_DATABASE_URL=chaos_dsn,
-        METRE_KAFKA_BOOTSTRAP=broker.bootstrap,
+    env = role_env(
+        work / "data",
+        chaos_dsn,
+        broker.bootstrap,
         METRE_TOPIC_PREFIX=prefix,
-        METRE_PARTITIONS="4",
         METRE_BATCH_SIZE="20",  # small transactions: a longer backfill for faults to land in
-        METRE_CONSUMER_SESSION_TIMEOUT_MS="3000",
-        METRE_ALLOW_LOCAL_PATHS="true",
-        METRE_POLL_INTERVAL="2",
         METRE_RECONCILE_INTERVAL="3",
-        METRE_DATA_DIR=str(work / "data"),
-        METRE_LOG_LEVEL="INFO",
-        METRE_RATE_LIMIT="0",
     )
     roles = Roles(env, work)
     port = free_port()

@@ -5,14 +5,8 @@ in the middle of its work, started again, with results still exact."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
-import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -20,72 +14,17 @@ import pytest
 
 from tests.fixtures.broker import free_port
 from tests.fixtures.gitrepo import git_commits
+from tests.fixtures.roles import Roles, role_env, wait_ready
 from tests.oracle import assert_api_matches_git, wait_ingested
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-@dataclass
-class Cluster:
-    env: dict[str, str]
-    logs: Path
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-
-    def start(self, name: str, role: str, *args: str) -> None:
-        log = (self.logs / f"{name}.log").open("ab")
-        self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "metre", role, *args],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        log.close()
-
-    def kill(self, name: str) -> None:
-        proc = self.procs.pop(name)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
-
-    def alive(self) -> None:
-        for name, proc in self.procs.items():
-            assert proc.poll() is None, (
-                f"{name} exited with {proc.returncode}:\n{(self.logs / f'{name}.log').read_text()}"
-            )
-
-    def stop_all(self) -> dict[str, int]:
-        codes = {}
-        for proc in self.procs.values():
-            proc.send_signal(signal.SIGTERM)
-        for name, proc in self.procs.items():
-            try:
-                codes[name] = proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                codes[name] = proc.wait()
-        self.procs.clear()
-        return codes
-
-
 @asynccontextmanager
 async def cluster(
     tmp_path: Path, db_dsn: str, kafka_bootstrap: str
-) -> AsyncIterator[tuple[Cluster, httpx.AsyncClient]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("METRE_")}
-    env.update(
-        METRE_DATABASE_URL=db_dsn,
-        METRE_KAFKA_BOOTSTRAP=kafka_bootstrap,
-        METRE_TOPIC_PREFIX=f"t{uuid.uuid4().hex[:10]}",
-        METRE_PARTITIONS="4",
-        METRE_BATCH_SIZE="50",
-        METRE_CONSUMER_SESSION_TIMEOUT_MS="3000",
-        METRE_ALLOW_LOCAL_PATHS="true",
-        METRE_POLL_INTERVAL="2",
-        METRE_DATA_DIR=str(tmp_path / "data"),
-        METRE_LOG_LEVEL="INFO",
-        METRE_RATE_LIMIT="0",  # the oracle reads every commit, 16 requests at a time
-    )
-    c = Cluster(env, tmp_path)
+) -> AsyncIterator[tuple[Roles, httpx.AsyncClient]]:
+    c = Roles(role_env(tmp_path / "data", db_dsn, kafka_bootstrap), tmp_path)
     port = free_port()
     c.start("api", "api", "--port", str(port))
     c.start("poller", "poller")
@@ -93,16 +32,9 @@ async def cluster(
     c.start("processor-2", "processor")
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            for _ in range(200):
-                try:
-                    if (await client.get("/readyz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                c.alive()
-                await asyncio.sleep(0.1)
+            await wait_ready(client, c)
             yield c, client
-            c.alive()
+            c.assert_alive()
     finally:
         codes = c.stop_all()
         assert all(code == 0 for code in codes.values()), codes

@@ -7,10 +7,8 @@ broker is down wait for them and then proceed; /readyz says which dependency is 
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import time
-import uuid
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -20,39 +18,19 @@ import httpx
 import pytest
 
 from api.app import create_app
-from bench.chaos import PgServer, Roles
+from bench.chaos import PgServer
 from metre.pg import start_embedded, stop_embedded
 from metre.settings import Settings
 from processors.store import PgStore
 from tests.fixtures.broker import Broker, free_port
 from tests.fixtures.gitrepo import git_commits
+from tests.fixtures.roles import SESSION_TIMEOUT_MS, Roles, role_env, wait_ready
 from tests.oracle import assert_api_matches_git, wait_ingested
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-SESSION_TIMEOUT_MS = 3000
-"""As in the other distributed tests: with the test broker, a 10 s session timeout makes two
-members rejoin forever (each join waits half the timeout and the other's join restarts it)."""
 HANDOVER_WITHIN = 5 * SESSION_TIMEOUT_MS / 1000
 """Seconds from SIGTERM until the other processor holds every partition: about 3 s here."""
-
-
-def role_env(tmp_path: Path, dsn: str, bootstrap: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("METRE_")}
-    env.update(
-        METRE_DATABASE_URL=dsn,
-        METRE_KAFKA_BOOTSTRAP=bootstrap,
-        METRE_TOPIC_PREFIX=f"t{uuid.uuid4().hex[:10]}",
-        METRE_PARTITIONS="4",
-        METRE_BATCH_SIZE="50",
-        METRE_CONSUMER_SESSION_TIMEOUT_MS=str(SESSION_TIMEOUT_MS),
-        METRE_ALLOW_LOCAL_PATHS="true",
-        METRE_POLL_INTERVAL="2",
-        METRE_DATA_DIR=str(tmp_path / "data"),
-        METRE_LOG_LEVEL="INFO",
-        METRE_RATE_LIMIT="0",
-    )
-    return env
 
 
 _ASSIGNED = re.compile(r"^(\S+ \S+) INFO .*Setting newly assigned partitions \{(.*)\}", re.M)
@@ -74,7 +52,7 @@ async def test_sigterm_poller_releases_and_processor_hands_over(
     history_factory: Callable[..., Path],
 ) -> None:
     big = history_factory(commits=3000, seed=5)
-    roles = Roles(role_env(tmp_path, db_dsn, running_kafka_broker.bootstrap), tmp_path)
+    roles = Roles(role_env(tmp_path / "data", db_dsn, running_kafka_broker.bootstrap), tmp_path)
     port = free_port()
     roles.start("api", "api", "--port", str(port))
     roles.start("poller-1", "poller")
@@ -82,13 +60,7 @@ async def test_sigterm_poller_releases_and_processor_hands_over(
     roles.start("processor-2", "processor")
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as api:
-            for _ in range(200):
-                try:
-                    if (await api.get("/readyz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
+            await wait_ready(api, roles)
             repo_id = (await api.post("/api/v1/repos", json={"url": str(big)})).json()["id"]
 
             # The poller is stopped in the middle of its poll.
@@ -150,7 +122,7 @@ async def test_roles_wait_for_postgres_and_broker(tmp_path: Path, awkward_repo: 
     dsn = await asyncio.to_thread(start_embedded, pgdata)
     broker = Broker(free_port(), tmp_path / "broker.log")  # not started yet
     store = await PgStore.connect(dsn)
-    roles = Roles(role_env(tmp_path, dsn, broker.bootstrap), tmp_path)
+    roles = Roles(role_env(tmp_path / "data", dsn, broker.bootstrap), tmp_path)
     try:
         await store.migrate()
         repo = await store.add_repo(str(awkward_repo), None)
