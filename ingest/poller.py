@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,8 +36,11 @@ from ingest.events import RetractEvent, encode, partition_key
 from ingest.gitdiff import new_commits
 from ingest.mailmap import read_mailmap
 from ingest.mirror import FetchAccess, RepositoryError, open_mirror, resolve_head
+from ingest.retry import DEPENDENCY, Backoff, always, retry
 
 log = logging.getLogger(__name__)
+_REGISTRY = Backoff(0.2, 10.0)
+"""Waits while the registry (PostgreSQL) does not answer a claim."""
 
 
 class PolledRepo(Protocol):
@@ -91,13 +93,6 @@ class PollerConfig:
     """Polls with fewer new commits stay in-process (no process start-up cost)."""
 
 
-def retry_delay(failures: int, base: float, cap: float, rng: random.Random | None = None) -> float:
-    """Capped exponential backoff with full jitter on the upper half: base·2^failures ≤ cap."""
-    ceiling = min(cap, base * float(1 << min(failures, 30)))
-    jitter: float = (rng or random).random()
-    return ceiling / 2 + jitter * ceiling / 2
-
-
 def _plan(
     repo: Repo, row: PolledRepo, head: str, mailmap_sha: str | None
 ) -> tuple[list[str], list[str]]:
@@ -140,7 +135,7 @@ class Poller:
                     unavailable = 0
                     continue
             except Exception as exc:  # noqa: BLE001 (the registry is away: wait, never crash)
-                delay = retry_delay(unavailable, 0.2, 10.0)
+                delay = _REGISTRY.delay(unavailable)
                 unavailable += 1
                 log.warning("registry unavailable, retrying in %.1f s: %r", delay, exc)
                 await _sleep_or_stop(stop, delay)
@@ -181,27 +176,15 @@ class Poller:
 
     async def _failed(self, row: PolledRepo, error: str) -> None:
         self.failures += 1
-        delay = retry_delay(row.failures, self.config.retry_base, self.config.retry_cap)
+        delay = Backoff(self.config.retry_base, self.config.retry_cap).delay(row.failures)
         log.warning("repository %s failed (retry in %.0f s): %s", row.id, delay, error)
         await self._persist(lambda: self.registry.set_failed(row.id, error, delay))
 
     async def _persist(self, op: Callable[[], Awaitable[None]]) -> None:
         """Store a poll's outcome, retrying while the registry is away, for up to half the
         lease (after that the lease runs out and another poll repeats the work: harmless)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.config.lease_seconds / 2
-        attempt = 0
-        while True:
-            try:
-                await op()
-                return
-            except Exception as exc:
-                if loop.time() >= deadline:
-                    raise
-                delay = retry_delay(attempt, 0.2, 5.0)
-                attempt += 1
-                log.warning("registry unavailable, retrying in %.1f s: %r", delay, exc)
-                await asyncio.sleep(delay)
+        deadline = asyncio.get_running_loop().time() + self.config.lease_seconds / 2
+        await retry(op, DEPENDENCY, retriable=always, deadline=deadline, what="registry", log=log)
 
     async def _publish_new(self, row: PolledRepo) -> tuple[str, str | None]:
         """Publish retractions, then new commits; returns (head, .mailmap blob) to store."""

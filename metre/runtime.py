@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import errno
 import logging
-import random
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Mapping
 from pathlib import Path
@@ -25,8 +24,9 @@ from ingest.credentials import CredentialsError, load_credentials
 from ingest.mirror import FetchAccess
 from ingest.poller import Poller, PollerConfig
 from ingest.reconcile import Reconciled, reconcile_all
+from ingest.retry import DEPENDENCY, RetryStopped, retry
 from metre.settings import Settings
-from processors.runner import Processor, backoff, is_transient
+from processors.runner import Processor
 from processors.store import PgStore
 
 log = logging.getLogger(__name__)
@@ -66,30 +66,18 @@ async def database_dsn(settings: Settings) -> str:
     return await asyncio.to_thread(start_embedded, settings.pgdata_dir)
 
 
-class Stopped(Exception):
-    """Asked to stop while waiting for a dependency to come up: leave quietly (exit code 0)."""
+Stopped = RetryStopped
+"""Asked to stop while waiting for a dependency to come up: leave quietly (exit code 0)."""
 
 
 async def until_up(what: str, op: Callable[[], Awaitable[T]], stop: asyncio.Event | None) -> T:
     """Run `op` until it succeeds, waiting between transient failures (PostgreSQL or the
-    broker not up yet, or restarting) with capped exponential backoff and jitter, so a role
-    started before its dependencies waits instead of crash-looping. Without `stop` (one-shot
-    commands), the first failure raises."""
-    rng = random.Random()  # noqa: S311 (jitter, not cryptography)
-    attempt = 0
-    while True:
-        try:
-            return await op()
-        except Exception as exc:
-            if stop is None or not is_transient(exc):
-                raise
-            delay = backoff(attempt, 0.2, 5.0, rng)
-            attempt += 1
-            log.warning("%s unavailable, retrying in %.1f s: %r", what, delay, exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
-            if stop.is_set():
-                raise Stopped(f"stopped while waiting for {what}") from exc
+    broker not up yet, or restarting) by the roles' one policy, so a role started before its
+    dependencies waits instead of crash-looping. Without `stop` (one-shot commands), the
+    first failure raises."""
+    if stop is None:
+        return await op()
+    return await retry(op, DEPENDENCY, stop=stop, what=what, log=log)
 
 
 @contextlib.asynccontextmanager

@@ -4,7 +4,7 @@ Offsets are committed only after the database committed, and applying is idempot
 are deduplicated by `repo:sha`), so a crash at any instant repeats work but never loses or
 double-counts it. Records that are not valid events, and events the database refuses as data,
 go to the dead-letter topic with the error and never block their partition. Transient errors
-are retried here, in one place, with capped exponential backoff and jitter.
+are retried with the roles' one policy (ingest/retry.py): capped exponential backoff, jitter.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import random
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
@@ -21,47 +20,15 @@ import asyncpg
 
 from ingest.bus import Bus, BusError, CommitFailed, Consumer, Message, Record
 from ingest.events import CommitEvent, EventError, RetractEvent, decode_event
+from ingest.retry import Backoff, RetryStopped, retry
 from processors.store import DeadLetter, PgStore, RepoChange
 from processors.updates import combine, update_message
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_TRANSIENT_PG: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresConnectionError,  # class 08: the connection failed or was lost
-    asyncpg.ConnectionDoesNotExistError,  # closed under our feet (server restart)
-    asyncpg.exceptions.TransactionRollbackError,  # class 40: serialization failure, deadlock
-    asyncpg.exceptions.OperatorInterventionError,  # class 57: shutdown, cannot connect now
-    asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections, disk full
-    # A connection lost mid-operation can leave asyncpg's protocol confused ("another operation
-    # is in progress"); the pool replaces it, and every operation retried here is idempotent.
-    asyncpg.exceptions.InternalClientError,
-)
 _BAD_DATA: tuple[type[BaseException], ...] = (asyncpg.DataError, UnicodeError)
 """What the database refuses in an event itself (say a NUL in a text): poison, not an outage."""
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether trying the same operation again later may succeed.
-
-    Looks through the exception's causes: a connection lost inside a transaction surfaces as
-    asyncpg's InterfaceError ("connection is closed") raised while handling the real error.
-    """
-    if isinstance(exc, BusError):
-        return exc.retriable
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        if isinstance(cur, (*_TRANSIENT_PG, OSError, TimeoutError)):
-            return True
-        seen.add(id(cur))
-        cur = cur.__cause__ or cur.__context__
-    return False
-
-
-def backoff(attempt: int, base: float, cap: float, rng: random.Random) -> float:
-    """Seconds to wait before retry `attempt` (0-based): base·2^attempt capped, jittered ±50%."""
-    return min(cap, base * 2.0**attempt) * rng.uniform(0.5, 1.0)
 
 
 def dlq_message(record: Record, error: str) -> Message:
@@ -127,7 +94,6 @@ class Processor:
         self.retries = 0
         self.commit_failures = 0
         self.updates = 0
-        self._rng = random.Random()  # noqa: S311 (jitter, not cryptography)
 
     @property
     def handled(self) -> int:
@@ -233,18 +199,18 @@ class Processor:
 
     async def _retry(self, op: Callable[[], Awaitable[T]], stop: asyncio.Event) -> T:
         """Run `op` until it succeeds, waiting between transient failures; others propagate."""
-        attempt = 0
-        while True:
-            try:
-                return await op()
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                delay = backoff(attempt, self.backoff_base, self.backoff_cap, self._rng)
-                log.warning("transient error, retrying in %.2fs: %r", delay, exc)
-                self.retries += 1
-                attempt += 1
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
-                if stop.is_set():
-                    raise _Stopped from exc
+
+        def count(_: BaseException) -> None:
+            self.retries += 1
+
+        try:
+            return await retry(
+                op,
+                Backoff(self.backoff_base, self.backoff_cap),
+                stop=stop,
+                what="PostgreSQL or the bus",
+                log=log,
+                on_retry=count,
+            )
+        except RetryStopped as exc:
+            raise _Stopped from exc

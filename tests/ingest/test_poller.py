@@ -13,7 +13,8 @@ import pytest
 
 from ingest.bus import BusError, InMemoryBus, Message
 from ingest.events import decode
-from ingest.poller import Poller, PollerConfig, retry_delay
+from ingest.poller import Poller, PollerConfig
+from ingest.retry import Backoff
 from processors.store import PgStore
 from tests.fixtures.gitrepo import GitRepoBuilder, git_commits, git_numstat
 
@@ -154,11 +155,11 @@ async def test_a_broken_repository_fails_alone_and_is_retried_with_backoff(
     assert len(await published(poller.bus)) == len(git_commits(awkward_repo))
 
 
-def test_retry_delay_is_capped_exponential_with_jitter() -> None:
+def test_repository_retry_delay_is_capped_exponential_with_jitter() -> None:
     import random
 
     rng = random.Random(1)
-    delays = [retry_delay(n, 5.0, 900.0, rng) for n in range(12)]
+    delays = [Backoff(5.0, 900.0).delay(n, rng) for n in range(12)]
     for n, d in enumerate(delays):
         ceiling = min(900.0, 5.0 * 2**n)
         assert ceiling / 2 <= d <= ceiling

@@ -12,8 +12,9 @@ import pytest
 
 from ingest.bus import BusError, CommitFailed, InMemoryBus, InMemoryConsumer, Message, Record
 from ingest.events import CommitEvent, encode, partition_key
+from ingest.retry import Backoff, is_transient
 from processors.metrics import total
-from processors.runner import Processor, backoff, is_transient
+from processors.runner import Processor
 from processors.store import PgStore
 from tests.processors.factories import event, person
 from tests.processors.test_store import expected_metrics, table_state
@@ -243,7 +244,7 @@ def test_transient_errors_and_backoff() -> None:
     assert not is_transient(asyncpg.exceptions.UndefinedTableError("x"))
     assert not is_transient(ValueError("x"))
     rnd = random.Random(0)
-    delays = [backoff(a, 0.1, 2.0, rnd) for a in range(12)]
+    delays = [Backoff(0.1, 2.0).delay(a, rnd) for a in range(12)]
     assert all(0.05 <= d <= 2.0 for d in delays)
     assert max(delays[:3]) <= 0.4
     assert min(delays[6:]) >= 1.0

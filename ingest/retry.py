@@ -1,0 +1,122 @@
+"""The one retry policy of every metre role: what counts as transient, and capped exponential
+backoff with jitter (issue 5: "retried in one place").
+
+The processor's transactions and offset commits, a role waiting for PostgreSQL or the broker to
+come up, the poller's registry calls, and a failed repository's next poll all wait by
+`Backoff`; the loops that retry an operation use `retry`. (It lives in ingest, the lowest layer
+the roles share; it does no I/O of its own.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import asyncpg
+
+from ingest.bus import BusError
+
+T = TypeVar("T")
+
+_TRANSIENT_PG: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,  # class 08: the connection failed or was lost
+    asyncpg.ConnectionDoesNotExistError,  # closed under our feet (server restart)
+    asyncpg.exceptions.TransactionRollbackError,  # class 40: serialization failure, deadlock
+    asyncpg.exceptions.OperatorInterventionError,  # class 57: shutdown, cannot connect now
+    asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections, disk full
+    # A connection lost mid-operation can leave asyncpg's protocol confused ("another operation
+    # is in progress"); the pool replaces it, and every operation retried here is idempotent.
+    asyncpg.exceptions.InternalClientError,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether trying the same operation again later may succeed.
+
+    Looks through the exception's causes: a connection lost inside a transaction surfaces as
+    asyncpg's InterfaceError ("connection is closed") raised while handling the real error.
+    """
+    if isinstance(exc, BusError):
+        return exc.retriable
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, (*_TRANSIENT_PG, OSError, TimeoutError)):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+def always(_: BaseException) -> bool:
+    """Every failure is worth retrying (a registry that must never stop its loop)."""
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Waits of base·2^attempt, capped at `cap`, each drawn uniformly from its upper half: the
+    ceiling still grows exponentially and concurrent retriers spread out."""
+
+    base: float
+    cap: float
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait before retry `attempt` (0-based)."""
+        ceiling = min(self.cap, self.base * float(1 << min(max(attempt, 0), 60)))
+        return ceiling * (rng or _RNG).uniform(0.5, 1.0)
+
+
+_RNG = random.Random()  # noqa: S311 (jitter, not cryptography)
+
+DEPENDENCY = Backoff(0.2, 5.0)
+"""A role waiting for PostgreSQL or the broker, or a registry call of the poller."""
+
+
+class RetryStopped(Exception):
+    """`stop` was set while waiting to retry: the caller leaves quietly."""
+
+
+async def retry(
+    op: Callable[[], Awaitable[T]],
+    backoff: Backoff,
+    *,
+    stop: asyncio.Event | None = None,
+    retriable: Callable[[BaseException], bool] = is_transient,
+    deadline: float | None = None,
+    what: str = "operation",
+    log: logging.Logger | None = None,
+    on_retry: Callable[[BaseException], None] | None = None,
+) -> T:
+    """Run `op` until it succeeds, waiting `backoff` between retriable failures.
+
+    Other failures propagate, and so does a retriable one once the loop time passes
+    `deadline`. While waiting, `stop` ends the loop with `RetryStopped`.
+    """
+    loop = asyncio.get_running_loop()
+    attempt = 0
+    while True:
+        try:
+            return await op()
+        except Exception as exc:
+            if not retriable(exc) or (deadline is not None and loop.time() >= deadline):
+                raise
+            delay = backoff.delay(attempt)
+            attempt += 1
+            if on_retry is not None:
+                on_retry(exc)
+            (log or logging.getLogger(__name__)).warning(
+                "%s unavailable, retrying in %.2f s: %r", what, delay, exc
+            )
+            if stop is None:
+                await asyncio.sleep(delay)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            if stop.is_set():
+                raise RetryStopped(f"stopped while waiting for {what}") from exc
