@@ -19,6 +19,12 @@ setup(
             optional=True,
         ),
         Extension(
+            "kernels._packfile",
+            sources=["kernels/_packfile.c"],
+            libraries=["z"],  # zlib's headers and library (zlib1g-dev); optional like the rest
+            optional=True,
+        ),
+        Extension(
             "kernels._authorship",
             sources=["kernels/_authorship.c"],
             # No fused multiply-add: results stay bit-identical to the pure-Python twin.

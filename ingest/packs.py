@@ -4,10 +4,10 @@ Why: per object, dulwich's layered `object_store.get_raw` costs 20-40 µs in Pyt
 multi-pack-index `stat` per lookup, a pack index bisect that calls back into Python for every
 step, an object cache), more than the decompression itself (notes/ingest-profile.md). A
 backfill reads every tree and blob of the history once or twice, so that overhead was most of
-the poller's time. `PackReader` maps each version-2 pack index once, finds an object with one
-C bisect in its fan-out bucket, inflates it with zlib and resolves deltas with dulwich's
-compiled `apply_delta`, keeping recently resolved objects (delta bases, and the blob a next
-commit diffs against) in a cache bounded in bytes.
+the poller's time. `PackReader` maps each version-2 pack index once, finds an object and
+inflates its entry with the compiled `kernels.pack_find` and `kernels.pack_entry` (one C call
+each) and resolves deltas with dulwich's compiled `apply_delta`, keeping recently resolved
+objects (delta bases, and the blob a next commit diffs against) in a cache bounded in bytes.
 
 Anything it does not understand (a version-1 index, loose objects, an object outside every
 pack it mapped, a pack that changed) is read through dulwich as before: `get_raw` returns None
@@ -17,17 +17,16 @@ and the caller falls back.
 from __future__ import annotations
 
 import binascii
-import bisect
 import contextlib
 import mmap
-import struct
 import threading
-import zlib
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 from dulwich._pack import apply_delta
+
+import kernels
 
 __all__ = ["PackReader"]
 
@@ -48,21 +47,14 @@ class _Pack:
 
     def __init__(self, idx_path: Path, pack_path: Path) -> None:
         with open(idx_path, "rb") as f:
-            self._idx = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            self.index = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         with open(pack_path, "rb") as f:
             self.data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        idx = self._idx
-        if idx[:8] != b"\xfftOc\x00\x00\x00\x02" or self.data[:4] != b"PACK":
+        if self.index[:8] != b"\xfftOc\x00\x00\x00\x02" or self.data[:4] != b"PACK":
             raise ValueError("not a version-2 pack index")
-        self._fanout = struct.unpack_from(">256I", idx, 8)
-        self.count = n = self._fanout[255]
-        self._names = 8 + 1024
-        self._offsets = self._names + 24 * n  # names (20 bytes), then CRCs (4 bytes)
-        self._large = self._offsets + 4 * n
-        self._buckets: list[list[bytes] | None] = [None] * 256
 
     def close(self) -> None:
-        self._idx.close()
+        self.index.close()
         self.data.close()
 
     def trim(self) -> None:
@@ -71,23 +63,6 @@ class _Pack:
         if advice is not None:
             with contextlib.suppress(OSError):
                 self.data.madvise(advice)
-
-    def offset(self, sha: bytes) -> int | None:
-        """Offset in the pack of the object with binary name `sha`, or None."""
-        first = sha[0]
-        bucket = self._buckets[first]
-        lo = self._fanout[first - 1] if first else 0
-        if bucket is None:
-            start, end = self._names + 20 * lo, self._names + 20 * self._fanout[first]
-            raw = self._idx[start:end]
-            bucket = self._buckets[first] = [raw[i : i + 20] for i in range(0, len(raw), 20)]
-        i = bisect.bisect_left(bucket, sha)
-        if i == len(bucket) or bucket[i] != sha:
-            return None
-        (off,) = struct.unpack_from(">I", self._idx, self._offsets + 4 * (lo + i))
-        if off & 0x80000000:
-            (off,) = struct.unpack_from(">Q", self._idx, self._large + 8 * (off & 0x7FFFFFFF))
-        return int(off)
 
 
 class PackReader:
@@ -138,8 +113,8 @@ class PackReader:
 
     def _find(self, sha: bytes) -> tuple[int, bytes] | None:
         for n, pack in enumerate(self._packs):
-            off = pack.offset(sha)
-            if off is not None:
+            off = kernels.pack_find(pack.index, sha)
+            if off >= 0:
                 return self._resolve(n, pack, off)
         return None
 
@@ -152,30 +127,23 @@ class PackReader:
                 self._cache.move_to_end((n, offset))
                 base = hit
                 break
-            type_num, size, pos = _header(pack.data, offset)
-            self._touched += size + _PAGE
+            type_num, data, ref = kernels.pack_entry(pack.data, offset)
+            self._touched += len(data) + _PAGE
             if type_num == _OFS_DELTA:
-                c = pack.data[pos]
-                pos += 1
-                back = c & 0x7F
-                while c & 0x80:
-                    c = pack.data[pos]
-                    pos += 1
-                    back = ((back + 1) << 7) | (c & 0x7F)
-                chain.append((offset, _inflate(pack.data, pos, size)))
-                offset -= back
+                assert isinstance(ref, int)
+                chain.append((offset, data))
+                offset = ref
             elif type_num == _REF_DELTA:
-                ref = bytes(pack.data[pos : pos + 20])
-                delta = _inflate(pack.data, pos + 20, size)
+                assert isinstance(ref, bytes)
                 found = self._find(ref)
                 if found is None:
                     raise ValueError("a delta base is missing (thin pack?)")
                 base = found
-                chain.append((offset, delta))
+                chain.append((offset, data))
                 offset = -1
                 break
             else:
-                base = (type_num, _inflate(pack.data, pos, size))
+                base = (type_num, data)
                 self._remember((n, offset), base)
                 break
         type_num, data = base
@@ -194,42 +162,3 @@ class PackReader:
         while self._cached > _CACHE_BYTES:
             _, (_, old) = self._cache.popitem(last=False)
             self._cached -= len(old)
-
-
-def _header(data: mmap.mmap, pos: int) -> tuple[int, int, int]:
-    """(type, inflated size, position after the header) of the object at `pos`."""
-    c = data[pos]
-    pos += 1
-    type_num = (c >> 4) & 7
-    size = c & 0x0F
-    shift = 4
-    while c & 0x80:
-        c = data[pos]
-        pos += 1
-        size |= (c & 0x7F) << shift
-        shift += 7
-    return type_num, size, pos
-
-
-def _inflate(data: mmap.mmap, pos: int, size: int) -> bytes:
-    """`size` bytes inflated from the zlib stream at `pos`."""
-    d = zlib.decompressobj()
-    view = memoryview(data)
-    try:
-        # Deflate never grows data by more than ~0.1% plus a few bytes per block.
-        step = size + (size >> 9) + 64
-        out = d.decompress(view[pos : pos + step], size)
-        parts = [out]
-        got = len(out)
-        pos += step
-        while got < size and not d.eof and pos < len(data):
-            more = d.decompress(d.unconsumed_tail + view[pos : pos + step], size - got)
-            pos += step
-            parts.append(more)
-            got += len(more)
-    finally:
-        view.release()
-    result = parts[0] if len(parts) == 1 else b"".join(parts)
-    if len(result) != size:
-        raise zlib.error(f"object inflated to {len(result)} bytes, expected {size}")
-    return result

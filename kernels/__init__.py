@@ -11,6 +11,13 @@ The differing entries of two raw git tree objects (see ``kernels._treediff_refer
 * ``tree_diff(old, new, sha_len=20) -> [(name, old_mode, old_sha, new_mode, new_sha)]``
   (``TREEDIFF_IMPLEMENTATION`` says "c" or "python").
 
+Objects inside git pack files, read from buffers the caller maps (see
+``kernels._packfile_reference``):
+
+* ``pack_find(index, sha) -> offset | -1`` in a version-2 pack index,
+* ``pack_entry(pack, offset) -> (type, inflated data, base)``
+  (``PACKFILE_IMPLEMENTATION`` says "c" or "python").
+
 Degree of authorship and truck factor (Avelino et al., ICPC 2016; see
 ``kernels._authorship_reference``):
 
@@ -34,18 +41,26 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
-from kernels import _authorship_reference, _reference, _treediff_reference
+from kernels import (
+    _authorship_reference,
+    _packfile_reference,
+    _reference,
+    _treediff_reference,
+)
 
 __all__ = [
     "AUTHORSHIP_IMPLEMENTATION",
     "IMPLEMENTATION",
+    "PACKFILE_IMPLEMENTATION",
     "TREEDIFF_IMPLEMENTATION",
     "authorship",
     "count_lines",
     "is_binary",
     "numstat",
+    "pack_entry",
+    "pack_find",
     "tree_diff",
     "truck_factor",
 ]
@@ -108,3 +123,21 @@ if os.environ.get("METRE_KERNELS", "").strip().lower() != "python":
 
 TREEDIFF_IMPLEMENTATION: Final[Literal["c", "python"]] = _treediff_implementation
 """Which implementation `tree_diff` is: "c" or "python"."""
+
+pack_find: Callable[[Any, bytes], int] = _packfile_reference.pack_find
+pack_entry: Callable[[Any, int], tuple[int, bytes, int | bytes | None]] = (
+    _packfile_reference.pack_entry
+)
+_packfile_implementation: Literal["c", "python"] = "python"
+if os.environ.get("METRE_KERNELS", "").strip().lower() != "python":
+    try:
+        from kernels import _packfile
+    except ImportError as exc:
+        _log.warning("compiled pack reader unavailable (%s); using the pure-Python one", exc)
+    else:
+        pack_find = _packfile.pack_find
+        pack_entry = _packfile.pack_entry
+        _packfile_implementation = "c"
+
+PACKFILE_IMPLEMENTATION: Final[Literal["c", "python"]] = _packfile_implementation
+"""Which implementation `pack_find` and `pack_entry` are: "c" or "python"."""
