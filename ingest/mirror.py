@@ -186,7 +186,10 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, GitProtocolError) and isinstance(cause, OSError | _Urllib3Error):
         return f"the repository cannot be reached ({type(cause).__name__})"
     if isinstance(exc, GitProtocolError):
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        # often the remote's stderr, whose last line is the conclusion (ssh writes a banner
+        # of @ before "Host key verification failed.")
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        text = lines[-1] if lines else type(exc).__name__
         return f"the server refused or broke the exchange: {_redact(text)[:200]}"
     name = "zlib.error" if isinstance(exc, zlib.error) else type(exc).__name__
     return f"the repository is corrupt or unreadable ({name})"

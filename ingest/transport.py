@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import shlex
 import socket
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 import urllib3
 from dulwich.client import (
+    FetchPackResult,
     GitClient,
     SSHGitClient,
     SubprocessSSHVendor,
@@ -39,6 +41,7 @@ from dulwich.client import (
     Urllib3HttpGitClient,
     get_transport_and_path,
 )
+from dulwich.protocol import Protocol
 from urllib3.connection import HTTPConnection
 from urllib3.connectionpool import HTTPConnectionPool
 from urllib3.exceptions import HTTPError
@@ -105,6 +108,30 @@ class PinnedPoolManager(urllib3.PoolManager):
         return pool
 
 
+class ClosingSSHGitClient(SSHGitClient):
+    """dulwich's ssh client, whose ssh processes are closed (pipes closed, process waited for)
+    when a fetch ends, also when the remote hangs up before the exchange starts (unknown
+    repository, refused host key): dulwich leaves those to the garbage collector."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._opened: list[Protocol] = []
+
+    def _connect(
+        self, cmd: bytes, path: str | bytes, protocol_version: int | None = None
+    ) -> tuple[Protocol, Callable[[], bool], IO[bytes] | None]:
+        connection = super()._connect(cmd, path, protocol_version)
+        self._opened.append(connection[0])
+        return connection
+
+    def fetch_pack(self, *args: Any, **kwargs: Any) -> FetchPackResult:
+        try:
+            return super().fetch_pack(*args, **kwargs)
+        finally:
+            while self._opened:
+                self._opened.pop().close()  # idempotent after dulwich's own close
+
+
 def pinned_client(
     remote: Remote,
     address: str,
@@ -131,7 +158,7 @@ def pinned_client(
         return TCPGitClient(address, remote.port), path
     if remote.scheme == "ssh":
         command = shlex.join(["ssh", "-o", f"HostKeyAlias={remote.host}", "-o", "BatchMode=yes"])
-        client_ssh = SSHGitClient(
+        client_ssh = ClosingSSHGitClient(
             address,
             port=remote.port,
             username=remote.username,
