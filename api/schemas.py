@@ -63,6 +63,12 @@ class PersonOut(BaseModel):
     name: str
     email: str
     time: datetime = Field(description="ISO 8601 with the person's own UTC offset")
+    time_raw: str | None = Field(
+        default=None,
+        description="The recorded date text when `time` is a stand-in for a date git shows but "
+        "a timestamp cannot hold (no date, after year 9999, an offset of 24 h or more); "
+        "null when `time` is exact (docs/events.md, Dates)",
+    )
 
 
 class FileOut(BaseModel):

@@ -36,7 +36,7 @@ Connection = Any  # asyncpg.Connection or a pool's connection proxy
 _LOCK_COMMITS = """
 SELECT c.repo_id, c.sha, c.parents, c.author_name, c.author_email, c.author_time, c.author_tz,
        c.committer_name, c.committer_email, c.committer_time, c.committer_tz, c.summary,
-       c.merge_files::text AS merge_files
+       c.merge_files::text AS merge_files, c.author_time_raw, c.committer_time_raw
 FROM commits c JOIN unnest($1::bigint[], $2::text[]) AS k(repo_id, sha)
      ON c.repo_id = k.repo_id AND c.sha = k.sha
 ORDER BY c.repo_id, c.sha
@@ -64,7 +64,7 @@ WHERE f.repo_id = k.repo_id AND f.sha = k.sha
 _COMMIT_COLUMNS = """
 c.repo_id, c.sha, c.parents, c.author_name, c.author_email, c.author_time, c.author_tz,
 c.committer_name, c.committer_email, c.committer_time, c.committer_tz, c.summary,
-c.merge_files::text AS merge_files
+c.merge_files::text AS merge_files, c.author_time_raw, c.committer_time_raw
 """
 
 CANDIDATES: dict[str, str] = {
@@ -111,7 +111,12 @@ _WRITERS = _writers()
 
 def _person(c: asyncpg.Record, who: str) -> Person:
     offset = timezone(timedelta(minutes=c[f"{who}_tz"]))
-    return Person(c[f"{who}_name"], c[f"{who}_email"], c[f"{who}_time"].astimezone(offset))
+    return Person(
+        c[f"{who}_name"],
+        c[f"{who}_email"],
+        c[f"{who}_time"].astimezone(offset),
+        c[f"{who}_time_raw"],
+    )
 
 
 async def load_events(con: Connection, commits: Sequence[asyncpg.Record]) -> list[CommitEvent]:

@@ -80,15 +80,17 @@ def _migrations() -> list[tuple[int, str, str]]:
 _INSERT_COMMITS = """
 INSERT INTO commits (repo_id, sha, parents, author_name, author_email, author_time, author_tz,
                      committer_name, committer_email, committer_time, committer_tz,
-                     summary, is_merge, files, added, removed, merge_files)
+                     summary, is_merge, files, added, removed, merge_files,
+                     author_time_raw, committer_time_raw)
 SELECT t.repo_id, t.sha, string_to_array(t.parents, ' '), t.an, t.ae, t.at, t.atz,
        t.cn, t.ce, t.ct, t.ctz, t.summary, t.is_merge, t.files, t.added, t.removed,
-       t.merge_files::jsonb
+       t.merge_files::jsonb, t.araw, t.craw
 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
             $7::int[], $8::text[], $9::text[], $10::timestamptz[], $11::int[], $12::text[],
-            $13::bool[], $14::int[], $15::bigint[], $16::bigint[], $17::text[])
+            $13::bool[], $14::int[], $15::bigint[], $16::bigint[], $17::text[], $18::text[],
+            $19::text[])
      AS t(repo_id, sha, parents, an, ae, at, atz, cn, ce, ct, ctz, summary, is_merge, files,
-          added, removed, merge_files)
+          added, removed, merge_files, araw, craw)
 WHERE EXISTS (SELECT 1 FROM repos r WHERE r.id = t.repo_id)
 ORDER BY t.repo_id, t.sha
 ON CONFLICT (repo_id, sha) DO NOTHING
@@ -171,7 +173,7 @@ def _offset_minutes(t: datetime) -> int:
 
 
 def _commit_arrays(events: Sequence[CommitEvent]) -> list[list[Any]]:
-    cols: list[list[Any]] = [[] for _ in range(17)]
+    cols: list[list[Any]] = [[] for _ in range(19)]
     for e in events:
         a, c = e.author, e.committer
         merge_files = orjson.dumps([(m.path, m.lines, m.presence) for m in e.merge_files])
@@ -179,6 +181,7 @@ def _commit_arrays(events: Sequence[CommitEvent]) -> list[list[Any]]:
             e.repo_id, e.sha, " ".join(e.parents), a.name, a.email, a.time,
             _offset_minutes(a.time), c.name, c.email, c.time, _offset_minutes(c.time),
             e.summary, e.is_merge, len(e.files), e.added, e.removed, merge_files.decode(),
+            a.time_raw, c.time_raw,
         )  # fmt: skip
         for col, v in zip(cols, row, strict=True):
             col.append(v)
@@ -575,11 +578,13 @@ class PgStore:
                 "name": c["author_name"],
                 "email": c["author_email"],
                 "time": _iso(c["author_time"], c["author_tz"]),
+                "time_raw": c["author_time_raw"],
             },
             "committer": {
                 "name": c["committer_name"],
                 "email": c["committer_email"],
                 "time": _iso(c["committer_time"], c["committer_tz"]),
+                "time_raw": c["committer_time_raw"],
             },
             "parents": list(c["parents"]),
             "summary": c["summary"],

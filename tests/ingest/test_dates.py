@@ -218,3 +218,14 @@ async def test_poll_and_process_every_date(
     await bus.stop()
     git_shas = set(run_git(src, "rev-list", "HEAD").decode().split())
     assert await store.commit_shas(row.id) == git_shas
+    # The flag is stored and served with the commit, exactly as the event carried it.
+    flagged = 0
+    with Repo(str(tmp_path / "m" / f"{row.id}.git")) as mirror:
+        for sha in git_shas:
+            e = commit_event(mirror, row.id, sha)
+            got = await store.get_commit(row.id, sha)
+            assert got is not None
+            assert got["author"]["time_raw"] == e.author.time_raw, sha
+            assert got["committer"]["time_raw"] == e.committer.time_raw, sha
+            flagged += got["author"]["time_raw"] is not None
+    assert flagged > 0

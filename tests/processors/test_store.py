@@ -171,8 +171,18 @@ async def test_get_commit(store: PgStore) -> None:
     got = await store.get_commit(r, e.sha)
     assert got == {
         "sha": e.sha,
-        "author": {"name": "Zoë", "email": "Zoe@Z.org", "time": "2024-03-03T23:30:00-02:30"},
-        "committer": {"name": "Zoë", "email": "Zoe@Z.org", "time": "2024-03-03T23:30:00-02:30"},
+        "author": {
+            "name": "Zoë",
+            "email": "Zoe@Z.org",
+            "time": "2024-03-03T23:30:00-02:30",
+            "time_raw": None,
+        },
+        "committer": {
+            "name": "Zoë",
+            "email": "Zoe@Z.org",
+            "time": "2024-03-03T23:30:00-02:30",
+            "time_raw": None,
+        },
         "parents": list(e.parents),
         "summary": "commit 1",
         "is_merge": False,
