@@ -494,17 +494,33 @@ def _merge_files(repo: Any, rd: _Reader, sha: bytes, h: _Header) -> tuple[MergeF
     for c, n in weights.items():
         t = binascii.unhexlify(h.tree if c == sha else rd.node(c).tree)
         tree_weight[t] = tree_weight.get(t, 0) + n
-    merge_tree = binascii.unhexlify(h.tree)
-    # entry of each path in the merge's tree, and in each other tree where it differs
-    mine: dict[bytes, _Entry | None] = {}
-    theirs: dict[bytes, dict[bytes, _Entry | None]] = {}
-    for t in tree_weight:
-        if t == merge_tree:
+    # net[path][entry]: the summed weights of the trees holding that entry at that path.
+    # The weights are paired, one tree of weight +1 with one of weight -1 (the empty tree
+    # pads the shorter side): a path where a pair's trees agree adds +1 and -1 to one entry,
+    # nothing; so only the paths where a pair differs are visited. The merge's tree is paired
+    # with its first parent's, a merge base with another parent: for a merged topic branch
+    # both differ in the branch's own changes only, not in the mainline's since it forked.
+    pos: list[bytes | None] = []
+    neg: list[bytes | None] = []
+    for t, n in tree_weight.items():
+        (pos if n > 0 else neg).extend([t] * abs(n))
+    first = binascii.unhexlify(rd.node(h.parents[0]).tree)
+    for side, t in ((pos, binascii.unhexlify(h.tree)), (neg, first)):
+        if t in side:
+            side.remove(t)
+            side.insert(0, t)
+    pad = len(pos) - len(neg)
+    (neg if pad > 0 else pos).extend([None] * abs(pad))
+    net: dict[bytes, dict[_Entry | None, int]] = {}
+    for a, b in zip(pos, neg, strict=True):
+        if a == b:
             continue
-        diff = theirs[t] = {}
-        for path, old, new in _tree_changes(rd, t, merge_tree):
-            diff[path] = old
-            mine[path] = new
+        for path, ea, eb in _tree_changes(rd, a, b):
+            d = net.get(path)
+            if d is None:
+                d = net[path] = {}
+            d[ea] = d.get(ea, 0) + 1
+            d[eb] = d.get(eb, 0) - 1
     sizes: dict[bytes, int] = {}
 
     def lines(e: _Entry) -> int:
@@ -515,12 +531,8 @@ def _merge_files(repo: Any, rd: _Reader, sha: bytes, h: _Header) -> tuple[MergeF
         return sizes[e.sha]
 
     out: list[MergeFile] = []
-    for path in sorted(mine):
-        net: dict[_Entry | None, int] = {}
-        for t, n in tree_weight.items():
-            e = theirs[t].get(path, mine[path]) if t in theirs else mine[path]
-            net[e] = net.get(e, 0) + n
-        kept = [(e, n) for e, n in net.items() if n and e is not None]
+    for path in sorted(net):
+        kept = [(e, n) for e, n in net[path].items() if n and e is not None]
         presence = sum(n for _, n in kept)
         count = sum(n * lines(e) for e, n in kept)
         if presence or count:

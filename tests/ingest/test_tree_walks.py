@@ -84,3 +84,22 @@ def test_merge_bases_equal_dulwich(
                 lambda c: list(rd.node(c).parents), first, others, lambda c: rd.node(c).time
             )
             assert mine == theirs, rev
+
+
+def test_merge_of_unrelated_histories(tmp_path: Path) -> None:
+    """Two roots with a file in common: the merge's weights do not sum to zero, and a path the
+    same in every tree still needs the merge's correction (its two adds are counted once)."""
+    from tests.ingest.test_merge_files import check_every_commit
+
+    b = GitRepoBuilder(tmp_path / "repo")
+    b.write("README", b"same\ntext\n")
+    b.write("a.txt", b"a\n")
+    b.commit("first root")
+    b.git("checkout", "-q", "--orphan", "other")
+    b.git("rm", "-q", "-r", "--cached", ".")
+    (tmp_path / "repo" / "a.txt").unlink()
+    b.write("b.txt", b"b\nb\n")
+    b.commit("second root")
+    b.checkout("main")
+    b.git("merge", "-q", "--no-edit", "--allow-unrelated-histories", "other")
+    assert check_every_commit(tmp_path / "repo") == 1
