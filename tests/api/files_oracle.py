@@ -1,5 +1,5 @@
 """Per-file metrics computed from the git CLI alone: files, hotspots, ownership, truck factor,
-coupling. Independent of metre's code (its own parsing of `git log`, `git ls-tree`, `git show`);
+coupling. Independent of metre's code (the fixtures' `git log` parsers, `git ls-tree`, `git show`);
 used by tests/api/test_files_metrics.py.
 """
 
@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tests.fixtures.gitrepo import run_git
+from tests.fixtures.gitrepo import git_change_letters, git_numstat, run_git
 
 
 def _path(raw: bytes) -> str:
@@ -47,28 +47,13 @@ def history(repo: Path) -> list[Commit]:
         when = datetime.fromtimestamp(int(at), UTC)
         commits[sha] = Commit(sha, email.decode(errors="replace").lower(), when, len(parents) > 1)
         order.append(sha)
-    numstat = run_git(
-        repo, "log", "--numstat", "--no-renames", "--minimal", "-z", "--format=%x01%H"
-    )
-    sha = ""
-    for token in numstat.split(b"\0"):
-        token = token.lstrip(b"\n")
-        if token.startswith(b"\x01") and b"\t" not in token:
-            sha = token[1:].decode()
-        elif token:
-            a, r, p = token.split(b"\t", 2)
-            commits[sha].changes.append(
-                Change(_path(p), None if a == b"-" else int(a), None if r == b"-" else int(r), "")
-            )
-    raw = run_git(repo, "log", "--raw", "--no-renames", "-z", "--format=%x01%H")
-    letters: dict[tuple[str, str], str] = {}
-    tokens = iter(raw.split(b"\0"))
-    for token in tokens:
-        token = token.lstrip(b"\n")
-        if token.startswith(b"\x01"):
-            sha = token[1:].decode()
-        elif token.startswith(b":"):
-            letters[(sha, _path(next(tokens)))] = token.split()[-1].decode()
+    for sha, rows in git_numstat(repo).items():
+        commits[sha].changes = [Change(_path(p), a, r, "") for p, a, r in rows]
+    letters = {
+        (sha, _path(p)): letter
+        for sha, rows in git_change_letters(repo).items()
+        for p, letter in rows
+    }
     for c in commits.values():
         for ch in c.changes:
             ch.letter = letters[(c.sha, ch.path)]
