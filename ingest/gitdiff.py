@@ -13,7 +13,7 @@ Paths are bytes in git; they are decoded as UTF-8, invalid bytes as backslash es
 Why it is shaped this way (see notes/ingest-profile.md): dulwich's `Walker` and `Commit`
 objects and `tree_changes` cost more than the line diff, so this module reads raw objects
 (`object_store.get_raw`), parses only the commit header fields it needs, keeps raw tree bodies
-in an LRU (bounded in bytes, keyed by binary tree sha: content-addressed, so never stale),
+in a cache (bounded in bytes, keyed by binary tree sha: content-addressed, so never stale),
 compares two trees with the compiled `kernels.tree_diff` (a side-by-side walk of the sorted
 bodies that builds objects only for the entries that differ) and recurses only into subtrees
 whose sha changed. Tree entries' shas stay binary, as the tree holds them.
@@ -142,12 +142,14 @@ class _Reader:
         return got
 
     def tree(self, sha: bytes) -> bytes:
-        """The raw body of the tree with binary name `sha`."""
-        with self._lock:
-            hit = self._trees.get(sha)
-            if hit is not None:
-                self._trees.move_to_end(sha)
-                return hit
+        """The raw body of the tree with binary name `sha`.
+
+        The cache evicts the oldest insertion first (not the least recently used): a hit is
+        then one lock-free dict lookup (atomic under the GIL), and a hot tree that is evicted
+        costs one more read."""
+        hit = self._trees.get(sha)
+        if hit is not None:
+            return hit
         raw = self.raw_binary(sha, _TREE)
         with self._lock:
             if sha not in self._trees:
