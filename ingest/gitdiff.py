@@ -29,7 +29,7 @@ import threading
 import weakref
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -417,14 +417,18 @@ def _merge_bases(repo: Any, ids: Any) -> list[bytes]:
         return list(find_merge_base(repo, ids))
     if ids[0] in ids[1:]:
         return [ids[0]]
-    return _lowest_common_ancestors(_reader(repo).node, ids[0], ids[1:])
+    rd = _reader(repo)
+    return _lowest_common_ancestors(rd.node, ids[0], ids[1:], rd.graph)
 
 
 _ANC_1, _ANC_2, _STALE, _FOUND = 1, 2, 4, 8
 
 
 def _lowest_common_ancestors(
-    node: Callable[[bytes], _Node], first: bytes, others: list[bytes]
+    node: Callable[[bytes], _Node],
+    first: bytes,
+    others: list[bytes],
+    known: Mapping[bytes, _Node] | None = None,
 ) -> list[bytes]:
     """Lowest common ancestors of `first` and any of `others`, oldest first: the search of
     dulwich's `find_merge_base`, with the same visiting order and so the same answer.
@@ -433,7 +437,10 @@ def _lowest_common_ancestors(
     ancestor it is; a commit painted by both sides is a candidate and its ancestors are stale.
     The search ends when every queued entry is stale. dulwich re-scans the whole queue before
     each visit to know that (quadratic: a third of a backfill's merge time); here a count of
-    the queued entries that are not stale is kept as commits are painted."""
+    the queued entries that are not stale is kept as commits are painted. `known`: commits
+    `node` has cached, looked up first (a dict lookup is cheaper than a call)."""
+    cached = (known or {}).get
+    pop, push = heapq.heappop, heapq.heappush
     state: dict[bytes, int] = {first: _ANC_1}
     queued: dict[bytes, int] = {first: 1}
     queue: list[tuple[int, bytes]] = [(-node(first).time, first)]
@@ -444,7 +451,7 @@ def _lowest_common_ancestors(
     live = len(queue)  # entries whose commit is not stale
     found: list[tuple[int, bytes]] = []
     while live:
-        neg_time, c = heapq.heappop(queue)
+        neg_time, c = pop(queue)
         queued[c] -= 1
         flags = state[c]
         if not flags & _STALE:
@@ -455,17 +462,17 @@ def _lowest_common_ancestors(
                 state[c] |= _FOUND
                 found.append((-neg_time, c))
             flags |= _STALE
-        for p in node(c).parents:
+        for p in (cached(c) or node(c)).parents:
             old = state.get(p, 0)
             if old & flags == flags:
                 continue  # nothing new to paint
-            t = node(p).time
+            t = (cached(p) or node(p)).time
             if t < 0:
                 continue  # dulwich's search skips commits dated before 1970
             new = state[p] = old | flags
             if new & _STALE and not old & _STALE:
                 live -= queued.get(p, 0)
-            heapq.heappush(queue, (-t, p))
+            push(queue, (-t, p))
             queued[p] = queued.get(p, 0) + 1
             if not new & _STALE:
                 live += 1
