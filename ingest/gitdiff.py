@@ -49,7 +49,7 @@ _GRAPH_CACHE_SIZE = 65_536
 """Commits whose parents, time and tree the reader keeps (about 25 MB at most): a backfill
 asks for a commit's parent's tree, and merge-base searches walk the same commits again."""
 _TREE_CACHE_BYTES = 32 * 1024 * 1024
-"""Budget of the raw-tree LRU, in bytes of tree bodies (plus `_TREE_OVERHEAD` per tree).
+"""Budget of the raw-tree cache, in bytes of tree bodies (plus `_TREE_OVERHEAD` per tree).
 
 Bounded in bytes, not in trees: a history whose root tree has 7,500 entries has root trees of
 about 400 KB each."""
@@ -87,7 +87,7 @@ class _Entry(NamedTuple):
 
 
 class _Reader:
-    """Raw-object access to one object store, with a thread-safe LRU of raw tree bodies."""
+    """Raw-object access to one object store, with a thread-safe cache of raw tree bodies."""
 
     def __init__(self, store: Any) -> None:
         self.store = weakref.proxy(store)  # the cache must not keep its store alive
