@@ -22,7 +22,7 @@ import mmap
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from dulwich._pack import apply_delta
 
@@ -112,46 +112,48 @@ class PackReader:
             return found
 
     def _find(self, sha: bytes) -> tuple[int, bytes] | None:
+        find = kernels.pack_find
         for n, pack in enumerate(self._packs):
-            off = kernels.pack_find(pack.index, sha)
-            if off >= 0:
-                return self._resolve(n, pack, off)
-        return None
-
-    def _resolve(self, n: int, pack: _Pack, offset: int) -> tuple[int, bytes]:
-        chain: list[tuple[int, bytes]] = []  # (offset, delta) from the object to its base
-        base: tuple[int, bytes] | None = None
-        while True:
-            hit = self._cache.get((n, offset))
+            offset = find(pack.index, sha)
+            if offset < 0:
+                continue
+            # resolve: walk offset deltas down to a cached or whole object, then apply them
+            cache = self._cache
+            key = (n, offset)
+            hit = cache.get(key)
             if hit is not None:
-                self._cache.move_to_end((n, offset))
-                base = hit
-                break
-            type_num, data, ref = kernels.pack_entry(pack.data, offset)
-            self._touched += len(data) + _PAGE
-            if type_num == _OFS_DELTA:
-                assert isinstance(ref, int)
-                chain.append((offset, data))
-                offset = ref
-            elif type_num == _REF_DELTA:
-                assert isinstance(ref, bytes)
-                found = self._find(ref)
-                if found is None:
-                    raise ValueError("a delta base is missing (thin pack?)")
-                base = found
-                chain.append((offset, data))
-                offset = -1
-                break
-            else:
-                base = (type_num, data)
-                self._remember((n, offset), base)
-                break
-        type_num, data = base
-        for off, delta in reversed(chain):
-            data = b"".join(apply_delta(data, delta))
-            if off >= 0:
+                cache.move_to_end(key)
+                return hit
+            chain: list[tuple[int, bytes]] = []  # (offset, delta) from the object to its base
+            entry = kernels.pack_entry
+            while True:
+                type_num, data, ref = entry(pack.data, offset)
+                self._touched += len(data) + _PAGE
+                if type_num == _OFS_DELTA:
+                    chain.append((offset, data))
+                    offset = cast(int, ref)
+                    key = (n, offset)
+                    hit = cache.get(key)
+                    if hit is not None:
+                        cache.move_to_end(key)
+                        type_num, data = hit
+                        break
+                elif type_num == _REF_DELTA:
+                    assert isinstance(ref, bytes)
+                    found = self._find(ref)
+                    if found is None:
+                        raise ValueError("a delta base is missing (thin pack?)")
+                    chain.append((offset, data))
+                    type_num, data = found
+                    break
+                else:
+                    self._remember((n, offset), (type_num, data))
+                    break
+            for off, delta in reversed(chain):
+                data = b"".join(apply_delta(data, delta))
                 self._remember((n, off), (type_num, data))
-        return type_num, data
+            return type_num, data
+        return None
 
     def _remember(self, key: tuple[int, int], value: tuple[int, bytes]) -> None:
         size = len(value[1])
