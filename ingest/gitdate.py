@@ -26,6 +26,7 @@ when it fits, else 9999-12-31T23:59:59+00:00; before 1970 in local time -> the e
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -45,6 +46,12 @@ _TM_MAX = 67_768_036_191_676_799
 _PY_MAX = int(LATEST.timestamp())
 _RAW_CHARS = 64
 """The recorded text kept as the flag is cut here (a hostile line may be megabytes long)."""
+
+
+@functools.lru_cache(maxsize=256)
+def _zone(minutes: int) -> timezone:
+    """One timezone object per offset: a history has few, and building one per date costs."""
+    return timezone(timedelta(minutes=minutes))
 
 
 def parse(raw: bytes) -> tuple[datetime, str | None]:
@@ -74,7 +81,7 @@ def parse(raw: bytes) -> tuple[datetime, str | None]:
     instant = datetime.fromtimestamp(seconds, UTC)
     if abs(minutes) >= 24 * 60 or local > _PY_MAX:
         return instant, _flag(raw)  # the offset cannot be a Python timezone: keep the instant
-    when = instant.astimezone(timezone(timedelta(minutes=minutes)))
+    when = instant.astimezone(_zone(minutes))
     return when, (_flag(raw) if local < 0 else None)
 
 
