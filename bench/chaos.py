@@ -524,7 +524,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.chaos", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--commits", type=int, default=5000)
+    # Smaller histories are now backfilled before most of 60 faults land.
+    parser.add_argument("--commits", type=int, default=20000)
     parser.add_argument("--faults", type=int, default=60)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
