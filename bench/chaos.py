@@ -1,7 +1,7 @@
 """Chaos: metre's distributed roles ingest a generated history while faults are injected, and
 the result must equal a fault-free run exactly (I/O: processes, a broker, PostgreSQL, git).
 
-    python -m bench.chaos --commits 5000 --faults 60 [--seed 1]
+    python -m bench.chaos --commits 20000 --faults 60 [--seed 1]
 
 Faults, drawn at random and spread over the backfill (`--faults` in all, dealt round-robin
 over the kinds, then shuffled):
