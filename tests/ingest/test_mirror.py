@@ -243,3 +243,43 @@ def test_http_mirror(http_url: str, source: GitRepoBuilder, tmp_path: Path) -> N
     open_mirror(tmp_path / "mirrors", 5, http_url, FetchAccess(LOOPBACK))
     assert resolve_head(mirror, None) == new
     run_git(mirror, "fsck", "--strict", "--no-dangling")
+
+
+def test_first_local_clone_copies_the_packs(source: GitRepoBuilder, tmp_path: Path) -> None:
+    """A first fetch from a path copies the source's packs as they are (`git clone --local`)
+    and packs its loose objects; the mirror is complete (git fsck) and later fetches add to it."""
+    source.git("repack", "-a", "-d", "-q")
+    source.write("loose.txt", b"after the repack\n")
+    source.commit("loose", date="2021-01-03T00:00:00+0000")  # objects left loose
+    packs = {p.name for p in (source.path / ".git" / "objects" / "pack").glob("*.pack")}
+    mirror = open_mirror(tmp_path / "mirrors", 1, str(source.path))
+    copied = {p.name for p in (mirror / "objects" / "pack").glob("*.pack")}
+    assert packs < copied  # the source's packs, byte for byte under their names, and one more
+    for name in packs:
+        assert (mirror / "objects" / "pack" / name).read_bytes() == (
+            source.path / ".git" / "objects" / "pack" / name
+        ).read_bytes()
+    assert not [d for d in (mirror / "objects").iterdir() if len(d.name) == 2]  # none loose
+    assert _refs(mirror) == _refs(source.path)
+    run_git(mirror, "fsck", "--strict", "--no-dangling")
+    source.write("later.txt", b"an incremental fetch\n")
+    source.commit("later", date="2021-01-04T00:00:00+0000")
+    open_mirror(tmp_path / "mirrors", 1, str(source.path))
+    assert _refs(mirror) == _refs(source.path)
+    run_git(mirror, "fsck", "--strict", "--no-dangling")
+
+
+def test_a_failed_first_copy_leaves_the_mirror_empty(
+    source: GitRepoBuilder, tmp_path: Path
+) -> None:
+    source.git("repack", "-a", "-d", "-q")
+    (pack,) = (source.path / ".git" / "objects" / "pack").glob("*.pack")
+    data = pack.read_bytes()
+    pack.chmod(0o644)
+    pack.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # only the checksum differs
+    with pytest.raises(RepositoryError, match="corrupt or unreadable"):
+        open_mirror(tmp_path / "mirrors", 1, str(source.path))
+    assert list((tmp_path / "mirrors" / "1.git" / "objects" / "pack").iterdir()) == []
+    pack.write_bytes(data)  # repaired: the next poll copies it afresh
+    mirror = open_mirror(tmp_path / "mirrors", 1, str(source.path))
+    assert _refs(mirror) == _refs(source.path)
