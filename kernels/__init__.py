@@ -38,6 +38,7 @@ compare both.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -66,78 +67,54 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
-
-numstat: Callable[[bytes, bytes], tuple[int, int] | None] = _reference.numstat
-count_lines: Callable[[bytes, bytes], tuple[int, int]] = _reference.count_lines
-is_binary: Callable[[bytes], bool] = _reference.is_binary
-_implementation: Literal["c", "python"] = "python"
-
-if os.environ.get("METRE_KERNELS", "").strip().lower() == "python":
+_FORCED_PYTHON = os.environ.get("METRE_KERNELS", "").strip().lower() == "python"
+if _FORCED_PYTHON:
     _log.debug("METRE_KERNELS=python: using the pure-Python kernels")
-else:
-    try:
-        from kernels import _linediff
-    except ImportError as exc:
-        _log.warning("compiled kernels unavailable (%s); using the slow pure-Python ones", exc)
-    else:
-        numstat = _linediff.numstat
-        count_lines = _linediff.count_lines
-        is_binary = _linediff.is_binary
-        _implementation = "c"
 
-IMPLEMENTATION: Final[Literal["c", "python"]] = _implementation
+
+def _compiled(module: str, what: str) -> Any:
+    """The compiled extension `kernels.<module>`, or None: when METRE_KERNELS=python, or when
+    it was not built (logged, not warned: importing must not fail under ``-W error``)."""
+    if _FORCED_PYTHON:
+        return None
+    try:
+        return importlib.import_module(f"kernels.{module}")
+    except ImportError as exc:
+        _log.warning("compiled %s unavailable (%s); using the pure-Python one", what, exc)
+        return None
+
+
+def _which(ext: Any) -> Literal["c", "python"]:
+    return "python" if ext is None else "c"
+
+
+_linediff = _compiled("_linediff", "kernels")
+_line = _linediff or _reference
+numstat: Callable[[bytes, bytes], tuple[int, int] | None] = _line.numstat
+count_lines: Callable[[bytes, bytes], tuple[int, int]] = _line.count_lines
+is_binary: Callable[[bytes], bool] = _line.is_binary
+IMPLEMENTATION: Final[Literal["c", "python"]] = _which(_linediff)
 """Which implementation the public functions are: "c" (compiled) or "python" (reference)."""
 
+_authorship = _compiled("_authorship", "authorship kernel")
+_doa = _authorship or _authorship_reference
 authorship: Callable[
     [Sequence[int], Sequence[int], Sequence[int], Sequence[int]], tuple[list[float], list[bool]]
-] = _authorship_reference.authorship
-truck_factor: Callable[[int, Sequence[int], Sequence[int]], list[int]] = (
-    _authorship_reference.truck_factor
-)
-_authorship_implementation: Literal["c", "python"] = "python"
-if os.environ.get("METRE_KERNELS", "").strip().lower() != "python":
-    try:
-        from kernels import _authorship
-    except ImportError as exc:
-        _log.warning("compiled authorship kernel unavailable (%s); using the pure-Python one", exc)
-    else:
-        authorship = _authorship.authorship
-        truck_factor = _authorship.truck_factor
-        _authorship_implementation = "c"
-
-AUTHORSHIP_IMPLEMENTATION: Final[Literal["c", "python"]] = _authorship_implementation
+] = _doa.authorship
+truck_factor: Callable[[int, Sequence[int], Sequence[int]], list[int]] = _doa.truck_factor
+AUTHORSHIP_IMPLEMENTATION: Final[Literal["c", "python"]] = _which(_authorship)
 """Which implementation `authorship` and `truck_factor` are: "c" or "python"."""
 
+_treediff = _compiled("_treediff", "tree diff")
 tree_diff: Callable[[bytes, bytes, int], list[_treediff_reference.TreeDiff]] = (
-    _treediff_reference.tree_diff
-)
-_treediff_implementation: Literal["c", "python"] = "python"
-if os.environ.get("METRE_KERNELS", "").strip().lower() != "python":
-    try:
-        from kernels import _treediff
-    except ImportError as exc:
-        _log.warning("compiled tree diff unavailable (%s); using the pure-Python one", exc)
-    else:
-        tree_diff = _treediff.tree_diff
-        _treediff_implementation = "c"
-
-TREEDIFF_IMPLEMENTATION: Final[Literal["c", "python"]] = _treediff_implementation
+    _treediff or _treediff_reference
+).tree_diff
+TREEDIFF_IMPLEMENTATION: Final[Literal["c", "python"]] = _which(_treediff)
 """Which implementation `tree_diff` is: "c" or "python"."""
 
-pack_find: Callable[[Any, bytes], int] = _packfile_reference.pack_find
-pack_entry: Callable[[Any, int], tuple[int, bytes, int | bytes | None]] = (
-    _packfile_reference.pack_entry
-)
-_packfile_implementation: Literal["c", "python"] = "python"
-if os.environ.get("METRE_KERNELS", "").strip().lower() != "python":
-    try:
-        from kernels import _packfile
-    except ImportError as exc:
-        _log.warning("compiled pack reader unavailable (%s); using the pure-Python one", exc)
-    else:
-        pack_find = _packfile.pack_find
-        pack_entry = _packfile.pack_entry
-        _packfile_implementation = "c"
-
-PACKFILE_IMPLEMENTATION: Final[Literal["c", "python"]] = _packfile_implementation
+_packfile = _compiled("_packfile", "pack reader")
+_packs = _packfile or _packfile_reference
+pack_find: Callable[[Any, bytes], int] = _packs.pack_find
+pack_entry: Callable[[Any, int], tuple[int, bytes, int | bytes | None]] = _packs.pack_entry
+PACKFILE_IMPLEMENTATION: Final[Literal["c", "python"]] = _which(_packfile)
 """Which implementation `pack_find` and `pack_entry` are: "c" or "python"."""
