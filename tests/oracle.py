@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from tests.fixtures.gitrepo import git_commits, git_numstat, run_git
+from tests.fixtures.gitrepo import git_commits, git_head_lines, git_numstat, run_git
 
 
 def _path(raw: bytes) -> str:
@@ -275,29 +275,9 @@ def expected_languages(repos: list[Path]) -> dict[str, dict[str, int]]:
                 row["added"] += a
                 row["removed"] += r or 0
                 net[path] += a - (r or 0)
-        for path, n in _head_lines(repo).items():
+        for path, n in git_head_lines(repo).items():
             if path not in ever_binary and n is not None:
                 out[lang(path)]["lines"] += n
         for path in ever_binary:
             out[lang(path)]["lines"] += net.get(path, 0)
     return dict(out)
-
-
-def _head_lines(repo: Path) -> dict[str, int | None]:
-    """Path -> git's line count at HEAD (wc -l, plus one for a last line without a newline;
-    a gitlink one line, a symlink its target); None for binary content."""
-    out: dict[str, int | None] = {}
-    for entry in run_git(repo, "ls-tree", "-r", "-z", "HEAD").split(b"\0"):
-        if not entry:
-            continue
-        meta, raw = entry.split(b"\t", 1)
-        _mode, kind, obj = meta.split()
-        if kind == b"commit":
-            out[_path(raw)] = 1
-            continue
-        data = run_git(repo, "cat-file", "blob", obj.decode())
-        if b"\0" in data[:8000]:
-            out[_path(raw)] = None
-        else:
-            out[_path(raw)] = data.count(b"\n") + int(bool(data) and not data.endswith(b"\n"))
-    return out

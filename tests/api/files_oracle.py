@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tests.fixtures.gitrepo import git_change_letters, git_numstat, run_git
+from tests.fixtures.gitrepo import git_change_letters, git_head_lines, git_numstat, run_git
 
 
 def _path(raw: bytes) -> str:
@@ -60,32 +60,10 @@ def history(repo: Path) -> list[Commit]:
     return [commits[s] for s in order]
 
 
-def head_tree(repo: Path) -> dict[str, int | None]:
-    """Path -> git's line count of its content at HEAD (wc -l, plus one for a last line without
-    a newline); None for binary blobs. Gitlinks diff as one line; symlinks as their target."""
-    out = run_git(repo, "ls-tree", "-r", "-z", "HEAD")
-    result: dict[str, int | None] = {}
-    for entry in out.split(b"\0"):
-        if not entry:
-            continue
-        meta, raw_path = entry.split(b"\t", 1)
-        _mode, kind, obj = meta.split()
-        if kind == b"commit":
-            result[_path(raw_path)] = 1
-            continue
-        data = run_git(repo, "cat-file", "blob", obj.decode())
-        if b"\0" in data[:8000]:
-            result[_path(raw_path)] = None
-            continue
-        wc_l = data.count(b"\n")
-        result[_path(raw_path)] = wc_l + (1 if data and not data.endswith(b"\n") else 0)
-    return result
-
-
 def expected_files(repo: Path) -> dict[str, dict[str, Any]]:
     """Path -> commits, added, removed, authors, exists, binary (ever), last_change_at, lines
     (from the blob at HEAD; None when absent or ever binary)."""
-    tree = head_tree(repo)
+    tree = git_head_lines(repo)
     out: dict[str, dict[str, Any]] = {}
     for c in history(repo):
         for ch in c.changes:
@@ -109,7 +87,7 @@ def expected_hotspots(repo: Path, days: int) -> tuple[date, date, list[dict[str,
     """(first day, last day, ranked files) per CodeScene's hotspots over a window of UTC days
     ending with the latest author day."""
     commits = history(repo)
-    tree = head_tree(repo)
+    tree = git_head_lines(repo)
     binary = {ch.path for c in commits for ch in c.changes if ch.added is None}
     last = max(c.when.date() for c in commits)
     first = last - timedelta(days=days - 1)
@@ -143,7 +121,7 @@ def expected_ownership(
 ) -> tuple[dict[str, list[tuple[str, float]]], list[str]]:
     """Authors (email, DOA) of every file at HEAD (or of `counted`), and the truck-factor
     removal order."""
-    tree = set(head_tree(repo)) if counted is None else counted
+    tree = set(git_head_lines(repo)) if counted is None else counted
     dl: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     fa: dict[str, set[str]] = defaultdict(set)
     for c in history(repo):
