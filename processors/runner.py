@@ -50,10 +50,6 @@ def _dead_row(record: Record, error: str) -> DeadLetter:
     return DeadLetter(record.topic, record.partition, record.offset, error, record.value)
 
 
-class _Stopped(Exception):
-    """`stop` was set while waiting to retry: leave, the records will be delivered again."""
-
-
 class Processor:
     """Applies commit events from `topic` to the store, as one member of consumer `group`.
 
@@ -111,7 +107,7 @@ class Processor:
                 )
                 if records:
                     await self._handle(consumer, records, stop)
-        except _Stopped:
+        except RetryStopped:  # stopped while waiting to retry: the records come again
             pass
         except BusError:
             if not stop.is_set():
@@ -203,14 +199,11 @@ class Processor:
         def count(_: BaseException) -> None:
             self.retries += 1
 
-        try:
-            return await retry(
-                op,
-                Backoff(self.backoff_base, self.backoff_cap),
-                stop=stop,
-                what="PostgreSQL or the bus",
-                log=log,
-                on_retry=count,
-            )
-        except RetryStopped as exc:
-            raise _Stopped from exc
+        return await retry(
+            op,
+            Backoff(self.backoff_base, self.backoff_cap),
+            stop=stop,
+            what="PostgreSQL or the bus",
+            log=log,
+            on_retry=count,
+        )
