@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from api.responses import OrjsonResponse, error_body
-from api.routes import catalogue, files, health, metrics, pipeline, repos
+from api.routes import catalogue, dashboard, files, health, metrics, pipeline, repos
 from api.security import ApiGuard
 from metre.settings import Settings
 from processors.store import PgStore
@@ -121,4 +121,5 @@ def create_app(
     app.include_router(catalogue.router, prefix="/api/v1")
     app.include_router(files.router, prefix="/api/v1")
     app.include_router(pipeline.router, prefix="/api/v1")
+    dashboard.mount(app)
     return app

@@ -7,7 +7,8 @@ both to every request before routing, so routes added later are covered without 
   ``Authorization: Bearer <token>``; reads too with METRE_READ_REQUIRES_TOKEN. The given token
   is compared with every configured one by `hmac.compare_digest` (no early exit: the time
   taken says nothing about which token, or which prefix, matched). The liveness and readiness
-  probes (/healthz, /readyz) stay open. A refusal is 401 with ``WWW-Authenticate: Bearer``.
+  probes (/healthz, /readyz) and the dashboard's page and assets (`/`, `/ui/*`: no data in
+  them; the page sends the user's token itself) stay open. A refusal is 401 with ``WWW-Authenticate: Bearer``.
 - Rate limits: a token bucket per client (the token when one is given, else the client
   address): METRE_RATE_LIMIT requests per second, bursts of METRE_RATE_BURST; 0 disables.
   A refusal is 429 with ``Retry-After`` (whole seconds, at least 1).
@@ -44,6 +45,18 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+# The dashboard's page and assets hold no data (the page asks /api/v1 with the user's token).
+OPEN_PREFIXES = ("/ui/",)
+OPEN_PAGES = frozenset({"/"})
+
+
+def is_open(path: str, method: str) -> bool:
+    """Whether `path` is served without a token even when reads need one."""
+    if path in OPEN_PATHS:
+        return True
+    if method not in ("GET", "HEAD"):
+        return False
+    return path in OPEN_PAGES or path.startswith(OPEN_PREFIXES)
 
 
 def token_matches(given: str, tokens: Sequence[str]) -> bool:
@@ -167,7 +180,7 @@ class ApiGuard:
         valid = token is not None and bool(self.tokens) and token_matches(token, self.tokens)
         method = scope.get("method", "GET").upper()
         guarded = method in WRITE_METHODS or self.read_requires_token
-        if self.tokens and guarded and scope.get("path") not in OPEN_PATHS and not valid:
+        if self.tokens and guarded and not is_open(scope.get("path", ""), method) and not valid:
             message = (
                 "this request needs an API token (Authorization: Bearer <token>)"
                 if token is None
