@@ -8,7 +8,8 @@ both to every request before routing, so routes added later are covered without 
   is compared with every configured one by `hmac.compare_digest` (no early exit: the time
   taken says nothing about which token, or which prefix, matched). The liveness and readiness
   probes (/healthz, /readyz) and the dashboard's page and assets (`/`, `/ui/*`: no data in
-  them; the page sends the user's token itself) stay open. A refusal is 401 with ``WWW-Authenticate: Bearer``.
+  them; the page sends the user's token itself) stay open. A refusal is 401 with
+  ``WWW-Authenticate: Bearer``.
 - Rate limits: a token bucket per client (the token when one is given, else the client
   address): METRE_RATE_LIMIT requests per second, bursts of METRE_RATE_BURST; 0 disables.
   A refusal is 429 with ``Retry-After`` (whole seconds, at least 1).
