@@ -25,6 +25,11 @@ setup(
             optional=True,
         ),
         Extension(
+            "kernels._ancestry",
+            sources=["kernels/_ancestry.c"],
+            optional=True,
+        ),
+        Extension(
             "kernels._authorship",
             sources=["kernels/_authorship.c"],
             # No fused multiply-add: results stay bit-identical to the pure-Python twin.

@@ -1,7 +1,8 @@
 """Backfill speed against git on one repository, side by side, in the same run.
 
 Run: python -P bench/ingest.py REPO [--stages git,serial,parallel,e2e,processor] [--workers N]
-(-P keeps bench/kernels.py from shadowing the kernels package). REPO is a git directory.
+(-P keeps bench/kernels.py from shadowing the kernels package). REPO is a git directory; a
+merge-heavy generated one comes from `python -P bench/incremental.py generate DIR`.
 
 Stages, each in its own process so that its peak RSS is its own:
   git        `git log --numstat --no-renames --minimal` of HEAD (the reference)

@@ -25,7 +25,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dulwich.repo import Repo
 
 from ingest.events import encode
-from ingest.gitdiff import commit_event
+from ingest.gitdiff import commit_event, use_commit_graph
 from ingest.mailmap import Mailmap
 
 __all__ = ["EventPool", "encode_events", "worker_count"]
@@ -80,6 +80,7 @@ def _worker_slice(path: str, repo_id: int, shas: list[str], mailmap: Mailmap | N
     repo = _open.get(path)
     if repo is None:
         repo = _open[path] = Repo(path)
+        use_commit_graph(repo)  # a backfill: many merges, whose bases the graph finds at once
     return encode_events(repo, repo_id, shas, mailmap)
 
 

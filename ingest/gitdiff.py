@@ -39,11 +39,12 @@ from dulwich.objects import parse_tree
 
 import kernels
 from ingest import gitdate
+from ingest.commitgraph import CommitGraph
 from ingest.events import ChangeType, CommitEvent, FileChange, MergeFile, Person
 from ingest.mailmap import Mailmap
 from ingest.packs import PackReader
 
-__all__ = ["RepositoryError", "commit_event", "new_commits"]
+__all__ = ["RepositoryError", "commit_event", "new_commits", "use_commit_graph"]
 
 _GRAPH_CACHE_SIZE = 65_536
 """Commits whose parents, time and tree the reader keeps (about 25 MB at most): a backfill
@@ -96,6 +97,11 @@ class _Reader:
         self._tree_bytes = 0
         self.graph: dict[bytes, _Node] = {}
         """Parents, committer time and tree by commit (`node`); emptied when full."""
+        self.history = CommitGraph()
+        """Whole ancestries numbered topologically, for merge-base searches: filled by a walk
+        of a whole history (`new_commits` without a known head), or on demand once
+        `load_history` is set (`use_commit_graph`)."""
+        self.load_history = False
         self._lock = threading.Lock()
 
     def raw(self, sha: bytes, expected: int) -> bytes:
@@ -418,7 +424,21 @@ def _merge_bases(repo: Any, ids: Any) -> list[bytes]:
     if ids[0] in ids[1:]:
         return [ids[0]]
     rd = _reader(repo)
+    history = rd.history
+    if rd.load_history:
+        history.add_ancestries(ids, lambda c: rd.node(c).parents)
+    if all(c in history for c in ids):
+        return history.merge_bases(ids[0], ids[1:])
     return _lowest_common_ancestors(rd.node, ids[0], ids[1:], rd.graph)
+
+
+def use_commit_graph(repo: Any) -> None:
+    """Let merge-base searches in `repo` load whole ancestries into a graph numbered
+    topologically (`ingest.commitgraph`): reading every ancestor's header once (a second or two
+    for 80,000 commits) makes each search stop at its bases instead of walking by date. Worth it
+    for a backfill's many merges; a poll of a few new commits keeps the date-ordered search,
+    which walks only the commits newer than its bases (both give the same bases)."""
+    _reader(repo).load_history = True
 
 
 _ANC_1, _ANC_2, _STALE, _FOUND = 1, 2, 4, 8
@@ -631,7 +651,13 @@ def new_commits(repo: Any, head: str, known_head: str | None) -> list[str]:
             oldest_new = -neg_time if oldest_new is None else min(oldest_new, -neg_time)
         for p in h.parents:
             push(p)
-    return _topological(start, lambda s: get(s).parents, walked - uninteresting)
+    order = _topological(start, lambda s: get(s).parents, walked - uninteresting)
+    if known is None:  # a whole history, parents first: number it for merge-base searches
+        add = rd.history.add
+        for s in order:
+            sha = s.encode("ascii")
+            add(sha, headers[sha].parents)
+    return order
 
 
 def _topological(start: bytes, parents_of: Any, wanted: set[bytes]) -> list[str]:

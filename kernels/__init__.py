@@ -18,6 +18,11 @@ Objects inside git pack files, read from buffers the caller maps (see
 * ``pack_entry(pack, offset) -> (type, inflated data, base)``
   (``PACKFILE_IMPLEMENTATION`` says "c" or "python").
 
+Merge bases in a commit graph numbered topologically (see ``kernels._ancestry_reference``):
+
+* ``lowest_common_ancestors(starts, parents, first, others) -> [commit]``
+  (``ANCESTRY_IMPLEMENTATION`` says "c" or "python").
+
 Degree of authorship and truck factor (Avelino et al., ICPC 2016; see
 ``kernels._authorship_reference``):
 
@@ -45,6 +50,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final, Literal
 
 from kernels import (
+    _ancestry_reference,
     _authorship_reference,
     _packfile_reference,
     _reference,
@@ -52,6 +58,7 @@ from kernels import (
 )
 
 __all__ = [
+    "ANCESTRY_IMPLEMENTATION",
     "AUTHORSHIP_IMPLEMENTATION",
     "IMPLEMENTATION",
     "PACKFILE_IMPLEMENTATION",
@@ -59,6 +66,7 @@ __all__ = [
     "authorship",
     "count_lines",
     "is_binary",
+    "lowest_common_ancestors",
     "numstat",
     "pack_entry",
     "pack_find",
@@ -118,3 +126,10 @@ pack_find: Callable[[Any, bytes], int] = _packs.pack_find
 pack_entry: Callable[[Any, int], tuple[int, bytes, int | bytes | None]] = _packs.pack_entry
 PACKFILE_IMPLEMENTATION: Final[Literal["c", "python"]] = _which(_packfile)
 """Which implementation `pack_find` and `pack_entry` are: "c" or "python"."""
+
+_ancestry = _compiled("_ancestry", "merge-base kernel")
+lowest_common_ancestors: Callable[[Any, Any, int, Sequence[int]], list[int]] = (
+    _ancestry or _ancestry_reference
+).lowest_common_ancestors
+ANCESTRY_IMPLEMENTATION: Final[Literal["c", "python"]] = _which(_ancestry)
+"""Which implementation `lowest_common_ancestors` is: "c" or "python"."""

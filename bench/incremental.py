@@ -1,0 +1,105 @@
+"""Merge-heavy generated histories, and what a poll of new commits costs on a long one.
+
+python -P bench/incremental.py generate DIR [--commits 80000] [--tail 100]
+    writes a merge-heavy history (tests/fixtures/mergeheavy.py: long-lived branches merged
+    back and forth, criss-cross and octopus merges, about 30% merges) to DIR; DIR then serves
+    as REPO for bench/ingest.py. Prints its commits, merges and the heads.
+python -P bench/incremental.py compare [--long DIR] [--commits 80000] [--tail 100]
+    the poller's walk and event computation (what `Poller` runs in-process for a poll:
+    both `new_commits` directions and `encode_events`) for the `tail` newest commits of
+    `main` (merges among them), on top of a long history and on top of a 100-commit one
+    with the same generator, in the same run: wall time and CPU time, and their ratio.
+    A fresh `Repo` per run, as each poll opens one. The fetch and the processor are not
+    in it (bench/ingest.py's e2e stage times those).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def generate(path: Path, commits: int, tail: int) -> dict[str, str]:
+    from tests.fixtures.mergeheavy import generate_merge_heavy_history
+
+    info_file = path.parent / f".{path.name}-info.json"
+    if info_file.exists():
+        info: dict[str, str] = json.loads(info_file.read_text())
+        return info
+    info = generate_merge_heavy_history(path, commits, seed=0, tail=tail)
+    info_file.write_text(json.dumps(info))
+    return info
+
+
+def one_poll(path: Path, info: dict[str, str]) -> tuple[float, float, int, int]:
+    """(wall s, CPU s, new commits, merges) of one poll's walk and events."""
+    from dulwich.repo import Repo
+
+    from ingest.backfill import encode_events
+    from ingest.events import decode
+    from ingest.gitdiff import new_commits
+
+    wall, cpu = time.perf_counter(), time.process_time()
+    with Repo(str(path)) as repo:
+        gone = new_commits(repo, info["main_before_tail"], info["main"])
+        shas = new_commits(repo, info["main"], info["main_before_tail"])
+        events = encode_events(repo, 1, shas)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    assert not gone
+    merges = sum(decode(e).is_merge for e in events)
+    return wall, cpu, len(shas), merges
+
+
+def compare(long: Path, commits: int, tail: int, runs: int) -> None:
+    from bench.ingest import _load, _machine
+
+    print(f"machine: {_machine()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        short = Path(tmp) / "short"
+        cases = {"short (100)": (short, generate(short, 100, tail))}
+        cases[f"long ({commits})"] = (long, generate(long, commits, tail))
+        figures = {}
+        for name, (path, info) in cases.items():
+            before = _load().split("load average:")[-1].strip()
+            samples = [one_poll(path, info) for _ in range(runs)]
+            wall = statistics.median(s[0] for s in samples)
+            cpu = statistics.median(s[1] for s in samples)
+            figures[name] = (wall, cpu)
+            print(
+                f"{name:<14} {samples[0][2]} new commits ({samples[0][3]} merges): "
+                f"wall {wall * 1000:7.1f} ms, "
+                f"CPU {cpu * 1000:7.1f} ms (median of {runs}; load before: {before})"
+            )
+    (sw, sc), (lw, lc) = figures.values()
+    print(f"ratio long/short: wall {lw / sw:.2f}, CPU {lc / sc:.2f}")
+    print(f"load after: {_load()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    g = sub.add_parser("generate")
+    g.add_argument("dir", type=Path)
+    c = sub.add_parser("compare")
+    c.add_argument("--long", type=Path, default=None, help="where the long history is kept")
+    c.add_argument("--runs", type=int, default=5)
+    for p in (g, c):
+        p.add_argument("--commits", type=int, default=80_000)
+        p.add_argument("--tail", type=int, default=100)
+    args = parser.parse_args()
+    if args.cmd == "generate":
+        print(generate(args.dir.resolve(), args.commits, args.tail))
+        return
+    long = args.long or Path(tempfile.gettempdir()) / f"metre-mergeheavy-{args.commits}"
+    compare(long.resolve(), args.commits, args.tail, args.runs)
+
+
+if __name__ == "__main__":
+    main()
