@@ -57,7 +57,6 @@ def _index(
     read = kernels.pack_object
     names: dict[int, bytes] = {}
     crcs: dict[int, int] = {}
-    types: dict[int, int] = {}
     by_offset: defaultdict[int, list[int]] = defaultdict(list)
     by_name: defaultdict[bytes, list[int]] = defaultdict(list)
     offset = 12
@@ -79,26 +78,14 @@ def _index(
             by_name[base].append(offset)
         else:
             names[offset] = object_name(type_num, body)
-            types[offset] = type_num
         offset = end
     if offset != end_of_objects:
         raise PackRefused("the received pack has data after its last object")
 
     entry = kernels.pack_entry
-    extra: list[tuple[int, bytes]] = []
-    roots: list[tuple[int, int, bytes]] = []  # (offset or -1, type, content)
-    for o in [o for o in names if o in by_offset or names[o] in by_name]:
-        type_num, body, _ = entry(data, o)
-        roots.append((o, type_num, body))
-    for base in list(by_name):
-        if base in names.values():
-            continue
-        found = outside(base)
-        if found is not None:
-            extra.append(found)
-            roots.append((-1 - len(extra), found[0], found[1]))
-            names[-1 - len(extra)] = base
-    for root, type_num, body in roots:
+
+    def resolve(root: int, type_num: int, body: bytes) -> None:
+        """Name every delta below `root` (children by offset and by name), depth first."""
         stack: list[tuple[int, bytes]] = [(root, body)]
         while stack:
             parent, parent_body = stack.pop()
@@ -113,8 +100,18 @@ def _index(
                         f"the delta at offset {child} of the received pack does not apply: {why}"
                     ) from None
                 names[child] = object_name(type_num, child_body)
-                types[child] = type_num
                 stack.append((child, child_body))
+
+    for o in [o for o in names if o in by_offset or names[o] in by_name]:
+        type_num, body, _ = entry(data, o)
+        resolve(o, type_num, body)
+    extra: list[tuple[int, bytes]] = []
+    for base in list(by_name):  # what is left: bases outside the pack (a thin pack)
+        found = outside(base)
+        if found is not None:
+            extra.append(found)
+            names[-len(extra)] = base
+            resolve(-len(extra), *found)
     if by_offset or by_name:
         missing = next(iter(by_name), None)
         what = f"base {missing.hex()}" if missing else f"base at offset {next(iter(by_offset))}"
