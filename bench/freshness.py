@@ -176,7 +176,7 @@ def run(repo: Path, transport: str, pushes: int, big_pushes: int) -> None:
                 gits, fetches, polls, cpus = [], [], [], []
                 for i in range(times):
                     extend(work, count, merges, seed=i * 1000 + count)
-                    git(work, "push", "-q", "origin", "main")
+                    git(work, "push", "-q", "origin", "HEAD")
                     _, g, _ = _timed(lambda: git(ref, "fetch", "-q", "origin"))
                     (head, got, fetched), s, c = _timed(
                         lambda h=head: _poll(root / "m", url, access, h)  # type: ignore[misc]

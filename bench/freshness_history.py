@@ -144,6 +144,7 @@ def extend(work: Path, commits: int, merges: int, seed: int) -> str:
     """Commit `commits` commits (`merges` of them merges of a side branch) in the work tree
     `work` (a non-bare clone) and return the new head. Blocking."""
     rng = random.Random(seed)
+    branch = git(work, "symbolic-ref", "--short", "HEAD").decode().strip()
     names = git(work, "ls-files").split()
     done = 0
     every = max(1, commits // max(1, merges)) if merges else 0
@@ -153,7 +154,7 @@ def extend(work: Path, commits: int, merges: int, seed: int) -> str:
                 git(work, "checkout", "-q", "-B", "side", "HEAD~1")
                 _touch(work, rng, names)
                 git(work, "commit", "-q", "-a", "-m", f"side {seed}.{done}")
-                git(work, "checkout", "-q", "main")
+                git(work, "checkout", "-q", branch)
                 git(
                     work, "merge", "-q", "--no-ff", "--no-edit", "-s", "ort", "-X", "theirs", "side"
                 )
