@@ -1,7 +1,9 @@
 """Bare mirrors of registered repositories, and the URL policy (I/O, blocking: run in a thread).
 
-`open_mirror` fetches a remote (http(s) URL, local path or file:// URL) with dulwich into
-``<mirrors_dir>/<repo_id>.git``; later calls transfer only objects the mirror lacks, then the
+`open_mirror` fetches a remote (http(s) URL, local path or file:// URL) into
+``<mirrors_dir>/<repo_id>.git`` (local paths: `ingest.localfetch`; remotes: dulwich's
+transport with `ingest.remotefetch`'s haves and pack indexing; refs: `ingest.refstore`);
+later calls transfer only objects the mirror lacks, then the
 mirror's branches, tags and HEAD are set to the remote's (force-pushes included: objects of
 rewritten commits stay in the mirror, so retraction can still read them). Every failure to
 reach or read a repository is a `RepositoryError` whose message is safe to show: no stack
