@@ -8,6 +8,7 @@ file in the mirror's pack directory, then indexed (and completed when thin) by
 
 from __future__ import annotations
 
+import binascii
 import os
 import tempfile
 from collections.abc import Callable, Mapping
@@ -50,7 +51,14 @@ def fetch_remote(
     try:
         with os.fdopen(fd, "wb") as f:
             result = client.fetch_pack(path, determine, walker, f.write)
-        land_pack(tmp, pack_dir, reader.get_raw_binary)
+
+        def outside(name: bytes) -> tuple[int, bytes] | None:
+            try:
+                return reader.get_raw_binary(name) or fallback(binascii.hexlify(name))
+            except KeyError:
+                return None
+
+        land_pack(tmp, pack_dir, outside)
     finally:
         reader.close()
         if tmp.exists():
