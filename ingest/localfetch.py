@@ -32,7 +32,7 @@ from ingest.gitdiff import RepositoryError
 from ingest.packs import PackReader
 from ingest.packwrite import ObjectCorrupt, PackWriter, copy_file
 
-__all__ = ["MirrorObjects", "clone_packs", "copy_new", "verify_pack"]
+__all__ = ["MAX_PACKS", "MirrorObjects", "clone_packs", "consolidate", "copy_new", "verify_pack"]
 
 _COMMIT, _TREE, _BLOB, _TAG = 1, 2, 3, 4
 _GITLINK = 0o160000
@@ -249,3 +249,53 @@ def _holds_objects(objects: Path) -> bool:
     if any(p.suffix == ".pack" for p in (objects / "pack").iterdir()):
         return True
     return any(len(d.name) == 2 and any(d.iterdir()) for d in objects.iterdir() if d.is_dir())
+
+
+MAX_PACKS = 32
+"""A mirror holding more packs than this has its small ones merged (`consolidate`)."""
+SMALL_PACK = 16 * 1024 * 1024
+
+
+def consolidate(store: Any, max_packs: int | None = None, small: int = SMALL_PACK) -> int:
+    """Merge the mirror's small packs into one when it holds more than `max_packs`; returns how
+    many were merged (0: nothing to do). Every poll that brings something adds a pack, and
+    every object lookup asks each pack in turn: without this, a mirror polled for a year
+    would answer a lookup after thousands of index searches. The objects are copied whole and
+    checked against their names; the old packs are removed after the new one landed (index
+    first: a pack without an index is never read). Blocking; the poller holds the lease."""
+    pack_dir = Path(store.path) / "pack"
+    packs = sorted(pack_dir.glob("pack-*.pack"))
+    if len(packs) <= (MAX_PACKS if max_packs is None else max_packs):
+        return 0
+    merge = [
+        p
+        for p in packs
+        if p.stat().st_size < small
+        and p.with_suffix(".idx").is_file()
+        and not p.with_suffix(".keep").exists()
+    ]
+    if len(merge) < 2:
+        return 0
+    reader = PackReader(store)
+    try:
+        with PackWriter(pack_dir) as writer:
+            for pack in merge:
+                index = pack.with_suffix(".idx").read_bytes()
+                if index[:8] != b"\xfftOc\x00\x00\x00\x02":
+                    return 0  # a version-1 index: leave it be
+                count = int.from_bytes(index[8 + 4 * 255 : 8 + 4 * 256], "big")
+                start = 8 + 1024
+                for i in range(count):
+                    name = index[start + 20 * i : start + 20 * i + 20]
+                    found = reader.get_raw_binary(name)
+                    if found is None:
+                        raise _corrupt(f"object {name.hex()} cannot be read")
+                    writer.add(name, *found)
+            landed = writer.finish()
+    finally:
+        reader.close()
+    for pack in merge:
+        if pack != landed:
+            pack.with_suffix(".idx").unlink(missing_ok=True)
+            pack.unlink(missing_ok=True)
+    return len(merge)

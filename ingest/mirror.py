@@ -40,7 +40,7 @@ from dulwich.repo import Repo
 
 from ingest.credentials import CredentialTable, credential_for
 from ingest.gitdiff import RepositoryError
-from ingest.localfetch import MirrorObjects, clone_packs, copy_new
+from ingest.localfetch import MirrorObjects, clone_packs, consolidate, copy_new
 from ingest.refstore import read_refs, write_packed_refs
 from ingest.remotefetch import fetch_remote
 from ingest.transport import RedirectRefused, pinned_client
@@ -271,6 +271,8 @@ def open_mirror(
                     refs, symrefs = result.refs, result.symrefs
             finally:
                 present.close()
+            target.object_store.close()  # its pack cache may name packs merged away next
+            consolidate(target.object_store)
             _update_refs(target, refs, symrefs)
     except (RepositoryError, InvalidRepositoryURL) as exc:
         reason = str(exc)

@@ -55,3 +55,26 @@ def test_an_object_that_does_not_hash_to_its_name_is_refused_by_name(tmp_path: P
     open_mirror(tmp_path / "m", 1, str(b.path))
     assert resolve_head(mirror, None) == b.head()
     run_git(mirror, "fsck", "--strict", "--no-dangling")
+
+
+def test_small_packs_are_merged_past_the_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ingest.localfetch
+
+    monkeypatch.setattr(ingest.localfetch, "MAX_PACKS", 3)
+    b = GitRepoBuilder(tmp_path / "src")
+    b.write("a.txt", b"0\n")
+    b.commit("c0", date="2021-01-01T00:00:00+0000")
+    mirror = open_mirror(tmp_path / "m", 1, str(b.path))
+    counts = []
+    for i in range(1, 9):
+        b.write("a.txt", b"%d\n" % i)
+        b.commit(f"c{i}", date=f"2021-01-{i + 1:02d}T00:00:00+0000")
+        open_mirror(tmp_path / "m", 1, str(b.path))
+        counts.append(len(list((mirror / "objects" / "pack").glob("*.pack"))))
+        assert resolve_head(mirror, None) == b.head()
+    assert max(counts) <= 4  # never more than the limit and the pack a poll just added
+    assert 1 in counts  # merged at least once
+    assert _objects(mirror) == _objects(b.path / ".git")
+    run_git(mirror, "fsck", "--strict", "--no-dangling")
