@@ -231,3 +231,34 @@ def test_ssh_walker_sends_a_handful_of_haves(
     assert walkers[0].sent == 0
     assert 1 <= walkers[-1].sent <= BOUND, walkers[-1].sent
     assert os.path.isdir(mirror)
+
+
+def test_a_remote_commit_dulwich_cannot_parse_is_fetched(tmp_path: Path) -> None:
+    """Received packs are indexed without parsing: a date git accepts and dulwich refuses
+    (``12x34``) no longer fails a remote fetch."""
+    from tests.fixtures.gitrepo import GitRepoBuilder
+
+    b = GitRepoBuilder(tmp_path / "work")
+    b.write("a.txt", b"one\n")
+    b.commit("first", date="2021-01-01T00:00:00+0000")
+    who = b"Garbage <g@example.com> 12x34 +0000"
+    head = b.raw_commit(who, who, b"garbage date\n")
+    served = tmp_path / "srv" / "r.git"
+    served.parent.mkdir()
+    run_git(tmp_path, "clone", "-q", "--bare", str(b.path), str(served))
+    server = make_server(
+        "127.0.0.1", 0, _http_backend(served.parent, tmp_path / "t"), WSGIServer,
+        handler_class=_Quiet,
+    )  # fmt: skip
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        access = FetchAccess(UrlPolicy(frozenset({"http"}), allow_private_hosts=True))
+        url = f"http://127.0.0.1:{server.server_port}/r.git"
+        mirror = open_mirror(tmp_path / "m", 1, url, access)
+        assert resolve_head(mirror, None) == head
+        run_git(mirror, "cat-file", "-e", head)
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
