@@ -1,7 +1,9 @@
 """Bare mirrors of registered repositories, and the URL policy (I/O, blocking: run in a thread).
 
-`open_mirror` fetches a remote (http(s) URL, local path or file:// URL) with dulwich into
-``<mirrors_dir>/<repo_id>.git``; later calls transfer only objects the mirror lacks, then the
+`open_mirror` fetches a remote (http(s) URL, local path or file:// URL) into
+``<mirrors_dir>/<repo_id>.git`` (local paths: `ingest.localfetch`; remotes: dulwich's
+transport with `ingest.remotefetch`'s haves and pack indexing; refs: `ingest.refstore`);
+later calls transfer only objects the mirror lacks, then the
 mirror's branches, tags and HEAD are set to the remote's (force-pushes included: objects of
 rewritten commits stay in the mirror, so retraction can still read them). Every failure to
 reach or read a repository is a `RepositoryError` whose message is safe to show: no stack
@@ -10,15 +12,13 @@ trace text, no credentials.
 
 from __future__ import annotations
 
-import contextlib
 import gc
-import hashlib
 import os
 import shutil
 import socket
 import ssl
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,19 +31,18 @@ from dulwich.errors import (
     FileFormatException,
     GitProtocolError,
     NotGitRepository,
-    ObjectFormatException,
     ObjectMissing,
     WrongObjectException,
 )
-from dulwich.object_store import ObjectStoreGraphWalker
-from dulwich.objects import ZERO_SHA, Commit, ObjectID, Tag, Tree, parse_tree
-from dulwich.pack import PackData, UnpackedObject, write_pack_data
+from dulwich.objects import ZERO_SHA, Commit, ObjectID, Tag, Tree
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
 from ingest.credentials import CredentialTable, credential_for
 from ingest.gitdiff import RepositoryError
-from ingest.packs import PackReader
+from ingest.localfetch import MirrorObjects, clone_packs, consolidate, copy_new
+from ingest.refstore import read_refs, write_packed_refs
+from ingest.remotefetch import fetch_remote
 from ingest.transport import RedirectRefused, pinned_client
 from ingest.urlpolicy import (
     InvalidRepositoryURL,
@@ -254,18 +253,26 @@ def open_mirror(
         client, path = _client(url, access)
         if not (dest / "objects").is_dir():
             _init_mirror(dest)
-        with _MirrorRepo(str(dest)) as target:
+        with Repo(str(dest)) as target:
+            present = MirrorObjects(target.object_store)
+            try:
 
-            def wants(refs: Mapping[Ref, ObjectID], depth: int | None = None) -> list[ObjectID]:
-                store = target.object_store
-                new = {sha for sha in _mirrored(refs).values() if sha not in store}
-                return sorted(new - {ZERO_SHA})
+                def wants(refs: Mapping[Ref, ObjectID], depth: int | None = None) -> list[ObjectID]:
+                    new = {sha for sha in _mirrored(refs).values() if not present.has(sha)}
+                    return sorted(new - {ZERO_SHA})
 
-            if isinstance(client, LocalGitClient):
-                refs, symrefs = _fetch_local(path, target, wants)
-            else:
-                result = client.fetch(path, target, determine_wants=wants)
-                refs, symrefs = result.refs, result.symrefs
+                if isinstance(client, LocalGitClient):
+                    refs, symrefs = _fetch_local(path, target, wants)
+                else:
+                    store = target.object_store
+                    result, _ = fetch_remote(
+                        client, path, target, wants, lambda sha: raw_object(store, sha)
+                    )
+                    refs, symrefs = result.refs, result.symrefs
+            finally:
+                present.close()
+            target.object_store.close()  # its pack cache may name packs merged away next
+            consolidate(target.object_store)
             _update_refs(target, refs, symrefs)
     except (RepositoryError, InvalidRepositoryURL) as exc:
         reason = str(exc)
@@ -291,32 +298,34 @@ def _client(url: str, access: FetchAccess) -> tuple[GitClient, str]:
 def _fetch_local(
     path: str, target: Repo, wants: Callable[[Mapping[Ref, ObjectID], int | None], list[ObjectID]]
 ) -> tuple[Mapping[Ref, ObjectID | None], Mapping[Ref, Ref]]:
-    """Fetch from a repository on this machine, closing it even when its packs are corrupt.
-
-    Raises `RepositoryError` carrying only the reason.
-    (dulwich's own local client cannot close a pack whose failed read is still referenced by
-    the traceback; here the traceback is dropped and collected first.)
+    """Fetch from a repository on this machine: its packs linked on the first fetch, then
+    only the objects the mirror lacks (`ingest.localfetch`), closing the source even when its
+    packs are corrupt. Raises `RepositoryError` carrying only the reason.
+    (A failed read's traceback can keep a pack map referenced: it is dropped and collected
+    before the source is closed.)
     """
     src = Repo(path)
     try:
         try:
-            refs = src.get_refs()
-            wanted = wants(refs, None)  # before the copy: afterwards the mirror has them all
-            try:
-                if _clone_local(src, target):
-                    _check_closure(target, wanted)
-                    return refs, src.refs.get_symrefs()
-            except BaseException:
-                _drop_packs(target)  # the mirror stays empty: the next poll starts afresh
-                raise
-            try:
-                refs = src.fetch(target, determine_wants=wants)
-            except ObjectFormatException:
-                # dulwich parses every commit it walks and refuses dates git accepts
-                # ("12x34"): copy the objects with this module's own lenient walk instead
-                refs = src.get_refs()
-                _copy_objects(src, target, wants(refs, None))
-            return refs, src.refs.get_symrefs()
+            raw_refs, raw_symrefs = read_refs(Path(src.controldir()), Path(src.commondir()))
+            refs = {Ref(n): ObjectID(v) for n, v in raw_refs.items()}
+            symrefs = {Ref(n): Ref(v) for n, v in raw_symrefs.items()}
+            wanted = wants(refs, None)
+            if wanted:
+                try:
+                    cloned = clone_packs(src.object_store, target.object_store, wanted)
+                except BaseException:
+                    _drop_packs(target)  # the mirror stays empty: the next poll starts afresh
+                    raise
+                if not cloned:
+                    mirror = MirrorObjects(target.object_store)
+                    try:
+                        copy_new(
+                            src.object_store, mirror, Path(target.object_store.pack_dir), wanted
+                        )
+                    finally:
+                        mirror.close()
+            return refs, symrefs
         except _FETCH_ERRORS as exc:
             failure = RepositoryError(_reason(exc))
         gc.collect()
@@ -337,23 +346,43 @@ def _mirrored(refs: Mapping[Ref, ObjectID | None]) -> dict[Ref, ObjectID]:
 def _update_refs(
     target: Repo, remote: Mapping[Ref, ObjectID | None], symrefs: Mapping[Ref, Ref]
 ) -> None:
-    """Make the mirror's branches, tags and HEAD equal the remote's."""
-    store = target.object_store
-    wanted = {name: sha for name, sha in _mirrored(remote).items() if sha in store}
-    for name in list(target.refs.keys()):
-        if name.startswith(_MIRRORED) and name not in wanted:
-            del target.refs[name]
-    for name, sha in wanted.items():
-        if target.refs.read_ref(name) != sha:
-            target.refs[name] = sha
+    """Make the mirror's branches, tags and HEAD equal the remote's (the mirror's refs are
+    read once, and written once, as one packed-refs file, only when they differ)."""
+    gitdir = Path(target.controldir())
+    stored, current_symrefs = read_refs(gitdir)
+    current = {n: s for n, s in stored.items() if n.startswith(_MIRRORED)}
+    mirrored = _mirrored(remote)
+    changed = {n: s for n, s in mirrored.items() if current.get(n) != s}
+    missing: set[bytes] = set()
+    if changed:
+        present = MirrorObjects(target.object_store)
+        try:
+            missing = {n for n, s in changed.items() if not present.has(s)}
+        finally:
+            present.close()
+    wanted = {n: s for n, s in mirrored.items() if n not in missing}
+    if wanted != current:
+        others = {n: s for n, s in stored.items() if n.startswith(b"refs/") and n not in current}
+        others.update({bytes(n): bytes(s) for n, s in wanted.items()})
+        write_packed_refs(gitdir, others, sorted(_loose_mirrored(gitdir)))
     head = symrefs.get(_HEAD)
     remote_head = remote.get(_HEAD)
     if head is None and remote_head:  # no symref capability: guess from the sha
         same = sorted(n for n, s in wanted.items() if n.startswith(_HEADS) and s == remote_head)
         preferred = [n for n in (Ref(b"refs/heads/main"), Ref(b"refs/heads/master")) if n in same]
         head = next(iter(preferred or same), None)
-    if head is not None and head.startswith(_HEADS):
+    if head is not None and head.startswith(_HEADS) and current_symrefs.get(_HEAD) != head:
         target.refs.set_symbolic_ref(_HEAD, head)
+
+
+def _loose_mirrored(gitdir: Path) -> list[bytes]:
+    """Names of the loose branch and tag files of a mirror (older mirrors wrote them)."""
+    out = []
+    for top in ("heads", "tags"):
+        for root, _, files in os.walk(gitdir / "refs" / top):
+            rel = os.path.relpath(root, gitdir)
+            out += [os.fsencode(os.path.join(rel, f)) for f in files]
+    return out
 
 
 def resolve_head(mirror: Path, branch: str | None) -> str:
@@ -426,191 +455,9 @@ def _header(data: bytes, key: bytes) -> list[bytes]:
     return [line[len(prefix) :] for line in head.split(b"\n") if line.startswith(prefix)]
 
 
-def _parents(store: Any, sha: ObjectID) -> list[ObjectID]:
-    type_num, data = raw_object(store, sha)
-    if type_num != Commit.type_num:
-        return []
-    return [ObjectID(p) for p in _header(data, b"parent")]
-
-
-def _clone_local(src: Repo, target: Repo) -> bool:
-    """First fetch of a repository on this machine: copy its packs into the empty mirror, as
-    `git clone --local` does (its loose objects packed), instead of dulwich building and
-    indexing a new pack in Python (pytest's history: 32 s before, 2.4 s with the check).
-    False, copying nothing, when the mirror already holds objects or the source borrows
-    objects (alternates). Only regular files are copied (no symlinks). The caller checks
-    that the wanted history is complete and readable in the copy (`_check_closure`) and
-    empties the mirror again if anything fails."""
-    have, store = target.object_store, src.object_store
-    source, dest = Path(store.path), Path(have.path)
-    if (source / "info" / "alternates").exists() or _holds_objects(dest):
-        return False
-    pack_dir = source / "pack"
-    names = {e.name for e in os.scandir(pack_dir) if e.is_file(follow_symlinks=False)}
-    for name in sorted(names):
-        base = name.removesuffix(".pack")
-        if name.endswith(".pack") and f"{base}.idx" in names:
-            shutil.copyfile(pack_dir / name, dest / "pack" / name)  # the pack, then its index
-            shutil.copyfile(pack_dir / f"{base}.idx", dest / "pack" / f"{base}.idx")
-    loose = [
-        (fan.name + e.name).encode("ascii")
-        for fan in os.scandir(source)
-        if len(fan.name) == 2 and fan.is_dir(follow_symlinks=False)
-        for e in os.scandir(fan.path)
-        if len(e.name) == 38 and e.is_file(follow_symlinks=False)
-    ]
-    if loose:
-        # Loose objects go into one pack of their own, read raw: the mirror is read through
-        # packs, and dulwich would parse a loose object (refusing dates git accepts).
-        def objects() -> Iterator[UnpackedObject]:
-            for sha in loose:
-                type_num, data = raw_object(store, sha)
-                yield UnpackedObject(type_num, decomp_chunks=[data])
-
-        _write_pack(have, len(loose), objects())
-    return True
-
-
-def _holds_objects(objects: Path) -> bool:
-    """Whether an objects directory holds any pack or loose object."""
-    if any(p.suffix == ".pack" for p in (objects / "pack").iterdir()):
-        return True
-    return any(len(d.name) == 2 and any(d.iterdir()) for d in objects.iterdir() if d.is_dir())
-
-
-def _check_closure(target: Repo, wants: list[ObjectID]) -> None:
-    """Check a copied mirror as a fetch would have: every pack's checksum, and every object
-    reachable from `wants` present, commits, tags and trees read (a missing object, a
-    truncated or corrupt pack, raises)."""
-    store = target.object_store
-    reader = PackReader(store)  # compiled pack reads: dulwich's get_raw costs 5x more here
-    try:
-        for pack in Path(store.pack_dir).glob("*.pack"):
-            _check_pack_checksum(pack)
-        todo: list[bytes] = list(wants)
-        seen: set[bytes] = set()
-        while todo:
-            sha = todo.pop()
-            if sha in seen:
-                continue
-            seen.add(sha)
-            type_num, data = reader.get_raw(sha) or raw_object(store, sha)
-            if type_num == Commit.type_num:
-                todo += _header(data, b"tree") + _header(data, b"parent")
-            elif type_num == Tag.type_num:
-                todo += _header(data, b"object")
-            elif type_num == Tree.type_num:
-                for _, mode, entry in parse_tree(data, len(sha) // 2):
-                    if mode == 0o40000:
-                        todo.append(entry)
-                    elif mode != 0o160000 and entry not in seen:  # a gitlink is not ours
-                        seen.add(entry)
-                        if not _has(store, entry):  # blobs: present (the checksum vouches)
-                            raise KeyError(f"object {entry.decode()} is missing")
-    finally:
-        reader.close()
-
-
 def _drop_packs(target: Repo) -> None:
     """Remove every pack of the mirror (a failed first copy)."""
     store = target.object_store
     store.close()
     for f in Path(store.pack_dir).iterdir():
         f.unlink()
-
-
-def _check_pack_checksum(pack: Path) -> None:
-    """A pack ends with the SHA-1 of everything before it: a truncated or altered copy fails
-    here (hashing runs at about 1 GB/s, far below the cost of reading its objects)."""
-    digest = hashlib.sha1(usedforsecurity=False)
-    size = pack.stat().st_size
-    if size < 32:
-        raise ValueError(f"pack {pack.name} is truncated")
-    with pack.open("rb") as f:
-        left = size - 20
-        while left:
-            chunk = f.read(min(left, 1 << 20))
-            if not chunk:
-                raise ValueError(f"pack {pack.name} is truncated")
-            digest.update(chunk)
-            left -= len(chunk)
-        if f.read(20) != digest.digest():
-            raise ValueError(f"pack {pack.name} is corrupt or truncated (checksum mismatch)")
-
-
-def _has(store: Any, sha: bytes) -> bool:
-    """Whether `store` holds `sha` (hex), without parsing a loose object."""
-    hexsha = sha.decode("ascii")
-    return bool(store.contains_packed(sha)) or os.path.isfile(
-        os.path.join(store.path, hexsha[:2], hexsha[2:])
-    )
-
-
-class _MirrorRepo(Repo):
-    """The mirror, telling remotes what it has by reading parents raw (dulwich's own graph
-    walker parses each commit and stops at a date git accepts)."""
-
-    def get_graph_walker(self, heads: list[ObjectID] | None = None) -> ObjectStoreGraphWalker:
-        walker = super().get_graph_walker(heads)
-        store = self.object_store
-        walker.get_parents = lambda sha: _parents(store, sha)
-        return walker
-
-
-def _copy_objects(src: Repo, target: Repo, wants: list[ObjectID]) -> None:
-    """Copy every object reachable from `wants` that `target` lacks, as one pack of whole
-    objects, reading and walking them raw (for sources dulwich's fetch cannot parse).
-
-    A commit or tree the mirror holds is complete there (fetches add whole closures), so the
-    walk stops at it. Undeltified: only histories dulwich cannot parse come this way.
-    """
-    have, store = target.object_store, src.object_store
-    todo: list[bytes] = list(wants)
-    seen: set[bytes] = set()
-    order: list[bytes] = []
-    while todo:
-        sha = todo.pop()
-        if sha in seen or _has(have, sha):
-            continue
-        seen.add(sha)
-        order.append(sha)
-        type_num, data = raw_object(store, sha)
-        if type_num == Commit.type_num:
-            todo += _header(data, b"tree") + _header(data, b"parent")
-        elif type_num == Tag.type_num:
-            todo += _header(data, b"object")
-        elif type_num == Tree.type_num:
-            todo += [
-                s for _, mode, s in parse_tree(data, len(sha) // 2) if mode != 0o160000
-            ]  # not gitlinks
-
-    def objects() -> Iterator[UnpackedObject]:
-        for sha in order:
-            type_num, data = raw_object(store, sha)
-            yield UnpackedObject(type_num, decomp_chunks=[data])
-
-    if order:
-        _write_pack(have, len(order), objects())
-
-
-def _write_pack(store: Any, count: int, objects: Iterator[UnpackedObject]) -> None:
-    """Write `objects` as a pack and its index straight into `store`'s pack directory.
-
-    Not `add_pack_data`: dulwich parses every object of a pack it lands and rejects the whole
-    pack for one date it cannot parse. Pack and index are renamed into place, index last (a
-    crash leaves at most an unindexed pack, which nothing reads).
-    """
-    pack_dir = Path(store.pack_dir)
-    tmp = pack_dir / f"tmp-metre-{os.getpid()}-{id(objects)}"
-    try:
-        with open(f"{tmp}.pack", "wb") as f:
-            _, checksum = write_pack_data(f, objects, store.object_format, num_records=count)
-        with PackData(f"{tmp}.pack", object_format=store.object_format) as data:
-            data.create_index(f"{tmp}.idx")
-        name = pack_dir / f"pack-{checksum.hex()}"
-        os.replace(f"{tmp}.pack", f"{name}.pack")
-        os.replace(f"{tmp}.idx", f"{name}.idx")
-    finally:
-        for suffix in (".pack", ".idx"):
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(f"{tmp}{suffix}")

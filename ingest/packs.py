@@ -90,6 +90,17 @@ class PackReader:
         self._packs = []
         self._cache.clear()
 
+    def has_binary(self, sha: bytes) -> bool:
+        """Whether a mapped pack holds the object named `sha` (binary), found by the index
+        alone (nothing is inflated). False says only "not in a mapped pack"."""
+        find = kernels.pack_find
+        return any(find(pack.index, sha) >= 0 for pack in self._packs)
+
+    @property
+    def packs(self) -> int:
+        """How many packs are mapped."""
+        return len(self._packs)
+
     def get_raw(self, hex_sha: bytes) -> tuple[int, bytes] | None:
         """(type number, content) of the object, or None when it is not in a mapped pack.
 

@@ -70,6 +70,7 @@ __all__ = [
     "numstat",
     "pack_entry",
     "pack_find",
+    "pack_object",
     "tree_diff",
     "truck_factor",
 ]
@@ -124,6 +125,7 @@ _packfile = _compiled("_packfile", "pack reader")
 _packs = _packfile or _packfile_reference
 pack_find: Callable[[Any, bytes], int] = _packs.pack_find
 pack_entry: Callable[[Any, int], tuple[int, bytes, int | bytes | None]] = _packs.pack_entry
+pack_object: Callable[[Any, int], tuple[int, bytes, int | bytes | None, int]] = _packs.pack_object
 PACKFILE_IMPLEMENTATION: Final[Literal["c", "python"]] = _which(_packfile)
 """Which implementation `pack_find` and `pack_entry` are: "c" or "python"."""
 

@@ -100,10 +100,10 @@ done:
 
 /* Inflate exactly `size` bytes from in[0:avail] into a new bytes object (NULL + error). */
 static PyObject *
-inflate_exactly(const unsigned char *in, Py_ssize_t avail, Py_ssize_t size)
+inflate_exactly(const unsigned char *in, Py_ssize_t avail, Py_ssize_t size, Py_ssize_t *used_out)
 {
     PyObject *out = PyBytes_FromStringAndSize(NULL, size);
-    if (out == NULL || size == 0) {
+    if (out == NULL || (size == 0 && used_out == NULL)) {
         return out;
     }
     z_stream z;
@@ -136,9 +136,41 @@ inflate_exactly(const unsigned char *in, Py_ssize_t avail, Py_ssize_t size)
             break; /* the stream is cut short */
         }
     }
+    if (got == size && used_out != NULL) {
+        /* read on to the end of the stream (its checksum): where the next entry starts */
+        unsigned char spare;
+        while (ret != Z_STREAM_END && (ret == Z_OK || ret == Z_BUF_ERROR)) {
+            uInt in_now = avail > (Py_ssize_t)UINT_MAX ? UINT_MAX : (uInt)avail;
+            z.next_in = (Bytef *)in;
+            z.avail_in = in_now;
+            z.next_out = &spare;
+            z.avail_out = 1;
+            ret = inflate(&z, Z_SYNC_FLUSH);
+            Py_ssize_t used = (Py_ssize_t)(in_now - z.avail_in);
+            in += used;
+            avail -= used;
+            if (z.avail_out == 0) {
+                got = size + 1; /* more data than the header says */
+                break;
+            }
+            if (used == 0 && ret != Z_STREAM_END) {
+                break;
+            }
+        }
+        if (ret != Z_STREAM_END && got == size) {
+            got = -1; /* the stream does not end */
+        }
+        *used_out = (Py_ssize_t)z.total_in;
+    }
     inflateEnd(&z);
     if (got == size) {
         return out;
+    }
+    if (used_out != NULL && (got == size + 1 || got == -1) && ret != Z_DATA_ERROR) {
+        Py_DECREF(out);
+        PyErr_SetString(PyExc_ValueError, got == -1 ? "object data does not end"
+                                                    : "object data is longer than its header says");
+        return NULL;
     }
     Py_DECREF(out);
     if (ret == Z_DATA_ERROR || ret == Z_NEED_DICT || ret == Z_STREAM_ERROR) {
@@ -152,10 +184,11 @@ inflate_exactly(const unsigned char *in, Py_ssize_t avail, Py_ssize_t size)
 }
 
 static PyObject *
-py_pack_entry(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+entry(PyObject *const *args, Py_ssize_t nargs, int with_end)
 {
     if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "pack_entry(pack, offset)");
+        PyErr_SetString(PyExc_TypeError, with_end ? "pack_object(pack, offset)"
+                                                  : "pack_entry(pack, offset)");
         return NULL;
     }
     Py_ssize_t offset = PyLong_AsSsize_t(args[1]);
@@ -229,11 +262,16 @@ py_pack_entry(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nar
     if (base == NULL) {
         goto done;
     }
-    data = inflate_exactly(pack + pos, end - pos, (Py_ssize_t)size);
+    Py_ssize_t used = 0;
+    data = inflate_exactly(pack + pos, end - pos, (Py_ssize_t)size, with_end ? &used : NULL);
     if (data == NULL) {
         goto done;
     }
-    result = Py_BuildValue("(iNN)", type_num, data, base);
+    if (with_end) {
+        result = Py_BuildValue("(iNNn)", type_num, data, base, pos + used);
+    } else {
+        result = Py_BuildValue("(iNN)", type_num, data, base);
+    }
     data = base = NULL; /* stolen (or released by Py_BuildValue on failure) */
 done:
     PyBuffer_Release(&buf);
@@ -246,11 +284,25 @@ done:
     return result;
 }
 
+static PyObject *
+py_pack_entry(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    return entry(args, nargs, 0);
+}
+
+static PyObject *
+py_pack_object(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    return entry(args, nargs, 1);
+}
+
 static PyMethodDef methods[] = {
     {"pack_find", (PyCFunction)(void (*)(void))py_pack_find, METH_FASTCALL,
      "pack_find(index, sha) -> offset of the object in a version-2 pack index, or -1."},
     {"pack_entry", (PyCFunction)(void (*)(void))py_pack_entry, METH_FASTCALL,
      "pack_entry(pack, offset) -> (type, inflated data, base: None | offset | name)."},
+    {"pack_object", (PyCFunction)(void (*)(void))py_pack_object, METH_FASTCALL,
+     "pack_object(pack, offset) -> (type, data, base, end): pack_entry and where it ends."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -16,6 +16,11 @@ base)` with ``base`` None for a whole object, the base's offset (int) for an off
 name (bytes) for a reference delta. Exactly `size` bytes are inflated; what follows in the
 stream is not examined (a size of 0 examines nothing). Malformed input raises ValueError
 (a damaged zlib stream too).
+
+`pack_object(pack, offset) -> (type, data, base, end)` is `pack_entry` plus the offset just
+past the entry's zlib stream (where the next entry of a pack starts), for indexing a pack
+read in sequence; it reads the stream to its end, and a stream that holds more than `size`
+bytes or does not end raises ValueError.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import struct
 import zlib
 from typing import Any
 
-__all__ = ["pack_entry", "pack_find"]
+__all__ = ["pack_entry", "pack_find", "pack_object"]
 
 _MAGIC = b"\xfftOc\x00\x00\x00\x02"
 _NAMES = 8 + 1024
@@ -66,6 +71,52 @@ def pack_find(index: Any, sha: bytes) -> int:
 
 def pack_entry(pack: Any, offset: int) -> tuple[int, bytes, int | bytes | None]:
     """(type, inflated data, base) of the pack entry at `offset` (see the module)."""
+    type_num, pos, size, base = _header(pack, offset)
+    return type_num, _inflate(pack, pos, size), base
+
+
+def pack_object(pack: Any, offset: int) -> tuple[int, bytes, int | bytes | None, int]:
+    """(type, inflated data, base, end) of the pack entry at `offset` (see the module)."""
+    type_num, pos, size, base = _header(pack, offset)
+    data, end = _inflate_to_end(pack, pos, size)
+    return type_num, data, base, end
+
+
+def _inflate_to_end(pack: Any, pos: int, size: int) -> tuple[bytes, int]:
+    """`size` bytes inflated from the zlib stream at `pos`, and the offset where it ends."""
+    d = zlib.decompressobj()
+    view = memoryview(pack)
+    step = size + (size >> 9) + 64
+    parts: list[bytes] = []
+    got = 0
+    pending = b""
+    try:
+        while not d.eof:
+            if pending:
+                data: Any = pending
+            else:
+                if pos >= len(view):
+                    raise ValueError("object data does not end")
+                data = view[pos : pos + step]
+                pos += len(data)
+            try:
+                out = d.decompress(data, size + 1 - got)
+            except zlib.error as exc:
+                raise ValueError(f"damaged object data: {exc}") from None
+            got += len(out)
+            parts.append(out)
+            if got > size:
+                raise ValueError("object data is longer than its header says")
+            pending = d.unconsumed_tail
+    finally:
+        view.release()
+    if got != size:
+        raise ValueError(f"object inflated to {got} bytes, expected {size}")
+    return b"".join(parts), pos - len(d.unused_data)
+
+
+def _header(pack: Any, offset: int) -> tuple[int, int, int, int | bytes | None]:
+    """(type, where its zlib stream starts, inflated size, base) of the entry at `offset`."""
     end = len(pack)
     if not 0 <= offset < end:
         raise ValueError("pack offset out of range")
@@ -105,7 +156,7 @@ def pack_entry(pack: Any, offset: int) -> tuple[int, bytes, int | bytes | None]:
         pos += 20
     elif not 1 <= type_num <= 4:
         raise ValueError(f"unknown pack entry type {type_num}")
-    return type_num, _inflate(pack, pos, size), base
+    return type_num, pos, size, base
 
 
 def _inflate(pack: Any, pos: int, size: int) -> bytes:

@@ -257,3 +257,46 @@ def test_the_compiled_kernel_is_loaded_when_built() -> None:
         assert kernels.pack_find is _packfile.pack_find
     else:
         assert kernels.PACKFILE_IMPLEMENTATION == "python"
+
+
+def test_pack_object_ends_where_the_next_entry_starts(impl: ModuleType, pack: Pack) -> None:
+    """Read in sequence from the first entry, every entry ends where git put the next one,
+    and the last where the pack's checksum starts."""
+    offsets = sorted(pack.offsets.values())
+    for here, following in zip(offsets, [*offsets[1:], len(pack.data) - 20], strict=True):
+        type_num, data, base, end = impl.pack_object(pack.data, here)
+        assert (type_num, data, base) == impl.pack_entry(pack.data, here)
+        assert end == following
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (entry(3, b"x" * 300)[:-6], "inflated to|does not end"),  # the stream is cut
+        (entry(3, b"xy")[:1] + zlib.compress(b"xyz"), "longer"),  # more data than the header
+        (entry(3, b"x\n")[:2] + b"garbage!", "damaged"),
+    ],
+)
+def test_pack_object_refuses_streams_that_do_not_match(
+    impl: ModuleType, body: bytes, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        impl.pack_object(body, 0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=3000), cut=st.integers(0, 3100), tail=st.binary(max_size=30))
+def test_compiled_equals_reference_on_pack_object(data: bytes, cut: int, tail: bytes) -> None:
+    if not compiled_is_built():
+        pytest.skip("kernels._packfile is not built")
+    from kernels import _packfile
+
+    body = b"\x00" * 8 + entry(3, data) + tail
+    for buf in (body, body[: 8 + cut]):
+        try:
+            expected = _packfile_reference.pack_object(buf, 8)
+        except ValueError:
+            with pytest.raises(ValueError, match=r"\w"):
+                _packfile.pack_object(buf, 8)
+        else:
+            assert _packfile.pack_object(buf, 8) == expected

@@ -1,0 +1,66 @@
+"""Fetching from a remote (git://, ssh, http(s)) into a mirror (I/O, blocking: run in a thread).
+
+dulwich's `GitClient.fetch` does the transfer; what is around it is metre's: the haves come
+from `ingest.negotiate.HaveWalker` (bounded, newest first), the pack is written to a temporary
+file in the mirror's pack directory, then indexed (and completed when thin) by
+`ingest.packindex` with the compiled pack kernel, never parsed.
+"""
+
+from __future__ import annotations
+
+import binascii
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from dulwich.client import FetchPackResult, GitClient
+from dulwich.objects import ObjectID
+from dulwich.refs import Ref
+from dulwich.repo import Repo
+
+from ingest.negotiate import HaveWalker, RawRead, pack_read
+from ingest.packindex import land_pack
+from ingest.packs import PackReader
+
+__all__ = ["fetch_remote"]
+
+_MIRRORED = (b"refs/heads/", b"refs/tags/")
+Wants = Callable[[Mapping[Ref, ObjectID], int | None], list[ObjectID]]
+
+
+def fetch_remote(
+    client: GitClient, path: str, target: Repo, wants: Wants, fallback: RawRead
+) -> tuple[FetchPackResult, HaveWalker]:
+    """Fetch what `wants` asks for from `path` into `target`'s packs; returns dulwich's result
+    (the remote's refs and symrefs) and the walker (how many haves it sent). `fallback` reads
+    a raw object the compiled pack reader cannot (loose objects)."""
+    store: Any = target.object_store
+    local = {n: s for n, s in target.refs.as_dict().items() if n.startswith(_MIRRORED)}
+    reader = PackReader(store)
+    walker = HaveWalker(local, pack_read(reader, fallback))
+
+    def determine(refs: Mapping[Ref, ObjectID], depth: int | None = None) -> list[ObjectID]:
+        walker.advertised = refs
+        return wants(refs, depth)
+
+    pack_dir = Path(store.pack_dir)
+    fd, name = tempfile.mkstemp(dir=pack_dir, prefix="tmp-incoming-")
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            result = client.fetch_pack(path, determine, walker, f.write)
+
+        def outside(name: bytes) -> tuple[int, bytes] | None:
+            try:
+                return reader.get_raw_binary(name) or fallback(binascii.hexlify(name))
+            except KeyError:
+                return None
+
+        land_pack(tmp, pack_dir, outside)
+    finally:
+        reader.close()
+        if tmp.exists():
+            tmp.unlink()
+    return result, walker
