@@ -3,6 +3,7 @@
 metre up [--port N]           everything in one process (embedded PostgreSQL, in-process bus)
 metre add URL|PATH            register a repository with the running metre
 metre status                  the repositories and their state
+metre remove|pause|resume R   remove, pause or resume a repository (id, URL or path)
 metre poller|processor|api    one distributed role (Kafka + PostgreSQL from METRE_*)
 """
 
@@ -206,12 +207,45 @@ def _watch(base: str, repo_id: int) -> int:
                 completed=min(repo["commits"], total) if total else repo["commits"],
                 description=f"repository {repo_id} [{repo['state']}]",
             )
-            if repo["state"] == "failed":
+            if repo["state"] in ("failed", "abandoned"):
                 print(f"metre: repository {repo_id} failed: {repo['error']}", file=sys.stderr)
                 return 1
             if repo["state"] == "idle" and (total is None or repo["commits"] >= total):
                 return 0
             time.sleep(0.5)
+
+
+def _repo_id(base: str, target: str) -> int:
+    """A repository named by its id, its URL, or a local path (as `metre add` registered it)."""
+    if target.isdigit():
+        return int(target)
+    status, body = _request("GET", f"{base}/api/v1/repos")
+    if status != 200:
+        raise SystemExit(f"metre: {_error_text(body)}")
+    wanted = {target, target.rstrip("/")}
+    if "://" not in target and os.path.exists(target):
+        wanted.add(str(Path(target).resolve()))
+    for r in body["repos"]:
+        if r["url"] in wanted:
+            return int(r["id"])
+    raise SystemExit(f"metre: no repository registered as {target!r} (see `metre status`)")
+
+
+def cmd_lifecycle(args: argparse.Namespace) -> int:
+    """`metre remove|pause|resume ID|URL`."""
+    base = _api_base(args)
+    repo_id = _repo_id(base, args.repo)
+    url = f"{base}/api/v1/repos/{repo_id}"
+    if args.command == "remove":
+        status, body = _request("DELETE", url)
+    else:
+        status, body = _request("POST", f"{url}/{args.command}")
+    if status not in (200, 204):
+        print(f"metre: {_error_text(body)}", file=sys.stderr)
+        return 1
+    done = {"remove": "removed", "pause": "paused", "resume": "resumed"}[args.command]
+    print(f"repository {repo_id} {done}")
+    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -294,6 +328,16 @@ def parser() -> argparse.ArgumentParser:
         else:
             sp.add_argument("--json", action="store_true", help="print JSON")
         sp.set_defaults(func=func)
+    for name, text in (
+        ("remove", "remove a repository: its commits, metrics and mirror (retractions published)"),
+        ("pause", "stop polling a repository (its metrics stay)"),
+        ("resume", "poll a paused or abandoned repository again, at once"),
+    ):
+        sp = sub.add_parser(name, help=text)
+        common(sp)
+        sp.add_argument("--api", help="address of the metre API (default: the local `metre up`)")
+        sp.add_argument("repo", metavar="ID|URL")
+        sp.set_defaults(func=cmd_lifecycle)
     return p
 
 

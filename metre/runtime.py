@@ -147,6 +147,8 @@ def make_poller(settings: Settings, bus: Bus, store: PgStore) -> Poller:
         poll_interval=settings.poll_interval,
         access=fetch_access(settings),
         workers=settings.ingest_workers,
+        retry_cap=settings.retry_cap,
+        give_up_after=settings.give_up_after,
     )
     return Poller(bus, store, config)
 
@@ -265,6 +267,7 @@ async def run_all(
                 _reconcile_loop(settings, bus, store, stop_poller), name="reconcile"
             ),
             asyncio.create_task(_trim_loop(bus, stop_processor), name="trim"),
+            asyncio.create_task(_removal_loop(settings, bus, store, stop_poller), name="removals"),
         ]
         url = api_url(sock)
         runtime_file = write_runtime_file(settings, url)
@@ -280,7 +283,7 @@ async def run_all(
                     log.error("role %s stopped: %r", t.get_name(), t.exception())
         finally:
             stop_poller.set()
-            await asyncio.gather(tasks[0], tasks[3], return_exceptions=True)
+            await asyncio.gather(tasks[0], tasks[3], tasks[5], return_exceptions=True)
             await _drain(lambda: processor.handled >= poller.published, timeout=30.0)
             stop_processor.set()
             await asyncio.gather(tasks[1], tasks[4], return_exceptions=True)
@@ -303,6 +306,33 @@ async def _reconcile_loop(
             log.warning("reconciliation postponed: %r", exc)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), settings.reconcile_interval)
+
+
+async def _removal_loop(
+    settings: Settings, bus: Bus, store: PgStore, stop: asyncio.Event, every: float = 1.0
+) -> None:
+    """Publish the retractions of removed repositories and delete their mirrors
+    (processors/removals.py); an outage postpones a pass, never the role."""
+    from processors.removals import publish_removals
+
+    failing = False
+    while not stop.is_set():
+        try:
+            await publish_removals(
+                bus,
+                store,
+                mirrors_dir=settings.mirrors_dir,
+                commits_topic=commits_topic(settings),
+                updates_topic=updates_topic(settings),
+            )
+            failing = False
+        except Exception as exc:  # noqa: BLE001 (the outbox keeps it for the next pass)
+            # One line per outage, not one per second.
+            log.log(logging.DEBUG if failing else logging.WARNING,
+                    "publishing removals postponed: %r", exc)  # fmt: skip
+            failing = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
 
 
 async def _trim_loop(bus: Bus, stop: asyncio.Event, every: float = 5.0) -> None:
@@ -354,6 +384,7 @@ async def run_poller(settings: Settings, stop: asyncio.Event) -> None:
             await asyncio.gather(
                 make_poller(settings, bus, store).run(stop),
                 _reconcile_loop(settings, bus, store, stop),
+                _removal_loop(settings, bus, store, stop),
             )
 
 
