@@ -25,7 +25,7 @@ from ingest.credentials import CredentialsError, load_credentials
 from ingest.mirror import FetchAccess
 from ingest.poller import Poller, PollerConfig
 from ingest.reconcile import Reconciled, reconcile_all
-from ingest.retry import DEPENDENCY, RetryStopped, is_transient, retry
+from ingest.retry import DEPENDENCY, Backoff, RetryStopped, is_transient, retry
 from metre import errors
 from metre.settings import Settings
 from processors.runner import Processor
@@ -298,6 +298,10 @@ async def run_all(
     published (an in-process bus does not survive the process), then the API.
     """
     sock = bind_socket(settings.host, settings.port, search=port_search)
+    if settings.database_url is None:
+        from metre.pg import become_subreaper
+
+        become_subreaper()  # the embedded postmaster is then ours to reap (supervise_embedded)
     async with open_store(settings) as store, open_bus(settings) as bus:
         # This process is the only poller: a lease left by a crash of the last run is stale.
         await store.release_leases()
@@ -316,6 +320,12 @@ async def run_all(
             asyncio.create_task(_trim_loop(bus, stop_processor), name="trim"),
             asyncio.create_task(_removal_loop(settings, bus, store, stop_poller), name="removals"),
         ]
+        stop_pg = asyncio.Event()
+        supervisor = (
+            asyncio.create_task(supervise_embedded(settings.pgdata_dir, stop_pg), name="pg")
+            if settings.database_url is None
+            else None
+        )
         url = api_url(sock)
         runtime_file = write_runtime_file(settings, url)
         if on_ready is not None:
@@ -337,6 +347,14 @@ async def run_all(
             stop_api.set()
             await asyncio.gather(tasks[2], return_exceptions=True)
             runtime_file.unlink(missing_ok=True)
+            stop_pg.set()
+            if supervisor is not None:
+                await asyncio.gather(supervisor, return_exceptions=True)
+    if settings.database_url is None:
+        # Explicitly, not at interpreter exit: a stop must stop the embedded server.
+        from metre.pg import stop_embedded
+
+        await asyncio.to_thread(stop_embedded, settings.pgdata_dir)
 
 
 async def _reconcile_loop(
@@ -353,6 +371,49 @@ async def _reconcile_loop(
             log.warning("reconciliation postponed: %r", exc)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), settings.reconcile_interval)
+
+
+PG_RESTART = Backoff(0.5, 5.0)
+"""Waits between attempts to restart the embedded PostgreSQL after it died."""
+PG_RESTART_ATTEMPTS = 12
+
+
+async def supervise_embedded(pgdata: Path, stop: asyncio.Event, every: float = 0.5) -> None:
+    """Restart the embedded PostgreSQL when it dies under `metre up`: one line when it is
+    found down, one when it is back (or when the attempts ran out); the roles wait meanwhile
+    (their retries) and the API answers 503 with Retry-After."""
+    from metre.pg import EmbeddedPgError, is_running, restart_embedded
+
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
+        if stop.is_set() or await asyncio.to_thread(is_running, pgdata):
+            continue
+        log.error("the embedded PostgreSQL in %s stopped; restarting it", pgdata)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        for attempt in range(PG_RESTART_ATTEMPTS):
+            try:
+                pid = await asyncio.to_thread(restart_embedded, pgdata)
+            except EmbeddedPgError as exc:
+                last = exc
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), PG_RESTART.delay(attempt))
+                if stop.is_set():
+                    return
+                continue
+            log.warning(
+                "the embedded PostgreSQL is back (pid %d) after %.1f s and %d attempts",
+                pid, loop.time() - began, attempt + 1,
+            )  # fmt: skip
+            break
+        else:
+            log.error(
+                "the embedded PostgreSQL did not restart after %d attempts (%s); metre keeps "
+                "trying every %.0f s", PG_RESTART_ATTEMPTS, last, PG_RESTART.cap,
+            )  # fmt: skip
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), PG_RESTART.cap)
 
 
 async def _removal_loop(
