@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -19,10 +20,22 @@ from starlette.routing import Match
 from api.responses import OrjsonResponse, error_body
 from api.routes import catalogue, dashboard, files, health, metrics, pipeline, repos
 from api.security import ApiGuard
+from ingest.retry import is_transient
 from metre.settings import Settings
 from processors.store import PgStore
 
 log = logging.getLogger(__name__)
+
+_DATABASE_AWAY: tuple[type[Exception], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InternalClientError,
+)
+RETRY_AFTER_SECONDS = 2
+"""What a 503 for an unavailable database asks clients to wait (the embedded one restarts in
+about a second)."""
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -100,6 +113,23 @@ def create_app(
         return OrjsonResponse(
             error_body(422, _validation_message(exc), _clean_errors(exc)), status_code=422
         )
+
+    async def unavailable(_: Request, exc: Exception) -> OrjsonResponse:
+        if not is_transient(exc):
+            log.exception("unhandled error", exc_info=exc)
+            return OrjsonResponse(error_body(500, "internal error"), status_code=500)
+        # The database is away (restarting, unreachable): come back later, not a bug.
+        log.warning("database unavailable: %r", exc)
+        return OrjsonResponse(
+            error_body(503, "the database is unavailable; retry shortly"),
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
+    # Registered per class (not only under Exception, whose handler Starlette runs after
+    # re-raising, closing the connection): a 503 is an answer, the connection stays usable.
+    for cls in _DATABASE_AWAY:
+        app.add_exception_handler(cls, unavailable)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> OrjsonResponse:

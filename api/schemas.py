@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-RepoState = Literal["pending", "polling", "idle", "failed"]
+RepoState = Literal["pending", "polling", "idle", "failed", "paused", "abandoned", "lagging"]
 Granularity = Literal["day", "week", "month"]
 
 

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from dulwich.repo import Repo
 
@@ -39,6 +39,7 @@ from ingest.mirror import FetchAccess, RepositoryError, open_mirror, resolve_hea
 from ingest.retry import DEPENDENCY, Backoff, always, retry
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 _REGISTRY = Backoff(0.2, 10.0)
 """Waits while the registry (PostgreSQL) does not answer a claim."""
 
@@ -70,7 +71,9 @@ class RepoRegistry(Protocol):
     async def set_polled(
         self, repo_id: int, head: str | None, next_poll_in: float, mailmap_sha: str | None = None
     ) -> None: ...
-    async def set_failed(self, repo_id: int, error: str, retry_in: float) -> None: ...
+    async def set_failed(
+        self, repo_id: int, error: str, retry_in: float, give_up_after: float | None = None
+    ) -> str | None: ...
     async def wait_for_poll_request(self, timeout: float) -> None: ...
     async def release_lease(self, repo_id: int) -> None: ...
 
@@ -85,6 +88,8 @@ class PollerConfig:
     lease_seconds: float = 120.0
     retry_base: float = 5.0
     retry_cap: float = 900.0
+    give_up_after: float | None = None
+    """Seconds of continuous failure after which a repository is abandoned (None: never)."""
     access: FetchAccess | None = None
     """URL policy, resolver and credentials for fetches (None: `FetchAccess()`'s defaults)."""
     workers: int | None = None
@@ -177,14 +182,23 @@ class Poller:
     async def _failed(self, row: PolledRepo, error: str) -> None:
         self.failures += 1
         delay = Backoff(self.config.retry_base, self.config.retry_cap).delay(row.failures)
-        log.warning("repository %s failed (retry in %.0f s): %s", row.id, delay, error)
-        await self._persist(lambda: self.registry.set_failed(row.id, error, delay))
+        give_up = self.config.give_up_after
+        state = await self._persist(lambda: self.registry.set_failed(row.id, error, delay, give_up))
+        if state == "abandoned":
+            log.warning(
+                "repository %s abandoned after failing for %.0f s (resume it to retry): %s",
+                row.id, give_up, error,
+            )  # fmt: skip
+        else:
+            log.warning("repository %s failed (retry in %.0f s): %s", row.id, delay, error)
 
-    async def _persist(self, op: Callable[[], Awaitable[None]]) -> None:
+    async def _persist(self, op: Callable[[], Awaitable[T]]) -> T:
         """Store a poll's outcome, retrying while the registry is away, for up to half the
         lease (after that the lease runs out and another poll repeats the work: harmless)."""
         deadline = asyncio.get_running_loop().time() + self.config.lease_seconds / 2
-        await retry(op, DEPENDENCY, retriable=always, deadline=deadline, what="registry", log=log)
+        return await retry(
+            op, DEPENDENCY, retriable=always, deadline=deadline, what="registry", log=log
+        )
 
     async def _publish_new(self, row: PolledRepo) -> tuple[str, str | None]:
         """Publish retractions, then new commits; returns (head, .mailmap blob) to store."""

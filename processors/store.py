@@ -34,6 +34,26 @@ class RepoExists(Exception):
     """A repository with this URL is already registered."""
 
 
+class SchemaTooNew(Exception):
+    """The database holds migrations this code does not know: a newer metre migrated it."""
+
+    def __init__(self, found: int, known: int) -> None:
+        super().__init__(f"schema version {found} is newer than this code's {known}")
+        self.found = found
+        self.known = known
+
+
+@dataclass(frozen=True, slots=True)
+class Removal:
+    """A removed repository whose retractions are still to be published (the outbox)."""
+
+    repo_id: int
+    url: str
+    shas: list[str]
+    generation: int
+    removed_at: datetime
+
+
 @dataclass(frozen=True, slots=True)
 class RepoRow:
     """A registered repository and its polling state; `commits` counts commits ingested."""
@@ -53,6 +73,10 @@ class RepoRow:
     created_at: datetime
     mailmap_sha: str | None = None
     """The .mailmap blob the published history was mapped with (None: no .mailmap)."""
+    paused_at: datetime | None = None
+    """When the repository was paused (None: it is polled)."""
+    failing_since: datetime | None = None
+    """Start of the current run of failed polls (None: the last poll succeeded)."""
 
 
 _REPO_COLUMNS = """
@@ -60,7 +84,7 @@ _REPO_COLUMNS = """
     COALESCE((SELECT sum(a.commits) FROM activity_daily a WHERE a.repo_id = r.id), 0)::bigint
         AS commits,
     r.progress_done, r.progress_total, r.last_polled_at, r.next_poll_at, r.failures, r.created_at,
-    r.mailmap_sha
+    r.mailmap_sha, r.paused_at, r.failing_since
 """
 
 
@@ -231,7 +255,9 @@ class PgStore:
     async def migrate(self) -> list[str]:
         """Apply pending migrations in one transaction; returns the files applied.
 
-        An advisory lock makes processes that start at the same time take turns.
+        An advisory lock makes processes that start at the same time take turns. A database
+        migrated by a newer metre (a version this code does not know) raises `SchemaTooNew`
+        and changes nothing.
         """
         applied: list[str] = []
         async with self._pool.acquire() as con, con.transaction():
@@ -242,7 +268,11 @@ class PgStore:
                 " applied_at timestamptz NOT NULL DEFAULT now())"
             )
             done = {r["version"] for r in await con.fetch("SELECT version FROM schema_migrations")}
-            for version, name, sql in _migrations():
+            known = _migrations()
+            newest = max(v for v, _, _ in known)
+            if done and max(done) > newest:
+                raise SchemaTooNew(max(done), newest)
+            for version, name, sql in known:
                 if version in done:
                     continue
                 await con.execute(sql)
@@ -293,16 +323,88 @@ class PgStore:
 
         Commits go by cascade; file changes and metric rows (no foreign key: migrations 0007,
         0010) are deleted after the repository row, so a batch that wrote them and held the
-        repository is committed by then, and a later batch finds no repository.
+        repository is committed by then, and a later batch finds no repository. The commits
+        it held are recorded in the `repo_removals` outbox, in the same transaction, for a
+        poller to publish their retractions (`pending_removals`, `finish_removal`).
         """
         async with self._pool.acquire() as con, con.transaction():
-            status = await con.execute("DELETE FROM repos WHERE id = $1", repo_id)
-            if status != "DELETE 1":
+            # FOR UPDATE waits for batches holding the row (their foreign key check), so the
+            # commits read next are all there will ever be; later batches find no repository.
+            rec = await con.fetchrow(
+                "SELECT url, generation FROM repos WHERE id = $1 FOR UPDATE", repo_id
+            )
+            if rec is None:
                 return False
+            await con.execute(
+                "INSERT INTO repo_removals (repo_id, url, shas, generation) "
+                "SELECT $1, $2, COALESCE(array_agg(sha ORDER BY sha), '{}'), $3 "
+                "FROM commits WHERE repo_id = $1 "
+                "ON CONFLICT (repo_id) DO NOTHING",
+                repo_id,
+                rec["url"],
+                rec["generation"] + 1,
+            )
+            await con.execute("DELETE FROM repos WHERE id = $1", repo_id)
             # Neither metric rows nor file_changes have a foreign key (migrations 0007, 0010).
             for name in ("file_changes", *sorted(TABLES)):
                 await con.execute(f"DELETE FROM {name} WHERE repo_id = $1", repo_id)  # noqa: S608
         return True
+
+    async def pending_removals(self, limit: int = 10) -> list[Removal]:
+        """Removed repositories whose retractions are not yet published, oldest first."""
+        recs = await self._pool.fetch(
+            "SELECT repo_id, url, shas, generation, removed_at FROM repo_removals "
+            "ORDER BY removed_at, repo_id LIMIT $1",
+            limit,
+        )
+        return [Removal(**dict(r)) for r in recs]
+
+    async def finish_removal(self, repo_id: int) -> None:
+        """The removal's retractions are published: forget it."""
+        await self._pool.execute("DELETE FROM repo_removals WHERE repo_id = $1", repo_id)
+
+    async def registered_ids(self) -> set[int]:
+        """The ids of every registered repository (to find mirrors of removed ones)."""
+        return {r["id"] for r in await self._pool.fetch("SELECT id FROM repos")}
+
+    async def pause_repo(self, repo_id: int) -> RepoRow | None:
+        """Stop polling the repository (its metrics stay); None if there is none. A poll
+        under way finishes, and leaves it paused."""
+        rec = await self._pool.fetchrow(
+            f"""
+            UPDATE repos r SET paused_at = COALESCE(r.paused_at, now()), state = 'paused',
+                poll_requested = false
+            WHERE r.id = $1
+            RETURNING {_REPO_COLUMNS}
+            """,  # noqa: S608 (constant)
+            repo_id,
+        )
+        return None if rec is None else _repo(rec)
+
+    async def resume_repo(self, repo_id: int) -> RepoRow | None:
+        """Poll a paused or abandoned repository again, at once (an abandoned one starts a
+        new run of failures from zero; its error stays until a poll succeeds); for any other
+        repository the same as `request_poll`. None if there is none."""
+        async with self._pool.acquire() as con, con.transaction():
+            rec = await con.fetchrow(
+                f"""
+                UPDATE repos r SET paused_at = NULL,
+                    failures = CASE WHEN r.state = 'abandoned' THEN 0 ELSE r.failures END,
+                    failing_since = CASE WHEN r.state = 'abandoned' THEN NULL
+                                         ELSE r.failing_since END,
+                    state = CASE WHEN r.state NOT IN ('paused', 'abandoned') THEN r.state
+                                 WHEN r.lease_until > now() THEN 'polling'
+                                 ELSE 'pending' END,
+                    next_poll_at = now(), poll_requested = true
+                WHERE r.id = $1
+                RETURNING {_REPO_COLUMNS}
+                """,  # noqa: S608 (constant)
+                repo_id,
+            )
+            if rec is None:
+                return None
+            await con.execute(f"NOTIFY {POLL_CHANNEL}")
+        return _repo(rec)
 
     async def request_poll(self, repo_id: int) -> bool:
         """Make the repository due now and wake waiting pollers; False if there is none."""
@@ -329,13 +431,15 @@ class PgStore:
     async def claim_due_repo(self, lease_seconds: float) -> RepoRow | None:
         """Take one due repository whose lease is free or expired, for `lease_seconds`.
 
-        Concurrent claimers never get the same repository (row locks, SKIP LOCKED).
+        Concurrent claimers never get the same repository (row locks, SKIP LOCKED). Paused
+        and abandoned repositories are never due.
         """
         rec = await self._pool.fetchrow(
             f"""
             WITH due AS (
                 SELECT id FROM repos
                 WHERE next_poll_at <= now() AND (lease_until IS NULL OR lease_until < now())
+                      AND paused_at IS NULL AND state <> 'abandoned'
                 ORDER BY next_poll_at, id
                 LIMIT 1
                 FOR UPDATE SKIP LOCKED
@@ -382,7 +486,8 @@ class PgStore:
         meanwhile)."""
         await self._pool.execute(
             """
-            UPDATE repos SET state = 'idle', error = NULL, failures = 0, head = $2,
+            UPDATE repos SET state = CASE WHEN paused_at IS NULL THEN 'idle' ELSE 'paused' END,
+                error = NULL, failures = 0, failing_since = NULL, head = $2,
                 mailmap_sha = $4, last_polled_at = now(), lease_until = NULL,
                 next_poll_at = CASE WHEN poll_requested THEN now()
                                     ELSE now() + make_interval(secs => $3) END,
@@ -406,21 +511,38 @@ class PgStore:
             return None
         return await self.get_repo(repo_id)
 
-    async def set_failed(self, repo_id: int, error: str, retry_in: float) -> None:
-        """A poll failed: failed, one more failure, lease released, retried in `retry_in` s."""
-        await self._pool.execute(
+    async def set_failed(
+        self, repo_id: int, error: str, retry_in: float, give_up_after: float | None = None
+    ) -> str | None:
+        """A poll failed: failed, one more failure, lease released, retried in `retry_in` s.
+
+        With `give_up_after`, a repository whose polls have all failed for that many seconds
+        is `abandoned` instead (never polled again until resumed; the error is kept). A paused
+        repository stays paused. Returns the new state (None: no such repository).
+        """
+        state: str | None = await self._pool.fetchval(
             """
-            UPDATE repos SET state = 'failed', error = $2, failures = failures + 1,
+            UPDATE repos SET error = $2, failures = failures + 1,
+                failing_since = COALESCE(failing_since, now()),
+                state = CASE
+                    WHEN paused_at IS NOT NULL THEN 'paused'
+                    WHEN $4::float8 IS NOT NULL
+                         AND now() - COALESCE(failing_since, now()) >= make_interval(secs => $4)
+                         THEN 'abandoned'
+                    ELSE 'failed' END,
                 last_polled_at = now(), lease_until = NULL,
                 next_poll_at = CASE WHEN poll_requested THEN now()
                                     ELSE now() + make_interval(secs => $3) END,
                 poll_requested = false
             WHERE id = $1
+            RETURNING state
             """,
             repo_id,
             error,
             float(retry_in),
+            None if give_up_after is None else float(give_up_after),
         )
+        return state
 
     async def wait_for_poll_request(self, timeout: float) -> None:
         """Sleep up to `timeout` seconds; return early when `request_poll` notifies.

@@ -6,7 +6,7 @@ import asyncio
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, HTTPException, Path, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import SettingsDep, StoreDep
@@ -128,12 +128,60 @@ async def patch_repo(repo_id: RepoId, body: RepoPatch, store: StoreDep) -> Orjso
     "/repos/{repo_id}/poll",
     status_code=202,
     summary="Poll the repository now",
-    responses={202: {"model": PollAccepted}, **_ERRORS},
+    responses={
+        202: {"model": PollAccepted},
+        409: {"model": ErrorOut, "description": "Paused or abandoned: resume it"},
+        **_ERRORS,
+    },
 )
 async def poll_repo(repo_id: RepoId, store: StoreDep) -> OrjsonResponse:
     row = await _repo_or_404(store, repo_id)
+    if row.state in ("paused", "abandoned"):
+        raise HTTPException(409, f"repository {repo_id} is {row.state}: resume it to poll it")
     await store.request_poll(repo_id)
     return OrjsonResponse({"id": row.id, "state": row.state}, status_code=202)
+
+
+@router.delete(
+    "/repos/{repo_id}",
+    status_code=204,
+    summary="Remove a repository",
+    description="Deletes the repository, its commits, its metrics and (soon after) its mirror; "
+    "organisation-wide metrics stop counting it at once. A retraction of each of its commits "
+    "and a removal notice are then published on the topics (docs/events.md).",
+    responses={204: {"description": "Removed"}, **_ERRORS},
+)
+async def delete_repo(repo_id: RepoId, store: StoreDep) -> Response:
+    if not await store.delete_repo(repo_id):
+        raise HTTPException(404, f"no repository with id {repo_id}")
+    return Response(status_code=204)
+
+
+@router.post(
+    "/repos/{repo_id}/pause",
+    summary="Stop polling the repository",
+    description="A paused repository (state `paused`) keeps its metrics and is not polled "
+    "until resumed; a poll under way finishes.",
+    responses={200: {"model": RepoOut}, **_ERRORS},
+)
+async def pause_repo(repo_id: RepoId, store: StoreDep) -> OrjsonResponse:
+    row = await store.pause_repo(repo_id)
+    if row is None:
+        raise HTTPException(404, f"no repository with id {repo_id}")
+    return OrjsonResponse(repo_json(row))
+
+
+@router.post(
+    "/repos/{repo_id}/resume",
+    summary="Poll a paused or abandoned repository again",
+    description="Polls at once; an abandoned repository starts its backoff from the beginning.",
+    responses={200: {"model": RepoOut}, **_ERRORS},
+)
+async def resume_repo(repo_id: RepoId, store: StoreDep) -> OrjsonResponse:
+    row = await store.resume_repo(repo_id)
+    if row is None:
+        raise HTTPException(404, f"no repository with id {repo_id}")
+    return OrjsonResponse(repo_json(row))
 
 
 @router.get(
