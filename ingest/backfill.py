@@ -51,7 +51,7 @@ def encode_events(
 
     The cyclic garbage collector is paused meanwhile: a walk creates millions of short-lived
     tuples and no cycles, and the collector's passes over them cost about a tenth of the time
-    (notes/ingest-profile.md).
+    (docs/architecture.md, "Ingest").
     """
     paused = gc.isenabled()
     gc.disable()

@@ -10,7 +10,7 @@ a mode-only change counts 0 0 (or binary), as git prints them. Line counts come 
 Paths are bytes in git; they are decoded as UTF-8, invalid bytes as backslash escapes
 (``errors="backslashreplace"``, e.g. ``caf\\xe9.txt``), so distinct byte paths stay distinct.
 
-Why it is shaped this way (see notes/ingest-profile.md): dulwich's `Walker` and `Commit`
+Why it is shaped this way (docs/architecture.md, "Ingest"): dulwich's `Walker` and `Commit`
 objects and `tree_changes` cost more than the line diff, so this module reads raw objects
 (`object_store.get_raw`), parses only the commit header fields it needs, keeps raw tree bodies
 in a cache (bounded in bytes, keyed by binary tree sha: content-addressed, so never stale),

@@ -3,7 +3,7 @@
 Pure: no I/O. The compiled twin (``kernels/_linediff.c``) implements the same steps.
 
 What git counts (git 2.39, learnt from its observable behaviour, checked against the git CLI in
-tests/kernels/, and from the measurements in the project's notes/ingest-profile.md):
+tests/kernels/, and from the measurements summarised in docs/architecture.md):
 
 * A line is the bytes up to and including ``\\n``. A last line without ``\\n`` is a line of its
   own, different from the same text with ``\\n``. ``\\r`` is an ordinary byte.
