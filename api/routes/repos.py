@@ -82,11 +82,15 @@ async def list_repos(store: StoreDep) -> OrjsonResponse:
     return OrjsonResponse({"repos": [repo_json(r) for r in await store.list_repos()]})
 
 
-async def _repo_or_404(store: StoreDep, repo_id: int) -> RepoRow:
-    row = await store.get_repo(repo_id)
+def _found(row: RepoRow | None, repo_id: int) -> RepoRow:
+    """The row a store call returned, or the one 404 every repository route answers."""
     if row is None:
         raise HTTPException(404, f"no repository with id {repo_id}")
     return row
+
+
+async def _repo_or_404(store: StoreDep, repo_id: int) -> RepoRow:
+    return _found(await store.get_repo(repo_id), repo_id)
 
 
 @router.get(
@@ -117,9 +121,7 @@ class RepoPatch(BaseModel):
 async def patch_repo(repo_id: RepoId, body: RepoPatch, store: StoreDep) -> OrjsonResponse:
     if body.branch is not None and _BAD_BRANCH.search(body.branch):
         raise HTTPException(422, f"branch {body.branch!r} is not a valid branch name")
-    row = await store.set_branch(repo_id, body.branch)
-    if row is None:
-        raise HTTPException(404, f"no repository with id {repo_id}")
+    row = _found(await store.set_branch(repo_id, body.branch), repo_id)
     await store.request_poll(repo_id)
     return OrjsonResponse(repo_json(row))
 
@@ -165,10 +167,7 @@ async def delete_repo(repo_id: RepoId, store: StoreDep) -> Response:
     responses={200: {"model": RepoOut}, **_ERRORS},
 )
 async def pause_repo(repo_id: RepoId, store: StoreDep) -> OrjsonResponse:
-    row = await store.pause_repo(repo_id)
-    if row is None:
-        raise HTTPException(404, f"no repository with id {repo_id}")
-    return OrjsonResponse(repo_json(row))
+    return OrjsonResponse(repo_json(_found(await store.pause_repo(repo_id), repo_id)))
 
 
 @router.post(
@@ -178,10 +177,7 @@ async def pause_repo(repo_id: RepoId, store: StoreDep) -> OrjsonResponse:
     responses={200: {"model": RepoOut}, **_ERRORS},
 )
 async def resume_repo(repo_id: RepoId, store: StoreDep) -> OrjsonResponse:
-    row = await store.resume_repo(repo_id)
-    if row is None:
-        raise HTTPException(404, f"no repository with id {repo_id}")
-    return OrjsonResponse(repo_json(row))
+    return OrjsonResponse(repo_json(_found(await store.resume_repo(repo_id), repo_id)))
 
 
 @router.get(
