@@ -5,6 +5,7 @@ const API = "/api/v1";
 const REFRESH_MS = 5000;
 const charts = new Set();
 let timer = null;
+const loading = []; // the cards' first loads: the page is ready once all have settled
 let rate = null; // {at, commits}: the previous overview refresh, for commits/s
 
 function el(tag, attrs = {}, ...children) {
@@ -158,7 +159,8 @@ function reposTable(repos, rerender) {
   const th = cols.map(([key, title, num]) => {
     const pressed = overview.sort === key;
     const arrow = pressed ? (overview.desc ? " ▼" : " ▲") : "";
-    return el("th", { scope: "col", class: num ? "num" : null, "aria-sort": pressed ? (overview.desc ? "descending" : "ascending") : "none" },
+    const cls = [num ? "num" : "", key === "id" || key === "last_polled_at" ? "wide-only" : ""].join(" ").trim() || null;
+    return el("th", { scope: "col", class: cls, "aria-sort": pressed ? (overview.desc ? "descending" : "ascending") : "none" },
       el("button", { type: "button", text: title + arrow, onclick: () => {
         overview.desc = overview.sort === key ? !overview.desc : false;
         overview.sort = key;
@@ -168,10 +170,10 @@ function reposTable(repos, rerender) {
   th.splice(4, 0, el("th", { scope: "col", text: "Freshness" }));
   th.push(el("th", { scope: "col", text: "Error" }));
   const rows = repoRows(repos).map((r) => el("tr", { "data-repo": r.id },
-    el("td", { class: "num", text: r.id }),
+    el("td", { class: "num wide-only", text: r.id }),
     el("td", { class: "path" }, el("a", { href: `#/repos/${r.id}`, text: r.url }), r.branch ? ` (${r.branch})` : ""),
     el("td", { class: `state state-${r.state}`, text: r.state }),
-    el("td", { text: ago(r.last_polled_at), title: r.last_polled_at || "" }),
+    el("td", { class: "wide-only", text: ago(r.last_polled_at), title: r.last_polled_at || "" }),
     el("td", { text: freshness(r) }),
     el("td", { class: "num", text: fmt(r.commits) }),
     el("td", { class: "err", text: r.error || "" })));
@@ -280,7 +282,7 @@ function granularityCard(title, path, build) {
       slot.replaceChildren(el("p", { class: "err", text: err.message }));
     }
   };
-  load("month");
+  loading.push(load("month"));
   return el("section", { class: "card wide", "aria-label": title, "data-card": title }, el("h2", { text: title }),
     el("div", { class: "row", role: "group", "aria-label": "Period" }, buttons), slot);
 }
@@ -296,9 +298,9 @@ function disposeIn(node) {
 
 async function metricCard(title, path, build, wide = false) {
   const section = el("section", { class: wide ? "card wide" : "card", "aria-label": title, "data-card": title }, el("h2", { text: title }), el("p", { class: "meta", text: "loading…" }));
-  api(path).then(
+  loading.push(api(path).then(
     (body) => section.replaceChildren(el("h2", { text: title }), build(body), provenance(body, path)),
-    (err) => section.replaceChildren(el("h2", { text: title }), el("p", { class: "err", text: err.message })));
+    (err) => section.replaceChildren(el("h2", { text: title }), el("p", { class: "err", text: err.message }))));
   return section;
 }
 
@@ -403,8 +405,10 @@ async function route() {
   showBanner("");
   const main = document.getElementById("main");
   const match = location.hash.match(/^#\/repos\/(\d+)$/);
+  loading.length = 0;
   if (match) await renderRepo(main, Number(match[1]));
   else await renderOverview(main);
+  await Promise.allSettled(loading.splice(0));
   document.body.dataset.ready = "true";
 }
 

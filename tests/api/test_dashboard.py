@@ -111,7 +111,9 @@ async def test_pages_render_what_git_says(
         assert await row.locator(".state").inner_text() == "idle"
 
         await row.get_by_role("link").click()
-        await page.wait_for_function("document.body.dataset.ready === 'true'")
+        await page.locator("body[data-ready=true]").wait_for(state="attached")
+        # Ready means every card has its data (or its error), not its placeholder.
+        assert await page.get_by_text("loading…").count() == 0
         days = await asyncio.to_thread(expected_activity, random_repo)
         for granularity in ("month", "week", "day"):
             if granularity != "month":
@@ -170,7 +172,7 @@ async def test_register_poll_and_errors_from_the_page(
 
         # Poll now, from the repository's page.
         await page.goto(f"{url}/#/repos/{new.id}")
-        await page.wait_for_function("document.body.dataset.ready === 'true'")
+        await page.locator("body[data-ready=true]").wait_for(state="attached")
         query = "SELECT poll_requested FROM repos WHERE id = $1"
         await metre_api.store._pool.execute("UPDATE repos SET poll_requested = false")
         await page.click("#poll")
