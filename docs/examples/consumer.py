@@ -21,7 +21,8 @@ Output, one JSON object per line:
     {"event": "metric-update", "repo_id": 42, "generation": 17, "head": "...",
      "metrics": ["activity", ...], "held": 120}
     {"event": "commits", "repo_id": 42, "held": 120, "added": 3, "retracted": 0,
-     "duplicates": 0}                        (per repository, after each fetch that had events)
+     "duplicates": 0, "last": "..."}   (per repository, after each fetch that had events;
+                                        `last`: the sha of its last commit or retraction event)
     {"event": "removed", "repo_id": 42}
     {"event": "stopped", "held": {"42": 120}, "duplicates": 5}   (on SIGINT or SIGTERM)
 """
@@ -49,11 +50,14 @@ class State:
     removed: set[int] = field(default_factory=set)
     duplicates: int = 0
 
-    def on_event(self, e: dict[str, Any], tally: Counter[tuple[int, str]]) -> None:
+    def on_event(
+        self, e: dict[str, Any], tally: Counter[tuple[int, str]], last: dict[int, str]
+    ) -> None:
         """A commit or retraction event, applied by state."""
         repo, sha = e["repo_id"], e["sha"]
         if repo in self.removed:
             return
+        last[repo] = sha
         held = self.held.setdefault(repo, set())
         if e["type"] == "commit" and sha not in held:
             held.add(sha)
@@ -120,6 +124,7 @@ async def consume(bootstrap: str, prefix: str, stop: asyncio.Event) -> State:
         while not stop.is_set():
             batches = await consumer.getmany(timeout_ms=500)
             tally: Counter[tuple[int, str]] = Counter()
+            last: dict[int, str] = {}
             # Each partition's records in order; one repository lives in one partition.
             for tp, records in sorted(batches.items(), key=lambda b: (b[0].topic, b[0].partition)):
                 for r in records:
@@ -127,10 +132,10 @@ async def consume(bootstrap: str, prefix: str, stop: asyncio.Event) -> State:
                     if value is None:
                         continue
                     if tp.topic == commits:
-                        state.on_event(value, tally)
+                        state.on_event(value, tally, last)
                     elif (line := state.on_update(value)) is not None:
                         emit(line)
-            for repo in sorted({repo for repo, _ in tally}):
+            for repo in sorted(last):
                 if repo in state.held:
                     emit(
                         {
@@ -140,6 +145,7 @@ async def consume(bootstrap: str, prefix: str, stop: asyncio.Event) -> State:
                             "added": tally[repo, "added"],
                             "retracted": tally[repo, "retracted"],
                             "duplicates": tally[repo, "duplicates"],
+                            "last": last[repo],
                         }
                     )
     finally:
