@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal, TypeGuard
+from typing import Any, Final, Literal, TypeGuard
 
 import orjson
 
-SCHEMA_VERSION = 1
+from ingest.wire import VERSION, CommitEventWire, PersonWire, RetractEventWire
+
+SCHEMA_VERSION: Final = VERSION
 
 ChangeType = Literal["A", "D", "M", "T"]
 """Added, deleted, modified, type changed (file <-> symlink <-> submodule)."""
@@ -136,58 +138,55 @@ def partition_key(repo_id: int) -> bytes:
     return str(repo_id).encode()
 
 
-def _person_json(p: Person) -> dict[str, Any]:
-    d = {"name": p.name, "email": p.email, "time": p.time.isoformat()}
+def _person_json(p: Person) -> PersonWire:
+    d: PersonWire = {"name": p.name, "email": p.email, "time": p.time.isoformat()}
     if p.time_raw is not None:  # only on flagged dates: the common event stays as it was
         d["time_raw"] = p.time_raw
     return d
 
 
-def encode(e: CommitEvent | RetractEvent) -> bytes:
+def wire(e: CommitEvent | RetractEvent) -> CommitEventWire | RetractEventWire:
+    """The JSON object of `e`, in the shape ingest/wire.py declares (and docs/schemas/ hold)."""
     if isinstance(e, RetractEvent):
-        return orjson.dumps(
-            {
-                "v": SCHEMA_VERSION,
-                "type": "retract",
-                "id": e.event_id,
-                "repo_id": e.repo_id,
-                "sha": e.sha,
-            }
-        )
-    return orjson.dumps(
-        {
+        retract: RetractEventWire = {
             "v": SCHEMA_VERSION,
-            "type": "commit",
+            "type": "retract",
             "id": e.event_id,
             "repo_id": e.repo_id,
             "sha": e.sha,
-            "parents": list(e.parents),
-            "is_merge": e.is_merge,
-            "author": _person_json(e.author),
-            "committer": _person_json(e.committer),
-            "summary": e.summary,
-            "files": [
-                {
-                    "path": f.path,
-                    "added": f.added,
-                    "removed": f.removed,
-                    "binary": f.binary,
-                    "change": f.change,
-                }
-                for f in e.files
-            ],
-            **(
-                {
-                    "merge_files": [
-                        {"path": m.path, "lines": m.lines, "presence": m.presence}
-                        for m in e.merge_files
-                    ]
-                }
-                if e.merge_files
-                else {}
-            ),
         }
-    )
+        return retract
+    commit: CommitEventWire = {
+        "v": SCHEMA_VERSION,
+        "type": "commit",
+        "id": e.event_id,
+        "repo_id": e.repo_id,
+        "sha": e.sha,
+        "parents": list(e.parents),
+        "is_merge": e.is_merge,
+        "author": _person_json(e.author),
+        "committer": _person_json(e.committer),
+        "summary": e.summary,
+        "files": [
+            {
+                "path": f.path,
+                "added": f.added,
+                "removed": f.removed,
+                "binary": f.binary,
+                "change": f.change,
+            }
+            for f in e.files
+        ],
+    }
+    if e.merge_files:  # absent when empty: the common event stays as it was
+        commit["merge_files"] = [
+            {"path": m.path, "lines": m.lines, "presence": m.presence} for m in e.merge_files
+        ]
+    return commit
+
+
+def encode(e: CommitEvent | RetractEvent) -> bytes:
+    return orjson.dumps(wire(e))
 
 
 def _person(d: Any, what: str) -> Person:

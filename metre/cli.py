@@ -5,6 +5,7 @@ metre add URL|PATH            register a repository with the running metre
 metre status                  the repositories and their state
 metre remove|pause|resume R   remove, pause or resume a repository (id, URL or path)
 metre poller|processor|api    one distributed role (Kafka + PostgreSQL from METRE_*)
+metre asyncapi [--check]      write (or check) docs/asyncapi.yaml and docs/schemas/
 """
 
 from __future__ import annotations
@@ -283,6 +284,19 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_asyncapi(args: argparse.Namespace) -> int:
+    from metre import asyncapi
+
+    if args.check:
+        stale = asyncapi.stale(args.out)
+        for name in stale:
+            print(f"metre: {args.out / name} differs from the code; run `metre asyncapi`")
+        return 1 if stale else 0
+    for name in asyncapi.write(args.out):
+        print(f"wrote {args.out / name}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="metre", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -346,6 +360,10 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--api", help="address of the metre API (default: the local `metre up`)")
         sp.add_argument("repo", metavar="ID|URL")
         sp.set_defaults(func=cmd_lifecycle)
+    aa = sub.add_parser("asyncapi", help="write the AsyncAPI document and payload JSON Schemas")
+    aa.add_argument("--out", type=Path, default=Path("docs"), help="directory (default: docs)")
+    aa.add_argument("--check", action="store_true", help="exit 1 if the files differ from code")
+    aa.set_defaults(func=cmd_asyncapi)
     return p
 
 

@@ -29,6 +29,7 @@ import orjson
 from ingest.bus import Bus, Message
 from ingest.events import RetractEvent, encode, partition_key
 from ingest.mirror import mirror_path
+from ingest.wire import MetricUpdateWire
 from processors.metrics import TABLES
 from processors.metrics.catalogue import metrics_of_tables
 from processors.store import PgStore, Removal
@@ -43,7 +44,7 @@ def removal_notice(r: Removal) -> Message:
     """The metric-update event that says repository `r` is gone: every metric of it changed,
     `removed` is true, and there is no head (docs/events.md)."""
     tables = sorted({*TABLES, "file_changes"})
-    body = {
+    body: MetricUpdateWire = {
         "v": SCHEMA_VERSION,
         "type": "metric-update",
         "repo_id": r.repo_id,

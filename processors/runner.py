@@ -21,6 +21,7 @@ import asyncpg
 from ingest.bus import Bus, BusError, CommitFailed, Consumer, Message, Record
 from ingest.events import CommitEvent, EventError, RetractEvent, decode_event
 from ingest.retry import Backoff, RetryStopped, retry
+from ingest.wire import DeadLetterHeaders
 from processors.store import DeadLetter, PgStore, RepoChange
 from processors.updates import combine, update_message
 
@@ -33,16 +34,16 @@ _BAD_DATA: tuple[type[BaseException], ...] = (asyncpg.DataError, UnicodeError)
 
 def dlq_message(record: Record, error: str) -> Message:
     """The dead-letter copy of `record`: same key and value, where it came from and why."""
+    added: DeadLetterHeaders = {
+        "error": error,
+        "topic": record.topic,
+        "partition": str(record.partition),
+        "offset": str(record.offset),
+    }
     return Message(
         key=record.key,
         value=record.value,
-        headers=(
-            *record.headers,
-            ("error", error.encode()),
-            ("topic", record.topic.encode()),
-            ("partition", str(record.partition).encode()),
-            ("offset", str(record.offset).encode()),
-        ),
+        headers=(*record.headers, *((k, str(v).encode()) for k, v in added.items())),
     )
 
 

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
-from typing import Any
+from typing import Final
 
 import orjson
 
 from ingest.bus import Message
 from ingest.events import partition_key
+from ingest.wire import VERSION, MetricUpdateWire
 from processors.metrics.catalogue import metrics_of_tables
 from processors.store import RepoChange
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = VERSION
 
 
 def combine(changes: Iterable[RepoChange]) -> list[RepoChange]:
@@ -39,7 +40,7 @@ def combine(changes: Iterable[RepoChange]) -> list[RepoChange]:
     return [out[k] for k in sorted(out)]
 
 
-def update_json(c: RepoChange) -> dict[str, Any]:
+def update_json(c: RepoChange) -> MetricUpdateWire:
     return {
         "v": SCHEMA_VERSION,
         "type": "metric-update",
