@@ -114,6 +114,7 @@ def cmd_role(args: argparse.Namespace) -> int:
         "poller": runtime.run_poller,
         "processor": runtime.run_processor,
         "api": runtime.run_api,
+        "notifier": runtime.run_notifier,
     }[args.command]
     return _serve(_settings(args), role)
 
@@ -326,6 +327,7 @@ def parser() -> argparse.ArgumentParser:
         ("poller", "fetch repositories and publish commit events (distributed role)"),
         ("processor", "apply commit events to PostgreSQL (distributed role)"),
         ("api", "serve the HTTP API (distributed role)"),
+        ("notifier", "evaluate notification rules and deliver digests (distributed role)"),
     ):
         sp = sub.add_parser(role, help=text)
         common(sp)

@@ -28,6 +28,8 @@ from ingest.reconcile import Reconciled, reconcile_all
 from ingest.retry import DEPENDENCY, Backoff, RetryStopped, is_transient, retry
 from metre import errors
 from metre.settings import Settings
+from processors.lag import GroupLag
+from processors.notifier import Notifier, NotifyConfig
 from processors.runner import Processor
 from processors.store import PgStore, SchemaTooNew
 
@@ -195,6 +197,28 @@ def make_poller(settings: Settings, bus: Bus, store: PgStore) -> Poller:
     return Poller(bus, store, config)
 
 
+def notifier_group(settings: Settings) -> str:
+    return f"{settings.topic_prefix}-notifiers"
+
+
+def make_notifier(settings: Settings, bus: Bus, store: PgStore) -> Notifier:
+    config = NotifyConfig(
+        policy=settings.url_policy,
+        check_interval=settings.notify_check_interval,
+        digest_interval=settings.notify_digest_interval,
+        max_attempts=settings.notify_max_attempts,
+        retry_cap=settings.notify_retry_cap,
+    )
+    return Notifier(
+        store,
+        config,
+        bus=bus,
+        updates_topic=updates_topic(settings),
+        group=notifier_group(settings),
+        lag=GroupLag(bus, commits_topic(settings), processor_group(settings)),
+    )
+
+
 def make_processor(settings: Settings, bus: Bus, store: PgStore) -> Processor:
     return Processor(
         bus=bus,
@@ -319,6 +343,9 @@ async def run_all(
             ),
             asyncio.create_task(_trim_loop(bus, stop_processor), name="trim"),
             asyncio.create_task(_removal_loop(settings, bus, store, stop_poller), name="removals"),
+            asyncio.create_task(
+                make_notifier(settings, bus, store).run(stop_processor), name="notifier"
+            ),
         ]
         stop_pg = asyncio.Event()
         supervisor = (
@@ -343,7 +370,7 @@ async def run_all(
             await asyncio.gather(tasks[0], tasks[3], tasks[5], return_exceptions=True)
             await _drain(lambda: processor.handled >= poller.published, timeout=30.0)
             stop_processor.set()
-            await asyncio.gather(tasks[1], tasks[4], return_exceptions=True)
+            await asyncio.gather(tasks[1], tasks[4], tasks[6], return_exceptions=True)
             stop_api.set()
             await asyncio.gather(tasks[2], return_exceptions=True)
             runtime_file.unlink(missing_ok=True)
@@ -502,6 +529,19 @@ async def run_processor(settings: Settings, stop: asyncio.Event) -> None:
     with contextlib.suppress(Stopped):
         async with open_store(settings, stop) as store, open_bus(settings, stop) as bus:
             await make_processor(settings, bus, store).run(stop)
+
+
+async def run_notifier(settings: Settings, stop: asyncio.Event) -> None:
+    """The notifier role: one replica evaluates and delivers, the others wait as standbys."""
+    _require_distributed(settings, "notifier")
+    with contextlib.suppress(Stopped):
+        async with open_store(settings, stop) as store, open_bus(settings, stop) as bus:
+            notifier = make_notifier(settings, bus, store)
+            try:
+                await notifier.run(stop)
+            finally:
+                if notifier.lag is not None:
+                    await notifier.lag.close()
 
 
 async def run_api(settings: Settings, stop: asyncio.Event) -> None:

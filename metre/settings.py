@@ -125,6 +125,29 @@ class Settings(BaseSettings):
         description="Seconds between two anti-entropy passes of `metre up` (and at its start).",
     )
     log_level: str = Field(default="INFO", description="Python logging level.")
+    # --- notify ---
+    notify_check_interval: float = Field(
+        default=30.0,
+        gt=0,
+        le=86_400,
+        description="Seconds between two evaluations of the notification rules.",
+    )
+    notify_digest_interval: float = Field(
+        default=3600.0,
+        ge=0,
+        le=7 * 86_400,
+        description="Least seconds between two digests to one notification target (the first "
+        "alert after a quiet interval leaves at once; 0 sends every evaluation's alerts).",
+    )
+    notify_max_attempts: int = Field(
+        default=8, ge=1, le=100, description="Attempts to deliver one digest before it is failed."
+    )
+    notify_retry_cap: float = Field(
+        default=900.0,
+        gt=0,
+        description="Longest wait, in seconds, between two attempts to deliver a digest (the "
+        "wait doubles from 5 s).",
+    )
 
     @field_validator("allowed_schemes")
     @classmethod

@@ -226,19 +226,42 @@ function registerForm(onDone) {
   return card("Register a repository", form);
 }
 
+function notificationsPanel(targets, rules, deliveries) {
+  const name = (t) => `${t.kind}${t.name ? ` “${t.name}”` : ""} ${t.url}`;
+  const byId = new Map(targets.map((t) => [t.id, t]));
+  const parts = [el("h2", { text: "Notifications" })];
+  if (!targets.length) {
+    parts.push(el("p", { class: "meta", text: "No targets yet: add one with POST /api/v1/notifications/targets, then rules (docs/notifications.md)." }));
+  } else {
+    parts.push(table([
+      { title: "Rule", value: (r) => r.kind }, { title: "Scope", value: (r) => (r.repo_id ? `repository ${r.repo_id}` : "all") },
+      { title: "Threshold", num: true, value: (r) => fmt(r.threshold) }, { title: "Target", value: (r) => (byId.has(r.target_id) ? name(byId.get(r.target_id)) : r.target_id) }], rules));
+    parts.push(el("h3", { text: "Latest deliveries" }));
+    parts.push(deliveries.length ? table([
+      { title: "When", value: (d) => ago(d.delivered_at || d.created_at) }, { title: "Status", cls: "state", value: (d) => d.status },
+      { title: "Alerts", num: true, value: (d) => fmt(d.alerts) }, { title: "Attempts", num: true, value: (d) => fmt(d.attempts) },
+      { title: "Last error", cls: "err", value: (d) => d.last_error || "" }], deliveries) : el("p", { class: "meta", text: "nothing delivered yet" }));
+  }
+  parts.push(el("p", {}, el("a", { href: `${API}/notifications/deliveries`, text: "JSON" })));
+  return el("section", { class: "card", "aria-label": "Notifications", id: "notifications" }, ...parts);
+}
+
 async function renderOverview(main) {
   const tableSlot = el("div");
   const pipeSlot = el("div");
+  const notifySlot = el("div");
   const filter = el("input", { id: "filter", type: "search", placeholder: "filter by URL or state", value: overview.filter,
     oninput: () => { overview.filter = filter.value; draw(); } });
   let repos = [];
   const draw = () => tableSlot.replaceChildren(reposTable(repos, draw));
   const refresh = async () => {
     try {
-      const [list, pipeline] = await Promise.all([api("/repos"), api("/pipeline")]);
+      const [list, pipeline, targets, rules, deliveries] = await Promise.all([api("/repos"), api("/pipeline"),
+        api("/notifications/targets"), api("/notifications/rules"), api("/notifications/deliveries?limit=10")]);
       repos = list.repos;
       draw();
       pipeSlot.replaceChildren(pipelinePanel(pipeline, repos));
+      notifySlot.replaceChildren(notificationsPanel(targets.targets, rules.rules, deliveries.deliveries));
     } catch (err) {
       if (err.status !== 401) showBanner(err.message);
     }
@@ -248,7 +271,7 @@ async function renderOverview(main) {
     el("div", { class: "grid" },
       el("section", { class: "card wide", "aria-label": "Repositories" },
         el("div", { class: "row" }, el("label", { for: "filter", text: "Filter" }), filter), tableSlot),
-      pipeSlot, registerForm(refresh)));
+      pipeSlot, registerForm(refresh), notifySlot));
   rate = null;
   await refresh();
   timer = setInterval(refresh, REFRESH_MS);

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -230,5 +231,27 @@ async def test_keyboard_and_phone(metre_api: MetreApi, random_repo: Path, browse
         await page.locator("#repos th").nth(1).and_(
             page.locator('[aria-sort="ascending"]')
         ).wait_for()
+        await page.close()
+    assert problems == []
+
+
+async def test_notifications_on_the_overview(metre_api: MetreApi, browser: Browser) -> None:
+    from processors.notify_rules import Alert
+    from processors.notify_store import NotifyStore
+
+    notes = NotifyStore(metre_api.store.pool)
+    target = await notes.add_target("slack", "https://hooks.example.com/T0/B0/secret", "team")
+    rule = await notes.add_rule("dead_letters", None, 1.0, target["id"])
+    await notes.record([], [Alert(rule["id"], target["id"], None, "dead_letters", False, "2 new")])
+    await notes.make_digests(0, datetime.now(UTC))
+    problems: list[str] = []
+    async with serve(Settings(), metre_api) as url:
+        page = await open_page(browser, url + "/", problems)
+        card = page.locator("#notifications")
+        await card.locator("td", has_text="pending").wait_for()
+        text = await card.inner_text()
+        assert "dead_letters" in text
+        assert "slack “team” https://hooks.example.com/…" in text
+        assert "secret" not in text
         await page.close()
     assert problems == []
