@@ -72,7 +72,8 @@ class RepoRow:
     failures: int
     created_at: datetime
     mailmap_sha: str | None = None
-    """The .mailmap blob the published history was mapped with (None: no .mailmap)."""
+    """The .mailmap blob the published history was mapped with (None: no .mailmap;
+    `REPUBLISH` : the history must be published again, see there)."""
     paused_at: datetime | None = None
     """When the repository was paused (None: it is polled)."""
     failing_since: datetime | None = None
@@ -120,6 +121,14 @@ ORDER BY t.repo_id, t.sha
 ON CONFLICT (repo_id, sha) DO NOTHING
 RETURNING repo_id, sha
 """
+
+REPUBLISH = "republish"
+"""`repos.mailmap_sha` of a repository whose stored paths may be in path form 1 (ambiguous where
+a path has a backslash; `ingest.paths`): no blob has this name, so its next poll retracts every
+published commit and publishes the whole history again, as for a new .mailmap. Set by
+migration 0017 and by a processor that applies a form-1 event with a backslash in a path."""
+
+_FLAG_REPUBLISH = "UPDATE repos SET mailmap_sha = $2 WHERE id = ANY($1::bigint[])"
 
 _INSERT_FILES = """
 INSERT INTO file_changes (repo_id, sha, seq, path, added, removed, is_binary, change)
@@ -672,6 +681,10 @@ class PgStore:
         for e in gone:
             retracted[e.repo_id] = retracted.get(e.repo_id, 0) + 1
         recs = await con.fetch(_TOUCH_REPOS, sorted(commits.keys() | retracted.keys()))
+        # After _TOUCH_REPOS: its rows are locked already, in id order (no new lock waits).
+        ambiguous = sorted({e.repo_id for e in fresh if e.ambiguous_paths})
+        if ambiguous:
+            await con.execute(_FLAG_REPUBLISH, ambiguous, REPUBLISH)
         return [
             RepoChange(r["id"], commits.get(r["id"], 0), frozenset(tables.get(r["id"], ())),
                        r["head"], r["watermark"], r["generation"], retracted.get(r["id"], 0))
