@@ -23,19 +23,14 @@ from tests.api.test_files_metrics import (
     get,
 )
 from tests.fixtures.gitrepo import git_numstat, served_path
-from tests.fixtures.lookalikes import LATIN1, LITERAL, NAMES, build_lookalike_repo
+from tests.fixtures.lookalikes import LATIN1, LITERAL, NAMES
 from tests.oracle import assert_api_matches_git, expected_files, expected_languages
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def lookalikes(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_lookalike_repo(tmp_path_factory.mktemp("lookalikes") / "repo")
-
-
-async def test_the_two_cafes_are_two_files(metre_api: MetreApi, lookalikes: Path) -> None:
-    repo_id = await metre_api.ingest(lookalikes)
+async def test_the_two_cafes_are_two_files(metre_api: MetreApi, lookalike_repo: Path) -> None:
+    repo_id = await metre_api.ingest(lookalike_repo)
     files = {f["path"]: f for f in await all_files(metre_api, repo_id, sort="path")}
     latin1, literal = served_path(LATIN1), served_path(LITERAL)
     assert (latin1, literal) == ("caf\\xe9.txt", "caf\\\\xe9.txt")
@@ -49,25 +44,27 @@ async def test_the_two_cafes_are_two_files(metre_api: MetreApi, lookalikes: Path
     }
 
 
-async def test_every_path_keyed_metric_matches_git(metre_api: MetreApi, lookalikes: Path) -> None:
-    assert {served_path(LATIN1), served_path(LITERAL)} <= merge_decided(lookalikes)
-    repo_id = await metre_api.ingest(lookalikes)
-    await assert_api_matches_git(metre_api.client, repo_id, lookalikes)
-    await check_files(metre_api, repo_id, lookalikes)
-    await check_hotspots(metre_api, repo_id, lookalikes, 365)
-    await check_hotspots(metre_api, repo_id, lookalikes, 3)
-    await check_ownership(metre_api, repo_id, lookalikes)
+async def test_every_path_keyed_metric_matches_git(
+    metre_api: MetreApi, lookalike_repo: Path
+) -> None:
+    assert {served_path(LATIN1), served_path(LITERAL)} <= merge_decided(lookalike_repo)
+    repo_id = await metre_api.ingest(lookalike_repo)
+    await assert_api_matches_git(metre_api.client, repo_id, lookalike_repo)
+    await check_files(metre_api, repo_id, lookalike_repo)
+    await check_hotspots(metre_api, repo_id, lookalike_repo, 365)
+    await check_hotspots(metre_api, repo_id, lookalike_repo, 3)
+    await check_ownership(metre_api, repo_id, lookalike_repo)
     for n in (30, 3, 2):
-        await check_coupling(metre_api, repo_id, lookalikes, n)
+        await check_coupling(metre_api, repo_id, lookalike_repo, n)
     r = await metre_api.client.get(f"/api/v1/repos/{repo_id}/metrics/languages")
     assert r.status_code == 200, r.text
     got = {row.pop("language"): row for row in r.json()["languages"]}
-    assert got == expected_languages([lookalikes])
+    assert got == expected_languages([lookalike_repo])
 
 
-async def test_coupling_partners_of_each_name(metre_api: MetreApi, lookalikes: Path) -> None:
-    repo_id = await metre_api.ingest(lookalikes)
-    files, pairs = expected_coupling(lookalikes, 30)
+async def test_coupling_partners_of_each_name(metre_api: MetreApi, lookalike_repo: Path) -> None:
+    repo_id = await metre_api.ingest(lookalike_repo)
+    files, pairs = expected_coupling(lookalike_repo, 30)
     for name in files:
         body = await get(metre_api, repo_id, "coupling", path=name, min_shared=1)
         want = {(b if a == name else a): n for (a, b), n in pairs.items() if name in (a, b)}
@@ -85,9 +82,9 @@ async def test_coupling_partners_of_each_name(metre_api: MetreApi, lookalikes: P
     ],
 )
 async def test_coupling_refuses_a_path_metre_never_serves(
-    metre_api: MetreApi, lookalikes: Path, path: str
+    metre_api: MetreApi, lookalike_repo: Path, path: str
 ) -> None:
-    repo_id = await metre_api.ingest(lookalikes)
+    repo_id = await metre_api.ingest(lookalike_repo)
     r = await metre_api.client.get(
         f"/api/v1/repos/{repo_id}/metrics/coupling", params={"path": path}
     )
@@ -95,8 +92,8 @@ async def test_coupling_refuses_a_path_metre_never_serves(
     assert "path form" in r.json()["error"]["message"]
 
 
-async def test_events_carry_path_form_2(metre_api: MetreApi, lookalikes: Path) -> None:
-    await metre_api.ingest(lookalikes)
+async def test_events_carry_path_form_2(metre_api: MetreApi, lookalike_repo: Path) -> None:
+    await metre_api.ingest(lookalike_repo)
     consumer = metre_api.bus.consumer([COMMITS], "lookalike-reader")
     await consumer.start()
     try:
@@ -105,8 +102,8 @@ async def test_events_carry_path_form_2(metre_api: MetreApi, lookalikes: Path) -
             events += [orjson.loads(r.value) for r in records]
     finally:
         await consumer.stop()
-    want = expected_files(lookalikes)
-    numstat = git_numstat(lookalikes)
+    want = expected_files(lookalike_repo)
+    numstat = git_numstat(lookalike_repo)
     assert {e["sha"] for e in events} == set(numstat)
     for e in events:
         assert e["path_form"] == 2

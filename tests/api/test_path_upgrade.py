@@ -27,15 +27,9 @@ from tests.api.test_files_metrics import (
     check_ownership,
 )
 from tests.fixtures.gitrepo import GitRepoBuilder, git_commits
-from tests.fixtures.lookalikes import build_lookalike_repo
 from tests.oracle import assert_api_matches_git
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def lookalikes(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_lookalike_repo(tmp_path_factory.mktemp("lookalikes") / "repo")
 
 
 @pytest.fixture(scope="module")
@@ -99,9 +93,9 @@ async def _check_all(api: MetreApi, repo_id: int, repo: Path) -> None:
 
 
 async def test_a_form_1_event_marks_its_repository_and_the_next_poll_heals_it(
-    metre_api: MetreApi, lookalikes: Path, plain: Path, monkeypatch: pytest.MonkeyPatch
+    metre_api: MetreApi, lookalike_repo: Path, plain: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    repo_id = await _ingest_as_form_1(metre_api, lookalikes, monkeypatch)
+    repo_id = await _ingest_as_form_1(metre_api, lookalike_repo, monkeypatch)
     plain_id = await _ingest_as_form_1(metre_api, plain, monkeypatch)
     # What an earlier metre served: the two cafes in one row.
     files = {f["path"]: f for f in await all_files(metre_api, repo_id, sort="path")}
@@ -110,14 +104,14 @@ async def test_a_form_1_event_marks_its_repository_and_the_next_poll_heals_it(
     assert await _mark(metre_api, plain_id) is None  # nothing ambiguous: left alone
     await _poll(metre_api, repo_id)
     assert await _mark(metre_api, repo_id) is None  # the head's .mailmap again (none)
-    await _check_all(metre_api, repo_id, lookalikes)
+    await _check_all(metre_api, repo_id, lookalike_repo)
     await _check_all(metre_api, plain_id, plain)
 
 
 async def test_migration_0017_marks_repositories_with_a_backslash_in_a_stored_path(
-    metre_api: MetreApi, lookalikes: Path, plain: Path, monkeypatch: pytest.MonkeyPatch
+    metre_api: MetreApi, lookalike_repo: Path, plain: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    repo_id = await _ingest_as_form_1(metre_api, lookalikes, monkeypatch)
+    repo_id = await _ingest_as_form_1(metre_api, lookalike_repo, monkeypatch)
     plain_id = await _ingest_as_form_1(metre_api, plain, monkeypatch)
     # As if the data were stored before the processor knew how to mark it.
     await metre_api.store.pool.execute("UPDATE repos SET mailmap_sha = NULL")
@@ -128,7 +122,7 @@ async def test_migration_0017_marks_repositories_with_a_backslash_in_a_stored_pa
     await _poll(metre_api, repo_id)
     await _poll(metre_api, plain_id)
     assert await _mark(metre_api, repo_id) is None
-    await _check_all(metre_api, repo_id, lookalikes)
+    await _check_all(metre_api, repo_id, lookalike_repo)
     await _check_all(metre_api, plain_id, plain)
 
 
