@@ -28,9 +28,9 @@ _ESCAPE = re.compile(r"\\(?:(\\)|x([0-9a-f]{2}))")
 
 def path_text(raw: bytes) -> str:
     """The text of a git path in metre's path form."""
-    if b"\\" in raw:
+    if 0x5C in raw:  # an int needle: far cheaper than a bytes one
         raw = raw.replace(b"\\", b"\\\\")
-    if b"\0" in raw:
+    if 0 in raw:
         raw = raw.replace(b"\0", b"\\x00")
     # backslashreplace writes each undecodable byte as \xNN (lower-case); inserting ASCII
     # bytes above never changes how the other bytes decode (ASCII ends any UTF-8 sequence).
@@ -59,8 +59,8 @@ def path_bytes(text: str) -> bytes:
 def is_path_text(text: str) -> bool:
     """Whether `text` is exactly what `path_text` gives for some bytes (so a path metre can
     serve): no NUL, no stray backslash, no ``\\xNN`` for a byte that decodes as UTF-8."""
-    if "\\" not in text:
-        return "\0" not in text and not _has_surrogate(text)
+    if "\\" not in text and "\0" not in text:
+        return text.isascii() or not _has_surrogate(text)
     try:
         return path_text(path_bytes(text)) == text
     except ValueError:
