@@ -69,7 +69,12 @@ class RepoRegistry(Protocol):
         self, repo_id: int, done: int, total: int, lease_seconds: float | None = None
     ) -> None: ...
     async def set_polled(
-        self, repo_id: int, head: str | None, next_poll_in: float, mailmap_sha: str | None = None
+        self,
+        repo_id: int,
+        head: str | None,
+        next_poll_in: float,
+        mailmap_sha: str | None = None,
+        republished: bool = True,  # the whole history was published anew
     ) -> None: ...
     async def set_failed(
         self, repo_id: int, error: str, retry_in: float, give_up_after: float | None = None
@@ -173,9 +178,10 @@ class Poller:
             log.exception("poll of repository %s failed", row.id)
             await self._failed(row, f"internal error ({type(exc).__name__}); see the poller log")
         else:
+            whole = row.head is None or mailmap_sha != row.mailmap_sha  # as `_plan` decides
             await self._persist(
                 lambda: self.registry.set_polled(
-                    row.id, head, self.config.poll_interval, mailmap_sha
+                    row.id, head, self.config.poll_interval, mailmap_sha, whole
                 )
             )
 

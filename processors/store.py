@@ -489,15 +489,18 @@ class PgStore:
         head: str | None,
         next_poll_in: float,
         mailmap_sha: str | None = None,
+        republished: bool = True,
     ) -> None:
         """A poll succeeded: idle, new head (and the .mailmap blob its history was mapped
         with), lease released, due again in `next_poll_in` s (at once if a poll was requested
-        meanwhile)."""
+        meanwhile). A `REPUBLISH` mark set while a poll that did not publish the whole
+        history (`republished` false) was running is kept, for the next poll."""
         await self._pool.execute(
             """
             UPDATE repos SET state = CASE WHEN paused_at IS NULL THEN 'idle' ELSE 'paused' END,
                 error = NULL, failures = 0, failing_since = NULL, head = $2,
-                mailmap_sha = $4, last_polled_at = now(), lease_until = NULL,
+                mailmap_sha = CASE WHEN NOT $5 AND mailmap_sha = $6 THEN mailmap_sha ELSE $4 END,
+                last_polled_at = now(), lease_until = NULL,
                 next_poll_at = CASE WHEN poll_requested THEN now()
                                     ELSE now() + make_interval(secs => $3) END,
                 poll_requested = false
@@ -507,6 +510,8 @@ class PgStore:
             head,
             float(next_poll_in),
             mailmap_sha,
+            republished,
+            REPUBLISH,
         )
 
     async def set_branch(self, repo_id: int, branch: str | None) -> RepoRow | None:

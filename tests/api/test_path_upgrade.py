@@ -151,3 +151,24 @@ async def test_a_merge_file_alone_marks_its_repository(
     assert await _mark(metre_api, repo_id) == REPUBLISH
     await _poll(metre_api, repo_id)
     await _check_all(metre_api, repo_id, b.path)
+
+
+async def test_a_mark_set_during_a_poll_survives_it(
+    metre_api: MetreApi, lookalike_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A processor applies a form-1 event of the backlog while a new poller polls the same
+    # repository (incrementally): the poll's end must not wipe the mark.
+    repo_id = await _ingest_as_form_1(metre_api, lookalike_repo, monkeypatch)
+    await _poll(metre_api, repo_id)  # republished: the mark is done
+    assert await _mark(metre_api, repo_id) is None
+    await metre_api.store.request_poll(repo_id)
+    claimed = await metre_api.store.claim_due_repo(60)
+    assert claimed is not None
+    await metre_api.store.pool.execute(
+        "UPDATE repos SET mailmap_sha = $2 WHERE id = $1", repo_id, REPUBLISH
+    )
+    await metre_api.poller.poll(claimed)  # nothing new at the head
+    assert await _mark(metre_api, repo_id) == REPUBLISH
+    await _poll(metre_api, repo_id)
+    assert await _mark(metre_api, repo_id) is None
+    await _check_all(metre_api, repo_id, lookalike_repo)
