@@ -10,8 +10,10 @@ the tracked branch), the commits reachable from the old head and not from the ne
 retracted first (`RetractEvent`), then the new commits are published, on the repository's
 partition in that order. When the `.mailmap` blob at the head differs from the one the
 published history was mapped with, every published commit is retracted and the whole history
-republished with the new mapping. Both directions of the walk share `new_commits`'s clock-skew
-margin (one day), as `git rev-list` shares its own.
+republished with the new mapping (a stored value that no blob has, `REPUBLISH` in
+processors/store.py, asks for the same: paths stored in an ambiguous earlier form). Both
+directions of the walk share `new_commits`'s clock-skew margin (one day), as `git rev-list`
+shares its own.
 
 A repository that fails is marked failed with the error and retried with backoff; it never
 stops the others. Dulwich and the line counts are blocking: they run in a thread.
