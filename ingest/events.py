@@ -15,6 +15,7 @@ from typing import Any, Final, Literal, TypeGuard
 
 import orjson
 
+from ingest.paths import PATH_FORM, is_path_text
 from ingest.wire import VERSION, CommitEventWire, PersonWire, RetractEventWire
 
 SCHEMA_VERSION: Final = VERSION
@@ -49,8 +50,8 @@ class Person:
 class FileChange:
     """One file of a commit, as `git log --numstat --no-renames --minimal` counts it.
 
-    Binary files have `binary=True` and zero counts. Paths are UTF-8; bytes that are not valid
-    UTF-8 appear as backslash escapes (``\\xe9``).
+    Binary files have `binary=True` and zero counts. Paths are in metre's path form
+    (`ingest.paths`: UTF-8, a backslash doubled, bytes that are not UTF-8 as ``\\xe9``).
     """
 
     path: str
@@ -90,6 +91,19 @@ class CommitEvent:
     summary: str
     files: tuple[FileChange, ...] = field(default=())
     merge_files: tuple[MergeFile, ...] = field(default=())
+    path_form: int = PATH_FORM
+    """How the paths are written (`ingest.paths`); 1 in events of earlier versions, where a
+    path with a backslash may stand for two git paths."""
+
+    @property
+    def ambiguous_paths(self) -> bool:
+        """Whether a path may mean another git path than in the current form (a form-1 event
+        with a backslash in a path): its repository's history must be published again."""
+        if self.path_form == PATH_FORM:
+            return False
+        return any("\\" in f.path for f in self.files) or any(
+            "\\" in m.path for m in self.merge_files
+        )
 
     @property
     def is_merge(self) -> bool:
@@ -167,6 +181,7 @@ def wire(e: CommitEvent | RetractEvent) -> CommitEventWire | RetractEventWire:
         "author": _person_json(e.author),
         "committer": _person_json(e.committer),
         "summary": e.summary,
+        "path_form": 2 if e.path_form == 2 else 1,
         "files": [
             {
                 "path": f.path,
@@ -207,13 +222,23 @@ def _person(d: Any, what: str) -> Person:
     return Person(name, email, when, raw)
 
 
-def _file(d: Any) -> FileChange:
+def _check_path(path: Any, form: int, what: str) -> str:
+    if not isinstance(path, str) or not path:
+        raise EventError(f"{what} must be a non-empty string")
+    if form == PATH_FORM:
+        if not is_path_text(path):
+            raise EventError(f"{what} is not in path form {PATH_FORM}: {path[:200]!r}")
+    elif "\0" in path:
+        raise EventError(f"{what} contains NUL")
+    return path
+
+
+def _file(d: Any, form: int) -> FileChange:
     if not isinstance(d, dict):
         raise EventError("each file must be an object")
     path, added, removed = d.get("path"), d.get("added"), d.get("removed")
     binary, change = d.get("binary", False), d.get("change", "M")
-    if not isinstance(path, str) or not path:
-        raise EventError("file.path must be a non-empty string")
+    path = _check_path(path, form, "file.path")
     if not _count(added) or not _count(removed):
         raise EventError("file.added and file.removed must be non-negative integers")
     if not isinstance(binary, bool):
@@ -223,12 +248,11 @@ def _file(d: Any) -> FileChange:
     return FileChange(path, added, removed, binary, change)
 
 
-def _merge_file(d: Any) -> MergeFile:
+def _merge_file(d: Any, form: int) -> MergeFile:
     if not isinstance(d, dict):
         raise EventError("each merge file must be an object")
     path, lines, presence = d.get("path"), d.get("lines"), d.get("presence")
-    if not isinstance(path, str) or not path:
-        raise EventError("merge_files[].path must be a non-empty string")
+    path = _check_path(path, form, "merge_files[].path")
     if not _int(lines) or not _int(presence):
         raise EventError("merge_files[].lines and presence must be integers")
     return MergeFile(path, lines, presence)
@@ -303,6 +327,9 @@ def _commit(d: dict[str, Any]) -> CommitEvent:
         raise EventError("merge_files must be a list")
     if merge_files and len(parents) < 2:
         raise EventError("merge_files is for merge commits only")
+    form = d.get("path_form", 1)
+    if type(form) is not int or form not in (1, PATH_FORM):
+        raise EventError(f"unsupported path_form {form!r} (this metre reads 1 and {PATH_FORM})")
     return CommitEvent(
         repo_id=repo_id,
         sha=sha,
@@ -310,8 +337,9 @@ def _commit(d: dict[str, Any]) -> CommitEvent:
         author=_person(d.get("author"), "author"),
         committer=_person(d.get("committer"), "committer"),
         summary=summary,
-        files=tuple(_file(f) for f in files),
-        merge_files=tuple(_merge_file(m) for m in merge_files),
+        files=tuple(_file(f, form) for f in files),
+        merge_files=tuple(_merge_file(m, form) for m in merge_files),
+        path_form=form,
     )
 
 

@@ -7,8 +7,9 @@ A path whose type changes (file, symlink, gitlink) is one "T" entry counted on t
 a mode-only change counts 0 0 (or binary), as git prints them. Line counts come from
 `kernels.numstat` (git's binary rule: a NUL among the first 8000 bytes).
 
-Paths are bytes in git; they are decoded as UTF-8, invalid bytes as backslash escapes
-(``errors="backslashreplace"``, e.g. ``caf\\xe9.txt``), so distinct byte paths stay distinct.
+Paths are bytes in git; events carry them in metre's path form (`ingest.paths.path_text`:
+UTF-8, a backslash doubled, other bytes as ``\\xNN``), one to one, so distinct byte paths stay
+distinct.
 
 Why it is shaped this way (docs/architecture.md, "Ingest"): dulwich's `Walker` and `Commit`
 objects and `tree_changes` cost more than the line diff, so this module reads raw objects
@@ -43,6 +44,7 @@ from ingest.commitgraph import CommitGraph
 from ingest.events import ChangeType, CommitEvent, FileChange, MergeFile, Person
 from ingest.mailmap import Mailmap
 from ingest.packs import PackReader
+from ingest.paths import path_text
 
 __all__ = ["RepositoryError", "commit_event", "new_commits", "use_commit_graph"]
 
@@ -352,7 +354,7 @@ def _file_change(rd: _Reader, path: bytes, o: _Entry | None, n: _Entry | None) -
     else:
         change = "M"
     counts = kernels.numstat(old, new)
-    text = path.decode("utf-8", "backslashreplace")
+    text = path_text(path)
     if counts is None:
         return FileChange(text, 0, 0, True, change)
     return FileChange(text, counts[0], counts[1], False, change)
@@ -565,7 +567,7 @@ def _merge_files(repo: Any, rd: _Reader, sha: bytes, h: _Header) -> tuple[MergeF
         presence = sum(n for _, n in kept)
         count = sum(n * lines(e) for e, n in kept)
         if presence or count:
-            out.append(MergeFile(path.decode("utf-8", "backslashreplace"), count, presence))
+            out.append(MergeFile(path_text(path), count, presence))
     return tuple(out)
 
 

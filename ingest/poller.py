@@ -10,8 +10,10 @@ the tracked branch), the commits reachable from the old head and not from the ne
 retracted first (`RetractEvent`), then the new commits are published, on the repository's
 partition in that order. When the `.mailmap` blob at the head differs from the one the
 published history was mapped with, every published commit is retracted and the whole history
-republished with the new mapping. Both directions of the walk share `new_commits`'s clock-skew
-margin (one day), as `git rev-list` shares its own.
+republished with the new mapping (a stored value that no blob has, `REPUBLISH` in
+processors/store.py, asks for the same: paths stored in an ambiguous earlier form). Both
+directions of the walk share `new_commits`'s clock-skew margin (one day), as `git rev-list`
+shares its own.
 
 A repository that fails is marked failed with the error and retried with backoff; it never
 stops the others. Dulwich and the line counts are blocking: they run in a thread.
@@ -69,7 +71,12 @@ class RepoRegistry(Protocol):
         self, repo_id: int, done: int, total: int, lease_seconds: float | None = None
     ) -> None: ...
     async def set_polled(
-        self, repo_id: int, head: str | None, next_poll_in: float, mailmap_sha: str | None = None
+        self,
+        repo_id: int,
+        head: str | None,
+        next_poll_in: float,
+        mailmap_sha: str | None = None,
+        republished: bool = True,  # the whole history was published anew
     ) -> None: ...
     async def set_failed(
         self, repo_id: int, error: str, retry_in: float, give_up_after: float | None = None
@@ -173,9 +180,10 @@ class Poller:
             log.exception("poll of repository %s failed", row.id)
             await self._failed(row, f"internal error ({type(exc).__name__}); see the poller log")
         else:
+            whole = row.head is None or mailmap_sha != row.mailmap_sha  # as `_plan` decides
             await self._persist(
                 lambda: self.registry.set_polled(
-                    row.id, head, self.config.poll_interval, mailmap_sha
+                    row.id, head, self.config.poll_interval, mailmap_sha, whole
                 )
             )
 

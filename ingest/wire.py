@@ -21,9 +21,10 @@ from typing_extensions import TypedDict
 VERSION: Final = 1
 """`v` of every payload this metre writes and reads."""
 
-REVISION: Final = 3
-"""Optional fields added within version 1 so far (`time_raw`, `merge_files`, `removed`): the
-minor part of the contract's version, `<VERSION>.<REVISION>.0` (docs/asyncapi.yaml)."""
+REVISION: Final = 4
+"""Optional fields added within version 1 so far (`time_raw`, `merge_files`, `removed`,
+`path_form`): the minor part of the contract's version, `<VERSION>.<REVISION>.0`
+(docs/asyncapi.yaml)."""
 
 _DOCS = ConfigDict(use_attribute_docstrings=True)
 
@@ -107,6 +108,11 @@ class CommitEventWire(TypedDict):
     committer: PersonWire
     summary: str
     """First line of the message."""
+    path_form: NotRequired[Literal[1, 2]]
+    """How `files[].path` and `merge_files[].path` spell git's bytes: 2, the injective form
+    (a backslash doubled, each byte that is not UTF-8 as `\\xNN`; docs/metrics.md, "Paths");
+    absent or 1, the old form (invalid bytes as `\\xNN`, backslashes as they are), which
+    could make two paths one. metre writes 2. Added within version 1."""
     files: list[FileWire]
     """Exactly what `git log --numstat` prints for the commit: a merge has none."""
     merge_files: NotRequired[list[MergeFileWire]]

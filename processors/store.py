@@ -72,7 +72,8 @@ class RepoRow:
     failures: int
     created_at: datetime
     mailmap_sha: str | None = None
-    """The .mailmap blob the published history was mapped with (None: no .mailmap)."""
+    """The .mailmap blob the published history was mapped with (None: no .mailmap;
+    `REPUBLISH` : the history must be published again, see there)."""
     paused_at: datetime | None = None
     """When the repository was paused (None: it is polled)."""
     failing_since: datetime | None = None
@@ -120,6 +121,14 @@ ORDER BY t.repo_id, t.sha
 ON CONFLICT (repo_id, sha) DO NOTHING
 RETURNING repo_id, sha
 """
+
+REPUBLISH = "republish"
+"""`repos.mailmap_sha` of a repository whose stored paths may be in path form 1 (ambiguous where
+a path has a backslash; `ingest.paths`): no blob has this name, so its next poll retracts every
+published commit and publishes the whole history again, as for a new .mailmap. Set by
+migration 0017 and by a processor that applies a form-1 event with a backslash in a path."""
+
+_FLAG_REPUBLISH = "UPDATE repos SET mailmap_sha = $2 WHERE id = ANY($1::bigint[])"
 
 _INSERT_FILES = """
 INSERT INTO file_changes (repo_id, sha, seq, path, added, removed, is_binary, change)
@@ -480,15 +489,18 @@ class PgStore:
         head: str | None,
         next_poll_in: float,
         mailmap_sha: str | None = None,
+        republished: bool = True,
     ) -> None:
         """A poll succeeded: idle, new head (and the .mailmap blob its history was mapped
         with), lease released, due again in `next_poll_in` s (at once if a poll was requested
-        meanwhile)."""
+        meanwhile). A `REPUBLISH` mark set while a poll that did not publish the whole
+        history (`republished` false) was running is kept, for the next poll."""
         await self._pool.execute(
             """
             UPDATE repos SET state = CASE WHEN paused_at IS NULL THEN 'idle' ELSE 'paused' END,
                 error = NULL, failures = 0, failing_since = NULL, head = $2,
-                mailmap_sha = $4, last_polled_at = now(), lease_until = NULL,
+                mailmap_sha = CASE WHEN NOT $5 AND mailmap_sha = $6 THEN mailmap_sha ELSE $4 END,
+                last_polled_at = now(), lease_until = NULL,
                 next_poll_at = CASE WHEN poll_requested THEN now()
                                     ELSE now() + make_interval(secs => $3) END,
                 poll_requested = false
@@ -498,6 +510,8 @@ class PgStore:
             head,
             float(next_poll_in),
             mailmap_sha,
+            republished,
+            REPUBLISH,
         )
 
     async def set_branch(self, repo_id: int, branch: str | None) -> RepoRow | None:
@@ -672,6 +686,10 @@ class PgStore:
         for e in gone:
             retracted[e.repo_id] = retracted.get(e.repo_id, 0) + 1
         recs = await con.fetch(_TOUCH_REPOS, sorted(commits.keys() | retracted.keys()))
+        # After _TOUCH_REPOS: its rows are locked already, in id order (no new lock waits).
+        ambiguous = sorted({e.repo_id for e in fresh if e.ambiguous_paths})
+        if ambiguous:
+            await con.execute(_FLAG_REPUBLISH, ambiguous, REPUBLISH)
         return [
             RepoChange(r["id"], commits.get(r["id"], 0), frozenset(tables.get(r["id"], ())),
                        r["head"], r["watermark"], r["generation"], retracted.get(r["id"], 0))

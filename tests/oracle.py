@@ -12,11 +12,12 @@ from typing import Any
 
 import httpx
 
+from tests.fixtures.gitlog import served_path
 from tests.fixtures.gitrepo import git_commits, git_head_lines, git_numstat, run_git
 
 
 def _path(raw: bytes) -> str:
-    return raw.decode("utf-8", errors="backslashreplace")
+    return served_path(raw)
 
 
 def expected_files(repo: Path) -> dict[str, Counter[tuple[str, int, int, bool]]]:

@@ -13,11 +13,12 @@ import asyncio
 from collections import OrderedDict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from api.deps import StoreDep
 from api.provenance import serve
 from api.routes.repos import _ERRORS, RepoId
+from ingest.paths import is_path_text
 from processors import filereads
 from processors.filereads import FileSort
 from processors.metrics.coupling import DEFAULT_MAX_FILES, MAX_FILES_LIMIT
@@ -155,7 +156,13 @@ async def coupling(
     repo_id: RepoId,
     store: StoreDep,
     path: Annotated[
-        str | None, Query(min_length=1, max_length=4096, description="Partners of this file")
+        str | None,
+        Query(
+            min_length=1,
+            max_length=4096,
+            description="Partners of this file, in the served path form (docs/metrics.md: a "
+            "backslash doubled, bytes that are not UTF-8 as \\xNN)",
+        ),
     ] = None,
     max_files: Annotated[
         int, Query(ge=1, le=MAX_FILES_LIMIT, description="Ignore commits touching more files")
@@ -163,6 +170,12 @@ async def coupling(
     min_shared: Annotated[int, Query(ge=1, description="Least shared commits")] = 2,
     limit: Limit = 100,
 ) -> Response:
+    if path is not None and not is_path_text(path):
+        raise HTTPException(
+            422,
+            "path is not in metre's path form: write a backslash as \\\\ and a byte that is "
+            "not UTF-8 as \\xNN (lower-case hex); NUL never occurs in a git path",
+        )
     params = {"path": path, "max_files": max_files, "min_shared": min_shared, "limit": limit}
 
     async def compute(ids: list[int]) -> dict[str, Any]:

@@ -42,7 +42,12 @@ ENTRIES = (
                 f"ignore larger commits (1..{MAX_FILES_LIMIT})",
             ),
             Param("min_shared", "integer", 2, "least shared commits of a pair"),
-            Param("path", "string", None, "only the partners of this file"),
+            Param(
+                "path",
+                "string",
+                None,
+                'only the partners of this file (as served: docs/metrics.md, "Paths")',
+            ),
             Param("limit", "integer", 100, "pairs returned (1 to 1000)"),
         ),
     ),

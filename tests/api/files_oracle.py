@@ -12,11 +12,12 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from tests.fixtures.gitlog import served_path
 from tests.fixtures.gitrepo import git_change_letters, git_head_lines, git_numstat, run_git
 
 
 def _path(raw: bytes) -> str:
-    return raw.decode("utf-8", errors="backslashreplace")
+    return served_path(raw)
 
 
 @dataclass

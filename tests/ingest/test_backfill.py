@@ -15,7 +15,7 @@ from ingest.gitdiff import new_commits
 from ingest.mirror import resolve_head
 from ingest.poller import Poller, PollerConfig
 from processors.store import PgStore
-from tests.fixtures.gitrepo import git_commits, git_numstat
+from tests.fixtures.gitrepo import git_commits, git_numstat, served_path
 
 
 def _serial(path: Path) -> tuple[list[str], list[bytes]]:
@@ -78,7 +78,7 @@ async def test_poller_parallel_path_publishes_each_commit_once(
             (f.path, None if f.binary else f.added, None if f.binary else f.removed)
             for f in e.files
         )
-        git = sorted((p.decode("utf-8", "backslashreplace"), a, r) for p, a, r in numstat[e.sha])
+        git = sorted((served_path(p), a, r) for p, a, r in numstat[e.sha])
         assert mine == git, e.sha
     polled = await store.get_repo(row.id)
     assert polled is not None

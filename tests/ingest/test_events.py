@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
 import pytest
@@ -18,6 +18,7 @@ from ingest.events import (
     encode,
     partition_key,
 )
+from ingest.paths import path_text
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
@@ -32,7 +33,7 @@ times = st.builds(
 people = st.builds(Person, st.text(max_size=20), st.text(max_size=20), times)
 files = st.builds(
     FileChange,
-    st.text(min_size=1, max_size=30),
+    st.binary(min_size=1, max_size=30).map(path_text),
     st.integers(0, 10**9),
     st.integers(0, 10**9),
     st.booleans(),
@@ -102,6 +103,19 @@ def _valid() -> dict[str, object]:
             "change",
         ),
         (lambda d: d.update(files="f"), "files"),
+        (lambda d: d.update(path_form=3), "path_form"),
+        (lambda d: d.update(path_form="2"), "path_form"),
+        (lambda d: d["files"][0].update(path="a\0b"), "NUL"),
+        (
+            lambda d: d.update(path_form=2, files=[{"path": "a\\b", "added": 1, "removed": 0}]),
+            "path form 2",
+        ),
+        (
+            lambda d: d.update(
+                path_form=2, files=[{"path": "\\xc3\\xa9", "added": 1, "removed": 0}]
+            ),
+            "path form 2",
+        ),
     ],
 )
 def test_malformed_events_say_why(change, reason: str) -> None:  # type: ignore[no-untyped-def]
@@ -110,6 +124,27 @@ def test_malformed_events_say_why(change, reason: str) -> None:  # type: ignore[
     change(d)
     with pytest.raises(EventError, match=reason):
         decode(orjson.dumps(d))
+
+
+def test_form_1_events_are_read_and_flagged_when_ambiguous() -> None:
+    d = _valid()  # no path_form: written by an earlier metre
+    assert decode(orjson.dumps(d)).path_form == 1
+    assert not decode(orjson.dumps(d)).ambiguous_paths
+    d["files"] = [{"path": "caf\\xe9.txt", "added": 1, "removed": 0}]  # which of the two?
+    e = decode(orjson.dumps(d))
+    assert e.ambiguous_paths
+    assert e.files[0].path == "caf\\xe9.txt"
+    d["path_form"] = 2  # now it is the raw byte 0xE9
+    assert not decode(orjson.dumps(d)).ambiguous_paths
+
+
+def test_path_form_on_the_wire() -> None:
+    t = datetime(2024, 3, 1, tzinfo=UTC)
+    f = FileChange(path_text(b"caf\\xe9.txt"), 3, 0, False, "A")
+    e = CommitEvent(7, SHA, (), Person("A", "a@x", t), Person("A", "a@x", t), "s", (f,))
+    d = orjson.loads(encode(e))
+    assert d["path_form"] == 2
+    assert d["files"][0]["path"] == "caf\\\\xe9.txt"
 
 
 @pytest.mark.parametrize("raw", [b"", b"{", b"[]", b"null", b"\xff\xfe"])

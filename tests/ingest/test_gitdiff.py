@@ -19,13 +19,14 @@ from tests.fixtures.gitrepo import (
     git_commits,
     git_numstat,
     run_git,
+    served_path,
 )
 
 Row = tuple[str, int | None, int | None]
 
 
 def _path(raw: bytes) -> str:
-    return raw.decode("utf-8", "backslashreplace")
+    return served_path(raw)
 
 
 def _rows(e: CommitEvent) -> Counter[Row]:

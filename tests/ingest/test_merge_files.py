@@ -12,7 +12,7 @@ from dulwich.repo import Repo
 
 from ingest.events import CommitEvent, decode, encode
 from ingest.gitdiff import commit_event, new_commits
-from tests.fixtures.gitrepo import GitRepoBuilder, run_git
+from tests.fixtures.gitrepo import GitRepoBuilder, run_git, served_path
 
 
 def git_tree(repo: Path, rev: str) -> dict[str, int | None]:
@@ -23,7 +23,7 @@ def git_tree(repo: Path, rev: str) -> dict[str, int | None]:
             continue
         meta, raw = entry.split(b"\t", 1)
         _mode, kind, obj = meta.split()
-        path = raw.decode("utf-8", "backslashreplace")
+        path = served_path(raw)
         if kind == b"commit":
             out[path] = 1
             continue

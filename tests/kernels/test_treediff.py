@@ -151,8 +151,10 @@ def test_the_compiled_kernel_is_loaded_when_built() -> None:
 
 
 # Generated trees: few names that are prefixes of each other and sort around "/" ("-" < "/"
-# < "0"), every kind of mode, few shas so that equal entries are common on both sides.
+# < "0"), every kind of mode, few shas so that equal entries are common on both sides; names
+# that print alike (the byte 0xE9, the characters "\xe9", a backslash, a newline) stay apart.
 NAMES = [b"a", b"a-b", b"a0", b"a.b", b"ab", b"b", b"\xff", b"a/"[:1] + b"\x01"]
+NAMES += [b"a\xe9", b"a\\xe9", b"a\\", b"a\n"]
 entries = st.dictionaries(
     st.sampled_from(NAMES),
     st.tuples(st.sampled_from([FILE, EXEC, LINK, GITLINK, DIR]), st.integers(0, 3)),
