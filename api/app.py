@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from api import csvexport
 from api.responses import OrjsonResponse, error_body
 from api.routes import catalogue, dashboard, files, health, hooks, metrics, pipeline, repos
 from api.security import ApiGuard
@@ -153,4 +154,17 @@ def create_app(
     app.include_router(pipeline.router, prefix="/api/v1")
     app.include_router(hooks.router, prefix="/api/v1")
     dashboard.mount(app)
+    _document_csv(app)
     return app
+
+
+def _document_csv(app: FastAPI) -> None:
+    """Every metric endpoint also answers text/csv (api/csvexport.py): say so in /openapi.json."""
+    plain = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = csvexport.document(plain())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
