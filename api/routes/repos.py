@@ -130,7 +130,11 @@ class RepoPatch(BaseModel):
 @router.patch(
     "/repos/{repo_id}",
     summary="Change the tracked branch or the webhook secret",
-    responses={200: {"model": RepoOut}, **_ERRORS},
+    responses={
+        200: {"model": RepoOut},
+        400: {"model": ErrorOut, "description": "The body is not valid JSON"},
+        **_ERRORS,
+    },
 )
 async def patch_repo(repo_id: RepoId, body: RepoPatch, store: StoreDep) -> OrjsonResponse:
     given = body.model_fields_set
