@@ -3,9 +3,10 @@
 Authenticated by the signature over the body with the repository's own secret, never by an
 API token (api/security.py lets `/api/v1/hooks/*` through to here; the rate limit still
 applies). The checks run in this order, and a refusal changes nothing: size (413), content
-type (415), JSON (400), delivery id (400), repositories named by the payload (404),
-signature (403), paused or abandoned (409), replay (409). docs/webhooks.md is the user's
-side; the pure parts are api/webhooks.py.
+type (415), a JSON object (400), delivery id (400), a repository URL in the payload (400),
+registered repositories matching it (404), signature (403); then an event that is not a push
+is acknowledged (200) and ignored; paused or abandoned (409), replay (409). docs/webhooks.md
+is the user's side; the pure parts are api/webhooks.py.
 """
 
 from __future__ import annotations
