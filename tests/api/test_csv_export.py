@@ -182,6 +182,8 @@ async def test_every_metric_endpoint_answers_csv_equal_to_its_json(
             (f"{base}/coupling", {"min_shared": 1, "limit": 1000}),
             (f"{base}/coupling", {"path": some_path, "min_shared": 1}),
         ]
+    # A non-ASCII parameter: the provenance header escapes it (headers are Latin-1 at most).
+    cases.append((f"/api/v1/repos/{a}/metrics/coupling", {"path": "na\u00efve/\u00fc.txt"}))
     for name in ("activity", "contributors", "punchcard", "commit-size", "languages"):
         cases.append((f"/api/v1/metrics/{name}", {}))
         cases.append((f"/api/v1/metrics/{name}", {"repos": f"{a},{b}"}))
