@@ -17,12 +17,14 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from api import csvexport
 from api.responses import OrjsonResponse, error_body
 from api.routes import (
     catalogue,
     dashboard,
     files,
     health,
+    hooks,
     metrics,
     notifications,
     pipeline,
@@ -161,5 +163,19 @@ def create_app(
     app.include_router(files.router, prefix="/api/v1")
     app.include_router(pipeline.router, prefix="/api/v1")
     app.include_router(notifications.router, prefix="/api/v1")
+    app.include_router(hooks.router, prefix="/api/v1")
     dashboard.mount(app)
+    _document_csv(app)
     return app
+
+
+def _document_csv(app: FastAPI) -> None:
+    """Every metric endpoint also answers text/csv (api/csvexport.py): say so in /openapi.json."""
+    plain = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = csvexport.document(plain())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -12,11 +12,12 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import orjson
 from fastapi import HTTPException, Request, Response
 
+from api.csvexport import CSV_MEDIA_TYPE, export, wants_csv
 from processors.metrics.catalogue import catalogue
 from processors.reads import Stamp, stamps
 from processors.store import PgStore
@@ -25,18 +26,20 @@ CACHE_CONTROL = "private, max-age=0, must-revalidate"
 """Results may change at any push: a cache may keep them but must revalidate (cheap: 304)."""
 
 Compute = Callable[[list[int]], Awaitable[dict[str, Any]]]
+T = TypeVar("T")
 
 
-class ResultCache:
-    """Rendered results by ETag, least recently used first out; one per app."""
+class ResultCache(Generic[T]):
+    """Rendered results by ETag, least recently used first out; one per app (and one for
+    the CSV representations)."""
 
     def __init__(self, max_entries: int = 1024) -> None:
         self.max_entries = max_entries
-        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._items: OrderedDict[str, T] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
-    def get(self, tag: str) -> bytes | None:
+    def get(self, tag: str) -> T | None:
         body = self._items.get(tag)
         if body is None:
             self.misses += 1
@@ -45,7 +48,7 @@ class ResultCache:
         self._items.move_to_end(tag)
         return body
 
-    def put(self, tag: str, body: bytes) -> None:
+    def put(self, tag: str, body: T) -> None:
         self._items[tag] = body
         self._items.move_to_end(tag)
         while len(self._items) > self.max_entries:
@@ -95,18 +98,48 @@ def parse_repos(raw: str | None) -> list[int] | None:
     return ids
 
 
-def _cache(request: Request) -> ResultCache:
-    cache: ResultCache | None = getattr(request.app.state, "result_cache", None)
+def _cache(request: Request) -> ResultCache[bytes]:
+    cache: ResultCache[bytes] | None = getattr(request.app.state, "result_cache", None)
     if cache is None:
         cache = request.app.state.result_cache = ResultCache()
     return cache
 
 
-def _response(body: bytes | None, tag: str) -> Response:
-    headers = {"ETag": tag, "Cache-Control": CACHE_CONTROL}
+CsvEntry = tuple[bytes, dict[str, str]]
+
+
+def _csv_cache(request: Request) -> ResultCache[CsvEntry]:
+    cache: ResultCache[CsvEntry] | None = getattr(request.app.state, "csv_cache", None)
+    if cache is None:
+        cache = request.app.state.csv_cache = ResultCache(max_entries=256)
+    return cache
+
+
+def _response(
+    body: bytes | None,
+    tag: str,
+    media_type: str = "application/json",
+    extra: dict[str, str] | None = None,
+) -> Response:
+    # Vary: one URL has two representations (JSON, CSV), chosen by Accept.
+    headers = {"ETag": tag, "Cache-Control": CACHE_CONTROL, "Vary": "Accept", **(extra or {})}
     if body is None:
         return Response(status_code=304, headers=headers)
-    return Response(body, media_type="application/json", headers=headers)
+    return Response(body, media_type=media_type, headers=headers)
+
+
+def _wants_csv(request: Request) -> bool:
+    """CSV on `?format=csv` or an Accept preferring text/csv (api/csvexport.py); 422 for
+    another `format`."""
+    try:
+        return wants_csv(request.headers.get("accept"), request.query_params.get("format"))
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+
+
+def csv_tag(tag: str) -> str:
+    """The CSV representation's ETag (another representation, another strong tag)."""
+    return tag[:-1] + '-csv"'
 
 
 async def serve(
@@ -126,6 +159,7 @@ async def serve(
     (all repositories when None). `compute` gets the repository ids.
     """
     entry = catalogue()[metric]
+    as_csv = _wants_csv(request)
     wanted = [repo_id] if repo_id is not None else repo_ids
     ss = await stamps(store, wanted)
     if wanted is not None and len(ss) != len(wanted):
@@ -134,10 +168,12 @@ async def serve(
         raise HTTPException(404, f"no repository with id {which}")
     form = "repo" if repo_id is not None else "org"
     tag = etag(form, metric, entry.version, params, ss)
-    if matches(request.headers.get("if-none-match"), tag):
-        return _response(None, tag)
+    shown = csv_tag(tag) if as_csv else tag
+    if matches(request.headers.get("if-none-match"), shown):
+        return _response(None, shown)
     cache = _cache(request)
     body = cache.get(tag)
+    cached = body is not None
     if body is None:
         ids = [s.repo_id for s in ss]
         result = await compute(ids)
@@ -149,4 +185,21 @@ async def serve(
         body = orjson.dumps({**result, "provenance": prov}, option=orjson.OPT_NON_STR_KEYS)
         if await stamps(store, ids) == ss:  # unchanged while computing: safe to keep
             cache.put(tag, body)
+            cached = True
+    if as_csv:
+        return _csv_response(_csv_cache(request), metric, body, shown, keep=cached)
     return _response(body, tag)
+
+
+def _csv_response(
+    cache: ResultCache[CsvEntry], metric: str, body: bytes, tag: str, keep: bool
+) -> Response:
+    """The CSV of a JSON result, its provenance in headers; cached under its own tag, and
+    only when the JSON itself could be."""
+    entry = cache.get(tag)
+    if entry is None:
+        entry = export(metric, orjson.loads(body))
+        if keep:
+            cache.put(tag, entry)
+    data, extra = entry
+    return _response(data, tag, CSV_MEDIA_TYPE, extra)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 RepoState = Literal["pending", "polling", "idle", "failed", "paused", "abandoned", "lagging"]
 Granularity = Literal["day", "week", "month"]
@@ -29,6 +29,14 @@ class RepoIn(BaseModel):
         max_length=255,
         description="Branch to track; default: the remote's HEAD",
     )
+    # --- hooks ---
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        min_length=8,
+        max_length=256,
+        description="Secret the repository's push webhooks are signed with (docs/webhooks.md); "
+        "stored, never returned",
+    )
 
 
 class Progress(BaseModel):
@@ -48,6 +56,7 @@ class RepoOut(BaseModel):
     last_polled_at: datetime | None
     next_poll_at: datetime | None
     created_at: datetime
+    webhook: bool = Field(description="Whether a push-webhook secret is set (never shown)")
 
 
 class RepoList(BaseModel):

@@ -8,7 +8,8 @@ both to every request before routing, so routes added later are covered without 
   is compared with every configured one by `hmac.compare_digest` (no early exit: the time
   taken says nothing about which token, or which prefix, matched). The liveness and readiness
   probes (/healthz, /readyz) and the dashboard's page and assets (`/`, `/ui/*`: no data in
-  them; the page sends the user's token itself) stay open. A refusal is 401 with
+  them; the page sends the user's token itself) stay open, and so do push webhooks (POST
+  /api/v1/hooks/*), which their route authenticates by signature. A refusal is 401 with
   ``WWW-Authenticate: Bearer``.
 - Rate limits: a token bucket per client (the token when one is given, else the client
   address): METRE_RATE_LIMIT requests per second, bursts of METRE_RATE_BURST; 0 disables.
@@ -49,11 +50,16 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 # The dashboard's page and assets hold no data (the page asks /api/v1 with the user's token).
 OPEN_PREFIXES = ("/ui/",)
 OPEN_PAGES = frozenset({"/"})
+# Push webhooks carry no token: their route checks the body's signature against the
+# repository's secret instead (api/routes/hooks.py). Exact paths, POST only.
+SIGNED_PATHS = frozenset(f"/api/v1/hooks/{p}" for p in ("github", "gitlab", "gitea", "generic"))
 
 
 def is_open(path: str, method: str) -> bool:
     """Whether `path` is served without a token even when reads need one."""
     if path in OPEN_PATHS:
+        return True
+    if method == "POST" and path in SIGNED_PATHS:
         return True
     if method not in ("GET", "HEAD"):
         return False

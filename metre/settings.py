@@ -148,6 +148,20 @@ class Settings(BaseSettings):
         description="Longest wait, in seconds, between two attempts to deliver a digest (the "
         "wait doubles from 5 s).",
     )
+    # --- hooks ---
+    webhook_max_bytes: int = Field(
+        default=5 * 1024 * 1024,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="Largest push-webhook body accepted, in bytes (a larger one is refused "
+        "with 413 before it is read whole).",
+    )
+    webhook_replay_window: float = Field(
+        default=86_400.0,
+        gt=0,
+        description="Seconds a webhook delivery id is remembered: the same delivery within "
+        "this window is refused as a replay (409).",
+    )
 
     @field_validator("allowed_schemes")
     @classmethod

@@ -78,6 +78,8 @@ class RepoRow:
     """When the repository was paused (None: it is polled)."""
     failing_since: datetime | None = None
     """Start of the current run of failed polls (None: the last poll succeeded)."""
+    webhook: bool = False
+    """Whether a push-webhook secret is set (the secret itself is never read into a row)."""
 
 
 _REPO_COLUMNS = """
@@ -85,7 +87,8 @@ _REPO_COLUMNS = """
     COALESCE((SELECT sum(a.commits) FROM activity_daily a WHERE a.repo_id = r.id), 0)::bigint
         AS commits,
     r.progress_done, r.progress_total, r.last_polled_at, r.next_poll_at, r.failures, r.created_at,
-    r.mailmap_sha, r.paused_at, r.failing_since
+    r.mailmap_sha, r.paused_at, r.failing_since,
+    r.webhook_secret IS NOT NULL AS webhook
 """
 
 

@@ -7,12 +7,13 @@ import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from api.deps import SettingsDep, StoreDep
 from api.responses import OrjsonResponse
 from api.schemas import CommitOut, ErrorOut, PollAccepted, RepoIn, RepoList, RepoOut
 from ingest.mirror import InvalidRepositoryURL, check_host, validate_url
+from processors import webhookstore
 from processors.store import RepoExists, RepoRow
 
 router = APIRouter(tags=["repositories"])
@@ -44,6 +45,7 @@ def repo_json(r: RepoRow) -> dict[str, Any]:
         "last_polled_at": r.last_polled_at,
         "next_poll_at": r.next_poll_at,
         "created_at": r.created_at,
+        "webhook": r.webhook,
     }
 
 
@@ -73,6 +75,9 @@ async def add_repo(body: RepoIn, store: StoreDep, settings: SettingsDep) -> Orjs
         row = await store.add_repo(url, body.branch)
     except RepoExists as exc:
         raise HTTPException(409, f"repository {url} is already registered") from exc
+    if body.webhook_secret is not None:
+        await webhookstore.set_secret(store, row.id, body.webhook_secret.get_secret_value())
+        row = _found(await store.get_repo(row.id), row.id)
     await store.request_poll(row.id)
     return OrjsonResponse(repo_json(row), status_code=201)
 
@@ -101,28 +106,52 @@ async def get_repo(repo_id: RepoId, store: StoreDep) -> OrjsonResponse:
 
 
 class RepoPatch(BaseModel):
-    """A change to a registered repository (the branch is the one thing that can change)."""
+    """A change to a registered repository: its branch, its webhook secret, or both (a field
+    left out is left as it is)."""
 
     model_config = ConfigDict(extra="forbid")
 
     branch: str | None = Field(
+        default=None,
         min_length=1,
         max_length=255,
         description="Branch to track from the next poll on; null: the remote's HEAD. Commits "
         "no longer reachable are retracted from every metric, new ones ingested.",
     )
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        min_length=8,
+        max_length=256,
+        description="Secret its push webhooks are signed with (docs/webhooks.md); null: none "
+        "(webhooks refused). Stored, never returned.",
+    )
 
 
 @router.patch(
     "/repos/{repo_id}",
-    summary="Change the tracked branch",
-    responses={200: {"model": RepoOut}, **_ERRORS},
+    summary="Change the tracked branch or the webhook secret",
+    responses={
+        200: {"model": RepoOut},
+        400: {"model": ErrorOut, "description": "The body is not valid JSON"},
+        **_ERRORS,
+    },
 )
 async def patch_repo(repo_id: RepoId, body: RepoPatch, store: StoreDep) -> OrjsonResponse:
+    given = body.model_fields_set
+    if not given:
+        raise HTTPException(422, "nothing to change: give branch, webhook_secret or both")
     if body.branch is not None and _BAD_BRANCH.search(body.branch):
         raise HTTPException(422, f"branch {body.branch!r} is not a valid branch name")
-    row = _found(await store.set_branch(repo_id, body.branch), repo_id)
-    await store.request_poll(repo_id)
+    await _repo_or_404(store, repo_id)
+    if "webhook_secret" in given:
+        secret = body.webhook_secret
+        value = None if secret is None else secret.get_secret_value()
+        if not await webhookstore.set_secret(store, repo_id, value):
+            raise HTTPException(404, f"no repository with id {repo_id}")
+    if "branch" in given:
+        _found(await store.set_branch(repo_id, body.branch), repo_id)
+        await store.request_poll(repo_id)
+    row = _found(await store.get_repo(repo_id), repo_id)
     return OrjsonResponse(repo_json(row))
 
 
