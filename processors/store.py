@@ -34,6 +34,15 @@ class RepoExists(Exception):
     """A repository with this URL is already registered."""
 
 
+class AmbiguousSha(Exception):
+    """A short sha names more than one commit of the repository."""
+
+    def __init__(self, prefix: str, candidates: list[str]) -> None:
+        super().__init__(prefix)
+        self.prefix = prefix
+        self.candidates = candidates
+
+
 class SchemaTooNew(Exception):
     """The database holds migrations this code does not know: a newer metre migrated it."""
 
@@ -702,13 +711,30 @@ class PgStore:
     # -- reads for the API ------------------------------------------------------------------
 
     async def get_commit(self, repo_id: int, sha: str) -> dict[str, Any] | None:
-        """One commit with its files; times in ISO 8601 with the person's own UTC offset."""
+        """One commit with its files; times in ISO 8601 with the person's own UTC offset.
+
+        `sha` may be a prefix, as git takes one: the commit it names uniquely, or
+        `AmbiguousSha` with (at most 10 of) the commits it could name."""
         async with self._pool.acquire() as con:
             c = await con.fetchrow(
                 "SELECT * FROM commits WHERE repo_id = $1 AND sha = $2", repo_id, sha
             )
             if c is None:
-                return None
+                found = await con.fetch(
+                    "SELECT sha FROM commits WHERE repo_id = $1 AND left(sha, length($2)) = $2"
+                    " ORDER BY sha LIMIT 11",
+                    repo_id,
+                    sha,
+                )
+                if len(found) > 1:
+                    raise AmbiguousSha(sha, [r["sha"] for r in found[:10]])
+                if not found:
+                    return None
+                sha = found[0]["sha"]
+                c = await con.fetchrow(
+                    "SELECT * FROM commits WHERE repo_id = $1 AND sha = $2", repo_id, sha
+                )
+                assert c is not None
             files = await con.fetch(
                 "SELECT path, added, removed, is_binary AS binary, change FROM file_changes"
                 " WHERE repo_id = $1 AND sha = $2 ORDER BY seq",

@@ -14,7 +14,7 @@ from api.responses import OrjsonResponse
 from api.schemas import CommitOut, ErrorOut, PollAccepted, RepoIn, RepoList, RepoOut
 from ingest.mirror import InvalidRepositoryURL, check_host, validate_url
 from processors import webhookstore
-from processors.store import RepoExists, RepoRow
+from processors.store import AmbiguousSha, RepoExists, RepoRow
 
 router = APIRouter(tags=["repositories"])
 
@@ -211,12 +211,22 @@ async def resume_repo(repo_id: RepoId, store: StoreDep) -> OrjsonResponse:
 
 @router.get(
     "/repos/{repo_id}/commits/{sha}",
-    summary="One commit with its files and line counts",
-    responses={200: {"model": CommitOut}, **_ERRORS},
+    summary="One commit (full sha, or a prefix of at least 7 that names one) with its files",
+    responses={
+        200: {"model": CommitOut},
+        409: {"model": ErrorOut, "description": "The prefix names more than one commit"},
+        **_ERRORS,
+    },
 )
 async def get_commit(repo_id: RepoId, sha: Sha, store: StoreDep) -> OrjsonResponse:
     await _repo_or_404(store, repo_id)
-    commit = await store.get_commit(repo_id, sha.lower())
+    try:
+        commit = await store.get_commit(repo_id, sha.lower())
+    except AmbiguousSha as exc:
+        shown = ", ".join(exc.candidates) + (" …" if len(exc.candidates) == 10 else "")
+        raise HTTPException(
+            409, f"{sha} is ambiguous in repository {repo_id}: it could be {shown}"
+        ) from None
     if commit is None:
         raise HTTPException(404, f"no commit {sha} ingested in repository {repo_id}")
     return OrjsonResponse(commit)
