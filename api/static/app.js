@@ -348,7 +348,8 @@ function repoControls(repo, rerender) {
     el("div", {}, el("dt", { text: "State" }), el("dd", { class: `state state-${repo.state}`, id: "repo-state", text: repo.state })),
     el("div", {}, el("dt", { text: "Commits" }), el("dd", { text: fmt(repo.commits) })),
     el("div", {}, el("dt", { text: "Head" }), el("dd", { text: short(repo.head) })),
-    el("div", {}, el("dt", { text: "Last poll" }), el("dd", { text: ago(repo.last_polled_at) })));
+    el("div", {}, el("dt", { text: "Last poll" }), el("dd", { text: ago(repo.last_polled_at) })),
+    el("div", {}, el("dt", { text: "Push webhook" }), el("dd", { id: "repo-webhook", text: repo.webhook ? "secret set" : "none", title: "docs/webhooks.md" })));
   return el("section", { class: "card wide", "aria-label": "Repository" }, stats,
     repo.error ? el("p", { class: "err", text: repo.error }) : null,
     el("div", { class: "row" }, form, poll), msg);

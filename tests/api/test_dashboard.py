@@ -179,6 +179,18 @@ async def test_register_poll_and_errors_from_the_page(
         await page.click("#poll")
         await page.locator(".form-msg").filter(has_text="poll requested").wait_for()
         assert await metre_api.store._pool.fetchval(query, new.id) is True
+
+        # Whether pushes can reach it: the secret itself is never on the page.
+        assert await page.locator("#repo-webhook").inner_text() == "none"
+        async with httpx.AsyncClient(base_url=url) as client:
+            set_secret = await client.patch(
+                f"/api/v1/repos/{new.id}", json={"webhook_secret": "s3cret-hook-key"}
+            )
+        assert set_secret.status_code == 200, set_secret.text
+        await page.reload()
+        await page.locator("body[data-ready=true]").wait_for(state="attached")
+        assert await page.locator("#repo-webhook").inner_text() == "secret set"
+        assert "s3cret-hook-key" not in await page.content()
         await page.close()
     # The browser reports the refused registration itself; nothing else went wrong.
     assert problems == [
