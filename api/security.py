@@ -45,7 +45,7 @@ __all__ = ["ApiGuard", "IPNetwork", "TokenBucket", "client_address", "token_matc
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 # The dashboard's page and assets hold no data (the page asks /api/v1 with the user's token).
 OPEN_PREFIXES = ("/ui/",)
 OPEN_PAGES = frozenset({"/"})
