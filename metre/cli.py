@@ -32,6 +32,18 @@ from metre.settings import Settings
 log = logging.getLogger("metre")
 
 
+_json_errors = False
+
+
+def _say_error(text: str) -> None:
+    """A refused start, in one line: `metre: ...` on stderr, or one JSON event when logs are
+    JSON lines (METRE_LOG_FORMAT=json), so a log collector reads that line too."""
+    if _json_errors:
+        log.error("%s", text)
+    else:
+        print(f"metre: {text}", file=sys.stderr)
+
+
 def _settings(args: argparse.Namespace, **fixed: Any) -> Settings:
     overrides = {
         k: v
@@ -64,7 +76,7 @@ def _serve(
     try:
         run(main())
     except ConfigurationError as exc:
-        print(f"metre: {exc}", file=sys.stderr)
+        _say_error(str(exc))
         return 2
     return 0
 
@@ -107,10 +119,9 @@ def _refuse_open(settings: Settings, insecure: bool) -> bool:
     (one line) unless asked for with --insecure."""
     if settings.tokens or _loopback(settings.host) or insecure:
         return False
-    print(
-        f"metre: refusing to serve an open API on {settings.host}: set METRE_API_TOKENS "
-        "(writes then need a token), listen on 127.0.0.1, or pass --insecure",
-        file=sys.stderr,
+    _say_error(
+        f"refusing to serve an open API on {settings.host}: set METRE_API_TOKENS "
+        "(writes then need a token), listen on 127.0.0.1, or pass --insecure"
     )
     return True
 
@@ -143,7 +154,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     try:
         run(main())
     except ConfigurationError as exc:
-        print(f"metre: {exc}", file=sys.stderr)
+        _say_error(str(exc))
         return 2
     if applied:
         print(f"applied {len(applied)} migrations: {', '.join(applied)}")
@@ -405,6 +416,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from metre.logs import configure
 
     configure(settings.log_level, settings.log_format, role=args.command)
+    global _json_errors
+    _json_errors = settings.log_format == "json"
     debug = logging.getLogger().getEffectiveLevel() <= logging.DEBUG
     if not debug:
         # The embedded server's wheel narrates every start at INFO; metre says what matters.
@@ -419,7 +432,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StartupError as exc:
         if debug:
             traceback.print_exc()
-        print(f"metre: {exc}", file=sys.stderr)
+        _say_error(str(exc))
         return 2
     return result
 

@@ -102,7 +102,7 @@ def schema_missing(where: str) -> StartupError:
 def schema_unknown(names: list[str], where: str) -> StartupError:
     """Migrations applied that this metre does not have (another build's)."""
     return StartupError(
-        f"{where} holds migrations this metre does not know ({', '.join(names)}): it was "
+        f"{where} holds schema migrations this metre does not know ({', '.join(names)}): it was "
         "migrated by another metre build; run that build, or one that includes them"
     )
 

@@ -53,6 +53,7 @@ async def test_sigterm_poller_releases_and_processor_hands_over(
 ) -> None:
     big = history_factory(commits=3000, seed=5)
     roles = Roles(role_env(tmp_path / "data", db_dsn, running_kafka_broker.bootstrap), tmp_path)
+    roles.migrate()
     port = free_port()
     roles.start("api", "api", "--port", str(port))
     roles.start("poller-1", "poller")
