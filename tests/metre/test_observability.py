@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
@@ -330,3 +331,46 @@ def test_migrate_says_what_is_wrong_in_one_line(tmp_path: Path) -> None:
     line = _one_line(_metre(env, "migrate"))
     assert f"cannot reach PostgreSQL at metre@127.0.0.1:{port}/metre" in line
     assert "pw-xyz" not in line
+
+
+async def test_metre_up_serves_every_roles_metrics_on_the_api(
+    tmp_path: Path, db_dsn: str, awkward_repo: Path
+) -> None:
+    """One process: the API's /metrics holds the poller's, the processor's and its own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METRE_")}
+    env.update(
+        METRE_DATA_DIR=str(tmp_path / "data"),
+        METRE_DATABASE_URL=db_dsn,
+        METRE_RATE_LIMIT="0",
+        METRE_LOG_FORMAT="json",
+    )
+    with (tmp_path / "up.log").open("wb") as err:
+        up = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "metre", "up", "--port", "0", env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=err,
+        )  # fmt: skip
+    try:
+        assert up.stdout is not None
+        line = (await asyncio.wait_for(up.stdout.readline(), 90)).decode()
+        assert line.startswith("metre is up: "), line
+        url = line.split()[3]
+        async with httpx.AsyncClient(base_url=url, timeout=10) as api:
+            r = await api.post("/api/v1/repos", json={"url": str(awkward_repo)})
+            assert r.status_code == 201, r.text
+            commits = len(git_commits(awkward_repo))
+            await wait_ingested(api, r.json()["id"], commits, timeout=120)
+            ready = (await api.get("/readyz")).json()
+            assert ready == {"status": "ready", "checks": {"database": "up", "bus": "up"}}
+            found = samples((await api.get("/metrics")).text)
+        assert total(found, "metre_processor_events_applied_total") == commits
+        assert total(found, "metre_poller_events_published_total") == commits
+        assert total(found, "metre_polls_total", outcome="changed") >= 1
+        assert total(found, "metre_http_requests_total", route="/api/v1/repos/{repo_id}") >= 1
+        assert total(found, "metre_repositories", state="idle") == 1
+        assert total(found, "metre_ready_check", check="bus") == 1
+    finally:
+        if up.returncode is None:
+            up.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(up.wait(), 60) == 0
+    events = json_lines((tmp_path / "up.log").read_text())
+    assert {e["role"] for e in events} == {"up"}
