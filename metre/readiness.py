@@ -89,6 +89,8 @@ async def _run(probe: Probe, timeout: float) -> Check:
 async def run_checks(
     probes: Mapping[str, Probe], required: frozenset[str], timeout: float = PROBE_TIMEOUT
 ) -> Readiness:
-    """Every probe at once, each within `timeout`."""
-    results = await asyncio.gather(*(_run(p, timeout) for p in probes.values()))
-    return evaluate(dict(zip(probes, results, strict=True)), required)
+    """Every probe at once, each within `timeout` (those in `probes` when called: a role may
+    add one meanwhile)."""
+    names, chosen = list(probes), list(probes.values())
+    results = await asyncio.gather(*(_run(p, timeout) for p in chosen))
+    return evaluate(dict(zip(names, results, strict=True)), required)

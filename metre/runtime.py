@@ -36,7 +36,7 @@ from ingest.reconcile import Reconciled, reconcile_all
 from ingest.retry import DEPENDENCY, Backoff, RetryStopped, is_transient, retry
 from metre import errors
 from metre.health import KafkaProbe, health_app, store_probe
-from metre.readiness import Probe
+from metre.readiness import Check, Probe
 from metre.settings import Settings
 from processors.runner import Processor
 from processors.store import PgStore, SchemaNotCurrent, SchemaTooNew
@@ -535,10 +535,28 @@ def _bus_probe(settings: Settings, bus: Bus) -> Probe:
 
 
 class RoleHealth:
-    """What a distributed role's health port reports; `store` is set once it is open."""
+    """What a distributed role's health port reports; `store` is set once it is open, and a
+    role may add probes (not required ones: they can only make it `degraded`)."""
 
     def __init__(self) -> None:
         self.store: PgStore | None = None
+        self.probes: dict[str, Probe] = {}
+
+
+def consumer_probe(processor: Processor) -> Probe:
+    """A processor that owns no partition does nothing: `degraded`, named (more processors
+    than partitions, or a rebalance under way)."""
+
+    async def probe() -> Check:
+        consumer = processor.consumer
+        if consumer is None:
+            return Check("degraded", "not started")
+        if not consumer.assignment():
+            return Check("degraded", "owns no partition (joining, or more processors than "
+                         "partitions)")  # fmt: skip
+        return Check("up")
+
+    return probe
 
 
 @contextlib.asynccontextmanager
@@ -557,7 +575,8 @@ async def health_port(settings: Settings, role: str) -> AsyncIterator[RoleHealth
         ) from exc
     assert settings.kafka_bootstrap is not None  # distributed roles only
     kafka = KafkaProbe(settings.kafka_bootstrap, all_topics(settings))
-    probes: dict[str, Probe] = {"database": store_probe(lambda: health.store), "bus": kafka}
+    probes = health.probes
+    probes.update(database=store_probe(lambda: health.store), bus=kafka)
     app = health_app(role, probes, frozenset(probes), lambda: health.store)
     stop = asyncio.Event()
     quiet = "warning" if settings.log_level.upper() != "DEBUG" else "debug"
@@ -596,7 +615,9 @@ async def run_processor(settings: Settings, stop: asyncio.Event) -> None:
             store = await stack.enter_async_context(open_store(settings, stop))
             health.store = store
             bus = await stack.enter_async_context(open_bus(settings, stop))
-            await make_processor(settings, bus, store).run(stop)
+            processor = make_processor(settings, bus, store)
+            health.probes["consumer"] = consumer_probe(processor)
+            await processor.run(stop)
 
 
 async def run_api(settings: Settings, stop: asyncio.Event) -> None:

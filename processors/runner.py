@@ -105,6 +105,8 @@ class Processor:
         self.retries = 0
         self.commit_failures = 0
         self.updates = 0
+        self.consumer: Consumer | None = None
+        """The group member of the running `run` (its assignment tells readiness)."""
 
     @property
     def handled(self) -> int:
@@ -114,6 +116,7 @@ class Processor:
     async def run(self, stop: asyncio.Event) -> None:
         """Process batches until `stop` is set; non-transient errors propagate."""
         consumer = self.bus.consumer([self.topic], self.group)
+        self.consumer = consumer
         try:
             await self._retry(consumer.start, stop)
             shown_lag = 0.0

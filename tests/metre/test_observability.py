@@ -143,7 +143,10 @@ async def test_roles_after_migrate_are_probed_scraped_and_log_json(
             for role, port in health.items():
                 body = await until(f"{role} ready", lambda p=port: ready(p), roles)
                 assert body["status"] == "ready", body
-                assert body["checks"] == {"database": "up", "bus": "up"}
+                checks = {"database": "up", "bus": "up"}
+                if role == "processor":
+                    checks["consumer"] = "up"  # it owns partitions
+                assert body["checks"] == checks
                 assert body["role"] == role
                 live = await http.get(f"http://127.0.0.1:{port}/healthz")
                 assert live.json() == {"status": "ok", "role": role}
@@ -251,6 +254,38 @@ async def test_readiness_names_the_bus_when_it_is_away(tmp_path: Path, db_dsn: s
     finally:
         codes = roles.stop_all()
     assert codes == {"processor": 0, "api": 0}, codes
+
+
+async def test_a_processor_without_partitions_is_degraded_and_says_why(
+    tmp_path: Path, db_dsn: str, kafka_bootstrap: str
+) -> None:
+    """Two processors over a one-partition topic: one owns it (ready), the other nothing
+    (200 degraded, `consumer` named): scaling past the partitions shows."""
+    env = role_env(tmp_path / "data", db_dsn, kafka_bootstrap, METRE_PARTITIONS="1")
+    roles = Roles(env, tmp_path)
+    ports = {"processor-1": free_port(), "processor-2": free_port()}
+    try:
+        for name, port in ports.items():
+            roles.start(name, "processor", METRE_HEALTH_PORT=str(port))
+        async with httpx.AsyncClient(timeout=10) as http:
+
+            async def split() -> dict[str, dict[str, Any]] | None:
+                bodies = {}
+                for name, port in ports.items():
+                    r = await http.get(f"http://127.0.0.1:{port}/readyz")
+                    bodies[name] = r.json() | {"http": r.status_code}
+                states = sorted(b["status"] for b in bodies.values())
+                return bodies if states == ["degraded", "ready"] else None
+
+            bodies = await until("one ready, one degraded", split, roles, timeout=90)
+        idle = next(b for b in bodies.values() if b["status"] == "degraded")
+        assert idle["http"] == 200
+        assert idle["checks"] == {"database": "up", "bus": "up", "consumer": "degraded"}
+        assert idle["degraded"] == ["consumer"]
+        assert "owns no partition" in idle["details"]["consumer"]
+    finally:
+        codes = roles.stop_all()
+    assert set(codes.values()) == {0}, codes
 
 
 def _metre(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
