@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -81,18 +82,50 @@ def metrics_body() -> bytes:
     return generate_latest(REGISTRY)
 
 
+_PROBING: contextvars.ContextVar[bool] = contextvars.ContextVar("metre_probing", default=False)
+
+
+class _NotWhileProbing(logging.Filter):
+    """Drops aiokafka's records made on behalf of the readiness probe: a probe every few seconds
+    would otherwise log a line each while the broker is away (the probe logs the change)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _PROBING.get()
+
+
+_QUIET = _NotWhileProbing()
+for _name in ("aiokafka", "aiokafka.client", "aiokafka.conn"):
+    logging.getLogger(_name).addFilter(_QUIET)
+
+
 class KafkaProbe:
     """Is the broker there, and does it hold metre's topics? One metadata request for every
     topic (never for named ones: a broker may create a named topic it lost on such a request,
-    hiding the loss). A missing topic is `degraded`, named."""
+    hiding the loss). A missing topic is `degraded`, named. One line when the answer changes,
+    none per probe."""
 
     def __init__(self, bootstrap: str, topics: Sequence[str], timeout_ms: int = 2000) -> None:
         self.bootstrap = bootstrap
         self.topics = tuple(topics)
         self.timeout_ms = timeout_ms
         self._client: Any = None
+        self._last = Check("up")
 
     async def __call__(self) -> Check:
+        token = _PROBING.set(True)
+        try:
+            check = await self._probe()
+        finally:
+            _PROBING.reset(token)
+        if check != self._last:
+            if check.state == "up":
+                log.info("the broker at %s answers again", self.bootstrap)
+            else:
+                log.warning("readiness: bus %s (%s)", check.state, check.detail)
+            self._last = check
+        return check
+
+    async def _probe(self) -> Check:
         from aiokafka.client import AIOKafkaClient
         from aiokafka.errors import KafkaError
 

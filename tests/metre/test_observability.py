@@ -251,9 +251,14 @@ async def test_readiness_names_the_bus_when_it_is_away(tmp_path: Path, db_dsn: s
             assert api["degraded"] == ["bus"]
             repos = await http.get(f"http://127.0.0.1:{api_port}/api/v1/repos")
             assert repos.status_code == 200
+            for _ in range(20):  # asked again and again: the log says it once
+                assert (await http.get(f"http://127.0.0.1:{api_port}/readyz")).status_code == 200
     finally:
         codes = roles.stop_all()
     assert codes == {"processor": 0, "api": 0}, codes
+    api_log = roles.log("api")
+    assert api_log.count("readiness: bus down") == 1, api_log
+    assert "Unable connect" not in api_log, api_log
 
 
 async def test_a_processor_without_partitions_is_degraded_and_says_why(
