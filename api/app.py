@@ -163,7 +163,10 @@ def create_app(
     dashboard.mount(app)
     templates.add(dashboard.router.routes)
     openapi.install(
-        app, read_requires_token=settings.read_requires_token, rate_limited=settings.rate_limit > 0
+        app,
+        tokens=bool(settings.tokens),
+        read_requires_token=settings.read_requires_token,
+        rate_limited=settings.rate_limit > 0,
     )
     templates.add(app.router.routes)  # the mount and the docs pages
     return app

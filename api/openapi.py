@@ -1,9 +1,10 @@
 """What the OpenAPI document says beyond the routes, and the pages that show it.
 
-- Security: a `bearer` HTTP scheme. Writes need it whenever METRE_API_TOKENS is set; reads only
-  with METRE_READ_REQUIRES_TOKEN (then required, else optional). Every guarded operation lists
-  the 401 the guard answers (api/security.py), every operation the 429 of the rate limit. The
-  guard never answers 403: a token is valid or it is not (there are no scopes).
+- Security: a `bearer` HTTP scheme. The document says what this server does: with
+  METRE_API_TOKENS set, writes require it, reads too with METRE_READ_REQUIRES_TOKEN (else they
+  accept it), and those operations list the 401 the guard answers (api/security.py); without
+  tokens nothing requires it and no 401 is listed. With a rate limit every operation lists its
+  429. The guard never answers 403: a token is valid or it is not (there are no scopes).
 - Examples on the main responses (a repository, a list of them, a metric).
 - `/docs` (Swagger UI) and `/redoc` (ReDoc) load their scripts and styles from this server
   (api/static/vendor/, served under /ui/vendor/), never from a CDN: they work on a cluster
@@ -89,8 +90,11 @@ def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str,
     return out
 
 
-def patch_document(doc: dict[str, Any], *, read_requires_token: bool, rate_limited: bool) -> None:
-    """Add the security scheme, the 401/429 answers and the examples to `doc` (pure)."""
+def patch_document(
+    doc: dict[str, Any], *, tokens: bool, read_requires_token: bool, rate_limited: bool
+) -> None:
+    """Add the security scheme, the 401/429 answers and the examples to `doc` (pure); `tokens`:
+    METRE_API_TOKENS is set."""
     components = doc.setdefault("components", {})
     components.setdefault("securitySchemes", {})[BEARER] = {
         "type": "http",
@@ -116,11 +120,11 @@ def patch_document(doc: dict[str, Any], *, read_requires_token: bool, rate_limit
             if path in OPEN_PATHS:
                 continue
             write = method.upper() in WRITE_METHODS
-            if write or read_requires_token:
+            if tokens and (write or read_requires_token):
                 op["security"] = [{BEARER: []}]
                 responses.setdefault("401", unauthorized)
             else:
-                op["security"] = [{}, {BEARER: []}]  # optional: a read with a token is fine
+                op["security"] = [{}, {BEARER: []}]  # optional: a token is accepted, not needed
             example = EXAMPLES.get((method, path))
             if example is not None:
                 for code in ("200", "201"):
@@ -129,7 +133,7 @@ def patch_document(doc: dict[str, Any], *, read_requires_token: bool, rate_limit
                         media["example"] = example
 
 
-def install(app: FastAPI, *, read_requires_token: bool, rate_limited: bool) -> None:
+def install(app: FastAPI, *, tokens: bool, read_requires_token: bool, rate_limited: bool) -> None:
     """The patched document at /openapi.json and its two local viewers."""
 
     def openapi() -> dict[str, Any]:
@@ -141,7 +145,12 @@ def install(app: FastAPI, *, read_requires_token: bool, rate_limited: bool) -> N
                 description=app.description,
                 routes=app.routes,
             )
-            patch_document(doc, read_requires_token=read_requires_token, rate_limited=rate_limited)
+            patch_document(
+                doc,
+                tokens=tokens,
+                read_requires_token=read_requires_token,
+                rate_limited=rate_limited,
+            )
             app.openapi_schema = doc
         return app.openapi_schema
 

@@ -105,6 +105,14 @@ def test_reads_need_the_token_in_the_document_when_they_do_in_the_server() -> No
     assert "429" not in unlimited["/api/v1/repos"]["get"]["responses"]
 
 
+def test_an_open_server_documents_no_401() -> None:
+    paths = _doc()["paths"]  # type: ignore[index]
+    post = paths["/api/v1/repos"]["post"]
+    assert "401" not in post["responses"]
+    assert {} in post["security"]  # a token is accepted, not needed
+    assert not [p for p, item in paths.items() for op in item.values() if "401" in op["responses"]]
+
+
 def test_main_responses_carry_examples() -> None:
     paths = _doc()["paths"]  # type: ignore[index]
     repo = paths["/api/v1/repos/{repo_id}"]["get"]["responses"]["200"]["content"]
@@ -118,7 +126,7 @@ def test_main_responses_carry_examples() -> None:
 def test_patch_document_is_idempotent() -> None:
     doc = _doc()
     before = str(doc)
-    patch_document(doc, read_requires_token=False, rate_limited=True)  # type: ignore[arg-type]
+    patch_document(doc, tokens=False, read_requires_token=False, rate_limited=True)  # type: ignore[arg-type]
     assert str(doc) == before
 
 
