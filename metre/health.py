@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Gauge, generate_latest
@@ -196,14 +196,3 @@ def health_app(
             Route("/metrics", metrics, methods=["GET", "HEAD"]),
         ]
     )
-
-
-async def first_of(*waits: Awaitable[Any]) -> None:
-    """Return when the first of `waits` is done (the others are cancelled)."""
-    tasks = [asyncio.ensure_future(w) for w in waits]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
