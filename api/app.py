@@ -7,7 +7,7 @@ role (`metre api`) the app opens its own pool from settings in its lifespan.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -17,7 +17,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from api import csvexport
+from api import csvexport, openapi
+from api.instruments import HttpMetrics, RouteTemplates
 from api.responses import OrjsonResponse, error_body
 from api.routes import (
     catalogue,
@@ -32,6 +33,7 @@ from api.routes import (
 )
 from api.security import ApiGuard
 from ingest.retry import is_transient
+from metre.readiness import Probe
 from metre.settings import Settings
 from processors.store import PgStore
 
@@ -79,9 +81,11 @@ def create_app(
     settings: Settings,
     store: PgStore | None = None,
     *,
-    readiness: Mapping[str, Callable[[], Awaitable[bool]]] | None = None,
+    readiness: Mapping[str, Probe] | None = None,
+    required: Iterable[str] = ("database",),
 ) -> FastAPI:
-    """`readiness`: checks `/readyz` runs besides the database's (say the bus of `metre up`)."""
+    """`readiness`: checks `/readyz` runs besides the database's (the bus); those named in
+    `required` make the API unavailable when down, the others only degraded (metre.readiness)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -102,10 +106,13 @@ def create_app(
         version="0.1.0",
         default_response_class=OrjsonResponse,
         lifespan=lifespan,
+        docs_url=None,  # served from local assets by api.openapi
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.store = store
     app.state.readiness = dict(readiness or {})
+    app.state.required = frozenset(required)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> OrjsonResponse:
@@ -156,16 +163,31 @@ def create_app(
         trusted_proxies=settings.trusted_networks,
         limit_loopback=settings.rate_limit_loopback,
     )
+    templates = RouteTemplates()
+    app.add_middleware(HttpMetrics, templates=templates)  # outermost: counts the guard's answers
     app.include_router(health.router)
-    app.include_router(repos.router, prefix="/api/v1")
-    app.include_router(metrics.router, prefix="/api/v1")
-    app.include_router(catalogue.router, prefix="/api/v1")
-    app.include_router(files.router, prefix="/api/v1")
-    app.include_router(pipeline.router, prefix="/api/v1")
-    app.include_router(notifications.router, prefix="/api/v1")
-    app.include_router(hooks.router, prefix="/api/v1")
+    templates.add(health.router.routes)
+    for router in (
+        repos.router,
+        metrics.router,
+        catalogue.router,
+        files.router,
+        pipeline.router,
+        notifications.router,
+        hooks.router,
+    ):
+        app.include_router(router, prefix="/api/v1")
+        templates.add(router.routes, "/api/v1")
     dashboard.mount(app)
-    _document_csv(app)
+    templates.add(dashboard.router.routes)
+    openapi.install(
+        app,
+        tokens=bool(settings.tokens),
+        read_requires_token=settings.read_requires_token,
+        rate_limited=settings.rate_limit > 0,
+    )
+    _document_csv(app)  # wraps the installed document: CSV on top of the security schemes
+    templates.add(app.router.routes)  # the mount and the docs pages
     return app
 
 

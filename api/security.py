@@ -7,9 +7,10 @@ both to every request before routing, so routes added later are covered without 
   ``Authorization: Bearer <token>``; reads too with METRE_READ_REQUIRES_TOKEN. The given token
   is compared with every configured one by `hmac.compare_digest` (no early exit: the time
   taken says nothing about which token, or which prefix, matched). The liveness and readiness
-  probes (/healthz, /readyz) and the dashboard's page and assets (`/`, `/ui/*`: no data in
-  them; the page sends the user's token itself) stay open, and so do push webhooks (POST
-  /api/v1/hooks/*), which their route authenticates by signature. A refusal is 401 with
+  probes (/healthz, /readyz), the Prometheus metrics (/metrics: counts, no data) and the
+  dashboard's page and assets (`/`, `/ui/*`: no data in them; the page sends the user's token
+  itself) stay open, and so do push webhooks (POST /api/v1/hooks/*), which their route
+  authenticates by signature. A refusal is 401 with
   ``WWW-Authenticate: Bearer``.
 - Rate limits: a token bucket per client (the token when one is given, else the client
   address): METRE_RATE_LIMIT requests per second, bursts of METRE_RATE_BURST; 0 disables.
@@ -46,7 +47,7 @@ __all__ = ["ApiGuard", "IPNetwork", "TokenBucket", "client_address", "token_matc
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 # The dashboard's page and assets hold no data (the page asks /api/v1 with the user's token).
 OPEN_PREFIXES = ("/ui/",)
 OPEN_PAGES = frozenset({"/"})

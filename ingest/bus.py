@@ -353,6 +353,14 @@ class InMemoryConsumer:
         if lost:
             raise CommitFailed(f"partitions no longer assigned to this consumer: {lost}")
 
+    async def lag(self) -> dict[TopicPartition, int]:
+        """Per owned partition, the records not yet fetched (end offset minus position)."""
+        ends: dict[TopicPartition, int] = {}
+        for topic, _ in self._positions:
+            if all(t != topic for t, _ in ends):
+                ends.update(((topic, p), o) for p, o in self._bus.end_offsets(topic).items())
+        return {tp: max(ends.get(tp, pos) - pos, 0) for tp, pos in self._positions.items()}
+
     async def stop(self) -> None:
         """Leave the group; what was fetched and not committed goes to the next owner."""
         if self._started:

@@ -344,6 +344,25 @@ class KafkaConsumer:
         if lost:
             raise CommitFailed(f"partitions no longer assigned to this consumer: {lost}")
 
+    async def lag(self) -> dict[tuple[str, int], int]:
+        """Per owned partition, the records not yet fetched: the high watermark of the last
+        fetch response minus the position (partitions without either yet are left out)."""
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        lag: dict[tuple[str, int], int] = {}
+        for tp in consumer.assignment():
+            end = consumer.highwater(tp)
+            if end is None:
+                continue
+            try:
+                async with asyncio.timeout(0.2):
+                    position = await consumer.position(tp)
+            except (TimeoutError, KafkaError, IllegalStateError):
+                continue
+            lag[(tp.topic, tp.partition)] = max(end - position, 0)
+        return lag
+
     async def stop(self) -> None:
         """Leave the group; what was fetched and not committed goes to the next owner.
 

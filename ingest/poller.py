@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +33,7 @@ from typing import Protocol, TypeVar
 
 from dulwich.repo import Repo
 
+from ingest import instruments
 from ingest.backfill import EventPool, encode_events, worker_count
 from ingest.bus import Bus, BusError, Message
 from ingest.events import RetractEvent, encode, partition_key
@@ -170,6 +172,7 @@ class Poller:
 
     async def poll(self, row: PolledRepo) -> None:
         self.polls += 1
+        began, published = time.perf_counter(), self.published
         try:
             head, mailmap_sha = await self._publish_new(row)
         except RepositoryError as exc:
@@ -186,6 +189,10 @@ class Poller:
                     row.id, head, self.config.poll_interval, mailmap_sha, whole
                 )
             )
+            outcome = "changed" if self.published > published else "unchanged"
+            instruments.polled(outcome, time.perf_counter() - began)
+            return
+        instruments.polled("failed", time.perf_counter() - began)
 
     async def _failed(self, row: PolledRepo, error: str) -> None:
         self.failures += 1
@@ -230,6 +237,7 @@ class Poller:
                 await self.bus.publish(self.config.topic, [Message(key, v) for v in values])
                 done += len(values)
                 self.published += len(values)
+                instruments.EVENTS_PUBLISHED.inc(len(values))
                 await self.registry.set_progress(row.id, done, total, lease)
             workers = worker_count(self.config.workers)
             if workers > 1 and len(shas) >= self.config.parallel_threshold:
@@ -242,6 +250,7 @@ class Poller:
                         await self.bus.publish(self.config.topic, [Message(key, v) for v in values])
                         done += len(values)
                         self.published += len(values)
+                        instruments.EVENTS_PUBLISHED.inc(len(values))
                         await self.registry.set_progress(row.id, done, total, lease)
                 finally:
                     await asyncio.to_thread(pool.close)
@@ -251,6 +260,7 @@ class Poller:
                     await self.bus.publish(self.config.topic, [Message(key, v) for v in values])
                     done += len(values)
                     self.published += len(values)
+                    instruments.EVENTS_PUBLISHED.inc(len(values))
                     await self.registry.set_progress(row.id, done, total, lease)
         log.info(
             "repository %s: retracted %d and published %d commits up to %s in %.1f s",

@@ -6,6 +6,7 @@ metre status                  the repositories and their state
 metre remove|pause|resume R   remove, pause or resume a repository (id, URL or path)
 metre poller|processor|api    one distributed role (Kafka + PostgreSQL from METRE_*)
 metre asyncapi [--check]      write (or check) docs/asyncapi.yaml and docs/schemas/
+metre migrate                 apply the database migrations and exit (before the roles start)
 """
 
 from __future__ import annotations
@@ -30,6 +31,18 @@ from pydantic import ValidationError
 from metre.settings import Settings
 
 log = logging.getLogger("metre")
+
+
+_json_errors = False
+
+
+def _say_error(text: str) -> None:
+    """A refused start, in one line: `metre: ...` on stderr, or one JSON event when logs are
+    JSON lines (METRE_LOG_FORMAT=json), so a log collector reads that line too."""
+    if _json_errors:
+        log.error("%s", text)
+    else:
+        print(f"metre: {text}", file=sys.stderr)
 
 
 def _settings(args: argparse.Namespace, **fixed: Any) -> Settings:
@@ -64,7 +77,7 @@ def _serve(
     try:
         run(main())
     except ConfigurationError as exc:
-        print(f"metre: {exc}", file=sys.stderr)
+        _say_error(str(exc))
         return 2
     return 0
 
@@ -82,12 +95,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from metre.runtime import run_all
 
     settings = _settings(args, allow_local_paths=True)
-    if not settings.tokens and not _loopback(settings.host) and not args.insecure:
-        print(
-            f"metre: refusing to serve an open API on {settings.host}: set METRE_API_TOKENS "
-            "(writes then need a token), listen on 127.0.0.1, or pass --insecure",
-            file=sys.stderr,
-        )
+    if _refuse_open(settings, args.insecure):
         return 2
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     from metre.datadir import DataDirLock
@@ -107,6 +115,18 @@ def cmd_up(args: argparse.Namespace) -> int:
         lock.release()
 
 
+def _refuse_open(settings: Settings, insecure: bool) -> bool:
+    """An API without tokens on a non-loopback address takes writes from anyone: refuse it
+    (one line) unless asked for with --insecure."""
+    if settings.tokens or _loopback(settings.host) or insecure:
+        return False
+    _say_error(
+        f"refusing to serve an open API on {settings.host}: set METRE_API_TOKENS "
+        "(writes then need a token), listen on 127.0.0.1, or pass --insecure"
+    )
+    return True
+
+
 def cmd_role(args: argparse.Namespace) -> int:
     from metre import runtime
 
@@ -116,7 +136,33 @@ def cmd_role(args: argparse.Namespace) -> int:
         "api": runtime.run_api,
         "notifier": runtime.run_notifier,
     }[args.command]
-    return _serve(_settings(args), role)
+    settings = _settings(args)
+    if args.command == "api" and _refuse_open(settings, args.insecure):
+        return 2
+    return _serve(settings, role)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Apply pending migrations and exit (a Kubernetes Job or init container runs this before
+    the roles, which refuse a schema that is not theirs)."""
+    from metre.runtime import ConfigurationError, run, run_migrate
+
+    settings = _settings(args)
+    applied: list[str] = []
+
+    async def main() -> None:
+        applied.extend(await run_migrate(settings))
+
+    try:
+        run(main())
+    except ConfigurationError as exc:
+        _say_error(str(exc))
+        return 2
+    if applied:
+        print(f"applied {len(applied)} migrations: {', '.join(applied)}")
+    else:
+        print("the database schema is up to date")
+    return 0
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
@@ -334,9 +380,20 @@ def parser() -> argparse.ArgumentParser:
         if role == "api":
             sp.add_argument("--port", type=int, help="API port (METRE_PORT)")
             sp.add_argument("--host", help="API address (METRE_HOST)")
+            sp.add_argument(
+                "--insecure",
+                action="store_true",
+                help="serve on a non-loopback address without METRE_API_TOKENS (anyone may write)",
+            )
         if role == "poller":
             sp.add_argument("--poll-interval", type=float, help="seconds between polls")
         sp.set_defaults(func=cmd_role)
+
+    mig = sub.add_parser(
+        "migrate", help="apply the database migrations and exit (before starting the roles)"
+    )
+    common(mig)
+    mig.set_defaults(func=cmd_migrate)
 
     for name, text, func in (
         ("add", "register a repository (URL or local path) with a running metre", cmd_add),
@@ -372,11 +429,15 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        level = Settings().log_level
+        settings = Settings()
     except ValidationError as exc:
         print(f"metre: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from metre.logs import configure
+
+    configure(settings.log_level, settings.log_format, role=args.command)
+    global _json_errors
+    _json_errors = settings.log_format == "json"
     debug = logging.getLogger().getEffectiveLevel() <= logging.DEBUG
     if not debug:
         # The embedded server's wheel narrates every start at INFO; metre says what matters.
@@ -391,7 +452,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StartupError as exc:
         if debug:
             traceback.print_exc()
-        print(f"metre: {exc}", file=sys.stderr)
+        _say_error(str(exc))
         return 2
     return result
 

@@ -41,6 +41,15 @@ def port_in_use(host: str, port: int) -> StartupError:
     )
 
 
+def health_port_unusable(host: str, port: int, exc: BaseException | None) -> StartupError:
+    """The health port (METRE_HEALTH_PORT) of a poller or processor cannot be bound."""
+    reason = _reason(exc) if exc is not None else "cannot bind"
+    return StartupError(
+        f"cannot serve the health port on {host}:{port}: {reason}; give each process on this "
+        "host its own METRE_HEALTH_PORT (0 turns the health port off)"
+    )
+
+
 def cannot_listen(host: str, port: int, exc: OSError) -> StartupError:
     return StartupError(
         f"cannot listen on {host}:{port}: {_reason(exc)}; check --host and --port "
@@ -80,6 +89,21 @@ def schema_mismatch(found: int, known: int, *, where: str = "the database") -> S
     return StartupError(
         f"{where} has schema version {found}, older than this metre needs ({known}): run "
         "`metre migrate` (or `metre up`, which migrates by itself)"
+    )
+
+
+def schema_missing(where: str) -> StartupError:
+    return StartupError(
+        f"{where} has no metre schema yet: run `metre migrate` first (or `metre up`, which "
+        "migrates by itself)"
+    )
+
+
+def schema_unknown(names: list[str], where: str) -> StartupError:
+    """Migrations applied that this metre does not have (another build's)."""
+    return StartupError(
+        f"{where} holds schema migrations this metre does not know ({', '.join(names)}): it was "
+        "migrated by another metre build; run that build, or one that includes them"
     )
 
 

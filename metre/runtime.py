@@ -11,9 +11,17 @@ import contextlib
 import errno
 import logging
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import asyncpg
 import orjson
@@ -27,11 +35,13 @@ from ingest.poller import Poller, PollerConfig
 from ingest.reconcile import Reconciled, reconcile_all
 from ingest.retry import DEPENDENCY, Backoff, RetryStopped, is_transient, retry
 from metre import errors
+from metre.health import KafkaProbe, health_app, store_probe
+from metre.readiness import Check, Probe
 from metre.settings import Settings
 from processors.lag import GroupLag
 from processors.notifier import Notifier, NotifyConfig
 from processors.runner import Processor
-from processors.store import PgStore, SchemaTooNew
+from processors.store import PgStore, SchemaNotCurrent, SchemaTooNew
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +100,22 @@ async def until_up(what: str, op: Callable[[], Awaitable[T]], stop: asyncio.Even
     return await retry(op, DEPENDENCY, stop=stop, what=what, log=log)
 
 
+def _schema_error(dsn: str, exc: SchemaNotCurrent) -> errors.StartupError:
+    where = f"the database at {errors.where(dsn)}"
+    if exc.kind == "missing":
+        return errors.schema_missing(where)
+    if exc.kind == "unknown":
+        return errors.schema_unknown(exc.unknown, where)
+    return errors.schema_mismatch(exc.found, exc.known, where=where)
+
+
 @contextlib.asynccontextmanager
 async def open_store(
-    settings: Settings, stop: asyncio.Event | None = None
+    settings: Settings, stop: asyncio.Event | None = None, *, migrate: bool = False
 ) -> AsyncIterator[PgStore]:
+    """The store, once PostgreSQL answers (waiting for it while `stop` is given). With
+    `migrate` (metre up, metre migrate) pending migrations are applied; otherwise the schema
+    must be exactly this code's (distributed roles: `metre migrate` runs before them)."""
     dsn = await database_dsn(settings)
 
     async def connect() -> PgStore:
@@ -102,10 +124,18 @@ async def open_store(
         except _REFUSED as exc:  # waiting does not fix a password
             raise errors.database_refused(dsn, exc) from exc
         try:
-            await store.migrate()
+            if migrate:
+                applied = await store.migrate()
+                if applied:
+                    log.info("migrated the database: %s", ", ".join(applied))
+            else:
+                await store.check_schema()
         except SchemaTooNew as exc:
             await store.close()
             raise errors.schema_mismatch(exc.found, exc.known) from exc
+        except SchemaNotCurrent as exc:
+            await store.close()
+            raise _schema_error(dsn, exc) from exc
         except BaseException:
             await store.close()
             raise
@@ -270,14 +300,28 @@ async def serve_api(
     store: PgStore | None,
     sock: socket.socket,
     stop: asyncio.Event,
-    readiness: Mapping[str, Callable[[], Awaitable[bool]]] | None = None,
+    readiness: Mapping[str, Probe] | None = None,
+    required: Iterable[str] = ("database",),
 ) -> None:
-    app = create_app(settings, store, readiness=readiness)
+    app = create_app(settings, store, readiness=readiness, required=required)
+    await serve_asgi(app, sock, stop, settings.log_level.lower())
+
+
+async def serve_asgi(
+    app: Any,
+    sock: socket.socket,
+    stop: asyncio.Event,
+    log_level: str,
+    lifespan: Literal["on", "off"] = "on",
+) -> None:
+    """Serve `app` on `sock` until `stop`. uvicorn's own log setup is skipped (log_config=None):
+    its records go through metre's handler and format (metre/logs.py) like every other."""
     config = uvicorn.Config(
         app,
-        log_level=settings.log_level.lower(),
+        log_level=log_level,
+        log_config=None,
         access_log=False,
-        lifespan="on",
+        lifespan=lifespan,
         loop="none",
     )
     server = _QuietServer(config)
@@ -326,17 +370,21 @@ async def run_all(
         from metre.pg import become_subreaper
 
         become_subreaper()  # the embedded postmaster is then ours to reap (supervise_embedded)
-    async with open_store(settings) as store, open_bus(settings) as bus:
+    async with open_store(settings, migrate=True) as store, open_bus(settings) as bus:
         # This process is the only poller: a lease left by a crash of the last run is stale.
         await store.release_leases()
         poller = make_poller(settings, bus, store)
         processor = make_processor(settings, bus, store)
+        bus_probe = _bus_probe(settings, bus)
         stop_poller, stop_processor, stop_api = asyncio.Event(), asyncio.Event(), asyncio.Event()
         tasks = [
             asyncio.create_task(poller.run(stop_poller), name="poller"),
             asyncio.create_task(processor.run(stop_processor), name="processor"),
             asyncio.create_task(
-                serve_api(settings, store, sock, stop_api, {"bus": _bus_probe(bus)}), name="api"
+                serve_api(
+                    settings, store, sock, stop_api, {"bus": bus_probe}, ("database", "bus")
+                ),
+                name="api",
             ),
             asyncio.create_task(
                 _reconcile_loop(settings, bus, store, stop_poller), name="reconcile"
@@ -377,6 +425,8 @@ async def run_all(
             stop_pg.set()
             if supervisor is not None:
                 await asyncio.gather(supervisor, return_exceptions=True)
+            if isinstance(bus_probe, KafkaProbe):
+                await bus_probe.close()
     if settings.database_url is None:
         # Explicitly, not at interpreter exit: a stop must stop the embedded server.
         from metre.pg import stop_embedded
@@ -500,8 +550,10 @@ async def _drain(drained: Callable[[], bool], timeout: float) -> None:
         await asyncio.sleep(0.05)
 
 
-def _bus_probe(bus: Bus) -> Callable[[], Awaitable[bool]]:
-    """Readiness of `metre up`'s in-process bus: it is running."""
+def _bus_probe(settings: Settings, bus: Bus) -> Probe:
+    """Readiness of `metre up`'s bus: the in-process one is running, or Kafka answers."""
+    if settings.kafka_bootstrap:
+        return KafkaProbe(settings.kafka_bootstrap, all_topics(settings))
 
     async def probe() -> bool:
         return not isinstance(bus, InMemoryBus) or bus.running
@@ -509,13 +561,72 @@ def _bus_probe(bus: Bus) -> Callable[[], Awaitable[bool]]:
     return probe
 
 
+class RoleHealth:
+    """What a distributed role's health port reports; `store` is set once it is open, and a
+    role may add probes (not required ones: they can only make it `degraded`)."""
+
+    def __init__(self) -> None:
+        self.store: PgStore | None = None
+        self.probes: dict[str, Probe] = {}
+
+
+def consumer_probe(processor: Processor) -> Probe:
+    """A processor that owns no partition does nothing: `degraded`, named (more processors
+    than partitions, or a rebalance under way)."""
+
+    async def probe() -> Check:
+        consumer = processor.consumer
+        if consumer is None:
+            return Check("degraded", "not started")
+        if not consumer.assignment():
+            return Check("degraded", "owns no partition (joining, or more processors than "
+                         "partitions)")  # fmt: skip
+        return Check("up")
+
+    return probe
+
+
+@contextlib.asynccontextmanager
+async def health_port(settings: Settings, role: str) -> AsyncIterator[RoleHealth]:
+    """Serve /healthz, /readyz and /metrics on METRE_HEALTH_PORT (0: none) while the role
+    runs, from before it connects to anything: the database and the bus are required."""
+    health = RoleHealth()
+    if settings.health_port == 0:
+        yield health
+        return
+    try:
+        sock = bind_socket(settings.health_host, settings.health_port)
+    except errors.StartupError as exc:
+        raise errors.health_port_unusable(
+            settings.health_host, settings.health_port, exc.__cause__
+        ) from exc
+    assert settings.kafka_bootstrap is not None  # distributed roles only
+    kafka = KafkaProbe(settings.kafka_bootstrap, all_topics(settings))
+    probes = health.probes
+    probes.update(database=store_probe(lambda: health.store), bus=kafka)
+    app = health_app(role, probes, frozenset(probes), lambda: health.store)
+    stop = asyncio.Event()
+    quiet = "warning" if settings.log_level.upper() != "DEBUG" else "debug"
+    server = asyncio.create_task(serve_asgi(app, sock, stop, quiet, "off"), name="health")
+    log.info("metre %s health on %s (/healthz, /readyz, /metrics)", role, api_url(sock))
+    try:
+        yield health
+    finally:
+        stop.set()
+        await asyncio.gather(server, return_exceptions=True)
+        await kafka.close()
+
+
 async def run_poller(settings: Settings, stop: asyncio.Event) -> None:
     """The poller role, and anti-entropy every `reconcile_interval` (and at start): a broker
     that lost its topics is healed by whichever poller reconciles first (more are harmless).
     Waits for PostgreSQL and the broker when they are not up yet."""
     _require_distributed(settings, "poller")
-    with contextlib.suppress(Stopped):
-        async with open_store(settings, stop) as store, open_bus(settings, stop) as bus:
+    async with health_port(settings, "poller") as health, contextlib.AsyncExitStack() as stack:
+        with contextlib.suppress(Stopped):
+            store = await stack.enter_async_context(open_store(settings, stop))
+            health.store = store
+            bus = await stack.enter_async_context(open_bus(settings, stop))
             await asyncio.gather(
                 make_poller(settings, bus, store).run(stop),
                 _reconcile_loop(settings, bus, store, stop),
@@ -526,16 +637,24 @@ async def run_poller(settings: Settings, stop: asyncio.Event) -> None:
 async def run_processor(settings: Settings, stop: asyncio.Event) -> None:
     """The processor role; on `stop` it finishes its batch, commits, and leaves the group."""
     _require_distributed(settings, "processor")
-    with contextlib.suppress(Stopped):
-        async with open_store(settings, stop) as store, open_bus(settings, stop) as bus:
-            await make_processor(settings, bus, store).run(stop)
+    async with health_port(settings, "processor") as health, contextlib.AsyncExitStack() as stack:
+        with contextlib.suppress(Stopped):
+            store = await stack.enter_async_context(open_store(settings, stop))
+            health.store = store
+            bus = await stack.enter_async_context(open_bus(settings, stop))
+            processor = make_processor(settings, bus, store)
+            health.probes["consumer"] = consumer_probe(processor)
+            await processor.run(stop)
 
 
 async def run_notifier(settings: Settings, stop: asyncio.Event) -> None:
     """The notifier role: one replica evaluates and delivers, the others wait as standbys."""
     _require_distributed(settings, "notifier")
-    with contextlib.suppress(Stopped):
-        async with open_store(settings, stop) as store, open_bus(settings, stop) as bus:
+    async with health_port(settings, "notifier") as health, contextlib.AsyncExitStack() as stack:
+        with contextlib.suppress(Stopped):
+            store = await stack.enter_async_context(open_store(settings, stop))
+            health.store = store
+            bus = await stack.enter_async_context(open_bus(settings, stop))
             notifier = make_notifier(settings, bus, store)
             try:
                 await notifier.run(stop)
@@ -546,11 +665,48 @@ async def run_notifier(settings: Settings, stop: asyncio.Event) -> None:
 
 async def run_api(settings: Settings, stop: asyncio.Event) -> None:
     _require_distributed(settings, "api")
-    with contextlib.suppress(Stopped):
-        async with open_store(settings, stop) as store:
-            sock = bind_socket(settings.host, settings.port)
-            log.info("metre api listening on %s", api_url(sock))
-            await serve_api(settings, store, sock, stop)
+    probes: dict[str, Probe] = {}
+    if settings.kafka_bootstrap:
+        # Not required: reads go on while the broker is away (the API is then `degraded`).
+        probes["bus"] = KafkaProbe(settings.kafka_bootstrap, all_topics(settings))
+    try:
+        with contextlib.suppress(Stopped):
+            async with open_store(settings, stop) as store:
+                sock = bind_socket(settings.host, settings.port)
+                log.info("metre api listening on %s", api_url(sock))
+                await serve_api(settings, store, sock, stop, probes)
+    finally:
+        for probe in probes.values():
+            if isinstance(probe, KafkaProbe):
+                await probe.close()
+
+
+async def run_migrate(settings: Settings) -> list[str]:
+    """Apply pending migrations and return their files (`metre migrate`): one attempt, a
+    clear line if PostgreSQL cannot be reached."""
+    if settings.database_url is None:
+        raise ConfigurationError(
+            "metre migrate needs METRE_DATABASE_URL (the embedded PostgreSQL of `metre up` is "
+            "migrated by `metre up` itself)"
+        )
+    dsn = settings.database_url.get_secret_value()
+    store = None
+    try:
+        store = await PgStore.connect(dsn, min_size=1, max_size=1)
+        return await store.migrate()
+    except _REFUSED as exc:
+        raise errors.database_refused(dsn, exc) from exc
+    except SchemaTooNew as exc:
+        raise errors.schema_mismatch(
+            exc.found, exc.known, where=f"the database at {errors.where(dsn)}"
+        ) from exc
+    except Exception as exc:
+        if isinstance(exc, errors.StartupError) or not is_transient(exc):
+            raise
+        raise errors.database_unreachable(dsn, exc) from exc
+    finally:
+        if store is not None:
+            await store.close()
 
 
 def _require_distributed(settings: Settings, role: str) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from typing import Literal
 
 import platformdirs
 from pydantic import Field, SecretStr, field_validator
@@ -161,6 +162,24 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds a webhook delivery id is remembered: the same delivery within "
         "this window is refused as a replay (409).",
+    )
+    # --- observe ---
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="Log records as plain text lines, or as JSON lines (one event per line) for a "
+        "log collector.",
+    )
+    health_port: int = Field(
+        default=8081,
+        ge=0,
+        le=65535,
+        description="Port on which `metre poller` and `metre processor` serve /healthz, /readyz "
+        "and /metrics (0: none). The API serves them on its own port.",
+    )
+    health_host: str = Field(
+        default="0.0.0.0",  # noqa: S104 - probes and scrapes come from outside the pod
+        description="Address of the health port: all interfaces by default, since probes and "
+        "Prometheus reach a pod by its address; it serves no data beyond counts and states.",
     )
 
     @field_validator("allowed_schemes")

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
@@ -22,6 +23,7 @@ from ingest.bus import Bus, BusError, CommitFailed, Consumer, Message, Record
 from ingest.events import CommitEvent, EventError, RetractEvent, decode_event
 from ingest.retry import Backoff, RetryStopped, retry
 from ingest.wire import DeadLetterHeaders
+from processors import instruments
 from processors.store import DeadLetter, PgStore, RepoChange
 from processors.updates import combine, update_message
 
@@ -30,6 +32,19 @@ T = TypeVar("T")
 
 _BAD_DATA: tuple[type[BaseException], ...] = (asyncpg.DataError, UnicodeError)
 """What the database refuses in an event itself (say a NUL in a text): poison, not an outage."""
+
+
+LAG_EVERY = 1.0
+"""Seconds between two updates of the consumer-lag gauge (each asks for every position)."""
+
+
+async def _show_lag(consumer: Consumer) -> None:
+    """Publish the consumer's lag per owned partition, when the bus can tell it."""
+    lag = getattr(consumer, "lag", None)
+    if lag is None:
+        return
+    with contextlib.suppress(BusError, OSError):
+        instruments.set_lag(await lag())
 
 
 def dlq_message(record: Record, error: str) -> Message:
@@ -91,6 +106,8 @@ class Processor:
         self.retries = 0
         self.commit_failures = 0
         self.updates = 0
+        self.consumer: Consumer | None = None
+        """The group member of the running `run` (its assignment tells readiness)."""
 
     @property
     def handled(self) -> int:
@@ -100,14 +117,23 @@ class Processor:
     async def run(self, stop: asyncio.Event) -> None:
         """Process batches until `stop` is set; non-transient errors propagate."""
         consumer = self.bus.consumer([self.topic], self.group)
+        self.consumer = consumer
         try:
             await self._retry(consumer.start, stop)
+            shown_lag = 0.0
             while not stop.is_set():
                 records = await self._retry(
                     lambda: consumer.fetch(self.batch_size, self.fetch_timeout), stop
                 )
                 if records:
+                    instruments.EVENTS_CONSUMED.labels(self.topic).inc(len(records))
+                    began = time.perf_counter()
                     await self._handle(consumer, records, stop)
+                    instruments.BATCH_SECONDS.observe(time.perf_counter() - began)
+                    instruments.BATCH_EVENTS.observe(len(records))
+                if time.monotonic() - shown_lag >= LAG_EVERY:
+                    shown_lag = time.monotonic()
+                    await _show_lag(consumer)
         except RetryStopped:  # stopped while waiting to retry: the records come again
             pass
         except BusError:
@@ -138,6 +164,8 @@ class Processor:
             new = sum(c.commits + c.retracted for c in changes)
             self.applied += new
             self.duplicates += len(good) - new - refused
+            instruments.EVENTS_APPLIED.inc(new)
+            instruments.EVENTS_DUPLICATE.inc(len(good) - new - refused)
             if changes and self.updates_topic is not None:
                 await self._publish_updates(changes, stop)
         try:
@@ -193,12 +221,14 @@ class Processor:
         messages = [dlq_message(r, error) for r, error in bad]
         await self._retry(lambda: self.bus.publish(self.dlq_topic, messages), stop)
         self.poison += len(bad)
+        instruments.DEAD_LETTERS.inc(len(bad))
 
     async def _retry(self, op: Callable[[], Awaitable[T]], stop: asyncio.Event) -> T:
         """Run `op` until it succeeds, waiting between transient failures; others propagate."""
 
         def count(_: BaseException) -> None:
             self.retries += 1
+            instruments.RETRIES.inc()
 
         return await retry(
             op,

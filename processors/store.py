@@ -52,6 +52,35 @@ class SchemaTooNew(Exception):
         self.known = known
 
 
+class SchemaNotCurrent(Exception):
+    """The database's schema is not the one this code was written for (`kind`: `missing`,
+    `older`, `newer` or `unknown`); `found`/`known` are the newest versions on each side."""
+
+    def __init__(self, kind: str, found: int, known: int, unknown: Sequence[str] = ()) -> None:
+        super().__init__(f"schema {kind}: database at {found}, code at {known}")
+        self.kind = kind
+        self.found = found
+        self.known = known
+        self.unknown = list(unknown)
+
+
+def schema_problem(done: dict[int, str], known: dict[int, str]) -> SchemaNotCurrent | None:
+    """What is wrong with a database that applied `done` (version -> file) for code that has
+    `known`, or None when they are the same (pure)."""
+    newest = max(known)
+    if not done:
+        return SchemaNotCurrent("missing", 0, newest)
+    found = max(done)
+    strange = sorted(n for v, n in done.items() if known.get(v) != n and v <= newest)
+    if strange:
+        return SchemaNotCurrent("unknown", found, newest, strange)
+    if found > newest:
+        return SchemaNotCurrent("newer", found, newest)
+    if set(done) != set(known):
+        return SchemaNotCurrent("older", found, newest)
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Removal:
     """A removed repository whose retractions are still to be published (the outbox)."""
@@ -302,6 +331,18 @@ class PgStore:
                 )
                 applied.append(name)
         return applied
+
+    async def check_schema(self) -> None:
+        """Raise `SchemaNotCurrent` unless the database holds exactly this code's migrations
+        (distributed roles never migrate: `metre migrate` does, once, before them)."""
+        known = {version: name for version, name, _ in _migrations()}
+        async with self._pool.acquire() as con:
+            exists = await con.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+            rows = await con.fetch("SELECT version, name FROM schema_migrations") if exists else []
+        done = {int(r["version"]): str(r["name"]) for r in rows}
+        problem = schema_problem(done, known)
+        if problem is not None:
+            raise problem
 
     async def ping(self) -> bool:
         """Whether the database answers a query within 2 seconds."""

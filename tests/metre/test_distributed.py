@@ -26,6 +26,7 @@ async def cluster(
 ) -> AsyncIterator[tuple[Roles, httpx.AsyncClient]]:
     c = Roles(role_env(tmp_path / "data", db_dsn, kafka_bootstrap), tmp_path)
     port = free_port()
+    c.migrate()
     c.start("api", "api", "--port", str(port))
     c.start("poller", "poller")
     c.start("processor-1", "processor")

@@ -35,6 +35,7 @@ async def test_two_notifiers_tell_a_truck_factor_fall_once(
         METRE_POLL_INTERVAL="3600",
     )
     roles = Roles(env, tmp_path)
+    roles.migrate()
     port = free_port()
     roles.start("api", "api", "--port", str(port))
     roles.start("poller", "poller")

@@ -88,6 +88,7 @@ async def test_remove_leaves_exactly_a_fresh_ingest_of_the_other_and_tells_the_t
     env = role_env(tmp_path / "data", db_dsn, kafka_bootstrap)
     prefix = env["METRE_TOPIC_PREFIX"]
     roles = Roles(env, tmp_path)
+    roles.migrate()
     port = free_port()
     roles.start("api", "api", "--port", str(port))
     roles.start("poller", "poller")

@@ -7,11 +7,13 @@ broker is down wait for them and then proceed; /readyz says which dependency is 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -53,6 +55,7 @@ async def test_sigterm_poller_releases_and_processor_hands_over(
 ) -> None:
     big = history_factory(commits=3000, seed=5)
     roles = Roles(role_env(tmp_path / "data", db_dsn, running_kafka_broker.bootstrap), tmp_path)
+    roles.migrate()
     port = free_port()
     roles.start("api", "api", "--port", str(port))
     roles.start("poller-1", "poller")
@@ -117,6 +120,33 @@ async def test_sigterm_poller_releases_and_processor_hands_over(
     assert all(code == 0 for code in codes.values()), codes
 
 
+async def _wait_line(roles: Roles, name: str, text: str, timeout: float = 60.0) -> None:
+    """Until `text` is in the role's log (never a fixed sleep: start-up is slow under load)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while text not in roles.log(name):
+        assert roles.crashed() == []
+        assert loop.time() < deadline, f"{name}: no {text!r} in {timeout:.0f} s"
+        await asyncio.sleep(0.1)
+
+
+async def _readyz(
+    port: int, wanted: Callable[[dict[str, Any]], bool], roles: Roles, timeout: float = 60.0
+) -> dict[str, Any]:
+    """The health port's /readyz body once `wanted` holds of it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    async with httpx.AsyncClient(timeout=5) as http:
+        while True:
+            with contextlib.suppress(httpx.TransportError):
+                body: dict[str, Any] = (await http.get(f"http://127.0.0.1:{port}/readyz")).json()
+                if wanted(body):
+                    return body
+            assert roles.crashed() == []
+            assert loop.time() < deadline, f"/readyz on {port}: not as wanted in {timeout:.0f} s"
+            await asyncio.sleep(0.1)
+
+
 async def test_roles_wait_for_postgres_and_broker(tmp_path: Path, awkward_repo: Path) -> None:
     pgdata = tmp_path / "pg" / "data"
     dsn = await asyncio.to_thread(start_embedded, pgdata)
@@ -137,12 +167,19 @@ async def test_roles_wait_for_postgres_and_broker(tmp_path: Path, awkward_repo: 
             assert r.json()["checks"] == {"database": "down"}
             assert r.json()["error"]["message"] == "database unreachable"
 
-            roles.start("processor", "processor")
+            health = free_port()
+            roles.start("processor", "processor", METRE_HEALTH_PORT=str(health))
             roles.start("poller", "poller")
-            await asyncio.sleep(4)
-            assert roles.crashed() == []
             for name in ("processor", "poller"):
-                assert "PostgreSQL unavailable, retrying" in (tmp_path / f"{name}.log").read_text()
+                await _wait_line(roles, name, "PostgreSQL unavailable, retrying")
+            ready = await _readyz(health, lambda b: b["checks"]["database"] == "down", roles)
+            assert ready == {
+                "status": "unavailable",
+                "checks": {"database": "down", "bus": "down"},
+                "details": {"database": "connecting", "bus": ready["details"]["bus"]},
+                "error": {"status": 503, "message": "bus and database unreachable"},
+                "role": "processor",
+            }
 
             await asyncio.to_thread(server.start)
             for _ in range(100):
@@ -151,9 +188,11 @@ async def test_roles_wait_for_postgres_and_broker(tmp_path: Path, awkward_repo: 
                     break
                 await asyncio.sleep(0.1)
             assert r.json() == {"status": "ready", "checks": {"database": "up"}}
-            await asyncio.sleep(3)  # now they wait for the broker
+            await _wait_line(roles, "processor", "the bus unavailable, retrying")  # now the broker
+            ready = await _readyz(health, lambda b: b["checks"]["database"] == "up", roles)
+            assert ready["status"] == "unavailable"
+            assert ready["checks"] == {"database": "up", "bus": "down"}
             assert roles.crashed() == []
-            assert "the bus unavailable, retrying" in (tmp_path / "processor.log").read_text()
             assert await store.commit_count(repo.id) == 0
 
             broker.start()
