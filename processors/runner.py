@@ -54,7 +54,8 @@ class Processor:
     """Applies commit events from `topic` to the store, as one member of consumer `group`.
 
     Counters: `applied` (events new to the store), `duplicates` (already applied, repeated in
-    a batch, or of an unregistered repository), `poison` (sent to `dlq_topic`), `handled`
+    a batch, or of an unregistered repository), `poison` (sent to `dlq_topic`; counted once its
+    `dead_letters` row is committed), `handled`
     (their sum), `batches`, `retries`, `commit_failures` (offsets not committed after a
     rebalance: harmless), `updates` (metric-update events published on `updates_topic`).
     """
@@ -134,6 +135,9 @@ class Processor:
             # The dead letters' rows go in with the batch: one transaction, counted once.
             dead = [_dead_row(r, error) for r, error in bad]
             changes, refused = await self._apply(good, dead, stop)
+            # Counted only now that their rows are committed: whoever reads the counter and
+            # then the dead_letters table must find them there.
+            self.poison += len(bad)
             new = sum(c.commits + c.retracted for c in changes)
             self.applied += new
             self.duplicates += len(good) - new - refused
@@ -175,6 +179,7 @@ class Processor:
                 await self._dead_letter([(record, error)], stop)
                 row = functools.partial(self.store.apply_changes, [], [_dead_row(record, error)])
                 await self._retry(row, stop)
+                self.poison += 1
                 refused += 1
         return combine(changes), refused
 
@@ -191,7 +196,6 @@ class Processor:
             log.warning("poison record %s[%d]@%d: %s", r.topic, r.partition, r.offset, error)
         messages = [dlq_message(r, error) for r, error in bad]
         await self._retry(lambda: self.bus.publish(self.dlq_topic, messages), stop)
-        self.poison += len(bad)
 
     async def _retry(self, op: Callable[[], Awaitable[T]], stop: asyncio.Event) -> T:
         """Run `op` until it succeeds, waiting between transient failures; others propagate."""
