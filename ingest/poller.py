@@ -36,6 +36,7 @@ from ingest.events import RetractEvent, encode, partition_key
 from ingest.gitdiff import new_commits
 from ingest.mailmap import read_mailmap
 from ingest.mirror import FetchAccess, RepositoryError, open_mirror, resolve_head
+from ingest.outage import Outage
 from ingest.retry import DEPENDENCY, Backoff, always, retry
 
 log = logging.getLogger(__name__)
@@ -132,20 +133,23 @@ class Poller:
         not answer (PostgreSQL restarting) is retried with capped backoff, never fatal.
         """
         unavailable = 0
+        registry = Outage("the registry (PostgreSQL)", log)
         while not stop.is_set():
             try:
                 row = await self.registry.claim_due_repo(self.config.lease_seconds)
                 if row is None:
                     await _first(self.registry.wait_for_poll_request(1.0), stop)
                     unavailable = 0
+                    registry.ok()
                     continue
             except Exception as exc:  # noqa: BLE001 (the registry is away: wait, never crash)
                 delay = _REGISTRY.delay(unavailable)
                 unavailable += 1
-                log.warning("registry unavailable, retrying in %.1f s: %r", delay, exc)
+                registry.failed(repr(exc), delay)
                 await _sleep_or_stop(stop, delay)
                 continue
             unavailable = 0
+            registry.ok()
             try:
                 if not await _first(self.poll(row), stop):
                     await self._abandon(row)

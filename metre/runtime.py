@@ -11,7 +11,15 @@ import contextlib
 import errno
 import logging
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,14 +28,18 @@ import orjson
 import uvicorn
 
 from api.app import create_app
+from ingest import outage
 from ingest.bus import Bus, BusError, InMemoryBus
+from ingest.buswatch import BusWatch
 from ingest.credentials import CredentialsError, load_credentials
+from ingest.heal import Healed, heal
 from ingest.mirror import FetchAccess
 from ingest.poller import Poller, PollerConfig
 from ingest.reconcile import Reconciled, reconcile_all
 from ingest.retry import DEPENDENCY, Backoff, RetryStopped, is_transient, retry
 from metre import errors
 from metre.settings import Settings
+from processors.busmarks import BusMarks
 from processors.runner import Processor
 from processors.store import PgStore, SchemaTooNew
 
@@ -319,6 +331,7 @@ async def run_all(
             ),
             asyncio.create_task(_trim_loop(bus, stop_processor), name="trim"),
             asyncio.create_task(_removal_loop(settings, bus, store, stop_poller), name="removals"),
+            asyncio.create_task(poller_watch(settings, bus, store).run(stop_poller), name="watch"),
         ]
         stop_pg = asyncio.Event()
         supervisor = (
@@ -340,7 +353,7 @@ async def run_all(
                     log.error("role %s stopped: %r", t.get_name(), t.exception())
         finally:
             stop_poller.set()
-            await asyncio.gather(tasks[0], tasks[3], tasks[5], return_exceptions=True)
+            await asyncio.gather(tasks[0], tasks[3], tasks[5], tasks[6], return_exceptions=True)
             await _drain(lambda: processor.handled >= poller.published, timeout=30.0)
             stop_processor.set()
             await asyncio.gather(tasks[1], tasks[4], return_exceptions=True)
@@ -454,6 +467,54 @@ async def _trim_loop(bus: Bus, stop: asyncio.Event, every: float = 5.0) -> None:
         bus.trim(unread=True)
 
 
+def quiet_outages(settings: Settings) -> None:
+    """Bounded logs while a dependency is away (ingest/outage.py): aiokafka's own lines too."""
+    import aiokafka.admin.client
+    import aiokafka.consumer.fetcher
+    import aiokafka.consumer.group_coordinator
+    import aiokafka.producer.sender  # noqa: F401
+
+    outage.configure(settings.outage_summary_interval)
+    outage.throttle_loggers("aiokafka")
+
+
+def poller_watch(settings: Settings, bus: Bus, store: PgStore) -> BusWatch:
+    """The poller's watch: data loss on the commits topic healed by a targeted reconcile, and
+    the freshness check (METRE_LAG_INTERVALS poll intervals)."""
+    topic = commits_topic(settings)
+
+    async def heal_repos(repo_ids: Sequence[int]) -> Healed:
+        return await heal(bus, store, settings.mirrors_dir, topic, repo_ids)
+
+    observer = bus if hasattr(bus, "observe") else None
+    return BusWatch(
+        observer,  # type: ignore[arg-type]
+        BusMarks(store.pool),
+        topic,
+        "poller",
+        settings.bus_check_interval,
+        heal=heal_repos,
+        lag_seconds=settings.lag_intervals * settings.poll_interval,
+        ensure=lambda: bus.ensure_topics(all_topics(settings)),
+    )
+
+
+def processor_watch(settings: Settings, bus: Bus, store: PgStore, processor: Processor) -> BusWatch:
+    """The processor's watch: a loss anyone recorded makes it read the topic again from the
+    earliest offset; it also checks its group's committed offsets against the log."""
+    return BusWatch(
+        bus,  # type: ignore[arg-type]
+        BusMarks(store.pool),
+        commits_topic(settings),
+        "processor",
+        settings.bus_check_interval,
+        committed=processor.committed,
+        fetched=processor.fetched_high,
+        rewind=processor.rewind,
+        ensure=lambda: bus.ensure_topics(all_topics(settings)),
+    )
+
+
 async def reconcile_once(settings: Settings, bus: Bus, store: PgStore) -> list[Reconciled]:
     return await reconcile_all(bus, store, settings.mirrors_dir, commits_topic(settings))
 
@@ -487,21 +548,30 @@ async def run_poller(settings: Settings, stop: asyncio.Event) -> None:
     that lost its topics is healed by whichever poller reconciles first (more are harmless).
     Waits for PostgreSQL and the broker when they are not up yet."""
     _require_distributed(settings, "poller")
+    quiet_outages(settings)
     with contextlib.suppress(Stopped):
         async with open_store(settings, stop) as store, open_bus(settings, stop) as bus:
             await asyncio.gather(
                 make_poller(settings, bus, store).run(stop),
                 _reconcile_loop(settings, bus, store, stop),
                 _removal_loop(settings, bus, store, stop),
+                poller_watch(settings, bus, store).run(stop),
             )
 
 
 async def run_processor(settings: Settings, stop: asyncio.Event) -> None:
     """The processor role; on `stop` it finishes its batch, commits, and leaves the group."""
     _require_distributed(settings, "processor")
+    quiet_outages(settings)
     with contextlib.suppress(Stopped):
         async with open_store(settings, stop) as store, open_bus(settings, stop) as bus:
-            await make_processor(settings, bus, store).run(stop)
+            processor = make_processor(settings, bus, store)
+            watch = asyncio.create_task(processor_watch(settings, bus, store, processor).run(stop))
+            try:
+                await processor.run(stop)
+            finally:
+                watch.cancel()
+                await asyncio.gather(watch, return_exceptions=True)
 
 
 async def run_api(settings: Settings, stop: asyncio.Event) -> None:

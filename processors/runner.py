@@ -91,6 +91,24 @@ class Processor:
         self.retries = 0
         self.commit_failures = 0
         self.updates = 0
+        self.rewinds = 0
+        self.consumer: Consumer | None = None
+        self._rewind = asyncio.Event()
+
+    def rewind(self) -> None:
+        """Read the topic again from the earliest offset before the next fetch (after a data
+        loss on the bus: records at offsets already passed may be new ones)."""
+        self._rewind.set()
+
+    async def committed(self) -> dict[int, int]:
+        """The group's committed offsets of this member's partitions (where the bus says)."""
+        ask = getattr(self.consumer, "committed", None)
+        return {} if ask is None else dict(await ask(self.topic))
+
+    def fetched_high(self) -> dict[int, int]:
+        """The highest offset fetched per partition of the topic (records that existed)."""
+        highs = getattr(self.consumer, "fetched_high", {})
+        return {p: o for (t, p), o in highs.items() if t == self.topic}
 
     @property
     def handled(self) -> int:
@@ -100,9 +118,15 @@ class Processor:
     async def run(self, stop: asyncio.Event) -> None:
         """Process batches until `stop` is set; non-transient errors propagate."""
         consumer = self.bus.consumer([self.topic], self.group)
+        self.consumer = consumer
         try:
             await self._retry(consumer.start, stop)
             while not stop.is_set():
+                if self._rewind.is_set() and hasattr(consumer, "rewind"):
+                    self._rewind.clear()
+                    parts = await self._retry(lambda: consumer.rewind(self.topic), stop)
+                    self.rewinds += 1
+                    log.info("reading partitions %s of %r again from the start", parts, self.topic)
                 records = await self._retry(
                     lambda: consumer.fetch(self.batch_size, self.fetch_timeout), stop
                 )

@@ -77,6 +77,8 @@ class RepoRow:
     """When the repository was paused (None: it is polled)."""
     failing_since: datetime | None = None
     """Start of the current run of failed polls (None: the last poll succeeded)."""
+    lagging_reason: str | None = None
+    """Why the stored head is not applied yet, past the freshness bound (None: it is)."""
 
 
 _REPO_COLUMNS = """
@@ -84,7 +86,7 @@ _REPO_COLUMNS = """
     COALESCE((SELECT sum(a.commits) FROM activity_daily a WHERE a.repo_id = r.id), 0)::bigint
         AS commits,
     r.progress_done, r.progress_total, r.last_polled_at, r.next_poll_at, r.failures, r.created_at,
-    r.mailmap_sha, r.paused_at, r.failing_since
+    r.mailmap_sha, r.paused_at, r.failing_since, r.lagging_reason
 """
 
 
