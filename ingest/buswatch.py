@@ -54,6 +54,7 @@ class Marks(Protocol):
     async def latest_id(self, topic: str) -> int: ...
     async def healed(self, event_id: int, republished: int) -> None: ...
     async def check_freshness(self, lag_seconds: float) -> tuple[list[int], list[int]]: ...
+    async def lagging(self) -> dict[int, int]: ...
 
 
 class Observer(Protocol):
@@ -97,6 +98,8 @@ class BusWatch:
         self._rewind = rewind
         self._ensure = ensure
         self._seen: int | None = None
+        self._stalled: dict[int, int | None] = {}
+        """Lagging repositories: commits stored at the last check (None: reconciled already)."""
         self.checks = 0
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -170,22 +173,38 @@ class BusWatch:
             )  # fmt: skip
 
     async def _freshness(self) -> None:
+        """Flag lagging repositories; reconcile one once its stored commits stop growing (a
+        long backfill that processors are still applying is slow, not lost: republishing it
+        would only double their work)."""
         assert self._heal is not None
         assert self.lag_seconds is not None
-        lagging, cleared = await self.marks.check_freshness(self.lag_seconds)
+        newly, cleared = await self.marks.check_freshness(self.lag_seconds)
         if cleared:
             log.info("repositories %s are applied up to their head again", cleared)
-        if not lagging:
+        if newly:
+            log.warning(
+                "repositories %s lag: their head is not applied %.0f s after it was stored",
+                newly, self.lag_seconds,
+            )  # fmt: skip
+        counts = await self.marks.lagging()
+        stalled = []
+        for repo_id, n in counts.items():
+            before = self._stalled.get(repo_id, -1)
+            if before is None:
+                continue  # reconciled once in this episode; the processors have it now
+            if before == n:
+                stalled.append(repo_id)
+                self._stalled[repo_id] = None
+            else:
+                self._stalled[repo_id] = n
+        self._stalled = {r: v for r, v in self._stalled.items() if r in counts}
+        if not stalled:
             return
-        log.warning(
-            "repositories %s lag: their head is not applied %.0f s after it was stored; "
-            "reconciling them",
-            lagging, self.lag_seconds,
-        )  # fmt: skip
-        healed = await self._heal(lagging)
+        healed = await self._heal(stalled)
         if healed.republished:
             DATA_LOSS.labels("unapplied_head").inc()
             log.error(
-                "repositories %s lacked %d published commits: republished",
-                lagging, healed.republished,
+                "repositories %s lag with no progress and lacked %d published commits: "
+                "republished",
+                stalled, healed.republished,
             )  # fmt: skip

@@ -129,6 +129,14 @@ class BusMarks:
             republished,
         )
 
+    async def lagging(self) -> dict[int, int]:
+        """Lagging repositories and the commits PostgreSQL holds of each (progress shows)."""
+        rows = await self.pool.fetch(
+            "SELECT r.id, (SELECT count(*) FROM commits c WHERE c.repo_id = r.id) AS n "
+            "FROM repos r WHERE r.lagging_reason IS NOT NULL"
+        )
+        return {r["id"]: int(r["n"]) for r in rows}
+
     async def check_freshness(self, lag_seconds: float) -> tuple[list[int], list[int]]:
         """Flag repositories whose stored head has not been applied `lag_seconds` after it was
         stored, clear those whose head now is; returns (newly lagging, cleared) ids."""
@@ -140,8 +148,8 @@ class BusMarks:
                                  AND r.head_at < now() - make_interval(secs => $1)
                                  AND NOT EXISTS (SELECT 1 FROM commits c
                                                  WHERE c.repo_id = r.id AND c.sha = r.head)
-                            THEN format('head %s stored %s s ago is not applied yet',
-                                        left(r.head, 12),
+                            THEN format('head %s, stored at %s, not applied %s s later',
+                                        left(r.head, 12), r.head_at,
                                         floor(extract(epoch FROM now() - r.head_at))::bigint)
                        END AS reason
                 FROM repos r
