@@ -121,3 +121,49 @@ async def test_broker_restarted_empty_heals_without_anyone_reconciling(
         codes = roles.stop_all()
         running_kafka_broker.start()
     assert all(code == 0 for code in codes.values()), codes
+
+
+async def test_a_broker_with_another_cluster_id_is_a_loss_of_every_partition(
+    tmp_path: Path,
+    db_dsn: str,
+    running_kafka_broker: Broker,
+    history_factory: Callable[..., Path],
+) -> None:
+    """The processor keeps running: the loss is recorded once (whichever role saw it first),
+    as `cluster_changed`, and the result still equals git."""
+    src = history_factory(40, 9)
+    env = role_env(tmp_path / "data", db_dsn, running_kafka_broker.bootstrap)
+    roles = Roles(env, tmp_path)
+    port = free_port()
+    roles.start("api", "api", "--port", str(port))
+    roles.start("poller", "poller")
+    roles.start("processor", "processor")
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as api:
+            await wait_ready(api, roles)
+            r = await api.post("/api/v1/repos", json={"url": str(src)})
+            repo_id = r.json()["id"]
+            await wait_ingested(api, repo_id, len(git_commits(src)), timeout=180)
+            topic = env["METRE_TOPIC_PREFIX"] + ".commits"
+            while not await _marks(db_dsn, topic):
+                await asyncio.sleep(0.2)
+            running_kafka_broker.restart(cluster_id="another_cluster")
+            kinds: list[str] = []
+
+            async def recorded() -> None:
+                body = (await api.get("/api/v1/pipeline")).json()["data_loss"]
+                kinds[:] = [] if body["last"] is None else [body["last"]["kind"]]
+
+            while not kinds:
+                await recorded()
+                roles.assert_alive()
+                await asyncio.sleep(0.2)
+            assert kinds == ["cluster_changed"]
+            body = (await api.get("/api/v1/pipeline")).json()
+            assert body["data_loss"]["count"] == 1, body
+            await assert_api_matches_git(api, repo_id, src)
+    finally:
+        codes = roles.stop_all()
+        running_kafka_broker.cluster_id = None
+        running_kafka_broker.restart()
+    assert all(code == 0 for code in codes.values()), codes
