@@ -85,6 +85,12 @@ class BusMarks:
                         ids,
                     )
                     events.append(LossEvent(event_id, loss, tuple(ids)))
+                    await con.execute(
+                        "UPDATE repos SET lagging_reason = $2 WHERE id = ANY($1::bigint[])",
+                        ids,
+                        f"data loss on the bus ({loss.kind}, event {event_id}): being "
+                        "reconciled",
+                    )
             new = next_marks(marks, now, losses)
             if new != marks:
                 await con.execute("DELETE FROM bus_marks WHERE topic = $1", topic)
@@ -139,15 +145,19 @@ class BusMarks:
 
     async def check_freshness(self, lag_seconds: float) -> tuple[list[int], list[int]]:
         """Flag repositories whose stored head has not been applied `lag_seconds` after it was
-        stored, clear those whose head now is; returns (newly lagging, cleared) ids."""
+        stored, clear those whose head now is (also those a data loss flagged); returns
+        (newly lagging, cleared) ids."""
         rows = await self.pool.fetch(
             """
             WITH judged AS (
                 SELECT r.id, r.lagging_reason AS was,
-                       CASE WHEN r.head IS NOT NULL
-                                 AND r.head_at < now() - make_interval(secs => $1)
-                                 AND NOT EXISTS (SELECT 1 FROM commits c
-                                                 WHERE c.repo_id = r.id AND c.sha = r.head)
+                       CASE WHEN r.head IS NULL
+                                 OR EXISTS (SELECT 1 FROM commits c
+                                            WHERE c.repo_id = r.id AND c.sha = r.head)
+                            THEN NULL
+                            WHEN r.lagging_reason LIKE 'data loss%'
+                            THEN r.lagging_reason  -- until its head is applied
+                            WHEN r.head_at < now() - make_interval(secs => $1)
                             THEN format('head %s, stored at %s, not applied %s s later',
                                         left(r.head, 12), r.head_at,
                                         floor(extract(epoch FROM now() - r.head_at))::bigint)

@@ -5,7 +5,7 @@ targeted reconcile with nobody running `metre reconcile` (its interval here is a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
@@ -30,6 +30,18 @@ async def _until(what: str, check: Callable[[], object], roles: Roles, timeout: 
         await asyncio.sleep(0.2)
 
 
+async def _eventually(
+    what: str, check: Callable[[], Awaitable[bool]], roles: Roles, timeout: float = 120
+) -> None:
+    """Until `await check()` is true; the bound only ends a broken build."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await check():
+        roles.assert_alive()
+        assert loop.time() < deadline, what
+        await asyncio.sleep(0.2)
+
+
 async def _marks(dsn: str, topic: str) -> int:
     con = await asyncpg.connect(dsn)
     try:
@@ -39,6 +51,10 @@ async def _marks(dsn: str, topic: str) -> int:
         return n
     finally:
         await con.close()
+
+
+async def _has_marks(dsn: str, topic: str) -> bool:
+    return await _marks(dsn, topic) > 0
 
 
 async def test_broker_restarted_empty_heals_without_anyone_reconciling(
@@ -107,15 +123,12 @@ async def test_broker_restarted_empty_heals_without_anyone_reconciling(
             )
             body = (await api.get("/api/v1/pipeline")).json()
             assert body["data_loss"]["unhealed"] == 0, body
-            lagging: list[object] = [True]
 
-            async def fresh() -> None:
-                lagging[0] = (await api.get(f"/api/v1/repos/{repo_id}")).json()["lagging"]
+            async def fresh() -> bool:  # the freshness check clears it at its next pass
+                info = (await api.get(f"/api/v1/repos/{repo_id}")).json()
+                return info["lagging"] is False and info["lagging_reason"] is None
 
-            while lagging[0] is not False:  # the freshness check clears it at its next pass
-                await fresh()
-                roles.assert_alive()
-                await asyncio.sleep(0.2)
+            await _eventually("the repository is not lagging", fresh, roles)
             assert "data loss on the bus" in roles.log("poller") + roles.log("processor")
     finally:
         codes = roles.stop_all()
@@ -145,19 +158,16 @@ async def test_a_broker_with_another_cluster_id_is_a_loss_of_every_partition(
             repo_id = r.json()["id"]
             await wait_ingested(api, repo_id, len(git_commits(src)), timeout=180)
             topic = env["METRE_TOPIC_PREFIX"] + ".commits"
-            while not await _marks(db_dsn, topic):
-                await asyncio.sleep(0.2)
+            await _eventually("marks", lambda: _has_marks(db_dsn, topic), roles)
             running_kafka_broker.restart(cluster_id="another_cluster")
             kinds: list[str] = []
 
-            async def recorded() -> None:
+            async def recorded() -> bool:
                 body = (await api.get("/api/v1/pipeline")).json()["data_loss"]
                 kinds[:] = [] if body["last"] is None else [body["last"]["kind"]]
+                return bool(kinds)
 
-            while not kinds:
-                await recorded()
-                roles.assert_alive()
-                await asyncio.sleep(0.2)
+            await _eventually("a loss is recorded", recorded, roles)
             assert kinds == ["cluster_changed"]
             body = (await api.get("/api/v1/pipeline")).json()
             assert body["data_loss"]["count"] == 1, body
