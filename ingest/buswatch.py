@@ -167,6 +167,8 @@ class BusWatch:
             if healed.pending:
                 continue  # the next check tries again
             await self.marks.healed(e.id, healed.republished)
+            for repo_id in e.repo_ids:  # reconciled in this lagging episode already
+                self._stalled[repo_id] = None
             log.warning(
                 "data loss %d healed: %d commits republished for repositories %s in %.1f s",
                 e.id, healed.republished, list(e.repo_ids) or "none", loop.time() - began,
