@@ -1,6 +1,6 @@
 """The watch on the bus (I/O): every role that reads or writes a topic compares what the broker
-says of it with the bus marks, at start, every `interval` seconds, and at once when a produce
-is acknowledged below an earlier one. A loss is logged, counted in `metre_data_loss_total`,
+says of it with the bus marks, at start, every `interval` seconds, and at once when an offset is
+acknowledged twice to this process. A loss is logged, counted in `metre_data_loss_total`,
 recorded in PostgreSQL (with the repositories whose partitions it hit) and then:
 
 - a poller heals it: a targeted reconcile of those repositories (ingest/heal.py), whoever
@@ -123,6 +123,7 @@ class BusWatch:
         if self._seen is None and self._rewind is not None:
             self._seen = await self.marks.latest_id(self.topic)  # earlier losses: not ours
         events: Sequence[LossEventLike] = ()
+        now_rewound = False
         if self.observer is not None:  # None: the in-process bus (nothing to compare)
             now = await self.observer.observe(self.topic)
             if self._fetched is not None:
@@ -130,6 +131,7 @@ class BusWatch:
             if self._committed is not None and now.bounds is not None:
                 now = dataclasses.replace(now, committed=dict(await self._committed()))
             events = await self.marks.compare_and_mark(self.topic, now, self.role)
+            now_rewound = bool(now.rewound)
             if now.bounds is None and self._ensure is not None:
                 # Create it as ensure_topics does: the test broker makes a topic a produce's
                 # metadata request names, and serves no fetch of it until it is created.
@@ -142,8 +144,8 @@ class BusWatch:
                 e.loss.kind, self.topic, list(e.loss.partitions), e.loss.detail,
                 list(e.repo_ids) or "none",
             )  # fmt: skip
-        if events and self.observer is not None:
-            self.observer.forget_acks(self.topic)
+        if self.observer is not None and (events or now_rewound):
+            self.observer.forget_acks(self.topic)  # reported once; offsets count from now
         if self._rewind is not None:
             latest = await self.marks.latest_id(self.topic)
             if self._seen is not None and latest > self._seen:

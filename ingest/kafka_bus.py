@@ -88,10 +88,11 @@ class KafkaBus:
         self._producer: AIOKafkaProducer | None = None
         self._consumers: set[KafkaConsumer] = set()
         self._produced: dict[tuple[str, int], tuple[int, int]] = {}
-        self._acked_high: dict[tuple[str, int], int] = {}
+        self._acked: dict[tuple[str, int], list[tuple[int, int]]] = {}
+        self._rewound: dict[tuple[str, int], int] = {}
         self.loss_suspected = asyncio.Event()
-        """Set when a produce was acknowledged at or below an offset acknowledged before
-        (the log started again): a watcher looks at the broker at once."""
+        """Set when an offset is acknowledged twice to this process (the log started again):
+        a watcher looks at the broker at once."""
 
     async def start(self) -> None:
         if self._producer is not None:
@@ -201,7 +202,8 @@ class KafkaBus:
         self._note_acks(topic, outcomes)
 
     def _note_acks(self, topic: str, outcomes: Sequence[Any]) -> None:
-        """Keep the lowest and highest acknowledged offset per partition for the bus marks."""
+        """Keep the lowest and highest acknowledged offset per partition for the bus marks, and
+        notice an offset acknowledged twice to this process (the log started again)."""
         lows: dict[int, int] = {}
         highs: dict[int, int] = {}
         for meta in outcomes:
@@ -212,9 +214,12 @@ class KafkaBus:
             highs[p] = max(highs.get(p, o), o)
         for p, low in lows.items():
             tp = (topic, p)
-            if low <= self._acked_high.get(tp, -1):
+            spans = self._acked.setdefault(tp, [])
+            hit = next((s for s in spans if s[0] <= highs[p] and low <= s[1]), None)
+            if hit is not None:
+                self._rewound[tp] = min(self._rewound.get(tp, low), low)
                 self.loss_suspected.set()
-            self._acked_high[tp] = max(self._acked_high.get(tp, -1), highs[p])
+            _add_span(spans, low, highs[p])
             old = self._produced.get(tp)
             self._produced[tp] = (low, highs[p]) if old is None else (old[0], max(old[1], highs[p]))
 
@@ -227,8 +232,9 @@ class KafkaBus:
 
     def forget_acks(self, topic: str) -> None:
         """After a loss: offsets start again from what the broker holds now."""
-        for tp in [tp for tp in self._acked_high if tp[0] == topic]:
-            del self._acked_high[tp]
+        for tp in [tp for tp in self._acked if tp[0] == topic]:
+            del self._acked[tp]
+            self._rewound.pop(tp, None)
 
     async def observe(self, topic: str) -> Observed:
         """What the broker says now of `topic`: its cluster id and each partition's log start
@@ -263,10 +269,12 @@ class KafkaBus:
             await reader.stop()
             await admin.close()
         cluster_id = cluster.get("cluster_id")
+        rewound = {p: why for (t, p), why in self._rewound.items() if t == topic}
         return Observed(
             cluster_id if isinstance(cluster_id, str) else None,
             bounds,
             self.take_produced(topic),
+            rewound=rewound,
         )
 
     def consumer(self, topics: Sequence[str], group: str) -> KafkaConsumer:
@@ -321,6 +329,21 @@ def _install_leave_policy(consumer: AIOKafkaConsumer) -> None:
         log.warning("aiokafka without GroupCoordinator._maybe_leave_group: its own leave applies")
         return
     coordinator._maybe_leave_group = functools.partial(_leave_if_stable, coordinator)
+
+
+_SPANS = 1024
+"""Acknowledged offset ranges kept per partition (the oldest go first)."""
+
+
+def _add_span(spans: list[tuple[int, int]], low: int, high: int) -> None:
+    """Add [low, high] to the ranges, joining it to one that ends just before it."""
+    for i, (a, b) in enumerate(spans):
+        if b + 1 == low:
+            spans[i] = (a, high)
+            return
+    spans.append((low, high))
+    if len(spans) > _SPANS:
+        del spans[0]
 
 
 def _consume_outcome(future: asyncio.Future[Any]) -> None:
