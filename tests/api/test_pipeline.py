@@ -4,10 +4,12 @@ replica and every processor restart agree), with the latest errors and payloads.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
 from ingest.bus import Message
+from processors.busmarks import BusMarks, data_loss_status
 from processors.store import DeadLetter
 from tests.api.conftest import COMMITS, DLQ, MetreApi
 
@@ -75,3 +77,31 @@ async def test_poison_counter_moves_only_once_its_rows_are_committed(
             await asyncio.sleep(0.01)
     count, _ = await store.dead_letter_summary(1)
     assert count == 1
+
+
+async def test_freshness_flags_a_head_not_applied_and_clears_it(
+    metre_api: MetreApi, random_repo: Path
+) -> None:
+    """`lagging`/`lagging_reason` in the repository JSON and the pipeline: set once the stored
+    head is older than the bound and not applied, cleared once it is."""
+    repo_id = await metre_api.ingest(random_repo)
+    marks = BusMarks(metre_api.store.pool)
+    info = (await metre_api.client.get(f"/api/v1/repos/{repo_id}")).json()
+    assert (info["lagging"], info["lagging_reason"]) == (False, None)
+    real = info["head"]
+    pool = metre_api.store.pool
+    await pool.execute("UPDATE repos SET head = $2 WHERE id = $1", repo_id, "f" * 40)
+    assert await marks.check_freshness(60) == ([], [])  # stored just now: within the bound
+    await pool.execute("UPDATE repos SET head_at = now() - interval '2 minutes'")
+    assert await marks.check_freshness(60) == ([repo_id], [])
+    info = (await metre_api.client.get(f"/api/v1/repos/{repo_id}")).json()
+    assert info["lagging"] is True
+    assert "ffffffffffff" in info["lagging_reason"]
+    body = (await metre_api.client.get("/api/v1/pipeline")).json()
+    assert body["repos"]["lagging"] == [{"id": repo_id, "reason": info["lagging_reason"]}]
+    assert body["data_loss"] == {"count": 0, "unhealed": 0, "last": None}
+    assert (await data_loss_status(pool)).lagging == 1
+    await pool.execute("UPDATE repos SET head = $2 WHERE id = $1", repo_id, real)
+    assert await marks.check_freshness(60) == ([], [repo_id])
+    info = (await metre_api.client.get(f"/api/v1/repos/{repo_id}")).json()
+    assert (info["lagging"], info["lagging_reason"]) == (False, None)
