@@ -123,6 +123,8 @@ class Poller:
         self.published = 0
         self.polls = 0
         self.failures = 0
+        self._bus = Outage("the bus", log)
+        """Polls failing because the broker is away: one line for all, not one each."""
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll due repositories until `stop` is set; wakes early on a poll request.
@@ -167,23 +169,27 @@ class Poller:
 
     async def poll(self, row: PolledRepo) -> None:
         self.polls += 1
+        before = self.published
         try:
             head, mailmap_sha = await self._publish_new(row)
         except RepositoryError as exc:
             await self._failed(row, str(exc))
         except BusError as exc:
-            await self._failed(row, f"the bus did not acknowledge the events: {exc}")
+            await self._failed(row, f"the bus did not acknowledge the events: {exc}", quiet=True)
+            self._bus.failed(f"repository {row.id}: {exc}")
         except Exception as exc:  # one broken repository must never stop the others
             log.exception("poll of repository %s failed", row.id)
             await self._failed(row, f"internal error ({type(exc).__name__}); see the poller log")
         else:
+            if self.published > before:  # the bus took events: it is there
+                self._bus.ok()
             await self._persist(
                 lambda: self.registry.set_polled(
                     row.id, head, self.config.poll_interval, mailmap_sha
                 )
             )
 
-    async def _failed(self, row: PolledRepo, error: str) -> None:
+    async def _failed(self, row: PolledRepo, error: str, *, quiet: bool = False) -> None:
         self.failures += 1
         delay = Backoff(self.config.retry_base, self.config.retry_cap).delay(row.failures)
         give_up = self.config.give_up_after
@@ -194,7 +200,10 @@ class Poller:
                 row.id, give_up, error,
             )  # fmt: skip
         else:
-            log.warning("repository %s failed (retry in %.0f s): %s", row.id, delay, error)
+            log.log(
+                logging.DEBUG if quiet else logging.WARNING,
+                "repository %s failed (retry in %.0f s): %s", row.id, delay, error,
+            )  # fmt: skip
 
     async def _persist(self, op: Callable[[], Awaitable[T]]) -> T:
         """Store a poll's outcome, retrying while the registry is away, for up to half the
