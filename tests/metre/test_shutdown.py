@@ -117,6 +117,17 @@ async def test_sigterm_poller_releases_and_processor_hands_over(
     assert all(code == 0 for code in codes.values()), codes
 
 
+async def _log_line(name: str, line: str, roles: Roles, within: float = 120.0) -> None:
+    """Until `line` is in the role's log; fails at once if a role exited."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within  # a bound only so that a broken build ends
+    while line not in roles.log(name):
+        assert roles.crashed() == []
+        assert loop.time() < deadline, f"{line!r} not in {name}.log"
+        await asyncio.sleep(0.1)
+    assert roles.crashed() == []
+
+
 async def test_roles_wait_for_postgres_and_broker(tmp_path: Path, awkward_repo: Path) -> None:
     pgdata = tmp_path / "pg" / "data"
     dsn = await asyncio.to_thread(start_embedded, pgdata)
@@ -139,10 +150,8 @@ async def test_roles_wait_for_postgres_and_broker(tmp_path: Path, awkward_repo: 
 
             roles.start("processor", "processor")
             roles.start("poller", "poller")
-            await asyncio.sleep(4)
-            assert roles.crashed() == []
-            for name in ("processor", "poller"):
-                assert "PostgreSQL unavailable, retrying" in (tmp_path / f"{name}.log").read_text()
+            for name in ("processor", "poller"):  # wait for the line, not for a time
+                await _log_line(name, "PostgreSQL unavailable, retrying", roles)
 
             await asyncio.to_thread(server.start)
             for _ in range(100):
@@ -151,9 +160,8 @@ async def test_roles_wait_for_postgres_and_broker(tmp_path: Path, awkward_repo: 
                     break
                 await asyncio.sleep(0.1)
             assert r.json() == {"status": "ready", "checks": {"database": "up"}}
-            await asyncio.sleep(3)  # now they wait for the broker
-            assert roles.crashed() == []
-            assert "the bus unavailable, retrying" in (tmp_path / "processor.log").read_text()
+            # now they wait for the broker
+            await _log_line("processor", "the bus unavailable, retrying", roles)
             assert await store.commit_count(repo.id) == 0
 
             broker.start()
