@@ -53,6 +53,12 @@ class RepoOut(BaseModel):
     head: str | None = Field(description="Newest commit whose history was published")
     commits: int = Field(description="Commits ingested into the metrics so far")
     progress: Progress = Field(description="Commits published in the current poll")
+    lagging: bool = Field(
+        default=False,
+        description="The stored head is not applied METRE_LAG_INTERVALS poll intervals after "
+        "it was stored (metre reconciles it); not a state",
+    )
+    lagging_reason: str | None = Field(default=None, description="Why it lags (null: it does not)")
     last_polled_at: datetime | None
     next_poll_at: datetime | None
     created_at: datetime

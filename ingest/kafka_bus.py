@@ -34,6 +34,7 @@ from aiokafka.errors import (
 from aiokafka.protocol.group import HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest
 
 from ingest.bus import BusError, CommitFailed, Message, Record
+from ingest.dataloss import Observed
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,12 @@ class KafkaBus:
         self.request_timeout_ms = request_timeout_ms
         self._producer: AIOKafkaProducer | None = None
         self._consumers: set[KafkaConsumer] = set()
+        self._produced: dict[tuple[str, int], tuple[int, int]] = {}
+        self._acked: dict[tuple[str, int], list[tuple[int, int]]] = {}
+        self._rewound: dict[tuple[str, int], int] = {}
+        self.loss_suspected = asyncio.Event()
+        """Set when an offset is acknowledged twice to this process (the log started again):
+        a watcher looks at the broker at once."""
 
     async def start(self) -> None:
         if self._producer is not None:
@@ -192,6 +199,83 @@ class KafkaBus:
                 raise _bus_error(f"{topic!r} did not acknowledge", outcome) from outcome
             if isinstance(outcome, BaseException):
                 raise outcome
+        self._note_acks(topic, outcomes)
+
+    def _note_acks(self, topic: str, outcomes: Sequence[Any]) -> None:
+        """Keep the lowest and highest acknowledged offset per partition for the bus marks, and
+        notice an offset acknowledged twice to this process (the log started again)."""
+        lows: dict[int, int] = {}
+        highs: dict[int, int] = {}
+        for meta in outcomes:
+            p, o = getattr(meta, "partition", None), getattr(meta, "offset", None)
+            if not isinstance(p, int) or not isinstance(o, int) or o < 0:
+                continue
+            lows[p] = min(lows.get(p, o), o)
+            highs[p] = max(highs.get(p, o), o)
+        for p, low in lows.items():
+            tp = (topic, p)
+            spans = self._acked.setdefault(tp, [])
+            hit = next((s for s in spans if s[0] <= highs[p] and low <= s[1]), None)
+            if hit is not None:
+                self._rewound[tp] = min(self._rewound.get(tp, low), low)
+                self.loss_suspected.set()
+            _add_span(spans, low, highs[p])
+            old = self._produced.get(tp)
+            self._produced[tp] = (low, highs[p]) if old is None else (old[0], max(old[1], highs[p]))
+
+    def take_produced(self, topic: str) -> dict[int, tuple[int, int]]:
+        """(lowest, highest) offsets acknowledged per partition of `topic` since the last call."""
+        taken = {p: v for (t, p), v in self._produced.items() if t == topic}
+        for p in taken:
+            del self._produced[(topic, p)]
+        return taken
+
+    def forget_acks(self, topic: str) -> None:
+        """After a loss: offsets start again from what the broker holds now."""
+        for tp in [tp for tp in self._acked if tp[0] == topic]:
+            del self._acked[tp]
+            self._rewound.pop(tp, None)
+
+    async def observe(self, topic: str) -> Observed:
+        """What the broker says now of `topic`: its cluster id and each partition's log start
+        and end offset (None: no such topic).
+
+        Lists every topic rather than asking for this one: the test broker creates a topic
+        that a metadata request names."""
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.bootstrap,
+            client_id=f"{self.client_id}-watch",
+            request_timeout_ms=self.request_timeout_ms,
+        )
+        reader = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            client_id=f"{self.client_id}-watch",
+            enable_auto_commit=False,
+            request_timeout_ms=self.request_timeout_ms,
+        )
+        try:
+            await admin.start()
+            cluster = await admin.describe_cluster()
+            await reader.start()
+            bounds: dict[int, tuple[int, int]] | None = None
+            if topic in await reader.topics():
+                tps = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic) or ()]
+                starts = await reader.beginning_offsets(tps) if tps else {}
+                ends = await reader.end_offsets(tps) if tps else {}
+                bounds = {tp.partition: (starts[tp], ends[tp]) for tp in tps}
+        except KafkaError as exc:
+            raise _bus_error(f"cannot read the offsets of {topic!r}", exc) from exc
+        finally:
+            await reader.stop()
+            await admin.close()
+        cluster_id = cluster.get("cluster_id")
+        rewound = {p: why for (t, p), why in self._rewound.items() if t == topic}
+        return Observed(
+            cluster_id if isinstance(cluster_id, str) else None,
+            bounds,
+            self.take_produced(topic),
+            rewound=rewound,
+        )
 
     def consumer(self, topics: Sequence[str], group: str) -> KafkaConsumer:
         return KafkaConsumer(self, tuple(topics), group)
@@ -247,6 +331,21 @@ def _install_leave_policy(consumer: AIOKafkaConsumer) -> None:
     coordinator._maybe_leave_group = functools.partial(_leave_if_stable, coordinator)
 
 
+_SPANS = 1024
+"""Acknowledged offset ranges kept per partition (the oldest go first)."""
+
+
+def _add_span(spans: list[tuple[int, int]], low: int, high: int) -> None:
+    """Add [low, high] to the ranges, joining it to one that ends just before it."""
+    for i, (a, b) in enumerate(spans):
+        if b + 1 == low:
+            spans[i] = (a, high)
+            return
+    spans.append((low, high))
+    if len(spans) > _SPANS:
+        del spans[0]
+
+
 def _consume_outcome(future: asyncio.Future[Any]) -> None:
     """Retrieve a delivery's exception so asyncio does not report it as never retrieved."""
     if not future.cancelled():
@@ -261,6 +360,41 @@ class KafkaConsumer:
         self.group = group
         self._bus = bus
         self._consumer: AIOKafkaConsumer | None = None
+        self.fetched_high: dict[tuple[str, int], int] = {}
+        """Highest offset fetched per partition: records that certainly existed."""
+
+    async def rewind(self, topic: str) -> list[int]:
+        """Read the assigned partitions of `topic` again from their earliest offset (after a
+        loss: nothing is skipped; the processors' dedup makes the repeats harmless)."""
+        consumer = self._consumer
+        if consumer is None:
+            return []
+        tps = [tp for tp in consumer.assignment() if tp.topic == topic]
+        if tps:
+            try:
+                await consumer.seek_to_beginning(*tps)
+            except KafkaError as exc:
+                raise _bus_error(f"cannot rewind {topic!r}", exc) from exc
+        self.fetched_high = {k: v for k, v in self.fetched_high.items() if k[0] != topic}
+        return sorted(tp.partition for tp in tps)
+
+    async def committed(self, topic: str) -> dict[int, int]:
+        """The group's committed offset of each assigned partition of `topic` that has one
+        (through the member's own coordinator: the admin client's OffsetFetch version does
+        not decode from the test broker)."""
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        out: dict[int, int] = {}
+        try:
+            for tp in consumer.assignment():
+                if tp.topic == topic:
+                    offset = await consumer.committed(tp)
+                    if offset is not None and offset >= 0:
+                        out[tp.partition] = offset
+        except KafkaError as exc:
+            raise _bus_error(f"cannot read the committed offsets of {topic!r}", exc) from exc
+        return out
 
     async def start(self) -> None:
         if self._consumer is not None:
@@ -318,6 +452,10 @@ class KafkaConsumer:
                 )
                 for r in batches[tp]
             )
+            if batches[tp]:
+                key = (tp.topic, tp.partition)
+                high = batches[tp][-1].offset
+                self.fetched_high[key] = max(self.fetched_high.get(key, -1), high)
         return records
 
     async def commit(self, records: Sequence[Record]) -> None:

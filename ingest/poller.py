@@ -40,6 +40,7 @@ from ingest.events import RetractEvent, encode, partition_key
 from ingest.gitdiff import new_commits
 from ingest.mailmap import read_mailmap
 from ingest.mirror import FetchAccess, RepositoryError, open_mirror, resolve_head
+from ingest.outage import Outage
 from ingest.retry import DEPENDENCY, Backoff, always, retry
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,8 @@ class Poller:
         self.published = 0
         self.polls = 0
         self.failures = 0
+        self._bus = Outage("the bus", log)
+        """Polls failing because the broker is away: one line for all, not one each."""
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll due repositories until `stop` is set; wakes early on a poll request.
@@ -141,20 +144,23 @@ class Poller:
         not answer (PostgreSQL restarting) is retried with capped backoff, never fatal.
         """
         unavailable = 0
+        registry = Outage("the registry (PostgreSQL)", log)
         while not stop.is_set():
             try:
                 row = await self.registry.claim_due_repo(self.config.lease_seconds)
                 if row is None:
                     await _first(self.registry.wait_for_poll_request(1.0), stop)
                     unavailable = 0
+                    registry.ok()
                     continue
             except Exception as exc:  # noqa: BLE001 (the registry is away: wait, never crash)
                 delay = _REGISTRY.delay(unavailable)
                 unavailable += 1
-                log.warning("registry unavailable, retrying in %.1f s: %r", delay, exc)
+                registry.failed(repr(exc), delay)
                 await _sleep_or_stop(stop, delay)
                 continue
             unavailable = 0
+            registry.ok()
             try:
                 if not await _first(self.poll(row), stop):
                     await self._abandon(row)
@@ -178,12 +184,15 @@ class Poller:
         except RepositoryError as exc:
             await self._failed(row, str(exc))
         except BusError as exc:
-            await self._failed(row, f"the bus did not acknowledge the events: {exc}")
+            await self._failed(row, f"the bus did not acknowledge the events: {exc}", quiet=True)
+            self._bus.failed(f"repository {row.id}: {exc}")
         except Exception as exc:  # one broken repository must never stop the others
             log.exception("poll of repository %s failed", row.id)
             await self._failed(row, f"internal error ({type(exc).__name__}); see the poller log")
         else:
             whole = row.head is None or mailmap_sha != row.mailmap_sha  # as `_plan` decides
+            if self.published > published:  # the bus took events: it is there
+                self._bus.ok()
             await self._persist(
                 lambda: self.registry.set_polled(
                     row.id, head, self.config.poll_interval, mailmap_sha, whole
@@ -194,7 +203,7 @@ class Poller:
             return
         instruments.polled("failed", time.perf_counter() - began)
 
-    async def _failed(self, row: PolledRepo, error: str) -> None:
+    async def _failed(self, row: PolledRepo, error: str, *, quiet: bool = False) -> None:
         self.failures += 1
         delay = Backoff(self.config.retry_base, self.config.retry_cap).delay(row.failures)
         give_up = self.config.give_up_after
@@ -205,7 +214,10 @@ class Poller:
                 row.id, give_up, error,
             )  # fmt: skip
         else:
-            log.warning("repository %s failed (retry in %.0f s): %s", row.id, delay, error)
+            log.log(
+                logging.DEBUG if quiet else logging.WARNING,
+                "repository %s failed (retry in %.0f s): %s", row.id, delay, error,
+            )  # fmt: skip
 
     async def _persist(self, op: Callable[[], Awaitable[T]]) -> T:
         """Store a poll's outcome, retrying while the registry is away, for up to half the

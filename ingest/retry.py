@@ -20,6 +20,7 @@ from typing import TypeVar
 import asyncpg
 
 from ingest.bus import BusError
+from ingest.outage import Outage
 
 T = TypeVar("T")
 
@@ -96,13 +97,16 @@ async def retry(
     """Run `op` until it succeeds, waiting `backoff` between retriable failures.
 
     Other failures propagate, and so does a retriable one once the loop time passes
-    `deadline`. While waiting, `stop` ends the loop with `RetryStopped`.
+    `deadline`. While waiting, `stop` ends the loop with `RetryStopped`. Logs are bounded
+    (ingest/outage.py): one line when the first attempt fails, a summary every
+    `outage.SUMMARY_EVERY` seconds, one line when an attempt succeeds again.
     """
     loop = asyncio.get_running_loop()
     attempt = 0
+    outage = Outage(what, log or logging.getLogger(__name__))
     while True:
         try:
-            return await op()
+            result = await op()
         except Exception as exc:
             if not retriable(exc) or (deadline is not None and loop.time() >= deadline):
                 raise
@@ -110,9 +114,7 @@ async def retry(
             attempt += 1
             if on_retry is not None:
                 on_retry(exc)
-            (log or logging.getLogger(__name__)).warning(
-                "%s unavailable, retrying in %.2f s: %r", what, delay, exc
-            )
+            outage.failed(repr(exc), delay)
             if stop is None:
                 await asyncio.sleep(delay)
                 continue
@@ -120,3 +122,6 @@ async def retry(
                 await asyncio.wait_for(stop.wait(), delay)
             if stop.is_set():
                 raise RetryStopped(f"stopped while waiting for {what}") from exc
+            continue
+        outage.ok()
+        return result

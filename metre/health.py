@@ -29,6 +29,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from metre.readiness import Check, Probe, run_checks
+from processors.busmarks import data_loss_status
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +166,25 @@ def store_probe(get_store: StoreGetter) -> Probe:
         if store is None:
             return Check("down", "connecting")
         return Check("up") if await store.ping() else Check("down")
+
+    return probe
+
+
+def data_loss_probe(get_store: StoreGetter) -> Probe:
+    """A degraded state while a data loss on the bus is not healed or repositories lag: the
+    role works, but what is served is behind (docs/reliability.md, data loss on the bus)."""
+
+    async def probe() -> Check:
+        store = get_store()
+        if store is None:
+            return Check("down", "connecting")
+        status = await data_loss_status(store.pool)
+        said = []
+        if status.unhealed:
+            said.append(f"{status.unhealed} data loss on the bus not healed yet")
+        if status.lagging:
+            said.append(f"{status.lagging} repositories lagging")
+        return Check("degraded", "; ".join(said)) if said else Check("up")
 
     return probe
 

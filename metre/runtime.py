@@ -19,6 +19,7 @@ from collections.abc import (
     Iterable,
     Iterator,
     Mapping,
+    Sequence,
 )
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -28,16 +29,20 @@ import orjson
 import uvicorn
 
 from api.app import create_app
+from ingest import outage
 from ingest.bus import Bus, BusError, InMemoryBus
+from ingest.buswatch import BusWatch
 from ingest.credentials import CredentialsError, load_credentials
+from ingest.heal import Healed, heal
 from ingest.mirror import FetchAccess
 from ingest.poller import Poller, PollerConfig
 from ingest.reconcile import Reconciled, reconcile_all
 from ingest.retry import DEPENDENCY, Backoff, RetryStopped, is_transient, retry
 from metre import errors
-from metre.health import KafkaProbe, health_app, store_probe
+from metre.health import KafkaProbe, data_loss_probe, health_app, store_probe
 from metre.readiness import Check, Probe
 from metre.settings import Settings
+from processors.busmarks import BusMarks
 from processors.lag import GroupLag
 from processors.notifier import Notifier, NotifyConfig
 from processors.runner import Processor
@@ -382,7 +387,12 @@ async def run_all(
             asyncio.create_task(processor.run(stop_processor), name="processor"),
             asyncio.create_task(
                 serve_api(
-                    settings, store, sock, stop_api, {"bus": bus_probe}, ("database", "bus")
+                    settings,
+                    store,
+                    sock,
+                    stop_api,
+                    {"bus": bus_probe, "data_loss": data_loss_probe(lambda: store)},
+                    ("database", "bus"),
                 ),
                 name="api",
             ),
@@ -391,6 +401,7 @@ async def run_all(
             ),
             asyncio.create_task(_trim_loop(bus, stop_processor), name="trim"),
             asyncio.create_task(_removal_loop(settings, bus, store, stop_poller), name="removals"),
+            asyncio.create_task(poller_watch(settings, bus, store).run(stop_poller), name="watch"),
             asyncio.create_task(
                 make_notifier(settings, bus, store).run(stop_processor), name="notifier"
             ),
@@ -415,10 +426,10 @@ async def run_all(
                     log.error("role %s stopped: %r", t.get_name(), t.exception())
         finally:
             stop_poller.set()
-            await asyncio.gather(tasks[0], tasks[3], tasks[5], return_exceptions=True)
+            await asyncio.gather(tasks[0], tasks[3], tasks[5], tasks[6], return_exceptions=True)
             await _drain(lambda: processor.handled >= poller.published, timeout=30.0)
             stop_processor.set()
-            await asyncio.gather(tasks[1], tasks[4], tasks[6], return_exceptions=True)
+            await asyncio.gather(tasks[1], tasks[4], tasks[7], return_exceptions=True)
             stop_api.set()
             await asyncio.gather(tasks[2], return_exceptions=True)
             runtime_file.unlink(missing_ok=True)
@@ -531,6 +542,54 @@ async def _trim_loop(bus: Bus, stop: asyncio.Event, every: float = 5.0) -> None:
         bus.trim(unread=True)
 
 
+def quiet_outages(settings: Settings) -> None:
+    """Bounded logs while a dependency is away (ingest/outage.py): aiokafka's own lines too."""
+    import aiokafka.admin.client
+    import aiokafka.consumer.fetcher
+    import aiokafka.consumer.group_coordinator
+    import aiokafka.producer.sender  # noqa: F401
+
+    outage.configure(settings.outage_summary_interval)
+    outage.throttle_loggers("aiokafka")
+
+
+def poller_watch(settings: Settings, bus: Bus, store: PgStore) -> BusWatch:
+    """The poller's watch: data loss on the commits topic healed by a targeted reconcile, and
+    the freshness check (METRE_LAG_INTERVALS poll intervals)."""
+    topic = commits_topic(settings)
+
+    async def heal_repos(repo_ids: Sequence[int]) -> Healed:
+        return await heal(bus, store, settings.mirrors_dir, topic, repo_ids)
+
+    observer = bus if hasattr(bus, "observe") else None
+    return BusWatch(
+        observer,  # type: ignore[arg-type]
+        BusMarks(store.pool),
+        topic,
+        "poller",
+        settings.bus_check_interval,
+        heal=heal_repos,
+        lag_seconds=settings.lag_intervals * settings.poll_interval,
+        ensure=lambda: bus.ensure_topics(all_topics(settings)),
+    )
+
+
+def processor_watch(settings: Settings, bus: Bus, store: PgStore, processor: Processor) -> BusWatch:
+    """The processor's watch: a loss anyone recorded makes it read the topic again from the
+    earliest offset; it also checks its group's committed offsets against the log."""
+    return BusWatch(
+        bus,  # type: ignore[arg-type]
+        BusMarks(store.pool),
+        commits_topic(settings),
+        "processor",
+        settings.bus_check_interval,
+        committed=processor.committed,
+        fetched=processor.fetched_high,
+        rewind=processor.rewind,
+        ensure=lambda: bus.ensure_topics(all_topics(settings)),
+    )
+
+
 async def reconcile_once(settings: Settings, bus: Bus, store: PgStore) -> list[Reconciled]:
     return await reconcile_all(bus, store, settings.mirrors_dir, commits_topic(settings))
 
@@ -603,7 +662,11 @@ async def health_port(settings: Settings, role: str) -> AsyncIterator[RoleHealth
     assert settings.kafka_bootstrap is not None  # distributed roles only
     kafka = KafkaProbe(settings.kafka_bootstrap, all_topics(settings))
     probes = health.probes
-    probes.update(database=store_probe(lambda: health.store), bus=kafka)
+    probes.update(
+        database=store_probe(lambda: health.store),
+        bus=kafka,
+        data_loss=data_loss_probe(lambda: health.store),
+    )
     app = health_app(role, probes, frozenset(probes), lambda: health.store)
     stop = asyncio.Event()
     quiet = "warning" if settings.log_level.upper() != "DEBUG" else "debug"
@@ -622,6 +685,7 @@ async def run_poller(settings: Settings, stop: asyncio.Event) -> None:
     that lost its topics is healed by whichever poller reconciles first (more are harmless).
     Waits for PostgreSQL and the broker when they are not up yet."""
     _require_distributed(settings, "poller")
+    quiet_outages(settings)
     async with health_port(settings, "poller") as health, contextlib.AsyncExitStack() as stack:
         with contextlib.suppress(Stopped):
             store = await stack.enter_async_context(open_store(settings, stop))
@@ -631,12 +695,14 @@ async def run_poller(settings: Settings, stop: asyncio.Event) -> None:
                 make_poller(settings, bus, store).run(stop),
                 _reconcile_loop(settings, bus, store, stop),
                 _removal_loop(settings, bus, store, stop),
+                poller_watch(settings, bus, store).run(stop),
             )
 
 
 async def run_processor(settings: Settings, stop: asyncio.Event) -> None:
     """The processor role; on `stop` it finishes its batch, commits, and leaves the group."""
     _require_distributed(settings, "processor")
+    quiet_outages(settings)
     async with health_port(settings, "processor") as health, contextlib.AsyncExitStack() as stack:
         with contextlib.suppress(Stopped):
             store = await stack.enter_async_context(open_store(settings, stop))
@@ -644,12 +710,18 @@ async def run_processor(settings: Settings, stop: asyncio.Event) -> None:
             bus = await stack.enter_async_context(open_bus(settings, stop))
             processor = make_processor(settings, bus, store)
             health.probes["consumer"] = consumer_probe(processor)
-            await processor.run(stop)
+            watch = asyncio.create_task(processor_watch(settings, bus, store, processor).run(stop))
+            try:
+                await processor.run(stop)
+            finally:
+                watch.cancel()
+                await asyncio.gather(watch, return_exceptions=True)
 
 
 async def run_notifier(settings: Settings, stop: asyncio.Event) -> None:
     """The notifier role: one replica evaluates and delivers, the others wait as standbys."""
     _require_distributed(settings, "notifier")
+    quiet_outages(settings)
     async with health_port(settings, "notifier") as health, contextlib.AsyncExitStack() as stack:
         with contextlib.suppress(Stopped):
             store = await stack.enter_async_context(open_store(settings, stop))
@@ -672,6 +744,7 @@ async def run_api(settings: Settings, stop: asyncio.Event) -> None:
     try:
         with contextlib.suppress(Stopped):
             async with open_store(settings, stop) as store:
+                probes["data_loss"] = data_loss_probe(lambda: store)
                 sock = bind_socket(settings.host, settings.port)
                 log.info("metre api listening on %s", api_url(sock))
                 await serve_api(settings, store, sock, stop, probes)

@@ -181,6 +181,25 @@ class Settings(BaseSettings):
         description="Address of the health port: all interfaces by default, since probes and "
         "Prometheus reach a pod by its address; it serves no data beyond counts and states.",
     )
+    # --- heal ---
+    bus_check_interval: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds between two comparisons of the broker's offsets and cluster id "
+        "with the bus marks in PostgreSQL (data-loss detection; also at once when a produce "
+        "is acknowledged below an earlier one).",
+    )
+    lag_intervals: float = Field(
+        default=3.0,
+        gt=0,
+        description="Poll intervals after which a repository whose stored head is not applied "
+        "is flagged lagging (and reconciled).",
+    )
+    outage_summary_interval: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds between two log summaries while a dependency stays away.",
+    )
 
     @field_validator("allowed_schemes")
     @classmethod

@@ -70,7 +70,8 @@ class Processor:
     """Applies commit events from `topic` to the store, as one member of consumer `group`.
 
     Counters: `applied` (events new to the store), `duplicates` (already applied, repeated in
-    a batch, or of an unregistered repository), `poison` (sent to `dlq_topic`), `handled`
+    a batch, or of an unregistered repository), `poison` (sent to `dlq_topic`; counted once its
+    `dead_letters` row is committed), `handled`
     (their sum), `batches`, `retries`, `commit_failures` (offsets not committed after a
     rebalance: harmless), `updates` (metric-update events published on `updates_topic`).
     """
@@ -106,8 +107,24 @@ class Processor:
         self.retries = 0
         self.commit_failures = 0
         self.updates = 0
+        self.rewinds = 0
         self.consumer: Consumer | None = None
-        """The group member of the running `run` (its assignment tells readiness)."""
+        self._rewind = asyncio.Event()
+
+    def rewind(self) -> None:
+        """Read the topic again from the earliest offset before the next fetch (after a data
+        loss on the bus: records at offsets already passed may be new ones)."""
+        self._rewind.set()
+
+    async def committed(self) -> dict[int, int]:
+        """The group's committed offsets of this member's partitions (where the bus says)."""
+        ask = getattr(self.consumer, "committed", None)
+        return {} if ask is None else dict(await ask(self.topic))
+
+    def fetched_high(self) -> dict[int, int]:
+        """The highest offset fetched per partition of the topic (records that existed)."""
+        highs = getattr(self.consumer, "fetched_high", {})
+        return {p: o for (t, p), o in highs.items() if t == self.topic}
 
     @property
     def handled(self) -> int:
@@ -122,6 +139,11 @@ class Processor:
             await self._retry(consumer.start, stop)
             shown_lag = 0.0
             while not stop.is_set():
+                if self._rewind.is_set() and hasattr(consumer, "rewind"):
+                    self._rewind.clear()
+                    parts = await self._retry(lambda: consumer.rewind(self.topic), stop)
+                    self.rewinds += 1
+                    log.info("reading partitions %s of %r again from the start", parts, self.topic)
                 records = await self._retry(
                     lambda: consumer.fetch(self.batch_size, self.fetch_timeout), stop
                 )
@@ -161,6 +183,10 @@ class Processor:
             # The dead letters' rows go in with the batch: one transaction, counted once.
             dead = [_dead_row(r, error) for r, error in bad]
             changes, refused = await self._apply(good, dead, stop)
+            # Counted only now that their rows are committed: whoever reads the counter and
+            # then the dead_letters table must find them there.
+            self.poison += len(bad)
+            instruments.DEAD_LETTERS.inc(len(bad))
             new = sum(c.commits + c.retracted for c in changes)
             self.applied += new
             self.duplicates += len(good) - new - refused
@@ -204,6 +230,8 @@ class Processor:
                 await self._dead_letter([(record, error)], stop)
                 row = functools.partial(self.store.apply_changes, [], [_dead_row(record, error)])
                 await self._retry(row, stop)
+                self.poison += 1
+                instruments.DEAD_LETTERS.inc()
                 refused += 1
         return combine(changes), refused
 
@@ -220,8 +248,6 @@ class Processor:
             log.warning("poison record %s[%d]@%d: %s", r.topic, r.partition, r.offset, error)
         messages = [dlq_message(r, error) for r, error in bad]
         await self._retry(lambda: self.bus.publish(self.dlq_topic, messages), stop)
-        self.poison += len(bad)
-        instruments.DEAD_LETTERS.inc(len(bad))
 
     async def _retry(self, op: Callable[[], Awaitable[T]], stop: asyncio.Event) -> T:
         """Run `op` until it succeeds, waiting between transient failures; others propagate."""

@@ -118,6 +118,8 @@ class RepoRow:
     """Start of the current run of failed polls (None: the last poll succeeded)."""
     webhook: bool = False
     """Whether a push-webhook secret is set (the secret itself is never read into a row)."""
+    lagging_reason: str | None = None
+    """Why the stored head is not applied yet, past the freshness bound (None: it is)."""
 
 
 _REPO_COLUMNS = """
@@ -126,7 +128,7 @@ _REPO_COLUMNS = """
         AS commits,
     r.progress_done, r.progress_total, r.last_polled_at, r.next_poll_at, r.failures, r.created_at,
     r.mailmap_sha, r.paused_at, r.failing_since,
-    r.webhook_secret IS NOT NULL AS webhook
+    r.webhook_secret IS NOT NULL AS webhook, r.lagging_reason
 """
 
 

@@ -12,13 +12,15 @@ from fastapi import APIRouter, Query
 
 from api.deps import StoreDep
 from api.responses import OrjsonResponse
+from processors.busmarks import data_loss_status
 
 router = APIRouter(tags=["pipeline"])
 
 
 @router.get(
     "/pipeline",
-    summary="Dead-lettered records (count and the latest) and repositories by state",
+    summary="Dead-lettered records (count and the latest), data loss on the bus (count and the "
+    "latest, with its heal) and repositories by state (and those lagging)",
 )
 async def pipeline(
     store: StoreDep,
@@ -26,8 +28,16 @@ async def pipeline(
 ) -> OrjsonResponse:
     count, recent = await store.dead_letter_summary(last)
     states: dict[str, int] = {}
+    lagging = []
     for repo in await store.list_repos():
         states[repo.state] = states.get(repo.state, 0) + 1
+        if repo.lagging_reason is not None:
+            lagging.append({"id": repo.id, "reason": repo.lagging_reason})
+    loss = await data_loss_status(store.pool)
     return OrjsonResponse(
-        {"dead_letters": {"count": count, "last": recent}, "repos": {"by_state": states}}
+        {
+            "dead_letters": {"count": count, "last": recent},
+            "repos": {"by_state": states, "lagging": lagging},
+            "data_loss": {"count": loss.count, "unhealed": loss.unhealed, "last": loss.last},
+        }
     )

@@ -42,6 +42,8 @@ def repo_json(r: RepoRow) -> dict[str, Any]:
         "head": r.head,
         "commits": r.commits,
         "progress": {"done": r.progress_done, "total": r.progress_total},
+        "lagging": r.lagging_reason is not None,
+        "lagging_reason": r.lagging_reason,
         "last_polled_at": r.last_polled_at,
         "next_poll_at": r.next_poll_at,
         "created_at": r.created_at,
