@@ -70,7 +70,12 @@ def create_app(
     *,
     readiness: Mapping[str, Callable[[], Awaitable[bool]]] | None = None,
 ) -> FastAPI:
-    """`readiness`: checks `/readyz` runs besides the database's (say the bus of `metre up`)."""
+    """`readiness`: checks `/readyz` runs besides the database's (say the bus of `metre up`).
+
+    With METRE_READ_DATABASE_URL the app opens a second pool there for metric reads (api/deps.py
+    `ReadStoreDep`); it connects on first use, so a replica that is away makes `/readyz` fail
+    and its reads answer 503 without keeping the API from starting.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -79,9 +84,15 @@ def create_app(
             if settings.database_url is None:
                 raise RuntimeError("metre api needs METRE_DATABASE_URL")
             app.state.store = await PgStore.connect(settings.database_url.get_secret_value())
+        if settings.read_database_url is not None:
+            dsn = settings.read_database_url.get_secret_value()
+            app.state.read_store = await PgStore.connect(dsn, min_size=0)
         try:
             yield
         finally:
+            if app.state.read_store is not None:
+                await app.state.read_store.close()
+                app.state.read_store = None
             if owned:
                 await app.state.store.close()
 
@@ -94,6 +105,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.store = store
+    app.state.read_store = None
     app.state.readiness = dict(readiness or {})
 
     @app.exception_handler(StarletteHTTPException)

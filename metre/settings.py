@@ -126,6 +126,14 @@ class Settings(BaseSettings):
     )
     log_level: str = Field(default="INFO", description="Python logging level.")
 
+    # --- deploy ---
+    read_database_url: SecretStr | None = Field(
+        default=None,
+        description="PostgreSQL DSN of a read-only replica (CloudNativePG's -ro service) the "
+        "API sends metric reads to; unset: METRE_DATABASE_URL. Registry reads and writes "
+        "always go to METRE_DATABASE_URL.",
+    )
+
     @field_validator("allowed_schemes")
     @classmethod
     def _known_schemes(cls, value: str) -> str:

@@ -35,6 +35,8 @@ async def _check(probe: Callable[[], Awaitable[bool]]) -> str:
 )
 async def readyz(request: Request, store: StoreDep) -> OrjsonResponse:
     probes: dict[str, Callable[[], Awaitable[bool]]] = {"database": store.ping}
+    if request.app.state.read_store is not None:  # METRE_READ_DATABASE_URL
+        probes["read_database"] = request.app.state.read_store.ping
     probes.update(request.app.state.readiness)
     results = await asyncio.gather(*(_check(p) for p in probes.values()))
     checks = dict(zip(probes, results, strict=True))
