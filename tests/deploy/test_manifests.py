@@ -203,12 +203,6 @@ def test_every_metre_variable_is_a_setting(overlay: str) -> None:
         Settings(**{k.removeprefix("METRE_").lower(): v for k, v in plain.items()})
 
 
-def test_pending_names_are_only_those_not_yet_in_the_code() -> None:
-    # Once merged they are ordinary settings and commands: the lists can go.
-    assert PENDING_SETTINGS - _settings_names() <= PENDING_SETTINGS
-    assert PENDING_COMMANDS - _commands() <= PENDING_COMMANDS
-
-
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_the_api_and_the_pollers_have_the_same_url_allow_list(overlay: str) -> None:
     resources = render(overlay)
@@ -417,3 +411,19 @@ def test_the_scaling_query_is_the_claims_condition() -> None:
         assert condition in claim
         assert condition in query
     assert re.search(r"lease_until > now\(\)", query)
+
+
+def test_the_scaling_driver_applies_kedas_kafka_rule() -> None:
+    """bench/scaleout.py's driver: ceil(lag / lagThreshold), at least minReplicaCount (1), at
+    most the partitions and maxReplicaCount, the rule the processors' ScaledObject declares."""
+    from bench.scaleout import desired_replicas
+
+    processors = find(render("prod"), "ScaledObject", "metre-processor")["spec"]
+    threshold = int(processors["triggers"][0]["metadata"]["lagThreshold"])
+    partitions, most = 24, processors["maxReplicaCount"]
+    assert desired_replicas(0, threshold, partitions, most) == 1
+    assert desired_replicas(1, threshold, partitions, most) == 1
+    assert desired_replicas(threshold, threshold, partitions, most) == 1
+    assert desired_replicas(threshold + 1, threshold, partitions, most) == 2
+    assert desired_replicas(100 * threshold, threshold, partitions, most) == partitions
+    assert desired_replicas(100 * threshold, threshold, 8, most) == 8
