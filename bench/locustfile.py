@@ -75,7 +75,7 @@ class MetreUser(FastHttpUser):
             "/api/v1/repos",
             json={"url": url},
             headers=self.headers,
-            name="POST /api/v1/repos",
+            name="/api/v1/repos (register)",
             catch_response=True,
         ) as response:
             if response.status_code in (201, 409):

@@ -77,10 +77,12 @@ async def _processor_worker(args: argparse.Namespace) -> None:
     bus = KafkaBus(args.bootstrap, args.partitions, session_timeout_ms=SESSION_TIMEOUT_MS)
     await bus.start()
     processor = Processor(bus, store, args.topic, args.group, 2000, args.topic + ".dlq")
+    watch = _orphan_watch(stop)
     print("ready", flush=True)
     try:
         await processor.run(stop)
     finally:
+        watch.cancel()
         await bus.stop()
         await store.close()
     print(f"applied {processor.applied} duplicates {processor.duplicates}", flush=True)
@@ -106,19 +108,39 @@ async def _poller_worker(args: argparse.Namespace) -> None:
         workers=1,
     )  # fmt: skip
     poller = Poller(bus, store, config)
+    watch = _orphan_watch(stop)
     print("ready", flush=True)
     try:
         await poller.run(stop)
     finally:
+        watch.cancel()
         await bus.stop()
         await store.close()
     print(f"polls {poller.polls} published {poller.published}", flush=True)
+
+
+LIVE: list[Worker] = []
+"""Every worker started; whatever is still running when the coordinator stops is killed."""
+
+
+def _orphan_watch(stop: asyncio.Event) -> asyncio.Task[None]:
+    """Stop the role if the coordinator goes away (killed, crashed): no worker outlives it."""
+    parent = os.getppid()
+
+    async def watch() -> None:
+        while not stop.is_set():
+            if os.getppid() != parent:
+                stop.set()
+            await asyncio.sleep(1.0)
+
+    return asyncio.create_task(watch())
 
 
 class Worker:
     """One role process of this script; its stdout lines are kept."""
 
     def __init__(self, kind: str, *args: str) -> None:
+        LIVE.append(self)
         self.kind = kind
         command = [sys.executable, "-P", str(Path(__file__).resolve()), f"_{kind}", *args]
         self.proc = subprocess.Popen(
@@ -567,6 +589,9 @@ async def main(args: argparse.Namespace) -> None:
             await bench_lag(env, history, args.repos, args.threshold, args.max_replicas,
                             args.cooldown)  # fmt: skip
     finally:
+        for worker in LIVE:
+            if worker.proc.poll() is None:
+                worker.kill()
         await asyncio.to_thread(stop_embedded, pgdata)
         broker.stop()
         shutil.rmtree(root, ignore_errors=True)
