@@ -45,6 +45,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -78,10 +79,18 @@ async def _processor_worker(args: argparse.Namespace) -> None:
     await bus.start()
     processor = Processor(bus, store, args.topic, args.group, 2000, args.topic + ".dlq")
     watch = _orphan_watch(stop)
+
+    async def first_batch() -> None:
+        while processor.batches == 0:
+            await asyncio.sleep(0.02)
+        print("first-batch", flush=True)
+
+    first = asyncio.create_task(first_batch())
     print("ready", flush=True)
     try:
         await processor.run(stop)
     finally:
+        first.cancel()
         watch.cancel()
         await bus.stop()
         await store.close()
@@ -146,18 +155,32 @@ class Worker:
         self.proc = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT
         )
+        self.lines: list[tuple[float, str]] = []
+        """(time.perf_counter() when read, line) of everything the worker printed."""
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.strip():
+                self.lines.append((time.perf_counter(), line.strip()))
+
+    def at(self, line: str) -> float | None:
+        """When the worker printed `line` first (None: not yet)."""
+        return next((t for t, s in self.lines if s == line), None)
 
     def stop(self) -> str:
         """SIGTERM (the role's graceful stop), then its last output line."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
-            out, _ = self.proc.communicate(timeout=60)
+            self.proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            out, _ = self.proc.communicate()
-        lines = [s for s in out.splitlines() if s.strip()]
-        return lines[-1] if lines else ""
+            self.proc.wait()
+        self._reader.join(timeout=10)
+        return self.lines[-1][1] if self.lines else ""
 
     def kill(self) -> None:
         self.proc.kill()
@@ -376,18 +399,22 @@ async def bench_rebalance(env: Env, history: Path, repos: int) -> None:
     progress = asyncio.create_task(_progress(dsn, total, timeout=600))
     while await _applied(dsn) < 0.2 * total:
         await asyncio.sleep(0.1)
-    joined = time.perf_counter()
-    workers += _processors(env, dsn, topic, f"g-{topic}", 1)
+    (joiner,) = _processors(env, dsn, topic, f"g-{topic}", 1)
+    workers.append(joiner)
     samples = await progress
-    stall_after = _longest_stall(samples, joined, joined + 15)
+    ready, working = joiner.at("ready"), joiner.at("first-batch")
+    assert ready is not None
+    stall_after = _longest_stall(samples, ready, ready + 15)
     first = next(t for t, n in samples if n > 0)
-    stall_before = _longest_stall(samples, first, joined)
+    stall_before = _longest_stall(samples, first, ready)
     for w in workers:
         w.stop()
     lost, double = await _check(dsn, history, repos)
-    print(f"- a third processor joins 2: longest stop of the whole group {stall_after:.1f} s "
-          f"after the join (process start-up included) vs {stall_before:.1f} s between batches "
-          f"before it; lost {lost}, double-counted {double}")  # fmt: skip
+    took = f"{working - ready:.1f} s" if working is not None else "never (drained before)"
+    print(f"- a third processor joins 2: from its bus being up to its first batch applied "
+          f"(join, the group's rebalance, first fetch) {took}; the longest stop of the whole "
+          f"group after it {stall_after:.1f} s vs {stall_before:.1f} s between batches before; "
+          f"lost {lost}, double-counted {double}")  # fmt: skip
 
     # A member dies: its partitions stand still until the group notices.
     topic = f"bench.kill.{os.getpid()}"
