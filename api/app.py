@@ -85,7 +85,12 @@ def create_app(
     required: Iterable[str] = ("database",),
 ) -> FastAPI:
     """`readiness`: checks `/readyz` runs besides the database's (the bus); those named in
-    `required` make the API unavailable when down, the others only degraded (metre.readiness)."""
+    `required` make the API unavailable when down, the others only degraded (metre.readiness).
+
+    With METRE_READ_DATABASE_URL the app opens a second pool there for metric reads (api/deps.py
+    `ReadStoreDep`); it connects on first use, so a replica that is away makes `/readyz` fail
+    and its reads answer 503 without keeping the API from starting.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -94,9 +99,15 @@ def create_app(
             if settings.database_url is None:
                 raise RuntimeError("metre api needs METRE_DATABASE_URL")
             app.state.store = await PgStore.connect(settings.database_url.get_secret_value())
+        if settings.read_database_url is not None:
+            dsn = settings.read_database_url.get_secret_value()
+            app.state.read_store = await PgStore.connect(dsn, min_size=0)
         try:
             yield
         finally:
+            if app.state.read_store is not None:
+                await app.state.read_store.close()
+                app.state.read_store = None
             if owned:
                 await app.state.store.close()
 
@@ -111,6 +122,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.store = store
+    app.state.read_store = None
     app.state.readiness = dict(readiness or {})
     app.state.required = frozenset(required)
 

@@ -201,6 +201,14 @@ class Settings(BaseSettings):
         description="Seconds between two log summaries while a dependency stays away.",
     )
 
+    # --- deploy ---
+    read_database_url: SecretStr | None = Field(
+        default=None,
+        description="PostgreSQL DSN of a read-only replica (CloudNativePG's -ro service) the "
+        "API sends metric reads to; unset: METRE_DATABASE_URL. Registry reads and writes "
+        "always go to METRE_DATABASE_URL.",
+    )
+
     @field_validator("allowed_schemes")
     @classmethod
     def _known_schemes(cls, value: str) -> str:

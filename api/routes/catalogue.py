@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
-from api.deps import StoreDep
+from api.deps import ReadStoreDep
 from api.provenance import Compute, parse_repos, serve
 from api.responses import OrjsonResponse
 from api.routes.metrics import DateFrom, DateTo, activity_params
@@ -121,7 +121,7 @@ async def list_metrics() -> OrjsonResponse:
     responses={200: {"model": ContributorsOut}, **_NOT_MODIFIED, **_ERRORS},
 )
 async def repo_contributors(
-    request: Request, repo_id: RepoId, store: StoreDep,
+    request: Request, repo_id: RepoId, store: ReadStoreDep,
     granularity: GranularityQ = "month", gap_days: GapDays = contributors.DEFAULT_GAP_DAYS,
 ) -> Response:  # fmt: skip
     params = {"granularity": granularity, "gap_days": gap_days}
@@ -134,7 +134,7 @@ async def repo_contributors(
     summary="Commits by weekday (0 = Monday) and hour, in the author's own time zone",
     responses={200: {"model": PunchcardOut}, **_NOT_MODIFIED, **_ERRORS},
 )
-async def repo_punchcard(request: Request, repo_id: RepoId, store: StoreDep) -> Response:
+async def repo_punchcard(request: Request, repo_id: RepoId, store: ReadStoreDep) -> Response:
     return await _repo(request, store, repo_id, "punchcard", {}, lambda: _punchcard(store))
 
 
@@ -143,7 +143,7 @@ async def repo_punchcard(request: Request, repo_id: RepoId, store: StoreDep) -> 
     summary="Files and lines changed per non-merge commit: percentiles and histogram",
     responses={200: {"model": CommitSizeOut}, **_NOT_MODIFIED, **_ERRORS},
 )
-async def repo_commit_size(request: Request, repo_id: RepoId, store: StoreDep) -> Response:
+async def repo_commit_size(request: Request, repo_id: RepoId, store: ReadStoreDep) -> Response:
     return await _repo(request, store, repo_id, "commit-size", {}, lambda: _commit_size(store))
 
 
@@ -152,7 +152,7 @@ async def repo_commit_size(request: Request, repo_id: RepoId, store: StoreDep) -
     summary="Lines added, removed and net per language (from file names; binary files excluded)",
     responses={200: {"model": LanguagesOut}, **_NOT_MODIFIED, **_ERRORS},
 )
-async def repo_languages(request: Request, repo_id: RepoId, store: StoreDep) -> Response:
+async def repo_languages(request: Request, repo_id: RepoId, store: ReadStoreDep) -> Response:
     return await _repo(request, store, repo_id, "languages", {}, lambda: _languages(store))
 
 
@@ -165,7 +165,7 @@ async def repo_languages(request: Request, repo_id: RepoId, store: StoreDep) -> 
     responses={200: {"model": ActivityOrgOut}, **_NOT_MODIFIED, **_ERRORS},
 )
 async def org_activity(
-    request: Request, store: StoreDep, repos: Repos = None,
+    request: Request, store: ReadStoreDep, repos: Repos = None,
     start: DateFrom = None, end: DateTo = None, granularity: GranularityQ = "day",
 ) -> Response:  # fmt: skip
     params = activity_params(start, end, granularity)
@@ -179,7 +179,7 @@ async def org_activity(
     responses={200: {"model": ContributorsOut}, **_NOT_MODIFIED, **_ERRORS},
 )
 async def org_contributors(
-    request: Request, store: StoreDep, repos: Repos = None,
+    request: Request, store: ReadStoreDep, repos: Repos = None,
     granularity: GranularityQ = "month", gap_days: GapDays = contributors.DEFAULT_GAP_DAYS,
 ) -> Response:  # fmt: skip
     params = {"granularity": granularity, "gap_days": gap_days}
@@ -193,7 +193,7 @@ async def org_contributors(
     summary="Punch card over repositories",
     responses={200: {"model": PunchcardOut}, **_NOT_MODIFIED, **_ERRORS},
 )
-async def org_punchcard(request: Request, store: StoreDep, repos: Repos = None) -> Response:
+async def org_punchcard(request: Request, store: ReadStoreDep, repos: Repos = None) -> Response:
     ids = parse_repos(repos)
     return await serve(request, store, "punchcard", {}, _punchcard(store), repo_ids=ids)
 
@@ -203,7 +203,7 @@ async def org_punchcard(request: Request, store: StoreDep, repos: Repos = None) 
     summary="Commit size distribution over repositories",
     responses={200: {"model": CommitSizeOut}, **_NOT_MODIFIED, **_ERRORS},
 )
-async def org_commit_size(request: Request, store: StoreDep, repos: Repos = None) -> Response:
+async def org_commit_size(request: Request, store: ReadStoreDep, repos: Repos = None) -> Response:
     ids = parse_repos(repos)
     return await serve(request, store, "commit-size", {}, _commit_size(store), repo_ids=ids)
 
@@ -213,6 +213,6 @@ async def org_commit_size(request: Request, store: StoreDep, repos: Repos = None
     summary="Lines by language over repositories",
     responses={200: {"model": LanguagesOut}, **_NOT_MODIFIED, **_ERRORS},
 )
-async def org_languages(request: Request, store: StoreDep, repos: Repos = None) -> Response:
+async def org_languages(request: Request, store: ReadStoreDep, repos: Repos = None) -> Response:
     ids = parse_repos(repos)
     return await serve(request, store, "languages", {}, _languages(store), repo_ids=ids)

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
-from api.deps import StoreDep
+from api.deps import ReadStoreDep
 from api.provenance import serve
 from api.routes.repos import _ERRORS, RepoId
 from ingest.paths import is_path_text
@@ -41,7 +41,7 @@ _OK = {304: {"description": "Not modified"}, **_ERRORS}
 async def files(
     request: Request,
     repo_id: RepoId,
-    store: StoreDep,
+    store: ReadStoreDep,
     sort: Annotated[FileSort, Query(description="commits, lines, churn (desc) or path")] = (
         "commits"
     ),
@@ -66,7 +66,7 @@ async def files(
 async def hotspots(
     request: Request,
     repo_id: RepoId,
-    store: StoreDep,
+    store: ReadStoreDep,
     days: Annotated[int, Query(ge=1, le=36500, description="Window length in UTC days")] = 365,
     limit: Limit = 100,
 ) -> Response:
@@ -113,7 +113,7 @@ def _memo(request: Request) -> OwnershipMemo:
     responses=_OK,
 )
 async def ownership_route(
-    request: Request, repo_id: RepoId, store: StoreDep, limit: Limit = 100, offset: Offset = 0
+    request: Request, repo_id: RepoId, store: ReadStoreDep, limit: Limit = 100, offset: Offset = 0
 ) -> Response:
     params = {"limit": limit, "offset": offset}
 
@@ -133,7 +133,7 @@ async def ownership_route(
     summary="Truck factor (Avelino et al.) and the authors removed, in order",
     responses=_OK,
 )
-async def truck_factor(request: Request, repo_id: RepoId, store: StoreDep) -> Response:
+async def truck_factor(request: Request, repo_id: RepoId, store: ReadStoreDep) -> Response:
     async def compute(ids: list[int]) -> dict[str, Any]:
         o = await _memo(request).get(store, ids[0])
         return {
@@ -154,7 +154,7 @@ async def truck_factor(request: Request, repo_id: RepoId, store: StoreDep) -> Re
 async def coupling(
     request: Request,
     repo_id: RepoId,
-    store: StoreDep,
+    store: ReadStoreDep,
     path: Annotated[
         str | None,
         Query(

@@ -61,8 +61,12 @@ async def healthz() -> OrjsonResponse:
 )
 async def readyz(request: Request, store: StoreDep) -> OrjsonResponse:
     probes: dict[str, Probe] = {"database": store.ping}
+    required = frozenset(request.app.state.required)
+    if request.app.state.read_store is not None:  # METRE_READ_DATABASE_URL: metric reads
+        probes["read_database"] = request.app.state.read_store.ping
+        required |= {"read_database"}
     probes.update(request.app.state.readiness)
-    readiness = await run_checks(probes, request.app.state.required)
+    readiness = await run_checks(probes, required)
     record_readiness(readiness.checks)
     return OrjsonResponse(readiness.body(), status_code=readiness.http_status)
 

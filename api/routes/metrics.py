@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
-from api.deps import StoreDep
+from api.deps import ReadStoreDep
 from api.provenance import serve
 from api.routes.repos import _ERRORS, RepoId
 from api.schemas import ActivityOut, AuthorsOut, Granularity
@@ -41,7 +41,7 @@ def activity_params(start: date | None, end: date | None, granularity: str) -> d
 async def activity(
     request: Request,
     repo_id: RepoId,
-    store: StoreDep,
+    store: ReadStoreDep,
     start: DateFrom = None,
     end: DateTo = None,
     granularity: Annotated[Granularity, Query(description="day, week or month")] = "day",
@@ -60,7 +60,7 @@ async def activity(
     summary="Per-author totals, first and last commit",
     responses={200: {"model": AuthorsOut}, 304: {"description": "Not modified"}, **_ERRORS},
 )
-async def authors(request: Request, repo_id: RepoId, store: StoreDep) -> Response:
+async def authors(request: Request, repo_id: RepoId, store: ReadStoreDep) -> Response:
     async def compute(ids: list[int]) -> dict[str, Any]:
         return {"repo_id": repo_id, "authors": await store.authors(ids[0])}
 
