@@ -66,7 +66,7 @@ def _custom(resource: dict[str, Any]) -> bool:
 def test_every_overlay_renders_every_role(overlay: str) -> None:
     resources = render(overlay)
     workloads = {role(r) for r in resources if pod_spec(r) is not None}
-    assert workloads == {"poller", "processor", "api", "migrate"}
+    assert workloads == {"poller", "processor", "notifier", "api", "migrate"}
     for r in resources:
         assert r["metadata"].get("namespace") == "metre", r["metadata"]["name"]
 
@@ -203,9 +203,11 @@ def test_every_metre_variable_is_a_setting(overlay: str) -> None:
 def test_the_api_and_the_pollers_have_the_same_url_allow_list(overlay: str) -> None:
     resources = render(overlay)
     by_role = {role(w): environment(resources, c) for w, c in containers(resources)}
-    api, poller = by_role["api"], by_role["poller"]
+    api, poller, notifier = by_role["api"], by_role["poller"], by_role["notifier"]
     for name in ALLOW_LIST:
         assert api.get(name) == poller.get(name), name
+        # Webhook targets obey the same address rules as repository URLs.
+        assert notifier.get(name) == api.get(name), name
     assert poller["METRE_ALLOW_PRIVATE_HOSTS"] == "false"
 
 
