@@ -137,14 +137,64 @@ def check_host(url: str, policy: UrlPolicy, resolve: Resolver | None = None) -> 
     return pinned_address(remote, policy, resolve or system_resolve)
 
 
+_REFUSED_ROOTS = ("/proc",)
+"""Trees no repository is registered from: ``/proc/self/cwd`` is metre's own working
+directory, ``/proc/<pid>/root`` another process's filesystem."""
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def real_path(path: str) -> str:
+    """`path` with every symbolic link resolved, refusing any step through a refused root
+    (a link to ``/proc/self/cwd`` is refused, not followed to where it leads). Blocking."""
+    todo = [p for p in path.split("/") if p]
+    done = "/"
+    hops = 0
+    while todo:
+        if any(_under(done, root) for root in _REFUSED_ROOTS):
+            break
+        part = todo.pop(0)
+        if part == ".":
+            continue
+        if part == "..":
+            done = os.path.dirname(done)
+            continue
+        candidate = os.path.join(done, part)
+        if os.path.islink(candidate):
+            hops += 1
+            if hops > 40:
+                raise InvalidRepositoryURL(f"{path} has too many levels of symbolic links")
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                done = "/"
+            todo = [p for p in target.split("/") if p] + todo
+            continue
+        done = candidate
+    if any(_under(done, root) for root in _REFUSED_ROOTS):
+        raise InvalidRepositoryURL(
+            f"{path} leads into {_REFUSED_ROOTS[0]}: paths of the process filesystem are not "
+            "repositories metre registers"
+        )
+    return done
+
+
 def _local(path: str, allow_local: bool) -> str:
+    """The canonical path of a local repository (its identity): symbolic links resolved,
+    ``//`` and trailing slashes gone, and a work tree's ``.git`` directory named by the work
+    tree, so one repository is registered once whichever spelling is given."""
     if not allow_local:
-        raise InvalidRepositoryURL("local paths are not accepted on this server")
+        raise InvalidRepositoryURL(
+            "local paths are not accepted on this server (METRE_ALLOW_LOCAL_PATHS=true admits them)"
+        )
     if not path.startswith("/"):
         raise InvalidRepositoryURL("a local repository must be given as an absolute path")
-    norm = os.path.normpath(path)
+    norm = real_path(path)
     if not os.path.isdir(norm):
         raise InvalidRepositoryURL(f"{norm} does not exist or is not a directory")
+    if os.path.basename(norm) == ".git" and _is_work_tree(os.path.dirname(norm), norm):
+        norm = os.path.dirname(norm)
     try:
         with Repo(norm) as repo:
             # dulwich opens a `.git` file naming a missing directory; git does not.
@@ -154,6 +204,15 @@ def _local(path: str, allow_local: bool) -> str:
     if not objects.is_dir():
         raise InvalidRepositoryURL(f"{norm} is not a git repository (it has no object store)")
     return norm
+
+
+def _is_work_tree(tree: str, gitdir: str) -> bool:
+    """Whether `gitdir` is the control directory of the work tree `tree`."""
+    try:
+        with Repo(tree) as repo:
+            return os.path.realpath(repo.controldir()) == gitdir
+    except (NotGitRepository, OSError, ValueError, KeyError, FileFormatException):
+        return False
 
 
 def _redact(url: str) -> str:
