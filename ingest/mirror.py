@@ -39,6 +39,7 @@ from dulwich.refs import Ref
 from dulwich.repo import Repo
 
 from ingest.credentials import CredentialTable, credential_for
+from ingest.deadlines import FetchClock, FetchDeadlines
 from ingest.gitdiff import RepositoryError
 from ingest.localfetch import MirrorObjects, clone_packs, consolidate, copy_new
 from ingest.refstore import read_refs, write_packed_refs
@@ -105,6 +106,8 @@ class FetchAccess:
     resolve: Resolver = field(default=lambda host, port: system_resolve(host, port))
     ca_file: Path | None = None
     """Certificate authorities https fetches trust (PEM); None: the system's."""
+    deadlines: FetchDeadlines = field(default_factory=FetchDeadlines)
+    """Connect, idle and total deadlines of a fetch from a remote (`ingest.deadlines`)."""
 
 
 def system_resolve(host: str, port: int) -> list[str]:
@@ -296,20 +299,29 @@ def _init_mirror(dest: Path) -> None:
 
 
 def open_mirror(
-    mirrors_dir: Path, repo_id: int, url: str, access: FetchAccess | None = None
+    mirrors_dir: Path,
+    repo_id: int,
+    url: str,
+    access: FetchAccess | None = None,
+    *,
+    clock: FetchClock | None = None,
 ) -> Path:
     """Create or update the bare mirror of `url`; returns its path. Idempotent; blocking.
 
     Only refs/heads/* and refs/tags/* are fetched (not pull-request refs, never submodules);
     the mirror's refs then equal the remote's, HEAD included (a symbolic ref to the remote's
     default branch). The URL is checked again against `access.policy` (DNS may have changed
-    since registration) and the fetch connects to the address that was checked.
+    since registration) and the fetch connects to the address that was checked. A remote's
+    transfer runs under `access.deadlines`: past one, the fetch fails with a message naming
+    the deadline (`clock`: the caller's, to abort the fetch from another thread; None: a new
+    one).
     """
     access = access or FetchAccess()
     dest = _mirror_path(mirrors_dir, repo_id)
     reason = None
+    clock = (clock or FetchClock(access.deadlines)).start()
     try:
-        client, path = _client(url, access)
+        client, path = _client(url, access, clock)
         if not (dest / "objects").is_dir():
             _init_mirror(dest)
         with Repo(str(dest)) as target:
@@ -336,21 +348,28 @@ def open_mirror(
     except (RepositoryError, InvalidRepositoryURL) as exc:
         reason = str(exc)
     except _FETCH_ERRORS as exc:
-        reason = _reason(exc)
+        reason = clock.explain(exc) or _reason(exc)
+    finally:
+        clock.stop()
     if reason is not None:
         raise RepositoryError(f"cannot fetch {_redact(url)}: {reason}")
     return dest
 
 
-def _client(url: str, access: FetchAccess) -> tuple[GitClient, str]:
-    """The client to fetch `url` with, bound to the address the policy checked."""
+def _client(url: str, access: FetchAccess, clock: FetchClock) -> tuple[GitClient, str]:
+    """The client to fetch `url` with, bound to the address the policy checked and to the
+    fetch's deadlines."""
     remote = parse_remote(url, access.policy)
     if remote.scheme == "local":
         return LocalGitClient(), _local(remote.url, True)
     address = pinned_address(remote, access.policy, access.resolve)
     credential = credential_for(access.credentials, remote.url)
     return pinned_client(
-        remote, address, credential if remote.scheme != "ssh" else None, ca_file=access.ca_file
+        remote,
+        address,
+        credential if remote.scheme != "ssh" else None,
+        ca_file=access.ca_file,
+        clock=clock,
     )
 
 

@@ -22,6 +22,7 @@ import uvicorn
 from api.app import create_app
 from ingest.bus import Bus, BusError, InMemoryBus
 from ingest.credentials import CredentialsError, load_credentials
+from ingest.deadlines import FetchDeadlines
 from ingest.mirror import FetchAccess
 from ingest.poller import Poller, PollerConfig
 from ingest.reconcile import Reconciled, reconcile_all
@@ -177,8 +178,16 @@ def fetch_access(settings: Settings) -> FetchAccess:
             credentials = load_credentials(settings.credentials_file)
         except CredentialsError as exc:
             raise ConfigurationError(str(exc)) from None
+    deadlines = FetchDeadlines(
+        connect=settings.fetch_connect_timeout,
+        idle=settings.fetch_idle_timeout,
+        total=settings.fetch_timeout,
+    )
     return FetchAccess(
-        policy=settings.url_policy, credentials=credentials, ca_file=settings.ca_file
+        policy=settings.url_policy,
+        credentials=credentials,
+        ca_file=settings.ca_file,
+        deadlines=deadlines,
     )
 
 
@@ -191,6 +200,7 @@ def make_poller(settings: Settings, bus: Bus, store: PgStore) -> Poller:
         workers=settings.ingest_workers,
         retry_cap=settings.retry_cap,
         give_up_after=settings.give_up_after,
+        concurrency=settings.poll_concurrency,
     )
     return Poller(bus, store, config)
 
