@@ -168,7 +168,10 @@ def real_path(path: str) -> str:
         if os.path.islink(candidate):
             hops += 1
             if hops > 40:
-                raise InvalidRepositoryURL(f"{path} has too many levels of symbolic links")
+                raise InvalidRepositoryURL(
+                    f"{path} does not exist or is not a directory (too many levels of "
+                    "symbolic links)"
+                )
             target = os.readlink(candidate)
             if target.startswith("/"):
                 done = "/"

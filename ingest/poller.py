@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -41,12 +42,13 @@ from dulwich.repo import Repo
 
 from ingest.backfill import EventPool, encode_events, worker_count
 from ingest.bus import Bus, BusError, Message
-from ingest.deadlines import FetchClock, FetchDeadlines
+from ingest.deadlines import FetchClock
 from ingest.events import RetractEvent, encode, partition_key
 from ingest.gitdiff import new_commits
 from ingest.mailmap import read_mailmap
 from ingest.mirror import FetchAccess, RepositoryError, open_mirror, resolve_head
 from ingest.retry import DEPENDENCY, Backoff, always, retry
+from ingest.urlpolicy import UrlPolicy
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -69,6 +71,9 @@ class PolledRepo(Protocol):
     def failures(self) -> int: ...
     @property
     def mailmap_sha(self) -> str | None: ...
+    @property
+    def url_policy(self) -> str | None:
+        """The URL policy decided at registration (JSON), which the fetch applies."""
 
 
 class RepoRegistry(Protocol):
@@ -197,9 +202,8 @@ class Poller:
 
     async def _fetch(self, row: PolledRepo) -> Path:
         """The mirror of `row`, fetched under the deadlines while its lease is renewed."""
-        access = self.config.access
-        deadlines = access.deadlines if access is not None else FetchDeadlines()
-        clock = FetchClock(deadlines)
+        access = _registered_access(self.config.access or FetchAccess(), row)
+        clock = FetchClock(access.deadlines)
         fetch = functools.partial(
             open_mirror, self.config.mirrors_dir, row.id, row.url, access, clock=clock
         )
@@ -317,6 +321,22 @@ class Poller:
             (datetime.now().astimezone() - started).total_seconds(),
         )
         return head, mailmap_sha
+
+
+def _registered_access(access: FetchAccess, row: PolledRepo) -> FetchAccess:
+    """`access` with the URL policy decided when `row` was registered, so that every poller
+    fetches what the registering role admitted, whatever its own URL settings (rows from
+    before migration 0015 have none: this poller's policy applies)."""
+    stored = row.url_policy
+    if stored is None:
+        return access
+    try:
+        policy = UrlPolicy.from_json(stored)
+    except ValueError:
+        raise RepositoryError(
+            "the URL policy stored with the repository cannot be read; register it again"
+        ) from None
+    return dataclasses.replace(access, policy=policy)
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

@@ -15,6 +15,7 @@ The rules (docs/reliability.md names the test behind each):
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -65,6 +66,31 @@ class UrlPolicy:
     allowed_schemes: frozenset[str] = field(default_factory=lambda: frozenset({"https"}))
     allow_private_hosts: bool = False
     allow_local_paths: bool = False
+
+    def to_json(self) -> str:
+        """The form stored with a repository at registration (migration 0015)."""
+        return json.dumps(
+            {
+                "schemes": sorted(self.allowed_schemes & REMOTE_SCHEMES),
+                "private_hosts": self.allow_private_hosts,
+                "local_paths": self.allow_local_paths,
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> UrlPolicy:
+        """The policy `to_json` stored; raises ValueError for anything else."""
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("a stored URL policy must be a JSON object")
+        schemes = data.get("schemes")
+        private, local = data.get("private_hosts"), data.get("local_paths")
+        if not isinstance(schemes, list) or not all(isinstance(s, str) for s in schemes):
+            raise ValueError("a stored URL policy needs a list of schemes")
+        if not isinstance(private, bool) or not isinstance(local, bool):
+            raise ValueError("a stored URL policy needs private_hosts and local_paths")
+        return cls(frozenset(schemes) & REMOTE_SCHEMES, private, local)
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,6 +77,8 @@ class RepoRow:
     """When the repository was paused (None: it is polled)."""
     failing_since: datetime | None = None
     """Start of the current run of failed polls (None: the last poll succeeded)."""
+    url_policy: str | None = None
+    """The URL policy decided at registration, as JSON (`UrlPolicy.to_json`); None: older row."""
 
 
 _REPO_COLUMNS = """
@@ -86,6 +88,9 @@ _REPO_COLUMNS = """
     r.progress_done, r.progress_total, r.last_polled_at, r.next_poll_at, r.failures, r.created_at,
     r.mailmap_sha, r.paused_at, r.failing_since
 """
+
+
+_REPO_COLUMNS += ", r.url_policy::text AS url_policy\n"  # remote-safety (migration 0015)
 
 
 def _repo(rec: asyncpg.Record) -> RepoRow:
@@ -292,11 +297,18 @@ class PgStore:
 
     # -- the repository registry ------------------------------------------------------------
 
-    async def add_repo(self, url: str, branch: str | None) -> RepoRow:
-        """Register a repository, due for polling now; `RepoExists` if the URL is taken."""
+    async def add_repo(
+        self, url: str, branch: str | None, url_policy: str | None = None
+    ) -> RepoRow:
+        """Register a repository, due for polling now; `RepoExists` if the URL is taken.
+        `url_policy` (JSON) is the policy it was admitted under, which pollers then apply."""
         try:
             rid = await self._pool.fetchval(
-                "INSERT INTO repos (url, branch) VALUES ($1, $2) RETURNING id", url, branch
+                "INSERT INTO repos (url, branch, url_policy) VALUES ($1, $2, $3::jsonb) "
+                "RETURNING id",
+                url,
+                branch,
+                url_policy,
             )
         except asyncpg.UniqueViolationError as exc:
             raise RepoExists(url) from exc

@@ -359,3 +359,42 @@ def test_submodules_are_never_fetched(tmp_path: Path) -> None:
         assert not repo.object_store.contains_loose(ObjectID(sub_head.encode()))
         assert not repo.object_store.contains_packed(ObjectID(sub_head.encode()))
     assert not (mirror / "modules").exists()
+
+
+async def test_pollers_apply_the_policy_decided_at_registration(
+    server: GitServer, source: GitRepoBuilder, tmp_path: Path, store: PgStore
+) -> None:
+    """The API admits an http:// loopback remote (its settings allow it); a poller whose own
+    settings are the defaults (https, public hosts) fetches it under the stored decision. A
+    row without a stored decision (registered before migration 0015) gets the poller's own
+    policy, and the refusal names the setting."""
+    settings = Settings(
+        data_dir=tmp_path / "data", allowed_schemes="http", allow_private_hosts=True
+    )
+    transport = httpx.ASGITransport(app=create_app(settings, store))
+    async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
+        r = await client.post("/api/v1/repos", json={"url": server.url})
+        assert r.status_code == 201, r.text
+    admitted = r.json()["id"]
+    legacy = (await store.add_repo(server.url + "legacy", None)).id
+    strict = Settings(data_dir=tmp_path / "poller")  # METRE_ALLOWED_SCHEMES=https, no private
+    poller = Poller(
+        InMemoryBus(),
+        store,
+        PollerConfig(
+            mirrors_dir=tmp_path / "m", topic="commits", access=FetchAccess(strict.url_policy)
+        ),
+    )
+    await poller.bus.start()
+    await poller.bus.ensure_topics(["commits"])
+    for _ in range(2):
+        row = await store.claim_due_repo(60.0)
+        assert row is not None
+        await poller.poll(row)
+    await poller.bus.stop()
+    done, old = await store.get_repo(admitted), await store.get_repo(legacy)
+    assert done is not None
+    assert (done.state, done.error, done.head) == ("idle", None, source.head())
+    assert old is not None
+    assert old.state == "failed"
+    assert "METRE_ALLOWED_SCHEMES" in str(old.error)
