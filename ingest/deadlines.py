@@ -23,7 +23,6 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 _SSH_CONNECT_TIMEOUT = re.compile(
     r"Connection to \S+ port \d+ timed out|Connection timed out during banner exchange|"
@@ -73,6 +72,7 @@ class FetchClock:
         self.expired = False
         self._lock = threading.Lock()
         self._closers: list[Callable[[], None]] = []
+        self._dups: list[socket.socket] = []
         self._timer: threading.Timer | None = None
 
     def start(self) -> FetchClock:
@@ -85,10 +85,14 @@ class FetchClock:
         return self
 
     def stop(self) -> None:
+        """End the clock: no more expiry, the descriptors it kept are closed."""
         if self._timer is not None:
             self._timer.cancel()
         with self._lock:
             self._closers.clear()
+            dups, self._dups = self._dups, []
+        for dup in dups:
+            dup.close()
 
     def __enter__(self) -> FetchClock:
         return self.start()
@@ -110,16 +114,19 @@ class FetchClock:
         with contextlib.suppress(Exception):
             closer()
 
-    def watch_socket(self, get: Callable[[], Any]) -> None:
-        """Shut down the socket `get()` returns when the deadline passes. `get` is called then,
-        not now: urllib3 wraps its socket in TLS after connecting. The shutdown goes through
-        the plain socket method, under any TLS layer, so the blocked read returns."""
+    def watch_socket(self, sock: socket.socket) -> None:
+        """Shut down the connection of `sock` when the deadline passes, whatever wraps it by
+        then. A duplicate of its descriptor is kept for that: urllib3 wraps the socket in TLS
+        (the original object is detached) and http.client drops its reference when a response
+        closes the connection, but a shutdown through any descriptor ends the connection for
+        all of them. The duplicates are closed when the clock stops."""
+        dup = sock.dup()
+        with self._lock:
+            self._dups.append(dup)
 
         def shut() -> None:
-            sock = get()
-            if isinstance(sock, socket.socket) and sock.fileno() != -1:
-                with contextlib.suppress(OSError):
-                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                dup.shutdown(socket.SHUT_RDWR)
 
         self.on_expiry(shut)
 
@@ -169,5 +176,5 @@ def connect_socket(address: str, port: int, clock: FetchClock) -> socket.socket:
     except BaseException:
         sock.close()
         raise
-    clock.watch_socket(lambda: sock)
+    clock.watch_socket(sock)
     return sock

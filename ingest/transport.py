@@ -85,7 +85,7 @@ def _pinned_connection(
             finally:
                 self._dns_host = name
             if clock is not None:
-                clock.watch_socket(lambda: getattr(self, "sock", None) or sock)
+                clock.watch_socket(sock)
             return sock
 
     PinnedConnection.__name__ = f"Pinned{base.__name__}"
