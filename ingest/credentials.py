@@ -11,9 +11,14 @@ The file (METRE_CREDENTIALS_FILE, JSON or TOML by suffix) maps a host (``git.exa
     username = "x-access-token"
     token = "ghp_..."
 
-The longest matching URL prefix wins, then the host. Credentials are sent only as an HTTP
-``Authorization`` header to the origin they were looked up for; they never become part of a
-URL, a log line, an error message or an API response (the secret is kept out of `repr`).
+The longest matching URL prefix wins, then ``host:port``, then the host. A credential is sent
+only over TLS and only to the origin it names: a URL prefix to its own scheme, host and port
+(``https`` only: an ``http://`` prefix is refused when the file is read), a bare host to
+``https`` on port 443 of that host, ``host:port`` to ``https`` on that port. A plain ``http://``
+repository never gets one, nor another port of the same host. Credentials are sent only as an
+HTTP ``Authorization`` header to the origin they were looked up for (ssh authenticates with the
+keys of the account metre runs as); they never become part of a URL, a log line, an error
+message or an API response (the secret is kept out of `repr`).
 """
 
 from __future__ import annotations
@@ -52,33 +57,60 @@ CredentialTable = Mapping[str, Credential]
 """Key: a host[:port] or a URL prefix containing ``://``."""
 
 
-def _host_key(url: str) -> tuple[str, str | None]:
+Origin = tuple[str, str, int]
+"""(scheme, lower-case host, effective port) of a URL."""
+
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def _origin(url: str) -> tuple[Origin, str] | None:
+    """(origin, path) of an http(s) URL; None when it has no host or an invalid port."""
     parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower().rstrip(".")
     try:
-        port = parts.port
+        port = parts.port or _DEFAULT_PORTS.get(scheme)
     except ValueError:
-        port = None
-    return host, (f"{host}:{port}" if port else None)
+        return None
+    if not host or port is None:
+        return None
+    return (scheme, host, port), parts.path or "/"
+
+
+def _key_origin(key: str) -> Origin | None:
+    """The https origin a bare ``host`` or ``host:port`` key stands for."""
+    found = _origin(f"https://{key}/")
+    return found[0] if found else None
 
 
 def credential_for(table: CredentialTable, url: str) -> Credential | None:
-    """The credential configured for `url`: longest URL prefix (at a ``/`` boundary), else
-    ``host:port``, else host. None when nothing matches."""
+    """The credential configured for `url`, or None: nothing matches or `url` is not https.
+
+    The longest URL prefix of the same origin (scheme, host, port) whose path is a prefix of
+    the URL's at a ``/`` boundary wins; else a ``host:port`` key equal to the URL's https
+    origin; else a bare host key, for https on port 443 only."""
+    found = _origin(url)
+    if found is None or found[0][0] != "https":
+        return None
+    origin, path = found
     best: tuple[int, Credential] | None = None
     for key, cred in table.items():
         if "://" not in key:
             continue
-        prefix = key if key.endswith("/") else key + "/"
-        if (url.startswith(prefix) or url == key) and (best is None or len(key) > best[0]):
+        entry = _origin(key)
+        if entry is None or entry[0] != origin:
+            continue
+        prefix = entry[1] if entry[1].endswith("/") else entry[1] + "/"
+        if (path.startswith(prefix) or path == entry[1]) and (best is None or len(key) > best[0]):
             best = (len(key), cred)
     if best is not None:
         return best[1]
-    host, host_port = _host_key(url)
-    lowered = {k.lower(): v for k, v in table.items() if "://" not in k}
-    if host_port is not None and host_port in lowered:
-        return lowered[host_port]
-    return lowered.get(host) if host else None
+    hosts = [(k, c) for k, c in table.items() if "://" not in k and _key_origin(k) == origin]
+    exact = [c for k, c in hosts if ":" in k]
+    if exact:
+        return exact[0]
+    bare = [c for k, c in hosts if ":" not in k]
+    return bare[0] if bare and origin[2] == _DEFAULT_PORTS["https"] else None
 
 
 def _entry(key: str, value: object) -> Credential:
@@ -95,9 +127,28 @@ def _entry(key: str, value: object) -> Credential:
     return Credential(username, secret)
 
 
+def _check_key(key: str) -> None:
+    """Refuse a key whose credential could only be sent in clear or to no origin."""
+    if "://" in key:
+        if urlsplit(key).scheme.lower() != "https":
+            raise CredentialsError(
+                f"credentials entry {key!r}: credentials are sent over https only (TLS); "
+                "give an https:// prefix or a host"
+            )
+        if _origin(key) is None:
+            raise CredentialsError(f"credentials entry {key!r} is not a valid URL prefix")
+    elif _key_origin(key) is None:
+        raise CredentialsError(f"credentials entry {key!r} is not a host or host:port")
+
+
 def parse_credentials(data: Mapping[str, object]) -> dict[str, Credential]:
     """The table from already-parsed JSON/TOML data (pure)."""
-    return {str(key): _entry(str(key), value) for key, value in data.items()}
+    table = {}
+    for raw, value in data.items():
+        key = str(raw)
+        _check_key(key)
+        table[key] = _entry(key, value)
+    return table
 
 
 def load_credentials(path: Path) -> dict[str, Credential]:

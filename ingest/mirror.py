@@ -39,6 +39,7 @@ from dulwich.refs import Ref
 from dulwich.repo import Repo
 
 from ingest.credentials import CredentialTable, credential_for
+from ingest.deadlines import FetchClock, FetchDeadlines
 from ingest.gitdiff import RepositoryError
 from ingest.localfetch import MirrorObjects, clone_packs, consolidate, copy_new
 from ingest.refstore import read_refs, write_packed_refs
@@ -105,6 +106,8 @@ class FetchAccess:
     resolve: Resolver = field(default=lambda host, port: system_resolve(host, port))
     ca_file: Path | None = None
     """Certificate authorities https fetches trust (PEM); None: the system's."""
+    deadlines: FetchDeadlines = field(default_factory=FetchDeadlines)
+    """Connect, idle and total deadlines of a fetch from a remote (`ingest.deadlines`)."""
 
 
 def system_resolve(host: str, port: int) -> list[str]:
@@ -137,14 +140,67 @@ def check_host(url: str, policy: UrlPolicy, resolve: Resolver | None = None) -> 
     return pinned_address(remote, policy, resolve or system_resolve)
 
 
+_REFUSED_ROOTS = ("/proc",)
+"""Trees no repository is registered from: ``/proc/self/cwd`` is metre's own working
+directory, ``/proc/<pid>/root`` another process's filesystem."""
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def real_path(path: str) -> str:
+    """`path` with every symbolic link resolved, refusing any step through a refused root
+    (a link to ``/proc/self/cwd`` is refused, not followed to where it leads). Blocking."""
+    todo = [p for p in path.split("/") if p]
+    done = "/"
+    hops = 0
+    while todo:
+        if any(_under(done, root) for root in _REFUSED_ROOTS):
+            break
+        part = todo.pop(0)
+        if part == ".":
+            continue
+        if part == "..":
+            done = os.path.dirname(done)
+            continue
+        candidate = os.path.join(done, part)
+        if os.path.islink(candidate):
+            hops += 1
+            if hops > 40:
+                raise InvalidRepositoryURL(
+                    f"{path} does not exist or is not a directory (too many levels of "
+                    "symbolic links)"
+                )
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                done = "/"
+            todo = [p for p in target.split("/") if p] + todo
+            continue
+        done = candidate
+    if any(_under(done, root) for root in _REFUSED_ROOTS):
+        raise InvalidRepositoryURL(
+            f"{path} leads into {_REFUSED_ROOTS[0]}: paths of the process filesystem are not "
+            "repositories metre registers"
+        )
+    return done
+
+
 def _local(path: str, allow_local: bool) -> str:
+    """The canonical path of a local repository (its identity): symbolic links resolved,
+    ``//`` and trailing slashes gone, and a work tree's ``.git`` directory named by the work
+    tree, so one repository is registered once whichever spelling is given."""
     if not allow_local:
-        raise InvalidRepositoryURL("local paths are not accepted on this server")
+        raise InvalidRepositoryURL(
+            "local paths are not accepted on this server (METRE_ALLOW_LOCAL_PATHS=true admits them)"
+        )
     if not path.startswith("/"):
         raise InvalidRepositoryURL("a local repository must be given as an absolute path")
-    norm = os.path.normpath(path)
+    norm = real_path(path)
     if not os.path.isdir(norm):
         raise InvalidRepositoryURL(f"{norm} does not exist or is not a directory")
+    if os.path.basename(norm) == ".git" and _is_work_tree(os.path.dirname(norm), norm):
+        norm = os.path.dirname(norm)
     try:
         with Repo(norm) as repo:
             # dulwich opens a `.git` file naming a missing directory; git does not.
@@ -154,6 +210,15 @@ def _local(path: str, allow_local: bool) -> str:
     if not objects.is_dir():
         raise InvalidRepositoryURL(f"{norm} is not a git repository (it has no object store)")
     return norm
+
+
+def _is_work_tree(tree: str, gitdir: str) -> bool:
+    """Whether `gitdir` is the control directory of the work tree `tree`."""
+    try:
+        with Repo(tree) as repo:
+            return os.path.realpath(repo.controldir()) == gitdir
+    except (NotGitRepository, OSError, ValueError, KeyError, FileFormatException):
+        return False
 
 
 def _redact(url: str) -> str:
@@ -237,20 +302,29 @@ def _init_mirror(dest: Path) -> None:
 
 
 def open_mirror(
-    mirrors_dir: Path, repo_id: int, url: str, access: FetchAccess | None = None
+    mirrors_dir: Path,
+    repo_id: int,
+    url: str,
+    access: FetchAccess | None = None,
+    *,
+    clock: FetchClock | None = None,
 ) -> Path:
     """Create or update the bare mirror of `url`; returns its path. Idempotent; blocking.
 
     Only refs/heads/* and refs/tags/* are fetched (not pull-request refs, never submodules);
     the mirror's refs then equal the remote's, HEAD included (a symbolic ref to the remote's
     default branch). The URL is checked again against `access.policy` (DNS may have changed
-    since registration) and the fetch connects to the address that was checked.
+    since registration) and the fetch connects to the address that was checked. A remote's
+    transfer runs under `access.deadlines`: past one, the fetch fails with a message naming
+    the deadline (`clock`: the caller's, to abort the fetch from another thread; None: a new
+    one).
     """
     access = access or FetchAccess()
     dest = _mirror_path(mirrors_dir, repo_id)
     reason = None
+    clock = (clock or FetchClock(access.deadlines)).start()
     try:
-        client, path = _client(url, access)
+        client, path = _client(url, access, clock)
         if not (dest / "objects").is_dir():
             _init_mirror(dest)
         with Repo(str(dest)) as target:
@@ -277,21 +351,28 @@ def open_mirror(
     except (RepositoryError, InvalidRepositoryURL) as exc:
         reason = str(exc)
     except _FETCH_ERRORS as exc:
-        reason = _reason(exc)
+        reason = clock.explain(exc) or _reason(exc)
+    finally:
+        clock.stop()
     if reason is not None:
         raise RepositoryError(f"cannot fetch {_redact(url)}: {reason}")
     return dest
 
 
-def _client(url: str, access: FetchAccess) -> tuple[GitClient, str]:
-    """The client to fetch `url` with, bound to the address the policy checked."""
+def _client(url: str, access: FetchAccess, clock: FetchClock) -> tuple[GitClient, str]:
+    """The client to fetch `url` with, bound to the address the policy checked and to the
+    fetch's deadlines."""
     remote = parse_remote(url, access.policy)
     if remote.scheme == "local":
         return LocalGitClient(), _local(remote.url, True)
     address = pinned_address(remote, access.policy, access.resolve)
     credential = credential_for(access.credentials, remote.url)
     return pinned_client(
-        remote, address, credential if remote.scheme != "ssh" else None, ca_file=access.ca_file
+        remote,
+        address,
+        credential if remote.scheme != "ssh" else None,
+        ca_file=access.ca_file,
+        clock=clock,
     )
 
 

@@ -17,15 +17,25 @@ shares its own.
 
 A repository that fails is marked failed with the error and retried with backoff; it never
 stops the others. Dulwich and the line counts are blocking: they run in a thread.
+
+One poller polls up to `PollerConfig.concurrency` repositories at once (METRE_POLL_CONCURRENCY),
+each fetch in a thread of the poller's own pool and under the fetch deadlines (connect, idle,
+total: `ingest.deadlines`), so a remote that never answers or trickles holds one slot for at
+most the total deadline and never the others. The lease of a repository whose fetch is under
+way is renewed every third of the lease, so a long first clone is not taken over by another
+poller; a poll abandoned on shutdown has its sockets shut down and its ssh processes killed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -36,12 +46,14 @@ from dulwich.repo import Repo
 from ingest import instruments
 from ingest.backfill import EventPool, encode_events, worker_count
 from ingest.bus import Bus, BusError, Message
+from ingest.deadlines import FetchClock
 from ingest.events import RetractEvent, encode, partition_key
 from ingest.gitdiff import new_commits
 from ingest.mailmap import read_mailmap
 from ingest.mirror import FetchAccess, RepositoryError, open_mirror, resolve_head
 from ingest.outage import Outage
 from ingest.retry import DEPENDENCY, Backoff, always, retry
+from ingest.urlpolicy import UrlPolicy
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -64,6 +76,9 @@ class PolledRepo(Protocol):
     def failures(self) -> int: ...
     @property
     def mailmap_sha(self) -> str | None: ...
+    @property
+    def url_policy(self) -> str | None:
+        """The URL policy decided at registration (JSON), which the fetch applies."""
 
 
 class RepoRegistry(Protocol):
@@ -106,6 +121,8 @@ class PollerConfig:
     """Worker processes computing the events of a long backfill (None: one per CPU)."""
     parallel_threshold: int = 2000
     """Polls with fewer new commits stay in-process (no process start-up cost)."""
+    concurrency: int = 4
+    """Repositories this poller polls at once (METRE_POLL_CONCURRENCY)."""
 
 
 def _plan(
@@ -134,38 +151,91 @@ class Poller:
         self.failures = 0
         self._bus = Outage("the bus", log)
         """Polls failing because the broker is away: one line for all, not one each."""
+        self._fetch_pool: ThreadPoolExecutor | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Poll due repositories until `stop` is set; wakes early on a poll request.
+        """Poll due repositories until `stop` is set, up to `concurrency` at once; wakes early
+        on a poll request.
 
-        On `stop` the poll under way is abandoned: its lease is released and the repository
-        is due again at once, with its stored head untouched (what was published of it is
-        published again by the next poll; processors drop the repeats). A registry that does
-        not answer (PostgreSQL restarting) is retried with capped backoff, never fatal.
+        On `stop` the polls under way are abandoned: their leases are released and the
+        repositories are due again at once, with their stored heads untouched (what was
+        published of them is published again by the next poll; processors drop the repeats).
+        A registry that does not answer (PostgreSQL restarting) is retried with capped
+        backoff, never fatal.
         """
         unavailable = 0
+        active: set[asyncio.Task[None]] = set()
         registry = Outage("the registry (PostgreSQL)", log)
-        while not stop.is_set():
-            try:
-                row = await self.registry.claim_due_repo(self.config.lease_seconds)
-                if row is None:
-                    await _first(self.registry.wait_for_poll_request(1.0), stop)
-                    unavailable = 0
-                    registry.ok()
+        try:
+            while not stop.is_set():
+                if len(active) >= max(1, self.config.concurrency):
+                    await _first(asyncio.wait(active, return_when=asyncio.FIRST_COMPLETED), stop)
                     continue
-            except Exception as exc:  # noqa: BLE001 (the registry is away: wait, never crash)
-                delay = _REGISTRY.delay(unavailable)
-                unavailable += 1
-                registry.failed(repr(exc), delay)
-                await _sleep_or_stop(stop, delay)
-                continue
-            unavailable = 0
-            registry.ok()
-            try:
-                if not await _first(self.poll(row), stop):
-                    await self._abandon(row)
-            except Exception:
-                log.exception("poll of repository %s did not finish", row.id)
+                try:
+                    row = await self.registry.claim_due_repo(self.config.lease_seconds)
+                    if row is None:
+                        await _first(self.registry.wait_for_poll_request(1.0), stop)
+                        unavailable = 0
+                        registry.ok()
+                        continue
+                except Exception as exc:  # noqa: BLE001 (the registry is away: wait, never crash)
+                    delay = _REGISTRY.delay(unavailable)
+                    unavailable += 1
+                    registry.failed(repr(exc), delay)
+                    await _sleep_or_stop(stop, delay)
+                    continue
+                unavailable = 0
+                registry.ok()
+                task = asyncio.create_task(self._poll_until_stopped(row, stop))
+                active.add(task)
+                task.add_done_callback(active.discard)
+        finally:
+            if active:
+                await asyncio.gather(*active, return_exceptions=True)
+            self._close_fetch_pool()
+
+    async def _poll_until_stopped(self, row: PolledRepo, stop: asyncio.Event) -> None:
+        try:
+            if not await _first(self.poll(row), stop):
+                await self._abandon(row)
+        except Exception:
+            log.exception("poll of repository %s did not finish", row.id)
+
+    def _fetch_executor(self) -> ThreadPoolExecutor:
+        """The threads fetches run in: one per concurrent poll, apart from the default pool,
+        so that slow remotes never take the threads everything else of the process uses."""
+        if self._fetch_pool is None:
+            self._fetch_pool = ThreadPoolExecutor(
+                max_workers=max(1, self.config.concurrency), thread_name_prefix="metre-fetch"
+            )
+        return self._fetch_pool
+
+    def _close_fetch_pool(self) -> None:
+        if self._fetch_pool is not None:
+            self._fetch_pool.shutdown(wait=False)
+            self._fetch_pool = None
+
+    async def _fetch(self, row: PolledRepo) -> Path:
+        """The mirror of `row`, fetched under the deadlines while its lease is renewed."""
+        access = _registered_access(self.config.access or FetchAccess(), row)
+        clock = FetchClock(access.deadlines)
+        fetch = functools.partial(
+            open_mirror, self.config.mirrors_dir, row.id, row.url, access, clock=clock
+        )
+        future = asyncio.get_running_loop().run_in_executor(self._fetch_executor(), fetch)
+        renew = max(0.5, self.config.lease_seconds / 3)
+        try:
+            while True:
+                done, _ = await asyncio.wait({future}, timeout=renew)
+                if done:
+                    return future.result()
+                try:
+                    await self.registry.set_progress(row.id, 0, 0, self.config.lease_seconds)
+                except Exception as exc:  # noqa: BLE001 (the lease then runs out: harmless)
+                    log.warning("repository %s: lease not renewed (%r)", row.id, exc)
+        except asyncio.CancelledError:
+            clock.abort()  # the thread's sockets close: it ends now, not at the deadline
+            raise
 
     async def _abandon(self, row: PolledRepo) -> None:
         """Give the repository back (shutdown mid-poll): lease freed, due again at once."""
@@ -229,9 +299,7 @@ class Poller:
 
     async def _publish_new(self, row: PolledRepo) -> tuple[str, str | None]:
         """Publish retractions, then new commits; returns (head, .mailmap blob) to store."""
-        mirror = await asyncio.to_thread(
-            open_mirror, self.config.mirrors_dir, row.id, row.url, self.config.access
-        )
+        mirror = await self._fetch(row)
         head = await asyncio.to_thread(resolve_head, mirror, row.branch)
         started = datetime.now().astimezone()
         with Repo(str(mirror)) as repo:
@@ -285,12 +353,28 @@ class Poller:
         return head, mailmap_sha
 
 
+def _registered_access(access: FetchAccess, row: PolledRepo) -> FetchAccess:
+    """`access` with the URL policy decided when `row` was registered, so that every poller
+    fetches what the registering role admitted, whatever its own URL settings (rows from
+    before migration 0015 have none: this poller's policy applies)."""
+    stored = row.url_policy
+    if stored is None:
+        return access
+    try:
+        policy = UrlPolicy.from_json(stored)
+    except ValueError:
+        raise RepositoryError(
+            "the URL policy stored with the repository cannot be read; register it again"
+        ) from None
+    return dataclasses.replace(access, policy=policy)
+
+
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
 
 
-async def _first(aw: Awaitable[None], stop: asyncio.Event) -> bool:
+async def _first(aw: Awaitable[object], stop: asyncio.Event) -> bool:
     """Wait for `aw` or for `stop`, whichever comes first; True if `aw` finished (its error,
     if any, is raised), False if it was cancelled because `stop` came first."""
     task = asyncio.ensure_future(aw)

@@ -10,12 +10,18 @@ checked, and the client built here connects to the checked address, never resolv
   redirects within the origin are followed (at most 5) on the same pinned address. Proxies
   from the environment or git configuration are not used. Credentials go in an
   ``Authorization`` header, which dulwich attaches only to requests for that origin.
-- git://: dulwich's TCP client is given the IP literal as its host (the ``host=`` line of the
-  request then names the IP, so name-based virtual hosting on a git daemon is not supported).
+- git://: a TCP client (`DeadlineTCPGitClient`) connecting to the IP literal (the ``host=``
+  line of the request then names the IP, so name-based virtual hosting on a git daemon is not
+  supported).
 - ssh: the ``ssh`` program is run against the IP literal with ``HostKeyAlias=<host>`` (the
   known_hosts check stays on the host name) and ``BatchMode=yes`` (no prompts). Host blocks of
   the user's ssh_config that name the host do not apply; ssh authenticates with the keys of
-  the account metre runs as (credentials from METRE_CREDENTIALS_FILE are http(s) only).
+  the account metre runs as (credentials from METRE_CREDENTIALS_FILE are https only).
+
+Every client runs under the fetch's `ingest.deadlines.FetchClock`: connect and idle timeouts
+on each socket (urllib3's connect and read timeouts; ssh's ``ConnectTimeout`` and keep-alives),
+and at the total deadline its sockets are shut down and its ssh processes killed. dulwich's
+own TCP client has no timeout at all: it is not used.
 
 Submodules are never fetched: dulwich's fetch transfers the objects of the refs asked for, and
 a gitlink is a commit id in a tree, not an object of this repository (tests/ingest/
@@ -24,9 +30,12 @@ test_mirror_policy.py checks it).
 
 from __future__ import annotations
 
+import select
 import shlex
 import socket
+import subprocess
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
@@ -41,18 +50,17 @@ from dulwich.client import (
     Urllib3HttpGitClient,
     get_transport_and_path,
 )
-from dulwich.protocol import Protocol
+from dulwich.protocol import DEFAULT_GIT_PROTOCOL_VERSION_FETCH, Protocol
 from urllib3.connection import HTTPConnection
 from urllib3.connectionpool import HTTPConnectionPool
 from urllib3.exceptions import HTTPError
 
 from ingest.credentials import Credential
+from ingest.deadlines import FetchClock, FetchDeadlines, connect_socket
 from ingest.urlpolicy import Remote
 
-__all__ = ["PinnedPoolManager", "RedirectRefused", "pinned_client"]
+__all__ = ["DeadlineTCPGitClient", "PinnedPoolManager", "RedirectRefused", "pinned_client"]
 
-CONNECT_TIMEOUT = 20.0
-READ_TIMEOUT = 300.0
 USER_AGENT = "git/2.0 (metre; dulwich)"
 
 
@@ -60,17 +68,24 @@ class RedirectRefused(HTTPError):
     """The server sent us to an origin other than the registered one."""
 
 
-def _pinned_connection(base: type[HTTPConnection], address: str) -> type[HTTPConnection]:
-    """`base` whose socket goes to `address`; `host` (Host header, SNI, cert) is unchanged."""
+def _pinned_connection(
+    base: type[HTTPConnection], address: str, clock: FetchClock | None
+) -> type[HTTPConnection]:
+    """`base` whose socket goes to `address`; `host` (Host header, SNI, cert) is unchanged.
+    With a `clock`, its socket (TLS-wrapped or not) is shut down at the total deadline."""
 
     class PinnedConnection(base):  # type: ignore[valid-type,misc]
         def _new_conn(self) -> socket.socket:
+            if clock is not None:
+                clock.check()
             name: str = self._dns_host  # type: ignore[has-type]
             self._dns_host = address
             try:
                 sock: socket.socket = super()._new_conn()
             finally:
                 self._dns_host = name
+            if clock is not None:
+                clock.watch_socket(sock)
             return sock
 
     PinnedConnection.__name__ = f"Pinned{base.__name__}"
@@ -80,13 +95,23 @@ def _pinned_connection(base: type[HTTPConnection], address: str) -> type[HTTPCon
 class PinnedPoolManager(urllib3.PoolManager):
     """A urllib3 pool manager for one origin whose connections all go to one checked address."""
 
-    def __init__(self, scheme: str, host: str, port: int, address: str, **kw: Any) -> None:
-        kw.setdefault("timeout", urllib3.Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT))
+    def __init__(
+        self,
+        scheme: str,
+        host: str,
+        port: int,
+        address: str,
+        clock: FetchClock | None = None,
+        **kw: Any,
+    ) -> None:
+        limits = clock.deadlines if clock is not None else FetchDeadlines()
+        kw.setdefault("timeout", urllib3.Timeout(connect=limits.connect, read=limits.idle))
         kw.setdefault("retries", urllib3.Retry(total=5, connect=0, read=0, redirect=5))
         kw.setdefault("headers", {"User-agent": USER_AGENT})
         super().__init__(**kw)
         self.origin = (scheme.lower(), host.lower(), port)
         self.address = address
+        self.clock = clock
 
     def _new_pool(
         self,
@@ -104,14 +129,85 @@ class PinnedPoolManager(urllib3.PoolManager):
         base = pool.ConnectionCls
         if not issubclass(base, HTTPConnection):  # pragma: no cover - urllib3's own classes are
             raise TypeError(f"cannot pin {base!r}")
-        pool.ConnectionCls = _pinned_connection(base, self.address)
+        pool.ConnectionCls = _pinned_connection(base, self.address, self.clock)
         return pool
 
 
-class ClosingSSHGitClient(SSHGitClient):
-    """dulwich's ssh client, whose ssh processes are closed (pipes closed, process waited for)
-    when a fetch ends, also when the remote hangs up before the exchange starts (unknown
-    repository, refused host key): dulwich leaves those to the garbage collector."""
+class DeadlineTCPGitClient(TCPGitClient):
+    """git:// to one checked address, each socket bounded by the fetch's clock (dulwich's
+    `TCPGitClient` connects and reads without any timeout)."""
+
+    def __init__(self, address: str, port: int, clock: FetchClock) -> None:
+        super().__init__(address, port)
+        self._clock = clock
+
+    def _connect(
+        self, cmd: bytes, path: str | bytes, protocol_version: int | None = None
+    ) -> tuple[Protocol, Callable[[], bool], IO[bytes] | None]:
+        if isinstance(path, str):
+            path = path.encode(self._remote_path_encoding)
+        sock = connect_socket(self._host, self._port, self._clock)
+        rfile = sock.makefile("rb", -1)
+        wfile = sock.makefile("wb", 0)
+
+        def close() -> None:
+            rfile.close()
+            wfile.close()
+            sock.close()
+
+        def shutdown_write() -> None:
+            wfile.flush()
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_WR)
+
+        proto = Protocol(
+            rfile.read,
+            wfile.write,
+            close,
+            report_activity=self._report_activity,
+            shutdown_write=shutdown_write,
+        )
+        if path.startswith(b"/~"):
+            path = path[1:]
+        fetching = cmd == b"upload-pack"
+        self.protocol_version = (
+            (protocol_version or DEFAULT_GIT_PROTOCOL_VERSION_FETCH) if fetching else 0
+        )
+        # protocol v2 is asked for after two NULs, where old daemons do not look
+        extra = b"\0\0version=2\0" if fetching and self.protocol_version == 2 else b""
+        proto.send_cmd(b"git-" + cmd, path, b"host=" + self._host.encode("ascii") + extra)
+
+        def can_read() -> bool:
+            return _readable(sock)
+
+        return proto, can_read, None
+
+
+def _readable(sock: socket.socket) -> bool:
+    return bool(select.select([sock], [], [], 0)[0])
+
+
+class DeadlineSSHVendor(SubprocessSSHVendor):
+    """dulwich's ssh vendor whose processes are killed at the fetch's total deadline."""
+
+    def __init__(self, clock: FetchClock | None) -> None:
+        super().__init__()
+        self._clock = clock
+
+    def run_command(self, *args: Any, **kwargs: Any) -> Any:
+        if self._clock is not None:
+            self._clock.check()
+        wrapper = super().run_command(*args, **kwargs)
+        proc: subprocess.Popen[bytes] = wrapper.proc
+        if self._clock is not None:
+            self._clock.on_expiry(proc.kill)
+        return wrapper
+
+
+class _ClosesProtocols(GitClient):
+    """A client whose connections are closed (sockets closed, ssh processes waited for) when a
+    fetch ends, also when it fails before the exchange starts (unknown repository, refused
+    host key, a deadline): dulwich leaves those to the garbage collector."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -120,16 +216,25 @@ class ClosingSSHGitClient(SSHGitClient):
     def _connect(
         self, cmd: bytes, path: str | bytes, protocol_version: int | None = None
     ) -> tuple[Protocol, Callable[[], bool], IO[bytes] | None]:
-        connection = super()._connect(cmd, path, protocol_version)
+        connection = super()._connect(cmd, path, protocol_version)  # type: ignore[misc]
         self._opened.append(connection[0])
-        return connection
+        return connection  # type: ignore[no-any-return]
 
     def fetch_pack(self, *args: Any, **kwargs: Any) -> FetchPackResult:
         try:
             return super().fetch_pack(*args, **kwargs)
         finally:
             while self._opened:
-                self._opened.pop().close()  # idempotent after dulwich's own close
+                with suppress(OSError):
+                    self._opened.pop().close()  # idempotent after dulwich's own close
+
+
+class ClosingSSHGitClient(_ClosesProtocols, SSHGitClient):
+    """dulwich's ssh client whose ssh processes are always closed (`_ClosesProtocols`)."""
+
+
+class ClosingTCPGitClient(_ClosesProtocols, DeadlineTCPGitClient):
+    """git:// under the deadlines, its sockets always closed (`_ClosesProtocols`)."""
 
 
 def pinned_client(
@@ -137,15 +242,20 @@ def pinned_client(
     address: str,
     credential: Credential | None = None,
     ca_file: Path | None = None,
+    clock: FetchClock | None = None,
 ) -> tuple[GitClient, str]:
     """A dulwich client for `remote` that connects to `address`, and the path to fetch.
-    https trusts the authorities of `ca_file` (PEM) if given, else the system's."""
+    https trusts the authorities of `ca_file` (PEM) if given, else the system's. The client's
+    connections obey `clock`'s deadlines (None: the default deadlines, not started)."""
+    clock = clock or FetchClock(FetchDeadlines())
     if remote.host is None or remote.port is None:
         raise ValueError("a local path has no network client")
     if remote.scheme in ("http", "https"):
         parts = urlsplit(remote.url)
         tls: dict[str, Any] = {"ca_certs": str(ca_file)} if ca_file is not None else {}
-        manager = PinnedPoolManager(remote.scheme, remote.host, remote.port, address, **tls)
+        manager = PinnedPoolManager(
+            remote.scheme, remote.host, remote.port, address, clock=clock, **tls
+        )
         client = Urllib3HttpGitClient(
             remote.url,
             pool_manager=manager,
@@ -155,14 +265,20 @@ def pinned_client(
         return client, parts.path
     _, path = get_transport_and_path(remote.url)  # only for dulwich's reading of the path
     if remote.scheme == "git":
-        return TCPGitClient(address, remote.port), path
+        return ClosingTCPGitClient(address, remote.port, clock), path
     if remote.scheme == "ssh":
-        command = shlex.join(["ssh", "-o", f"HostKeyAlias={remote.host}", "-o", "BatchMode=yes"])
+        limits = clock.deadlines
+        alive = max(1, int(limits.idle / 3))
+        command = shlex.join(
+            ["ssh", "-o", f"HostKeyAlias={remote.host}", "-o", "BatchMode=yes",
+             "-o", f"ConnectTimeout={max(1, int(limits.connect))}",
+             "-o", f"ServerAliveInterval={alive}", "-o", "ServerAliveCountMax=3"]
+        )  # fmt: skip
         client_ssh = ClosingSSHGitClient(
             address,
             port=remote.port,
             username=remote.username,
-            vendor=SubprocessSSHVendor(),
+            vendor=DeadlineSSHVendor(clock),
             ssh_command=command,
         )
         return client_ssh, path

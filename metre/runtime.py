@@ -33,6 +33,7 @@ from ingest import outage
 from ingest.bus import Bus, BusError, InMemoryBus
 from ingest.buswatch import BusWatch
 from ingest.credentials import CredentialsError, load_credentials
+from ingest.deadlines import FetchDeadlines
 from ingest.heal import Healed, heal
 from ingest.mirror import FetchAccess
 from ingest.poller import Poller, PollerConfig
@@ -214,8 +215,16 @@ def fetch_access(settings: Settings) -> FetchAccess:
             credentials = load_credentials(settings.credentials_file)
         except CredentialsError as exc:
             raise ConfigurationError(str(exc)) from None
+    deadlines = FetchDeadlines(
+        connect=settings.fetch_connect_timeout,
+        idle=settings.fetch_idle_timeout,
+        total=settings.fetch_timeout,
+    )
     return FetchAccess(
-        policy=settings.url_policy, credentials=credentials, ca_file=settings.ca_file
+        policy=settings.url_policy,
+        credentials=credentials,
+        ca_file=settings.ca_file,
+        deadlines=deadlines,
     )
 
 
@@ -228,6 +237,7 @@ def make_poller(settings: Settings, bus: Bus, store: PgStore) -> Poller:
         workers=settings.ingest_workers,
         retry_cap=settings.retry_cap,
         give_up_after=settings.give_up_after,
+        concurrency=settings.poll_concurrency,
     )
     return Poller(bus, store, config)
 

@@ -264,3 +264,32 @@ class Settings(BaseSettings):
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}.{name}"
+
+    # --- remote-safety ---
+    fetch_connect_timeout: float = Field(
+        default=20.0,
+        gt=0,
+        le=3600,
+        description="Seconds a fetch waits for a TCP connection to a remote (ssh: "
+        "ConnectTimeout, banner exchange included).",
+    )
+    fetch_idle_timeout: float = Field(
+        default=120.0,
+        gt=0,
+        le=86_400,
+        description="Seconds a fetch waits for the next byte from a remote before failing "
+        "(ssh: keep-alives every third of it, 3 missed answers fail).",
+    )
+    fetch_timeout: float = Field(
+        default=1800.0,
+        gt=0,
+        le=604_800,
+        description="Seconds one fetch from a remote may take in all; then its connections "
+        "are closed and the repository fails with a message naming this setting.",
+    )
+    poll_concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=256,
+        description="Repositories one poller polls at once (a slow remote holds one of them).",
+    )

@@ -120,6 +120,8 @@ class RepoRow:
     """Whether a push-webhook secret is set (the secret itself is never read into a row)."""
     lagging_reason: str | None = None
     """Why the stored head is not applied yet, past the freshness bound (None: it is)."""
+    url_policy: str | None = None
+    """The URL policy decided at registration, as JSON (`UrlPolicy.to_json`); None: older row."""
 
 
 _REPO_COLUMNS = """
@@ -130,6 +132,9 @@ _REPO_COLUMNS = """
     r.mailmap_sha, r.paused_at, r.failing_since,
     r.webhook_secret IS NOT NULL AS webhook, r.lagging_reason
 """
+
+
+_REPO_COLUMNS += ", r.url_policy::text AS url_policy\n"  # remote-safety (migration 0015)
 
 
 def _repo(rec: asyncpg.Record) -> RepoRow:
@@ -356,11 +361,18 @@ class PgStore:
 
     # -- the repository registry ------------------------------------------------------------
 
-    async def add_repo(self, url: str, branch: str | None) -> RepoRow:
-        """Register a repository, due for polling now; `RepoExists` if the URL is taken."""
+    async def add_repo(
+        self, url: str, branch: str | None, url_policy: str | None = None
+    ) -> RepoRow:
+        """Register a repository, due for polling now; `RepoExists` if the URL is taken.
+        `url_policy` (JSON) is the policy it was admitted under, which pollers then apply."""
         try:
             rid = await self._pool.fetchval(
-                "INSERT INTO repos (url, branch) VALUES ($1, $2) RETURNING id", url, branch
+                "INSERT INTO repos (url, branch, url_policy) VALUES ($1, $2, $3::jsonb) "
+                "RETURNING id",
+                url,
+                branch,
+                url_policy,
             )
         except asyncpg.UniqueViolationError as exc:
             raise RepoExists(url) from exc

@@ -74,7 +74,8 @@ async def add_repo(body: RepoIn, store: StoreDep, settings: SettingsDep) -> Orjs
     except InvalidRepositoryURL as exc:
         raise HTTPException(422, str(exc)) from exc
     try:
-        row = await store.add_repo(url, body.branch)
+        # The decision is stored with the repository: pollers apply it, not their own settings.
+        row = await store.add_repo(url, body.branch, policy.to_json())
     except RepoExists as exc:
         raise HTTPException(409, f"repository {url} is already registered") from exc
     if body.webhook_secret is not None:

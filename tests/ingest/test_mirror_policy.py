@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import base64
 import logging
+import shutil
+import ssl
+import subprocess
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +36,7 @@ from processors.store import PgStore
 from tests.fixtures.gitrepo import GitRepoBuilder, run_git
 
 LOOPBACK = UrlPolicy(frozenset({"http"}), allow_private_hosts=True)
+LOOPBACK_TLS = UrlPolicy(frozenset({"https", "http"}), allow_private_hosts=True)
 SECRET = "s3cr3t-Tok3n-9f8e7d"
 BASIC = base64.b64encode(f"metre-bot:{SECRET}".encode()).decode()
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -52,13 +56,32 @@ class GitServer:
     """Expected Authorization header value; None: open."""
     redirects: dict[str, str] = field(default_factory=dict)
     """Path prefix -> URL prefix: such requests get a 302 to the URL prefix + the rest."""
+    scheme: str = "http"
+    ca_file: Path | None = None
+    """The certificate an https server presents (its own CA)."""
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
+        return f"{self.scheme}://127.0.0.1:{self.port}/"
 
 
-def _serve(repo_path: Path) -> Iterator[GitServer]:
+def _certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for the address 127.0.0.1 (its own CA) and its key."""
+    if shutil.which("openssl") is None:  # pragma: no cover
+        pytest.skip("no openssl")
+    cert, key = directory / "loopback.crt", directory / "loopback.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-addext", "basicConstraints=critical,CA:TRUE",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def _serve(repo_path: Path, tls: tuple[Path, Path] | None = None) -> Iterator[GitServer]:
     repo = Repo(str(repo_path))
     repos: dict[str, BackendRepo] = {"/": repo}
     git_app = make_wsgi_chain(DictBackend(repos))
@@ -86,6 +109,11 @@ def _serve(repo_path: Path) -> Iterator[GitServer]:
 
     server = make_server("127.0.0.1", 0, app, WSGIServer, handler_class=_Quiet)
     state.port = server.server_port
+    if tls is not None:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*tls)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
+        state.scheme, state.ca_file = "https", tls[0]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -108,6 +136,11 @@ def source(tmp_path: Path) -> GitRepoBuilder:
 @pytest.fixture
 def server(source: GitRepoBuilder) -> Iterator[GitServer]:
     yield from _serve(source.path)
+
+
+@pytest.fixture
+def https_server(source: GitRepoBuilder, tmp_path: Path) -> Iterator[GitServer]:
+    yield from _serve(source.path, _certificate(tmp_path))
 
 
 @pytest.fixture
@@ -186,19 +219,31 @@ def test_redirect_within_the_origin_is_followed(
 
 
 def test_credentials_are_used_and_never_leak(
-    server: GitServer, source: GitRepoBuilder, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    https_server: GitServer,
+    source: GitRepoBuilder,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    server = https_server
     caplog.set_level(logging.DEBUG)
     for name in ("dulwich", "urllib3", "ingest"):
         logging.getLogger(name).setLevel(logging.DEBUG)
     server.require = f"Basic {BASIC}"
+    origin = f"127.0.0.1:{server.port}"
+    plain = FetchAccess(LOOPBACK_TLS, ca_file=server.ca_file)
     with pytest.raises(RepositoryError, match="asks for credentials") as no_creds:
-        open_mirror(tmp_path / "m", 1, server.url, FetchAccess(LOOPBACK))
-    good = FetchAccess(LOOPBACK, credentials={"127.0.0.1": Credential("metre-bot", SECRET)})
+        open_mirror(tmp_path / "m", 1, server.url, plain)
+    good = FetchAccess(
+        LOOPBACK_TLS, credentials={origin: Credential("metre-bot", SECRET)}, ca_file=server.ca_file
+    )
     mirror = open_mirror(tmp_path / "m", 2, server.url, good)
     assert resolve_head(mirror, None) == source.head()
     assert f"Basic {BASIC}" in server.auths  # the credential really was sent
-    wrong = FetchAccess(LOOPBACK, credentials={"127.0.0.1": Credential("metre-bot", SECRET[:-1])})
+    wrong = FetchAccess(
+        LOOPBACK_TLS,
+        credentials={origin: Credential("metre-bot", SECRET[:-1])},
+        ca_file=server.ca_file,
+    )
     with pytest.raises(RepositoryError, match="asks for credentials") as bad_creds:
         open_mirror(tmp_path / "m", 3, server.url, wrong)
     texts = [caplog.text, str(no_creds.value), str(bad_creds.value), repr(good)]
@@ -209,19 +254,52 @@ def test_credentials_are_used_and_never_leak(
         assert BASIC not in text
 
 
+def test_credentials_go_only_over_tls(server: GitServer, tmp_path: Path) -> None:
+    """A credential keyed by host (or host:port) is never sent over plain http."""
+    server.require = f"Basic {BASIC}"
+    cred = Credential("metre-bot", SECRET)
+    for n, key in enumerate(("127.0.0.1", f"127.0.0.1:{server.port}")):
+        access = FetchAccess(LOOPBACK_TLS, credentials={key: cred})
+        with pytest.raises(RepositoryError, match="asks for credentials"):
+            open_mirror(tmp_path / "m", n + 1, server.url, access)
+    assert server.auths
+    assert all(a is None for a in server.auths)
+
+
+def test_credentials_go_only_to_the_configured_port(
+    https_server: GitServer, tmp_path: Path
+) -> None:
+    """A bare host key means https on port 443; another port of the host gets nothing."""
+    server = https_server
+    server.require = f"Basic {BASIC}"
+    access = FetchAccess(
+        LOOPBACK_TLS,
+        credentials={
+            "127.0.0.1": Credential("metre-bot", SECRET),
+            f"127.0.0.1:{server.port + 1}": Credential("metre-bot", SECRET),
+        },
+        ca_file=server.ca_file,
+    )
+    with pytest.raises(RepositoryError, match="asks for credentials"):
+        open_mirror(tmp_path / "m", 1, server.url, access)
+    assert server.auths
+    assert all(a is None for a in server.auths)
+
+
 async def test_credentials_never_reach_the_registry_or_the_api(
-    server: GitServer,
+    https_server: GitServer,
     source: GitRepoBuilder,
     tmp_path: Path,
     store: PgStore,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    server = https_server
     caplog.set_level(logging.DEBUG)
     for name in ("dulwich", "urllib3", "ingest", "api", "processors"):
         logging.getLogger(name).setLevel(logging.DEBUG)
     server.require = f"Basic {BASIC}"
     settings = Settings(
-        data_dir=tmp_path / "data", allowed_schemes="http", allow_private_hosts=True
+        data_dir=tmp_path / "data", allowed_schemes="https", allow_private_hosts=True
     )
     app = create_app(settings, store)
     transport = httpx.ASGITransport(app=app)
@@ -241,7 +319,7 @@ async def test_credentials_never_reach_the_registry_or_the_api(
             PollerConfig(
                 mirrors_dir=tmp_path / "m",
                 topic="commits",
-                access=FetchAccess(LOOPBACK, credentials=creds),
+                access=FetchAccess(LOOPBACK_TLS, credentials=creds, ca_file=server.ca_file),
             ),
         )
         await poller.bus.start()
@@ -281,3 +359,42 @@ def test_submodules_are_never_fetched(tmp_path: Path) -> None:
         assert not repo.object_store.contains_loose(ObjectID(sub_head.encode()))
         assert not repo.object_store.contains_packed(ObjectID(sub_head.encode()))
     assert not (mirror / "modules").exists()
+
+
+async def test_pollers_apply_the_policy_decided_at_registration(
+    server: GitServer, source: GitRepoBuilder, tmp_path: Path, store: PgStore
+) -> None:
+    """The API admits an http:// loopback remote (its settings allow it); a poller whose own
+    settings are the defaults (https, public hosts) fetches it under the stored decision. A
+    row without a stored decision (registered before migration 0015) gets the poller's own
+    policy, and the refusal names the setting."""
+    settings = Settings(
+        data_dir=tmp_path / "data", allowed_schemes="http", allow_private_hosts=True
+    )
+    transport = httpx.ASGITransport(app=create_app(settings, store))
+    async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
+        r = await client.post("/api/v1/repos", json={"url": server.url})
+        assert r.status_code == 201, r.text
+    admitted = r.json()["id"]
+    legacy = (await store.add_repo(server.url + "legacy", None)).id
+    strict = Settings(data_dir=tmp_path / "poller")  # METRE_ALLOWED_SCHEMES=https, no private
+    poller = Poller(
+        InMemoryBus(),
+        store,
+        PollerConfig(
+            mirrors_dir=tmp_path / "m", topic="commits", access=FetchAccess(strict.url_policy)
+        ),
+    )
+    await poller.bus.start()
+    await poller.bus.ensure_topics(["commits"])
+    for _ in range(2):
+        row = await store.claim_due_repo(60.0)
+        assert row is not None
+        await poller.poll(row)
+    await poller.bus.stop()
+    done, old = await store.get_repo(admitted), await store.get_repo(legacy)
+    assert done is not None
+    assert (done.state, done.error, done.head) == ("idle", None, source.head())
+    assert old is not None
+    assert old.state == "failed"
+    assert "METRE_ALLOWED_SCHEMES" in str(old.error)

@@ -73,7 +73,7 @@ def test_refused_urls(url: str, policy: UrlPolicy, message: str) -> None:
 
 def test_accepted_urls_by_scheme() -> None:
     assert parse_remote("https://Example.org/a.git", DEFAULT) == Remote(
-        "https", "https://Example.org/a.git", host="example.org", port=443
+        "https", "https://example.org/a.git", host="example.org", port=443
     )
     assert parse_remote("http://example.org:8080/a", EVERYTHING).port == 8080
     assert parse_remote("git://example.org/a", EVERYTHING).port == 9418
@@ -216,3 +216,144 @@ def test_credentials_never_show_their_secret() -> None:
         with pytest.raises(CredentialsError, match=message) as info:
             parse_credentials(bad)
         assert "s3cr3t" not in str(info.value)
+
+
+# ----------------------------------------------------------------- IPv6 forms embedding IPv4
+
+
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("64:ff9b::10.0.0.1", "private (RFC 1918), embedded IPv4 10.0.0.1"),  # NAT64
+        ("64:ff9b::7f00:1", "loopback, embedded IPv4 127.0.0.1"),
+        ("64:ff9b::a9fe:a9fe", "link-local, embedded IPv4 169.254.169.254"),
+        ("64:ff9b:1::a00:1", "embedded IPv4 10.0.0.1"),  # local-use NAT64, /96 reading
+        ("64:ff9b:1:a00:1::", "embedded IPv4"),  # ... 10.0.1.0 at the /48 position (RFC 6052)
+        ("64:ff9b:1::808:808", "embedded IPv4"),  # 8.8.8.8 at /96, but 0.0.0.8 at /64
+        ("::ffff:0:127.0.0.1", "loopback, embedded IPv4 127.0.0.1"),  # IPv4-translated (SIIT)
+        ("::ffff:0:a00:1", "private (RFC 1918), embedded IPv4 10.0.0.1"),
+        ("::ffff:10.0.0.1", "embedded IPv4 10.0.0.1"),  # IPv4-mapped
+        ("2002:7f00:1::1", "loopback, embedded IPv4 127.0.0.1"),  # 6to4
+        ("2001:0:4136:e378:8000:63bf:f5ff:fffe", "embedded IPv4 10.0.0.1"),  # Teredo client
+        ("2001:0:a00:1::1", "embedded IPv4 10.0.0.1"),  # Teredo server
+    ],
+)
+def test_ipv6_forms_are_judged_by_their_embedded_ipv4(address: str, reason: str) -> None:
+    refusal = address_refusal(address)
+    assert refusal is not None
+    assert reason in refusal
+
+
+@pytest.mark.parametrize("address", ["64:ff9b::8.8.8.8", "::ffff:0:8.8.8.8", "2002:808:808::1"])
+def test_ipv6_forms_embedding_a_public_ipv4_pass(address: str) -> None:
+    assert address_refusal(address) is None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://[64:ff9b::10.0.0.1]/r",
+        "https://[64:ff9b:1::a00:1]/r",
+        "https://[::ffff:0:127.0.0.1]/r",
+    ],
+)
+def test_embedded_ipv4_literals_refused_at_registration(url: str) -> None:
+    with pytest.raises(InvalidRepositoryURL, match="embedded IPv4") as info:
+        pinned_address(parse_remote(url, DEFAULT), DEFAULT, resolver({}))
+    assert "METRE_ALLOW_PRIVATE_HOSTS" in str(info.value)
+
+
+def test_embedded_ipv4_in_dns_answers_refused() -> None:
+    """At connect time too: a name whose AAAA answer is a NAT64 form of a private address."""
+    resolve = resolver({"git.example.test": ["64:ff9b::a00:1"]})
+    remote = parse_remote("https://git.example.test/r", DEFAULT)
+    with pytest.raises(InvalidRepositoryURL, match=r"resolves to 64:ff9b::a00:1 .*10\.0\.0\.1"):
+        pinned_address(remote, DEFAULT, resolve)
+
+
+# ------------------------------------------------------------------------- canonical identity
+
+
+@pytest.mark.parametrize(
+    ("spellings", "canonical"),
+    [
+        (
+            ["https://Git.Example.ORG/team/r", "https://git.example.org./team/r/",
+             "https://git.example.org:443/team/r//"],
+            "https://git.example.org/team/r",
+        ),
+        (["http://example.org:80/r", "http://EXAMPLE.org/r/"], "http://example.org/r"),
+        (["http://example.org:8080/r/"], "http://example.org:8080/r"),
+        (["git://example.org:9418/r", "git://example.org./r"], "git://example.org/r"),
+        (["ssh://git@Example.org:22/r/", "ssh://git@example.org./r"], "ssh://git@example.org/r"),
+        (["git@Example.org.:team/r/", "git@example.org:team/r"], "git@example.org:team/r"),
+        (["https://[2001:DB8::1]:443/r"], "https://[2001:db8::1]/r"),
+    ],
+)  # fmt: skip
+def test_one_spelling_per_remote(spellings: list[str], canonical: str) -> None:
+    assert {parse_remote(u, EVERYTHING).url for u in spellings} == {canonical}
+
+
+def test_fragments_refused() -> None:
+    with pytest.raises(InvalidRepositoryURL, match="fragment"):
+        parse_remote("https://example.org/r#main", DEFAULT)
+
+
+# ------------------------------------------------------------------ messages name the setting
+
+
+@pytest.mark.parametrize("url", ["javascript:alert(1)", "mailto:someone", "data:text/html,x"])
+def test_uri_of_another_scheme_is_named_by_its_scheme(url: str) -> None:
+    scheme = url.split(":", 1)[0]
+    with pytest.raises(InvalidRepositoryURL, match=f"unsupported URL scheme '{scheme}'"):
+        parse_remote(url, EVERYTHING)
+
+
+def test_refused_local_path_names_the_setting() -> None:
+    for url in ("/srv/x.git", "file:///srv/x.git"):
+        with pytest.raises(InvalidRepositoryURL, match="METRE_ALLOW_LOCAL_PATHS"):
+            parse_remote(url, DEFAULT)
+
+
+def test_refused_scheme_names_the_setting() -> None:
+    with pytest.raises(InvalidRepositoryURL, match="METRE_ALLOWED_SCHEMES"):
+        parse_remote("git://example.org/r", DEFAULT)
+
+
+def test_credentials_only_for_https_and_the_configured_origin() -> None:
+    table = parse_credentials(
+        {
+            "git.example.test": {"username": "host", "token": "t-host"},
+            "git.example.test:8443": {"username": "port", "token": "t-port"},
+            "https://git.example.test/team/": {"username": "team", "token": "t-team"},
+        }
+    )
+    who = {
+        url: (c.username if (c := credential_for(table, url)) else None)
+        for url in (
+            "http://git.example.test/team/x.git",  # plain http: never
+            "http://git.example.test:8443/x.git",
+            "https://git.example.test:444/x.git",  # another port of the host
+            "https://git.example.test:8443/team/x.git",  # a prefix names port 443 only
+            "https://git.example.test./team/x.git",  # the same origin spelled with a dot
+            "https://git.example.test:443/other.git",
+        )
+    }
+    assert who == {
+        "http://git.example.test/team/x.git": None,
+        "http://git.example.test:8443/x.git": None,
+        "https://git.example.test:444/x.git": None,
+        "https://git.example.test:8443/team/x.git": "port",
+        "https://git.example.test./team/x.git": "team",
+        "https://git.example.test:443/other.git": "host",
+    }
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [("http://git.example.test/", "https only"), ("ssh://git.example.test/", "https only"),
+     ("git.example.test:99999", "not a host")],
+)  # fmt: skip
+def test_credential_keys_that_could_leak_are_refused(key: str, message: str) -> None:
+    with pytest.raises(CredentialsError, match=message):
+        parse_credentials({key: {"username": "u", "token": "t"}})
