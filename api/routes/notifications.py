@@ -76,6 +76,51 @@ class RuleOut(BaseModel):
     created_at: str
 
 
+class TargetList(BaseModel):
+    targets: list[TargetOut]
+
+
+class RuleList(BaseModel):
+    rules: list[RuleOut]
+
+
+class AlertOut(BaseModel):
+    id: int
+    rule_id: int
+    target_id: int
+    repo_id: int | None
+    kind: str
+    resolved: bool = Field(description="The condition ended (a recovery), not started")
+    message: str
+    raised_at: str
+    delivery_id: int | None = Field(description="The digest that carried it; null: waiting")
+
+
+class AlertList(BaseModel):
+    alerts: list[AlertOut]
+
+
+class DeliveryOut(BaseModel):
+    id: int
+    target_id: int
+    status: Literal["pending", "delivered", "failed"]
+    alerts: int
+    attempts: int
+    next_attempt_at: str | None = Field(description="While pending: when it is tried next")
+    last_error: str | None
+    created_at: str
+    delivered_at: str | None
+
+
+class DeliveryList(BaseModel):
+    deliveries: list[DeliveryOut]
+
+
+_NOT_JSON: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "The body is not valid JSON"}
+}
+
+
 def _notes(store: Any) -> NotifyStore:
     return NotifyStore(store.pool)
 
@@ -88,7 +133,7 @@ def _resolve(host: str, port: int) -> list[str]:
     "/targets",
     status_code=201,
     summary="Add a delivery target (Slack, Mattermost or a JSON webhook)",
-    responses={201: {"model": TargetOut}, **_ERRORS},
+    responses={201: {"model": TargetOut}, **_NOT_JSON, **_ERRORS},
 )
 async def add_target(body: TargetIn, store: StoreDep, settings: SettingsDep) -> OrjsonResponse:
     policy = settings.url_policy
@@ -100,7 +145,7 @@ async def add_target(body: TargetIn, store: StoreDep, settings: SettingsDep) -> 
     return OrjsonResponse(await _notes(store).add_target(body.kind, body.url, body.name), 201)
 
 
-@router.get("/targets", summary="Delivery targets", responses={200: {"model": list[TargetOut]}})
+@router.get("/targets", summary="Delivery targets", responses={200: {"model": TargetList}})
 async def targets(store: StoreDep) -> OrjsonResponse:
     return OrjsonResponse({"targets": await _notes(store).list_targets()})
 
@@ -121,7 +166,7 @@ async def delete_target(target_id: Id, store: StoreDep) -> Response:
     "/rules",
     status_code=201,
     summary="Add a rule: what to watch, and which target hears of it",
-    responses={201: {"model": RuleOut}, **_ERRORS},
+    responses={201: {"model": RuleOut}, **_NOT_JSON, **_ERRORS},
 )
 async def add_rule(body: RuleIn, store: StoreDep) -> OrjsonResponse:
     if body.repo_id is not None:
@@ -137,7 +182,7 @@ async def add_rule(body: RuleIn, store: StoreDep) -> OrjsonResponse:
     return OrjsonResponse(rule, 201)
 
 
-@router.get("/rules", summary="Notification rules", responses={200: {"model": list[RuleOut]}})
+@router.get("/rules", summary="Notification rules", responses={200: {"model": RuleList}})
 async def rules(store: StoreDep) -> OrjsonResponse:
     return OrjsonResponse({"rules": await _notes(store).list_rules()})
 
@@ -149,7 +194,11 @@ async def delete_rule(rule_id: Id, store: StoreDep) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/alerts", summary="Alerts raised, newest first, with the digest that carried each")
+@router.get(
+    "/alerts",
+    summary="Alerts raised, newest first, with the digest that carried each",
+    responses={200: {"model": AlertList}},
+)
 async def alerts(store: StoreDep, limit: Limit = 100) -> OrjsonResponse:
     return OrjsonResponse({"alerts": await _notes(store).list_alerts(limit)})
 
@@ -157,6 +206,7 @@ async def alerts(store: StoreDep, limit: Limit = 100) -> OrjsonResponse:
 @router.get(
     "/deliveries",
     summary="Digests sent or being retried: status, attempts, the last error",
+    responses={200: {"model": DeliveryList}},
 )
 async def deliveries(store: StoreDep, limit: Limit = 100) -> OrjsonResponse:
     return OrjsonResponse({"deliveries": await _notes(store).list_deliveries(limit)})
