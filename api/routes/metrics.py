@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from api.deps import StoreDep
+from api.paging import PageLimit, PageOffset, page
 from api.provenance import serve
 from api.routes.repos import _ERRORS, RepoId
 from api.schemas import ActivityOut, AuthorsOut, Granularity
@@ -100,10 +101,14 @@ async def authors(
     preset: PresetQ = None,
     merges: MergesQ = None,
     empty: EmptyQ = None,
+    limit: PageLimit = None,
+    offset: PageOffset = 0,
 ) -> Response:
     policy = policy_of(preset, merges, empty)
+    params = {**policy.params(), "limit": limit, "offset": offset}
 
     async def compute(ids: list[int]) -> dict[str, Any]:
-        return {"repo_id": repo_id, "authors": await reads.authors(store, ids, policy)}
+        rows = await reads.authors(store, ids, policy)
+        return {"repo_id": repo_id, "authors": page(rows, limit, offset), "total": len(rows)}
 
-    return await serve(request, store, "authors", policy.params(), compute, repo_id=repo_id)
+    return await serve(request, store, "authors", params, compute, repo_id=repo_id)

@@ -13,7 +13,7 @@ from datetime import UTC
 
 from ingest.events import CommitEvent
 from processors.metrics import Delta, Rows
-from processors.metrics.catalogue import Entry
+from processors.metrics.catalogue import Entry, Param
 from processors.metrics.policy import kind, params
 from processors.metrics.table import Column, Extreme, MetricTable
 
@@ -75,6 +75,10 @@ ENTRIES = (
         "commits; lines; timestamps",
         version=2,
         tables=(TABLE,),
-        params=(*params(),),
+        params=(
+            *params(),
+            Param("limit", "integer", None, "page size (1 to 1000); every author if omitted"),
+            Param("offset", "integer", 0, "authors skipped"),
+        ),
     ),
 )
