@@ -8,6 +8,7 @@ a criss-cross and an octopus. Real poller, processor, PostgreSQL."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -267,3 +268,23 @@ async def test_policy_errors_etags_and_catalogue(metre_api: MetreApi, policy_rep
         want = "exclude" if metric == "commit-size" else "include"
         assert params["merges"]["default"] == want
         assert entries[metric]["version"] == 2
+
+
+async def test_from_and_to_cut_periods_by_day(metre_api: MetreApi, policy_repo: Path) -> None:
+    """Documented: `from`/`to` select UTC days; an edge period keeps its name (its first day,
+    which may lie outside the range) and holds only the days inside the range."""
+    rid = await metre_api.ingest(policy_repo)
+    shas = policy_shas(policy_repo, "include", "include")
+    days = expected_activity(policy_repo, shas)
+    lo, hi = date(2024, 1, 10), date(2024, 2, 7)  # a Wednesday, a Wednesday
+    inside = {d: row for d, row in days.items() if lo <= d <= hi}
+    for granularity in ("week", "month"):
+        r = await metre_api.client.get(
+            f"/api/v1/repos/{rid}/metrics/activity",
+            params={"granularity": granularity, "from": lo.isoformat(), "to": hi.isoformat()},
+        )
+        series = r.json()["series"]
+        assert series == rollup(inside, granularity), granularity
+    assert series[0]["period"] == "2024-01-01"  # named by the month's first day, cut at the 10th
+    whole_january = rollup({d: v for d, v in days.items() if d.month == 1}, "month")[0]
+    assert series[0]["commits"] < whole_january["commits"]
