@@ -67,6 +67,9 @@ class RepoOut(BaseModel):
 
 class RepoList(BaseModel):
     repos: list[RepoOut]
+    total: int = Field(description="Repositories registered (every page)")
+    limit: int | None = Field(description="Page size asked for (null: every row)")
+    offset: int
 
 
 class PollAccepted(BaseModel):
@@ -152,6 +155,7 @@ class AuthorOut(BaseModel):
 class AuthorsOut(BaseModel):
     repo_id: int
     authors: list[AuthorOut]
+    total: int = Field(description="Authors counted by the policy (every page)")
     provenance: Provenance
 
 

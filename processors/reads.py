@@ -2,17 +2,19 @@
 
 Every read takes a list of repository ids and sums over them, so one function serves both a
 repository's endpoint and the organisation-wide form. Derivations (percentiles, contributor
-series) are pure functions in processors/metrics/*; these only fetch their inputs.
+series) are pure functions in processors/metrics/*; these only fetch their inputs. Reads of the
+per-commit tables take the commit kinds their policy counts (processors/metrics/policy.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from processors.metrics.contributors import period_start
+from processors.metrics.policy import Policy
 from processors.store import PgStore
 
 
@@ -39,9 +41,15 @@ async def stamps(store: PgStore, repo_ids: Sequence[int] | None) -> list[Stamp]:
 
 
 async def activity(
-    store: PgStore, repo_ids: Sequence[int], start: date | None, end: date | None, granularity: str
+    store: PgStore,
+    repo_ids: Sequence[int],
+    start: date | None,
+    end: date | None,
+    granularity: str,
+    policy: Policy = Policy(),  # noqa: B008 (frozen)
 ) -> list[dict[str, Any]]:
-    """Activity per period summed over `repo_ids` (as PgStore.activity for one repository)."""
+    """Activity per period summed over `repo_ids` and the kinds `policy` counts; `start` and
+    `end` bound days (inclusive), so a period at either end may be cut (docs/metrics.md)."""
     period_start(date(2000, 1, 1), granularity)  # validates the granularity
     recs = await store.pool.fetch(
         """
@@ -50,7 +58,7 @@ async def activity(
                sum(added)::bigint AS added, sum(removed)::bigint AS removed
         FROM activity_daily
         WHERE repo_id = ANY($1::bigint[]) AND ($2::date IS NULL OR day >= $2)
-              AND ($3::date IS NULL OR day <= $3)
+              AND ($3::date IS NULL OR day <= $3) AND kind = ANY($5::smallint[])
         GROUP BY 1 HAVING sum(commits) > 0
         ORDER BY 1
         """,
@@ -58,36 +66,86 @@ async def activity(
         start,
         end,
         granularity,
+        policy.kinds,
     )
     return [{**dict(r), "period": r["period"].isoformat()} for r in recs]
 
 
-async def author_days(store: PgStore, repo_ids: Sequence[int]) -> list[tuple[str, date]]:
-    """(lower-cased email, UTC day) with at least one commit, over `repo_ids`."""
+async def authors(
+    store: PgStore,
+    repo_ids: Sequence[int],
+    policy: Policy = Policy(),  # noqa: B008 (frozen)
+) -> list[dict[str, Any]]:
+    """Per author over `repo_ids` and the kinds `policy` counts: totals, first and last commit,
+    and the name of the latest (time, name); by commits descending, then email."""
+    recs = await store.pool.fetch(
+        """
+        SELECT email, sum(commits)::bigint AS commits, sum(added)::bigint AS added,
+               sum(removed)::bigint AS removed, min(first_commit_at) AS first_commit_at,
+               max(last_commit_at) AS last_commit_at,
+               (array_agg(name ORDER BY last_commit_at DESC, name COLLATE "C" DESC))[1] AS name
+        FROM author_totals
+        WHERE repo_id = ANY($1::bigint[]) AND kind = ANY($2::smallint[]) AND commits > 0
+        GROUP BY email HAVING sum(commits) > 0
+        ORDER BY commits DESC, email COLLATE "C"
+        """,
+        list(repo_ids),
+        policy.kinds,
+    )
+    return [
+        {
+            "name": r["name"],
+            "email": r["email"],
+            "commits": r["commits"],
+            "added": r["added"],
+            "removed": r["removed"],
+            "first_commit_at": r["first_commit_at"].astimezone(UTC).isoformat(),
+            "last_commit_at": r["last_commit_at"].astimezone(UTC).isoformat(),
+        }
+        for r in recs
+    ]
+
+
+async def author_days(
+    store: PgStore,
+    repo_ids: Sequence[int],
+    policy: Policy = Policy(),  # noqa: B008 (frozen)
+) -> list[tuple[str, date]]:
+    """(lower-cased email, UTC day) with at least one commit `policy` counts, over `repo_ids`."""
     recs = await store.pool.fetch(
         "SELECT DISTINCT email, day FROM author_days"
-        " WHERE repo_id = ANY($1::bigint[]) AND commits > 0",
+        " WHERE repo_id = ANY($1::bigint[]) AND kind = ANY($2::smallint[]) AND commits > 0",
         list(repo_ids),
+        policy.kinds,
     )
     return [(r["email"], r["day"]) for r in recs]
 
 
-async def punchcard(store: PgStore, repo_ids: Sequence[int]) -> list[tuple[int, int, int]]:
-    """(weekday, hour, commits) summed over `repo_ids`."""
+async def punchcard(
+    store: PgStore,
+    repo_ids: Sequence[int],
+    policy: Policy = Policy(),  # noqa: B008 (frozen)
+) -> list[tuple[int, int, int]]:
+    """(weekday, hour, commits) summed over `repo_ids` and the kinds `policy` counts."""
     recs = await store.pool.fetch(
         "SELECT weekday, hour, sum(commits)::bigint AS commits FROM punchcard"
-        " WHERE repo_id = ANY($1::bigint[]) GROUP BY 1, 2",
+        " WHERE repo_id = ANY($1::bigint[]) AND kind = ANY($2::smallint[]) GROUP BY 1, 2",
         list(repo_ids),
+        policy.kinds,
     )
     return [(r["weekday"], r["hour"], r["commits"]) for r in recs]
 
 
-async def commit_sizes(store: PgStore, repo_ids: Sequence[int]) -> list[tuple[str, int, int]]:
-    """(measure, value, commits) summed over `repo_ids`."""
+async def commit_sizes(
+    store: PgStore, repo_ids: Sequence[int], policy: Policy
+) -> list[tuple[str, int, int]]:
+    """(measure, value, commits) summed over `repo_ids` and the kinds `policy` counts."""
     recs = await store.pool.fetch(
         "SELECT measure, value, sum(commits)::bigint AS commits FROM commit_sizes"
-        " WHERE repo_id = ANY($1::bigint[]) GROUP BY 1, 2 HAVING sum(commits) <> 0",
+        " WHERE repo_id = ANY($1::bigint[]) AND kind = ANY($2::smallint[])"
+        " GROUP BY 1, 2 HAVING sum(commits) <> 0",
         list(repo_ids),
+        policy.kinds,
     )
     return [(r["measure"], r["value"], r["commits"]) for r in recs]
 

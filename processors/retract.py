@@ -70,10 +70,12 @@ c.merge_files::text AS merge_files, c.author_time_raw, c.committer_time_raw
 CANDIDATES: dict[str, str] = {
     "author_totals": f"""
 SELECT {_COMMIT_COLUMNS}
-FROM commits c JOIN unnest($1::bigint[], $2::text[]) AS k(repo_id, email)
-     ON c.repo_id = k.repo_id AND lower(c.author_email) = k.email
+FROM commits c
+WHERE (c.repo_id, lower(c.author_email)) IN (
+    SELECT k.repo_id, k.email FROM unnest($1::bigint[], $2::text[], $3::smallint[])
+        AS k(repo_id, email, kind))
 ORDER BY c.repo_id, c.sha
-""",  # noqa: S608 (constant)
+""",  # noqa: S608 (constant; the author's commits of every kind: the kind is the metric's)
     "file_stats": f"""
 SELECT {_COMMIT_COLUMNS}
 FROM commits c

@@ -23,6 +23,7 @@ import orjson
 
 from ingest.events import CommitEvent, RetractEvent
 from processors.metrics import TABLES, fold
+from processors.rebuild import AFTER_MIGRATION
 from processors.retract import retract
 
 POLL_CHANNEL = "metre_poll"
@@ -333,6 +334,8 @@ class PgStore:
                 if version in done:
                     continue
                 await con.execute(sql)
+                if version in AFTER_MIGRATION:  # a step SQL cannot do (processors/rebuild.py)
+                    await AFTER_MIGRATION[version](con)
                 await con.execute(
                     "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name
                 )
@@ -853,11 +856,17 @@ class PgStore:
         ]
 
     async def authors(self, repo_id: int) -> list[dict[str, Any]]:
-        """Per-author totals by commits descending, then email; times ISO 8601 in UTC."""
+        """Per-author totals by commits descending, then email; times ISO 8601 in UTC. Every
+        commit kind counts (processors/reads.py `authors` applies a policy)."""
         recs = await self._pool.fetch(
             """
-            SELECT name, email, commits, added, removed, first_commit_at, last_commit_at
+            SELECT email, sum(commits)::bigint AS commits, sum(added)::bigint AS added,
+                   sum(removed)::bigint AS removed, min(first_commit_at) AS first_commit_at,
+                   max(last_commit_at) AS last_commit_at,
+                   (array_agg(name ORDER BY last_commit_at DESC, name COLLATE "C" DESC))[1]
+                       AS name
             FROM author_totals WHERE repo_id = $1 AND commits > 0
+            GROUP BY email
             ORDER BY commits DESC, email COLLATE "C"
             """,
             repo_id,

@@ -28,13 +28,39 @@ def expected_files(repo: Path) -> dict[str, Counter[tuple[str, int, int, bool]]]
     }
 
 
-def expected_activity(repo: Path) -> dict[date, dict[str, int]]:
-    """UTC author day -> commits, merges, added, removed."""
+def policy_shas(repo: Path, merges: str, empty: str) -> set[str]:
+    """The commits a merge / empty-commit policy counts, from git alone: `git rev-list`
+    (`--no-merges` to exclude merges), less, for `empty=exclude`, the non-merge commits whose
+    `git diff-tree -r --root --numstat` against their parent (the empty tree for a root)
+    lists no file."""
+    shas = set(run_git(repo, "rev-list", "HEAD").decode().split())
+    if merges == "exclude":
+        shas = set(run_git(repo, "rev-list", "--no-merges", "HEAD").decode().split())
+    if empty == "exclude":
+        singles = run_git(repo, "rev-list", "--no-merges", "HEAD")
+        out = run_git(
+            repo, "diff-tree", "--stdin", "-r", "--root", "--numstat", "--no-renames",
+            stdin=singles,
+        )  # fmt: skip
+        changed, current = set(), None
+        for line in out.decode(errors="replace").splitlines():
+            if "\t" not in line and len(line) == 40:
+                current = line
+            elif line.strip() and current is not None:
+                changed.add(current)
+        shas -= set(singles.decode().split()) - changed
+    return shas
+
+
+def expected_activity(repo: Path, shas: set[str] | None = None) -> dict[date, dict[str, int]]:
+    """UTC author day -> commits, merges, added, removed (of `shas` only, when given)."""
     files = expected_files(repo)
     days: dict[date, dict[str, int]] = defaultdict(
         lambda: {"commits": 0, "merges": 0, "added": 0, "removed": 0}
     )
     for sha, c in git_commits(repo).items():
+        if shas is not None and sha not in shas:
+            continue
         d = days[c.author_time.astimezone(UTC).date()]
         d["commits"] += 1
         d["merges"] += len(c.parents) > 1
@@ -61,11 +87,14 @@ def rollup(days: dict[date, dict[str, int]], granularity: str) -> list[dict[str,
     return [{"period": p.isoformat(), **out[p]} for p in sorted(out)]
 
 
-def expected_authors(repo: Path) -> dict[str, dict[str, Any]]:
-    """Lower-cased email -> totals; the name is the one on the latest commit (ties: greatest)."""
+def expected_authors(repo: Path, shas: set[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Lower-cased email -> totals; the name is the one on the latest commit (ties: greatest).
+    Over `shas` only, when given."""
     files = expected_files(repo)
     authors: dict[str, dict[str, Any]] = {}
     for sha, c in git_commits(repo).items():
+        if shas is not None and sha not in shas:
+            continue
         email = c.author_email.lower()
         when = c.author_time.astimezone(UTC)
         a = authors.setdefault(
@@ -164,13 +193,16 @@ async def assert_api_matches_git(
 
 
 def expected_contributors(
-    repos: list[Path], granularity: str, gap_days: int
+    repos: list[Path], granularity: str, gap_days: int, shas: set[str] | None = None
 ) -> list[dict[str, Any]]:
     """Per period: active, new, returning (a commit on day d, some earlier commit, and none
-    on the gap_days days before d), cumulative; identity = lower-cased author email."""
+    on the gap_days days before d), cumulative; identity = lower-cased author email. Over
+    `shas` only, when given."""
     days: dict[str, set[date]] = defaultdict(set)
     for repo in repos:
         for c in git_commits(repo).values():
+            if shas is not None and c.sha not in shas:
+                continue
             days[c.author_email.lower()].add(c.author_time.astimezone(UTC).date())
     periods = sorted({_period(d, granularity) for ds in days.values() for d in ds})
     out = []
@@ -193,14 +225,17 @@ def expected_contributors(
     return out
 
 
-def expected_punchcard(repos: list[Path]) -> list[list[int]]:
+def expected_punchcard(repos: list[Path], shas: set[str] | None = None) -> list[list[int]]:
     """7 x 24 counts of commits by the author's local weekday (Monday first) and hour, from
-    `git log --date=format:%u %H` (git prints the date in the author's own offset)."""
+    `git log --date=format:%u %H` (git prints the date in the author's own offset). Over
+    `shas` only, when given."""
     grid = [[0] * 24 for _ in range(7)]
     for repo in repos:
-        out = run_git(repo, "log", "--format=%ad", "--date=format:%u %H", "HEAD")
+        out = run_git(repo, "log", "--format=%H %ad", "--date=format:%u %H", "HEAD")
         for line in out.decode().splitlines():
-            weekday, hour = line.split()
+            sha, weekday, hour = line.split()
+            if shas is not None and sha not in shas:
+                continue
             grid[int(weekday) - 1][int(hour)] += 1
     return grid
 
@@ -224,14 +259,15 @@ def _histogram(values: list[int]) -> list[dict[str, int]]:
     ]
 
 
-def expected_commit_size(repos: list[Path]) -> dict[str, Any]:
-    """Files and lines (added + removed) changed per non-merge commit: count, mean,
-    nearest-rank percentiles, power-of-two histogram."""
+def expected_commit_size(repos: list[Path], shas: set[str] | None = None) -> dict[str, Any]:
+    """Files and lines (added + removed) changed per non-merge commit (per commit of `shas`,
+    when given: a merge as numstat shows it): count, mean, nearest-rank percentiles,
+    power-of-two histogram."""
     sizes: dict[str, list[int]] = {"files": [], "lines": []}
     for repo in repos:
         numstat = git_numstat(repo)
         for sha, c in git_commits(repo).items():
-            if len(c.parents) > 1:
+            if (len(c.parents) > 1) if shas is None else (sha not in shas):
                 continue
             rows = numstat[sha]
             sizes["files"].append(len(rows))

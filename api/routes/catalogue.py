@@ -16,7 +16,15 @@ from fastapi import APIRouter, Query, Request, Response
 from api.deps import ReadStoreDep
 from api.provenance import Compute, parse_repos, serve
 from api.responses import OrjsonResponse
-from api.routes.metrics import DateFrom, DateTo, activity_params
+from api.routes.metrics import (
+    DateFrom,
+    DateTo,
+    EmptyQ,
+    MergesQ,
+    PresetQ,
+    activity_params,
+    policy_of,
+)
 from api.routes.repos import _ERRORS, RepoId
 from api.schemas import (
     ActivityOrgOut,
@@ -31,6 +39,7 @@ from processors import reads
 from processors.metrics import commit_size, contributors, punchcard
 from processors.metrics.catalogue import catalogue
 from processors.metrics.languages import MAPPING
+from processors.metrics.policy import COMMIT_SIZE_DEFAULT, Policy
 from processors.store import PgStore
 
 router = APIRouter(tags=["metrics"])
@@ -49,9 +58,9 @@ _NOT_MODIFIED: dict[int | str, dict[str, Any]] = {304: {"description": "Not modi
 # -- computations shared by a repository's form and the organisation-wide one -------------
 
 
-def _contributors(store: PgStore, granularity: str, gap_days: int) -> Compute:
+def _contributors(store: PgStore, granularity: str, gap_days: int, policy: Policy) -> Compute:
     async def compute(ids: list[int]) -> dict[str, Any]:
-        days = await reads.author_days(store, ids)
+        days = await reads.author_days(store, ids, policy)
         return {
             "granularity": granularity,
             "gap_days": gap_days,
@@ -61,16 +70,16 @@ def _contributors(store: PgStore, granularity: str, gap_days: int) -> Compute:
     return compute
 
 
-def _punchcard(store: PgStore) -> Compute:
+def _punchcard(store: PgStore, policy: Policy) -> Compute:
     async def compute(ids: list[int]) -> dict[str, Any]:
-        return punchcard.result(await reads.punchcard(store, ids))
+        return punchcard.result(await reads.punchcard(store, ids, policy))
 
     return compute
 
 
-def _commit_size(store: PgStore) -> Compute:
+def _commit_size(store: PgStore, policy: Policy) -> Compute:
     async def compute(ids: list[int]) -> dict[str, Any]:
-        return commit_size.summary(await reads.commit_sizes(store, ids))
+        return commit_size.summary(await reads.commit_sizes(store, ids, policy))
 
     return compute
 
@@ -82,9 +91,11 @@ def _languages(store: PgStore) -> Compute:
     return compute
 
 
-def _activity(store: PgStore, start: date | None, end: date | None, granularity: str) -> Compute:
+def _activity(
+    store: PgStore, start: date | None, end: date | None, granularity: str, policy: Policy
+) -> Compute:
     async def compute(ids: list[int]) -> dict[str, Any]:
-        series = await reads.activity(store, ids, start, end, granularity)
+        series = await reads.activity(store, ids, start, end, granularity, policy)
         return {"granularity": granularity, "series": series}
 
     return compute
@@ -123,9 +134,11 @@ async def list_metrics() -> OrjsonResponse:
 async def repo_contributors(
     request: Request, repo_id: RepoId, store: ReadStoreDep,
     granularity: GranularityQ = "month", gap_days: GapDays = contributors.DEFAULT_GAP_DAYS,
+    preset: PresetQ = None, merges: MergesQ = None, empty: EmptyQ = None,
 ) -> Response:  # fmt: skip
-    params = {"granularity": granularity, "gap_days": gap_days}
-    make = lambda: _contributors(store, granularity, gap_days)  # noqa: E731
+    policy = policy_of(preset, merges, empty)
+    params = {"granularity": granularity, "gap_days": gap_days, **policy.params()}
+    make = lambda: _contributors(store, granularity, gap_days, policy)  # noqa: E731
     return await _repo(request, store, repo_id, "contributors", params, make)
 
 
@@ -134,8 +147,13 @@ async def repo_contributors(
     summary="Commits by weekday (0 = Monday) and hour, in the author's own time zone",
     responses={200: {"model": PunchcardOut}, **_NOT_MODIFIED, **_ERRORS},
 )
-async def repo_punchcard(request: Request, repo_id: RepoId, store: ReadStoreDep) -> Response:
-    return await _repo(request, store, repo_id, "punchcard", {}, lambda: _punchcard(store))
+async def repo_punchcard(
+    request: Request, repo_id: RepoId, store: ReadStoreDep,
+    preset: PresetQ = None, merges: MergesQ = None, empty: EmptyQ = None,
+) -> Response:  # fmt: skip
+    policy = policy_of(preset, merges, empty)
+    make = lambda: _punchcard(store, policy)  # noqa: E731
+    return await _repo(request, store, repo_id, "punchcard", policy.params(), make)
 
 
 @router.get(
@@ -143,8 +161,13 @@ async def repo_punchcard(request: Request, repo_id: RepoId, store: ReadStoreDep)
     summary="Files and lines changed per non-merge commit: percentiles and histogram",
     responses={200: {"model": CommitSizeOut}, **_NOT_MODIFIED, **_ERRORS},
 )
-async def repo_commit_size(request: Request, repo_id: RepoId, store: ReadStoreDep) -> Response:
-    return await _repo(request, store, repo_id, "commit-size", {}, lambda: _commit_size(store))
+async def repo_commit_size(
+    request: Request, repo_id: RepoId, store: ReadStoreDep,
+    preset: PresetQ = None, merges: MergesQ = None, empty: EmptyQ = None,
+) -> Response:  # fmt: skip
+    policy = policy_of(preset, merges, empty, COMMIT_SIZE_DEFAULT)
+    make = lambda: _commit_size(store, policy)  # noqa: E731
+    return await _repo(request, store, repo_id, "commit-size", policy.params(), make)
 
 
 @router.get(
@@ -167,9 +190,11 @@ async def repo_languages(request: Request, repo_id: RepoId, store: ReadStoreDep)
 async def org_activity(
     request: Request, store: ReadStoreDep, repos: Repos = None,
     start: DateFrom = None, end: DateTo = None, granularity: GranularityQ = "day",
+    preset: PresetQ = None, merges: MergesQ = None, empty: EmptyQ = None,
 ) -> Response:  # fmt: skip
-    params = activity_params(start, end, granularity)
-    compute = _activity(store, start, end, granularity)
+    policy = policy_of(preset, merges, empty)
+    params = {**activity_params(start, end, granularity), **policy.params()}
+    compute = _activity(store, start, end, granularity, policy)
     return await serve(request, store, "activity", params, compute, repo_ids=parse_repos(repos))
 
 
@@ -181,9 +206,11 @@ async def org_activity(
 async def org_contributors(
     request: Request, store: ReadStoreDep, repos: Repos = None,
     granularity: GranularityQ = "month", gap_days: GapDays = contributors.DEFAULT_GAP_DAYS,
+    preset: PresetQ = None, merges: MergesQ = None, empty: EmptyQ = None,
 ) -> Response:  # fmt: skip
-    params = {"granularity": granularity, "gap_days": gap_days}
-    compute = _contributors(store, granularity, gap_days)
+    policy = policy_of(preset, merges, empty)
+    params = {"granularity": granularity, "gap_days": gap_days, **policy.params()}
+    compute = _contributors(store, granularity, gap_days, policy)
     ids = parse_repos(repos)
     return await serve(request, store, "contributors", params, compute, repo_ids=ids)
 
@@ -193,9 +220,14 @@ async def org_contributors(
     summary="Punch card over repositories",
     responses={200: {"model": PunchcardOut}, **_NOT_MODIFIED, **_ERRORS},
 )
-async def org_punchcard(request: Request, store: ReadStoreDep, repos: Repos = None) -> Response:
+async def org_punchcard(
+    request: Request, store: ReadStoreDep, repos: Repos = None,
+    preset: PresetQ = None, merges: MergesQ = None, empty: EmptyQ = None,
+) -> Response:  # fmt: skip
     ids = parse_repos(repos)
-    return await serve(request, store, "punchcard", {}, _punchcard(store), repo_ids=ids)
+    policy = policy_of(preset, merges, empty)
+    compute = _punchcard(store, policy)
+    return await serve(request, store, "punchcard", policy.params(), compute, repo_ids=ids)
 
 
 @router.get(
@@ -203,9 +235,14 @@ async def org_punchcard(request: Request, store: ReadStoreDep, repos: Repos = No
     summary="Commit size distribution over repositories",
     responses={200: {"model": CommitSizeOut}, **_NOT_MODIFIED, **_ERRORS},
 )
-async def org_commit_size(request: Request, store: ReadStoreDep, repos: Repos = None) -> Response:
+async def org_commit_size(
+    request: Request, store: ReadStoreDep, repos: Repos = None,
+    preset: PresetQ = None, merges: MergesQ = None, empty: EmptyQ = None,
+) -> Response:  # fmt: skip
     ids = parse_repos(repos)
-    return await serve(request, store, "commit-size", {}, _commit_size(store), repo_ids=ids)
+    policy = policy_of(preset, merges, empty, COMMIT_SIZE_DEFAULT)
+    compute = _commit_size(store, policy)
+    return await serve(request, store, "commit-size", policy.params(), compute, repo_ids=ids)
 
 
 @router.get(

@@ -1,7 +1,8 @@
 """Metric endpoints: results read from the additive tables the processors maintain.
 
 Every result goes through api.provenance.serve: stamped with its provenance, ETag'd, cached
-until the repository's watermark moves.
+until the repository's watermark moves. Per-commit metrics take the merge and empty-commit
+policy (`policy`, `merges`, `empty`: processors/metrics/policy.py).
 """
 
 from __future__ import annotations
@@ -12,14 +13,43 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from api.deps import ReadStoreDep
+from api.paging import PageLimit, PageOffset, page
 from api.provenance import serve
 from api.routes.repos import _ERRORS, RepoId
 from api.schemas import ActivityOut, AuthorsOut, Granularity
+from processors import reads
+from processors.metrics.policy import Choice, Policy, Preset, resolve
 
 router = APIRouter(tags=["metrics"])
 
 DateFrom = Annotated[date | None, Query(alias="from", description="First day (inclusive)")]
 DateTo = Annotated[date | None, Query(alias="to", description="Last day (inclusive)")]
+PresetQ = Annotated[
+    Preset | None,
+    Query(
+        alias="policy",
+        description="github: merges and empty commits excluded (GitHub's contributor "
+        "statistics); all: both included. merges / empty override it",
+    ),
+]
+MergesQ = Annotated[
+    Choice | None,
+    Query(description="Merge commits counted (include) or not (exclude); default per metric"),
+]
+EmptyQ = Annotated[
+    Choice | None,
+    Query(description="Empty non-merge commits (no file in git log --numstat) counted or not"),
+]
+
+
+def policy_of(
+    preset: Preset | None,
+    merges: Choice | None,
+    empty: Choice | None,
+    default: Policy = Policy(),  # noqa: B008 (frozen)
+) -> Policy:
+    """The request's merge and empty-commit policy (`resolve`)."""
+    return resolve(preset, merges, empty, default)
 
 
 def activity_params(start: date | None, end: date | None, granularity: str) -> dict[str, Any]:
@@ -45,11 +75,15 @@ async def activity(
     start: DateFrom = None,
     end: DateTo = None,
     granularity: Annotated[Granularity, Query(description="day, week or month")] = "day",
+    preset: PresetQ = None,
+    merges: MergesQ = None,
+    empty: EmptyQ = None,
 ) -> Response:
-    params = activity_params(start, end, granularity)
+    policy = policy_of(preset, merges, empty)
+    params = {**activity_params(start, end, granularity), **policy.params()}
 
     async def compute(ids: list[int]) -> dict[str, Any]:
-        series = await store.activity(ids[0], start, end, granularity)
+        series = await reads.activity(store, ids, start, end, granularity, policy)
         return {"repo_id": repo_id, "granularity": granularity, "series": series}
 
     return await serve(request, store, "activity", params, compute, repo_id=repo_id)
@@ -60,8 +94,21 @@ async def activity(
     summary="Per-author totals, first and last commit",
     responses={200: {"model": AuthorsOut}, 304: {"description": "Not modified"}, **_ERRORS},
 )
-async def authors(request: Request, repo_id: RepoId, store: ReadStoreDep) -> Response:
-    async def compute(ids: list[int]) -> dict[str, Any]:
-        return {"repo_id": repo_id, "authors": await store.authors(ids[0])}
+async def authors(
+    request: Request,
+    repo_id: RepoId,
+    store: ReadStoreDep,
+    preset: PresetQ = None,
+    merges: MergesQ = None,
+    empty: EmptyQ = None,
+    limit: PageLimit = None,
+    offset: PageOffset = 0,
+) -> Response:
+    policy = policy_of(preset, merges, empty)
+    params = {**policy.params(), "limit": limit, "offset": offset}
 
-    return await serve(request, store, "authors", {}, compute, repo_id=repo_id)
+    async def compute(ids: list[int]) -> dict[str, Any]:
+        rows = await reads.authors(store, ids, policy)
+        return {"repo_id": repo_id, "authors": page(rows, limit, offset), "total": len(rows)}
+
+    return await serve(request, store, "authors", params, compute, repo_id=repo_id)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Path, Response
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from api.deps import SettingsDep, StoreDep
+from api.paging import PageLimit, PageOffset, page
 from api.responses import OrjsonResponse
 from api.schemas import CommitOut, ErrorOut, PollAccepted, RepoIn, RepoList, RepoOut
 from ingest.mirror import InvalidRepositoryURL, check_host, validate_url
@@ -85,9 +86,13 @@ async def add_repo(body: RepoIn, store: StoreDep, settings: SettingsDep) -> Orjs
     return OrjsonResponse(repo_json(row), status_code=201)
 
 
-@router.get("/repos", summary="All repositories", responses={200: {"model": RepoList}})
-async def list_repos(store: StoreDep) -> OrjsonResponse:
-    return OrjsonResponse({"repos": [repo_json(r) for r in await store.list_repos()]})
+@router.get("/repos", summary="All repositories, by id", responses={200: {"model": RepoList}})
+async def list_repos(
+    store: StoreDep, limit: PageLimit = None, offset: PageOffset = 0
+) -> OrjsonResponse:
+    rows = await store.list_repos()
+    repos = [repo_json(r) for r in page(rows, limit, offset)]
+    return OrjsonResponse({"repos": repos, "total": len(rows), "limit": limit, "offset": offset})
 
 
 def _found(row: RepoRow | None, repo_id: int) -> RepoRow:

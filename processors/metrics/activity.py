@@ -1,6 +1,7 @@
-"""Activity per day: commits, merges, lines added and removed (pure).
+"""Activity per day and commit kind: commits, merges, lines added and removed (pure).
 
-The day is the author date in UTC. Merge commits count as merges and carry no lines.
+The day is the author date in UTC. Merge commits count as merges and carry no lines. The kind
+(processors/metrics/policy.py) lets a read leave merges or empty commits out.
 """
 
 from __future__ import annotations
@@ -11,17 +12,18 @@ from datetime import UTC
 from ingest.events import CommitEvent
 from processors.metrics import Delta, Rows, bump
 from processors.metrics.catalogue import GRANULARITY, Entry, Param
+from processors.metrics.policy import kind, params
 from processors.metrics.table import Column, MetricTable
 
 TABLE = "activity_daily"
 
 
 def activity(e: CommitEvent) -> Iterator[Delta]:
-    """One `activity_daily` row per (repo, UTC author day)."""
+    """One `activity_daily` row per (repo, UTC author day, commit kind)."""
     day = e.author.time.astimezone(UTC).date()
     yield Delta(
         TABLE,
-        (e.repo_id, day),
+        (e.repo_id, day, kind(e)),
         {"commits": 1, "merges": int(e.is_merge), "added": e.added, "removed": e.removed},
     )
 
@@ -29,7 +31,7 @@ def activity(e: CommitEvent) -> Iterator[Delta]:
 def fold(e: CommitEvent, rows: Rows) -> None:
     """`activity`'s delta merged straight into `rows` (counters in the table's order)."""
     day = e.author.time.astimezone(UTC).date()
-    bump(rows[TABLE], (e.repo_id, day), 1, int(e.is_merge), e.added, e.removed)
+    bump(rows[TABLE], (e.repo_id, day, kind(e)), 1, int(e.is_merge), e.added, e.removed)
 
 
 METRICS = (activity,)
@@ -37,21 +39,23 @@ FOLD = fold
 TABLES = (
     MetricTable(
         TABLE,
-        key=(Column("repo_id", "bigint"), Column("day", "date")),
+        key=(Column("repo_id", "bigint"), Column("day", "date"), Column("kind", "smallint")),
         counters=("commits", "merges", "added", "removed"),
     ),
 )
 ENTRIES = (
     Entry(
         "activity",
-        "Commits, merge commits, and lines added and removed per period (author date, UTC)",
+        "Commits, merge commits, and lines added and removed per period (author date, UTC; "
+        "merges and empty commits counted or not by the policy parameters)",
         "commits; lines",
-        version=1,
+        version=2,
         tables=(TABLE,),
         params=(
             GRANULARITY,
             Param("from", "date", None, "first day, inclusive (UTC author date)"),
             Param("to", "date", None, "last day, inclusive (UTC author date)"),
+            *params(),
         ),
         org=True,
     ),

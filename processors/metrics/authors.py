@@ -2,7 +2,8 @@
 
 Identity is the author email (after .mailmap) lower-cased. The name is the one on the latest
 commit; commits at the same instant break the tie by the greatest name (code point order), so
-the row does not depend on the order events arrive in.
+the row does not depend on the order events arrive in. Rows are per commit kind
+(processors/metrics/policy.py); a read folds the kinds its policy counts.
 """
 
 from __future__ import annotations
@@ -12,18 +13,19 @@ from datetime import UTC
 
 from ingest.events import CommitEvent
 from processors.metrics import Delta, Rows
-from processors.metrics.catalogue import Entry
+from processors.metrics.catalogue import Entry, Param
+from processors.metrics.policy import kind, params
 from processors.metrics.table import Column, Extreme, MetricTable
 
 TABLE = "author_totals"
 
 
 def authors(e: CommitEvent) -> Iterator[Delta]:
-    """One `author_totals` row per (repo, lower-cased author email)."""
+    """One `author_totals` row per (repo, lower-cased author email, commit kind)."""
     when = e.author.time.astimezone(UTC)
     yield Delta(
         TABLE,
-        (e.repo_id, e.author.email.lower()),
+        (e.repo_id, e.author.email.lower(), kind(e)),
         {"commits": 1, "added": e.added, "removed": e.removed},
         least={"first_commit_at": when},
         greatest={"latest": (when, e.author.name)},
@@ -33,7 +35,7 @@ def authors(e: CommitEvent) -> Iterator[Delta]:
 def fold(e: CommitEvent, rows: Rows) -> None:
     """`authors`'s delta merged straight into `rows`: counters, then the two extremes."""
     when = e.author.time.astimezone(UTC)
-    key = (e.repo_id, e.author.email.lower())
+    key = (e.repo_id, e.author.email.lower(), kind(e))
     table = rows[TABLE]
     r = table.get(key)
     if r is None:
@@ -54,7 +56,7 @@ FOLD = fold
 TABLES = (
     MetricTable(
         TABLE,
-        key=(Column("repo_id", "bigint"), Column("email", "text")),
+        key=(Column("repo_id", "bigint"), Column("email", "text"), Column("kind", "smallint")),
         counters=("commits", "added", "removed"),
         extremes=(
             Extreme("first_commit_at", "least", (Column("first_commit_at", "timestamptz"),)),
@@ -71,7 +73,12 @@ ENTRIES = (
         "authors",
         "Per author (lower-cased email): commits, lines added and removed, first and last commit",
         "commits; lines; timestamps",
-        version=1,
+        version=2,
         tables=(TABLE,),
+        params=(
+            *params(),
+            Param("limit", "integer", None, "page size (1 to 1000); every author if omitted"),
+            Param("offset", "integer", 0, "authors skipped"),
+        ),
     ),
 )

@@ -3,6 +3,8 @@
 `commit_sizes` holds the exact distribution (how many commits had each size), which is
 additive; percentiles and the histogram are derived from it on read by `summary`.
 Lines changed = lines added + lines removed; binary files count as files with no lines.
+Rows are per commit kind (processors/metrics/policy.py); merges are kept too (as numstat shows
+them: no files, no lines) and left out by the default read.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 from ingest.events import CommitEvent
 from processors.metrics import Delta, Rows, bump
 from processors.metrics.catalogue import Entry
+from processors.metrics.policy import COMMIT_SIZE_DEFAULT, kind, params
 from processors.metrics.table import Column, MetricTable
 
 TABLE = "commit_sizes"
@@ -22,20 +25,18 @@ PERCENTILES = (50, 75, 90, 99)
 
 
 def commit_size(e: CommitEvent) -> Iterator[Delta]:
-    """Two `commit_sizes` rows per non-merge commit (files changed, lines changed)."""
-    if e.is_merge:
-        return
-    yield Delta(TABLE, (e.repo_id, "files", len(e.files)), {"commits": 1})
-    yield Delta(TABLE, (e.repo_id, "lines", e.added + e.removed), {"commits": 1})
+    """Two `commit_sizes` rows per commit (files changed, lines changed), keyed by kind."""
+    k = kind(e)
+    yield Delta(TABLE, (e.repo_id, "files", len(e.files), k), {"commits": 1})
+    yield Delta(TABLE, (e.repo_id, "lines", e.added + e.removed, k), {"commits": 1})
 
 
 def fold(e: CommitEvent, rows: Rows) -> None:
     """`commit_size`'s deltas merged straight into `rows`."""
-    if e.is_merge:
-        return
+    k = kind(e)
     table = rows[TABLE]
-    bump(table, (e.repo_id, "files", len(e.files)), 1)
-    bump(table, (e.repo_id, "lines", e.added + e.removed), 1)
+    bump(table, (e.repo_id, "files", len(e.files), k), 1)
+    bump(table, (e.repo_id, "lines", e.added + e.removed, k), 1)
 
 
 def nearest_rank(dist: Mapping[int, int], p: float) -> int | None:
@@ -102,18 +103,25 @@ FOLD = fold
 TABLES = (
     MetricTable(
         TABLE,
-        key=(Column("repo_id", "bigint"), Column("measure", "text"), Column("value", "bigint")),
+        key=(
+            Column("repo_id", "bigint"),
+            Column("measure", "text"),
+            Column("value", "bigint"),
+            Column("kind", "smallint"),
+        ),
         counters=("commits",),
     ),
 )
 ENTRIES = (
     Entry(
         "commit-size",
-        "Distribution over non-merge commits of files changed and lines changed (added + "
-        "removed): mean, nearest-rank percentiles 50/75/90/99, power-of-two histogram",
+        "Distribution over commits (default: non-merge commits; merges count as numstat shows "
+        "them, 0 files and 0 lines) of files changed and lines changed (added + removed): mean, "
+        "nearest-rank percentiles 50/75/90/99, power-of-two histogram",
         "files; lines",
-        version=1,
+        version=2,
         tables=(TABLE,),
+        params=params(COMMIT_SIZE_DEFAULT),
         org=True,
     ),
 )

@@ -2,7 +2,8 @@
 
 The processors maintain `author_days` (commits per lower-cased author email per UTC author
 day), which is additive; the series is derived from it on read by `series`, which is where the
-definitions live (docs/metrics.md has them too).
+definitions live (docs/metrics.md has them too). Rows are per commit kind
+(processors/metrics/policy.py): a read keeps the days with a commit its policy counts.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from ingest.events import CommitEvent
 from processors.metrics import Delta, Rows, bump
 from processors.metrics.catalogue import GRANULARITY, Entry, Param
+from processors.metrics.policy import kind, params
 from processors.metrics.table import Column, MetricTable
 
 TABLE = "author_days"
@@ -22,15 +24,15 @@ DEFAULT_GAP_DAYS = 90
 
 
 def author_days(e: CommitEvent) -> Iterator[Delta]:
-    """One `author_days` row per (repo, lower-cased author email, UTC author day)."""
+    """One `author_days` row per (repo, lower-cased author email, UTC author day, kind)."""
     day = e.author.time.astimezone(UTC).date()
-    yield Delta(TABLE, (e.repo_id, e.author.email.lower(), day), {"commits": 1})
+    yield Delta(TABLE, (e.repo_id, e.author.email.lower(), day, kind(e)), {"commits": 1})
 
 
 def fold(e: CommitEvent, rows: Rows) -> None:
     """`author_days`'s delta merged straight into `rows`."""
     day = e.author.time.astimezone(UTC).date()
-    bump(rows[TABLE], (e.repo_id, e.author.email.lower(), day), 1)
+    bump(rows[TABLE], (e.repo_id, e.author.email.lower(), day, kind(e)), 1)
 
 
 def period_start(day: date, granularity: str) -> date:
@@ -97,7 +99,12 @@ FOLD = fold
 TABLES = (
     MetricTable(
         TABLE,
-        key=(Column("repo_id", "bigint"), Column("email", "text"), Column("day", "date")),
+        key=(
+            Column("repo_id", "bigint"),
+            Column("email", "text"),
+            Column("day", "date"),
+            Column("kind", "smallint"),
+        ),
         counters=("commits",),
     ),
 )
@@ -107,7 +114,7 @@ ENTRIES = (
         "Distinct authors (lower-cased email) per period: active, new (first commit), "
         "returning (after a gap of more than gap_days days), cumulative",
         "authors",
-        version=1,
+        version=2,
         tables=(TABLE,),
         params=(
             Param(
@@ -118,6 +125,7 @@ ENTRIES = (
                 GRANULARITY.choices,
             ),
             Param("gap_days", "integer", DEFAULT_GAP_DAYS, "days without a commit before a return"),
+            *params(),
         ),
         org=True,
     ),

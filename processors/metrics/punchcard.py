@@ -1,7 +1,8 @@
 """Punch card: commits by weekday and hour of the author's own local time (pure).
 
 Like GitHub's punch card, but in the time zone each author committed in (the offset recorded in
-the author date), so "late at night" means late for the person. Weekday 0 is Monday.
+the author date), so "late at night" means late for the person. Weekday 0 is Monday. Rows are
+per commit kind (processors/metrics/policy.py).
 """
 
 from __future__ import annotations
@@ -12,21 +13,22 @@ from typing import Any
 from ingest.events import CommitEvent
 from processors.metrics import Delta, Rows, bump
 from processors.metrics.catalogue import Entry
+from processors.metrics.policy import kind, params
 from processors.metrics.table import Column, MetricTable
 
 TABLE = "punchcard"
 
 
 def punchcard(e: CommitEvent) -> Iterator[Delta]:
-    """One `punchcard` row per (repo, local weekday, local hour); merges count as commits."""
+    """One `punchcard` row per (repo, local weekday, local hour, commit kind)."""
     t = e.author.time  # keeps the author's offset
-    yield Delta(TABLE, (e.repo_id, t.weekday(), t.hour), {"commits": 1})
+    yield Delta(TABLE, (e.repo_id, t.weekday(), t.hour, kind(e)), {"commits": 1})
 
 
 def fold(e: CommitEvent, rows: Rows) -> None:
     """`punchcard`'s delta merged straight into `rows`."""
     t = e.author.time
-    bump(rows[TABLE], (e.repo_id, t.weekday(), t.hour), 1)
+    bump(rows[TABLE], (e.repo_id, t.weekday(), t.hour, kind(e)), 1)
 
 
 def grid(cells: Iterable[tuple[int, int, int]]) -> list[list[int]]:
@@ -51,6 +53,7 @@ TABLES = (
             Column("repo_id", "bigint"),
             Column("weekday", "smallint"),
             Column("hour", "smallint"),
+            Column("kind", "smallint"),
         ),
         counters=("commits",),
     ),
@@ -60,8 +63,9 @@ ENTRIES = (
         "punchcard",
         "Commits by weekday (0 = Monday) and hour of the author's own local time",
         "commits",
-        version=1,
+        version=2,
         tables=(TABLE,),
+        params=(*params(),),
         org=True,
     ),
 )

@@ -53,7 +53,10 @@ async def _check(api: MetreApi, base: str, query: dict[str, str], repos: list[Pa
             body = r.json()
             want = expected_contributors(repos, granularity, gap)
             assert body["series"] == want, (granularity, gap)
-            assert body["provenance"]["params"] == {"granularity": granularity, "gap_days": gap}
+            assert body["provenance"]["params"] == {
+                "granularity": granularity, "gap_days": gap,
+                "policy": None, "merges": "include", "empty": "include",
+            }  # fmt: skip
 
     r = await c.get(f"{base}/punchcard", params=query)
     assert r.status_code == 200, r.text
@@ -206,7 +209,10 @@ async def test_catalogue_lists_every_metric(metre_api: MetreApi, awkward_repo: P
         for p in m["parameters"]:
             assert set(p) >= {"name", "type", "default", "description"}
     params = {p["name"]: p["default"] for p in entries["contributors"]["parameters"]}
-    assert params == {"granularity": "month", "gap_days": 90}
+    assert params == {
+        "granularity": "month", "gap_days": 90, "policy": None, "merges": "include",
+        "empty": "include",
+    }  # fmt: skip
     assert entries["activity"]["organisation_wide"] is True
     assert entries["authors"]["organisation_wide"] is False
 

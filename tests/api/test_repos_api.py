@@ -29,7 +29,7 @@ async def test_distributed_api_refuses_local_paths_unless_allowed(
             r = await api.post("/api/v1/repos", json={"url": url})
             assert r.status_code == 422, r.text
             assert "local" in r.json()["error"]["message"].lower()
-        assert (await api.get("/api/v1/repos")).json() == {"repos": []}
+        assert (await api.get("/api/v1/repos")).json()["repos"] == []
 
     opened = Settings(data_dir=tmp_path, allow_local_paths=True, rate_limit=0)
     async with _client(opened, store) as api:

@@ -78,16 +78,21 @@ def test_contributor_series_by_hand() -> None:
 def test_punchcard_uses_the_authors_own_time() -> None:
     e = event(1, author=person(time="2024-03-03T23:30:00-02:00"))  # Sunday 23h local
     (d,) = punchcard(e)
-    assert d.key == (1, 6, 23)
+    assert d.key == (1, 6, 23, 0)
 
 
-def test_commit_size_skips_merges_and_counts_binary_files() -> None:
-    assert list(commit_size(event(1, merge=True))) == []
+def test_commit_size_keys_merges_apart_and_counts_binary_files() -> None:
+    assert [(d.key, d.add) for d in commit_size(event(1, merge=True))] == [
+        ((1, "files", 0, 2), {"commits": 1}),
+        ((1, "lines", 0, 2), {"commits": 1}),
+    ]
     e = event(2, files=(FileChange("a", 3, 4), FileChange("b.png", 0, 0, True)))
     assert [(d.key, d.add) for d in commit_size(e)] == [
-        ((1, "files", 2), {"commits": 1}),
-        ((1, "lines", 7), {"commits": 1}),
+        ((1, "files", 2, 0), {"commits": 1}),
+        ((1, "lines", 7, 0), {"commits": 1}),
     ]
+    empty = event(3, files=())
+    assert [d.key for d in commit_size(empty)] == [(1, "files", 0, 1), (1, "lines", 0, 1)]
 
 
 def test_languages_from_file_names() -> None:

@@ -37,12 +37,14 @@ def direct(events: list[CommitEvent]) -> tuple[dict[Any, list[int]], dict[Any, l
     days: dict[Any, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     people: dict[Any, list[Any]] = {}
     for e in events:
-        day = days[(e.repo_id, e.author.time.astimezone(UTC).date())]
+        # The commit kind (policy.py), said the obvious way: merge, empty non-merge, change.
+        k = 2 if len(e.parents) > 1 else 0 if e.files else 1
+        day = days[(e.repo_id, e.author.time.astimezone(UTC).date(), k)]
         day[0] += 1
         day[1] += len(e.parents) > 1
         day[2] += sum(f.added for f in e.files)
         day[3] += sum(f.removed for f in e.files)
-        key = (e.repo_id, e.author.email.lower())
+        key = (e.repo_id, e.author.email.lower(), k)
         t = e.author.time
         p = people.setdefault(key, [0, 0, 0, t, t, e.author.name])
         p[0] += 1
@@ -101,7 +103,7 @@ def test_retraction_restores_counters(events: list[CommitEvent], gone_idx: set[i
 def test_activity_day_is_the_utc_author_day() -> None:
     e = event(1, author=person(time="2024-03-03T23:30:00-02:00"))
     (d,) = activity(e)
-    assert d.key == (1, person(time="2024-03-04T01:30:00+00:00").time.date())
+    assert d.key == (1, person(time="2024-03-04T01:30:00+00:00").time.date(), 0)
     assert d.add == {"commits": 1, "merges": 0, "added": 3, "removed": 1}
 
 
@@ -114,7 +116,7 @@ def test_authors_identity_is_the_lower_cased_email() -> None:
     a = event(1, author=person("Ada", "Ada@Example.org", "2024-01-01T00:00:00+00:00"))
     b = event(2, author=person("Ada L.", "ada@example.ORG", "2024-02-01T00:00:00+05:00"))
     (d,) = total([b, a], metrics=[authors])
-    assert d.key == (1, "ada@example.org")
+    assert d.key == (1, "ada@example.org", 0)
     assert d.add == {"commits": 2, "added": 6, "removed": 2}
     assert d.greatest["latest"][1] == "Ada L."
 

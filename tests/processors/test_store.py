@@ -29,8 +29,8 @@ async def table_state(store: PgStore) -> dict[str, Any]:
         for table, order in (
             ("commits", "repo_id, sha"),
             ("file_changes", "repo_id, sha, seq"),
-            ("activity_daily", "repo_id, day"),
-            ("author_totals", "repo_id, email"),
+            ("activity_daily", "repo_id, day, kind"),
+            ("author_totals", "repo_id, email, kind"),
         ):
             rows = await con.fetch(f"SELECT * FROM {table} ORDER BY {order}")
             out[table] = [{k: v for k, v in r.items() if k != "ingested_at"} for r in rows]
@@ -44,14 +44,15 @@ def expected_metrics(events: list[CommitEvent]) -> dict[str, list[dict[str, Any]
     days, people = [], []
     for d in total(events, metrics=[activity, authors]):
         if d.table == "activity_daily":
-            days.append({"repo_id": d.key[0], "day": d.key[1], **d.add})
+            days.append({"repo_id": d.key[0], "day": d.key[1], **d.add, "kind": d.key[2]})
         else:
             last, name = d.greatest["latest"]
             people.append({
                 "repo_id": d.key[0], "email": d.key[1], "name": name, **d.add,
                 "first_commit_at": d.least["first_commit_at"], "last_commit_at": last,
+                "kind": d.key[2],
             })  # fmt: skip
-    key = lambda r: (r["repo_id"], r.get("day") or r["email"])  # noqa: E731
+    key = lambda r: (r["repo_id"], r.get("day") or r["email"], r["kind"])  # noqa: E731
     return {"activity_daily": sorted(days, key=key), "author_totals": sorted(people, key=key)}
 
 

@@ -1,0 +1,79 @@
+"""Rebuild metric tables from the facts (I/O, inside the caller's transaction).
+
+For a migration that changes a metric table's key in a way SQL cannot derive from the old
+rows (0021: the commit kind): the tables are emptied and every stored commit is folded again
+by the metrics' own code, a chunk at a time, so the rows are exactly what the processors
+would have written had the new key always been there.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from processors.metrics import MODULES, TABLES, Fold, fold
+from processors.retract import _COMMIT_COLUMNS, load_events
+
+Connection = Any  # asyncpg.Connection or a pool's connection proxy
+
+CHUNK = 5000
+"""Commits loaded and folded at a time (their file changes come along)."""
+
+_NEXT = f"""
+SELECT {_COMMIT_COLUMNS} FROM commits c
+WHERE (c.repo_id, c.sha) > ($1, $2)
+ORDER BY c.repo_id, c.sha
+LIMIT $3
+"""  # noqa: S608 (constant)
+
+
+def _folds_of(tables: set[str]) -> tuple[Fold, ...]:
+    """The folds of the metric modules that write any of `tables` (all of their tables)."""
+    out: list[Fold] = []
+    for name in MODULES:
+        module = importlib.import_module(f"processors.metrics.{name}")
+        if {t.name for t in getattr(module, "TABLES", ())} & tables:
+            own = getattr(module, "FOLD", None)
+            if own is None:
+                raise ValueError(f"processors.metrics.{name} has no FOLD to rebuild with")
+            out.append(own)
+    return tuple(out)
+
+
+async def rebuild(con: Connection, tables: set[str]) -> int:
+    """Empty `tables` and fold every stored commit into them again; returns the commits read.
+
+    The modules writing them must write no other table (their other rows would be counted
+    twice).
+    """
+    folds = _folds_of(tables)
+    for name in sorted(tables):
+        await con.execute(f"DELETE FROM {name}")  # noqa: S608 (a metric table's name)
+    upserts = {name: TABLES[name].upsert_sql() for name in tables}
+    after: tuple[int, str] = (0, "")
+    seen = 0
+    while True:
+        recs = await con.fetch(_NEXT, after[0], after[1], CHUNK)
+        if not recs:
+            return seen
+        seen += len(recs)
+        after = (recs[-1]["repo_id"], recs[-1]["sha"])
+        rows = fold(await load_events(con, recs), folds)
+        for name in sorted(rows):
+            if name not in tables:
+                raise ValueError(f"rebuilding {sorted(tables)} would also write {name}")
+            await con.execute(upserts[name], *TABLES[name].rows_arrays(rows[name]))
+
+
+Step = Callable[[Connection], Awaitable[object]]
+
+COMMIT_KIND_TABLES = {"activity_daily", "author_totals", "author_days", "punchcard", "commit_sizes"}
+
+
+async def _commit_kind(con: Connection) -> None:
+    await rebuild(con, COMMIT_KIND_TABLES)
+
+
+AFTER_MIGRATION: dict[int, Step] = {21: _commit_kind}
+"""Migration version -> what runs after its SQL, in the same transaction."""

@@ -1,0 +1,62 @@
+"""`files[].binary` is the latest change's numstat flag (docs/metrics.md, files), held against
+`git log --numstat` on a history where files turn binary and back (real poller, processor,
+PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from pathlib import Path
+
+import pytest
+
+from tests.api.conftest import MetreApi
+from tests.fixtures.gitbuilder import GitRepoBuilder
+from tests.fixtures.gitrepo import git_commits, git_numstat
+
+pytestmark = pytest.mark.integration
+
+
+def latest_change_binary(repo: Path) -> dict[str, bool]:
+    """Path -> whether its non-merge change with the greatest (author time, binary) was shown
+    as binary (`- -`) by `git log --numstat`."""
+    commits = git_commits(repo)
+    latest: dict[str, tuple[object, bool]] = {}
+    for sha, rows in git_numstat(repo).items():
+        if len(commits[sha].parents) > 1:
+            continue
+        when = commits[sha].author_time.astimezone(UTC)
+        for path, added, _ in rows:
+            key = (when, added is None)
+            p = path.decode("utf-8", "backslashreplace")
+            if p not in latest or key > latest[p]:  # type: ignore[operator]
+                latest[p] = key
+    return {p: v[1] for p, v in latest.items()}
+
+
+async def test_binary_is_the_latest_change(metre_api: MetreApi, tmp_path: Path) -> None:
+    b = GitRepoBuilder(tmp_path / "bin")
+    b.write("flip.dat", b"text\n")
+    b.write("img.png", b"\x89PNG\x00\x01")
+    b.write("plain.txt", b"a\n")
+    b.commit("one", date="2024-01-01T10:00:00+0000")
+    b.write("flip.dat", b"\x00binary now")
+    b.commit("two", date="2024-01-02T10:00:00+0000")
+    b.write("flip.dat", b"text again\n")  # binary -> text: numstat still says `- -`
+    b.write("back.dat", b"\x00")
+    b.commit("three", date="2024-01-03T10:00:00+0000")
+    b.write("back.dat", b"text\n")
+    b.write("plain.txt", b"a\nb\n")
+    b.commit("four", date="2024-01-04T10:00:00+0000")
+    b.write("plain.txt", b"a\nb\nc\n")
+    b.commit("five", date="2024-01-05T10:00:00+0000")
+    rid = await metre_api.ingest(b.path)
+    r = await metre_api.client.get(f"/api/v1/repos/{rid}/metrics/files", params={"sort": "path"})
+    got = {f["path"]: f for f in r.json()["files"]}
+    want = latest_change_binary(b.path)
+    assert {p: f["binary"] for p, f in got.items()} == want
+    # Text at head after a binary phase: the latest change (binary -> text) is binary to
+    # numstat, so `binary` is true and `lines` null (documented: not the state at head).
+    assert want["flip.dat"] is True
+    assert (got["flip.dat"]["binary"], got["flip.dat"]["lines"]) == (True, None)
+    assert (got["plain.txt"]["binary"], got["plain.txt"]["lines"]) == (False, 3)
+    assert got["img.png"]["binary"] is True

@@ -1,0 +1,65 @@
+"""Migration 0021 (the commit kind in the per-commit metric tables) on a database that already
+holds commits: the tables are rebuilt from the facts exactly as a processor would have written
+them (real PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+
+import processors.store as store_module
+from processors.rebuild import COMMIT_KIND_TABLES
+from processors.store import PgStore, _commit_arrays, _file_arrays
+from tests.fixtures.postgres import create_database, drop_database
+from tests.processors.dump import differences, dump
+from tests.processors.test_commutativity import _events
+
+pytestmark = pytest.mark.integration
+
+
+async def test_0021_rebuilds_the_tables_from_the_facts(
+    store: PgStore, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rid = (await store.add_repo("https://e.org/a.git", None)).id
+    await store.add_repo("https://e.org/b.git", None)
+    events = _events((rid, rid + 1), 400, seed=21)
+    await store.apply(events)
+    assert any(not e.files and not e.is_merge for e in events)  # empty commits
+    assert any(e.is_merge for e in events)
+
+    old = await create_database(pg_dsn)
+    before = [m for m in store_module._migrations() if m[0] < 21]
+    monkeypatch.setattr(store_module, "_migrations", lambda: before)
+    s = await PgStore.connect(old, max_size=2)
+    try:
+        await s.migrate()
+        ids = [(await s.add_repo(f"https://e.org/{n}.git", None)).id for n in "ab"]
+        assert ids == [rid, rid + 1]
+        con = await asyncpg.connect(old)
+        try:
+            # The facts as a processor before 0021 stored them, and a stale metric row of the
+            # old shape (the rebuild must not keep it).
+            await con.execute(store_module._INSERT_COMMITS, *_commit_arrays(events))
+            await con.execute(store_module._INSERT_FILES, *_file_arrays(events))
+            await con.execute(
+                "INSERT INTO activity_daily (repo_id, day, commits) VALUES ($1, '1999-01-01', 7)",
+                rid,
+            )
+            assert "kind" not in {
+                r["column_name"]
+                for r in await con.fetch(
+                    "SELECT column_name FROM information_schema.columns"
+                    " WHERE table_name = 'activity_daily'"
+                )
+            }
+        finally:
+            await con.close()
+        monkeypatch.undo()
+        assert await s.migrate() == ["0021_commit_kind.sql"]
+        got, want = await dump(old), await dump(store._dsn)
+        for table in COMMIT_KIND_TABLES:
+            assert got[table], table
+            assert got[table] == want[table], differences({table: got[table]}, {table: want[table]})
+    finally:
+        await s.close()
+        await drop_database(old)
