@@ -7,7 +7,7 @@ role (`metre api`) the app opens its own pool from settings in its lifespan.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -83,6 +83,7 @@ def create_app(
     *,
     readiness: Mapping[str, Probe] | None = None,
     required: Iterable[str] = ("database",),
+    lag: Callable[[], Awaitable[int | None]] | None = None,
 ) -> FastAPI:
     """`readiness`: checks `/readyz` runs besides the database's (the bus); those named in
     `required` make the API unavailable when down, the others only degraded (metre.readiness).
@@ -124,6 +125,7 @@ def create_app(
     app.state.store = store
     app.state.read_store = None
     app.state.readiness = dict(readiness or {})
+    app.state.lag = lag  # the processors' consumer lag, for /api/v1/pipeline (None: unknown)
     app.state.required = frozenset(required)
 
     @app.exception_handler(StarletteHTTPException)

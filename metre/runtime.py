@@ -317,8 +317,9 @@ async def serve_api(
     stop: asyncio.Event,
     readiness: Mapping[str, Probe] | None = None,
     required: Iterable[str] = ("database",),
+    lag: GroupLag | None = None,
 ) -> None:
-    app = create_app(settings, store, readiness=readiness, required=required)
+    app = create_app(settings, store, readiness=readiness, required=required, lag=lag)
     await serve_asgi(app, sock, stop, settings.log_level.lower())
 
 
@@ -403,6 +404,7 @@ async def run_all(
                     stop_api,
                     {"bus": bus_probe, "data_loss": data_loss_probe(lambda: store)},
                     ("database", "bus"),
+                    GroupLag(bus, commits_topic(settings), processor_group(settings)),
                 ),
                 name="api",
             ),
@@ -748,6 +750,15 @@ async def run_notifier(settings: Settings, stop: asyncio.Event) -> None:
 async def run_api(settings: Settings, stop: asyncio.Event) -> None:
     _require_distributed(settings, "api")
     probes: dict[str, Probe] = {}
+    lag: GroupLag | None = None
+    if settings.kafka_bootstrap:  # the lag of /api/v1/pipeline (admin requests, no producer)
+        from ingest.kafka_bus import KafkaBus
+
+        lag = GroupLag(
+            KafkaBus(settings.kafka_bootstrap, settings.partitions),
+            commits_topic(settings),
+            processor_group(settings),
+        )
     if settings.kafka_bootstrap:
         # Not required: reads go on while the broker is away (the API is then `degraded`).
         probes["bus"] = KafkaProbe(settings.kafka_bootstrap, all_topics(settings))
@@ -757,8 +768,10 @@ async def run_api(settings: Settings, stop: asyncio.Event) -> None:
                 probes["data_loss"] = data_loss_probe(lambda: store)
                 sock = bind_socket(settings.host, settings.port)
                 log.info("metre api listening on %s", api_url(sock))
-                await serve_api(settings, store, sock, stop, probes)
+                await serve_api(settings, store, sock, stop, probes, lag=lag)
     finally:
+        if lag is not None:
+            await lag.close()
         for probe in probes.values():
             if isinstance(probe, KafkaProbe):
                 await probe.close()

@@ -6,9 +6,11 @@ so every API replica answers the same, whatever processors were restarted.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from api.deps import StoreDep
 from api.responses import OrjsonResponse
@@ -20,9 +22,11 @@ router = APIRouter(tags=["pipeline"])
 @router.get(
     "/pipeline",
     summary="Dead-lettered records (count and the latest), data loss on the bus (count and the "
-    "latest, with its heal) and repositories by state (and those lagging)",
+    "latest, with its heal), repositories by state (and those lagging) and the processors' "
+    "consumer lag on the commits topic (null where this process cannot ask the bus)",
 )
 async def pipeline(
+    request: Request,
     store: StoreDep,
     last: Annotated[int, Query(ge=0, le=1000, description="How many recent dead letters")] = 20,
 ) -> OrjsonResponse:
@@ -34,8 +38,14 @@ async def pipeline(
         if repo.lagging_reason is not None:
             lagging.append({"id": repo.id, "reason": repo.lagging_reason})
     loss = await data_loss_status(store.pool)
+    lag: int | None = None
+    if request.app.state.lag is not None:
+        with contextlib.suppress(TimeoutError):  # a broker that is away: unknown, not an error
+            async with asyncio.timeout(2):
+                lag = await request.app.state.lag()
     return OrjsonResponse(
         {
+            "lag": {"commits": lag},
             "dead_letters": {"count": count, "last": recent},
             "repos": {"by_state": states, "lagging": lagging},
             "data_loss": {"count": loss.count, "unhealed": loss.unhealed, "last": loss.last},

@@ -191,10 +191,14 @@ function pipelinePanel(pipeline, repos) {
   const stats = el("dl", { class: "stats" },
     el("div", {}, el("dt", { text: "Commits applied / s" }), el("dd", { id: "rate", text: perSecond === null ? "—" : perSecond.toFixed(1) })),
     el("div", {}, el("dt", { text: "Backlog (commits published, not applied)" }), el("dd", { id: "backlog", text: fmt(backlog) })),
+    el("div", {}, el("dt", { text: "Consumer lag (events)" }), el("dd", { id: "lag", text: pipeline.lag && pipeline.lag.commits !== null ? fmt(pipeline.lag.commits) : "—" })),
     el("div", {}, el("dt", { text: "Dead letters" }), el("dd", { id: "dead-letters", text: fmt(pipeline.dead_letters.count) })),
+    el("div", {}, el("dt", { text: "Data loss on the bus" }), el("dd", { id: "data-loss", class: pipeline.data_loss && pipeline.data_loss.unhealed ? "err" : null,
+      text: pipeline.data_loss ? (pipeline.data_loss.unhealed ? `${fmt(pipeline.data_loss.unhealed)} healing` : `${fmt(pipeline.data_loss.count)} (healed)`) : "—" })),
     el("div", {}, el("dt", { text: "Repositories" }), el("dd", { text: states })));
+  const lagging = (pipeline.repos.lagging || []).slice(0, 5).map((r) => el("li", {}, el("a", { href: `#/repos/${r.id}`, text: `repository ${r.id}` }), ": ", el("span", { class: "err", text: r.reason })));
   const letters = pipeline.dead_letters.last.slice(0, 5).map((d) => el("li", {}, `${d.topic}[${d.partition}]@${d.offset}: `, el("span", { class: "err", text: d.error })));
-  return card("Pipeline", stats, letters.length ? el("ul", {}, letters) : null,
+  return card("Pipeline", stats, lagging.length ? el("ul", { id: "lagging" }, lagging) : null, letters.length ? el("ul", {}, letters) : null,
     el("p", { class: "meta" }, el("a", { href: `${API}/pipeline`, text: "JSON" })));
 }
 

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -48,10 +49,10 @@ class Served:
 
 
 @contextlib.asynccontextmanager
-async def serve(settings: Settings, metre: MetreApi) -> AsyncIterator[str]:
+async def serve(settings: Settings, metre: MetreApi, **app: Any) -> AsyncIterator[str]:
     """A real uvicorn on 127.0.0.1 serving the app over the harness's store."""
     port = free_port()
-    app = create_app(settings, metre.store)
+    app = create_app(settings, metre.store, **app)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     task = asyncio.create_task(server.serve())
     async with asyncio.timeout(20):
@@ -269,4 +270,25 @@ async def test_notifications_on_the_overview(metre_api: MetreApi, browser: Brows
         assert "slack “team” https://hooks.example.com/…" in text
         assert "secret" not in text
         await page.close()
+    assert problems == []
+
+
+async def test_pipeline_panel_shows_the_consumer_lag(metre_api: MetreApi, browser: Browser) -> None:
+    from ingest.bus import Message
+    from processors.lag import GroupLag
+
+    await metre_api.bus.ensure_topics(["t.lagged"])
+    for i in range(3):
+        await metre_api.bus.publish("t.lagged", [Message(f"{i}".encode(), b"event")])
+    lag = GroupLag(metre_api.bus, "t.lagged", "t-nobody-reads")
+    problems: list[str] = []
+    async with serve(Settings(), metre_api, lag=lag) as url:
+        async with httpx.AsyncClient(base_url=url) as client:
+            body = (await client.get("/api/v1/pipeline")).json()
+        assert body["lag"] == {"commits": 3}
+        page = await open_page(browser, url + "/", problems)
+        await page.locator("#lag").filter(has_text="3").wait_for()
+        await page.close()
+    # Without a way to ask the bus, the lag is unknown, not zero.
+    assert (await metre_api.client.get("/api/v1/pipeline")).json()["lag"] == {"commits": None}
     assert problems == []
