@@ -392,8 +392,13 @@ def resolve_head(mirror: Path, branch: str | None) -> str:
     `RepositoryError` when the repository is empty or the branch does not exist.
     """
     try:
+        # refs read in one pass (ingest.refstore): dulwich's refs container parsed and checked
+        # every packed ref again per lookup, a tenth of a second per poll with a thousand tags
+        refs, _ = read_refs(mirror)
         with Repo(str(mirror)) as repo:
-            branches = sorted(n.decode(errors="replace") for n in repo.refs.keys(base=Ref(_HEADS)))
+            branches = sorted(
+                n[len(_HEADS) :].decode(errors="replace") for n in refs if n.startswith(_HEADS)
+            )
             if not branches:
                 raise RepositoryError("the repository is empty (it has no branches)")
             if branch is None:
@@ -403,10 +408,10 @@ def resolve_head(mirror: Path, branch: str | None) -> str:
                 short = branch.removeprefix("refs/heads/")
                 name = Ref(_HEADS + short.encode())
                 missing = f"branch {short!r} does not exist (branches: {', '.join(branches[:20])})"
-            try:
-                sha = repo.refs[name]
-            except KeyError:
-                raise RepositoryError(missing) from None
+            found = refs.get(name)
+            if found is None:
+                raise RepositoryError(missing)
+            sha = ObjectID(found)
             # raw reads: dulwich's Commit refuses dates git accepts
             type_num, data = raw_object(repo.object_store, sha)
             while type_num == Tag.type_num:
