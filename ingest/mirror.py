@@ -41,7 +41,7 @@ from dulwich.repo import Repo
 from ingest.credentials import CredentialTable, credential_for
 from ingest.gitdiff import RepositoryError
 from ingest.localfetch import MirrorObjects, clone_packs, consolidate, copy_new
-from ingest.refstore import read_refs, write_packed_refs
+from ingest.refstore import read_refs, write_head, write_packed_refs
 from ingest.remotefetch import fetch_remote
 from ingest.transport import RedirectRefused, pinned_client
 from ingest.urlpolicy import (
@@ -255,10 +255,17 @@ def open_mirror(
             _init_mirror(dest)
         with Repo(str(dest)) as target:
             present = MirrorObjects(target.object_store)
+            # The mirror's own refs name objects it holds (`_update_refs` writes no other):
+            # only the refs that moved are looked up, not every tag of a long history.
+            held = read_refs(dest)[0]
             try:
 
                 def wants(refs: Mapping[Ref, ObjectID], depth: int | None = None) -> list[ObjectID]:
-                    new = {sha for sha in _mirrored(refs).values() if not present.has(sha)}
+                    new = {
+                        sha
+                        for name, sha in _mirrored(refs).items()
+                        if held.get(name) != sha and not present.has(sha)
+                    }
                     return sorted(new - {ZERO_SHA})
 
                 if isinstance(client, LocalGitClient):
@@ -372,7 +379,7 @@ def _update_refs(
         preferred = [n for n in (Ref(b"refs/heads/main"), Ref(b"refs/heads/master")) if n in same]
         head = next(iter(preferred or same), None)
     if head is not None and head.startswith(_HEADS) and current_symrefs.get(_HEAD) != head:
-        target.refs.set_symbolic_ref(_HEAD, head)
+        write_head(gitdir, head)
 
 
 def _loose_mirrored(gitdir: Path) -> list[bytes]:
