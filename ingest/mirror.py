@@ -257,7 +257,7 @@ def open_mirror(
             present = MirrorObjects(target.object_store)
             # The mirror's own refs name objects it holds (`_update_refs` writes no other):
             # only the refs that moved are looked up, not every tag of a long history.
-            held = read_refs(dest)[0]
+            held, held_symrefs = read_refs(dest)
             try:
 
                 def wants(refs: Mapping[Ref, ObjectID], depth: int | None = None) -> list[ObjectID]:
@@ -280,7 +280,7 @@ def open_mirror(
                 present.close()
             target.object_store.close()  # its pack cache may name packs merged away next
             consolidate(target.object_store)
-            _update_refs(target, refs, symrefs)
+            _update_refs(target, refs, symrefs, (held, held_symrefs))
     except (RepositoryError, InvalidRepositoryURL) as exc:
         reason = str(exc)
     except _FETCH_ERRORS as exc:
@@ -351,12 +351,16 @@ def _mirrored(refs: Mapping[Ref, ObjectID | None]) -> dict[Ref, ObjectID]:
 
 
 def _update_refs(
-    target: Repo, remote: Mapping[Ref, ObjectID | None], symrefs: Mapping[Ref, Ref]
+    target: Repo,
+    remote: Mapping[Ref, ObjectID | None],
+    symrefs: Mapping[Ref, Ref],
+    held: tuple[dict[bytes, bytes], dict[bytes, bytes]] | None = None,
 ) -> None:
     """Make the mirror's branches, tags and HEAD equal the remote's (the mirror's refs are
-    read once, and written once, as one packed-refs file, only when they differ)."""
+    read once, or given as `held`, and written once, as one packed-refs file, only when they
+    differ)."""
     gitdir = Path(target.controldir())
-    stored, current_symrefs = read_refs(gitdir)
+    stored, current_symrefs = held if held is not None else read_refs(gitdir)
     current = {n: s for n, s in stored.items() if n.startswith(_MIRRORED)}
     mirrored = _mirrored(remote)
     changed = {n: s for n, s in mirrored.items() if current.get(n) != s}
