@@ -16,6 +16,14 @@ loopback WSGI server). Then, per push (a work clone commits and pushes into the 
 
 p50 and p99 over the pushes of 1 commit (`--pushes`) and of 100 commits with merges
 (`--big-pushes`), CPU per poll, and an idle poll (nothing new). Only loopback is contacted.
+
+With `--served`, the same histories go through a `metre up` child process instead (embedded
+PostgreSQL, in-process bus, `--work` holds its data): first `POST /repos` until commit HEAD and
+every metric are answered by the API, next to `git clone --mirror` + `git log --numstat` of
+the same URL in the same run; then per push `POST /repos/{id}/poll` until the API answers the
+new commit (`/commits/{sha}`) and a metric whose provenance is at it ("poll -> served"), with
+the CPU of the metre process and of its PostgreSQL over that time, and metre's peak RSS.
+The last line gives the 100-commit figures of the first repository over the last one.
 """
 
 from __future__ import annotations
@@ -249,7 +257,8 @@ class _Up:
             time.sleep(0.05)
 
     def cpu(self) -> tuple[float, float]:
-        """(CPU s of the metre process, CPU s of its PostgreSQL processes) so far."""
+        """(CPU s of the metre process, CPU s of its child processes alive now: PostgreSQL,
+        and backfill workers while they run; an exited worker's CPU is not counted)."""
         t = self.ps.cpu_times()
         pg = 0.0
         for child in self.ps.children(recursive=True):
@@ -324,7 +333,7 @@ def run_served(
                 ref = g_clone + g_log
                 print(
                     f"  metre add -> every metric served, {commits} commits: {e2e:.2f} s "
-                    f"(CPU metre {cpu1[0] - cpu0[0]:.1f} s, PostgreSQL {cpu1[1] - cpu0[1]:.1f} s); "
+                    f"(CPU metre {cpu1[0] - cpu0[0]:.1f} s, without its exited workers); "
                     f"git clone --mirror {g_clone:.2f} s + git log --numstat {g_log:.2f} s = "
                     f"{ref:.2f} s; ratio {e2e / ref:.2f}; metre peak RSS "
                     f"{up.peak_rss / 2**20:.0f} MB (load {_load()})"
