@@ -6,7 +6,8 @@ idle poll. Here the refs are read as git stores them (a ``packed-refs`` file, th
 files under ``refs/``, which override it; ``HEAD``), and a mirror's branches and tags are
 written as one ``packed-refs`` file, replaced atomically, its loose refs removed after, as
 ``git pack-refs`` leaves a repository. A crash between the two leaves stale loose refs, which
-the next poll sees as differing from the remote and rewrites.
+the next poll sees as differing from the remote and rewrites. ``HEAD`` is written the same way
+(a temporary file renamed over it) when the remote's default branch changes.
 
 Names that git would refuse (``check-ref-format``: ``..``, control characters, a component
 starting with ``.`` or ending with ``.lock``, ...) are left out when read.
