@@ -16,6 +16,14 @@ loopback WSGI server). Then, per push (a work clone commits and pushes into the 
 
 p50 and p99 over the pushes of 1 commit (`--pushes`) and of 100 commits with merges
 (`--big-pushes`), CPU per poll, and an idle poll (nothing new). Only loopback is contacted.
+
+With `--served`, the same histories go through a `metre up` child process instead (embedded
+PostgreSQL, in-process bus, `--work` holds its data): first `POST /repos` until commit HEAD and
+every metric are answered by the API, next to `git clone --mirror` + `git log --numstat` of
+the same URL in the same run; then per push `POST /repos/{id}/poll` until the API answers the
+new commit (`/commits/{sha}`) and a metric whose provenance is at it ("poll -> served"), with
+the CPU of the metre process and of its PostgreSQL over that time, and metre's peak RSS.
+The last line gives the 100-commit figures of the first repository over the last one.
 """
 
 from __future__ import annotations
@@ -195,22 +203,207 @@ def run(repo: Path, transport: str, pushes: int, big_pushes: int) -> None:
                 )
 
 
+# -- poll -> served through a running `metre up` (embedded mode) ---------------------------
+
+_METRICS = (
+    "activity", "authors", "contributors", "punchcard", "commit-size", "languages", "files",
+    "hotspots", "ownership", "truck-factor", "coupling",
+)  # fmt: skip
+
+
+class _Up:
+    """A `metre up` child process (embedded PostgreSQL, in-process bus) and a client of its API."""
+
+    def __init__(self, root: Path) -> None:
+        import httpx
+        import psutil
+
+        data = root / "data"
+        env = {
+            **git_env(),
+            "METRE_DATA_DIR": str(data),
+            "METRE_LOG_LEVEL": "WARNING",
+            "METRE_ALLOWED_SCHEMES": "git,http,https,ssh",
+            "METRE_ALLOW_PRIVATE_HOSTS": "true",
+        }
+        self.log = open(root / "up.log", "wb")  # noqa: SIM115 (closed in stop)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "metre", "up", "--port", "0", "--poll-interval", "86400"],
+            env=env, stdout=self.log, stderr=self.log,
+        )  # fmt: skip
+        runtime = data / "api.json"
+        deadline = time.monotonic() + 120
+        while not runtime.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"metre up did not start: {(root / 'up.log').read_text()}")
+            time.sleep(0.05)
+        import json
+
+        base = json.loads(runtime.read_text())["url"]
+        self.http = httpx.Client(base_url=f"{base}/api/v1", timeout=60)
+        self.ps = psutil.Process(self.proc.pid)
+        self.peak_rss = 0
+        self._sampling = True
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+        self._sampler.start()
+
+    def _sample(self) -> None:
+        """Peak RSS of the metre process (poller, processor and API; not PostgreSQL)."""
+        while self._sampling:
+            try:
+                self.peak_rss = max(self.peak_rss, self.ps.memory_info().rss)
+            except Exception:  # the process ended
+                return
+            time.sleep(0.05)
+
+    def cpu(self) -> tuple[float, float]:
+        """(CPU s of the metre process, CPU s of its child processes alive now: PostgreSQL,
+        and backfill workers while they run; an exited worker's CPU is not counted)."""
+        t = self.ps.cpu_times()
+        pg = 0.0
+        for child in self.ps.children(recursive=True):
+            try:
+                c = child.cpu_times()
+                pg += c.user + c.system
+            except Exception:  # a backend that ended meanwhile
+                pass
+        return t.user + t.system, pg
+
+    def stop(self) -> None:
+        self._sampling = False
+        self.http.close()
+        self.proc.terminate()
+        self.proc.wait(60)
+        self.log.close()
+
+
+def _until_served(up: _Up, repo_id: int, sha: str, deadline: float = 600.0) -> None:
+    """Wait until the API answers commit `sha` and a metric whose provenance is at `sha`."""
+    end = time.monotonic() + deadline
+    while up.http.get(f"/repos/{repo_id}/commits/{sha}").status_code != 200:
+        if time.monotonic() > end:
+            raise TimeoutError(sha)
+        time.sleep(0.005)
+    while up.http.get(f"/repos/{repo_id}/metrics/activity").json()["provenance"]["head"] != sha:
+        if time.monotonic() > end:
+            raise TimeoutError(sha)
+        time.sleep(0.005)
+
+
+def run_served(
+    repo: Path, transport: str, pushes: int, big_pushes: int, root_dir: Path
+) -> dict[str, float]:
+    """`metre add` of `repo` (served over `transport`) to every metric served, next to git,
+    then poll -> served per push; returns the 100-commit push figures for the ratio."""
+    out: dict[str, float] = {}
+    root_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root_dir) as tmp:
+        root = Path(tmp)
+        source = root / "srv" / "r.git"
+        source.parent.mkdir()
+        subprocess.run(["git", "clone", "-q", "--bare", "--local", str(repo), str(source)],
+                       check=True, env=git_env())  # fmt: skip
+        git(source, "config", "receive.unpackLimit", "100")
+        work = root / "work"
+        subprocess.run(["git", "clone", "-q", str(source), str(work)], check=True, env=git_env())
+        commits = int(git(source, "rev-list", "--count", "HEAD"))
+        with _served(source, transport) as url:
+            # the reference: a mirror clone and git's numstat walk of it, same run
+            _, g_clone, _ = _timed(
+                lambda: git(root, "clone", "-q", "--mirror", url, str(root / "ref.git"))
+            )
+            g_log = time.perf_counter()
+            subprocess.run(["git", "-C", str(root / "ref.git"), "log", "--numstat", "--no-renames",
+                            "--minimal", "--format=%x00%H", "HEAD"],
+                           stdout=subprocess.DEVNULL, check=True, env=git_env())  # fmt: skip
+            g_log = time.perf_counter() - g_log
+            up = _Up(root)
+            try:
+                cpu0 = up.cpu()
+                t0 = time.perf_counter()
+                rid = up.http.post("/repos", json={"url": url}).json()["id"]
+                head = git(source, "rev-parse", "HEAD").decode().strip()
+                _until_served(up, rid, head, deadline=3600)
+                for m in _METRICS:
+                    assert up.http.get(f"/repos/{rid}/metrics/{m}").status_code == 200, m
+                e2e = time.perf_counter() - t0
+                cpu1 = up.cpu()
+                served = up.http.get(f"/repos/{rid}").json()["commits"]
+                assert served == commits, (served, commits)
+                ref = g_clone + g_log
+                print(
+                    f"  metre add -> every metric served, {commits} commits: {e2e:.2f} s "
+                    f"(CPU metre {cpu1[0] - cpu0[0]:.1f} s, without its exited workers); "
+                    f"git clone --mirror {g_clone:.2f} s + git log --numstat {g_log:.2f} s = "
+                    f"{ref:.2f} s; ratio {e2e / ref:.2f}; metre peak RSS "
+                    f"{up.peak_rss / 2**20:.0f} MB (load {_load()})"
+                )
+                for label, count, merges, times in (
+                    ("1 commit", 1, 0, pushes),
+                    ("100 commits (10 merges)", 100, 10, big_pushes),
+                ):
+                    walls, cpus, pgs = [], [], []
+                    for i in range(times):
+                        sha = extend(work, count, merges, seed=i * 1000 + count)
+                        git(work, "push", "-q", "origin", "HEAD")
+                        c0 = up.cpu()
+                        t0 = time.perf_counter()
+                        assert up.http.post(f"/repos/{rid}/poll").status_code < 300
+                        _until_served(up, rid, sha)
+                        walls.append(time.perf_counter() - t0)
+                        c1 = up.cpu()
+                        cpus.append(c1[0] - c0[0])
+                        pgs.append(c1[1] - c0[1])
+                    print(
+                        f"  push of {label} x{times}: poll -> served p50 {_pct(walls, 50):.3f} s "
+                        f"p99 {_pct(walls, 99):.3f} s; CPU p50 metre {_pct(cpus, 50):.3f} s, "
+                        f"PostgreSQL {_pct(pgs, 50):.3f} s (load {_load()})"
+                    )
+                    out[label] = statistics.median(walls)
+                    out[label + " cpu"] = statistics.median(cpus)
+                    out[label + " pg"] = statistics.median(pgs)
+                print(f"  metre peak RSS over the run: {up.peak_rss / 2**20:.0f} MB")
+            finally:
+                up.stop()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repos", default=f"{BIG},{SMALL}")
     parser.add_argument("--pushes", type=int, default=50)
     parser.add_argument("--big-pushes", type=int, default=5)
     parser.add_argument("--transports", default="local,git,http")
+    parser.add_argument(
+        "--served", action="store_true",
+        help="through a running `metre up`: metre add -> served, then poll -> served per push",
+    )  # fmt: skip
+    parser.add_argument("--work", type=Path, default=Path("/work/bench-repos"))
     args = parser.parse_args()
     for path, commits in ((BIG, 82_000), (SMALL, 100)):
         if str(path) in args.repos and not path.exists():
             print(f"generating {path} ({commits} commits; once)")
             generate(path, commits)
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    big: dict[str, dict[str, float]] = {}
     for repo in args.repos.split(","):
         for transport in args.transports.split(","):
             print(f"{repo} over {transport} (load {_load()})")
-            run(Path(repo), transport, args.pushes, args.big_pushes)
+            if args.served:
+                big[f"{repo} {transport}"] = run_served(
+                    Path(repo), transport, args.pushes, args.big_pushes, args.work
+                )
+            else:
+                run(Path(repo), transport, args.pushes, args.big_pushes)
+    if args.served and len(big) >= 2:
+        items = list(big.items())
+        (ln, lf), (sn, sf) = items[0], items[-1]
+        key = "100 commits (10 merges)"
+        print(
+            f"100 commits, poll -> served, {ln} vs {sn}: wall {lf[key] / sf[key]:.2f}x, "
+            f"CPU metre {lf[key + ' cpu'] / sf[key + ' cpu']:.2f}x, "
+            f"PostgreSQL {lf[key + ' pg'] / max(sf[key + ' pg'], 1e-9):.2f}x"
+        )
     print(f"load after: {_load()}")
 
 

@@ -9,19 +9,26 @@ python -P bench/incremental.py compare [--long DIR] [--commits 80000] [--tail 10
     both `new_commits` directions and `encode_events`) for the `tail` newest commits of
     `main` (merges among them), on top of a long history and on top of a 100-commit one
     with the same generator, in the same run: wall time and CPU time, and their ratio.
-    A fresh `Repo` per run, as each poll opens one. The fetch and the processor are not
-    in it (bench/ingest.py's e2e stage times those).
+    A fresh `Repo` per run, as each poll opens one. The processor is not in it
+    (bench/freshness.py --served times poll -> served through `metre up`).
+python -P bench/incremental.py compare --fetch ...
+    the same, but as a poll meets the commits: a mirror holding the history up to the
+    tail's base (a hard-linked copy of a once-made repository without the tail) fetches
+    the tail with metre's local fetch (whole objects in a new pack, as every poll writes
+    them), then the walk and the events run on the mirror. Fetch included in the figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -57,7 +64,73 @@ def one_poll(path: Path, info: dict[str, str]) -> tuple[float, float, int, int]:
     return wall, cpu, len(shas), merges
 
 
-def compare(long: Path, commits: int, tail: int, runs: int) -> None:
+def _base(path: Path, info: dict[str, str]) -> Path:
+    """A bare repository holding `path`'s refs except the tail (its `main` at the tail's base),
+    packed by git; made once, next to `path`."""
+    import subprocess
+
+    base = path.parent / f".{path.name}-base.git"
+    if base.exists():
+        return base
+    tmp = base.with_suffix(".tmp")
+    subprocess.run(["rm", "-rf", str(tmp)], check=True)
+    subprocess.run(["git", "init", "-q", "--bare", str(tmp)], check=True)
+    refs = subprocess.run(
+        ["git", "-C", str(path), "for-each-ref", "--format=%(refname)", "refs/heads"],
+        capture_output=True, check=True, text=True,
+    ).stdout.split()  # fmt: skip
+    specs = [f"{r}:{r}" for r in refs if r != "refs/heads/main" and "/tail" not in r]
+    specs.append(f"{info['main_before_tail']}:refs/heads/main")
+    subprocess.run(["git", "-C", str(tmp), "fetch", "-q", "--no-tags", str(path), *specs],
+                   check=True)  # fmt: skip
+    head = subprocess.run(["git", "-C", str(path), "symbolic-ref", "HEAD"],
+                          capture_output=True, check=True, text=True).stdout.strip()  # fmt: skip
+    subprocess.run(["git", "-C", str(tmp), "symbolic-ref", "HEAD", head], check=True)
+    tmp.rename(base)
+    return base
+
+
+def fetch_poll(path: Path, info: dict[str, str], work: Path) -> tuple[float, float, int, int]:
+    """(wall s, CPU s, new commits, merges) of a poll that fetches the tail into a mirror of
+    the history before it, then walks it and computes the events."""
+    import shutil
+    import subprocess
+
+    from dulwich.repo import Repo
+
+    from ingest.backfill import encode_events
+    from ingest.events import decode
+    from ingest.gitdiff import new_commits
+    from ingest.mirror import open_mirror, resolve_head
+
+    mirrors = work / "mirrors"
+    shutil.rmtree(mirrors, ignore_errors=True)
+    mirrors.mkdir(parents=True)
+    subprocess.run(["git", "clone", "-q", "--bare", "--local", str(_base(path, info)),
+                    str(mirrors / "1.git")], check=True)  # fmt: skip
+    wall, cpu = time.perf_counter(), time.process_time()
+    mirror = open_mirror(mirrors, 1, str(path), _access())
+    head = resolve_head(mirror, "main")
+    with Repo(str(mirror)) as repo:
+        gone = new_commits(repo, info["main_before_tail"], head)
+        shas = new_commits(repo, head, info["main_before_tail"])
+        events = encode_events(repo, 1, shas)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    assert not gone
+    assert head == info["main"]
+    merges = sum(decode(e).is_merge for e in events)
+    return wall, cpu, len(shas), merges
+
+
+@functools.cache
+def _access() -> Any:
+    from ingest.mirror import FetchAccess
+    from ingest.urlpolicy import UrlPolicy
+
+    return FetchAccess(UrlPolicy(frozenset({"https"}), allow_local_paths=True))
+
+
+def compare(long: Path, commits: int, tail: int, runs: int, fetch: bool = False) -> None:
     from bench.ingest import _load, _machine
 
     print(f"machine: {_machine()}")
@@ -68,7 +141,12 @@ def compare(long: Path, commits: int, tail: int, runs: int) -> None:
         figures = {}
         for name, (path, info) in cases.items():
             before = _load().split("load average:")[-1].strip()
-            samples = [one_poll(path, info) for _ in range(runs)]
+            if fetch:
+                _base(path, info)
+                work = Path(tmp) / "work"
+                samples = [fetch_poll(path, info, work) for _ in range(runs)]
+            else:
+                samples = [one_poll(path, info) for _ in range(runs)]
             wall = statistics.median(s[0] for s in samples)
             cpu = statistics.median(s[1] for s in samples)
             figures[name] = (wall, cpu)
@@ -90,6 +168,7 @@ def main() -> None:
     c = sub.add_parser("compare")
     c.add_argument("--long", type=Path, default=None, help="where the long history is kept")
     c.add_argument("--runs", type=int, default=5)
+    c.add_argument("--fetch", action="store_true", help="fetch the tail into a mirror first")
     for p in (g, c):
         p.add_argument("--commits", type=int, default=80_000)
         p.add_argument("--tail", type=int, default=100)
@@ -98,7 +177,7 @@ def main() -> None:
         print(generate(args.dir.resolve(), args.commits, args.tail))
         return
     long = args.long or Path(tempfile.gettempdir()) / f"metre-mergeheavy-{args.commits}"
-    compare(long.resolve(), args.commits, args.tail, args.runs)
+    compare(long.resolve(), args.commits, args.tail, args.runs, args.fetch)
 
 
 if __name__ == "__main__":

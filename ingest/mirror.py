@@ -42,7 +42,7 @@ from ingest.credentials import CredentialTable, credential_for
 from ingest.deadlines import FetchClock, FetchDeadlines
 from ingest.gitdiff import RepositoryError
 from ingest.localfetch import MirrorObjects, clone_packs, consolidate, copy_new
-from ingest.refstore import read_refs, write_packed_refs
+from ingest.refstore import read_refs, write_head, write_packed_refs
 from ingest.remotefetch import fetch_remote
 from ingest.transport import RedirectRefused, pinned_client
 from ingest.urlpolicy import (
@@ -329,10 +329,17 @@ def open_mirror(
             _init_mirror(dest)
         with Repo(str(dest)) as target:
             present = MirrorObjects(target.object_store)
+            # The mirror's own refs name objects it holds (`_update_refs` writes no other):
+            # only the refs that moved are looked up, not every tag of a long history.
+            held, held_symrefs = read_refs(dest)
             try:
 
                 def wants(refs: Mapping[Ref, ObjectID], depth: int | None = None) -> list[ObjectID]:
-                    new = {sha for sha in _mirrored(refs).values() if not present.has(sha)}
+                    new = {
+                        sha
+                        for name, sha in _mirrored(refs).items()
+                        if held.get(name) != sha and not present.has(sha)
+                    }
                     return sorted(new - {ZERO_SHA})
 
                 if isinstance(client, LocalGitClient):
@@ -347,7 +354,7 @@ def open_mirror(
                 present.close()
             target.object_store.close()  # its pack cache may name packs merged away next
             consolidate(target.object_store)
-            _update_refs(target, refs, symrefs)
+            _update_refs(target, refs, symrefs, (held, held_symrefs))
     except (RepositoryError, InvalidRepositoryURL) as exc:
         reason = str(exc)
     except _FETCH_ERRORS as exc:
@@ -425,12 +432,16 @@ def _mirrored(refs: Mapping[Ref, ObjectID | None]) -> dict[Ref, ObjectID]:
 
 
 def _update_refs(
-    target: Repo, remote: Mapping[Ref, ObjectID | None], symrefs: Mapping[Ref, Ref]
+    target: Repo,
+    remote: Mapping[Ref, ObjectID | None],
+    symrefs: Mapping[Ref, Ref],
+    held: tuple[dict[bytes, bytes], dict[bytes, bytes]] | None = None,
 ) -> None:
     """Make the mirror's branches, tags and HEAD equal the remote's (the mirror's refs are
-    read once, and written once, as one packed-refs file, only when they differ)."""
+    read once, or given as `held`, and written once, as one packed-refs file, only when they
+    differ)."""
     gitdir = Path(target.controldir())
-    stored, current_symrefs = read_refs(gitdir)
+    stored, current_symrefs = held if held is not None else read_refs(gitdir)
     current = {n: s for n, s in stored.items() if n.startswith(_MIRRORED)}
     mirrored = _mirrored(remote)
     changed = {n: s for n, s in mirrored.items() if current.get(n) != s}
@@ -453,7 +464,7 @@ def _update_refs(
         preferred = [n for n in (Ref(b"refs/heads/main"), Ref(b"refs/heads/master")) if n in same]
         head = next(iter(preferred or same), None)
     if head is not None and head.startswith(_HEADS) and current_symrefs.get(_HEAD) != head:
-        target.refs.set_symbolic_ref(_HEAD, head)
+        write_head(gitdir, head)
 
 
 def _loose_mirrored(gitdir: Path) -> list[bytes]:
@@ -473,8 +484,13 @@ def resolve_head(mirror: Path, branch: str | None) -> str:
     `RepositoryError` when the repository is empty or the branch does not exist.
     """
     try:
+        # refs read in one pass (ingest.refstore): dulwich's refs container parsed and checked
+        # every packed ref again per lookup, a tenth of a second per poll with a thousand tags
+        refs, _ = read_refs(mirror)
         with Repo(str(mirror)) as repo:
-            branches = sorted(n.decode(errors="replace") for n in repo.refs.keys(base=Ref(_HEADS)))
+            branches = sorted(
+                n[len(_HEADS) :].decode(errors="replace") for n in refs if n.startswith(_HEADS)
+            )
             if not branches:
                 raise RepositoryError("the repository is empty (it has no branches)")
             if branch is None:
@@ -484,10 +500,10 @@ def resolve_head(mirror: Path, branch: str | None) -> str:
                 short = branch.removeprefix("refs/heads/")
                 name = Ref(_HEADS + short.encode())
                 missing = f"branch {short!r} does not exist (branches: {', '.join(branches[:20])})"
-            try:
-                sha = repo.refs[name]
-            except KeyError:
-                raise RepositoryError(missing) from None
+            found = refs.get(name)
+            if found is None:
+                raise RepositoryError(missing)
+            sha = ObjectID(found)
             # raw reads: dulwich's Commit refuses dates git accepts
             type_num, data = raw_object(repo.object_store, sha)
             while type_num == Tag.type_num:

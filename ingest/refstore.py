@@ -6,7 +6,8 @@ idle poll. Here the refs are read as git stores them (a ``packed-refs`` file, th
 files under ``refs/``, which override it; ``HEAD``), and a mirror's branches and tags are
 written as one ``packed-refs`` file, replaced atomically, its loose refs removed after, as
 ``git pack-refs`` leaves a repository. A crash between the two leaves stale loose refs, which
-the next poll sees as differing from the remote and rewrites.
+the next poll sees as differing from the remote and rewrites. ``HEAD`` is written the same way
+(a temporary file renamed over it) when the remote's default branch changes.
 
 Names that git would refuse (``check-ref-format``: ``..``, control characters, a component
 starting with ``.`` or ending with ``.lock``, ...) are left out when read.
@@ -21,7 +22,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["read_refs", "write_packed_refs"]
+__all__ = ["read_refs", "write_head", "write_packed_refs"]
 
 _SYMREF = b"ref: "
 _BAD_NAME = re.compile(rb"[\x00-\x20\x7f~^:?*\[\\]|\.\.|//|@\{|/\.|\.lock(?:/|$)|^/|/$|\.$")
@@ -117,3 +118,16 @@ def write_packed_refs(gitdir: Path, refs: Mapping[bytes, bytes], drop_loose: lis
     for name in drop_loose:
         with contextlib.suppress(FileNotFoundError, IsADirectoryError, NotADirectoryError):
             os.unlink(gitdir / os.fsdecode(name))
+
+
+def write_head(gitdir: Path, target: bytes) -> None:
+    """Point the mirror's ``HEAD`` at branch `target` (a full ref name), replaced atomically.
+    (dulwich's `set_symbolic_ref` first reads and checks every packed ref.)"""
+    fd, tmp = tempfile.mkstemp(dir=gitdir, prefix="HEAD.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(_SYMREF + target + b"\n")
+        os.replace(tmp, gitdir / "HEAD")
+    except BaseException:
+        os.unlink(tmp)
+        raise
