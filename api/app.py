@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from api.responses import OrjsonResponse, error_body
-from api.routes import catalogue, dashboard, files, health, metrics, pipeline, repos
+from api.routes import catalogue, dashboard, files, health, metrics, pipeline, releases, repos
 from api.security import ApiGuard
 from ingest.retry import is_transient
 from metre.settings import Settings
@@ -151,5 +151,6 @@ def create_app(
     app.include_router(catalogue.router, prefix="/api/v1")
     app.include_router(files.router, prefix="/api/v1")
     app.include_router(pipeline.router, prefix="/api/v1")
+    app.include_router(releases.router, prefix="/api/v1")
     dashboard.mount(app)
     return app

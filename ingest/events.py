@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal, TypeGuard
+from typing import TYPE_CHECKING, Any, Literal, TypeGuard
 
 import orjson
+
+if TYPE_CHECKING:
+    from ingest.releases import TagsEvent
 
 SCHEMA_VERSION = 1
 
@@ -268,7 +271,7 @@ def _repo_and_sha(d: dict[str, Any]) -> tuple[int, str]:
     return repo_id, sha
 
 
-def decode_event(raw: bytes) -> CommitEvent | RetractEvent:
+def decode_event(raw: bytes) -> CommitEvent | RetractEvent | TagsEvent:
     """Parse and validate one record of any type; anything else raises `EventError`."""
     d = _load(raw)
     kind = d.get("type")
@@ -276,6 +279,10 @@ def decode_event(raw: bytes) -> CommitEvent | RetractEvent:
         return _commit(d)
     if kind == "retract":
         return RetractEvent(*_repo_and_sha(d))
+    if kind == "tags":  # release tags (ingest/releases.py, which imports this module)
+        from ingest.releases import decode_tags
+
+        return decode_tags(d)
     raise EventError(f"unknown event type {kind!r}")
 
 

@@ -35,7 +35,9 @@ from ingest.bus import Bus, BusError, Message
 from ingest.events import RetractEvent, encode, partition_key
 from ingest.gitdiff import new_commits
 from ingest.mailmap import read_mailmap
-from ingest.mirror import FetchAccess, RepositoryError, open_mirror, resolve_head
+from ingest.mirror import FetchAccess, RepositoryError, mirror_path, open_mirror, resolve_head
+from ingest.releasepoll import ReleaseRegistry, publish_release_tags
+from ingest.releases import DEFAULT_PATTERNS, parse_patterns
 from ingest.retry import DEPENDENCY, Backoff, always, retry
 
 log = logging.getLogger(__name__)
@@ -96,6 +98,8 @@ class PollerConfig:
     """Worker processes computing the events of a long backfill (None: one per CPU)."""
     parallel_threshold: int = 2000
     """Polls with fewer new commits stay in-process (no process start-up cost)."""
+    release_tags: tuple[str, ...] = parse_patterns(DEFAULT_PATTERNS)
+    """Globs of the tag names that are releases (ingest/releases.py; empty: none)."""
 
 
 def _plan(
@@ -165,6 +169,7 @@ class Poller:
         self.polls += 1
         try:
             head, mailmap_sha = await self._publish_new(row)
+            await self._publish_releases(row)
         except RepositoryError as exc:
             await self._failed(row, str(exc))
         except BusError as exc:
@@ -178,6 +183,16 @@ class Poller:
                     row.id, head, self.config.poll_interval, mailmap_sha
                 )
             )
+
+    async def _publish_releases(self, row: PolledRepo) -> None:
+        """The release tags snapshot, after the commits (ingest/releasepoll.py)."""
+        if self.config.release_tags and isinstance(self.registry, ReleaseRegistry):
+            mirror = mirror_path(self.config.mirrors_dir, row.id)
+            if await publish_release_tags(
+                self.bus, self.config.topic, self.registry, mirror, row.id,
+                self.config.release_tags,
+            ):  # fmt: skip
+                self.published += 1
 
     async def _failed(self, row: PolledRepo, error: str) -> None:
         self.failures += 1

@@ -191,6 +191,7 @@ def make_poller(settings: Settings, bus: Bus, store: PgStore) -> Poller:
         workers=settings.ingest_workers,
         retry_cap=settings.retry_cap,
         give_up_after=settings.give_up_after,
+        release_tags=settings.release_patterns,
     )
     return Poller(bus, store, config)
 

@@ -20,6 +20,7 @@ import asyncpg
 
 from ingest.bus import Bus, BusError, CommitFailed, Consumer, Message, Record
 from ingest.events import CommitEvent, EventError, RetractEvent, decode_event
+from ingest.releases import TagsEvent
 from ingest.retry import Backoff, RetryStopped, retry
 from processors.store import DeadLetter, PgStore, RepoChange
 from processors.updates import combine, update_message
@@ -121,7 +122,7 @@ class Processor:
         self, consumer: Consumer, records: Sequence[Record], stop: asyncio.Event
     ) -> None:
         """One batch: dead-letter the poison, apply the rest in one transaction, commit."""
-        good: list[tuple[Record, CommitEvent | RetractEvent]] = []
+        good: list[tuple[Record, CommitEvent | RetractEvent | TagsEvent]] = []
         bad: list[tuple[Record, str]] = []
         for r in records:
             try:
@@ -150,7 +151,7 @@ class Processor:
 
     async def _apply(
         self,
-        good: Sequence[tuple[Record, CommitEvent | RetractEvent]],
+        good: Sequence[tuple[Record, CommitEvent | RetractEvent | TagsEvent]],
         dead: Sequence[DeadLetter],
         stop: asyncio.Event,
     ) -> tuple[list[RepoChange], int]:
