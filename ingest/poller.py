@@ -37,7 +37,6 @@ from ingest.gitdiff import new_commits
 from ingest.mailmap import read_mailmap
 from ingest.mirror import FetchAccess, RepositoryError, mirror_path, open_mirror, resolve_head
 from ingest.releasepoll import ReleaseRegistry, publish_release_tags
-from ingest.releases import DEFAULT_PATTERNS, parse_patterns
 from ingest.retry import DEPENDENCY, Backoff, always, retry
 
 log = logging.getLogger(__name__)
@@ -98,8 +97,9 @@ class PollerConfig:
     """Worker processes computing the events of a long backfill (None: one per CPU)."""
     parallel_threshold: int = 2000
     """Polls with fewer new commits stay in-process (no process start-up cost)."""
-    release_tags: tuple[str, ...] = parse_patterns(DEFAULT_PATTERNS)
-    """Globs of the tag names that are releases (ingest/releases.py; empty: none)."""
+    release_tags: tuple[str, ...] = ()
+    """Globs of the tag names that are releases (ingest/releases.py; empty: no tags events).
+    The roles set it from METRE_RELEASE_TAGS."""
 
 
 def _plan(

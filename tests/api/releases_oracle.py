@@ -121,10 +121,18 @@ def expected_lead_time(repo: Path, granularity: str, branch: str = "main") -> di
     everything = [tags[o]["unix"] - commits[s]["at"] for s, o in owner.items() if o is not None]
     return {
         "series": [
-            {"period": k, "releases": v["releases"], "commits": len(v["times"]),
-             "lead_time": _pcts(v["times"])}
+            {
+                "period": k,
+                "releases": v["releases"],
+                "commits": len(v["times"]),
+                "lead_time": _pcts(v["times"]),
+            }
             for k, v in sorted(periods.items())
-        ],  # fmt: skip
-        "total": {"releases": len(tags), "commits": len(everything), "lead_time": _pcts(everything)},
+        ],
+        "total": {
+            "releases": len(tags),
+            "commits": len(everything),
+            "lead_time": _pcts(everything),
+        },
         "unreleased": sum(o is None for o in owner.values()),
     }
