@@ -135,7 +135,7 @@ class Processor:
             # The dead letters' rows go in with the batch: one transaction, counted once.
             dead = [_dead_row(r, error) for r, error in bad]
             changes, refused = await self._apply(good, dead, stop)
-            new = sum(c.commits + c.retracted for c in changes)
+            new = sum(c.commits + c.retracted + c.tags for c in changes)
             self.applied += new
             self.duplicates += len(good) - new - refused
             if changes and self.updates_topic is not None:

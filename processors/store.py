@@ -156,6 +156,8 @@ class RepoChange:
     generation: int
     retracted: int = 0
     """Commits retracted by the batch (their facts deleted, their deltas negated)."""
+    tags: int = 0
+    """Tags snapshots applied (1 when the batch changed the repository's release tags)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -571,7 +573,7 @@ class PgStore:
         unregistered repositories change nothing. Safe to run concurrently with overlapping
         batches.
         """
-        return sum(c.commits + c.retracted for c in await self.apply_changes(events))
+        return sum(c.commits + c.retracted + c.tags for c in await self.apply_changes(events))
 
     async def apply_changes(
         self,
@@ -683,7 +685,8 @@ class PgStore:
         recs = await con.fetch(_TOUCH_REPOS, sorted(commits.keys() | retracted.keys() | {*tagged}))
         return [
             RepoChange(r["id"], commits.get(r["id"], 0), frozenset(tables.get(r["id"], ())),
-                       r["head"], r["watermark"], r["generation"], retracted.get(r["id"], 0))
+                       r["head"], r["watermark"], r["generation"], retracted.get(r["id"], 0),
+                       int(r["id"] in tagged))
             for r in sorted(recs, key=lambda r: r["id"])
         ]  # fmt: skip
 

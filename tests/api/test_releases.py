@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from ingest.releases import DEFAULT_PATTERNS, parse_patterns
@@ -89,20 +90,22 @@ def _instant(s: str) -> tuple[datetime, Any]:
     return t, t.utcoffset()
 
 
-async def _check(api: MetreApi, repo_id: int, path: Path) -> None:
-    r = await api.client.get(f"/api/v1/repos/{repo_id}/metrics/releases")
+async def check(client: httpx.AsyncClient, repo_id: int, path: Path) -> None:
+    """Both endpoints of `repo_id` equal the git CLI's computation on `path`."""
+    r = await client.get(f"/api/v1/repos/{repo_id}/metrics/releases")
     assert r.status_code == 200, r.text
     body = r.json()
     want = expected_releases(path)
     tags = release_tags(path)
     got = body["releases"]
+    assert {row["tag"] for row in got} == set(tags)
     for row in got:
         assert _instant(row.pop("time")) == _instant(tags[row["tag"]]["iso"]), row["tag"]
     assert got == want["releases"]
     assert body["unreleased"] == want["unreleased"]
     assert body["provenance"]["metric"] == "releases"
     for granularity in ("day", "week", "month"):
-        r = await api.client.get(
+        r = await client.get(
             f"/api/v1/repos/{repo_id}/metrics/lead-time", params={"granularity": granularity}
         )
         assert r.status_code == 200, r.text
@@ -123,7 +126,7 @@ async def test_releases_and_lead_time_equal_git_through_moves_deletes_and_force_
     # The oracle's own sanity: every kind of tag in the history is there, or left out.
     assert names == ["v0.1", "v0.15", "v0.2", "1.0", "v0.3", "v0.4", "v0.5"], names
     assert [r["commits"] for r in got["releases"]] == [2, 2, 2, 2, 0, 0, 0]
-    await _check(api, repo_id, b.path)
+    await check(api.client, repo_id, b.path)
 
     before = (await api.client.get(f"/api/v1/repos/{repo_id}/metrics/releases")).headers
     _tag(b, "v0.3", "HEAD~2", date="2024-03-16T10:00:00+0100", force=True)  # moved back to c4
@@ -134,14 +137,14 @@ async def test_releases_and_lead_time_equal_git_through_moves_deletes_and_force_
         f"/api/v1/repos/{repo_id}/metrics/releases", headers={"If-None-Match": before["etag"]}
     )
     assert r.status_code == 200  # the tags moved: a new result, not a 304
-    await _check(api, repo_id, b.path)
+    await check(api.client, repo_id, b.path)
 
     b.git("reset", "-q", "--hard", "v0.2")  # force-push: c4, c5, c6 leave the history
     b.write("e.txt", b"e\n")
     b.commit("c7", date="2024-03-27T10:00:00+0000")
     _tag(b, "v1.1", date="2024-04-02T10:00:00-0400")
     await api.poll(repo_id)
-    await _check(api, repo_id, b.path)
+    await check(api.client, repo_id, b.path)
     names = [r["tag"] for r in (await api.client.get(
         f"/api/v1/repos/{repo_id}/metrics/releases")).json()["releases"]]  # fmt: skip
     assert "v0.3" not in names
@@ -149,7 +152,7 @@ async def test_releases_and_lead_time_equal_git_through_moves_deletes_and_force_
 
     b.git("tag", "-d", "v0.1", "v0.2", "v0.4", "v0.5", "v1.1")
     await api.poll(repo_id)
-    await _check(api, repo_id, b.path)
+    await check(api.client, repo_id, b.path)
 
 
 async def test_a_lost_tags_snapshot_is_published_again(api: MetreApi, tmp_path: Path) -> None:
@@ -160,7 +163,7 @@ async def test_a_lost_tags_snapshot_is_published_again(api: MetreApi, tmp_path: 
     await api.store.pool.execute("DELETE FROM release_tags WHERE repo_id = $1", repo_id)
     await api.store.pool.execute("UPDATE repos SET tags_applied = NULL WHERE id = $1", repo_id)
     await api.poll(repo_id)
-    await _check(api, repo_id, b.path)
+    await check(api.client, repo_id, b.path)
 
 
 async def test_catalogue_lists_releases_and_lead_time(api: MetreApi) -> None:

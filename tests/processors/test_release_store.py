@@ -32,7 +32,9 @@ async def test_snapshots_replace_and_redelivery_is_a_no_op(store: PgStore) -> No
     rid = (await store.add_repo("https://example.org/r.git", None)).id
     one = TagsEvent(rid, (ReleaseTag("v1", A, WHEN, True), ReleaseTag("v2", A, WHEN, False)))
     changes = await store.apply_changes([one])
-    assert [(c.repo_id, c.tables) for c in changes] == [(rid, frozenset({"release_tags"}))]
+    assert [(c.repo_id, c.tables, c.tags) for c in changes] == [
+        (rid, frozenset({"release_tags"}), 1)
+    ]
     assert await _tags(store, rid) == [("v1", A), ("v2", A)]
     assert await store.release_digests(rid) == (None, one.digest)
 
