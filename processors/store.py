@@ -625,6 +625,7 @@ class PgStore:
                     )
                     gone += retracted
                     for e in retracted:
+                        tables.setdefault(e.repo_id, set()).add("commits")
                         if e.files:
                             tables.setdefault(e.repo_id, set()).add("file_changes")
                     for d in negated:
@@ -652,6 +653,8 @@ class PgStore:
         fresh = [e for e in ordered if (e.repo_id, e.sha) in new]
         if not fresh:
             return []
+        for e in fresh:  # metrics read straight from the commit facts (releases) change too
+            tables.setdefault(e.repo_id, set()).add("commits")
         files = _file_arrays(fresh)
         if files[0]:
             await con.execute(_INSERT_FILES, *files)

@@ -153,9 +153,8 @@ def lead_time_result(
     }
 
 
-# activity_daily changes with every commit added or retracted, so a metric-update event names
-# these metrics whenever the history (which they read from the commits facts) changes.
-_TABLES = ("release_tags", "activity_daily")
+# The commit facts and the tags: a metric-update event names these metrics when either changed.
+_TABLES = ("commits", "release_tags")
 _WEEKLY = Param(
     "granularity", "string", "week", "period length: UTC days, ISO weeks, months",
     ("day", "week", "month"),

@@ -137,6 +137,12 @@ async def test_releases_and_lead_time_equal_git_through_moves_deletes_and_force_
         f"/api/v1/repos/{repo_id}/metrics/releases", headers={"If-None-Match": before["etag"]}
     )
     assert r.status_code == 200  # the tags moved: a new result, not a 304
+    last = (await api.updates())[-1]  # a tags-only batch names the release metrics
+    assert (last["tables"], last["metrics"], last["commits"]) == (
+        ["release_tags"],
+        ["lead-time", "releases"],
+        0,
+    )
     await check(api.client, repo_id, b.path)
 
     b.git("reset", "-q", "--hard", "v0.2")  # force-push: c4, c5, c6 leave the history
