@@ -15,6 +15,7 @@ without a tagger line. Tags naming a tree or a blob are not releases.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -27,6 +28,8 @@ from dulwich.refs import Ref
 from dulwich.repo import Repo
 
 from ingest.events import SCHEMA_VERSION, EventError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PATTERNS = "v[0-9]*,[0-9]*"
 """Names starting with a digit, or with `v` and a digit: `v1.2.3`, `1.2`, not `nightly`."""
@@ -94,16 +97,14 @@ def _when(seconds: int, offset: int) -> datetime:
     try:
         return datetime.fromtimestamp(seconds, tz)
     except (OverflowError, OSError, ValueError):
-        return (
-            datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
-            if seconds > 0
-            else (datetime(1970, 1, 1, tzinfo=UTC))
-        )
+        if seconds > 0:
+            return datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+        return datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _peel(repo: Repo, sha: ObjectID) -> ReleaseTag | None:
-    """The commit a tag ref names and its release time; None for a tree, blob or a broken
-    chain."""
+    """The commit a tag ref names and its release time; None for a tree, a blob, a missing
+    object, or an object dulwich cannot parse (a hostile tag must not fail the poll)."""
     store = repo.object_store
     outer: Tag | None = None
     try:
@@ -114,15 +115,16 @@ def _peel(repo: Repo, sha: ObjectID) -> ReleaseTag | None:
             if outer is None:
                 outer = obj
             obj = store[obj.object[1]]
-    except KeyError:
+        if not isinstance(obj, Commit):
+            return None
+        if outer is not None and outer.tagger is not None and outer.tag_time is not None:
+            time = _when(outer.tag_time, outer.tag_timezone or 0)
+        else:
+            time = _when(obj.commit_time, obj.commit_timezone)
+        return ReleaseTag("", obj.id.decode(), time, outer is not None)
+    except Exception as exc:  # noqa: BLE001 (any parse error: this tag is not a release)
+        log.info("tag object %s is not readable, not a release: %r", sha.decode(), exc)
         return None
-    if not isinstance(obj, Commit):
-        return None
-    if outer is not None and outer.tagger is not None and outer.tag_time is not None:
-        time = _when(outer.tag_time, outer.tag_timezone or 0)
-    else:
-        time = _when(obj.commit_time, obj.commit_timezone)
-    return ReleaseTag("", obj.id.decode(), time, outer is not None)
 
 
 def read_release_tags(repo: Repo, patterns: Sequence[str]) -> tuple[ReleaseTag, ...]:

@@ -116,3 +116,24 @@ def test_malformed_tags_events_are_refused(change: dict[str, object]) -> None:
     d = {"v": 1, "type": "tags", "id": "1:tags:none", "repo_id": 1, "tags": [], **change}
     with pytest.raises(EventError):
         decode_event(orjson.dumps(d))
+
+
+def test_unreadable_tag_objects_are_not_releases(tmp_path: Path) -> None:
+    """A tag object whose header dulwich cannot parse, one naming a missing object, and a
+    tagger date beyond a datetime: the poll goes on, the readable ones are releases."""
+    b = GitRepoBuilder(tmp_path / "r")
+    b.write("a", b"1\n")
+    head = b.commit("one")
+    bad = b"object %s\ntype commit\ntag v6\ntagger T <t@x> notadate\n\nm\n" % head.encode()
+    missing = b"object %s\ntype commit\ntag v7\ntagger T <t@x> 1 +0000\n\nm\n" % (b"1" * 40)
+    future = b"object %s\ntype commit\ntag v8\ntagger T <t@x> 99999999999999 +0000\n\nm\n" % (
+        head.encode()
+    )
+    for name, body in (("v6", bad), ("v7", missing), ("v8", future)):
+        sha = b.git("hash-object", "-t", "tag", "--literally", "-w", "--stdin", stdin=body)
+        b.git("update-ref", f"refs/tags/{name}", sha.decode().strip())
+    b.git("tag", "v1")
+    with Repo(str(b.path)) as repo:
+        tags = {t.name: t for t in read_release_tags(repo, ("v*",))}
+    assert sorted(tags) == ["v1", "v8"]
+    assert tags["v8"].time == datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)  # clamped
