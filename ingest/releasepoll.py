@@ -12,6 +12,7 @@ acknowledged the snapshot, as the head is.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -21,6 +22,12 @@ from dulwich.repo import Repo
 from ingest.bus import Bus, Message
 from ingest.events import partition_key
 from ingest.releases import ReleaseTag, TagsEvent, encode_tags, read_release_tags
+
+log = logging.getLogger(__name__)
+
+MAX_SNAPSHOT_BYTES = 1_000_000
+"""Kafka's default largest message is 1 MiB (record overhead included): a larger snapshot
+would fail every poll of its repository, so it is not published (some 9,000 tags)."""
 
 
 @runtime_checkable
@@ -50,6 +57,13 @@ async def publish_release_tags(
     published, applied = await registry.release_digests(repo_id)
     if event.digest == published and event.digest == applied:
         return False
-    await bus.publish(topic, [Message(partition_key(repo_id), encode_tags(event))])
+    value = encode_tags(event)
+    if len(value) > MAX_SNAPSHOT_BYTES:
+        log.warning(
+            "repository %s: %d release tags make a %d-byte snapshot, over %d: not published "
+            "(narrow METRE_RELEASE_TAGS)", repo_id, len(tags), len(value), MAX_SNAPSHOT_BYTES,
+        )  # fmt: skip
+        return False
+    await bus.publish(topic, [Message(partition_key(repo_id), value)])
     await registry.set_release_published(repo_id, event.digest)
     return True

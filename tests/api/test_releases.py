@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from ingest import releasepoll
 from ingest.releases import DEFAULT_PATTERNS, parse_patterns
 from tests.api.conftest import MetreApi
 from tests.api.releases_oracle import expected_lead_time, expected_releases, release_tags
@@ -182,3 +183,17 @@ async def test_catalogue_lists_releases_and_lead_time(api: MetreApi) -> None:
     entries = {e["name"]: e for e in r.json()["metrics"]}
     assert entries["releases"]["version"] == 1
     assert entries["lead-time"]["parameters"][0]["default"] == "week"
+
+
+async def test_an_oversized_snapshot_is_not_published_and_the_repository_stays_idle(
+    api: MetreApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A snapshot over the bus's largest message would fail every poll: it is left out (with a
+    warning) and the commits are ingested as usual."""
+    monkeypatch.setattr(releasepoll, "MAX_SNAPSHOT_BYTES", 300)
+    b = build(tmp_path / "repo")
+    repo_id = await api.ingest(b.path)  # asserts the repository is idle
+    body = (await api.client.get(f"/api/v1/repos/{repo_id}/metrics/releases")).json()
+    assert body["releases"] == []
+    assert body["unreleased"] == len(b.git("rev-list", "main").split())
+    assert "not published (narrow METRE_RELEASE_TAGS)" in caplog.text
