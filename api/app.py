@@ -29,6 +29,7 @@ from api.routes import (
     metrics,
     notifications,
     pipeline,
+    releases,
     repos,
 )
 from api.security import ApiGuard
@@ -189,6 +190,7 @@ def create_app(
         pipeline.router,
         notifications.router,
         hooks.router,
+        releases.router,
     ):
         app.include_router(router, prefix="/api/v1")
         templates.add(router.routes, "/api/v1")

@@ -45,6 +45,7 @@ from fastapi import FastAPI
 from api.app import create_app
 from ingest.bus import InMemoryBus
 from ingest.poller import Poller, PollerConfig
+from ingest.releases import DEFAULT_PATTERNS, parse_patterns
 from metre.pg import start_embedded, stop_embedded
 from metre.settings import Settings
 from processors.runner import Processor
@@ -88,7 +89,10 @@ async def ingest(store: PgStore, repo: Path, mirrors: Path) -> tuple[int, int, f
     bus = InMemoryBus(partitions=2)
     await bus.start()
     await bus.ensure_topics([TOPIC, DLQ])
-    poller = Poller(bus, store, PollerConfig(mirrors_dir=mirrors, topic=TOPIC))
+    release_tags = parse_patterns(DEFAULT_PATTERNS)  # as the roles' default
+    poller = Poller(
+        bus, store, PollerConfig(mirrors_dir=mirrors, topic=TOPIC, release_tags=release_tags)
+    )
     processor = Processor(bus, store, TOPIC, "bench", 500, DLQ, fetch_timeout=0.05)
     stop = asyncio.Event()
     task = asyncio.create_task(processor.run(stop))

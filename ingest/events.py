@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Final, Literal, TypeGuard
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeGuard
 
 import orjson
 
 from ingest.paths import PATH_FORM, is_path_text
 from ingest.wire import VERSION, CommitEventWire, PersonWire, RetractEventWire
+
+if TYPE_CHECKING:
+    from ingest.releases import TagsEvent
 
 SCHEMA_VERSION: Final = VERSION
 
@@ -291,7 +294,7 @@ def _repo_and_sha(d: dict[str, Any]) -> tuple[int, str]:
     return repo_id, sha
 
 
-def decode_event(raw: bytes) -> CommitEvent | RetractEvent:
+def decode_event(raw: bytes) -> CommitEvent | RetractEvent | TagsEvent:
     """Parse and validate one record of any type; anything else raises `EventError`."""
     d = _load(raw)
     kind = d.get("type")
@@ -299,6 +302,10 @@ def decode_event(raw: bytes) -> CommitEvent | RetractEvent:
         return _commit(d)
     if kind == "retract":
         return RetractEvent(*_repo_and_sha(d))
+    if kind == "tags":  # release tags (ingest/releases.py, which imports this module)
+        from ingest.releases import decode_tags
+
+        return decode_tags(d)
     raise EventError(f"unknown event type {kind!r}")
 
 

@@ -50,8 +50,9 @@ from ingest.deadlines import FetchClock
 from ingest.events import RetractEvent, encode, partition_key
 from ingest.gitdiff import new_commits
 from ingest.mailmap import read_mailmap
-from ingest.mirror import FetchAccess, RepositoryError, open_mirror, resolve_head
+from ingest.mirror import FetchAccess, RepositoryError, mirror_path, open_mirror, resolve_head
 from ingest.outage import Outage
+from ingest.releasepoll import ReleaseRegistry, publish_release_tags
 from ingest.retry import DEPENDENCY, Backoff, always, retry
 from ingest.urlpolicy import UrlPolicy
 
@@ -123,6 +124,9 @@ class PollerConfig:
     """Polls with fewer new commits stay in-process (no process start-up cost)."""
     concurrency: int = 4
     """Repositories this poller polls at once (METRE_POLL_CONCURRENCY)."""
+    release_tags: tuple[str, ...] = ()
+    """Globs of the tag names that are releases (ingest/releases.py; empty: no tags events).
+    The roles set it from METRE_RELEASE_TAGS."""
 
 
 def _plan(
@@ -251,6 +255,7 @@ class Poller:
         began, published = time.perf_counter(), self.published
         try:
             head, mailmap_sha = await self._publish_new(row)
+            await self._publish_releases(row)
         except RepositoryError as exc:
             await self._failed(row, str(exc))
         except BusError as exc:
@@ -272,6 +277,16 @@ class Poller:
             instruments.polled(outcome, time.perf_counter() - began)
             return
         instruments.polled("failed", time.perf_counter() - began)
+
+    async def _publish_releases(self, row: PolledRepo) -> None:
+        """The release tags snapshot, after the commits (ingest/releasepoll.py)."""
+        if self.config.release_tags and isinstance(self.registry, ReleaseRegistry):
+            mirror = mirror_path(self.config.mirrors_dir, row.id)
+            if await publish_release_tags(
+                self.bus, self.config.topic, self.registry, mirror, row.id,
+                self.config.release_tags,
+            ):  # fmt: skip
+                self.published += 1
 
     async def _failed(self, row: PolledRepo, error: str, *, quiet: bool = False) -> None:
         self.failures += 1

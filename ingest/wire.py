@@ -21,9 +21,9 @@ from typing_extensions import TypedDict
 VERSION: Final = 1
 """`v` of every payload this metre writes and reads."""
 
-REVISION: Final = 4
+REVISION: Final = 5
 """Optional fields added within version 1 so far (`time_raw`, `merge_files`, `removed`,
-`path_form`): the minor part of the contract's version, `<VERSION>.<REVISION>.0`
+`path_form`, the tags event): the minor part of the contract's version, `<VERSION>.<REVISION>.0`
 (docs/asyncapi.yaml)."""
 
 _DOCS = ConfigDict(use_attribute_docstrings=True)
@@ -132,6 +132,35 @@ class RetractEventWire(TypedDict):
     """`<repo_id>:<sha>:retract`."""
     repo_id: RepoId
     sha: Sha
+
+
+@with_config(_DOCS)
+class ReleaseTagWire(TypedDict):
+    """One release tag: a tag whose name matches METRE_RELEASE_TAGS, on a tracked commit."""
+
+    name: str
+    """The name after refs/tags/."""
+    sha: Sha
+    """The commit it names (peeled through annotated tags)."""
+    time: str
+    """ISO 8601 with its UTC offset: the tagger date of an annotated tag, else the tagged
+    commit's committer date."""
+    annotated: bool
+
+
+@with_config(_DOCS)
+class TagsEventWire(TypedDict):
+    """Tags event, version 1: the complete set of a repository's release tags, replacing the
+    last one applied (a tag that moved or vanished is retracted by the next snapshot). Added
+    within version 1."""
+
+    v: Literal[1]
+    """Schema version; a consumer rejects versions it does not know."""
+    type: Literal["tags"]
+    id: Annotated[str, Field(pattern=r"^[1-9][0-9]*:tags:([0-9a-f]+|none)$")]
+    """`<repo_id>:tags:<digest of the set>` (`none` for the empty set)."""
+    repo_id: RepoId
+    tags: list[ReleaseTagWire]
 
 
 @with_config(_DOCS)

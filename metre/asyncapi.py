@@ -20,6 +20,7 @@ from pydantic import TypeAdapter
 from pydantic.json_schema import GenerateJsonSchema
 
 from ingest.events import CommitEvent, FileChange, MergeFile, Person, RetractEvent, wire
+from ingest.releases import ReleaseTag, TagsEvent, tags_wire
 from ingest.wire import (
     REPO_KEY_PATTERN,
     REVISION,
@@ -28,6 +29,7 @@ from ingest.wire import (
     DeadLetterHeaders,
     MetricUpdateWire,
     RetractEventWire,
+    TagsEventWire,
 )
 
 ASYNCAPI_VERSION = "3.0.0"
@@ -37,6 +39,7 @@ DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
 PAYLOADS: dict[str, Any] = {
     "commit-event": CommitEventWire,
     "retract-event": RetractEventWire,
+    "tags-event": TagsEventWire,
     "metric-update-event": MetricUpdateWire,
     "dead-letter-headers": DeadLetterHeaders,
 }
@@ -157,6 +160,9 @@ def _examples() -> dict[str, list[dict[str, Any]]]:
     return {
         "commitEvent": [one("commit", wire(commit)), one("merge", wire(merge))],
         "retractEvent": [one("retract", wire(RetractEvent(42, sha)))],
+        "tagsEvent": [
+            one("tags", tags_wire(TagsEvent(42, (ReleaseTag("v1.0.0", sha, when, True),))))
+        ],
         "metricUpdateEvent": [
             one("update", update_json(change)),
             one("removal", orjson.loads(removal.value)),
@@ -227,7 +233,7 @@ def document() -> dict[str, Any]:
         "channels": {
             "commits": {
                 "address": "{prefix}.commits",
-                "title": "Commit and retraction events",
+                "title": "Commit, retraction and tags events",
                 "description": (
                     "One commit event per commit reachable from a repository's tracked branch; "
                     "retractions (force-push, change of branch or of .mailmap, removal) before "
@@ -236,6 +242,7 @@ def document() -> dict[str, Any]:
                 "messages": {
                     "commitEvent": _ref("components", "messages", "commitEvent"),
                     "retractEvent": _ref("components", "messages", "retractEvent"),
+                    "tagsEvent": _ref("components", "messages", "tagsEvent"),
                 },
                 "parameters": {"prefix": _ref("components", "parameters", "prefix")},
                 "bindings": {"kafka": partitions},
@@ -275,6 +282,7 @@ def document() -> dict[str, Any]:
                 "messages": [
                     _ref("channels", "commits", "messages", "commitEvent"),
                     _ref("channels", "commits", "messages", "retractEvent"),
+                    _ref("channels", "commits", "messages", "tagsEvent"),
                 ],
             },
             "applyCommitEvents": {
@@ -284,6 +292,7 @@ def document() -> dict[str, Any]:
                 "messages": [
                     _ref("channels", "commits", "messages", "commitEvent"),
                     _ref("channels", "commits", "messages", "retractEvent"),
+                    _ref("channels", "commits", "messages", "tagsEvent"),
                 ],
                 "bindings": {
                     "kafka": {
@@ -326,6 +335,13 @@ def document() -> dict[str, Any]:
                     "Undo commit `sha`, if held.",
                     "RetractEvent",
                     examples["retractEvent"],
+                ),
+                "tagsEvent": _message(
+                    "tags",
+                    "Tags event",
+                    "A repository's release tags, all of them: the set replaces the last one.",
+                    "TagsEvent",
+                    examples["tagsEvent"],
                 ),
                 "metricUpdateEvent": _message(
                     "metric-update",

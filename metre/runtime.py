@@ -238,6 +238,7 @@ def make_poller(settings: Settings, bus: Bus, store: PgStore) -> Poller:
         retry_cap=settings.retry_cap,
         give_up_after=settings.give_up_after,
         concurrency=settings.poll_concurrency,
+        release_tags=settings.release_patterns,
     )
     return Poller(bus, store, config)
 

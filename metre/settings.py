@@ -13,6 +13,8 @@ import platformdirs
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ingest.releases import DEFAULT_PATTERNS as DEFAULT_RELEASE_PATTERNS
+from ingest.releases import parse_patterns
 from ingest.urlpolicy import REMOTE_SCHEMES, UrlPolicy
 
 
@@ -293,3 +295,14 @@ class Settings(BaseSettings):
         le=256,
         description="Repositories one poller polls at once (a slow remote holds one of them).",
     )
+    # --- releases ---
+    release_tags: str = Field(
+        default=DEFAULT_RELEASE_PATTERNS,
+        description="Comma-separated globs (case-sensitive, on the name after refs/tags/) of "
+        "the tags that are releases; empty: none.",
+    )
+
+    @property
+    def release_patterns(self) -> tuple[str, ...]:
+        """METRE_RELEASE_TAGS as a tuple of globs."""
+        return parse_patterns(self.release_tags)

@@ -43,7 +43,7 @@ _MIRROR = re.compile(r"(\d+)\.git")
 def removal_notice(r: Removal) -> Message:
     """The metric-update event that says repository `r` is gone: every metric of it changed,
     `removed` is true, and there is no head (docs/events.md)."""
-    tables = sorted({*TABLES, "file_changes"})
+    tables = sorted({*TABLES, "file_changes", "commits", "release_tags"})
     body: MetricUpdateWire = {
         "v": SCHEMA_VERSION,
         "type": "metric-update",

@@ -21,6 +21,7 @@ import asyncpg
 
 from ingest.bus import Bus, BusError, CommitFailed, Consumer, Message, Record
 from ingest.events import CommitEvent, EventError, RetractEvent, decode_event
+from ingest.releases import TagsEvent
 from ingest.retry import Backoff, RetryStopped, retry
 from ingest.wire import DeadLetterHeaders
 from processors import instruments
@@ -170,7 +171,7 @@ class Processor:
         self, consumer: Consumer, records: Sequence[Record], stop: asyncio.Event
     ) -> None:
         """One batch: dead-letter the poison, apply the rest in one transaction, commit."""
-        good: list[tuple[Record, CommitEvent | RetractEvent]] = []
+        good: list[tuple[Record, CommitEvent | RetractEvent | TagsEvent]] = []
         bad: list[tuple[Record, str]] = []
         for r in records:
             try:
@@ -187,7 +188,7 @@ class Processor:
             # then the dead_letters table must find them there.
             self.poison += len(bad)
             instruments.DEAD_LETTERS.inc(len(bad))
-            new = sum(c.commits + c.retracted for c in changes)
+            new = sum(c.commits + c.retracted + c.tags for c in changes)
             self.applied += new
             self.duplicates += len(good) - new - refused
             instruments.EVENTS_APPLIED.inc(new)
@@ -205,7 +206,7 @@ class Processor:
 
     async def _apply(
         self,
-        good: Sequence[tuple[Record, CommitEvent | RetractEvent]],
+        good: Sequence[tuple[Record, CommitEvent | RetractEvent | TagsEvent]],
         dead: Sequence[DeadLetter],
         stop: asyncio.Event,
     ) -> tuple[list[RepoChange], int]:

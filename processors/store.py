@@ -22,8 +22,10 @@ import asyncpg
 import orjson
 
 from ingest.events import CommitEvent, RetractEvent
+from ingest.releases import TagsEvent
 from processors.metrics import TABLES, fold
 from processors.rebuild import AFTER_MIGRATION
+from processors.releasestore import apply_tags
 from processors.retract import retract
 
 POLL_CHANNEL = "metre_poll"
@@ -212,6 +214,8 @@ class RepoChange:
     generation: int
     retracted: int = 0
     """Commits retracted by the batch (their facts deleted, their deltas negated)."""
+    tags: int = 0
+    """Tags snapshots applied (1 when the batch changed the repository's release tags)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -645,7 +649,7 @@ class PgStore:
 
     # -- applying events --------------------------------------------------------------------
 
-    async def apply(self, events: Sequence[CommitEvent | RetractEvent]) -> int:
+    async def apply(self, events: Sequence[CommitEvent | RetractEvent | TagsEvent]) -> int:
         """Apply events in one transaction, in order; returns how many had an effect.
 
         A commit event acts only if the commit is absent, a retraction only if it is present
@@ -653,30 +657,32 @@ class PgStore:
         unregistered repositories change nothing. Safe to run concurrently with overlapping
         batches.
         """
-        return sum(c.commits + c.retracted for c in await self.apply_changes(events))
+        return sum(c.commits + c.retracted + c.tags for c in await self.apply_changes(events))
 
     async def apply_changes(
         self,
-        events: Sequence[CommitEvent | RetractEvent],
+        events: Sequence[CommitEvent | RetractEvent | TagsEvent],
         dead_letters: Sequence[DeadLetter] = (),
     ) -> list[RepoChange]:
         """`apply`, returning what changed per repository (by id; none if nothing changed).
 
         `dead_letters` (the batch's poison records) are recorded in the same transaction.
         """
+        tags = [e for e in events if isinstance(e, TagsEvent)]
+        history = [e for e in events if not isinstance(e, TagsEvent)]
         runs: list[list[CommitEvent] | list[RetractEvent]] = []
-        for _, run in groupby(events, key=lambda e: isinstance(e, RetractEvent)):
+        for _, run in groupby(history, key=lambda e: isinstance(e, RetractEvent)):
             # Within a run of one type the order does not matter: dedup, sort by key.
             unique: dict[tuple[int, str], Any] = {}
             for e in run:
                 unique.setdefault((e.repo_id, e.sha), e)
             ordered = [unique[k] for k in sorted(unique)]
             runs.append(ordered)
-        if not runs and not dead_letters:
+        if not runs and not dead_letters and not tags:
             return []
         for attempt in range(3):
             try:
-                return await self._apply(runs, dead_letters)
+                return await self._apply(runs, dead_letters, tags)
             except asyncpg.ForeignKeyViolationError:
                 # A repository was deleted while its events were in flight: its events are now
                 # filtered out by the next attempt.
@@ -688,6 +694,7 @@ class PgStore:
         self,
         runs: Sequence[list[CommitEvent] | list[RetractEvent]],
         dead_letters: Sequence[DeadLetter] = (),
+        tags: Sequence[TagsEvent] = (),
     ) -> list[RepoChange]:
         added: list[CommitEvent] = []
         gone: list[CommitEvent] = []
@@ -702,6 +709,7 @@ class PgStore:
                     )
                     gone += retracted
                     for e in retracted:
+                        tables.setdefault(e.repo_id, set()).add("commits")
                         if e.files:
                             tables.setdefault(e.repo_id, set()).add("file_changes")
                     for d in negated:
@@ -709,9 +717,12 @@ class PgStore:
                 else:
                     fresh = await self._add(con, run, tables)  # type: ignore[arg-type]
                     added += fresh
-            if not added and not gone:
+            tagged = await apply_tags(con, tags) if tags else []
+            for rid in tagged:
+                tables.setdefault(rid, set()).add("release_tags")
+            if not added and not gone and not tagged:
                 return []
-            return await self._touch(con, added, tables, gone)
+            return await self._touch(con, added, tables, gone, tagged)
 
     @staticmethod
     async def _add(
@@ -726,6 +737,8 @@ class PgStore:
         fresh = [e for e in ordered if (e.repo_id, e.sha) in new]
         if not fresh:
             return []
+        for e in fresh:  # metrics read straight from the commit facts (releases) change too
+            tables.setdefault(e.repo_id, set()).add("commits")
         files = _file_arrays(fresh)
         if files[0]:
             await con.execute(_INSERT_FILES, *files)
@@ -747,6 +760,7 @@ class PgStore:
         fresh: Sequence[CommitEvent],
         tables: dict[int, set[str]],
         gone: Sequence[CommitEvent] = (),
+        tagged: Sequence[int] = (),
     ) -> list[RepoChange]:
         """Move the watermark of every repository the batch changed (same transaction)."""
         commits: dict[int, int] = {}
@@ -755,14 +769,15 @@ class PgStore:
         retracted: dict[int, int] = {}
         for e in gone:
             retracted[e.repo_id] = retracted.get(e.repo_id, 0) + 1
-        recs = await con.fetch(_TOUCH_REPOS, sorted(commits.keys() | retracted.keys()))
+        recs = await con.fetch(_TOUCH_REPOS, sorted(commits.keys() | retracted.keys() | {*tagged}))
         # After _TOUCH_REPOS: its rows are locked already, in id order (no new lock waits).
         ambiguous = sorted({e.repo_id for e in fresh if e.ambiguous_paths})
         if ambiguous:
             await con.execute(_FLAG_REPUBLISH, ambiguous, REPUBLISH)
         return [
             RepoChange(r["id"], commits.get(r["id"], 0), frozenset(tables.get(r["id"], ())),
-                       r["head"], r["watermark"], r["generation"], retracted.get(r["id"], 0))
+                       r["head"], r["watermark"], r["generation"], retracted.get(r["id"], 0),
+                       int(r["id"] in tagged))
             for r in sorted(recs, key=lambda r: r["id"])
         ]  # fmt: skip
 
@@ -985,3 +1000,19 @@ class PgStore:
             }
             for r in recs
         ]
+
+    # -- release tags (ingest/releasepoll.py) -----------------------------------------------
+
+    async def release_digests(self, repo_id: int) -> tuple[str | None, str | None]:
+        """(digest of the tags snapshot last published, of the one last applied); None: the
+        empty set."""
+        rec = await self._pool.fetchrow(
+            "SELECT tags_published, tags_applied FROM repos WHERE id = $1", repo_id
+        )
+        return (None, None) if rec is None else (rec["tags_published"], rec["tags_applied"])
+
+    async def set_release_published(self, repo_id: int, digest: str | None) -> None:
+        """The bus acknowledged a tags snapshot with this digest."""
+        await self._pool.execute(
+            "UPDATE repos SET tags_published = $2 WHERE id = $1", repo_id, digest
+        )

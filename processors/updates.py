@@ -35,6 +35,7 @@ def combine(changes: Iterable[RepoChange]) -> list[RepoChange]:
             newer,
             commits=old.commits + c.commits,
             retracted=old.retracted + c.retracted,
+            tags=old.tags + c.tags,
             tables=old.tables | c.tables,
         )
     return [out[k] for k in sorted(out)]

@@ -53,7 +53,10 @@ class State:
     def on_event(
         self, e: dict[str, Any], tally: Counter[tuple[int, str]], last: dict[int, str]
     ) -> None:
-        """A commit or retraction event, applied by state."""
+        """A commit or retraction event, applied by state; other types (a tags event) are not
+        this consumer's business: skipped, as any type a consumer does not know."""
+        if e["type"] not in ("commit", "retract"):
+            return
         repo, sha = e["repo_id"], e["sha"]
         if repo in self.removed:
             return

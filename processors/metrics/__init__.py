@@ -92,6 +92,7 @@ MODULES: tuple[str, ...] = (
     "ownership",
     "coupling",
     "merges",
+    "releases",
 )
 """Metric modules under processors.metrics. Each declares `METRICS` (functions), `TABLES`
 (`table.MetricTable` specs of the tables they write) and `ENTRIES` (catalogue entries); a

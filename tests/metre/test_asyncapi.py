@@ -31,6 +31,7 @@ ASYNCAPI_SCHEMA = ROOT / "tests" / "vendor" / "asyncapi" / "3.0.0.json"
 SCHEMA_OF_TYPE = {
     "commit": "commit-event",
     "retract": "retract-event",
+    "tags": "tags-event",
     "metric-update": "metric-update-event",
 }
 

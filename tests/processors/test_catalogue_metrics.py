@@ -117,7 +117,8 @@ def test_every_delta_has_a_table_spec_that_can_write_it(events: list[object]) ->
 
 def test_catalogue_entries_read_existing_tables() -> None:
     for entry in catalogue().values():
-        # Metric tables, or the file facts for what is computed on read (coupling).
-        assert set(entry.tables) <= set(TABLES) | {"file_changes"}, entry.name
+        # Metric tables, or the facts for what is computed on read (coupling, releases).
+        facts = {"file_changes", "commits", "release_tags"}
+        assert set(entry.tables) <= set(TABLES) | facts, entry.name
     assert "punchcard" in metrics_of_tables({"punchcard"})
     assert metrics_of_tables(set()) == []

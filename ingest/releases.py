@@ -1,0 +1,194 @@
+"""Release tags: which tags of a mirror are releases, and the event that publishes them.
+
+A repository's release tags are published as one **tags event**: the whole set of tags whose
+name matches the release patterns (METRE_RELEASE_TAGS), each peeled to the commit it names,
+with its release time. The event is a snapshot, not a delta: a processor replaces the
+repository's tags with it, so a tag that moved or vanished is retracted by the next snapshot,
+redelivery is a no-op, and of several snapshots of one repository (one partition, one order)
+the last one wins. See docs/events.md ("Tags event") and docs/metrics.md ("releases").
+
+The release time of a tag: the tagger date of an annotated tag (the outermost one, for a tag
+of a tag), the committer date of the tagged commit for a lightweight tag or an annotated tag
+without a tagger line. Tags naming a tree or a blob are not releases.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from fnmatch import fnmatchcase
+from typing import Any
+
+import orjson
+from dulwich.objects import Commit, ObjectID, Tag
+from dulwich.refs import Ref
+from dulwich.repo import Repo
+
+from ingest.events import EventError
+from ingest.wire import TagsEventWire
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PATTERNS = "v[0-9]*,[0-9]*"
+"""Names starting with a digit, or with `v` and a digit: `v1.2.3`, `1.2`, not `nightly`."""
+
+_MAX_DEPTH = 16
+"""Tags of tags followed at most this deep (git itself gives up on deeper chains)."""
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ReleaseTag:
+    """One release tag: its name (UTF-8; other bytes backslash-escaped), the commit it names,
+    its release time (with the tagger's or committer's UTC offset), and whether it is
+    annotated."""
+
+    name: str
+    sha: str
+    time: datetime
+    annotated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TagsEvent:
+    """The complete set of release tags of repository `repo_id` (empty: none)."""
+
+    repo_id: int
+    tags: tuple[ReleaseTag, ...]
+
+    @property
+    def digest(self) -> str | None:
+        return tags_digest(self.tags)
+
+    @property
+    def event_id(self) -> str:
+        return f"{self.repo_id}:tags:{self.digest or 'none'}"
+
+
+def parse_patterns(raw: str) -> tuple[str, ...]:
+    """`v[0-9]*,[0-9]*` -> the globs (fnmatch, case-sensitive, on the name after
+    refs/tags/); an empty string tracks no tag."""
+    return tuple(p.strip() for p in raw.split(",") if p.strip())
+
+
+def is_release(name: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatchcase(name, p) for p in patterns)
+
+
+def tags_digest(tags: Sequence[ReleaseTag]) -> str | None:
+    """A digest of a tag set, None for the empty set (a repository without release tags never
+    publishes anything)."""
+    if not tags:
+        return None
+    h = hashlib.sha256()
+    for t in sorted(tags):
+        h.update(f"{t.name}\0{t.sha}\0{t.time.isoformat()}\0{int(t.annotated)}\n".encode())
+    return h.hexdigest()[:32]
+
+
+def _when(seconds: int, offset: int) -> datetime:
+    """A git timestamp and offset (seconds east of UTC) as an aware datetime, clamped to what
+    a datetime holds (release times outside years 1..9999 are nonsense anyway)."""
+    try:
+        tz = timezone(timedelta(seconds=offset))
+    except ValueError:
+        tz = UTC
+    try:
+        return datetime.fromtimestamp(seconds, tz)
+    except (OverflowError, OSError, ValueError):
+        if seconds > 0:
+            return datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+        return datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _peel(repo: Repo, sha: ObjectID) -> ReleaseTag | None:
+    """The commit a tag ref names and its release time; None for a tree, a blob, a missing
+    object, or an object dulwich cannot parse (a hostile tag must not fail the poll)."""
+    store = repo.object_store
+    outer: Tag | None = None
+    try:
+        obj = store[sha]
+        for _ in range(_MAX_DEPTH):
+            if not isinstance(obj, Tag):
+                break
+            if outer is None:
+                outer = obj
+            obj = store[obj.object[1]]
+        if not isinstance(obj, Commit):
+            return None
+        if outer is not None and outer.tagger is not None and outer.tag_time is not None:
+            time = _when(outer.tag_time, outer.tag_timezone or 0)
+        else:
+            time = _when(obj.commit_time, obj.commit_timezone)
+        return ReleaseTag("", obj.id.decode(), time, outer is not None)
+    except Exception as exc:  # noqa: BLE001 (any parse error: this tag is not a release)
+        log.info("tag object %s is not readable, not a release: %r", sha.decode(), exc)
+        return None
+
+
+def read_release_tags(repo: Repo, patterns: Sequence[str]) -> tuple[ReleaseTag, ...]:
+    """Every tag of `repo` whose name matches `patterns`, peeled, sorted by name. Blocking."""
+    if not patterns:
+        return ()
+    out = []
+    for ref, sha in repo.refs.as_dict(Ref(b"refs/tags")).items():
+        name = ref.decode("utf-8", errors="backslashreplace")
+        if not is_release(name, patterns):
+            continue
+        peeled = _peel(repo, sha)
+        if peeled is not None:
+            out.append(ReleaseTag(name, peeled.sha, peeled.time, peeled.annotated))
+    return tuple(sorted(out))
+
+
+def tags_wire(e: TagsEvent) -> TagsEventWire:
+    return {
+        "v": 1,
+        "type": "tags",
+        "id": e.event_id,
+        "repo_id": e.repo_id,
+        "tags": [
+            {"name": t.name, "sha": t.sha, "time": t.time.isoformat(), "annotated": t.annotated}
+            for t in e.tags
+        ],
+    }
+
+
+def encode_tags(e: TagsEvent) -> bytes:
+    return orjson.dumps(tags_wire(e))
+
+
+def _tag(d: Any) -> ReleaseTag:
+    if not isinstance(d, dict):
+        raise EventError("each tag must be an object")
+    name, sha, time, annotated = d.get("name"), d.get("sha"), d.get("time"), d.get("annotated")
+    if not isinstance(name, str) or not name:
+        raise EventError("tags[].name must be a non-empty string")
+    if not isinstance(sha, str) or len(sha) not in (40, 64) or sha.strip("0123456789abcdef"):
+        raise EventError(f"tags[].sha must be a lower-case hex object name, not {sha!r}")
+    if not isinstance(annotated, bool):
+        raise EventError("tags[].annotated must be a boolean")
+    if not isinstance(time, str):
+        raise EventError("tags[].time must be a string")
+    try:
+        when = datetime.fromisoformat(time)
+    except ValueError as exc:
+        raise EventError(f"tags[].time is not ISO 8601: {time!r}") from exc
+    if when.tzinfo is None:
+        raise EventError(f"tags[].time has no UTC offset: {time!r}")
+    return ReleaseTag(name, sha, when, annotated)
+
+
+def decode_tags(d: dict[str, Any]) -> TagsEvent:
+    """A tags event from its decoded JSON (version and type already checked)."""
+    repo_id, tags = d.get("repo_id"), d.get("tags")
+    if not isinstance(repo_id, int) or isinstance(repo_id, bool) or repo_id <= 0:
+        raise EventError("repo_id must be a positive integer")
+    if not isinstance(tags, list):
+        raise EventError("tags must be a list")
+    parsed = tuple(sorted(_tag(t) for t in tags))
+    if len({t.name for t in parsed}) != len(parsed):
+        raise EventError("tags[].name must be unique")
+    return TagsEvent(repo_id, parsed)
