@@ -18,6 +18,7 @@ from fastapi import APIRouter, Query, Request, Response
 from api.deps import StoreDep
 from api.provenance import serve
 from api.routes.repos import _ERRORS, RepoId
+from api.schemas import INT32_MAX
 from processors import filereads
 from processors.filereads import FileSort
 from processors.metrics.coupling import DEFAULT_MAX_FILES, MAX_FILES_LIMIT
@@ -28,7 +29,7 @@ from processors.store import PgStore
 router = APIRouter(tags=["metrics"])
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="Rows returned")]
-Offset = Annotated[int, Query(ge=0, le=2**31 - 1, description="Rows skipped")]
+Offset = Annotated[int, Query(ge=0, le=INT32_MAX, description="Rows skipped")]
 _OK = {304: {"description": "Not modified"}, **_ERRORS}
 
 
@@ -160,7 +161,7 @@ async def coupling(
     max_files: Annotated[
         int, Query(ge=1, le=MAX_FILES_LIMIT, description="Ignore commits touching more files")
     ] = DEFAULT_MAX_FILES,
-    min_shared: Annotated[int, Query(ge=1, description="Least shared commits")] = 2,
+    min_shared: Annotated[int, Query(ge=1, le=INT32_MAX, description="Least shared commits")] = 2,
     limit: Limit = 100,
 ) -> Response:
     params = {"path": path, "max_files": max_files, "min_shared": min_shared, "limit": limit}

@@ -7,17 +7,33 @@ import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from api.deps import SettingsDep, StoreDep
 from api.responses import OrjsonResponse
-from api.schemas import CommitOut, ErrorOut, PollAccepted, RepoIn, RepoList, RepoOut
-from ingest.mirror import InvalidRepositoryURL, check_host, validate_url
+from api.schemas import (
+    INT64_MAX,
+    CommitOut,
+    ErrorOut,
+    Input,
+    PollAccepted,
+    RepoIn,
+    RepoList,
+    RepoOut,
+)
+from ingest.mirror import (
+    InvalidRepositoryURL,
+    RepositoryError,
+    check_host,
+    mirror_path,
+    resolve_head,
+    validate_url,
+)
 from processors.store import RepoExists, RepoRow
 
 router = APIRouter(tags=["repositories"])
 
-RepoId = Annotated[int, Path(ge=1, le=2**63 - 1, description="Repository id")]
+RepoId = Annotated[int, Path(ge=1, le=INT64_MAX, description="Repository id")]
 Sha = Annotated[
     str,
     Path(min_length=7, max_length=64, pattern="^[0-9a-fA-F]+$", description="Commit sha or prefix"),
@@ -100,10 +116,8 @@ async def get_repo(repo_id: RepoId, store: StoreDep) -> OrjsonResponse:
     return OrjsonResponse(repo_json(await _repo_or_404(store, repo_id)))
 
 
-class RepoPatch(BaseModel):
+class RepoPatch(Input):
     """A change to a registered repository (the branch is the one thing that can change)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     branch: str | None = Field(
         min_length=1,
@@ -113,14 +127,42 @@ class RepoPatch(BaseModel):
     )
 
 
+async def _check_branch_exists(settings: SettingsDep, repo_id: int, branch: str) -> None:
+    """422 when the repository's mirror exists, has branches, and `branch` is not one of them.
+
+    The mirror holds every branch of the remote as of the last poll; without a mirror (never
+    polled yet, or a distributed API that does not share the pollers' disk) the poll decides.
+    """
+    mirror = mirror_path(settings.mirrors_dir, repo_id)
+    if not (mirror / "objects").is_dir():
+        return
+    try:
+        await asyncio.to_thread(resolve_head, mirror, branch)
+    except RepositoryError as exc:
+        message = str(exc)
+        if message.startswith("branch "):  # not the empty or unreadable mirror
+            raise HTTPException(422, f"{message}, as of the last poll") from None
+
+
 @router.patch(
     "/repos/{repo_id}",
     summary="Change the tracked branch",
-    responses={200: {"model": RepoOut}, **_ERRORS},
+    description="The branch must exist in the repository as of its last poll (422 otherwise, "
+    "naming the branches that do); a repository never polled yet takes any valid name.",
+    responses={
+        200: {"model": RepoOut},
+        400: {"model": ErrorOut, "description": "The body could not be read"},
+        **_ERRORS,
+    },
 )
-async def patch_repo(repo_id: RepoId, body: RepoPatch, store: StoreDep) -> OrjsonResponse:
+async def patch_repo(
+    repo_id: RepoId, body: RepoPatch, store: StoreDep, settings: SettingsDep
+) -> OrjsonResponse:
     if body.branch is not None and _BAD_BRANCH.search(body.branch):
         raise HTTPException(422, f"branch {body.branch!r} is not a valid branch name")
+    await _repo_or_404(store, repo_id)
+    if body.branch is not None:
+        await _check_branch_exists(settings, repo_id, body.branch)
     row = _found(await store.set_branch(repo_id, body.branch), repo_id)
     await store.request_poll(repo_id)
     return OrjsonResponse(repo_json(row))
