@@ -20,6 +20,7 @@ import orjson
 import uvicorn
 
 from api.app import create_app
+from api.server import server_config
 from ingest.bus import Bus, BusError, InMemoryBus
 from ingest.credentials import CredentialsError, load_credentials
 from ingest.mirror import FetchAccess
@@ -249,7 +250,8 @@ async def serve_api(
     readiness: Mapping[str, Callable[[], Awaitable[bool]]] | None = None,
 ) -> None:
     app = create_app(settings, store, readiness=readiness)
-    config = uvicorn.Config(
+    # Client addresses from the socket (METRE_TRUSTED_PROXIES decides forwarding), JSON 400s.
+    config = server_config(
         app,
         log_level=settings.log_level.lower(),
         access_log=False,

@@ -26,6 +26,7 @@ from schemathesis import Case
 
 import ingest.mirror
 from api.app import create_app
+from api.server import server_config
 from metre.settings import Settings
 
 MAX_EXAMPLES = 25
@@ -60,7 +61,7 @@ def api_url(tmp_path_factory: pytest.TempPathFactory, pg_dsn: str) -> Iterator[s
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(settings_), log_level="warning", lifespan="on")
+    config = server_config(create_app(settings_), log_level="warning", lifespan="on")
     server = _Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
