@@ -184,6 +184,8 @@ def create_app(
         burst=settings.rate_burst,
         trusted_proxies=settings.trusted_networks,
         limit_loopback=settings.rate_limit_loopback,
+        auth_failure_limit=settings.auth_failure_limit,
+        auth_backoff_cap=settings.auth_backoff_cap,
     )
     app.include_router(health.router)
     app.include_router(repos.router, prefix="/api/v1")

@@ -125,6 +125,22 @@ class Settings(BaseSettings):
         description="Seconds between two anti-entropy passes of `metre up` (and at its start).",
     )
     log_level: str = Field(default="INFO", description="Python logging level.")
+    # --- api-holes ---
+    auth_failure_limit: int = Field(
+        default=10,
+        ge=0,
+        le=1_000_000,
+        description="Wrong API tokens a client may present in a row before each further one "
+        "refuses it with 429 for a doubling time (1 s, 2 s, ... up to auth_backoff_cap); "
+        "0 disables.",
+    )
+    auth_backoff_cap: float = Field(
+        default=300.0,
+        ge=1,
+        le=86_400,
+        description="Longest refusal, in seconds, of a client presenting wrong API tokens; "
+        "as long without a failure and its count starts again.",
+    )
 
     @field_validator("allowed_schemes")
     @classmethod
