@@ -2,8 +2,9 @@
 served as `metre up` serves it (api.server's uvicorn) over an embedded PostgreSQL.
 
 Usage: ``python -m bench.fuzz [cases-per-operation] [workers]`` from the repository root
-(defaults 700 and 2: about 21,000 cases over the API's 29 operations, fuzzing and the coverage phase). Not part of the test suite;
-tests/api/test_fuzz.py is the short run CI does.
+(defaults 700 and 2: about 21,000 cases over the API's 29 operations, the fuzzing phase's and
+the coverage phase's). Not part of the test suite; tests/api/test_fuzz.py is the short run CI
+does.
 
 A small repository is built with the git CLI (files with odd names, a commit dated 9999-12-31)
 and ingested through the real pipeline, so that path parameters sometimes hit a repository with
