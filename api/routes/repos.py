@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from pathlib import Path as FsPath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Response
@@ -21,14 +22,8 @@ from api.schemas import (
     RepoList,
     RepoOut,
 )
-from ingest.mirror import (
-    InvalidRepositoryURL,
-    RepositoryError,
-    check_host,
-    mirror_path,
-    resolve_head,
-    validate_url,
-)
+from ingest.branches import branch_names
+from ingest.mirror import InvalidRepositoryURL, check_host, mirror_path, validate_url
 from processors.store import RepoExists, RepoRow
 
 router = APIRouter(tags=["repositories"])
@@ -127,28 +122,32 @@ class RepoPatch(Input):
     )
 
 
-async def _check_branch_exists(settings: SettingsDep, repo_id: int, branch: str) -> None:
-    """422 when the repository's mirror exists, has branches, and `branch` is not one of them.
+async def _check_branch_exists(settings: SettingsDep, row: RepoRow, branch: str) -> None:
+    """422 when `branch` is not one of the repository's branches: those of a local source
+    itself, those of a remote as its mirror has them (every branch, as of the last poll).
 
-    The mirror holds every branch of the remote as of the last poll; without a mirror (never
-    polled yet, or a distributed API that does not share the pollers' disk) the poll decides.
+    Nothing to read (a remote never polled yet, a mirror not on this machine, as for a
+    distributed API that does not share the pollers' disk): the poll decides.
     """
-    mirror = mirror_path(settings.mirrors_dir, repo_id)
-    if not (mirror / "objects").is_dir():
+    short = branch.removeprefix("refs/heads/")
+    local = row.url.startswith("/")
+    source = FsPath(row.url) if local else mirror_path(settings.mirrors_dir, row.id)
+    names = await asyncio.to_thread(branch_names, source)
+    if not names or short.encode() in names:
         return
-    try:
-        await asyncio.to_thread(resolve_head, mirror, branch)
-    except RepositoryError as exc:
-        message = str(exc)
-        if message.startswith("branch "):  # not the empty or unreadable mirror
-            raise HTTPException(422, f"{message}, as of the last poll") from None
+    listed = ", ".join(sorted(n.decode(errors="replace") for n in names)[:20])
+    where = "" if local else " as of its last poll (poll it first to see a new branch)"
+    raise HTTPException(
+        422, f"branch {short!r} does not exist in the repository{where}; its branches: {listed}"
+    )
 
 
 @router.patch(
     "/repos/{repo_id}",
     summary="Change the tracked branch",
-    description="The branch must exist in the repository as of its last poll (422 otherwise, "
-    "naming the branches that do); a repository never polled yet takes any valid name.",
+    description="The branch must be one of the repository's: a local repository's own, a "
+    "remote's as of its last poll (422 otherwise, naming those it has); a remote never polled "
+    "yet takes any valid name.",
     responses={
         200: {"model": RepoOut},
         400: {"model": ErrorOut, "description": "The body could not be read"},
@@ -160,9 +159,9 @@ async def patch_repo(
 ) -> OrjsonResponse:
     if body.branch is not None and _BAD_BRANCH.search(body.branch):
         raise HTTPException(422, f"branch {body.branch!r} is not a valid branch name")
-    await _repo_or_404(store, repo_id)
+    current = await _repo_or_404(store, repo_id)
     if body.branch is not None:
-        await _check_branch_exists(settings, repo_id, body.branch)
+        await _check_branch_exists(settings, current, body.branch)
     row = _found(await store.set_branch(repo_id, body.branch), repo_id)
     await store.request_poll(repo_id)
     return OrjsonResponse(repo_json(row))

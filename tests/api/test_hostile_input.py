@@ -227,14 +227,37 @@ async def test_patch_to_a_branch_that_does_not_exist_is_422(
     r = await c.patch(f"/api/v1/repos/{rid}", json={"branch": "no-such-branch"})
     body = _assert_error(r, 422)
     assert "no-such-branch" in body["error"]["message"]
-    assert "topic" in body["error"]["message"]  # the branches that do exist
+    assert "main, topic" in body["error"]["message"]  # the branches that do exist
     repo = (await c.get(f"/api/v1/repos/{rid}")).json()
     assert repo["branch"] is None
     assert repo["state"] == "idle"
-    for ok in ("topic", "refs/heads/main", None):
+    # a local repository is read as it is now: a branch made after the last poll is there
+    builder.branch("fresh")
+    for ok in ("topic", "refs/heads/main", "fresh", None):
         r = await c.patch(f"/api/v1/repos/{rid}", json={"branch": ok})
         assert r.status_code == 200, r.text
         assert r.json()["branch"] == ok
+
+
+async def test_patch_checks_a_remote_against_its_mirror(
+    metre_api: MetreApi, tmp_path: Path
+) -> None:
+    builder = _small_repo(tmp_path / "r")
+    builder.branch("topic")
+    row = await metre_api.store.add_repo("https://example.org/team/r.git", None)
+    c = metre_api.client
+    # never polled: no mirror to read, the poll decides
+    r = await c.patch(f"/api/v1/repos/{row.id}", json={"branch": "anything"})
+    assert r.status_code == 200, r.text
+    mirror = tmp_path / "mirrors" / f"{row.id}.git"  # where the poller keeps it
+    builder.git("clone", "-q", "--mirror", str(builder.path), str(mirror))
+    r = await c.patch(f"/api/v1/repos/{row.id}", json={"branch": "nope"})
+    body = _assert_error(r, 422)
+    assert "as of its last poll" in body["error"]["message"]
+    assert "main, topic" in body["error"]["message"]
+    assert (await c.get(f"/api/v1/repos/{row.id}")).json()["branch"] == "anything"
+    r = await c.patch(f"/api/v1/repos/{row.id}", json={"branch": "topic"})
+    assert r.status_code == 200, r.text
 
 
 async def test_every_status_an_operation_answers_is_in_openapi(
