@@ -266,6 +266,7 @@ async def test_every_status_an_operation_answers_is_in_openapi(
     rid = await metre_api.ingest(_small_repo(tmp_path / "r").path)
     c = metre_api.client
     doc = create_app(Settings(data_dir=Path("/nonexistent-metre"))).openapi()
+    seen: set[int] = set()
     for path, operations in doc["paths"].items():
         url = path.replace("{repo_id}", str(rid)).replace("{sha}", "0" * 40)
         for method, op in operations.items():
@@ -276,7 +277,14 @@ async def test_every_status_an_operation_answers_is_in_openapi(
                     {"content": b"{not json", "headers": {"content-type": "application/json"}},
                     {"content": b"[]", "headers": {"content-type": "application/json"}},
                     {"content": b"x", "headers": {"content-type": "text/plain"}},
+                    # not UTF-8: FastAPI's 400 ("error parsing the body"), not a 422
+                    {
+                        "content": b'{"branch": "\xff"}',
+                        "headers": {"content-type": "application/json"},
+                    },
                 ]
             for send in sends:
                 r = await c.request(method.upper(), url, **send)
+                seen.add(r.status_code)
                 assert str(r.status_code) in listed, (method, path, r.status_code, listed, r.text)
+    assert {200, 400, 404, 422} <= seen  # the sends reach each kind of answer
