@@ -1,7 +1,8 @@
 """Long API fuzzing run: schemathesis (its CLI) over the app's own OpenAPI document, against metre
 served as `metre up` serves it (api.server's uvicorn) over an embedded PostgreSQL.
 
-Usage: ``python -m bench.fuzz [cases-per-operation] [workers]`` from the repository root
+Usage: ``python -m bench.fuzz [cases-per-operation] [workers] [schemathesis options...]`` from
+the repository root
 (defaults 700 and 2: about 21,000 cases over the API's 29 operations, the fuzzing phase's and
 the coverage phase's). Not part of the test suite; tests/api/test_fuzz.py is the short run CI
 does.
@@ -109,7 +110,7 @@ def summary(report: Path) -> tuple[int, int]:
     return cases, failures
 
 
-async def main(per_operation: int, workers: int) -> int:
+async def main(per_operation: int, workers: int, extra: Sequence[str] = ()) -> int:
     root = Path(tempfile.mkdtemp(prefix="metre-fuzz-"))
     dsn = await asyncio.to_thread(start_embedded, root / "pg")
     store = await PgStore.connect(dsn)
@@ -159,6 +160,7 @@ async def main(per_operation: int, workers: int) -> int:
             "--report-ndjson-path",
             str(report),
             "--continue-on-failure",
+            *extra,
         ]
         print(f"before: {load()}")
         t0 = time.perf_counter()
@@ -180,4 +182,4 @@ async def main(per_operation: int, workers: int) -> int:
 if __name__ == "__main__":
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 700
     w = int(sys.argv[2]) if len(sys.argv) > 2 else 2
-    sys.exit(asyncio.run(main(n, w)))
+    sys.exit(asyncio.run(main(n, w, sys.argv[3:])))
