@@ -32,6 +32,7 @@ async def _check(probe: Callable[[], Awaitable[bool]]) -> str:
     summary="The database (and the bus, where this process has one) answers",
     description='200 `{"status": "ready", "checks": {"database": "up", ...}}` when every check '
     'is up; 503 `{"status": "unavailable", "checks": {...}, "error": {...}}` otherwise.',
+    responses={503: {"description": "A check is down (the body names which)"}},
 )
 async def readyz(request: Request, store: StoreDep) -> OrjsonResponse:
     probes: dict[str, Callable[[], Awaitable[bool]]] = {"database": store.ping}

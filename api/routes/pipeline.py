@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query
 
 from api.deps import StoreDep
 from api.responses import OrjsonResponse
+from api.routes.repos import _ERRORS
 
 router = APIRouter(tags=["pipeline"])
 
@@ -19,6 +20,7 @@ router = APIRouter(tags=["pipeline"])
 @router.get(
     "/pipeline",
     summary="Dead-lettered records (count and the latest) and repositories by state",
+    responses={503: _ERRORS[503]},
 )
 async def pipeline(
     store: StoreDep,

@@ -36,6 +36,7 @@ Sha = Annotated[
 _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorOut, "description": "No such repository or commit"},
     422: {"model": ErrorOut, "description": "Invalid input, with the reason"},
+    503: {"model": ErrorOut, "description": "The database is unavailable: retry after Retry-After"},
 }
 
 # git check-ref-format, the parts that matter for a branch name given by a user.
@@ -88,7 +89,11 @@ async def add_repo(body: RepoIn, store: StoreDep, settings: SettingsDep) -> Orjs
     return OrjsonResponse(repo_json(row), status_code=201)
 
 
-@router.get("/repos", summary="All repositories", responses={200: {"model": RepoList}})
+@router.get(
+    "/repos",
+    summary="All repositories",
+    responses={200: {"model": RepoList}, 503: _ERRORS[503]},
+)
 async def list_repos(store: StoreDep) -> OrjsonResponse:
     return OrjsonResponse({"repos": [repo_json(r) for r in await store.list_repos()]})
 

@@ -225,8 +225,11 @@ async def test_keyboard_and_phone(metre_api: MetreApi, random_repo: Path, browse
         assert await header.get_attribute("aria-sort") == "none"
         await header.locator("button").focus()
         await page.keyboard.press("Enter")
-        await page.locator("#repos th").nth(1).and_(
-            page.locator('[aria-sort="ascending"]')
-        ).wait_for()
+        await (
+            page.locator("#repos th")
+            .nth(1)
+            .and_(page.locator('[aria-sort="ascending"]'))
+            .wait_for()
+        )
         await page.close()
     assert problems == []

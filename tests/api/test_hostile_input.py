@@ -9,6 +9,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from api.app import create_app
@@ -288,3 +289,39 @@ async def test_every_status_an_operation_answers_is_in_openapi(
                 seen.add(r.status_code)
                 assert str(r.status_code) in listed, (method, path, r.status_code, listed, r.text)
     assert {200, 400, 404, 422} <= seen  # the sends reach each kind of answer
+
+
+async def test_with_the_database_away_every_answer_is_listed(tmp_path: Path) -> None:
+    """A store whose database does not answer (nothing listens on its port): every operation
+    that reads answers 503, and its OpenAPI responses say so."""
+    import socket
+
+    import asyncpg
+
+    from processors.store import PgStore
+
+    with socket.socket() as s:  # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dsn = f"postgresql://metre@127.0.0.1:{port}/metre"
+    pool = await asyncpg.create_pool(dsn, min_size=0, max_size=1)
+    app = create_app(Settings(data_dir=tmp_path), PgStore(pool, dsn))
+    doc = app.openapi()
+    seen: set[int] = set()
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://metre") as c:
+            for path, operations in doc["paths"].items():
+                url = path.replace("{repo_id}", "1").replace("{sha}", "0" * 40)
+                for method, op in operations.items():
+                    body: dict[str, Any] | None = None
+                    if method == "post":
+                        body = {"url": "/nonexistent/x.git"}  # refused before any lookup
+                    elif method == "patch":
+                        body = {"branch": "main"}
+                    r = await c.request(method.upper(), url, json=body)
+                    seen.add(r.status_code)
+                    assert str(r.status_code) in op["responses"], (method, path, r.status_code)
+    finally:
+        await pool.close()
+    assert 503 in seen
