@@ -12,12 +12,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from api import csvexport, openapi
+from api.deps import storable_text
 from api.instruments import HttpMetrics, RouteTemplates
 from api.responses import OrjsonResponse, error_body
 from api.routes import (
@@ -52,10 +53,16 @@ RETRY_AFTER_SECONDS = 2
 about a second)."""
 
 
+_LOCATIONS = frozenset({"body", "query", "path", "header", "cookie"})
+
+
 def _validation_message(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors():
-        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path"))
+        loc = list(err.get("loc", ()))
+        if loc and loc[0] in _LOCATIONS:  # where the value was, not its name
+            loc = loc[1:]
+        where = ".".join(str(p) for p in loc)
         parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg")))
     return "; ".join(parts) or "invalid request"
 
@@ -76,6 +83,29 @@ def _allowed_methods(app: FastAPI, request: Request) -> str:
         if match != Match.NONE:
             methods |= getattr(route, "methods", None) or set()
     return ", ".join(sorted(methods))
+
+
+def _slash_redirect(app: FastAPI, request: Request) -> str | None:
+    """Where a path that matched nothing would match with its trailing slash added or removed,
+    as a relative reference (path and query only).
+
+    Starlette's own redirect builds an absolute URL from the request's Host header, so any
+    client could make the API answer with a Location on a host of its choosing.
+    """
+    path: str = request.scope.get("path", "")
+    if path in ("", "/"):
+        return None
+    other = path.rstrip("/") if path.endswith("/") else path + "/"
+    if not other or other.startswith("//"):  # "//host" would be a reference to another host
+        return None
+    scope = {**request.scope, "path": other}
+    if not any(route.matches(scope)[0] != Match.NONE for route in app.router.routes):
+        return None
+    raw: bytes = request.scope.get("raw_path") or path.encode()
+    raw = raw.rstrip(b"/") if path.endswith("/") else raw + b"/"
+    location = str(request.scope.get("root_path", "")) + raw.decode("latin-1")
+    query: bytes = request.scope.get("query_string", b"")
+    return location + ("?" + query.decode("latin-1") if query else "")
 
 
 def create_app(
@@ -121,7 +151,11 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,  # served from local assets by api.openapi
         redoc_url=None,
+        # Every route's path and query strings are checked for text PostgreSQL cannot hold.
+        dependencies=[Depends(storable_text)],
     )
+    # Trailing-slash redirects are answered by http_error below, never from the Host header.
+    app.router.redirect_slashes = False
     app.state.settings = settings
     app.state.store = store
     app.state.read_store = None
@@ -132,6 +166,12 @@ def create_app(
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> OrjsonResponse:
         headers = getattr(exc, "headers", None)
+        if exc.status_code == 404 and (location := _slash_redirect(app, request)):
+            return OrjsonResponse(
+                error_body(307, f"moved to {location}"),
+                status_code=307,
+                headers={"Location": location},
+            )
         if exc.status_code == 405:
             # Starlette's Allow names the methods of the first route on the path only.
             headers = {**(headers or {}), "Allow": _allowed_methods(app, request)}
@@ -177,6 +217,8 @@ def create_app(
         burst=settings.rate_burst,
         trusted_proxies=settings.trusted_networks,
         limit_loopback=settings.rate_limit_loopback,
+        auth_failure_limit=settings.auth_failure_limit,
+        auth_backoff_cap=settings.auth_backoff_cap,
     )
     templates = RouteTemplates()
     app.add_middleware(HttpMetrics, templates=templates)  # outermost: counts the guard's answers

@@ -5,18 +5,52 @@ Handlers return plain data rendered by orjson; these models describe it in /docs
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+INT64_MAX = 2**63 - 1
+"""The largest integer any parameter takes: PostgreSQL's bigint (asyncpg overflows beyond)."""
+INT32_MAX = 2**31 - 1
+"""The bound of counts and offsets, which never come near it."""
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def text_problem(value: str) -> str | None:
+    """Why `value` cannot be stored or compared as PostgreSQL text, or None when it can.
+
+    PostgreSQL text holds no NUL character and UTF-8 has no lone surrogates (JSON's
+    ``"\\ud800"``): either would reach the database driver and fail there as a 500.
+    """
+    if "\x00" in value:
+        return "contains a NUL character"
+    if _SURROGATE.search(value):
+        return "contains a lone surrogate (not valid Unicode text)"
+    return None
+
+
+class Input(BaseModel):
+    """A request body: unknown fields refused, every string storable as text."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable_text(cls, value: Any) -> Any:
+        if isinstance(value, str) and (problem := text_problem(value)):
+            raise ValueError(problem)
+        return value
+
 
 RepoState = Literal["pending", "polling", "idle", "failed", "paused", "abandoned", "lagging"]
 Granularity = Literal["day", "week", "month"]
 
 
-class RepoIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RepoIn(Input):
     url: str = Field(
         min_length=1,
         max_length=2048,

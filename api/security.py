@@ -15,6 +15,13 @@ both to every request before routing, so routes added later are covered without 
 - Rate limits: a token bucket per client (the token when one is given, else the client
   address): METRE_RATE_LIMIT requests per second, bursts of METRE_RATE_BURST; 0 disables.
   A refusal is 429 with ``Retry-After`` (whole seconds, at least 1).
+- Failed authentication: a client (its address, an IPv6 client by its /64) that presents
+  wrong tokens more than METRE_AUTH_FAILURE_LIMIT times in a row is then refused with 429
+  and ``Retry-After`` for 1 s, then 2 s, 4 s ... up to METRE_AUTH_BACKOFF_CAP after each
+  further wrong token; while refused, no token it sends is even compared (a guess made then
+  tells nothing). A correct token clears the count; so do METRE_AUTH_BACKOFF_CAP seconds
+  without a failure. Loopback clients are not exempt. Other clients are unaffected, with or
+  without a token. A request without any token is not a guess and is not counted.
 - The client address: the direct peer, unless the peer is one of METRE_TRUSTED_PROXIES
   (addresses or CIDRs); then the rightmost X-Forwarded-For hop that is not a trusted proxy
   (hops left of it may be forged by the client; the rightmost were appended by proxies we
@@ -42,7 +49,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.responses import error_body
 
-__all__ = ["ApiGuard", "IPNetwork", "TokenBucket", "client_address", "token_matches"]
+__all__ = [
+    "ApiGuard",
+    "FailureBackoff",
+    "IPNetwork",
+    "TokenBucket",
+    "client_address",
+    "failure_key",
+    "token_matches",
+]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -117,6 +132,63 @@ class TokenBucket:
         return (1.0 - bucket.tokens) / self.rate
 
 
+@dataclass(slots=True)
+class _Failures:
+    count: int
+    last: float
+    until: float
+
+
+class FailureBackoff:
+    """Failed authentications per key (pure; time is passed in): `allowed` in a row are free,
+    each further one blocks the key for twice as long as the one before (1 s first, at most
+    `cap`). A key with no failure for `cap` seconds after its block is forgotten; at most
+    `max_keys` keys are remembered (least recently failed forgotten first)."""
+
+    def __init__(self, allowed: int, cap: float, max_keys: int = 100_000) -> None:
+        if allowed < 1 or cap < 1:
+            raise ValueError("allowed must be >= 1 and cap >= 1")
+        self.allowed = allowed
+        self.cap = cap
+        self.max_keys = max_keys
+        self._keys: OrderedDict[str, _Failures] = OrderedDict()
+
+    def blocked(self, key: str, now: float) -> float:
+        """Seconds `key` is still refused for (0.0: not refused)."""
+        state = self._keys.get(key)
+        return 0.0 if state is None else max(0.0, state.until - now)
+
+    def failed(self, key: str, now: float) -> float:
+        """Count a failure of `key` at `now`; the seconds it is now blocked for (0.0: none)."""
+        state = self._keys.get(key)
+        if state is None or now - max(state.last, state.until) >= self.cap:
+            state = self._keys[key] = _Failures(0, now, now)
+            if len(self._keys) > self.max_keys:
+                self._keys.popitem(last=False)
+        self._keys.move_to_end(key)
+        state.count += 1
+        state.last = now
+        beyond = state.count - self.allowed
+        if beyond <= 0:
+            return 0.0
+        block = min(self.cap, 2.0 ** min(beyond - 1, 62))
+        state.until = now + block
+        return block
+
+    def succeeded(self, key: str) -> None:
+        """A correct token: the key starts afresh."""
+        self._keys.pop(key, None)
+
+
+def failure_key(address: str | None) -> str:
+    """The key failed authentications are counted under: the address, an IPv6 one by its /64
+    (one host commonly holds a whole /64: per address it could try without end)."""
+    ip = _ip(address or "")
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is None:
+        return "net:" + str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return "addr:" + (str(ip) if ip is not None else (address or "unknown"))
+
+
 def _bearer(headers: list[tuple[bytes, bytes]]) -> str | None:
     for name, value in headers:
         if name.lower() == b"authorization":
@@ -171,8 +243,13 @@ class ApiGuard:
         clock: Callable[[], float] = time.monotonic,
         trusted_proxies: Sequence[IPNetwork] = (),
         limit_loopback: bool | None = None,
+        auth_failure_limit: int = 0,
+        auth_backoff_cap: float = 300.0,
     ) -> None:
         self.app = app
+        self.failures = (
+            FailureBackoff(auth_failure_limit, auth_backoff_cap) if auth_failure_limit > 0 else None
+        )
         self.trusted_proxies = tuple(trusted_proxies)
         self.limit_loopback = limit_loopback
         self.tokens = tuple(tokens)
@@ -185,17 +262,35 @@ class ApiGuard:
             await self.app(scope, receive, send)
             return
         token = _bearer(scope.get("headers", []))
-        valid = token is not None and bool(self.tokens) and token_matches(token, self.tokens)
         method = scope.get("method", "GET").upper()
         guarded = method in WRITE_METHODS or self.read_requires_token
-        if self.tokens and guarded and not is_open(scope.get("path", ""), method) and not valid:
+        checked = bool(self.tokens) and guarded and not is_open(scope.get("path", ""), method)
+        counted = self.failures is not None and checked
+        failure_at = failure_key(self._client(scope)) if counted else ""
+        if self.failures is not None and counted and token is not None:
+            wait = self.failures.blocked(failure_at, self.clock())
+            if wait > 0:  # refused before the token is compared: a guess now tells nothing
+                retry = max(1, math.ceil(wait))
+                await _reply(
+                    send,
+                    429,
+                    f"too many wrong API tokens from this client; retry in {retry} s",
+                    [(b"retry-after", str(retry).encode())],
+                )
+                return
+        valid = token is not None and bool(self.tokens) and token_matches(token, self.tokens)
+        if checked and not valid:
             message = (
                 "this request needs an API token (Authorization: Bearer <token>)"
                 if token is None
                 else "the API token is not valid"
             )
+            if self.failures is not None and counted and token is not None:
+                self.failures.failed(failure_at, self.clock())
             await _reply(send, 401, message)
             return
+        if self.failures is not None and counted and valid:
+            self.failures.succeeded(failure_at)
         if self.bucket is not None and not self._exempt(scope):
             key = self._client_key(scope, token if valid else None)
             wait = self.bucket.take(key, self.clock())

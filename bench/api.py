@@ -43,6 +43,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from api.app import create_app
+from api.server import server_config
 from ingest.bus import InMemoryBus
 from ingest.poller import Poller, PollerConfig
 from ingest.releases import DEFAULT_PATTERNS, parse_patterns
@@ -111,7 +112,9 @@ async def ingest(store: PgStore, repo: Path, mirrors: Path) -> tuple[int, int, f
 
 
 async def serve(app: FastAPI, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
-    config = uvicorn.Config(
+    # served as metre serves it (api.server): the hello-world app too, so the ratio compares
+    # the apps and not two server configurations
+    config = server_config(
         app, host="127.0.0.1", port=port, loop="none", http="httptools", log_level="warning"
     )
     server = uvicorn.Server(config)

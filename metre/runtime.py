@@ -29,6 +29,7 @@ import orjson
 import uvicorn
 
 from api.app import create_app
+from api.server import server_config
 from ingest import outage
 from ingest.bus import Bus, BusError, InMemoryBus
 from ingest.buswatch import BusWatch
@@ -333,7 +334,8 @@ async def serve_asgi(
 ) -> None:
     """Serve `app` on `sock` until `stop`. uvicorn's own log setup is skipped (log_config=None):
     its records go through metre's handler and format (metre/logs.py) like every other."""
-    config = uvicorn.Config(
+    # Client addresses from the socket (METRE_TRUSTED_PROXIES decides forwarding), JSON 400s.
+    config = server_config(
         app,
         log_level=log_level,
         log_config=None,

@@ -210,6 +210,22 @@ class Settings(BaseSettings):
         "API sends metric reads to; unset: METRE_DATABASE_URL. Registry reads and writes "
         "always go to METRE_DATABASE_URL.",
     )
+    # --- api-holes ---
+    auth_failure_limit: int = Field(
+        default=10,
+        ge=0,
+        le=1_000_000,
+        description="Wrong API tokens a client may present in a row before each further one "
+        "refuses it with 429 for a doubling time (1 s, 2 s, ... up to auth_backoff_cap); "
+        "0 disables.",
+    )
+    auth_backoff_cap: float = Field(
+        default=300.0,
+        ge=1,
+        le=86_400,
+        description="Longest refusal, in seconds, of a client presenting wrong API tokens; "
+        "as long without a failure and its count starts again.",
+    )
 
     @field_validator("allowed_schemes")
     @classmethod

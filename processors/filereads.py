@@ -82,6 +82,13 @@ async def latest_day(store: PgStore, repo_id: int) -> date | None:
     return day
 
 
+def _days_before(day: date, n: int) -> date:
+    """`day` minus `n` days, or the first day Python has (0001-01-01) when that is earlier."""
+    if (day - date.min).days <= n:
+        return date.min
+    return day - timedelta(days=n)
+
+
 async def hotspots(store: PgStore, repo_id: int, days: int, limit: int) -> dict[str, Any]:
     """Files present at head (never binary) ranked by commits in the window x current lines.
 
@@ -90,14 +97,15 @@ async def hotspots(store: PgStore, repo_id: int, days: int, limit: int) -> dict[
     last = await latest_day(store, repo_id)
     if last is None:
         return {"window": None, "files": []}
-    first = last - timedelta(days=days - 1)
+    first = _days_before(last, days - 1)
     # From the facts: the window's file changes by author time (index commits_author_time).
     recs = await store.pool.fetch(
         f"""
         WITH h AS (
             SELECT f.path, count(*)::bigint AS changes, array_agg(DISTINCT c.author_email) AS emails
             FROM commits c JOIN file_changes f ON f.repo_id = c.repo_id AND f.sha = c.sha
-            WHERE c.repo_id = $1 AND c.author_time >= $2 AND c.author_time < $3
+            WHERE c.repo_id = $1 AND c.author_time >= $2
+                  AND c.author_time < (($3::date + 1)::timestamp AT TIME ZONE 'UTC')
             GROUP BY f.path
         )
         SELECT h.path, h.changes, s.length AS lines, h.changes * s.length AS score, h.emails
@@ -108,7 +116,7 @@ async def hotspots(store: PgStore, repo_id: int, days: int, limit: int) -> dict[
         """,  # noqa: S608
         repo_id,
         datetime.combine(first, time(), UTC),
-        datetime.combine(last + timedelta(days=1), time(), UTC),
+        last,  # the day after it is computed in SQL: after 9999-12-31 Python has no date
         limit,
     )
     files = []

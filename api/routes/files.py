@@ -18,6 +18,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from api.deps import ReadStoreDep
 from api.provenance import serve
 from api.routes.repos import _ERRORS, RepoId
+from api.schemas import INT32_MAX
 from ingest.paths import is_path_text
 from processors import filereads
 from processors.filereads import FileSort
@@ -29,7 +30,7 @@ from processors.store import PgStore
 router = APIRouter(tags=["metrics"])
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="Rows returned")]
-Offset = Annotated[int, Query(ge=0, le=2**31 - 1, description="Rows skipped")]
+Offset = Annotated[int, Query(ge=0, le=INT32_MAX, description="Rows skipped")]
 _OK = {304: {"description": "Not modified"}, **_ERRORS}
 
 
@@ -167,7 +168,7 @@ async def coupling(
     max_files: Annotated[
         int, Query(ge=1, le=MAX_FILES_LIMIT, description="Ignore commits touching more files")
     ] = DEFAULT_MAX_FILES,
-    min_shared: Annotated[int, Query(ge=1, description="Least shared commits")] = 2,
+    min_shared: Annotated[int, Query(ge=1, le=INT32_MAX, description="Least shared commits")] = 2,
     limit: Limit = 100,
 ) -> Response:
     if path is not None and not is_path_text(path):

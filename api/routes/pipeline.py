@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query, Request
 
 from api.deps import StoreDep
 from api.responses import OrjsonResponse
+from api.routes.repos import _ERRORS
 from processors.busmarks import data_loss_status
 
 router = APIRouter(tags=["pipeline"])
@@ -24,6 +25,7 @@ router = APIRouter(tags=["pipeline"])
     summary="Dead-lettered records (count and the latest), data loss on the bus (count and the "
     "latest, with its heal), repositories by state (and those lagging) and the processors' "
     "consumer lag on the commits topic (null where this process cannot ask the bus)",
+    responses={503: _ERRORS[503]},
 )
 async def pipeline(
     request: Request,

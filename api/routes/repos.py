@@ -4,22 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import re
+from pathlib import Path as FsPath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Response
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import Field, SecretStr
 
 from api.deps import SettingsDep, StoreDep
 from api.paging import PageLimit, PageOffset, page
 from api.responses import OrjsonResponse
-from api.schemas import CommitOut, ErrorOut, PollAccepted, RepoIn, RepoList, RepoOut
-from ingest.mirror import InvalidRepositoryURL, check_host, validate_url
+from api.schemas import (
+    INT64_MAX,
+    CommitOut,
+    ErrorOut,
+    Input,
+    PollAccepted,
+    RepoIn,
+    RepoList,
+    RepoOut,
+)
+from ingest.branches import branch_names
+from ingest.mirror import InvalidRepositoryURL, check_host, mirror_path, validate_url
 from processors import webhookstore
 from processors.store import AmbiguousSha, RepoExists, RepoRow
 
 router = APIRouter(tags=["repositories"])
 
-RepoId = Annotated[int, Path(ge=1, le=2**63 - 1, description="Repository id")]
+RepoId = Annotated[int, Path(ge=1, le=INT64_MAX, description="Repository id")]
 Sha = Annotated[
     str,
     Path(min_length=7, max_length=64, pattern="^[0-9a-fA-F]+$", description="Commit sha or prefix"),
@@ -27,6 +38,7 @@ Sha = Annotated[
 _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorOut, "description": "No such repository or commit"},
     422: {"model": ErrorOut, "description": "Invalid input, with the reason"},
+    503: {"model": ErrorOut, "description": "The database is unavailable: retry after Retry-After"},
 }
 
 # git check-ref-format, the parts that matter for a branch name given by a user.
@@ -86,7 +98,11 @@ async def add_repo(body: RepoIn, store: StoreDep, settings: SettingsDep) -> Orjs
     return OrjsonResponse(repo_json(row), status_code=201)
 
 
-@router.get("/repos", summary="All repositories, by id", responses={200: {"model": RepoList}})
+@router.get(
+    "/repos",
+    summary="All repositories, by id",
+    responses={200: {"model": RepoList}, 503: _ERRORS[503]},
+)
 async def list_repos(
     store: StoreDep, limit: PageLimit = None, offset: PageOffset = 0
 ) -> OrjsonResponse:
@@ -113,11 +129,9 @@ async def get_repo(repo_id: RepoId, store: StoreDep) -> OrjsonResponse:
     return OrjsonResponse(repo_json(await _repo_or_404(store, repo_id)))
 
 
-class RepoPatch(BaseModel):
+class RepoPatch(Input):
     """A change to a registered repository: its branch, its webhook secret, or both (a field
     left out is left as it is)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     branch: str | None = Field(
         default=None,
@@ -135,22 +149,49 @@ class RepoPatch(BaseModel):
     )
 
 
+async def _check_branch_exists(settings: SettingsDep, row: RepoRow, branch: str) -> None:
+    """422 when `branch` is not one of the repository's branches: those of a local source
+    itself, those of a remote as its mirror has them (every branch, as of the last poll).
+
+    Nothing to read (a remote never polled yet, a mirror not on this machine, as for a
+    distributed API that does not share the pollers' disk): the poll decides.
+    """
+    short = branch.removeprefix("refs/heads/")
+    local = row.url.startswith("/")
+    source = FsPath(row.url) if local else mirror_path(settings.mirrors_dir, row.id)
+    names = await asyncio.to_thread(branch_names, source)
+    if not names or short.encode() in names:
+        return
+    listed = ", ".join(sorted(n.decode(errors="replace") for n in names)[:20])
+    where = "" if local else " as of its last poll (poll it first to see a new branch)"
+    raise HTTPException(
+        422, f"branch {short!r} does not exist in the repository{where}; its branches: {listed}"
+    )
+
+
 @router.patch(
     "/repos/{repo_id}",
     summary="Change the tracked branch or the webhook secret",
+    description="The branch must be one of the repository's: a local repository's own, a "
+    "remote's as of its last poll (422 otherwise, naming those it has); a remote never polled "
+    "yet takes any valid name.",
     responses={
         200: {"model": RepoOut},
-        400: {"model": ErrorOut, "description": "The body is not valid JSON"},
+        400: {"model": ErrorOut, "description": "The body could not be read"},
         **_ERRORS,
     },
 )
-async def patch_repo(repo_id: RepoId, body: RepoPatch, store: StoreDep) -> OrjsonResponse:
+async def patch_repo(
+    repo_id: RepoId, body: RepoPatch, store: StoreDep, settings: SettingsDep
+) -> OrjsonResponse:
     given = body.model_fields_set
     if not given:
         raise HTTPException(422, "nothing to change: give branch, webhook_secret or both")
     if body.branch is not None and _BAD_BRANCH.search(body.branch):
         raise HTTPException(422, f"branch {body.branch!r} is not a valid branch name")
-    await _repo_or_404(store, repo_id)
+    current = await _repo_or_404(store, repo_id)
+    if body.branch is not None:
+        await _check_branch_exists(settings, current, body.branch)
     if "webhook_secret" in given:
         secret = body.webhook_secret
         value = None if secret is None else secret.get_secret_value()

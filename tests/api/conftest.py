@@ -83,7 +83,7 @@ async def metre_api(store: PgStore, tmp_path: Path) -> AsyncIterator[MetreApi]:
     )
     stop = asyncio.Event()
     task = asyncio.create_task(processor.run(stop))
-    app = create_app(Settings(), store)
+    app = create_app(Settings(data_dir=tmp_path), store)  # its mirrors_dir is the poller's
     transport = httpx.ASGITransport(app=app)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://metre") as client:
