@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import SettingsDep, StoreDep
 from api.responses import OrjsonResponse
+from api.routes.repos import _ERRORS as REPO_ERRORS
 from api.schemas import ErrorOut
 from ingest.urlpolicy import InvalidRepositoryURL, pinned_address
 from processors.delivery import check_target
@@ -25,11 +26,16 @@ from processors.notify_store import NotifyStore, UnknownTarget
 router = APIRouter(tags=["notifications"], prefix="/notifications")
 
 Id = Annotated[int, Path(ge=1, le=2**63 - 1)]
+BODY_ID_MAX = 2**53 - 1
+"""Ids in bodies: the largest integer every JSON reader holds exactly (and the OpenAPI
+document, which writes body bounds as floats, states exactly)."""
 Limit = Annotated[int, Query(ge=1, le=1000, description="Newest first, at most this many")]
 _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorOut, "description": "No such target or rule"},
     422: {"model": ErrorOut, "description": "Invalid input, with the reason"},
+    503: REPO_ERRORS[503],
 }
+_READ: dict[int | str, dict[str, Any]] = {503: REPO_ERRORS[503]}
 
 
 class TargetIn(BaseModel):
@@ -52,11 +58,11 @@ class TargetOut(BaseModel):
 class RuleIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: RuleKind
-    target_id: int = Field(ge=1, le=2**63 - 1)
+    target_id: int = Field(ge=1, le=BODY_ID_MAX)
     repo_id: int | None = Field(
         default=None,
         ge=1,
-        le=2**63 - 1,
+        le=BODY_ID_MAX,
         description="One repository (failing, stale, truck_factor); unset: every repository",
     )
     threshold: float | None = Field(
@@ -145,7 +151,7 @@ async def add_target(body: TargetIn, store: StoreDep, settings: SettingsDep) -> 
     return OrjsonResponse(await _notes(store).add_target(body.kind, body.url, body.name), 201)
 
 
-@router.get("/targets", summary="Delivery targets", responses={200: {"model": TargetList}})
+@router.get("/targets", summary="Delivery targets", responses={200: {"model": TargetList}, **_READ})
 async def targets(store: StoreDep) -> OrjsonResponse:
     return OrjsonResponse({"targets": await _notes(store).list_targets()})
 
@@ -182,7 +188,7 @@ async def add_rule(body: RuleIn, store: StoreDep) -> OrjsonResponse:
     return OrjsonResponse(rule, 201)
 
 
-@router.get("/rules", summary="Notification rules", responses={200: {"model": RuleList}})
+@router.get("/rules", summary="Notification rules", responses={200: {"model": RuleList}, **_READ})
 async def rules(store: StoreDep) -> OrjsonResponse:
     return OrjsonResponse({"rules": await _notes(store).list_rules()})
 
@@ -197,7 +203,7 @@ async def delete_rule(rule_id: Id, store: StoreDep) -> Response:
 @router.get(
     "/alerts",
     summary="Alerts raised, newest first, with the digest that carried each",
-    responses={200: {"model": AlertList}},
+    responses={200: {"model": AlertList}, **_READ},
 )
 async def alerts(store: StoreDep, limit: Limit = 100) -> OrjsonResponse:
     return OrjsonResponse({"alerts": await _notes(store).list_alerts(limit)})
@@ -206,7 +212,7 @@ async def alerts(store: StoreDep, limit: Limit = 100) -> OrjsonResponse:
 @router.get(
     "/deliveries",
     summary="Digests sent or being retried: status, attempts, the last error",
-    responses={200: {"model": DeliveryList}},
+    responses={200: {"model": DeliveryList}, **_READ},
 )
 async def deliveries(store: StoreDep, limit: Limit = 100) -> OrjsonResponse:
     return OrjsonResponse({"deliveries": await _notes(store).list_deliveries(limit)})
