@@ -191,7 +191,8 @@ class Processor:
             new = sum(c.commits + c.retracted + c.tags for c in changes)
             self.applied += new
             self.duplicates += len(good) - new - refused
-            instruments.EVENTS_APPLIED.inc(new)
+            # Commits added or retracted (docs/observability.md); a tags snapshot is not one.
+            instruments.EVENTS_APPLIED.inc(sum(c.commits + c.retracted for c in changes))
             instruments.EVENTS_DUPLICATE.inc(len(good) - new - refused)
             if changes and self.updates_topic is not None:
                 await self._publish_updates(changes, stop)

@@ -143,7 +143,7 @@ async def test_roles_after_migrate_are_probed_scraped_and_log_json(
             for role, port in health.items():
                 body = await until(f"{role} ready", lambda p=port: ready(p), roles)
                 assert body["status"] == "ready", body
-                checks = {"database": "up", "bus": "up"}
+                checks = {"database": "up", "bus": "up", "data_loss": "up"}
                 if role == "processor":
                     checks["consumer"] = "up"  # it owns partitions
                 assert body["checks"] == checks
@@ -151,7 +151,10 @@ async def test_roles_after_migrate_are_probed_scraped_and_log_json(
                 live = await http.get(f"http://127.0.0.1:{port}/healthz")
                 assert live.json() == {"status": "ok", "role": role}
             api_ready = await until("api ready", lambda: ready(api_port), roles)
-            assert api_ready == {"status": "ready", "checks": {"database": "up", "bus": "up"}}
+            assert api_ready == {
+                "status": "ready",
+                "checks": {"database": "up", "bus": "up", "data_loss": "up"},
+            }
 
             api = f"http://127.0.0.1:{api_port}"
             r = await http.post(
@@ -237,7 +240,7 @@ async def test_readiness_names_the_bus_when_it_is_away(tmp_path: Path, db_dsn: s
                 roles,
             )
             assert processor["status"] == "unavailable"
-            assert processor["checks"] == {"database": "up", "bus": "down"}
+            assert processor["checks"] == {"database": "up", "bus": "down", "data_loss": "up"}
             assert processor["error"]["message"] == "bus unreachable"
             assert gone in processor["details"]["bus"]
             live = await http.get(f"http://127.0.0.1:{port}/healthz")
@@ -247,7 +250,7 @@ async def test_readiness_names_the_bus_when_it_is_away(tmp_path: Path, db_dsn: s
                 "api degraded", lambda: answer(f"http://127.0.0.1:{api_port}/readyz", 200), roles
             )
             assert api["status"] == "degraded"
-            assert api["checks"] == {"database": "up", "bus": "down"}
+            assert api["checks"] == {"database": "up", "bus": "down", "data_loss": "up"}
             assert api["degraded"] == ["bus"]
             repos = await http.get(f"http://127.0.0.1:{api_port}/api/v1/repos")
             assert repos.status_code == 200
@@ -285,7 +288,12 @@ async def test_a_processor_without_partitions_is_degraded_and_says_why(
             bodies = await until("one ready, one degraded", split, roles, timeout=90)
         idle = next(b for b in bodies.values() if b["status"] == "degraded")
         assert idle["http"] == 200
-        assert idle["checks"] == {"database": "up", "bus": "up", "consumer": "degraded"}
+        assert idle["checks"] == {
+            "database": "up",
+            "bus": "up",
+            "consumer": "degraded",
+            "data_loss": "up",
+        }
         assert idle["degraded"] == ["consumer"]
         assert "owns no partition" in idle["details"]["consumer"]
     finally:
@@ -400,7 +408,10 @@ async def test_metre_up_serves_every_roles_metrics_on_the_api(
             commits = len(git_commits(awkward_repo))
             await wait_ingested(api, r.json()["id"], commits, timeout=120)
             ready = (await api.get("/readyz")).json()
-            assert ready == {"status": "ready", "checks": {"database": "up", "bus": "up"}}
+            assert ready == {
+                "status": "ready",
+                "checks": {"database": "up", "bus": "up", "data_loss": "up"},
+            }
             found = samples((await api.get("/metrics")).text)
         assert total(found, "metre_processor_events_applied_total") == commits
         assert total(found, "metre_poller_events_published_total") == commits
