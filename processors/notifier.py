@@ -56,7 +56,7 @@ class NotifyConfig:
 
 def repo_observations(repos: Iterable[RepoRow], now: datetime) -> dict[str, list[Observation]]:
     """The per-repository values of the level kinds (pure)."""
-    out: dict[str, list[Observation]] = {"failing": [], "stale": []}
+    out: dict[str, list[Observation]] = {"failing": [], "stale": [], "lagging": []}
     for r in repos:
         subject = subject_of(r.id)
         failing = 0.0
@@ -66,6 +66,8 @@ def repo_observations(repos: Iterable[RepoRow], now: datetime) -> dict[str, list
         confirmed = r.last_polled_at or r.created_at
         stale = 0.0 if r.paused_at is not None else (now - confirmed).total_seconds() / 3600
         out["stale"].append(Observation(subject, stale, r.url, r.id))
+        lagging = 1.0 if r.lagging_reason else 0.0
+        out["lagging"].append(Observation(subject, lagging, r.url, r.id, r.lagging_reason or ""))
     return out
 
 
@@ -139,7 +141,7 @@ class Notifier:
         records: list[tuple[int, str, Seen]] = []
         alerts: list[Alert] = []
         for rule in rules:
-            if rule.kind in ("failing", "stale"):
+            if rule.kind in ("failing", "stale", "lagging"):
                 observations = [
                     o
                     for o in by_kind[rule.kind]

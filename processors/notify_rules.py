@@ -10,6 +10,8 @@ factor, new dead letters. The first observation of a subject only records its va
 
 - failing: minutes a repository has been failing (`failing_since`) before it is reported;
 - stale: hours since a repository's head was last confirmed by a poll;
+- lagging: 0 (a repository is lagging or not: its stored head not applied after
+  METRE_LAG_INTERVALS poll intervals, as the API's `lagging_reason` says);
 - lag: commit events published but not yet applied by the processors;
 - truck_factor: how far the truck factor must fall (a fall to 1 is always reported);
 - dead_letters: how many new dead letters are reported at once.
@@ -20,15 +22,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-RuleKind = Literal["failing", "stale", "truck_factor", "dead_letters", "lag"]
+RuleKind = Literal["failing", "stale", "lagging", "truck_factor", "dead_letters", "lag"]
 KINDS: tuple[str, ...] = get_args(RuleKind)
-LEVEL_KINDS = frozenset({"failing", "stale", "lag"})
-REPO_KINDS = frozenset({"failing", "stale", "truck_factor"})
+LEVEL_KINDS = frozenset({"failing", "stale", "lagging", "lag"})
+REPO_KINDS = frozenset({"failing", "stale", "lagging", "truck_factor"})
 """Kinds observed per repository; the others observe the pipeline as a whole."""
 
 DEFAULT_THRESHOLDS: dict[str, float] = {
     "failing": 30.0,
     "stale": 24.0,
+    "lagging": 0.0,
     "truck_factor": 1.0,
     "dead_letters": 1.0,
     "lag": 10_000.0,
@@ -134,6 +137,10 @@ def describe(rule: Rule, obs: Observation, resolved: bool, previous: float | Non
         if resolved:
             return f"{obs.label} is fresh again"
         return f"{obs.label} has not been confirmed for {_amount(obs.value, 'hour')}{detail}"
+    if rule.kind == "lagging":
+        if resolved:
+            return f"{obs.label} caught up: its head is applied"
+        return f"{obs.label} is lagging{detail}"
     if rule.kind == "lag":
         if resolved:
             return f"the processors caught up ({_amount(obs.value, 'event')} behind)"

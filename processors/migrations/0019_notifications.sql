@@ -14,7 +14,7 @@ CREATE TABLE notify_targets (
 CREATE TABLE notify_rules (
     id          bigserial PRIMARY KEY,
     kind        text NOT NULL
-                CHECK (kind IN ('failing', 'stale', 'truck_factor', 'dead_letters', 'lag')),
+                CHECK (kind IN ('failing', 'stale', 'lagging', 'truck_factor', 'dead_letters', 'lag')),
     repo_id     bigint,
     threshold   double precision NOT NULL,
     target_id   bigint NOT NULL REFERENCES notify_targets (id) ON DELETE CASCADE,

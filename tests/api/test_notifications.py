@@ -280,3 +280,29 @@ async def test_rule_and_target_errors(metre_api: MetreApi) -> None:
         assert (await client.delete(f"/api/v1/notifications/rules/{made['id']}")).status_code == 404
         assert (await client.delete(f"/api/v1/notifications/targets/{tid}")).status_code == 204
         assert (await client.get("/api/v1/notifications/rules")).json()["rules"] == []
+
+
+async def test_a_lagging_repository_is_told_with_its_reason(
+    metre_api: MetreApi, tmp_path: Path
+) -> None:
+    repo_id = await metre_api.ingest(two_owners(tmp_path / "repo").path)
+    async with receiver() as hook, api(metre_api) as client:
+        tid = await target(client, hook.url, kind="webhook")
+        made = await rule(client, kind="lagging", target_id=tid, repo_id=repo_id)
+        assert made["threshold"] == 0.0
+        n = notifier(metre_api, digest_interval=0)
+        assert await n.check_once() == []
+        # What the freshness check writes (its own tests: tests/api/test_pipeline.py).
+        reason = "head 0123abc stored 3 poll intervals ago is not applied"
+        flag = "UPDATE repos SET lagging_reason = $2 WHERE id = $1"
+        await metre_api.store.pool.execute(flag, repo_id, reason)
+        [alert] = await n.check_once()
+        assert (alert.repo_id, alert.resolved) == (repo_id, False)
+        assert reason in alert.message
+        await metre_api.store.pool.execute(flag, repo_id, None)
+        [cleared] = await n.check_once()
+        assert cleared.resolved
+        async with httpx.AsyncClient() as http:
+            assert await n.deliver_once(http) == 1
+        [body] = hook.got
+        assert [a["resolved"] for a in body["alerts"]] == [False, True]

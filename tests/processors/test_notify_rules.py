@@ -72,3 +72,14 @@ def test_chat_digests_are_cut_and_the_webhook_gets_everything() -> None:
         "message": "m1",
         "raised_at": "2026-01-01T00:00:00+00:00",
     }
+
+
+def test_lagging_speaks_when_it_starts_and_when_it_caught_up() -> None:
+    rule = Rule(1, "lagging", None, 0, 9)
+    said = run(rule, [0, 1, 1, 0])
+    assert said == [
+        None,
+        (False, "https://example.com/r is lagging: detail"),
+        None,
+        (True, "https://example.com/r caught up: its head is applied"),
+    ]
