@@ -86,6 +86,7 @@ def _truck_factor(result: Mapping[str, Any]) -> list[Row]:
 
 
 _PERCENTILES = tuple(f"percentiles.p{p}" for p in (50, 75, 90, 99))
+_LEAD_TIME = tuple(f"lead_time.p{p}" for p in (50, 75, 90))
 
 TABLES: dict[str, Table] = {
     "activity": Table("series", ("period", "commits", "merges", "added", "removed")),
@@ -133,6 +134,21 @@ TABLES: dict[str, Table] = {
         ("truck_factor", "files", "removed"),
     ),
     "coupling": Table("pairs", ("a", "b", "shared", "commits_a", "commits_b", "degree")),
+    "releases": Table(
+        "releases",
+        (
+            "tag",
+            "sha",
+            "time",
+            "annotated",
+            "commits",
+            "merges",
+            "added",
+            "removed",
+            *_LEAD_TIME,
+        ),
+    ),
+    "lead-time": Table("series", ("period", "releases", "commits", *_LEAD_TIME)),
 }
 _PARTNERS = Table("partners", ("path", "shared", "commits", "degree"))
 """Coupling with `path=`: the partners of one file."""

@@ -13,7 +13,6 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
 
 from ingest.bus import Bus, InMemoryBus
 from ingest.kafka_bus import KafkaBus
@@ -40,7 +39,7 @@ class GroupLag:
             return None
         try:
             return await self._kafka(bus)
-        except (KafkaError, OSError):
+        except Exception:  # noqa: BLE001 (aiokafka raises more than KafkaError mid-restart)
             await self.close()
             return None
 

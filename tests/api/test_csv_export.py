@@ -87,6 +87,19 @@ def _expected(metric: str, body: dict[str, Any]) -> tuple[list[str], list[list[s
         return cols, [
             _rows(body["truck_factor"], body["files"], r["email"], r["files"]) for r in removed
         ]
+    lead = ["lead_time.p50", "lead_time.p75", "lead_time.p90"]
+    if metric == "releases":
+        cols = ["tag", "sha", "time", "annotated", "commits", "merges", "added", "removed"]
+        return cols + lead, [
+            _rows(*(r[c] for c in cols), *(r["lead_time"][f"p{p}"] for p in (50, 75, 90)))
+            for r in body["releases"]
+        ]
+    if metric == "lead-time":
+        cols = ["period", "releases", "commits"]
+        return cols + lead, [
+            _rows(*(r[c] for c in cols), *(r["lead_time"][f"p{p}"] for p in (50, 75, 90)))
+            for r in body["series"]
+        ]
     if metric == "coupling" and "partners" in body:
         cols = ["path", "shared", "commits", "degree"]
         return cols, [_rows(*(p[c] for c in cols)) for p in body["partners"]]
@@ -108,6 +121,8 @@ _OUTSIDE = {
     "ownership": {"files"},
     "truck-factor": {"truck_factor", "files", "removed"},
     "coupling": {"pairs", "partners"},
+    "releases": {"releases"},
+    "lead-time": {"series"},
 }
 
 
@@ -181,7 +196,10 @@ async def test_every_metric_endpoint_answers_csv_equal_to_its_json(
             (f"{base}/hotspots", {"days": 36500}),
             (f"{base}/coupling", {"min_shared": 1, "limit": 1000}),
             (f"{base}/coupling", {"path": some_path, "min_shared": 1}),
+            (f"{base}/releases", {}),
         ]
+        for g in ("day", "week", "month"):
+            cases.append((f"{base}/lead-time", {"granularity": g}))
     # A non-ASCII parameter: the provenance header escapes it (headers are Latin-1 at most).
     cases.append((f"/api/v1/repos/{a}/metrics/coupling", {"path": "na\u00efve/\u00fc.txt"}))
     for name in ("activity", "contributors", "punchcard", "commit-size", "languages"):

@@ -66,7 +66,7 @@ async def test_proc_paths_are_refused(tmp_path: Path, store: PgStore, work_tree:
             r = await api.post("/api/v1/repos", json={"url": url})
             assert r.status_code == 422, (url, r.text)
             assert "/proc" in r.json()["error"]["message"]
-        assert (await api.get("/api/v1/repos")).json() == {"repos": []}
+        assert (await api.get("/api/v1/repos")).json()["repos"] == []
 
 
 async def test_one_remote_is_registered_once(tmp_path: Path, store: PgStore) -> None:
@@ -97,4 +97,4 @@ async def test_refusals_name_the_setting(tmp_path: Path, store: PgStore, work_tr
             r = await api.post("/api/v1/repos", json={"url": url})
             assert r.status_code == 422, (url, r.text)
             assert named in r.json()["error"]["message"], (url, r.text)
-        assert (await api.get("/api/v1/repos")).json() == {"repos": []}
+        assert (await api.get("/api/v1/repos")).json()["repos"] == []
