@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from api import csvexport, openapi
-from api.deps import storable_text
+from api.deps import known_parameters, storable_text
 from api.instruments import HttpMetrics, RouteTemplates
 from api.responses import OrjsonResponse, error_body
 from api.routes import (
@@ -152,7 +152,7 @@ def create_app(
         docs_url=None,  # served from local assets by api.openapi
         redoc_url=None,
         # Every route's path and query strings are checked for text PostgreSQL cannot hold.
-        dependencies=[Depends(storable_text)],
+        dependencies=[Depends(storable_text), Depends(known_parameters)],
     )
     # Trailing-slash redirects are answered by http_error below, never from the Host header.
     app.router.redirect_slashes = False

@@ -6,7 +6,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 
 from api.schemas import text_problem
 from metre.settings import Settings
@@ -46,6 +48,49 @@ async def storable_text(request: Request) -> None:
                 break
     if errors:
         raise RequestValidationError(errors)
+
+
+_QUERY_NAMES: dict[int, frozenset[str]] = {}
+"""By id(route): routes live as long as their app, and APIRoute is not hashable."""
+
+
+def _query_names(route: APIRoute) -> frozenset[str]:
+    """The query parameters `route` takes (its own and its dependencies'), by their names in
+    the URL; a metric endpoint also takes `format` (csv: api/csvexport.py)."""
+    if (cached := _QUERY_NAMES.get(id(route))) is not None:
+        return cached
+    names: set[str] = set()
+    todo: list[Dependant] = [route.dependant]
+    while todo:
+        d = todo.pop()
+        names.update(p.alias for p in d.query_params)
+        todo.extend(d.dependencies)
+    if "/metrics/" in route.path or route.path.startswith("/metrics/"):
+        names.add("format")
+    _QUERY_NAMES[id(route)] = frozenset(names)
+    return _QUERY_NAMES[id(route)]
+
+
+async def known_parameters(request: Request) -> None:
+    """Refuse (422) a query parameter the route does not take: a misspelt one
+    (`?granulrity=week`) would otherwise be ignored in silence and the default served."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    known = _query_names(route)
+    unknown = sorted(set(request.query_params.keys()) - known)
+    if unknown:
+        takes = ", ".join(sorted(known)) or "none"
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("query", name),
+                    "msg": f"this endpoint takes no parameter {name!r} (it takes: {takes})",
+                    "type": "unknown_parameter",
+                }
+                for name in unknown
+            ]
+        )
 
 
 StoreDep = Annotated[PgStore, Depends(get_store)]

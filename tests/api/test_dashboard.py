@@ -75,9 +75,18 @@ async def browser() -> AsyncIterator[Browser]:
             await b.close()
 
 
-async def open_page(browser: Browser, url: str, problems: list[str], **kw: object) -> Page:
-    """A page that records console errors, uncaught exceptions and failed requests."""
+async def open_page(
+    browser: Browser,
+    url: str,
+    problems: list[str],
+    requested: list[str] | None = None,
+    **kw: object,
+) -> Page:
+    """A page that records console errors, uncaught exceptions and failed requests (and, with
+    `requested`, the URL of every request it makes, from the first)."""
     page = await browser.new_page(**kw)  # type: ignore[arg-type]
+    if requested is not None:
+        page.on("request", lambda r: requested.append(r.url))
 
     def on_console(m: ConsoleMessage) -> None:
         if m.type == "error":

@@ -5,6 +5,7 @@ the calendar, trailing-slash redirects, branches that do not exist. Each answer 
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -325,3 +326,24 @@ async def test_with_the_database_away_every_answer_is_listed(tmp_path: Path) -> 
     finally:
         await pool.close()
     assert 503 in seen
+
+
+async def test_unknown_query_parameters_are_422_on_every_operation(metre_api: MetreApi) -> None:
+    """A misspelt parameter (`granulrity`) is refused, never ignored for the default."""
+    repo_id = await metre_api.store.add_repo("/nonexistent/for-params", None)
+    doc = (await metre_api.client.get("/openapi.json")).json()
+    seen = 0
+    for path, operations in doc["paths"].items():
+        url = path.replace("{repo_id}", str(repo_id.id)).replace("{sha}", "0" * 40)
+        if "{" in url:  # ids of other kinds (targets, rules): the check comes before the route
+            url = re.sub(r"\{[^}]+\}", "1", url)
+        for method in operations:
+            r = await metre_api.client.request(method.upper(), url, params={"granulrity": "week"})
+            assert r.status_code == 422, (method, path, r.status_code, r.text)
+            assert "granulrity" in r.json()["error"]["message"], (method, path)
+            seen += 1
+    assert seen > 30
+    ok = await metre_api.client.get(
+        f"/api/v1/repos/{repo_id.id}/metrics/activity", params={"granularity": "week"}
+    )
+    assert ok.status_code == 200, ok.text
