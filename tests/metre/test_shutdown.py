@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import subprocess
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -153,6 +154,7 @@ async def test_roles_wait_for_postgres_and_broker(tmp_path: Path, awkward_repo: 
     broker = Broker(free_port(), tmp_path / "broker.log")  # not started yet
     store = await PgStore.connect(dsn)
     roles = Roles(role_env(tmp_path / "data", dsn, broker.bootstrap), tmp_path)
+    server: PgServer | None = None
     try:
         await store.migrate()
         repo = await store.add_repo(str(awkward_repo), None)
@@ -207,5 +209,9 @@ async def test_roles_wait_for_postgres_and_broker(tmp_path: Path, awkward_repo: 
         codes = roles.stop_all()
         await store.close()
         broker.stop()
+        if server is not None:
+            # Started again by pg_ctl, the server is no longer the one stop_embedded knows.
+            with contextlib.suppress(subprocess.CalledProcessError):
+                await asyncio.to_thread(server.stop)
         await asyncio.to_thread(stop_embedded, pgdata)
     assert codes == {"processor": 0, "poller": 0}
