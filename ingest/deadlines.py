@@ -7,7 +7,10 @@ a poller: every network fetch runs under a `FetchClock`.
   ``connect`` seconds; ssh gets ``ConnectTimeout``.
 - idle: each read waits at most ``idle`` seconds for a byte (a socket timeout on git:// and
   http(s); ssh's keep-alives detect a peer that stopped answering).
-- total: the whole transfer ends within ``total`` seconds. When the time is up the clock
+- name resolution: the remote's host must resolve within ``connect`` seconds too (a resolver
+  that never answers would otherwise hold the poller before any deadline starts).
+- total: the whole transfer ends within ``total`` seconds, a fetch from a local path too (its
+  object walk checks the clock between objects). When the time is up the clock
   shuts down every socket the fetch opened and kills its ssh processes, so the blocked read
   returns at once and the fetch fails; nothing else of the process is touched.
 
@@ -21,7 +24,7 @@ import contextlib
 import re
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 _SSH_CONNECT_TIMEOUT = re.compile(
@@ -30,7 +33,14 @@ _SSH_CONNECT_TIMEOUT = re.compile(
 )
 """What OpenSSH prints when its ConnectTimeout passes (TCP connect or banner exchange)."""
 
-__all__ = ["ConnectTimedOut", "FetchClock", "FetchDeadlines", "IdleTimedOut"]
+__all__ = [
+    "ConnectTimedOut",
+    "FetchClock",
+    "FetchDeadlines",
+    "IdleTimedOut",
+    "ResolveTimedOut",
+    "resolve_within",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +54,10 @@ class FetchDeadlines:
 
 class ConnectTimedOut(TimeoutError):
     """No connection within the connect deadline."""
+
+
+class ResolveTimedOut(ConnectTimedOut):
+    """The remote's host name did not resolve within the connect deadline."""
 
 
 class IdleTimedOut(TimeoutError):
@@ -150,6 +164,9 @@ class FetchClock:
         chain = _chain(exc)
         names = {type(e).__name__ for e in chain}
         connect = f"no connection within {d.connect:g} s (METRE_FETCH_CONNECT_TIMEOUT)"
+        for e in chain:
+            if isinstance(e, ResolveTimedOut):
+                return f"{e} within {d.connect:g} s (METRE_FETCH_CONNECT_TIMEOUT)"
         if any(isinstance(e, ConnectTimedOut) for e in chain) or "ConnectTimeoutError" in names:
             return connect
         if any(isinstance(e, TimeoutError) for e in chain) or "ReadTimeoutError" in names:
@@ -178,3 +195,34 @@ def connect_socket(address: str, port: int, clock: FetchClock) -> socket.socket:
         raise
     clock.watch_socket(sock)
     return sock
+
+
+def resolve_within(
+    resolve: Callable[[str, int], Sequence[str]], host: str, port: int, clock: FetchClock
+) -> Sequence[str]:
+    """`resolve(host, port)` bounded by the connect deadline (and by the total one).
+
+    getaddrinfo cannot be interrupted, so it runs on a daemon thread that is left behind if
+    it never returns; the fetch fails with `ResolveTimedOut` and the poller moves on.
+    """
+    clock.check()
+    done = threading.Event()
+    result: list[Sequence[str]] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(resolve(host, port))
+        except BaseException as exc:  # noqa: BLE001 - handed to the fetch's thread below
+            failure.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="metre-fetch-resolve", daemon=True).start()
+    clock.on_expiry(done.set)
+    if not done.wait(clock.deadlines.connect) or not (result or failure):
+        clock.check()
+        raise ResolveTimedOut(f"host {host!r} did not resolve")
+    if failure:
+        raise failure[0]
+    return result[0]

@@ -22,7 +22,7 @@ import binascii
 import hashlib
 import os
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,14 @@ _COMMIT, _TREE, _BLOB, _TAG = 1, 2, 3, 4
 _GITLINK = 0o160000
 _DIR = 0o040000
 _TYPE_NUMS = {b"commit": _COMMIT, b"tree": _TREE, b"blob": _BLOB, b"tag": _TAG}
+
+
+CHECK_EVERY = 1024
+"""Objects copied between two looks at the fetch's deadline (a look is a flag read)."""
+
+
+def _no_deadline() -> None:
+    """The default `check`: no deadline."""
 
 
 def _corrupt(what: str) -> RepositoryError:
@@ -128,10 +136,17 @@ def _references(type_num: int, data: bytes) -> list[bytes]:
     return []
 
 
-def copy_new(src_store: Any, mirror: MirrorObjects, pack_dir: Path, wants: Iterable[bytes]) -> int:
+def copy_new(
+    src_store: Any,
+    mirror: MirrorObjects,
+    pack_dir: Path,
+    wants: Iterable[bytes],
+    check: Callable[[], None] = _no_deadline,
+) -> int:
     """Copy every object reachable from `wants` (hex names) that the mirror lacks into one new
     pack in `pack_dir`; returns how many. Raises `RepositoryError` naming the first object
-    that is missing, unreadable or does not hash to its name (nothing is landed then)."""
+    that is missing, unreadable or does not hash to its name (nothing is landed then), and
+    whatever `check` raises (the fetch's deadline, asked every `CHECK_EVERY` objects)."""
     source = _Source(src_store)
     try:
         with PackWriter(pack_dir) as writer:
@@ -142,6 +157,8 @@ def copy_new(src_store: Any, mirror: MirrorObjects, pack_dir: Path, wants: Itera
                 if sha in seen:
                     continue
                 seen.add(sha)
+                if len(seen) % CHECK_EVERY == 0:
+                    check()
                 if mirror.has(sha):
                     continue
                 type_num, data = source.read(sha)
@@ -185,12 +202,18 @@ def verify_pack(pack: Path) -> None:
         raise _bad_pack(f"the index of pack {pack.name} fails its checksum")
 
 
-def clone_packs(src_store: Any, target_store: Any, wants: Sequence[bytes]) -> bool:
+def clone_packs(
+    src_store: Any,
+    target_store: Any,
+    wants: Sequence[bytes],
+    check: Callable[[], None] = _no_deadline,
+) -> bool:
     """First fetch from a path: link or copy the source's packs into the empty mirror, verify
     them, pack its loose objects (checking what they reference is present) and check the
     wanted tips are there. False, doing nothing, when the mirror already holds objects or the
     source borrows objects (alternates). Only regular files are taken (no symlinks). Raises
-    `RepositoryError`; the caller empties the mirror again when anything fails."""
+    `RepositoryError` (and what `check`, the deadline, raises between packs); the caller
+    empties the mirror again when anything fails."""
     source, dest = Path(src_store.path), Path(target_store.path)
     if (source / "info" / "alternates").exists() or _holds_objects(dest):
         return False
@@ -199,6 +222,7 @@ def clone_packs(src_store: Any, target_store: Any, wants: Sequence[bytes]) -> bo
     for name in sorted(names):
         base = name.removesuffix(".pack")
         if name.endswith(".pack") and f"{base}.idx" in names:
+            check()
             copy_file(pack_dir / name, dest / "pack" / name)  # the pack, then its index
             copy_file(pack_dir / f"{base}.idx", dest / "pack" / f"{base}.idx")
             verify_pack(dest / "pack" / name)

@@ -39,7 +39,7 @@ from dulwich.refs import Ref
 from dulwich.repo import Repo
 
 from ingest.credentials import CredentialTable, credential_for
-from ingest.deadlines import FetchClock, FetchDeadlines
+from ingest.deadlines import FetchClock, FetchDeadlines, resolve_within
 from ingest.gitdiff import RepositoryError
 from ingest.localfetch import MirrorObjects, clone_packs, consolidate, copy_new
 from ingest.refstore import read_refs, write_head, write_packed_refs
@@ -343,7 +343,7 @@ def open_mirror(
                     return sorted(new - {ZERO_SHA})
 
                 if isinstance(client, LocalGitClient):
-                    refs, symrefs = _fetch_local(path, target, wants)
+                    refs, symrefs = _fetch_local(path, target, wants, clock.check)
                 else:
                     store = target.object_store
                     result, _ = fetch_remote(
@@ -372,7 +372,9 @@ def _client(url: str, access: FetchAccess, clock: FetchClock) -> tuple[GitClient
     remote = parse_remote(url, access.policy)
     if remote.scheme == "local":
         return LocalGitClient(), _local(remote.url, True)
-    address = pinned_address(remote, access.policy, access.resolve)
+    address = pinned_address(
+        remote, access.policy, lambda host, port: resolve_within(access.resolve, host, port, clock)
+    )
     credential = credential_for(access.credentials, remote.url)
     return pinned_client(
         remote,
@@ -384,11 +386,16 @@ def _client(url: str, access: FetchAccess, clock: FetchClock) -> tuple[GitClient
 
 
 def _fetch_local(
-    path: str, target: Repo, wants: Callable[[Mapping[Ref, ObjectID], int | None], list[ObjectID]]
+    path: str,
+    target: Repo,
+    wants: Callable[[Mapping[Ref, ObjectID], int | None], list[ObjectID]],
+    check: Callable[[], None] = lambda: None,
 ) -> tuple[Mapping[Ref, ObjectID | None], Mapping[Ref, Ref]]:
     """Fetch from a repository on this machine: its packs linked on the first fetch, then
     only the objects the mirror lacks (`ingest.localfetch`), closing the source even when its
-    packs are corrupt. Raises `RepositoryError` carrying only the reason.
+    packs are corrupt. `check` raises `TimeoutError` once the fetch's total deadline has
+    passed; that error is passed on for the clock to name. Otherwise raises `RepositoryError`
+    carrying only the reason.
     (A failed read's traceback can keep a pack map referenced: it is dropped and collected
     before the source is closed.)
     """
@@ -401,7 +408,7 @@ def _fetch_local(
             wanted = wants(refs, None)
             if wanted:
                 try:
-                    cloned = clone_packs(src.object_store, target.object_store, wanted)
+                    cloned = clone_packs(src.object_store, target.object_store, wanted, check)
                 except BaseException:
                     _drop_packs(target)  # the mirror stays empty: the next poll starts afresh
                     raise
@@ -409,11 +416,17 @@ def _fetch_local(
                     mirror = MirrorObjects(target.object_store)
                     try:
                         copy_new(
-                            src.object_store, mirror, Path(target.object_store.pack_dir), wanted
+                            src.object_store,
+                            mirror,
+                            Path(target.object_store.pack_dir),
+                            wanted,
+                            check,
                         )
                     finally:
                         mirror.close()
             return refs, symrefs
+        except TimeoutError:
+            raise
         except _FETCH_ERRORS as exc:
             failure = RepositoryError(_reason(exc))
         gc.collect()

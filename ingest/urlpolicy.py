@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
+from ingest.deadlines import ConnectTimedOut
+
 __all__ = [
     "REMOTE_SCHEMES",
     "InvalidRepositoryURL",
@@ -393,6 +395,8 @@ def pinned_address(remote: Remote, policy: UrlPolicy, resolve: Resolver) -> str:
         return check_addresses(remote.host, [str(literal)], policy)
     try:
         addresses = resolve(remote.host, remote.port)
+    except ConnectTimedOut:  # the fetch's deadline, named by the fetch (not "does not resolve")
+        raise
     except (OSError, UnicodeError):
         raise _refuse(f"host {remote.host!r} does not resolve") from None
     return check_addresses(remote.host, addresses, policy)

@@ -27,12 +27,13 @@ from pathlib import Path
 import pytest
 
 from ingest.bus import InMemoryBus
-from ingest.deadlines import FetchDeadlines
+from ingest.deadlines import FetchClock, FetchDeadlines
+from ingest.localfetch import CHECK_EVERY
 from ingest.mirror import FetchAccess, RepositoryError, open_mirror
 from ingest.poller import Poller, PollerConfig
 from ingest.urlpolicy import UrlPolicy
 from processors.store import PgStore
-from tests.fixtures.gitrepo import GitRepoBuilder
+from tests.fixtures.gitrepo import GitRepoBuilder, run_git
 
 LOOPBACK = UrlPolicy(
     frozenset({"http", "https", "git", "ssh"}), allow_private_hosts=True, allow_local_paths=True
@@ -357,3 +358,79 @@ async def test_deadlines_free_a_single_poll_slot(
     done = await store.get_repo(ids[2])
     assert done is not None
     assert done.head == normal.head()
+
+
+# ------------------------------------------------------------ name resolution and local paths
+
+
+def test_a_resolver_that_never_answers_fails_at_the_connect_deadline(tmp_path: Path) -> None:
+    """getaddrinfo cannot be interrupted: the fetch stops waiting for it at the connect
+    deadline and names that deadline (the resolver thread is released afterwards)."""
+    asked = threading.Event()
+    release = threading.Event()
+
+    def hang(host: str, port: int) -> list[str]:
+        asked.set()
+        release.wait(30)
+        return ["127.0.0.1"]
+
+    access = FetchAccess(LOOPBACK, resolve=hang, deadlines=FetchDeadlines(0.5, 30, 60))
+    try:
+        with pytest.raises(
+            RepositoryError,
+            match=r"host 'slow\.example' did not resolve within 0\.5 s "
+            r"\(METRE_FETCH_CONNECT_TIMEOUT\)",
+        ):
+            open_mirror(tmp_path / "m", 1, "git://slow.example/r", access)
+    finally:
+        release.set()
+    assert asked.is_set()
+    assert not (tmp_path / "m").exists() or not any((tmp_path / "m").rglob("*.pack"))
+
+
+def test_a_resolver_that_fails_still_says_the_host_does_not_resolve(tmp_path: Path) -> None:
+    def fail(host: str, port: int) -> list[str]:
+        raise OSError(f"{host}: no such name")
+
+    access = FetchAccess(LOOPBACK, resolve=fail, deadlines=FetchDeadlines(5, 30, 60))
+    with pytest.raises(RepositoryError, match=r"host 'nowhere\.example' does not resolve"):
+        open_mirror(tmp_path / "m", 1, "git://nowhere.example/r", access)
+
+
+def _many_objects(b: GitRepoBuilder, n: int, tag: str) -> None:
+    for i in range(n):
+        b.write(f"{tag}/f{i:05d}.txt", f"{tag} {i}\n".encode())
+    b.commit(f"{n} files ({tag})", date="2021-02-01T00:00:00+0000")
+
+
+def test_a_local_first_fetch_stops_at_the_total_deadline(
+    normal: GitRepoBuilder, tmp_path: Path
+) -> None:
+    """A clock whose deadline has passed stops the first local fetch before its first pack;
+    the mirror is left empty for the next poll to start afresh."""
+    normal.git("gc", "-q")
+    clock = FetchClock(FetchDeadlines(total=60)).start()
+    clock.abort()
+    with pytest.raises(RepositoryError, match=r"did not finish within 60 s \(METRE_FETCH_TIMEOUT"):
+        open_mirror(tmp_path / "m", 1, str(normal.path), _access(), clock=clock)
+    assert not list((tmp_path / "m").rglob("*.pack"))
+    assert open_mirror(tmp_path / "m", 1, str(normal.path), _access()).is_dir()
+
+
+def test_a_local_fetch_of_many_objects_stops_at_the_total_deadline(
+    normal: GitRepoBuilder, tmp_path: Path
+) -> None:
+    """The walk that copies new objects looks at the clock as it goes: past the deadline the
+    fetch fails, nothing is landed and the mirror's refs stay where they were."""
+    mirror = open_mirror(tmp_path / "m", 1, str(normal.path), _access())
+    before = run_git(mirror, "for-each-ref")
+    packs = sorted(p.name for p in (mirror / "objects" / "pack").glob("*.pack"))
+    _many_objects(normal, 2 * CHECK_EVERY, "bulk")
+    clock = FetchClock(FetchDeadlines(total=60)).start()
+    clock.abort()
+    with pytest.raises(RepositoryError, match=r"did not finish within 60 s \(METRE_FETCH_TIMEOUT"):
+        open_mirror(tmp_path / "m", 1, str(normal.path), _access(), clock=clock)
+    assert run_git(mirror, "for-each-ref") == before
+    assert sorted(p.name for p in (mirror / "objects" / "pack").glob("*.pack")) == packs
+    open_mirror(tmp_path / "m", 1, str(normal.path), _access())
+    assert run_git(mirror, "rev-parse", "main") == run_git(normal.path, "rev-parse", "main")
