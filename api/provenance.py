@@ -20,6 +20,7 @@ from fastapi import HTTPException, Request, Response
 from api.csvexport import CSV_MEDIA_TYPE, export, wants_csv
 from processors.metrics.catalogue import catalogue
 from processors.reads import Stamp, stamps
+from processors.sharedhistory import same_history
 from processors.store import PgStore
 
 CACHE_CONTROL = "private, max-age=0, must-revalidate"
@@ -176,12 +177,15 @@ async def serve(
     cached = body is not None
     if body is None:
         ids = [s.repo_id for s in ss]
-        result = await compute(ids)
+        # Organisation-wide, a history registered under several URLs counts once.
+        dup = {} if repo_id is not None else await same_history(store, ids)
+        result = await compute([i for i in ids if i not in dup])
         prov: dict[str, Any] = {"metric": metric, "version": entry.version, "params": params}
         if repo_id is not None:
             prov = {**_stamp_json(ss[0]), **prov}
         else:
             prov["repos"] = [_stamp_json(s) for s in ss]
+            prov["same_history"] = [{"repo_id": k, "counted_as": v} for k, v in sorted(dup.items())]
         body = orjson.dumps({**result, "provenance": prov}, option=orjson.OPT_NON_STR_KEYS)
         if await stamps(store, ids) == ss:  # unchanged while computing: safe to keep
             cache.put(tag, body)

@@ -158,9 +158,19 @@ class Provenance(BaseModel):
     repos: list[RepoStamp] | None = Field(
         default=None, description="Each repository's stamp (organisation-wide form only)"
     )
+    same_history: list[SameHistory] | None = Field(
+        default=None,
+        description="Repositories left out because another holds the same history "
+        "(same root commits, all commits among the other's; organisation-wide form only)",
+    )
     metric: str
     version: int
     params: dict[str, object]
+
+
+class SameHistory(BaseModel):
+    repo_id: int
+    counted_as: int = Field(description="The repository that stands for this history")
 
 
 class RepoStamp(BaseModel):
@@ -284,6 +294,8 @@ class LanguageRow(BaseModel):
 
 class LanguagesOut(BaseModel):
     repo_id: int | None = None
-    mapping: str = Field(description="The file-name mapping used (Pygments version)")
+    mapping: str = Field(
+        description="The Linguist port that classified the paths (go-enry version)"
+    )
     languages: list[LanguageRow]
     provenance: Provenance

@@ -88,8 +88,7 @@ class BusMarks:
                     await con.execute(
                         "UPDATE repos SET lagging_reason = $2 WHERE id = ANY($1::bigint[])",
                         ids,
-                        f"data loss on the bus ({loss.kind}, event {event_id}): being "
-                        "reconciled",
+                        f"data loss on the bus ({loss.kind}, event {event_id}): being reconciled",
                     )
             new = next_marks(marks, now, losses)
             if new != marks:

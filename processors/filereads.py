@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
+from processors.metrics.linguist import classify
 from processors.metrics.ownership import FileAuthor
 from processors.store import PgStore
 
@@ -35,7 +36,8 @@ WHERE s.repo_id = $1 AND s.commits > 0
 _FILES = """
 SELECT f.path, f.commits, f.added, f.removed,
        CASE WHEN f.exists AND f.binary_changes = 0 THEN f.length END AS lines,
-       f.exists, f.last_binary AS binary, f.last_change_at,
+       f.exists, f.last_binary AS binary, f.last_binary AS last_change_binary,
+       f.binary_changes > 0 AS ever_binary, f.last_change_at,
        (SELECT count(*) FROM file_authors a
         WHERE a.repo_id = $1 AND a.path = f.path AND a.commits > 0) AS authors
 FROM ({state}) f
@@ -90,7 +92,8 @@ def _days_before(day: date, n: int) -> date:
 
 
 async def hotspots(store: PgStore, repo_id: int, days: int, limit: int) -> dict[str, Any]:
-    """Files present at head (never binary) ranked by commits in the window x current lines.
+    """Files present at head (never binary; not vendored, generated or lock files, by
+    Linguist's path rules) ranked by commits in the window x current lines.
 
     The window is the `days` UTC days ending with the latest author day, both ends included.
     """
@@ -112,15 +115,17 @@ async def hotspots(store: PgStore, repo_id: int, days: int, limit: int) -> dict[
         FROM h JOIN ({_STATE}) s ON s.path = h.path
         WHERE s.exists AND s.binary_changes = 0
         ORDER BY score DESC, h.path COLLATE "C"
-        LIMIT $4
         """,  # noqa: S608
         repo_id,
         datetime.combine(first, time(), UTC),
         last,  # the day after it is computed in SQL: after 9999-12-31 Python has no date
-        limit,
     )
-    files = []
+    files: list[dict[str, Any]] = []
     for r in recs:
+        if classify(r["path"]).skipped:
+            continue
+        if len(files) == limit:
+            break
         row = dict(r)
         # Authors are lower-cased emails as the metric tables key them (Python's str.lower,
         # not PostgreSQL's locale-dependent lower()), in code point order.
@@ -133,7 +138,8 @@ async def hotspots(store: PgStore, repo_id: int, days: int, limit: int) -> dict[
 
 
 async def file_authors(store: PgStore, repo_id: int) -> tuple[list[FileAuthor], list[str]]:
-    """The degree-of-authorship inputs of the files present at head, and those files."""
+    """The degree-of-authorship inputs of the files present at head, and those files, but for
+    vendored, generated and lock files (Linguist's path rules): not code people own."""
     async with store.pool.acquire() as con:
         paths = await con.fetch(_PRESENT, repo_id)
         recs = await con.fetch(
@@ -144,8 +150,12 @@ async def file_authors(store: PgStore, repo_id: int) -> tuple[list[FileAuthor], 
             """,  # noqa: S608
             repo_id,
         )
-    rows = [FileAuthor(r["path"], r["email"], r["commits"], r["created"]) for r in recs]
-    return rows, [r["path"] for r in paths]
+    rows = [
+        FileAuthor(r["path"], r["email"], r["commits"], r["created"])
+        for r in recs
+        if not classify(r["path"]).skipped
+    ]
+    return rows, [r["path"] for r in paths if not classify(r["path"]).skipped]
 
 
 # Coupling over the facts (processors/metrics/coupling.py says why there is no pair table).

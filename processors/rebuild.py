@@ -12,7 +12,7 @@ import importlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from processors.metrics import MODULES, TABLES, Fold, fold
+from processors.metrics import MODULES, TABLES, Fold, _delta_fold, fold
 from processors.retract import _COMMIT_COLUMNS, load_events
 
 Connection = Any  # asyncpg.Connection or a pool's connection proxy
@@ -35,9 +35,10 @@ def _folds_of(tables: set[str]) -> tuple[Fold, ...]:
         module = importlib.import_module(f"processors.metrics.{name}")
         if {t.name for t in getattr(module, "TABLES", ())} & tables:
             own = getattr(module, "FOLD", None)
-            if own is None:
-                raise ValueError(f"processors.metrics.{name} has no FOLD to rebuild with")
-            out.append(own)
+            metrics = tuple(getattr(module, "METRICS", ()))
+            if own is None and not metrics:
+                raise ValueError(f"processors.metrics.{name} has nothing to rebuild with")
+            out.append(own if own is not None else _delta_fold(metrics))
     return tuple(out)
 
 
@@ -75,5 +76,13 @@ async def _commit_kind(con: Connection) -> None:
     await rebuild(con, COMMIT_KIND_TABLES)
 
 
-AFTER_MIGRATION: dict[int, Step] = {21: _commit_kind}
+LANGUAGE_TABLES = {"language_lines", "language_merge_lines", "file_merge_lines"}
+"""0023: languages by Linguist's rules (the merges module writes both merge tables)."""
+
+
+async def _linguist(con: Connection) -> None:
+    await rebuild(con, LANGUAGE_TABLES)
+
+
+AFTER_MIGRATION: dict[int, Step] = {21: _commit_kind, 23: _linguist}
 """Migration version -> what runs after its SQL, in the same transaction."""

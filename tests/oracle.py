@@ -284,19 +284,31 @@ def expected_commit_size(repos: list[Path], shas: set[str] | None = None) -> dic
 
 
 def expected_languages(repos: list[Path]) -> dict[str, dict[str, int]]:
-    """Language (Pygments lexer by file name, else "Other") -> text file changes, added,
+    """Language (Linguist's, by enry's calls on the path; programming and markup only;
+    vendored, generated, documentation and lock files out) -> text file changes, added,
     removed (numstat, binary files left out), and lines at HEAD: git's line count of every text
     file at HEAD never counted as binary (merges' own changes included: git ls-tree, cat-file);
     a path ever binary counts its numstat added - removed instead."""
-    from pygments.lexers import find_lexer_class_for_filename
+    import enry
+
+    locks = {"uv.lock", "poetry.lock", "package-lock.json", "yarn.lock", "cargo.lock", "go.sum"}
 
     out: dict[str, dict[str, int]] = defaultdict(
         lambda: {"changes": 0, "added": 0, "removed": 0, "lines": 0}
     )
 
-    def lang(path: str) -> str:
-        cls = find_lexer_class_for_filename(path.rsplit("/", 1)[-1])
-        return "Other" if cls is None else str(cls.name)
+    def lang(path: str) -> str | None:
+        name = enry.get_language(path, b"")
+        if (
+            not name
+            or enry.get_language_type(name) not in ("programming", "markup")
+            or enry.is_vendor(path)
+            or enry.is_generated(path, b"")
+            or enry.is_documentation(path)
+            or path.rsplit("/", 1)[-1].lower() in locks
+        ):
+            return None
+        return str(name)
 
     for repo in repos:
         ever_binary: set[str] = set()
@@ -307,14 +319,20 @@ def expected_languages(repos: list[Path]) -> dict[str, dict[str, int]]:
                 if a is None:
                     ever_binary.add(path)
                     continue
-                row = out[lang(path)]
+                name = lang(path)
+                if name is None:
+                    continue
+                row = out[name]
                 row["changes"] += 1
                 row["added"] += a
                 row["removed"] += r or 0
                 net[path] += a - (r or 0)
         for path, n in git_head_lines(repo).items():
-            if path not in ever_binary and n is not None:
-                out[lang(path)]["lines"] += n
+            name = lang(path)
+            if name is not None and path not in ever_binary and n is not None:
+                out[name]["lines"] += n
         for path in ever_binary:
-            out[lang(path)]["lines"] += net.get(path, 0)
+            name = lang(path)
+            if name is not None:
+                out[name]["lines"] += net.get(path, 0)
     return dict(out)

@@ -135,9 +135,11 @@ ENTRIES = (
         "Per file (every path in the tracked history): non-merge commits touching it, lines "
         "added and removed, distinct authors, whether it exists at head, the UTC author time of "
         "its latest change, and its current length in lines (git's count: a last line without "
-        "a newline counts; null when the file is absent at head or was ever binary)",
+        "a newline counts; null when the file is absent at head or was ever binary), "
+        "whether its latest change was binary (`last_change_binary`; `binary` is its old "
+        "name) and whether any change was (`ever_binary`, which is why `lines` is null)",
         "commits, lines",
-        version=2,
+        version=3,
         tables=(STATS, AUTHORS, "file_merge_lines"),
         params=(
             Param("sort", "string", "commits", "order (descending; path ascending)", FILE_SORTS),
@@ -150,9 +152,10 @@ ENTRIES = (
         "hotspots",
         "Files present at head ranked by change frequency x size (CodeScene): non-merge commits "
         "touching the file within the window times its current length in lines; the window is "
-        "the `days` UTC days ending with the day of the repository's latest author date",
+        "the `days` UTC days ending with the day of the repository's latest author date; "
+        "vendored, generated and lock files (Linguist's path rules) are left out",
         "commits x lines",
-        version=2,
+        version=3,
         tables=(STATS, "file_changes", "activity_daily", "file_merge_lines"),
         params=(Param("days", "integer", 365, "window length in days (1 to 36500)"), LIMIT),
     ),

@@ -1,54 +1,45 @@
-"""Lines by language, from file names (pure).
+"""Lines by language, from file names, by GitHub Linguist's rules (pure).
 
-The language of a path is the name of the Pygments lexer its file name selects
-(`pygments.lexers.find_lexer_class_for_filename`, which ranks candidate lexers by priority
-without reading content), or "Other". Pygments is BSD-2-Clause licensed, compatible with
-Apache-2.0, and its filename patterns are a large, maintained mapping. Lookups are cached per
-file name. Binary files are left out; net lines = added - removed.
+The language of a path is what go-enry (a maintained Go port of Linguist, bound by
+`enry-python`) says from the path alone (processors/metrics/linguist.py). As in GitHub's
+language bar, only files of a programming or markup language count: vendored, generated,
+documentation, lock and data/prose files (JSON, YAML, Markdown, ...) are left out, as are
+paths enry does not recognise and binary changes. Net lines = added - removed.
 """
 
 from __future__ import annotations
 
-import functools
-import posixpath
 from collections.abc import Iterator
-from importlib import metadata
-
-from pygments.lexers import find_lexer_class_for_filename
-from pygments.util import ClassNotFound
 
 from ingest.events import CommitEvent
 from processors.metrics import Delta, Rows, bump
 from processors.metrics.catalogue import Entry
+from processors.metrics.linguist import MAPPING, OTHER, classify
 from processors.metrics.table import Column, MetricTable
 
 TABLE = "language_lines"
-OTHER = "Other"
-MAPPING = f"pygments {metadata.version('pygments')}"
-"""Which mapping decided the languages (the result can change with the Pygments version)."""
-
-
-@functools.lru_cache(maxsize=65536)
-def _by_name(name: str) -> str:
-    try:
-        cls = find_lexer_class_for_filename(name)
-    except ClassNotFound:  # pragma: no cover - returns None in current Pygments
-        cls = None
-    return OTHER if cls is None else str(cls.name)
+__all__ = ["MAPPING", "OTHER", "counted_language", "language", "languages"]
 
 
 def language(path: str) -> str:
-    """The language of a repository path, from its file name alone."""
-    return _by_name(posixpath.basename(path))
+    """The Linguist language of a repository path, from its path alone ("Other" if none)."""
+    return classify(path).language
+
+
+def counted_language(path: str) -> str | None:
+    """The path's language if the language statistics count it, else None."""
+    k = classify(path)
+    return k.language if k.counted else None
 
 
 def languages(e: CommitEvent) -> Iterator[Delta]:
     """One `language_lines` row per (repo, language) of the commit's text files."""
     rows: dict[str, list[int]] = {}
     for f in e.files:
-        if f.binary:
+        lang = None if f.binary else counted_language(f.path)
+        if lang is None:
             continue
-        r = rows.setdefault(language(f.path), [0, 0, 0])
+        r = rows.setdefault(lang, [0, 0, 0])
         r[0] += 1
         r[1] += f.added
         r[2] += f.removed
@@ -63,8 +54,9 @@ def fold(e: CommitEvent, rows: Rows) -> None:
     table = rows[TABLE]
     rid = e.repo_id
     for f in e.files:
-        if not f.binary:
-            bump(table, (rid, language(f.path)), 1, f.added, f.removed)
+        lang = None if f.binary else counted_language(f.path)
+        if lang is not None:
+            bump(table, (rid, lang), 1, f.added, f.removed)
 
 
 METRICS = (languages,)
@@ -79,11 +71,12 @@ TABLES = (
 ENTRIES = (
     Entry(
         "languages",
-        "Per language (Pygments lexer chosen by file name; binary files excluded): text file "
-        "changes, lines added, removed, and lines at head (added - removed, plus what merges "
-        "decided themselves)",
+        "Per language (GitHub Linguist's, by go-enry from the path; programming and markup "
+        "languages only, vendored, generated, documentation and lock files and binary changes "
+        "excluded): text file changes, lines added, removed, and lines at head (added - removed, "
+        "plus what merges decided themselves)",
         "lines",
-        version=2,
+        version=3,
         tables=(TABLE, "language_merge_lines"),
         org=True,
     ),

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 from ingest.events import CommitEvent
 from processors.metrics import Delta
-from processors.metrics.languages import language
+from processors.metrics.languages import counted_language
 from processors.metrics.table import Column, MetricTable
 
 FILES = "file_merge_lines"
@@ -34,8 +34,9 @@ def merges(e: CommitEvent) -> Iterator[Delta]:
         yield Delta(
             FILES, (e.repo_id, m.path), {"merges": 1, "lines": m.lines, "presence": m.presence}
         )
-        lang = language(m.path)
-        by_language[lang] = by_language.get(lang, 0) + m.lines
+        lang = counted_language(m.path)
+        if lang is not None:
+            by_language[lang] = by_language.get(lang, 0) + m.lines
     for lang, lines in by_language.items():
         yield Delta(LANGUAGES, (e.repo_id, lang), {"merges": 1, "lines": lines})
 

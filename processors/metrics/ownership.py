@@ -84,9 +84,10 @@ ENTRIES = (
         "ownership",
         "Main authors of each file present at head by degree of authorship (Avelino et al., "
         "ICPC 2016): DOA = 3.293 + 1.098 FA + 0.164 DL - 0.321 ln(1 + AC); an author has "
-        "DOA >= 3.293 and DOA / the file's greatest DOA > 0.75",
+        "DOA >= 3.293 and DOA / the file's greatest DOA > 0.75; vendored, generated and lock "
+        "files (Linguist's path rules) are left out",
         "DOA (dimensionless)",
-        version=2,
+        version=3,
         tables=(STATS, AUTHORS, "file_merge_lines"),
         params=(
             Param("limit", "integer", 100, "files per page (1 to 1000), in path order"),
@@ -97,9 +98,10 @@ ENTRIES = (
         "truck-factor",
         "Truck factor (Avelino et al., ICPC 2016): remove the author who authors the most files "
         "present at head (ties: smaller email) until more than half of them have no author "
-        "left; the number removed, and who, in order",
+        "left; the number removed, and who, in order; vendored, generated and lock files "
+        "(Linguist's path rules) are left out",
         "authors",
-        version=2,
+        version=3,
         tables=(STATS, AUTHORS, "file_merge_lines"),
     ),
 )

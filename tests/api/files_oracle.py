@@ -20,6 +20,20 @@ def _path(raw: bytes) -> str:
     return served_path(raw)
 
 
+LOCK_FILES = {"uv.lock", "poetry.lock", "package-lock.json", "yarn.lock", "cargo.lock", "go.sum"}
+
+
+def skipped(path: str) -> bool:
+    """Vendored, generated or a lock file: enry's own path calls, plus common lock names."""
+    import enry
+
+    return bool(
+        enry.is_vendor(path)
+        or enry.is_generated(path, b"")
+        or path.rsplit("/", 1)[-1].lower() in LOCK_FILES
+    )
+
+
 @dataclass
 class Change:
     path: str
@@ -102,7 +116,7 @@ def expected_hotspots(repo: Path, days: int) -> tuple[date, date, list[dict[str,
     ranked: list[dict[str, Any]] = []
     for p, n in changes.items():
         lines = tree.get(p)
-        if p not in tree or p in binary or lines is None:
+        if p not in tree or p in binary or lines is None or skipped(p):
             continue
         ranked.append(
             {
@@ -122,7 +136,7 @@ def expected_ownership(
 ) -> tuple[dict[str, list[tuple[str, float]]], list[str]]:
     """Authors (email, DOA) of every file at HEAD (or of `counted`), and the truck-factor
     removal order."""
-    tree = set(git_head_lines(repo)) if counted is None else counted
+    tree = {p for p in git_head_lines(repo) if not skipped(p)} if counted is None else counted
     dl: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     fa: dict[str, set[str]] = defaultdict(set)
     for c in history(repo):

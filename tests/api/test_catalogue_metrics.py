@@ -74,7 +74,7 @@ async def _check(api: MetreApi, base: str, query: dict[str, str], repos: list[Pa
     assert r.status_code == 200, r.text
     got = {row.pop("language"): row for row in r.json()["languages"]}
     assert got == expected_languages(repos)
-    assert r.json()["mapping"].startswith("pygments ")
+    assert r.json()["mapping"].startswith("enry ")
 
 
 @pytest.fixture
@@ -134,7 +134,7 @@ async def test_provenance_etag_and_304(metre_api: MetreApi, tmp_path: Path) -> N
     assert prov["repo_id"] == rid
     assert prov["head"] == repo["head"] == b.head()
     assert prov["watermark"] is not None
-    assert (prov["metric"], prov["version"], prov["params"]) == ("languages", 2, {})
+    assert (prov["metric"], prov["version"], prov["params"]) == ("languages", 3, {})
 
     r2 = await c.get(url, headers={"If-None-Match": tag})
     assert r2.status_code == 304

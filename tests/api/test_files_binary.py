@@ -60,3 +60,35 @@ async def test_binary_is_the_latest_change(metre_api: MetreApi, tmp_path: Path) 
     assert (got["flip.dat"]["binary"], got["flip.dat"]["lines"]) == (True, None)
     assert (got["plain.txt"]["binary"], got["plain.txt"]["lines"]) == (False, 3)
     assert got["img.png"]["binary"] is True
+
+
+async def test_binary_flags_say_why_lines_is_null(metre_api: MetreApi, tmp_path: Path) -> None:
+    b = GitRepoBuilder(tmp_path / "flags")
+    b.write("flip.dat", b"text\n")
+    b.write("img.png", b"\x89PNG\x00\x01")
+    b.write("plain.txt", b"a\n")
+    b.commit("one", date="2024-01-01T10:00:00+0000")
+    b.write("flip.dat", b"\x00binary now")
+    b.commit("two", date="2024-01-02T10:00:00+0000")
+    b.write("flip.dat", b"text again\n")
+    b.commit("three", date="2024-01-03T10:00:00+0000")
+    b.write("flip.dat", b"text again\nand more\n")  # latest change text, an earlier binary
+    b.write("plain.txt", b"a\nb\n")
+    b.commit("four", date="2024-01-04T10:00:00+0000")
+    rid = await metre_api.ingest(b.path)
+    r = await metre_api.client.get(f"/api/v1/repos/{rid}/metrics/files", params={"sort": "path"})
+    assert r.status_code == 200, r.text
+    got = {f["path"]: f for f in r.json()["files"]}
+    ever: dict[str, bool] = {}
+    for rows in git_numstat(b.path).values():
+        for path, added, _ in rows:
+            p = path.decode()
+            ever[p] = ever.get(p, False) or added is None
+    latest = latest_change_binary(b.path)
+    assert {p: f["last_change_binary"] for p, f in got.items()} == latest
+    assert {p: f["binary"] for p, f in got.items()} == latest  # the old name, same value
+    assert {p: f["ever_binary"] for p, f in got.items()} == ever
+    for p, f in got.items():
+        assert (f["lines"] is None) == (f["ever_binary"] or not f["exists"]), p
+    assert (got["flip.dat"]["last_change_binary"], got["flip.dat"]["ever_binary"]) == (False, True)
+    assert got["flip.dat"]["lines"] is None

@@ -122,3 +122,22 @@ def test_catalogue_entries_read_existing_tables() -> None:
         assert set(entry.tables) <= set(TABLES) | facts, entry.name
     assert "punchcard" in metrics_of_tables({"punchcard"})
     assert metrics_of_tables(set()) == []
+
+
+def test_linguist_kinds_from_paths() -> None:
+    from processors.metrics.linguist import classify
+
+    assert classify("db/schema.sql").language == "SQL"  # Pygments said Transact-SQL
+    assert classify("lib/defs.inc").language != "POVRay"
+    assert classify("uv.lock").skipped
+    assert not classify("uv.lock").counted
+    assert classify("go.sum").lock
+    assert classify("Cargo.lock").skipped
+    assert classify("vendor/x.js").vendored
+    assert not classify("vendor/x.js").counted
+    assert classify("docs/guide.md").documentation
+    assert not classify("docs/guide.md").skipped
+    assert classify("src/a.py").counted
+    assert not classify("src/a.py").skipped
+    assert not classify("config.yaml").counted  # data
+    assert classify("web/index.html").counted  # markup

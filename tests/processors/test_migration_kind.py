@@ -28,7 +28,8 @@ async def test_0021_rebuilds_the_tables_from_the_facts(
     assert any(e.is_merge for e in events)
 
     old = await create_database(pg_dsn)
-    before = [m for m in store_module._migrations() if m[0] < 21]
+    known = store_module._migrations()
+    before = [m for m in known if m[0] < 21]
     monkeypatch.setattr(store_module, "_migrations", lambda: before)
     s = await PgStore.connect(old, max_size=2)
     try:
@@ -54,7 +55,9 @@ async def test_0021_rebuilds_the_tables_from_the_facts(
             }
         finally:
             await con.close()
-        monkeypatch.undo()
+        # Up to 0021 only: later migrations have their own tests.
+        upto = [m for m in known if m[0] <= 21]
+        monkeypatch.setattr(store_module, "_migrations", lambda: upto)
         assert await s.migrate() == ["0021_commit_kind.sql"]
         got, want = await dump(old), await dump(store._dsn)
         for table in COMMIT_KIND_TABLES:

@@ -1,0 +1,60 @@
+"""Migration 0023 (languages by Linguist's rules) on a database that already holds commits:
+the language tables are rebuilt from the facts exactly as a processor now writes them, and rows
+keyed by Pygments' names are gone (real PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+
+import processors.store as store_module
+from processors.rebuild import LANGUAGE_TABLES
+from processors.store import PgStore, _commit_arrays, _file_arrays
+from tests.fixtures.postgres import create_database, drop_database
+from tests.processors.dump import differences, dump
+from tests.processors.test_commutativity import _events
+
+pytestmark = pytest.mark.integration
+
+
+async def test_0023_rebuilds_the_language_tables(
+    store: PgStore, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rid = (await store.add_repo("https://e.org/a.git", None)).id
+    events = _events((rid,), 300, seed=23)
+    await store.apply(events)
+    assert any(e.merge_files for e in events)
+
+    old = await create_database(pg_dsn)
+    before = [m for m in store_module._migrations() if m[0] < 23]
+    monkeypatch.setattr(store_module, "_migrations", lambda: before)
+    s = await PgStore.connect(old, max_size=2)
+    try:
+        await s.migrate()
+        assert (await s.add_repo("https://e.org/a.git", None)).id == rid
+        con = await asyncpg.connect(old)
+        try:
+            await con.execute(store_module._INSERT_COMMITS, *_commit_arrays(events))
+            await con.execute(store_module._INSERT_FILES, *_file_arrays(events))
+            # What version 2 wrote: Pygments' names, every text file counted.
+            await con.execute(
+                "INSERT INTO language_lines (repo_id, language, changes, added, removed)"
+                " VALUES ($1, 'Transact-SQL', 3, 30, 1), ($1, 'Markdown', 2, 5, 0)",
+                rid,
+            )
+            await con.execute(
+                "INSERT INTO language_merge_lines (repo_id, language, merges, lines)"
+                " VALUES ($1, 'POVRay', 1, 4)",
+                rid,
+            )
+        finally:
+            await con.close()
+        monkeypatch.undo()
+        assert await s.migrate() == ["0023_linguist_languages.sql"]
+        got, want = await dump(old), await dump(store._dsn)
+        for table in LANGUAGE_TABLES:
+            assert got[table], table
+            assert got[table] == want[table], differences({table: got[table]}, {table: want[table]})
+    finally:
+        await s.close()
+        await drop_database(old)
