@@ -436,7 +436,11 @@ async def run_chaos(
     poison_unstored = len(poison_by_lifetime[-1] - stored_set)
     poison_lost_in_restarts = len(set().union(*poison_by_lifetime[:-1]) - stored_set)
     stray = sum(count - (payload in published) for payload, count in stored.items())
-    crashes += [f"{name} exited with {code} on SIGTERM" for name, code in codes.items() if code]
+    crashes += [
+        f"{name} exited with {code} on SIGTERM; its log ends:\n{_tail(roles.log(name))}"
+        for name, code in codes.items()
+        if code
+    ]
     return ChaosReport(
         commits=n,
         faults=done,
@@ -568,6 +572,11 @@ async def _main(args: argparse.Namespace) -> int:
 
         shutil.rmtree(root, ignore_errors=True)
     return 0 if ok else 1
+
+
+def _tail(text: str, lines: int = 25) -> str:
+    """The end of a role's log, for a report that says why it did not stop."""
+    return "\n".join("    " + line for line in text.splitlines()[-lines:])
 
 
 if __name__ == "__main__":

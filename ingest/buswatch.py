@@ -25,6 +25,7 @@ from prometheus_client import Counter
 from ingest.dataloss import KINDS, Loss, Observed
 from ingest.heal import Healed
 from ingest.outage import Outage
+from ingest.stopping import unless_stopped
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,8 @@ class BusWatch:
         suspected = asyncio.Event() if self.observer is None else self.observer.loss_suspected
         while not stop.is_set():
             try:
-                await self.check_once()
+                if not await unless_stopped(self.check_once(), stop):
+                    return  # a check cut short marks nothing (one transaction)
                 outage.ok()
             except Exception as exc:  # noqa: BLE001 (a dependency away: the next check)
                 outage.failed(repr(exc), self.interval)

@@ -29,7 +29,6 @@ poller; a poll abandoned on shutdown has its sockets shut down and its ssh proce
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import functools
 import logging
@@ -54,6 +53,7 @@ from ingest.mirror import FetchAccess, RepositoryError, mirror_path, open_mirror
 from ingest.outage import Outage
 from ingest.releasepoll import ReleaseRegistry, publish_release_tags
 from ingest.retry import DEPENDENCY, Backoff, always, retry
+from ingest.stopping import sleep_or_stop, unless_stopped
 from ingest.urlpolicy import UrlPolicy
 
 log = logging.getLogger(__name__)
@@ -173,12 +173,14 @@ class Poller:
         try:
             while not stop.is_set():
                 if len(active) >= max(1, self.config.concurrency):
-                    await _first(asyncio.wait(active, return_when=asyncio.FIRST_COMPLETED), stop)
+                    await unless_stopped(
+                        asyncio.wait(active, return_when=asyncio.FIRST_COMPLETED), stop
+                    )
                     continue
                 try:
                     row = await self.registry.claim_due_repo(self.config.lease_seconds)
                     if row is None:
-                        await _first(self.registry.wait_for_poll_request(1.0), stop)
+                        await unless_stopped(self.registry.wait_for_poll_request(1.0), stop)
                         unavailable = 0
                         registry.ok()
                         continue
@@ -186,7 +188,7 @@ class Poller:
                     delay = _REGISTRY.delay(unavailable)
                     unavailable += 1
                     registry.failed(repr(exc), delay)
-                    await _sleep_or_stop(stop, delay)
+                    await sleep_or_stop(stop, delay)
                     continue
                 unavailable = 0
                 registry.ok()
@@ -200,7 +202,7 @@ class Poller:
 
     async def _poll_until_stopped(self, row: PolledRepo, stop: asyncio.Event) -> None:
         try:
-            if not await _first(self.poll(row), stop):
+            if not await unless_stopped(self.poll(row), stop):
                 await self._abandon(row)
         except Exception:
             log.exception("poll of repository %s did not finish", row.id)
@@ -382,25 +384,3 @@ def _registered_access(access: FetchAccess, row: PolledRepo) -> FetchAccess:
             "the URL policy stored with the repository cannot be read; register it again"
         ) from None
     return dataclasses.replace(access, policy=policy)
-
-
-async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
-
-
-async def _first(aw: Awaitable[object], stop: asyncio.Event) -> bool:
-    """Wait for `aw` or for `stop`, whichever comes first; True if `aw` finished (its error,
-    if any, is raised), False if it was cancelled because `stop` came first."""
-    task = asyncio.ensure_future(aw)
-    stopper = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        finished = task.done()
-        for t in (task, stopper):
-            t.cancel()
-        await asyncio.gather(task, stopper, return_exceptions=True)
-    if finished:
-        task.result()
-    return finished

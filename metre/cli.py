@@ -62,7 +62,7 @@ def _settings(args: argparse.Namespace, **fixed: Any) -> Settings:
 def _serve(
     settings: Settings, role: Callable[[Settings, asyncio.Event], Coroutine[Any, Any, None]]
 ) -> int:
-    from metre.runtime import ConfigurationError, run
+    from metre.runtime import ConfigurationError, name_slow_shutdown, run
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -72,7 +72,11 @@ def _serve(
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await role(settings, stop)
+        watchdog = asyncio.create_task(name_slow_shutdown(stop), name="shutdown-watchdog")
+        try:
+            await role(settings, stop)
+        finally:
+            watchdog.cancel()
 
     try:
         run(main())

@@ -40,6 +40,7 @@ from ingest.mirror import FetchAccess
 from ingest.poller import Poller, PollerConfig
 from ingest.reconcile import Reconciled, reconcile_all
 from ingest.retry import DEPENDENCY, Backoff, RetryStopped, is_transient, retry
+from ingest.stopping import unless_stopped
 from metre import errors
 from metre.health import KafkaProbe, data_loss_probe, health_app, store_probe
 from metre.readiness import Check, Probe
@@ -468,8 +469,12 @@ async def _reconcile_loop(
     while not stop.is_set():
         try:
             # Topics first: a broker restarted without storage lost them (and their data).
-            await bus.ensure_topics(all_topics(settings))
-            await reconcile_once(settings, bus, store)
+            async def one_pass() -> None:
+                await bus.ensure_topics(all_topics(settings))
+                await reconcile_once(settings, bus, store)
+
+            if not await unless_stopped(one_pass(), stop):
+                return  # a pass cut short is harmless: what it republished is deduplicated
         except Exception as exc:  # noqa: BLE001 (an outage postpones a pass, never the role)
             log.warning("reconciliation postponed: %r", exc)
         with contextlib.suppress(TimeoutError):
@@ -529,13 +534,15 @@ async def _removal_loop(
     failing = False
     while not stop.is_set():
         try:
-            await publish_removals(
+            removals = publish_removals(
                 bus,
                 store,
                 mirrors_dir=settings.mirrors_dir,
                 commits_topic=commits_topic(settings),
                 updates_topic=updates_topic(settings),
             )
+            if not await unless_stopped(removals, stop):
+                return  # the outbox keeps what this pass did not finish
             failing = False
         except Exception as exc:  # noqa: BLE001 (the outbox keeps it for the next pass)
             # One line per outage, not one per second.
@@ -644,12 +651,15 @@ class RoleHealth:
         self.probes: dict[str, Probe] = {}
 
 
-def consumer_probe(processor: Processor) -> Probe:
+def consumer_probe(processor: Callable[[], Processor | None]) -> Probe:
     """A processor that owns no partition does nothing: `degraded`, named (more processors
-    than partitions, or a rebalance under way)."""
+    than partitions, or a rebalance under way). Registered before the role connects, so
+    `/readyz` is never `ready` in the moment between the bus coming up and the consumer
+    existing."""
 
     async def probe() -> Check:
-        consumer = processor.consumer
+        current = processor()
+        consumer = None if current is None else current.consumer
         if consumer is None:
             return Check("degraded", "not started")
         if not consumer.assignment():
@@ -719,12 +729,14 @@ async def run_processor(settings: Settings, stop: asyncio.Event) -> None:
     _require_distributed(settings, "processor")
     quiet_outages(settings)
     async with health_port(settings, "processor") as health, contextlib.AsyncExitStack() as stack:
+        started: list[Processor] = []
+        health.probes["consumer"] = consumer_probe(lambda: started[0] if started else None)
         with contextlib.suppress(Stopped):
             store = await stack.enter_async_context(open_store(settings, stop))
             health.store = store
             bus = await stack.enter_async_context(open_bus(settings, stop))
             processor = make_processor(settings, bus, store)
-            health.probes["consumer"] = consumer_probe(processor)
+            started.append(processor)
             watch = asyncio.create_task(processor_watch(settings, bus, store, processor).run(stop))
             try:
                 await processor.run(stop)
@@ -822,6 +834,29 @@ def _require_distributed(settings: Settings, role: str) -> None:
             f"metre {role} runs as a distributed role and needs {' and '.join(missing)}; "
             "to run everything on this machine, use `metre up`"
         )
+
+
+SLOW_SHUTDOWN = 20.0
+"""Seconds after a stop request at which a role still running names what it waits for (a
+grace period is usually 30 s: the names are logged before the SIGKILL, not lost with it)."""
+
+
+async def name_slow_shutdown(stop: asyncio.Event, after: float = SLOW_SHUTDOWN) -> None:
+    """Once `stop` is set and `after` seconds have passed, log one line per task still
+    pending, with the line it is waiting on; a shutdown that hangs then says where."""
+    await stop.wait()
+    await asyncio.sleep(after)
+    me = asyncio.current_task()
+    pending = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
+    log.error("still stopping after %g s: %d tasks pending", after, len(pending))
+    for task in pending:
+        stack = task.get_stack()
+        where = (
+            f"{stack[-1].f_code.co_filename}:{stack[-1].f_lineno} in {stack[-1].f_code.co_name}"
+            if stack
+            else "unknown"
+        )
+        log.error("  pending: %s at %s", task.get_name(), where)
 
 
 def run(main: Coroutine[Any, Any, None]) -> None:

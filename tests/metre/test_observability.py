@@ -240,7 +240,14 @@ async def test_readiness_names_the_bus_when_it_is_away(tmp_path: Path, db_dsn: s
                 roles,
             )
             assert processor["status"] == "unavailable"
-            assert processor["checks"] == {"database": "up", "bus": "down", "data_loss": "up"}
+            # The consumer is named from the start: never `ready` before it exists.
+            assert processor["checks"] == {
+                "database": "up",
+                "bus": "down",
+                "data_loss": "up",
+                "consumer": "degraded",
+            }
+            assert processor["details"]["consumer"] == "not started"
             assert processor["error"]["message"] == "bus unreachable"
             assert gone in processor["details"]["bus"]
             live = await http.get(f"http://127.0.0.1:{port}/healthz")

@@ -177,8 +177,17 @@ async def test_roles_wait_for_postgres_and_broker(tmp_path: Path, awkward_repo: 
             ready = await _readyz(health, lambda b: b["checks"]["database"] == "down", roles)
             assert ready == {
                 "status": "unavailable",
-                "checks": {"database": "down", "bus": "down", "data_loss": "up"},
-                "details": {"database": "connecting", "bus": ready["details"]["bus"]},
+                "checks": {
+                    "database": "down",
+                    "bus": "down",
+                    "data_loss": "up",
+                    "consumer": "degraded",
+                },
+                "details": {
+                    "database": "connecting",
+                    "bus": ready["details"]["bus"],
+                    "consumer": "not started",
+                },
                 "error": {"status": 503, "message": "bus and database unreachable"},
                 "role": "processor",
             }
@@ -193,7 +202,12 @@ async def test_roles_wait_for_postgres_and_broker(tmp_path: Path, awkward_repo: 
             await _wait_line(roles, "processor", "the bus unavailable, retrying")  # now the broker
             ready = await _readyz(health, lambda b: b["checks"]["database"] == "up", roles)
             assert ready["status"] == "unavailable"
-            assert ready["checks"] == {"database": "up", "bus": "down", "data_loss": "up"}
+            assert ready["checks"] == {
+                "database": "up",
+                "bus": "down",
+                "data_loss": "up",
+                "consumer": "degraded",
+            }
             assert roles.crashed() == []
             assert await store.commit_count(repo.id) == 0
 
