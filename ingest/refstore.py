@@ -11,6 +11,15 @@ the next poll sees as differing from the remote and rewrites. ``HEAD`` is writte
 
 Names that git would refuse (``check-ref-format``: ``..``, control characters, a component
 starting with ``.`` or ending with ``.lock``, ...) are left out when read.
+
+A poller reads the same refs every poll, and on a history with thousands of refs parsing and
+validating them was a large part of a poll that brought a few commits. `RefCache` (one per
+process, `CACHE`) keeps what it read: ``packed-refs`` is parsed again only when its bytes
+differ, a loose ref is read again only when its stat (inode, size, mtime) changed, and a
+directory of loose refs is listed again only when its own stat changed. Timestamps are as
+coarse as the file system's clock, so a stat taken within `RACY_SECONDS` of the file's mtime
+proves nothing (git's "racily clean" rule): such entries are read again until their stat is
+older than that. Every `VERIFY_AFTER` seconds a repository is read in full regardless.
 """
 
 from __future__ import annotations
@@ -19,10 +28,21 @@ import contextlib
 import os
 import re
 import tempfile
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["read_refs", "write_head", "write_packed_refs"]
+__all__ = ["CACHE", "RefCache", "read_refs", "write_head", "write_packed_refs"]
+
+RACY_SECONDS = 2.0
+"""A stat this close to the file's mtime may miss a change made in the same clock tick."""
+VERIFY_AFTER = 60.0
+"""Seconds after which a repository's refs are read in full, whatever the stats say."""
+CACHE_REFS = 262_144
+"""Refs kept over all repositories; the least recently read repositories are dropped first."""
 
 _SYMREF = b"ref: "
 _BAD_NAME = re.compile(rb"[\x00-\x20\x7f~^:?*\[\\]|\.\.|//|@\{|/\.|\.lock(?:/|$)|^/|/$|\.$")
@@ -33,58 +53,250 @@ def _valid(name: bytes) -> bool:
     return name.startswith(b"refs/") and not _BAD_NAME.search(name)
 
 
-def _packed(common: Path) -> dict[bytes, bytes]:
-    try:
-        data = (common / "packed-refs").read_bytes()
-    except FileNotFoundError:
-        return {}
+def _parse_packed(data: bytes, known: Mapping[bytes, bytes] | None = None) -> dict[bytes, bytes]:
+    """The refs of a ``packed-refs`` file; names already in `known` need no validation."""
     refs: dict[bytes, bytes] = {}
     for line in data.split(b"\n"):
         if not line or line[:1] in (b"#", b"^"):
             continue
         sha, _, name = line.partition(b" ")
-        if len(sha) == 40 and _valid(name):
+        if len(sha) == 40 and ((known is not None and name in known) or _valid(name)):
             refs[name] = sha
     return refs
 
 
-def _loose(common: Path) -> dict[bytes, bytes]:
-    """Loose refs under refs/ (values as stored: a sha or ``ref: <name>``)."""
-    out: dict[bytes, bytes] = {}
-    todo = [(common / "refs", b"refs")]
-    while todo:
-        path, prefix = todo.pop()
+Stamp = tuple[int, int, int, int]
+"""(device, inode, size, mtime in ns) of a file or directory."""
+
+
+def _stamp(st: os.stat_result) -> Stamp:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _trusted(stamp: Stamp, taken: float) -> bool:
+    """A stat taken at `taken` (epoch s) proves the file unchanged since then only if the
+    file's mtime was already `RACY_SECONDS` old."""
+    return stamp[3] / 1e9 + RACY_SECONDS <= taken
+
+
+@dataclass
+class _Packed:
+    stamp: Stamp
+    taken: float
+    data: bytes
+    refs: dict[bytes, bytes]
+
+
+@dataclass
+class _LooseDir:
+    stamp: Stamp
+    taken: float
+    dirs: list[str]
+    files: list[str]
+
+
+@dataclass
+class _LooseFile:
+    stamp: Stamp
+    taken: float
+    value: bytes
+
+
+@dataclass
+class _Entry:
+    """What is known of one repository's refs."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    packed: _Packed | None = None
+    dirs: dict[str, _LooseDir] = field(default_factory=dict)
+    files: dict[str, _LooseFile] = field(default_factory=dict)
+    verified: float = 0.0
+    generation: int = 0
+    stored: dict[bytes, bytes] = field(default_factory=dict)
+    last_packed: dict[bytes, bytes] | None = None
+    last_loose: dict[bytes, bytes] = field(default_factory=dict)
+    resolved: tuple[int, bytes, dict[bytes, bytes], dict[bytes, bytes]] | None = None
+
+    def size(self) -> int:
+        return 1 + len(self.stored) + len(self.files)
+
+
+class RefCache:
+    """What was read of each repository's refs, checked by stat before it is used again.
+
+    Safe to share between threads (one lock per repository; a poller fetches on a pool)."""
+
+    def __init__(self, max_refs: int = CACHE_REFS) -> None:
+        self.max_refs = max_refs
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._lock = threading.Lock()
+        self.reads = 0
+        """Files read (``packed-refs`` and loose refs): what the cache saves is visible."""
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _entry(self, common: Path) -> _Entry:
+        key = os.fspath(common)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                entry = self._entries[key] = _Entry()
+            self._entries.move_to_end(key)
+            return entry
+
+    def _trim(self) -> None:
+        with self._lock:
+            total = sum(e.size() for e in self._entries.values())
+            while total > self.max_refs and len(self._entries) > 1:
+                _, dropped = self._entries.popitem(last=False)
+                total -= dropped.size()
+
+    def stored(self, common: Path) -> tuple[int, dict[bytes, bytes], _Entry]:
+        """(generation, refs under refs/ as stored, entry): the generation changes whenever
+        the stored refs do. The caller holds no lock; the dict is not to be changed."""
+        entry = self._entry(common)
+        with entry.lock:
+            now = time.time()
+            if now - entry.verified >= VERIFY_AFTER:
+                entry.packed, entry.dirs, entry.files = None, {}, {}
+                entry.verified = now
+            packed = self._read_packed(common, entry, now)
+            loose = self._read_loose(common, entry, now)
+            if packed is not entry.last_packed or loose != entry.last_loose:
+                stored = dict(packed)
+                stored.update(loose)
+                if stored != entry.stored:
+                    entry.stored = stored
+                    entry.generation += 1
+                entry.last_packed, entry.last_loose = packed, loose
+            result = entry.generation, entry.stored, entry
+        self._trim()
+        return result
+
+    def _read_packed(self, common: Path, entry: _Entry, now: float) -> dict[bytes, bytes]:
+        path = common / "packed-refs"
         try:
-            entries = list(os.scandir(path))
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        for e in entries:
-            name = prefix + b"/" + os.fsencode(e.name)
-            if e.is_dir(follow_symlinks=False):
-                todo.append((Path(e.path), name))
-            elif e.is_file(follow_symlinks=False) and _valid(name):
-                try:
-                    with open(e.path, "rb") as f:
-                        value = f.read(4096).strip()
-                except OSError:
+            with open(path, "rb") as f:
+                stamp = _stamp(os.fstat(f.fileno()))
+                known = entry.packed
+                if known is not None and known.stamp == stamp and _trusted(stamp, known.taken):
+                    return known.refs
+                data = f.read()
+                self.reads += 1
+        except FileNotFoundError:
+            entry.packed = None
+            return {}
+        if known is not None and known.data == data:
+            refs = known.refs
+        else:
+            refs = _parse_packed(data, known.refs if known is not None else None)
+        entry.packed = _Packed(stamp, now, data, refs)
+        return refs
+
+    def _read_loose(self, common: Path, entry: _Entry, now: float) -> dict[bytes, bytes]:
+        """Loose refs under refs/ (values as stored: a sha or ``ref: <name>``)."""
+        out: dict[bytes, bytes] = {}
+        seen_dirs: dict[str, _LooseDir] = {}
+        seen_files: dict[str, _LooseFile] = {}
+        todo = ["refs"]
+        while todo:
+            rel = todo.pop()
+            listing = self._list(common, rel, entry.dirs.get(rel), now)
+            if listing is None:
+                continue
+            seen_dirs[rel] = listing
+            todo += [f"{rel}/{d}" for d in listing.dirs]
+            for name in listing.files:
+                ref_rel = f"{rel}/{name}"
+                ref = os.fsencode(ref_rel)
+                if not _valid(ref):
                     continue
-                out[name] = value
-    return out
+                known = self._read_file(common / ref_rel, entry.files.get(ref_rel), now)
+                if known is not None:
+                    seen_files[ref_rel] = known
+                    out[ref] = known.value
+        entry.dirs, entry.files = seen_dirs, seen_files
+        return out
+
+    def _list(
+        self, common: Path, rel: str, known: _LooseDir | None, now: float
+    ) -> _LooseDir | None:
+        path = common / rel
+        try:
+            st = os.stat(path, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        stamp = _stamp(st)
+        if known is not None and known.stamp == stamp and _trusted(stamp, known.taken):
+            return known
+        dirs, files = [], []
+        try:
+            for e in os.scandir(path):
+                if e.is_dir(follow_symlinks=False):
+                    dirs.append(e.name)
+                elif e.is_file(follow_symlinks=False):
+                    files.append(e.name)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return _LooseDir(stamp, now, dirs, files)
+
+    def _read_file(self, path: Path, known: _LooseFile | None, now: float) -> _LooseFile | None:
+        try:
+            if known is not None:
+                stamp = _stamp(os.stat(path, follow_symlinks=False))
+                if stamp == known.stamp and _trusted(stamp, known.taken):
+                    return known
+            with open(path, "rb") as f:
+                stamp = _stamp(os.fstat(f.fileno()))
+                value = f.read(4096).strip()
+                self.reads += 1
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError, OSError):
+            return None
+        return _LooseFile(stamp, now, value)
+
+    def learn_packed(self, common: Path, refs: Mapping[bytes, bytes], data: bytes) -> None:
+        """The ``packed-refs`` just written holds `data`, made of `refs`: the next read
+        compares bytes instead of parsing them again (names read before are not validated
+        again)."""
+        entry = self._entry(common)
+        with entry.lock:
+            known = entry.stored
+            kept = {n: s for n, s in refs.items() if len(s) == 40 and (n in known or _valid(n))}
+            try:
+                stamp = _stamp(os.stat(common / "packed-refs"))
+            except FileNotFoundError:
+                return
+            # Taken "long ago": never trusted by stat alone, the next read compares the bytes.
+            entry.packed = _Packed(stamp, 0.0, data, kept)
+
+    def forget(self, common: Path) -> None:
+        with self._lock:
+            self._entries.pop(os.fspath(common), None)
+
+
+CACHE = RefCache()
+"""The process's cache of refs (pollers and the API read the same mirrors again and again)."""
 
 
 def read_refs(
-    gitdir: Path, common: Path | None = None
+    gitdir: Path, common: Path | None = None, cache: RefCache | None = None
 ) -> tuple[dict[bytes, bytes], dict[bytes, bytes]]:
     """(refs, symrefs) of the repository: every valid ref under refs/ and ``HEAD``, resolved
     to a sha (those whose chain ends nowhere left out), and the symbolic ones by name.
-    `common` is where refs live (a linked worktree's common directory; default `gitdir`)."""
+    `common` is where refs live (a linked worktree's common directory; default `gitdir`).
+    The dicts returned are the caller's to change."""
     common = common or gitdir
-    stored: dict[bytes, bytes] = _packed(common)
-    stored.update(_loose(common))
+    cache = CACHE if cache is None else cache
+    generation, stored_refs, entry = cache.stored(common)
     try:
         head = (gitdir / "HEAD").read_bytes().strip()
     except FileNotFoundError:
         head = b""
+    resolved = entry.resolved
+    if resolved is not None and resolved[0] == generation and resolved[1] == head:
+        return dict(resolved[2]), dict(resolved[3])
+    stored = dict(stored_refs)
     if head:
         stored[b"HEAD"] = head
     refs: dict[bytes, bytes] = {}
@@ -99,22 +311,34 @@ def read_refs(
             seen += 1
         if len(value) == 40 and not value.startswith(_SYMREF):
             refs[name] = value
+    if common == gitdir:  # a worktree's HEAD is its own: cached per common directory only
+        entry.resolved = (generation, head, refs, symrefs)
+        return dict(refs), dict(symrefs)
     return refs, symrefs
 
 
-def write_packed_refs(gitdir: Path, refs: Mapping[bytes, bytes], drop_loose: list[bytes]) -> None:
+def write_packed_refs(
+    gitdir: Path,
+    refs: Mapping[bytes, bytes],
+    drop_loose: list[bytes],
+    cache: RefCache | None = None,
+) -> None:
     """Replace the mirror's ``packed-refs`` with `refs` (sorted, as git writes it), then remove
     the loose ref files named in `drop_loose` (which would override it)."""
+    cache = CACHE if cache is None else cache
     lines = [b"# pack-refs with: sorted \n"]
     lines += [b"%s %s\n" % (refs[name], name) for name in sorted(refs)]
+    data = b"".join(lines)
     fd, tmp = tempfile.mkstemp(dir=gitdir, prefix="packed-refs.")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(b"".join(lines))
+            f.write(data)
         os.replace(tmp, gitdir / "packed-refs")
     except BaseException:
         os.unlink(tmp)
+        cache.forget(gitdir)
         raise
+    cache.learn_packed(gitdir, refs, data)
     for name in drop_loose:
         with contextlib.suppress(FileNotFoundError, IsADirectoryError, NotADirectoryError):
             os.unlink(gitdir / os.fsdecode(name))
