@@ -21,7 +21,7 @@ import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from dulwich.client import GitClient, HTTPUnauthorized, LocalGitClient
@@ -335,10 +335,12 @@ def open_mirror(
             try:
 
                 def wants(refs: Mapping[Ref, ObjectID], depth: int | None = None) -> list[ObjectID]:
+                    # Set differences in C: a poll meets thousands of unchanged tags.
+                    moved = refs.items() - cast(Mapping[Ref, ObjectID], held).items()
                     new = {
                         sha
-                        for name, sha in _mirrored(refs).items()
-                        if held.get(name) != sha and not present.has(sha)
+                        for name, sha in moved
+                        if _is_mirrored(name, sha) and not present.has(sha)
                     }
                     return sorted(new - {ZERO_SHA})
 
@@ -403,8 +405,8 @@ def _fetch_local(
     try:
         try:
             raw_refs, raw_symrefs = read_refs(Path(src.controldir()), Path(src.commondir()))
-            refs = {Ref(n): ObjectID(v) for n, v in raw_refs.items()}
-            symrefs = {Ref(n): Ref(v) for n, v in raw_symrefs.items()}
+            refs = cast(dict[Ref, ObjectID], raw_refs)  # NewTypes of bytes: no copy needed
+            symrefs = cast(dict[Ref, Ref], raw_symrefs)
             wanted = wants(refs, None)
             if wanted:
                 try:
@@ -435,13 +437,9 @@ def _fetch_local(
         src.close()
 
 
-def _mirrored(refs: Mapping[Ref, ObjectID | None]) -> dict[Ref, ObjectID]:
-    """The remote's branches and tags (not peeled entries, not pull-request refs)."""
-    return {
-        name: sha
-        for name, sha in refs.items()
-        if name.startswith(_MIRRORED) and not name.endswith(b"^{}") and sha
-    }
+def _is_mirrored(name: bytes, sha: bytes | None) -> bool:
+    """A branch or a tag of the remote (not a peeled entry, not a pull-request ref)."""
+    return bool(sha) and name.startswith(_MIRRORED) and not name.endswith(b"^{}")
 
 
 def _update_refs(
@@ -455,25 +453,37 @@ def _update_refs(
     differ)."""
     gitdir = Path(target.controldir())
     stored, current_symrefs = held if held is not None else read_refs(gitdir)
-    current = {n: s for n, s in stored.items() if n.startswith(_MIRRORED)}
-    mirrored = _mirrored(remote)
-    changed = {n: s for n, s in mirrored.items() if current.get(n) != s}
-    missing: set[bytes] = set()
+    # Set differences in C: a poll meets thousands of unchanged tags.
+    mine = cast(Mapping[bytes, bytes | None], remote)
+    changed = {n: s for n, s in mine.items() - stored.items() if _is_mirrored(n, s)}
+    drop = {n for n in stored.keys() - mine.keys() if n.startswith(_MIRRORED)}
+    drop.update(n for n, s in mine.items() if not s and n in stored)  # (rare: no sha)
     if changed:
         present = MirrorObjects(target.object_store)
         try:
-            missing = {n for n, s in changed.items() if not present.has(s)}
+            missing = {n for n, s in changed.items() if not present.has(cast(bytes, s))}
         finally:
             present.close()
-    wanted = {n: s for n, s in mirrored.items() if n not in missing}
-    if wanted != current:
-        others = {n: s for n, s in stored.items() if n.startswith(b"refs/") and n not in current}
-        others.update({bytes(n): bytes(s) for n, s in wanted.items()})
-        write_packed_refs(gitdir, others, sorted(_loose_mirrored(gitdir)))
+        for name in missing:  # named by the remote, not fetched: left out until it is
+            del changed[name]
+            if name in stored:
+                drop.add(name)
+
+    def final() -> dict[bytes, bytes]:
+        refs = dict(stored)  # refs/ and HEAD (`read_refs`)
+        for name in (b"HEAD", *drop):
+            refs.pop(name, None)
+        refs.update(cast(dict[bytes, bytes], changed))
+        return refs
+
+    if changed or drop:
+        write_packed_refs(gitdir, final(), sorted(_loose_mirrored(gitdir)))
     head = symrefs.get(_HEAD)
     remote_head = remote.get(_HEAD)
     if head is None and remote_head:  # no symref capability: guess from the sha
-        same = sorted(n for n, s in wanted.items() if n.startswith(_HEADS) and s == remote_head)
+        same = sorted(
+            Ref(n) for n, s in final().items() if n.startswith(_HEADS) and s == remote_head
+        )
         preferred = [n for n in (Ref(b"refs/heads/main"), Ref(b"refs/heads/master")) if n in same]
         head = next(iter(preferred or same), None)
     if head is not None and head.startswith(_HEADS) and current_symrefs.get(_HEAD) != head:
@@ -500,22 +510,24 @@ def resolve_head(mirror: Path, branch: str | None) -> str:
         # refs read in one pass (ingest.refstore): dulwich's refs container parsed and checked
         # every packed ref again per lookup, a tenth of a second per poll with a thousand tags
         refs, _ = read_refs(mirror)
-        with Repo(str(mirror)) as repo:
+        if branch is None:
+            name = _HEAD
+        else:
+            short = branch.removeprefix("refs/heads/")
+            name = Ref(_HEADS + short.encode())
+        found = refs.get(name)
+        if found is None:  # the branches are listed for the message only (thousands of refs)
             branches = sorted(
                 n[len(_HEADS) :].decode(errors="replace") for n in refs if n.startswith(_HEADS)
             )
             if not branches:
                 raise RepositoryError("the repository is empty (it has no branches)")
             if branch is None:
-                name = _HEAD
-                missing = "the repository's default branch (HEAD) points at no commit"
-            else:
-                short = branch.removeprefix("refs/heads/")
-                name = Ref(_HEADS + short.encode())
-                missing = f"branch {short!r} does not exist (branches: {', '.join(branches[:20])})"
-            found = refs.get(name)
-            if found is None:
-                raise RepositoryError(missing)
+                raise RepositoryError("the repository's default branch (HEAD) points at no commit")
+            raise RepositoryError(
+                f"branch {short!r} does not exist (branches: {', '.join(branches[:20])})"
+            )
+        with Repo(str(mirror)) as repo:
             sha = ObjectID(found)
             # raw reads: dulwich's Commit refuses dates git accepts
             type_num, data = raw_object(repo.object_store, sha)

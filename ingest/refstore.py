@@ -15,11 +15,13 @@ starting with ``.`` or ending with ``.lock``, ...) are left out when read.
 A poller reads the same refs every poll, and on a history with thousands of refs parsing and
 validating them was a large part of a poll that brought a few commits. `RefCache` (one per
 process, `CACHE`) keeps what it read: ``packed-refs`` is parsed again only when its bytes
-differ, a loose ref is read again only when its stat (inode, size, mtime) changed, and a
-directory of loose refs is listed again only when its own stat changed. Timestamps are as
-coarse as the file system's clock, so a stat taken within `RACY_SECONDS` of the file's mtime
-proves nothing (git's "racily clean" rule): such entries are read again until their stat is
-older than that. Every `VERIFY_AFTER` seconds a repository is read in full regardless.
+differ, and a directory of loose refs is listed again, and its refs' stats (inode, size,
+mtime) compared, only when the directory's own stat changed: git writes a ref by renaming a
+lock file over it, which changes the directory. Timestamps are as coarse as the file system's
+clock, so a stat taken within `RACY_SECONDS` of the mtime proves nothing (git's "racily
+clean" rule): such entries are read again until their stat is older than that. What git never
+does, a ref file rewritten in place, leaves the directory as it was; it is seen when the
+repository is read in full, which happens every `VERIFY_AFTER` seconds regardless.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ CACHE_REFS = 262_144
 _SYMREF = b"ref: "
 _BAD_NAME = re.compile(rb"[\x00-\x20\x7f~^:?*\[\\]|\.\.|//|@\{|/\.|\.lock(?:/|$)|^/|/$|\.$")
 _MAX_SYMREF_DEPTH = 5
+_SHA = re.compile(rb"[0-9a-f]{40}")
 
 
 def _valid(name: bytes) -> bool:
@@ -92,7 +95,8 @@ class _LooseDir:
     stamp: Stamp
     taken: float
     dirs: list[str]
-    files: list[str]
+    refs: list[tuple[str, bytes]]
+    """(path under the repository, ref name) of each file with a valid name."""
 
 
 @dataclass
@@ -152,9 +156,9 @@ class RefCache:
                 _, dropped = self._entries.popitem(last=False)
                 total -= dropped.size()
 
-    def stored(self, common: Path) -> tuple[int, dict[bytes, bytes], _Entry]:
-        """(generation, refs under refs/ as stored, entry): the generation changes whenever
-        the stored refs do. The caller holds no lock; the dict is not to be changed."""
+    def stored(self, common: Path) -> tuple[int, dict[bytes, bytes], dict[bytes, bytes], _Entry]:
+        """(generation, refs under refs/ as stored, the loose ones among them, entry): the
+        generation changes whenever the stored refs do. The dicts are not to be changed."""
         entry = self._entry(common)
         with entry.lock:
             now = time.time()
@@ -170,7 +174,7 @@ class RefCache:
                     entry.stored = stored
                     entry.generation += 1
                 entry.last_packed, entry.last_loose = packed, loose
-            result = entry.generation, entry.stored, entry
+            result = entry.generation, entry.stored, loose, entry
         self._trim()
         return result
 
@@ -195,34 +199,35 @@ class RefCache:
         return refs
 
     def _read_loose(self, common: Path, entry: _Entry, now: float) -> dict[bytes, bytes]:
-        """Loose refs under refs/ (values as stored: a sha or ``ref: <name>``)."""
+        """Loose refs under refs/ (values as stored: a sha or ``ref: <name>``). A poll reads
+        this for thousands of refs: string paths, names validated when a directory is listed."""
         out: dict[bytes, bytes] = {}
         seen_dirs: dict[str, _LooseDir] = {}
         seen_files: dict[str, _LooseFile] = {}
+        files = entry.files
+        root = os.fspath(common) + "/"
         todo = ["refs"]
         while todo:
             rel = todo.pop()
-            listing = self._list(common, rel, entry.dirs.get(rel), now)
+            cached = entry.dirs.get(rel)
+            listing = self._list(root, rel, cached, now)
             if listing is None:
                 continue
             seen_dirs[rel] = listing
             todo += [f"{rel}/{d}" for d in listing.dirs]
-            for name in listing.files:
-                ref_rel = f"{rel}/{name}"
-                ref = os.fsencode(ref_rel)
-                if not _valid(ref):
-                    continue
-                known = self._read_file(common / ref_rel, entry.files.get(ref_rel), now)
+            unchanged = listing is cached  # git writes a ref by renaming: the directory changes
+            for ref_rel, ref in listing.refs:
+                known = files.get(ref_rel)
+                if not (unchanged and known is not None):
+                    known = self._read_file(root + ref_rel, known, now)
                 if known is not None:
                     seen_files[ref_rel] = known
                     out[ref] = known.value
         entry.dirs, entry.files = seen_dirs, seen_files
         return out
 
-    def _list(
-        self, common: Path, rel: str, known: _LooseDir | None, now: float
-    ) -> _LooseDir | None:
-        path = common / rel
+    def _list(self, root: str, rel: str, known: _LooseDir | None, now: float) -> _LooseDir | None:
+        path = root + rel
         try:
             st = os.stat(path, follow_symlinks=False)
         except (FileNotFoundError, NotADirectoryError):
@@ -230,18 +235,22 @@ class RefCache:
         stamp = _stamp(st)
         if known is not None and known.stamp == stamp and _trusted(stamp, known.taken):
             return known
-        dirs, files = [], []
+        dirs: list[str] = []
+        refs: list[tuple[str, bytes]] = []
         try:
             for e in os.scandir(path):
                 if e.is_dir(follow_symlinks=False):
                     dirs.append(e.name)
                 elif e.is_file(follow_symlinks=False):
-                    files.append(e.name)
+                    ref_rel = f"{rel}/{e.name}"
+                    ref = os.fsencode(ref_rel)
+                    if _valid(ref):
+                        refs.append((ref_rel, ref))
         except (FileNotFoundError, NotADirectoryError):
             return None
-        return _LooseDir(stamp, now, dirs, files)
+        return _LooseDir(stamp, now, dirs, refs)
 
-    def _read_file(self, path: Path, known: _LooseFile | None, now: float) -> _LooseFile | None:
+    def _read_file(self, path: str, known: _LooseFile | None, now: float) -> _LooseFile | None:
         try:
             if known is not None:
                 stamp = _stamp(os.stat(path, follow_symlinks=False))
@@ -251,7 +260,7 @@ class RefCache:
                 stamp = _stamp(os.fstat(f.fileno()))
                 value = f.read(4096).strip()
                 self.reads += 1
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError, OSError):
+        except OSError:
             return None
         return _LooseFile(stamp, now, value)
 
@@ -262,7 +271,10 @@ class RefCache:
         entry = self._entry(common)
         with entry.lock:
             known = entry.stored
-            kept = {n: s for n, s in refs.items() if len(s) == 40 and (n in known or _valid(n))}
+            kept = dict(refs)
+            for name, sha in refs.items() - known.items():  # what was not read before
+                if not (_SHA.fullmatch(sha) and _valid(name)):
+                    del kept[name]
             try:
                 stamp = _stamp(os.stat(common / "packed-refs"))
             except FileNotFoundError:
@@ -288,7 +300,7 @@ def read_refs(
     The dicts returned are the caller's to change."""
     common = common or gitdir
     cache = CACHE if cache is None else cache
-    generation, stored_refs, entry = cache.stored(common)
+    generation, stored, loose, entry = cache.stored(common)
     try:
         head = (gitdir / "HEAD").read_bytes().strip()
     except FileNotFoundError:
@@ -296,12 +308,16 @@ def read_refs(
     resolved = entry.resolved
     if resolved is not None and resolved[0] == generation and resolved[1] == head:
         return dict(resolved[2]), dict(resolved[3])
-    stored = dict(stored_refs)
-    if head:
-        stored[b"HEAD"] = head
-    refs: dict[bytes, bytes] = {}
+    # Packed values are shas (checked when parsed); only loose refs and HEAD can be symbolic
+    # or malformed, so only they are looked at one by one.
+    refs = dict(stored)
     symrefs: dict[bytes, bytes] = {}
-    for name, value in stored.items():
+    looked_at = list(loose.items())
+    if head:
+        stored = {**stored, b"HEAD": head}
+        looked_at.append((b"HEAD", head))
+    for name, value in looked_at:
+        refs.pop(name, None)
         seen = 0
         while value.startswith(_SYMREF) and seen < _MAX_SYMREF_DEPTH:
             target = value[len(_SYMREF) :].strip()

@@ -1,6 +1,7 @@
 """The refs cache (`ingest.refstore.RefCache`) against git's own view: after every change git
-can make (update-ref, pack-refs, deletion, symbolic refs, in-place writes in the same clock
-tick), a cached read equals `git for-each-ref`, and an unchanged repository is not read again."""
+can make (update-ref, pack-refs, deletion, a ref renamed into place in the same clock tick), a
+cached read equals `git for-each-ref`, and an unchanged repository is not read again; what git
+never does (a file rewritten in place) is seen at the next full read."""
 
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ def test_random_changes_read_as_git_reads_them(repo: Path) -> None:
     cache = RefCache()
     names = [f"refs/heads/b{i}" for i in range(5)] + [f"refs/tags/t/{i}" for i in range(5)]
     for step in range(120):
-        op = rng.choice(["set", "set", "delete", "pack", "inplace", "age"])
+        op = rng.choice(["set", "set", "delete", "pack", "rename", "age"])
         name = rng.choice(names)
         if op == "set":
             git(repo, "update-ref", name, rng.choice(shas))
@@ -70,13 +71,12 @@ def test_random_changes_read_as_git_reads_them(repo: Path) -> None:
             git(repo, "update-ref", "-d", name)
         elif op == "pack":
             git(repo, "pack-refs", "--all")
-        elif op == "inplace":  # same inode, same size; a recent file: the same mtime tick
+        elif op == "rename":  # as git writes a ref (lock file renamed), in the same tick
             loose = repo / name
             if loose.is_file():
-                stat = loose.stat()
-                loose.write_text(rng.choice(shas) + "\n")
-                if time.time() - stat.st_mtime < 1:
-                    os.utime(loose, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+                lock = loose.with_name(loose.name + ".lock")
+                lock.write_text(rng.choice(shas) + "\n")
+                os.replace(lock, loose)
         elif op == "age":
             age(repo)
         refs, symrefs = read_refs(repo, cache=cache)
@@ -119,6 +119,34 @@ def test_a_change_the_stat_cannot_show_is_seen_at_verification(
     now = time.time()
     monkeypatch.setattr(refstore.time, "time", lambda: now + refstore.VERIFY_AFTER + 1)
     assert read_refs(repo, cache=cache)[0][b"refs/heads/main"] == other.encode()
+
+
+def test_a_change_in_the_same_clock_tick_is_seen(repo: Path) -> None:
+    """A ref renamed into place in the tick of the last read leaves its directory's stat as it
+    was (timestamps are coarse): a stat that recent is not trusted."""
+    git(repo, "update-ref", "refs/heads/side", "main~1")
+    cache = RefCache()
+    heads = repo / "refs" / "heads"
+    before = heads.stat()
+    assert read_refs(repo, cache=cache)[0][b"refs/heads/side"] == git_refs(repo)[b"refs/heads/side"]
+    lock = heads / "side.lock"
+    lock.write_text(commits(repo)[4] + "\n")
+    os.replace(lock, heads / "side")
+    os.utime(heads, ns=(before.st_atime_ns, before.st_mtime_ns))  # the same tick
+    assert read_refs(repo, cache=cache)[0][b"refs/heads/side"] == commits(repo)[4].encode()
+
+
+def test_a_loose_ref_rewritten_in_place_is_seen_at_verification(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    git(repo, "update-ref", "refs/heads/side", "main~1")
+    age(repo)
+    cache = RefCache()
+    assert read_refs(repo, cache=cache)[0][b"refs/heads/side"] == git_refs(repo)[b"refs/heads/side"]
+    (repo / "refs/heads/side").write_text(commits(repo)[4] + "\n")  # its directory unchanged
+    now = time.time()
+    monkeypatch.setattr(refstore.time, "time", lambda: now + refstore.VERIFY_AFTER + 1)
+    assert read_refs(repo, cache=cache)[0][b"refs/heads/side"] == commits(repo)[4].encode()
 
 
 def test_written_refs_are_compared_not_parsed_and_bad_names_stay_out(repo: Path) -> None:
