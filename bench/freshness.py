@@ -1,15 +1,17 @@
 """Freshness: what one poll costs after a push, on big and small histories, next to `git fetch`.
 
 Run: python -P bench/freshness.py [--repos A.git,B.git] [--pushes 50] [--big-pushes 5]
-     [--transports local,git,http]
+     [--transports local,git,http,ssh]
 
 For each repository (default: a generated 82,000-commit history in /work/bench-repos/gen80k.git,
 generated on first use with bench/freshness_history.py, and a generated 100-commit one for the
 ratio; pass a real public history such as a bare clone of git.git too), a private bare copy is
 served as the source (a local path, `git daemon` on 127.0.0.1, `git http-backend` behind a
-loopback WSGI server). Then, per push (a work clone commits and pushes into the source):
+loopback WSGI server, OpenSSH's sshd on 127.0.0.1 with keys of its own). Then, per push (a
+work clone commits and pushes into the source):
 
-  git fetch   `git fetch` of the same commits into a bare `git clone --mirror` (the reference)
+  git fetch   `git fetch` of the same commits, over the same transport, into a bare
+              `git clone --mirror` (the reference)
   fetch       metre's `open_mirror` (the fetch step)
   poll        fetch + tracked head + .mailmap + new-commit walk + every event computed and
               encoded: what the poller does before publishing (CPU measured in-process)
@@ -72,6 +74,10 @@ def _served(source: Path, transport: str) -> Iterator[str]:
     if transport == "local":
         yield str(source)
         return
+    if transport == "ssh":
+        with _ssh_served(source) as url:
+            yield url
+        return
     if transport == "git":
         port = _free_port()
         proc = subprocess.Popen(
@@ -113,6 +119,48 @@ def _served(source: Path, transport: str) -> Iterator[str]:
         trace.unlink(missing_ok=True)
 
 
+@contextmanager
+def _ssh_served(source: Path) -> Iterator[str]:
+    """`source` over ssh: an OpenSSH server on 127.0.0.1 (the tests' configuration, its own
+    keys) and an ``ssh`` first on PATH that uses them, for metre and for git alike (child
+    processes inherit PATH)."""
+    import getpass
+    import shlex
+    import shutil
+
+    from tests.fixtures.sshd import Sshd, _config, _keygen
+
+    base = source.parent.parent / "ssh"
+    (base / "bin").mkdir(parents=True)
+    if os.geteuid() == 0:  # sshd running as root refuses to start without its privsep dir
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    _keygen(base / "host_key")
+    _keygen(base / "client_key")
+    shutil.copy(base / "client_key.pub", base / "authorized_keys")
+    port = _free_port()
+    server = Sshd(_config(base, "127.0.0.1", port), base / "sshd.log")
+    key = " ".join((base / "host_key.pub").read_text().split()[:2])
+    (base / "known_hosts").write_text(f"127.0.0.1 {key}\n[127.0.0.1]:{port} {key}\n")
+    (base / "config").write_text(
+        f"IdentityFile {base / 'client_key'}\nIdentitiesOnly yes\n"
+        f"UserKnownHostsFile {base / 'known_hosts'}\nGlobalKnownHostsFile /dev/null\n"
+    )
+    real = shutil.which("ssh")
+    assert real is not None, "ssh is missing: install openssh-client"
+    wrapper = base / "bin" / "ssh"
+    wrapper.write_text(
+        f'#!/bin/sh\nexec {shlex.quote(real)} -F {shlex.quote(str(base / "config"))} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    path = os.environ.get("PATH", "")
+    os.environ["PATH"] = f"{base / 'bin'}{os.pathsep}{path}"
+    try:
+        yield f"ssh://{getpass.getuser()}@127.0.0.1:{port}{source}"
+    finally:
+        os.environ["PATH"] = path
+        server.stop()
+
+
 def _timed(f: Callable[[], Any]) -> tuple[Any, float, float]:
     c0, t0 = time.process_time(), time.perf_counter()
     r = f()
@@ -146,7 +194,7 @@ def run(repo: Path, transport: str, pushes: int, big_pushes: int) -> None:
     from ingest.urlpolicy import UrlPolicy
 
     access = FetchAccess(
-        UrlPolicy(frozenset({"git", "http", "https"}), allow_local_paths=True,
+        UrlPolicy(frozenset({"git", "http", "https", "ssh"}), allow_local_paths=True,
                   allow_private_hosts=True)
     )  # fmt: skip
     with tempfile.TemporaryDirectory(dir="/work/bench-repos") as tmp:
@@ -164,6 +212,8 @@ def run(repo: Path, transport: str, pushes: int, big_pushes: int) -> None:
         commits = int(git(source, "rev-list", "--count", "--all"))
         with _served(source, transport) as url:
             from ingest.mirror import open_mirror, resolve_head
+
+            git(ref, "remote", "set-url", "origin", url)  # the reference uses the transport too
 
             _, clone_s, _ = _timed(lambda: open_mirror(root / "m", 1, url, access))
             _, git_clone_s, _ = _timed(
