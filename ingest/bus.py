@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from aiokafka.partitioner import murmur2
+
 Headers = tuple[tuple[str, bytes], ...]
 
 
@@ -90,32 +92,11 @@ class Bus(Protocol):
     def consumer(self, topics: Sequence[str], group: str) -> Consumer: ...
 
 
-def murmur2(data: bytes) -> int:
-    """Kafka's 32-bit murmur2 hash (seed 0x9747b28c), as a signed Java int."""
-    m, mask = 0x5BD1E995, 0xFFFFFFFF
-    length = len(data)
-    h = (0x9747B28C ^ length) & mask
-    whole = length - length % 4
-    for i in range(0, whole, 4):
-        k = int.from_bytes(data[i : i + 4], "little")
-        k = (k * m) & mask
-        k ^= k >> 24
-        k = (k * m) & mask
-        h = ((h * m) & mask) ^ k
-    tail = length % 4
-    if tail:
-        for j in range(tail - 1, -1, -1):
-            h ^= data[whole + j] << (8 * j)
-        h = (h * m) & mask
-    h ^= h >> 13
-    h = (h * m) & mask
-    h ^= h >> 15
-    return h - (1 << 32) if h & 0x80000000 else h
-
-
 def partition_for(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner picks for `key`: murmur2, sign bit cleared."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    """The partition Kafka's default partitioner picks for `key`: murmur2 (aiokafka's, the
+    hash its `DefaultPartitioner` and the Java client use), sign bit cleared; the in-process
+    bus places keys where a broker would."""
+    return (int(murmur2(key)) & 0x7FFFFFFF) % partitions
 
 
 TopicPartition = tuple[str, int]

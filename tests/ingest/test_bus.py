@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.partitioner import murmur2 as aiokafka_murmur2
+from aiokafka.partitioner import DefaultPartitioner
 
 from ingest.bus import (
     Bus,
@@ -21,7 +21,6 @@ from ingest.bus import (
     InMemoryBus,
     Message,
     Record,
-    murmur2,
     partition_for,
 )
 from ingest.kafka_bus import KafkaBus
@@ -432,11 +431,26 @@ async def group_members(admin: AIOKafkaAdminClient, group: str) -> list[str]:
 # InMemoryBus only: what the Kafka client already guarantees for KafkaBus.
 
 
-def test_murmur2_matches_kafka_default_partitioner() -> None:
-    for n in range(40):
-        for _ in range(20):
-            data = os.urandom(n)
-            assert murmur2(data) & 0xFFFFFFFF == aiokafka_murmur2(data)
+JAVA_MURMUR2 = {
+    b"21": -973932308,
+    b"foobar": -790332482,
+    b"a-little-bit-long-string": -985981536,
+    b"a-little-bit-longer-string": -1486304829,
+    b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971,
+    b"abc": 479470107,
+}
+"""`Utils.murmur2` of the Java client on these keys (the vectors of Kafka's own UtilsTest)."""
+
+
+def test_partition_for_is_where_kafka_clients_put_a_key() -> None:
+    for key, java in JAVA_MURMUR2.items():
+        for n in (1, 3, 4, 12):
+            assert partition_for(key, n) == (java & 0x7FFFFFFF) % n, key
+    default = DefaultPartitioner()
+    for n in (1, 4, 7):
+        for _ in range(200):
+            key = os.urandom(n * 3)
+            assert partition_for(key, n) == default(key, list(range(n)), list(range(n)))
 
 
 async def test_memory_fetch_waits_without_spinning(topic: str, group: str) -> None:
