@@ -37,16 +37,11 @@ class ResultCache(Generic[T]):
     def __init__(self, max_entries: int = 1024) -> None:
         self.max_entries = max_entries
         self._items: OrderedDict[str, T] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
 
     def get(self, tag: str) -> T | None:
         body = self._items.get(tag)
-        if body is None:
-            self.misses += 1
-            return None
-        self.hits += 1
-        self._items.move_to_end(tag)
+        if body is not None:
+            self._items.move_to_end(tag)
         return body
 
     def put(self, tag: str, body: T) -> None:

@@ -10,7 +10,7 @@ offset, so redelivery and republishing are harmless. See docs/events.md.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeGuard
 
 import orjson
@@ -348,7 +348,3 @@ def _commit(d: dict[str, Any]) -> CommitEvent:
         merge_files=tuple(_merge_file(m, form) for m in merge_files),
         path_form=form,
     )
-
-
-def tz_from_minutes(offset_minutes: int) -> timezone:
-    return timezone(timedelta(minutes=offset_minutes))

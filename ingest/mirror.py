@@ -283,9 +283,6 @@ def mirror_path(mirrors_dir: Path, repo_id: int) -> Path:
     return mirrors_dir / f"{repo_id}.git"
 
 
-_mirror_path = mirror_path
-
-
 def _init_mirror(dest: Path) -> None:
     """Create an empty bare repository at `dest` atomically (a crash leaves no half mirror)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -320,7 +317,7 @@ def open_mirror(
     one).
     """
     access = access or FetchAccess()
-    dest = _mirror_path(mirrors_dir, repo_id)
+    dest = mirror_path(mirrors_dir, repo_id)
     reason = None
     clock = (clock or FetchClock(access.deadlines)).start()
     try:

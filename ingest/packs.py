@@ -24,7 +24,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, cast
 
-from dulwich._pack import apply_delta
+from dulwich.pack import apply_delta
 
 import kernels
 

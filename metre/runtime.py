@@ -94,9 +94,6 @@ _REFUSED = (
     asyncpg.InvalidCatalogNameError,  # no such database
 )
 
-Stopped = RetryStopped
-"""Asked to stop while waiting for a dependency to come up: leave quietly (exit code 0)."""
-
 
 async def until_up(what: str, op: Callable[[], Awaitable[T]], stop: asyncio.Event | None) -> T:
     """Run `op` until it succeeds, waiting between transient failures (PostgreSQL or the
@@ -712,7 +709,7 @@ async def run_poller(settings: Settings, stop: asyncio.Event) -> None:
     _require_distributed(settings, "poller")
     quiet_outages(settings)
     async with health_port(settings, "poller") as health, contextlib.AsyncExitStack() as stack:
-        with contextlib.suppress(Stopped):
+        with contextlib.suppress(RetryStopped):
             store = await stack.enter_async_context(open_store(settings, stop))
             health.store = store
             bus = await stack.enter_async_context(open_bus(settings, stop))
@@ -731,7 +728,7 @@ async def run_processor(settings: Settings, stop: asyncio.Event) -> None:
     async with health_port(settings, "processor") as health, contextlib.AsyncExitStack() as stack:
         started: list[Processor] = []
         health.probes["consumer"] = consumer_probe(lambda: started[0] if started else None)
-        with contextlib.suppress(Stopped):
+        with contextlib.suppress(RetryStopped):
             store = await stack.enter_async_context(open_store(settings, stop))
             health.store = store
             bus = await stack.enter_async_context(open_bus(settings, stop))
@@ -750,7 +747,7 @@ async def run_notifier(settings: Settings, stop: asyncio.Event) -> None:
     _require_distributed(settings, "notifier")
     quiet_outages(settings)
     async with health_port(settings, "notifier") as health, contextlib.AsyncExitStack() as stack:
-        with contextlib.suppress(Stopped):
+        with contextlib.suppress(RetryStopped):
             store = await stack.enter_async_context(open_store(settings, stop))
             health.store = store
             bus = await stack.enter_async_context(open_bus(settings, stop))
@@ -778,7 +775,7 @@ async def run_api(settings: Settings, stop: asyncio.Event) -> None:
         # Not required: reads go on while the broker is away (the API is then `degraded`).
         probes["bus"] = KafkaProbe(settings.kafka_bootstrap, all_topics(settings))
     try:
-        with contextlib.suppress(Stopped):
+        with contextlib.suppress(RetryStopped):
             async with open_store(settings, stop) as store:
                 probes["data_loss"] = data_loss_probe(lambda: store)
                 sock = bind_socket(settings.host, settings.port)
