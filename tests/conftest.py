@@ -2,6 +2,10 @@
 
 Every test runs under the connect guard (tests/netguard.py): a connection to anything but
 loopback or a unix socket is refused and fails the test.
+
+A test that uses a server fixture, directly or through another fixture, is marked
+`integration` by what it uses (`pytest_collection_modifyitems`), so `-m "not integration"`
+runs exactly the tests that need no server, and starts none.
 """
 
 from collections.abc import Iterator
@@ -18,6 +22,16 @@ pytest_plugins = [
 ]
 
 netguard.install()
+
+SERVER_FIXTURES = frozenset(
+    {"pg_dsn", "kafka_broker", "sshd"}  # every other server fixture is built on one of these
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(autouse=True)
