@@ -333,7 +333,10 @@ def _checked_import(book: IdentityBook) -> IdentityBook:
 
 
 async def _import(request: Request, store: Any, imported: IdentityBook) -> OrjsonResponse:
-    imported = _checked_import(imported)
+    try:
+        imported = _checked_import(imported)
+    except IdentityError as exc:
+        raise HTTPException(422, str(exc)) from None
 
     def op(book: IdentityBook) -> tuple[IdentityBook, int]:
         return book.overlay(imported), len(imported.individuals)
