@@ -221,17 +221,21 @@ class IdentityBook:
 
     def overlay(self, other: IdentityBook) -> IdentityBook:
         """`other`'s individuals laid over this book (an import): each replaces the one with
-        its id and takes its emails from whoever holds them; the rest is kept, and an
-        individual left without an email is dropped."""
+        its id and takes its emails from whoever holds them; the rest is kept, an individual
+        left without an email is dropped, and an email of a replaced individual that the
+        import does not name becomes an individual on its own."""
         taken = {e for p in other.individuals.values() for e in p.emails}
-        people: dict[str, Individual] = {}
+        people: dict[str, Individual] = dict(other.individuals)
+        alone: list[str] = []
         for pid, p in self.individuals.items():
-            if pid in other.individuals:
-                continue
             left = p.emails - taken
-            if left:
+            if pid in other.individuals:
+                alone += sorted(left)  # replaced: what the import does not claim stays alone
+            elif left:
                 people[pid] = p if left == p.emails else replace(p, emails=left)
-        people.update(other.individuals)
+        for e in alone:
+            pid = implicit_id(e) if implicit_id(e) not in people else _new_id()
+            people[pid] = Individual(pid, frozenset({e}))
         return IdentityBook(people)
 
 
