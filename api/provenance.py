@@ -5,7 +5,8 @@ that tuple is its identity: it names the cache entry and, hashed, the ETag. A st
 whenever a batch changes a repository's metric tables (processors/store.py: watermark and
 generation), so nothing cached outlives the data it was computed from, and no invalidation
 is needed. People metrics regroup emails through the identities, so their identity also holds
-the identity generation (processors/identitystore.py), which every identity change moves. Clients revalidate every time (`no-cache` semantics) and get 304 while unchanged.
+the identity generation (processors/identitystore.py), which every identity change moves.
+Clients revalidate every time (`no-cache` semantics) and get 304 while unchanged.
 """
 
 from __future__ import annotations

@@ -55,6 +55,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorOut, "description": "Refused, with the reason; nothing changed"},
     503: {"model": ErrorOut, "description": "The database is unavailable: retry after Retry-After"},
 }
+_BODY: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "The body is not valid JSON"},
+    **_ERRORS,
+}
 CSV_COLUMNS = ("individual", "email", "bot", "names", "enrolments")
 
 
@@ -244,7 +248,7 @@ def _by_email(book: IdentityBook, ids: frozenset[str]) -> list[str]:
     responses={
         200: {"model": Applied},
         409: {"model": ErrorOut, "description": "The identities changed since `generation`"},
-        **_ERRORS,
+        **_BODY,
     },
 )
 async def apply_proposals(body: ApplyIn, request: Request, store: StoreDep) -> OrjsonResponse:
@@ -269,7 +273,7 @@ async def apply_proposals(body: ApplyIn, request: Request, store: StoreDep) -> O
 @router.post(
     "/merge",
     summary="Merge individuals into one: emails, names, enrolments (which must not overlap)",
-    responses={200: {"model": Changed}, **_ERRORS},
+    responses={200: {"model": Changed}, **_BODY},
 )
 async def merge(body: MergeIn, request: Request, store: StoreDep) -> OrjsonResponse:
     def op(book: IdentityBook) -> tuple[IdentityBook, None]:
@@ -349,7 +353,7 @@ async def _import(request: Request, store: Any, imported: IdentityBook) -> Orjso
     "/import",
     summary="Import a SortingHat JSON export: each individual replaces the one with its id "
     "and takes its emails from whoever holds them; everything else is kept",
-    responses={200: {"model": Imported}, **_ERRORS},
+    responses={200: {"model": Imported}, **_BODY},
 )
 async def import_json(
     request: Request,
@@ -369,7 +373,7 @@ async def import_json(
 @router.post(
     "/import/csv",
     summary="Import the CSV export's form (individual, email, bot, names, enrolments as JSON)",
-    responses={200: {"model": Imported}, 415: {"model": ErrorOut}, **_ERRORS},
+    responses={200: {"model": Imported}, 415: {"model": ErrorOut}, **_BODY},
     openapi_extra={
         "requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}}
     },
@@ -447,7 +451,7 @@ async def get_individual(individual_id: IndividualId, store: StoreDep) -> Orjson
 @router.post(
     "/{individual_id}/split",
     summary="Move emails out of an individual into a new one",
-    responses={200: {"model": SplitOut}, **_ERRORS},
+    responses={200: {"model": SplitOut}, **_BODY},
 )
 async def split(
     individual_id: IndividualId, body: SplitIn, request: Request, store: StoreDep
@@ -469,7 +473,7 @@ async def split(
     "/{individual_id}/enrolments",
     status_code=201,
     summary="Enrol an individual in an organisation over a date range (no overlaps)",
-    responses={201: {"model": Changed}, **_ERRORS},
+    responses={201: {"model": Changed}, **_BODY},
 )
 async def enrol(
     individual_id: IndividualId, body: EnrolIn, request: Request, store: StoreDep
@@ -486,7 +490,7 @@ async def enrol(
 @router.post(
     "/{individual_id}/unenrol",
     summary="Remove an individual's enrolments in an organisation (or the one from `start`)",
-    responses={200: {"model": Changed}, **_ERRORS},
+    responses={200: {"model": Changed}, **_BODY},
 )
 async def unenrol(
     individual_id: IndividualId, body: UnenrolIn, request: Request, store: StoreDep
@@ -501,7 +505,7 @@ async def unenrol(
 @router.put(
     "/{individual_id}/bot",
     summary="Flag an individual as a bot or as a person (bots=exclude leaves bots out)",
-    responses={200: {"model": Changed}, **_ERRORS},
+    responses={200: {"model": Changed}, **_BODY},
 )
 async def set_bot(
     individual_id: IndividualId, body: BotIn, request: Request, store: StoreDep
