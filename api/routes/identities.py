@@ -152,7 +152,7 @@ class ApplyIn(Input):
     generation: int | None = Field(
         default=None,
         ge=0,
-        le=2**63 - 1,
+        le=2**53 - 1,  # the OpenAPI document writes bounds as floats: exact up to 2^53
         description="Refuse (409) unless the identities are still at this generation",
     )
 
