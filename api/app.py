@@ -27,6 +27,7 @@ from api.routes import (
     files,
     health,
     hooks,
+    identities,
     metrics,
     notifications,
     pipeline,
@@ -233,6 +234,7 @@ def create_app(
         notifications.router,
         hooks.router,
         releases.router,
+        identities.router,
     ):
         app.include_router(router, prefix="/api/v1")
         templates.add(router.routes, "/api/v1")

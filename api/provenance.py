@@ -4,7 +4,9 @@ A result is a function of (metric, version, parameters, the stamps of its reposi
 that tuple is its identity: it names the cache entry and, hashed, the ETag. A stamp moves
 whenever a batch changes a repository's metric tables (processors/store.py: watermark and
 generation), so nothing cached outlives the data it was computed from, and no invalidation
-is needed. Clients revalidate every time (`no-cache` semantics) and get 304 while unchanged.
+is needed. People metrics regroup emails through the identities, so their identity also holds
+the identity generation (processors/identitystore.py), which every identity change moves.
+Clients revalidate every time (`no-cache` semantics) and get 304 while unchanged.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import orjson
 from fastapi import HTTPException, Request, Response
 
 from api.csvexport import CSV_MEDIA_TYPE, export, wants_csv
+from processors import identitystore
 from processors.metrics.catalogue import catalogue
 from processors.reads import Stamp, stamps
 from processors.sharedhistory import same_history
@@ -44,6 +47,10 @@ class ResultCache(Generic[T]):
             self._items.move_to_end(tag)
         return body
 
+    def clear(self) -> None:
+        """Forget every entry (an identity change: the people metrics' answers moved)."""
+        self._items.clear()
+
     def put(self, tag: str, body: T) -> None:
         self._items[tag] = body
         self._items.move_to_end(tag)
@@ -55,15 +62,25 @@ def _stamp_json(s: Stamp) -> dict[str, Any]:
     return {"repo_id": s.repo_id, "head": s.head, "watermark": s.watermark}
 
 
-def etag(form: str, metric: str, version: int, params: dict[str, Any], ss: Sequence[Stamp]) -> str:
-    """A strong ETag for the result identified by these (form: "repo" or "org")."""
-    ident = [
+def etag(
+    form: str,
+    metric: str,
+    version: int,
+    params: dict[str, Any],
+    ss: Sequence[Stamp],
+    identities: int | None = None,
+) -> str:
+    """A strong ETag for the result identified by these (form: "repo" or "org");
+    `identities`: the identity generation a people metric was read through."""
+    ident: list[Any] = [
         form,
         metric,
         version,
         sorted(params.items()),
         [(s.repo_id, s.generation, s.watermark, s.head) for s in ss],
     ]
+    if identities is not None:
+        ident.append(identities)
     return '"' + hashlib.sha256(orjson.dumps(ident)).hexdigest()[:32] + '"'
 
 
@@ -99,6 +116,16 @@ def _cache(request: Request) -> ResultCache[bytes]:
     if cache is None:
         cache = request.app.state.result_cache = ResultCache()
     return cache
+
+
+def forget_results(app: Any) -> None:
+    """Drop this app's cached results (JSON, CSV, ownership): called after an identity change.
+    Not needed for correctness (people metrics carry the identity generation in their ETag,
+    which also covers other API replicas), but nothing unreachable is kept."""
+    for name in ("result_cache", "csv_cache", "ownership_memo"):
+        cache = getattr(app.state, name, None)
+        if cache is not None:
+            cache.clear()
 
 
 CsvEntry = tuple[bytes, dict[str, str]]
@@ -147,12 +174,14 @@ async def serve(
     *,
     repo_id: int | None = None,
     repo_ids: list[int] | None = None,
+    people: bool = False,
 ) -> Response:
     """Answer a metric request: 404 for unknown repositories, 304 when the client's ETag is
     current, else the cached or freshly computed result with its provenance.
 
     `repo_id` gives a repository's form; otherwise the organisation-wide form over `repo_ids`
-    (all repositories when None). `compute` gets the repository ids.
+    (all repositories when None). `compute` gets the repository ids. `people`: the result
+    regroups emails by individual, so the identity generation is part of its identity.
     """
     entry = catalogue()[metric]
     as_csv = _wants_csv(request)
@@ -163,7 +192,8 @@ async def serve(
         which = ", ".join(map(str, missing))
         raise HTTPException(404, f"no repository with id {which}")
     form = "repo" if repo_id is not None else "org"
-    tag = etag(form, metric, entry.version, params, ss)
+    idgen = await identitystore.generation(store) if people else None
+    tag = etag(form, metric, entry.version, params, ss, idgen)
     shown = csv_tag(tag) if as_csv else tag
     if matches(request.headers.get("if-none-match"), shown):
         return _response(None, shown)
@@ -181,8 +211,13 @@ async def serve(
         else:
             prov["repos"] = [_stamp_json(s) for s in ss]
             prov["same_history"] = [{"repo_id": k, "counted_as": v} for k, v in sorted(dup.items())]
+        if idgen is not None:
+            prov["identities"] = idgen
         body = orjson.dumps({**result, "provenance": prov}, option=orjson.OPT_NON_STR_KEYS)
-        if await stamps(store, ids) == ss:  # unchanged while computing: safe to keep
+        unchanged = await stamps(store, ids) == ss and (
+            idgen is None or await identitystore.generation(store) == idgen
+        )
+        if unchanged:  # unchanged while computing: safe to keep
             cache.put(tag, body)
             cached = True
     if as_csv:

@@ -163,6 +163,11 @@ class Provenance(BaseModel):
         description="Repositories left out because another holds the same history "
         "(same root commits, all commits among the other's; organisation-wide form only)",
     )
+    identities: int | None = Field(
+        default=None,
+        description="The identity generation people metrics were regrouped with "
+        "(GET /api/v1/identities; changes at every merge, split, enrolment or bot change)",
+    )
     metric: str
     version: int
     params: dict[str, object]
@@ -188,7 +193,9 @@ class ActivityOut(BaseModel):
 
 class AuthorOut(BaseModel):
     name: str
-    email: str
+    email: str = Field(description="The individual's smallest email (code point order)")
+    individual: str = Field(description="The individual's id (GET /api/v1/identities/{id})")
+    emails: list[str] = Field(description="Every email of the individual")
     commits: int
     added: int
     removed: int

@@ -10,8 +10,10 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
+from processors import identitystore, people
 from processors.metrics.linguist import classify
 from processors.metrics.ownership import FileAuthor
+from processors.people import DEFAULT_BOTS, Bots, People
 from processors.store import PgStore
 
 FileSort = Literal["commits", "lines", "churn", "path"]
@@ -156,6 +158,16 @@ async def file_authors(store: PgStore, repo_id: int) -> tuple[list[FileAuthor], 
         if not classify(r["path"]).skipped
     ]
     return rows, [r["path"] for r in paths if not classify(r["path"]).skipped]
+
+
+async def people_file_authors(
+    store: PgStore, repo_id: int, bots: Bots = DEFAULT_BOTS
+) -> tuple[list[FileAuthor], list[str], People]:
+    """`file_authors` regrouped per individual (keyed by its smallest email; bots left out
+    when asked), and the mapping used, which names each individual's id."""
+    rows, counted = await file_authors(store, repo_id)
+    who = await identitystore.people(store, {r.email for r in rows})
+    return people.file_authors(rows, who, bots), counted, who
 
 
 # Coupling over the facts (processors/metrics/coupling.py says why there is no pair table).

@@ -18,6 +18,7 @@ same normalised name, and GitHub's noreply forms (``12345+login@users.noreply.gi
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import re
 import unicodedata
@@ -32,8 +33,10 @@ __all__ = [
     "IdentityBook",
     "IdentityError",
     "Individual",
+    "UnknownIndividual",
     "export_sortinghat",
     "github_login",
+    "implicit_id",
     "import_sortinghat",
     "is_bot",
     "normalise_name",
@@ -62,6 +65,10 @@ class IdentityError(ValueError):
     """A request the book refuses; the message names the problem (served as a 4xx)."""
 
 
+class UnknownIndividual(IdentityError):
+    """The request names an individual the book does not hold (served as a 404)."""
+
+
 def is_bot(name: str, email: str) -> bool:
     """Whether a name/email pair is well-known automation (dependabot[bot], *[bot]@noreply...)."""
     return bool(_BOT_NAME.search(name.strip()) or _BOT_EMAIL.search(email.strip()))
@@ -71,6 +78,13 @@ def github_login(email: str) -> str | None:
     """The GitHub login of a noreply address, lower-cased, or None for any other address."""
     m = _NOREPLY.match(email.strip().lower())
     return m.group(2) if m else None
+
+
+def implicit_id(email: str) -> str:
+    """The id of the individual an email is on its own (no stored individual names it): stable
+    and the same on every replica, so nothing needs seeding when a new author appears."""
+    key = ("metre-identity:" + email.lower()).encode()
+    return hashlib.md5(key, usedforsecurity=False).hexdigest()
 
 
 def normalise_name(name: str) -> str:
@@ -143,7 +157,7 @@ class IdentityBook:
         try:
             return self.individuals[pid]
         except KeyError:
-            raise IdentityError(f"no individual with id {pid!r}") from None
+            raise UnknownIndividual(f"no individual with id {pid!r}") from None
 
     def _with(self, drop: Iterable[str], add: Iterable[Individual]) -> IdentityBook:
         people = {k: v for k, v in self.individuals.items() if k not in set(drop)}
@@ -188,8 +202,41 @@ class IdentityBook:
         enrolments = _checked((*person.enrolments, enrolment))
         return self._with([], [replace(person, enrolments=enrolments)])
 
+    def unenrol(self, pid: str, organisation: str, start: date | None = None) -> IdentityBook:
+        """`pid`'s enrolments in `organisation` removed (only the one from `start` if given);
+        refused when there is none to remove."""
+        person = self._get(pid)
+        kept = tuple(
+            e
+            for e in person.enrolments
+            if not (e.organisation == organisation and start in (None, e.start))
+        )
+        if len(kept) == len(person.enrolments):
+            since = "" if start is None else f" from {start}"
+            raise IdentityError(f"individual {pid!r} has no enrolment in {organisation!r}{since}")
+        return self._with([], [replace(person, enrolments=kept)])
+
     def set_bot(self, pid: str, bot: bool) -> IdentityBook:
         return self._with([], [replace(self._get(pid), bot=bot)])
+
+    def overlay(self, other: IdentityBook) -> IdentityBook:
+        """`other`'s individuals laid over this book (an import): each replaces the one with
+        its id and takes its emails from whoever holds them; the rest is kept, an individual
+        left without an email is dropped, and an email of a replaced individual that the
+        import does not name becomes an individual on its own."""
+        taken = {e for p in other.individuals.values() for e in p.emails}
+        people: dict[str, Individual] = dict(other.individuals)
+        alone: list[str] = []
+        for pid, p in self.individuals.items():
+            left = p.emails - taken
+            if pid in other.individuals:
+                alone += sorted(left)  # replaced: what the import does not claim stays alone
+            elif left:
+                people[pid] = p if left == p.emails else replace(p, emails=left)
+        for e in alone:
+            pid = implicit_id(e) if implicit_id(e) not in people else _new_id()
+            people[pid] = Individual(pid, frozenset({e}))
+        return IdentityBook(people)
 
 
 def _checked(enrolments: tuple[Enrolment, ...]) -> tuple[Enrolment, ...]:

@@ -191,7 +191,8 @@ class Notifier:
         return alerts
 
     async def _truck_factor(self, repo: RepoRow) -> Observation:
-        o = ownership(*await filereads.file_authors(self.store, repo.id))
+        rows, counted, _ = await filereads.people_file_authors(self.store, repo.id)
+        o = ownership(rows, counted)
         who = ", ".join(e for e, _ in o.removed) or "nobody"
         return Observation(
             subject_of(repo.id), float(o.truck_factor), repo.url, repo.id, f"main authors: {who}"

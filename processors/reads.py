@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
+from processors import identitystore, people
 from processors.metrics.contributors import period_start
 from processors.metrics.policy import Policy
+from processors.people import DEFAULT_BOTS, Bots
 from processors.store import PgStore
 
 
@@ -75,9 +77,11 @@ async def authors(
     store: PgStore,
     repo_ids: Sequence[int],
     policy: Policy = Policy(),  # noqa: B008 (frozen)
+    bots: Bots = DEFAULT_BOTS,
 ) -> list[dict[str, Any]]:
-    """Per author over `repo_ids` and the kinds `policy` counts: totals, first and last commit,
-    and the name of the latest (time, name); by commits descending, then email."""
+    """Per individual over `repo_ids` and the kinds `policy` counts (per-email rows regrouped
+    through the identities: processors/people.py): totals, first and last commit, and the
+    name of the latest (time, name); by commits descending, then email."""
     recs = await store.pool.fetch(
         """
         SELECT email, sum(commits)::bigint AS commits, sum(added)::bigint AS added,
@@ -87,38 +91,30 @@ async def authors(
         FROM author_totals
         WHERE repo_id = ANY($1::bigint[]) AND kind = ANY($2::smallint[]) AND commits > 0
         GROUP BY email HAVING sum(commits) > 0
-        ORDER BY commits DESC, email COLLATE "C"
         """,
         list(repo_ids),
         policy.kinds,
     )
-    return [
-        {
-            "name": r["name"],
-            "email": r["email"],
-            "commits": r["commits"],
-            "added": r["added"],
-            "removed": r["removed"],
-            "first_commit_at": r["first_commit_at"].astimezone(UTC).isoformat(),
-            "last_commit_at": r["last_commit_at"].astimezone(UTC).isoformat(),
-        }
-        for r in recs
-    ]
+    who = await identitystore.people(store, (r["email"] for r in recs))
+    return people.authors([dict(r) for r in recs], who, bots)
 
 
 async def author_days(
     store: PgStore,
     repo_ids: Sequence[int],
     policy: Policy = Policy(),  # noqa: B008 (frozen)
+    bots: Bots = DEFAULT_BOTS,
 ) -> list[tuple[str, date]]:
-    """(lower-cased email, UTC day) with at least one commit `policy` counts, over `repo_ids`."""
+    """(individual id, UTC day) with at least one commit `policy` counts, over `repo_ids`."""
     recs = await store.pool.fetch(
         "SELECT DISTINCT email, day FROM author_days"
         " WHERE repo_id = ANY($1::bigint[]) AND kind = ANY($2::smallint[]) AND commits > 0",
         list(repo_ids),
         policy.kinds,
     )
-    return [(r["email"], r["day"]) for r in recs]
+    pairs = [(r["email"], r["day"]) for r in recs]
+    who = await identitystore.people(store, {e for e, _ in pairs})
+    return people.days(pairs, who, bots)
 
 
 async def punchcard(

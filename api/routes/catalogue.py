@@ -17,6 +17,7 @@ from api.deps import ReadStoreDep
 from api.provenance import Compute, parse_repos, serve
 from api.responses import OrjsonResponse
 from api.routes.metrics import (
+    BotsQ,
     DateFrom,
     DateTo,
     EmptyQ,
@@ -40,6 +41,7 @@ from processors.metrics import commit_size, contributors, punchcard
 from processors.metrics.catalogue import catalogue
 from processors.metrics.languages import MAPPING
 from processors.metrics.policy import COMMIT_SIZE_DEFAULT, Policy
+from processors.people import DEFAULT_BOTS, Bots
 from processors.store import PgStore
 
 router = APIRouter(tags=["metrics"])
@@ -58,9 +60,11 @@ _NOT_MODIFIED: dict[int | str, dict[str, Any]] = {304: {"description": "Not modi
 # -- computations shared by a repository's form and the organisation-wide one -------------
 
 
-def _contributors(store: PgStore, granularity: str, gap_days: int, policy: Policy) -> Compute:
+def _contributors(
+    store: PgStore, granularity: str, gap_days: int, policy: Policy, bots: Bots
+) -> Compute:
     async def compute(ids: list[int]) -> dict[str, Any]:
-        days = await reads.author_days(store, ids, policy)
+        days = await reads.author_days(store, ids, policy, bots)
         return {
             "granularity": granularity,
             "gap_days": gap_days,
@@ -110,9 +114,10 @@ def _with_repo(repo_id: int, compute: Compute) -> Compute:
 
 async def _repo(
     request: Request, store: PgStore, repo_id: int, metric: str, params: dict[str, Any],
-    make: Callable[[], Compute],
+    make: Callable[[], Compute], people: bool = False,
 ) -> Response:  # fmt: skip
-    return await serve(request, store, metric, params, _with_repo(repo_id, make()), repo_id=repo_id)
+    compute = _with_repo(repo_id, make())
+    return await serve(request, store, metric, params, compute, repo_id=repo_id, people=people)
 
 
 # -- the catalogue -------------------------------------------------------------------------
@@ -135,11 +140,12 @@ async def repo_contributors(
     request: Request, repo_id: RepoId, store: ReadStoreDep,
     granularity: GranularityQ = "month", gap_days: GapDays = contributors.DEFAULT_GAP_DAYS,
     preset: PresetQ = None, merges: MergesQ = None, empty: EmptyQ = None,
+    bots: BotsQ = DEFAULT_BOTS,
 ) -> Response:  # fmt: skip
     policy = policy_of(preset, merges, empty)
-    params = {"granularity": granularity, "gap_days": gap_days, **policy.params()}
-    make = lambda: _contributors(store, granularity, gap_days, policy)  # noqa: E731
-    return await _repo(request, store, repo_id, "contributors", params, make)
+    params = {"granularity": granularity, "gap_days": gap_days, **policy.params(), "bots": bots}
+    make = lambda: _contributors(store, granularity, gap_days, policy, bots)  # noqa: E731
+    return await _repo(request, store, repo_id, "contributors", params, make, people=True)
 
 
 @router.get(
@@ -200,19 +206,20 @@ async def org_activity(
 
 @router.get(
     "/metrics/contributors",
-    summary="Contributors over repositories (one identity per lower-cased email)",
+    summary="Contributors over repositories (one per individual: GET /api/v1/identities)",
     responses={200: {"model": ContributorsOut}, **_NOT_MODIFIED, **_ERRORS},
 )
 async def org_contributors(
     request: Request, store: ReadStoreDep, repos: Repos = None,
     granularity: GranularityQ = "month", gap_days: GapDays = contributors.DEFAULT_GAP_DAYS,
     preset: PresetQ = None, merges: MergesQ = None, empty: EmptyQ = None,
+    bots: BotsQ = DEFAULT_BOTS,
 ) -> Response:  # fmt: skip
     policy = policy_of(preset, merges, empty)
-    params = {"granularity": granularity, "gap_days": gap_days, **policy.params()}
-    compute = _contributors(store, granularity, gap_days, policy)
+    params = {"granularity": granularity, "gap_days": gap_days, **policy.params(), "bots": bots}
+    compute = _contributors(store, granularity, gap_days, policy, bots)
     ids = parse_repos(repos)
-    return await serve(request, store, "contributors", params, compute, repo_ids=ids)
+    return await serve(request, store, "contributors", params, compute, repo_ids=ids, people=True)
 
 
 @router.get(

@@ -17,13 +17,15 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from api.deps import ReadStoreDep
 from api.provenance import serve
+from api.routes.metrics import BotsQ
 from api.routes.repos import _ERRORS, RepoId
 from api.schemas import INT32_MAX
 from ingest.paths import is_path_text
-from processors import filereads
+from processors import filereads, identitystore
 from processors.filereads import FileSort
 from processors.metrics.coupling import DEFAULT_MAX_FILES, MAX_FILES_LIMIT
 from processors.metrics.ownership import Ownership, ownership
+from processors.people import DEFAULT_BOTS, Bots
 from processors.reads import stamps
 from processors.store import PgStore
 
@@ -79,26 +81,36 @@ async def hotspots(
     return await serve(request, store, "hotspots", params, compute, repo_id=repo_id)
 
 
+Owned = tuple[Ownership, dict[str, str]]
+"""The computation and each author's individual id, by the email results name it with."""
+
+
 class OwnershipMemo:
-    """The latest ownership computations, by (repository, generation, watermark)."""
+    """The latest ownership computations, by (repository, generation, watermark, identity
+    generation, bots)."""
 
     def __init__(self, max_entries: int = 16) -> None:
         self.max_entries = max_entries
-        self._items: OrderedDict[tuple[Any, ...], Ownership] = OrderedDict()
+        self._items: OrderedDict[tuple[Any, ...], Owned] = OrderedDict()
 
-    async def get(self, store: PgStore, repo_id: int) -> Ownership:
+    def clear(self) -> None:
+        self._items.clear()
+
+    async def get(self, store: PgStore, repo_id: int, bots: Bots = DEFAULT_BOTS) -> Owned:
         (s,) = await stamps(store, [repo_id])
-        key = (repo_id, s.generation, s.watermark)
+        key = (repo_id, s.generation, s.watermark, await identitystore.generation(store), bots)
         found = self._items.get(key)
         if found is not None:
             self._items.move_to_end(key)
             return found
-        rows, counted = await filereads.file_authors(store, repo_id)
+        rows, counted, who = await filereads.people_file_authors(store, repo_id, bots)
         result = await asyncio.to_thread(ownership, rows, counted)  # the kernel: off the loop
-        self._items[key] = result
-        while len(self._items) > self.max_entries:
-            self._items.popitem(last=False)
-        return result
+        ids = {r.email: who.of(r.email).id for r in rows}
+        if who.generation == key[3]:  # the mapping did not move under the read
+            self._items[key] = (result, ids)
+            while len(self._items) > self.max_entries:
+                self._items.popitem(last=False)
+        return result, ids
 
 
 def _memo(request: Request) -> OwnershipMemo:
@@ -114,19 +126,28 @@ def _memo(request: Request) -> OwnershipMemo:
     responses=_OK,
 )
 async def ownership_route(
-    request: Request, repo_id: RepoId, store: ReadStoreDep, limit: Limit = 100, offset: Offset = 0
+    request: Request,
+    repo_id: RepoId,
+    store: ReadStoreDep,
+    bots: BotsQ = DEFAULT_BOTS,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> Response:
-    params = {"limit": limit, "offset": offset}
+    params = {"bots": bots, "limit": limit, "offset": offset}
 
     async def compute(ids: list[int]) -> dict[str, Any]:
-        o = await _memo(request).get(store, ids[0])
+        o, who = await _memo(request).get(store, ids[0], bots)
         paths = list(o.files)[offset : offset + limit]  # path order (code point)
         page = [
-            {"path": p, "authors": [{"email": e, "doa": d} for e, d in o.files[p]]} for p in paths
+            {
+                "path": p,
+                "authors": [{"email": e, "individual": who[e], "doa": d} for e, d in o.files[p]],
+            }
+            for p in paths
         ]
         return {"repo_id": repo_id, "total": len(o.files), **params, "files": page}
 
-    return await serve(request, store, "ownership", params, compute, repo_id=repo_id)
+    return await serve(request, store, "ownership", params, compute, repo_id=repo_id, people=True)
 
 
 @router.get(
@@ -134,17 +155,23 @@ async def ownership_route(
     summary="Truck factor (Avelino et al.) and the authors removed, in order",
     responses=_OK,
 )
-async def truck_factor(request: Request, repo_id: RepoId, store: ReadStoreDep) -> Response:
+async def truck_factor(
+    request: Request, repo_id: RepoId, store: ReadStoreDep, bots: BotsQ = DEFAULT_BOTS
+) -> Response:
+    params = {"bots": bots}
+
     async def compute(ids: list[int]) -> dict[str, Any]:
-        o = await _memo(request).get(store, ids[0])
+        o, who = await _memo(request).get(store, ids[0], bots)
         return {
             "repo_id": repo_id,
             "truck_factor": o.truck_factor,
             "files": len(o.files),
-            "removed": [{"email": e, "files": n} for e, n in o.removed],
+            "removed": [{"email": e, "individual": who[e], "files": n} for e, n in o.removed],
         }
 
-    return await serve(request, store, "truck-factor", {}, compute, repo_id=repo_id)
+    return await serve(
+        request, store, "truck-factor", params, compute, repo_id=repo_id, people=True
+    )
 
 
 @router.get(

@@ -19,6 +19,7 @@ from api.routes.repos import _ERRORS, RepoId
 from api.schemas import ActivityOut, AuthorsOut, Granularity
 from processors import reads
 from processors.metrics.policy import Choice, Policy, Preset, resolve
+from processors.people import DEFAULT_BOTS, Bots
 
 router = APIRouter(tags=["metrics"])
 
@@ -35,6 +36,13 @@ PresetQ = Annotated[
 MergesQ = Annotated[
     Choice | None,
     Query(description="Merge commits counted (include) or not (exclude); default per metric"),
+]
+BotsQ = Annotated[
+    Bots,
+    Query(
+        description="People flagged as bots (well-known patterns, or PUT "
+        "/api/v1/identities/{id}/bot) counted (include, the default) or left out (exclude)"
+    ),
 ]
 EmptyQ = Annotated[
     Choice | None,
@@ -101,14 +109,15 @@ async def authors(
     preset: PresetQ = None,
     merges: MergesQ = None,
     empty: EmptyQ = None,
+    bots: BotsQ = DEFAULT_BOTS,
     limit: PageLimit = None,
     offset: PageOffset = 0,
 ) -> Response:
     policy = policy_of(preset, merges, empty)
-    params = {**policy.params(), "limit": limit, "offset": offset}
+    params = {**policy.params(), "bots": bots, "limit": limit, "offset": offset}
 
     async def compute(ids: list[int]) -> dict[str, Any]:
-        rows = await reads.authors(store, ids, policy)
+        rows = await reads.authors(store, ids, policy, bots)
         return {"repo_id": repo_id, "authors": page(rows, limit, offset), "total": len(rows)}
 
-    return await serve(request, store, "authors", params, compute, repo_id=repo_id)
+    return await serve(request, store, "authors", params, compute, repo_id=repo_id, people=True)

@@ -13,7 +13,7 @@ from datetime import UTC
 
 from ingest.events import CommitEvent
 from processors.metrics import Delta, Rows
-from processors.metrics.catalogue import Entry, Param
+from processors.metrics.catalogue import BOTS, Entry, Param
 from processors.metrics.policy import kind, params
 from processors.metrics.table import Column, Extreme, MetricTable
 
@@ -71,12 +71,14 @@ TABLES = (
 ENTRIES = (
     Entry(
         "authors",
-        "Per author (lower-cased email): commits, lines added and removed, first and last commit",
+        "Per author (an individual: lower-cased emails regrouped by the identities, named by "
+        "its smallest email): commits, lines added and removed, first and last commit",
         "commits; lines; timestamps",
-        version=2,
+        version=3,
         tables=(TABLE,),
         params=(
             *params(),
+            BOTS,
             Param("limit", "integer", None, "page size (1 to 1000); every author if omitted"),
             Param("offset", "integer", 0, "authors skipped"),
         ),

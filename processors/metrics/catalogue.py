@@ -66,6 +66,15 @@ GRANULARITY = Param(
 )  # fmt: skip
 
 
+BOTS = Param(
+    "bots", "string", "include",
+    "individuals flagged as bots (well-known patterns, or set by the identities API) counted "
+    "or left out", ("include", "exclude"),
+)  # fmt: skip
+"""People metrics count individuals (emails regrouped through the identities, processors/
+people.py) and take this parameter."""
+
+
 @functools.cache
 def catalogue() -> dict[str, Entry]:
     """Every entry of every metric module, by name (modules listed in processors.metrics)."""

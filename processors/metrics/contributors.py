@@ -15,7 +15,7 @@ from typing import Any
 
 from ingest.events import CommitEvent
 from processors.metrics import Delta, Rows, bump
-from processors.metrics.catalogue import GRANULARITY, Entry, Param
+from processors.metrics.catalogue import BOTS, GRANULARITY, Entry, Param
 from processors.metrics.policy import kind, params
 from processors.metrics.table import Column, MetricTable
 
@@ -111,10 +111,11 @@ TABLES = (
 ENTRIES = (
     Entry(
         "contributors",
-        "Distinct authors (lower-cased email) per period: active, new (first commit), "
-        "returning (after a gap of more than gap_days days), cumulative",
+        "Distinct authors (individuals: lower-cased emails regrouped by the identities) per "
+        "period: active, new (first commit), returning (after a gap of more than gap_days "
+        "days), cumulative",
         "authors",
-        version=2,
+        version=3,
         tables=(TABLE,),
         params=(
             Param(
@@ -126,6 +127,7 @@ ENTRIES = (
             ),
             Param("gap_days", "integer", DEFAULT_GAP_DAYS, "days without a commit before a return"),
             *params(),
+            BOTS,
         ),
         org=True,
     ),

@@ -11,8 +11,9 @@ ICPC 2016 (formula and thresholds in kernels/_authorship_reference.py). metre's 
 * DL = the author's non-merge commits touching the file, AC = everyone else's; FA = 1 when the
   author added the path at least once (with --no-renames a rename adds a new path: the renamer
   is its creator; a path deleted and added again has each adder as a creator).
-* Identity: the lower-cased author email. Author ids are given in email order (code point), so
-  ties in the greedy truck-factor search go to the smaller email.
+* Identity: an individual (lower-cased author emails regrouped by the identities before this
+  runs: processors/people.py), named by its smallest email. Author ids are given in email
+  order (code point), so ties in the greedy truck-factor search go to the smaller email.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import kernels
-from processors.metrics.catalogue import Entry, Param
+from processors.metrics.catalogue import BOTS, Entry, Param
 from processors.metrics.files import AUTHORS, STATS
 
 
@@ -87,9 +88,10 @@ ENTRIES = (
         "DOA >= 3.293 and DOA / the file's greatest DOA > 0.75; vendored, generated and lock "
         "files (Linguist's path rules) are left out",
         "DOA (dimensionless)",
-        version=3,
+        version=4,
         tables=(STATS, AUTHORS, "file_merge_lines"),
         params=(
+            BOTS,
             Param("limit", "integer", 100, "files per page (1 to 1000), in path order"),
             Param("offset", "integer", 0, "files to skip"),
         ),
@@ -101,7 +103,8 @@ ENTRIES = (
         "left; the number removed, and who, in order; vendored, generated and lock files "
         "(Linguist's path rules) are left out",
         "authors",
-        version=3,
+        version=4,
         tables=(STATS, AUTHORS, "file_merge_lines"),
+        params=(BOTS,),
     ),
 )

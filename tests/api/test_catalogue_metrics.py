@@ -55,7 +55,7 @@ async def _check(api: MetreApi, base: str, query: dict[str, str], repos: list[Pa
             assert body["series"] == want, (granularity, gap)
             assert body["provenance"]["params"] == {
                 "granularity": granularity, "gap_days": gap,
-                "policy": None, "merges": "include", "empty": "include",
+                "policy": None, "merges": "include", "empty": "include", "bots": "include",
             }  # fmt: skip
 
     r = await c.get(f"{base}/punchcard", params=query)
@@ -211,7 +211,7 @@ async def test_catalogue_lists_every_metric(metre_api: MetreApi, awkward_repo: P
     params = {p["name"]: p["default"] for p in entries["contributors"]["parameters"]}
     assert params == {
         "granularity": "month", "gap_days": 90, "policy": None, "merges": "include",
-        "empty": "include",
+        "empty": "include", "bots": "include",
     }  # fmt: skip
     assert entries["activity"]["organisation_wide"] is True
     assert entries["authors"]["organisation_wide"] is False

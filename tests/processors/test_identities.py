@@ -14,8 +14,11 @@ from processors.identities import (
     Enrolment,
     IdentityBook,
     IdentityError,
+    Individual,
+    UnknownIndividual,
     export_sortinghat,
     github_login,
+    implicit_id,
     import_sortinghat,
     is_bot,
     normalise_name,
@@ -111,6 +114,9 @@ def test_merge_split_enrol() -> None:
             lambda b, a: b.enrol(a, Enrolment("X", date(2023, 1, 2), date(2023, 1, 1))),
             "ends before it starts",
         ),
+        (lambda b, a: b.unenrol(a, "Initech"), "no enrolment in 'Initech'"),
+        (lambda b, a: b.unenrol(a, "Acme", date(2020, 1, 2)), "from 2020-01-02"),
+        (lambda b, a: b.unenrol("nope", "Acme"), "no individual"),
     ],
 )
 def test_bad_requests_are_refused_and_change_nothing(op, message: str) -> None:  # type: ignore[no-untyped-def]
@@ -194,3 +200,37 @@ def test_regrouping_per_email_counts_equals_git_shortlog_with_the_mailmap(tmp_pa
     assert {canon[pid]: n for pid, n in ours.items()} == dict(theirs)
     # Ann's two emails are one person (same normalised name); a one-word login alone is not
     assert len(theirs) == 3
+
+
+def test_unknown_individuals_are_their_own_error_and_unenrol_removes_ranges() -> None:
+    book = _book()
+    ann = _id(book, "ann@work.example")
+    with pytest.raises(UnknownIndividual):
+        book.set_bot("nope", True)
+    book = book.enrol(ann, Enrolment("Acme", date(2020, 1, 1), date(2020, 12, 31)))
+    book = book.enrol(ann, Enrolment("Acme", date(2022, 1, 1)))
+    assert len(book.unenrol(ann, "Acme", date(2022, 1, 1)).individuals[ann].enrolments) == 1
+    assert book.unenrol(ann, "Acme").individuals[ann].enrolments == ()
+
+
+def test_implicit_ids_are_stable_and_case_blind() -> None:
+    assert implicit_id("Ann@Work.example") == implicit_id("ann@work.example")
+    assert implicit_id("ann@work.example") != implicit_id("ann@home.example")
+    assert len(implicit_id("x@y")) == 32
+
+
+def test_overlay_takes_emails_from_their_holders_and_keeps_the_rest() -> None:
+    book = _book()
+    ann, bob = _id(book, "ann@work.example"), _id(book, "bob@work.example")
+    imported = IdentityBook(
+        {"new": Individual("new", frozenset({"ann@work.example", "x@y"}), frozenset({"A"}))}
+    )
+    out = book.overlay(imported)
+    assert out.mapping()["ann@work.example"] == "new"
+    assert ann not in out.individuals  # its only email went
+    assert out.individuals[bob] == book.individuals[bob]
+    assert set(out.mapping()) == set(book.mapping()) | {"x@y"}
+    same_id = IdentityBook({bob: Individual(bob, frozenset({"b@b"}))})
+    assert out.overlay(same_id).individuals[bob].emails == {"b@b"}
+    # Bob's own email, not named by the import, is an individual on its own again.
+    assert out.overlay(same_id).mapping()["bob@work.example"] == implicit_id("bob@work.example")

@@ -50,7 +50,7 @@ async def test_0023_rebuilds_the_language_tables(
         finally:
             await con.close()
         monkeypatch.undo()
-        assert await s.migrate() == ["0023_linguist_languages.sql"]
+        assert (await s.migrate())[0] == "0023_linguist_languages.sql"  # and any later ones
         got, want = await dump(old), await dump(store._dsn)
         for table in LANGUAGE_TABLES:
             assert got[table], table
