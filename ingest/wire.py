@@ -23,8 +23,8 @@ VERSION: Final = 1
 
 REVISION: Final = 6
 """Optional fields added within version 1 so far (`time_raw`, `merge_files`, `removed`,
-`path_form`, the tags event, `blob`): the minor part of the contract's version, `<VERSION>.<REVISION>.0`
-(docs/asyncapi.yaml)."""
+`path_form`, the tags event, `blob`): the minor part of the contract's version,
+`<VERSION>.<REVISION>.0` (docs/asyncapi.yaml)."""
 
 _DOCS = ConfigDict(use_attribute_docstrings=True)
 
