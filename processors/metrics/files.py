@@ -177,9 +177,11 @@ ENTRIES = (
         "its latest change, and its current length in lines (git's count: a last line without "
         "a newline counts; null when the file is absent at head or was ever binary), "
         "whether its latest change was binary (`last_change_binary`; `binary` is its old "
-        "name) and whether any change was (`ever_binary`, which is why `lines` is null)",
-        "commits, lines",
-        version=3,
+        "name) and whether any change was (`ever_binary`, which is why `lines` is null); and "
+        "the blob at head: its size (`bytes`) and whether it is binary by git's rule "
+        "(`binary_at_head`), null when the file is absent at head",
+        "commits, lines, bytes",
+        version=4,
         tables=(STATS, AUTHORS, "file_merge_lines"),
         params=(
             Param("sort", "string", "commits", "order (descending; path ascending)", FILE_SORTS),

@@ -96,10 +96,11 @@ ENTRIES = (
         "languages",
         "Per language (GitHub Linguist's, by go-enry from the path; programming and markup "
         "languages only, vendored, generated, documentation and lock files and binary changes "
-        "excluded): text file changes, lines added, removed, and lines at head (added - removed, "
-        "plus what merges decided themselves)",
-        "lines",
-        version=3,
+        "excluded): text file changes, lines added, removed, lines at head (added - removed, "
+        "plus what merges decided themselves), and bytes at head (the sizes of the language's "
+        "text blobs at head, GitHub's measure)",
+        "lines, bytes",
+        version=4,
         tables=(TABLE, "language_merge_lines"),
         org=True,
     ),

@@ -122,10 +122,14 @@ def test_generated_history(tmp_path: Path, seed: int) -> None:
 
 
 def test_merges_that_decide(tmp_path: Path) -> None:
+    assert check_every_commit(build_deciding_merges(tmp_path / "r")) >= 4
+
+
+def build_deciding_merges(path: Path) -> Path:
     """Criss-cross merges (two merge bases), a merge made with `-s ours` (a side's change
     dropped), the same change on both sides, an evil merge (a file added and one deleted by the
     merge), a path both sides delete and the merge restores, unrelated histories, an octopus."""
-    b = GitRepoBuilder(tmp_path / "r")
+    b = GitRepoBuilder(path)
     b.write("a.txt", b"1\n2\n3\n")
     b.write("b.txt", b"x\n")
     b.write("gone.txt", b"g\n")
@@ -177,14 +181,19 @@ def test_merges_that_decide(tmp_path: Path) -> None:
         b.commit(n)
         b.checkout("main")
     b.git("merge", "-q", "--no-ff", "-m", "octopus", "o1", "o2")
-    assert check_every_commit(tmp_path / "r") >= 4
+    return path
 
 
 def test_blobs_that_turn_binary(tmp_path: Path) -> None:
+    assert check_every_commit(build_turning_binary(tmp_path / "r")) >= 2
+
+
+def build_turning_binary(path: Path) -> Path:
     """A file that turns binary and back to text, a merge that resolves a text/binary conflict
-    with a third content, a merge that keeps the binary side with `-s ours`, a path that is a
-    file, then a symlink, then a submodule entry, and an octopus whose legs change one binary."""
-    b = GitRepoBuilder(tmp_path / "r")
+    with a third content, a merge that drops a binary side with `-s ours`, a path that is a
+    file, then a symlink, then a submodule entry, and an octopus whose legs change one binary
+    the same way."""
+    b = GitRepoBuilder(path)
     b.write("flip.dat", b"text\n")
     b.write("img.bin", b"\x89PNG\x00" + bytes(range(256)) * 40)
     b.write("kind", b"a file\n")
@@ -223,4 +232,4 @@ def test_blobs_that_turn_binary(tmp_path: Path) -> None:
         b.commit(n)
         b.checkout("main")
     b.git("merge", "-q", "--no-ff", "-m", "octopus", "o1", "o2")
-    assert check_every_commit(tmp_path / "r") >= 2
+    return path
