@@ -110,7 +110,7 @@ TABLES: dict[str, Table] = {
         _commit_size,
         ("files", "lines"),
     ),
-    "languages": Table("languages", ("language", "changes", "added", "removed", "lines")),
+    "languages": Table("languages", ("language", "changes", "added", "removed", "lines", "bytes")),
     "files": Table(
         "files",
         (
@@ -123,6 +123,8 @@ TABLES: dict[str, Table] = {
             "binary",
             "last_change_at",
             "authors",
+            "bytes",
+            "binary_at_head",
         ),
     ),
     "hotspots": Table("files", ("path", "changes", "lines", "score", "authors")),

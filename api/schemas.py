@@ -297,6 +297,11 @@ class LanguageRow(BaseModel):
     added: int
     removed: int
     lines: int = Field(description="Net lines: added - removed")
+    bytes: int | None = Field(
+        default=None,
+        description="Bytes at head: the sizes of the language's text blobs at head (GitHub's "
+        "measure); null while some commit's blob measures are unknown",
+    )
 
 
 class LanguagesOut(BaseModel):

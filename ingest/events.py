@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeGuard
 import orjson
 
 from ingest.paths import PATH_FORM, is_path_text
-from ingest.wire import VERSION, CommitEventWire, PersonWire, RetractEventWire
+from ingest.wire import (
+    VERSION,
+    BlobWire,
+    CommitEventWire,
+    FileWire,
+    MergeFileWire,
+    PersonWire,
+    RetractEventWire,
+)
 
 if TYPE_CHECKING:
     from ingest.releases import TagsEvent
@@ -50,6 +58,20 @@ class Person:
 
 
 @dataclass(frozen=True, slots=True)
+class BlobDelta:
+    """A commit's own contribution to measures of the blob at one path (signed), so that
+    summed over a commit and all its ancestors they give that commit's blob: `bytes` (the blob's
+    size; 0 for a submodule entry or an absent path), `binary` (1 when the blob is binary by
+    git's rule, a NUL in the first 8000 bytes) and `text_bytes` (the size of a blob that is not
+    binary, else 0). A non-merge commit carries new minus old; a merge its inclusion-exclusion
+    part, as for `MergeFile.lines` (docs/events.md)."""
+
+    bytes: int
+    binary: int
+    text_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
 class FileChange:
     """One file of a commit, as `git log --numstat --no-renames --minimal` counts it.
 
@@ -62,6 +84,9 @@ class FileChange:
     removed: int
     binary: bool = False
     change: ChangeType = "M"
+    blob: BlobDelta | None = None
+    """The change of the blob's measures (new minus old); None: unknown (events of earlier
+    revisions)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +104,8 @@ class MergeFile:
     path: str
     lines: int
     presence: int
+    blob: BlobDelta | None = None
+    """The merge's own part of the blob's measures; None: unknown (earlier revisions)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +133,14 @@ class CommitEvent:
             return False
         return any("\\" in f.path for f in self.files) or any(
             "\\" in m.path for m in self.merge_files
+        )
+
+    @property
+    def lacks_blobs(self) -> bool:
+        """Whether a file or merge file carries no blob measures (an event of an earlier
+        revision): the repository's history must be published again for them."""
+        return any(f.blob is None for f in self.files) or any(
+            m.blob is None for m in self.merge_files
         )
 
     @property
@@ -185,22 +220,35 @@ def wire(e: CommitEvent | RetractEvent) -> CommitEventWire | RetractEventWire:
         "committer": _person_json(e.committer),
         "summary": e.summary,
         "path_form": 2 if e.path_form == 2 else 1,
-        "files": [
-            {
-                "path": f.path,
-                "added": f.added,
-                "removed": f.removed,
-                "binary": f.binary,
-                "change": f.change,
-            }
-            for f in e.files
-        ],
+        "files": [_file_json(f) for f in e.files],
     }
     if e.merge_files:  # absent when empty: the common event stays as it was
-        commit["merge_files"] = [
-            {"path": m.path, "lines": m.lines, "presence": m.presence} for m in e.merge_files
-        ]
+        commit["merge_files"] = [_merge_file_json(m) for m in e.merge_files]
     return commit
+
+
+def _blob_json(b: BlobDelta) -> BlobWire:
+    return {"bytes": b.bytes, "binary": b.binary, "text_bytes": b.text_bytes}
+
+
+def _file_json(f: FileChange) -> FileWire:
+    d: FileWire = {
+        "path": f.path,
+        "added": f.added,
+        "removed": f.removed,
+        "binary": f.binary,
+        "change": f.change,
+    }
+    if f.blob is not None:
+        d["blob"] = _blob_json(f.blob)
+    return d
+
+
+def _merge_file_json(m: MergeFile) -> MergeFileWire:
+    d: MergeFileWire = {"path": m.path, "lines": m.lines, "presence": m.presence}
+    if m.blob is not None:
+        d["blob"] = _blob_json(m.blob)
+    return d
 
 
 def encode(e: CommitEvent | RetractEvent) -> bytes:
@@ -248,7 +296,22 @@ def _file(d: Any, form: int) -> FileChange:
         raise EventError("file.binary must be a boolean")
     if change not in _CHANGE_TYPES:
         raise EventError(f"file.change must be one of A, D, M, T, not {change!r}")
-    return FileChange(path, added, removed, binary, change)
+    blob = _blob(d.get("blob"), "file.blob")
+    if blob is not None and blob.binary not in (-1, 0, 1):
+        raise EventError("file.blob.binary must be -1, 0 or 1")
+    return FileChange(path, added, removed, binary, change, blob)
+
+
+def _blob(d: Any, what: str) -> BlobDelta | None:
+    """The blob measures of a file or merge file (absent: unknown, an earlier revision)."""
+    if d is None:
+        return None
+    if not isinstance(d, dict):
+        raise EventError(f"{what} must be an object")
+    size, binary, text = d.get("bytes"), d.get("binary"), d.get("text_bytes")
+    if not _int(size) or not _int(binary) or not _int(text):
+        raise EventError(f"{what} needs integer bytes, binary and text_bytes")
+    return BlobDelta(size, binary, text)
 
 
 def _merge_file(d: Any, form: int) -> MergeFile:
@@ -258,7 +321,7 @@ def _merge_file(d: Any, form: int) -> MergeFile:
     path = _check_path(path, form, "merge_files[].path")
     if not _int(lines) or not _int(presence):
         raise EventError("merge_files[].lines and presence must be integers")
-    return MergeFile(path, lines, presence)
+    return MergeFile(path, lines, presence, _blob(d.get("blob"), "merge_files[].blob"))
 
 
 def _int(n: Any) -> TypeGuard[int]:

@@ -41,7 +41,7 @@ from dulwich.objects import parse_tree
 import kernels
 from ingest import gitdate
 from ingest.commitgraph import CommitGraph
-from ingest.events import ChangeType, CommitEvent, FileChange, MergeFile, Person
+from ingest.events import BlobDelta, ChangeType, CommitEvent, FileChange, MergeFile, Person
 from ingest.mailmap import Mailmap
 from ingest.packs import PackReader
 from ingest.paths import path_text
@@ -355,9 +355,26 @@ def _file_change(rd: _Reader, path: bytes, o: _Entry | None, n: _Entry | None) -
         change = "M"
     counts = kernels.numstat(old, new)
     text = path_text(path)
+    bo, bn = _measures(o, old), _measures(n, new)
+    blob = BlobDelta(bn[0] - bo[0], bn[1] - bo[1], bn[2] - bo[2])
     if counts is None:
-        return FileChange(text, 0, 0, True, change)
-    return FileChange(text, counts[0], counts[1], False, change)
+        return FileChange(text, 0, 0, True, change, blob)
+    return FileChange(text, counts[0], counts[1], False, change, blob)
+
+
+_Measures = tuple[int, int, int]
+_NO_BLOB: _Measures = (0, 0, 0)
+
+
+def _measures(entry: _Entry | None, content: bytes) -> _Measures:
+    """(bytes, binary, text bytes) of the blob at an entry (`content`: what `_Reader.content`
+    read for it). A submodule entry has no blob in this repository (`git ls-tree -l` shows no
+    size): all zero, like an absent path."""
+    if entry is None or _is_gitlink(entry):
+        return _NO_BLOB
+    if kernels.is_binary(content):
+        return (len(content), 1, 0)
+    return (len(content), 0, len(content))
 
 
 def commit_event(repo: Any, repo_id: int, sha: str, mailmap: Mailmap | None = None) -> CommitEvent:
@@ -552,22 +569,33 @@ def _merge_files(repo: Any, rd: _Reader, sha: bytes, h: _Header) -> tuple[MergeF
                 d = net[path] = {}
             d[ea] = d.get(ea, 0) + 1
             d[eb] = d.get(eb, 0) - 1
-    sizes: dict[bytes, int] = {}
+    values: dict[_Entry, tuple[int, int, int, int]] = {}
 
-    def lines(e: _Entry) -> int:
-        if _is_gitlink(e):
-            return 1
-        if e.sha not in sizes:
-            sizes[e.sha] = _lines(rd.content(e))
-        return sizes[e.sha]
+    def value(e: _Entry) -> tuple[int, int, int, int]:
+        """(lines, bytes, binary, text bytes) of an entry, read once per merge."""
+        got = values.get(e)
+        if got is None:
+            if _is_gitlink(e):
+                got = (1, *_NO_BLOB)
+            else:
+                data = rd.content(e)
+                got = (_lines(data), *_measures(e, data))
+            values[e] = got
+        return got
 
     out: list[MergeFile] = []
     for path in sorted(net):
         kept = [(e, n) for e, n in net[path].items() if n and e is not None]
         presence = sum(n for _, n in kept)
-        count = sum(n * lines(e) for e, n in kept)
-        if presence or count:
-            out.append(MergeFile(path_text(path), count, presence))
+        count = size = binary = text = 0
+        for e, n in kept:
+            v = value(e)
+            count += n * v[0]
+            size += n * v[1]
+            binary += n * v[2]
+            text += n * v[3]
+        if presence or count or size or binary or text:
+            out.append(MergeFile(path_text(path), count, presence, BlobDelta(size, binary, text)))
     return tuple(out)
 
 

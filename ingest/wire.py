@@ -21,10 +21,10 @@ from typing_extensions import TypedDict
 VERSION: Final = 1
 """`v` of every payload this metre writes and reads."""
 
-REVISION: Final = 5
+REVISION: Final = 6
 """Optional fields added within version 1 so far (`time_raw`, `merge_files`, `removed`,
-`path_form`, the tags event): the minor part of the contract's version, `<VERSION>.<REVISION>.0`
-(docs/asyncapi.yaml)."""
+`path_form`, the tags event, `blob`): the minor part of the contract's version,
+`<VERSION>.<REVISION>.0` (docs/asyncapi.yaml)."""
 
 _DOCS = ConfigDict(use_attribute_docstrings=True)
 
@@ -65,6 +65,19 @@ class PersonWire(TypedDict):
 
 
 @with_config(_DOCS)
+class BlobWire(TypedDict):
+    """A commit's own contribution to measures of the blob at a path (signed): summed over a
+    commit and all its ancestors, files' and merge files' `blob` give that commit's blob."""
+
+    bytes: int
+    """The blob's size in bytes (0 for a submodule entry and for an absent path)."""
+    binary: int
+    """Whether the blob is binary (1), by git's rule: a NUL byte in the first 8000 bytes."""
+    text_bytes: int
+    """The size of a blob that is not binary (0 for a binary one)."""
+
+
+@with_config(_DOCS)
 class FileWire(TypedDict):
     """One file of a commit, as `git log --numstat --no-renames --minimal` counts it."""
 
@@ -77,6 +90,9 @@ class FileWire(TypedDict):
     """A NUL byte in the first 8000 bytes, as git decides."""
     change: Literal["A", "D", "M", "T"]
     """Added, deleted, modified, type changed (file, symlink, submodule)."""
+    blob: NotRequired[BlobWire]
+    """The blob's measures after the commit minus before (`binary` is then -1, 0 or 1);
+    absent: unknown. Added within version 1."""
 
 
 @with_config(_DOCS)
@@ -88,6 +104,9 @@ class MergeFileWire(TypedDict):
     """The merge's own contribution to the path's line count."""
     presence: int
     """The merge's own contribution to whether the path exists (1 = exists)."""
+    blob: NotRequired[BlobWire]
+    """The merge's own contribution to the blob's measures; absent: unknown. Added within
+    version 1."""
 
 
 @with_config(_DOCS)
@@ -117,7 +136,7 @@ class CommitEventWire(TypedDict):
     """Exactly what `git log --numstat` prints for the commit: a merge has none."""
     merge_files: NotRequired[list[MergeFileWire]]
     """Merge commits only, absent when empty: the merge's own contribution per path, only
-    paths where either value is non-zero. Added within version 1."""
+    paths where some value is non-zero. Added within version 1."""
 
 
 @with_config(_DOCS)

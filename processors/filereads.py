@@ -26,11 +26,15 @@ _FILE_ORDER: dict[str, str] = {
 }
 
 # A file's state at head: the non-merge commits' sums (file_stats) plus what merges decided
-# themselves (file_merge_lines, processors/metrics/merges.py).
+# themselves (file_merge_lines, processors/metrics/merges.py). The blob measures are known when
+# no contribution lacked them (events of an earlier poller, until the history is republished).
 _STATE = """
 SELECT s.path, s.commits, s.added, s.removed, s.binary_changes, s.last_binary, s.last_change_at,
        s.presence + coalesce(m.presence, 0) > 0 AS exists,
-       s.added - s.removed + coalesce(m.lines, 0) AS length
+       s.added - s.removed + coalesce(m.lines, 0) AS length,
+       s.blob_unknown + coalesce(m.blob_unknown, 0) = 0 AS blobs_known,
+       s.blob_bytes + coalesce(m.blob_bytes, 0) AS blob_bytes,
+       s.blob_binary + coalesce(m.blob_binary, 0) AS blob_binary
 FROM file_stats s LEFT JOIN file_merge_lines m ON m.repo_id = s.repo_id AND m.path = s.path
 WHERE s.repo_id = $1 AND s.commits > 0
 """
@@ -40,6 +44,8 @@ SELECT f.path, f.commits, f.added, f.removed,
        CASE WHEN f.exists AND f.binary_changes = 0 THEN f.length END AS lines,
        f.exists, f.last_binary AS binary, f.last_binary AS last_change_binary,
        f.binary_changes > 0 AS ever_binary, f.last_change_at,
+       CASE WHEN f.exists AND f.blobs_known THEN f.blob_bytes END AS bytes,
+       CASE WHEN f.exists AND f.blobs_known THEN f.blob_binary > 0 END AS binary_at_head,
        (SELECT count(*) FROM file_authors a
         WHERE a.repo_id = $1 AND a.path = f.path AND a.commits > 0) AS authors
 FROM ({state}) f
@@ -61,7 +67,8 @@ async def files(
     store: PgStore, repo_id: int, sort: FileSort, exists: bool | None, limit: int, offset: int
 ) -> dict[str, Any]:
     """One page of files (every path with commits; `exists` filters on presence at head),
-    and how many there are in all. `lines` is null for files absent at head or ever binary."""
+    and how many there are in all. `lines` is null for files absent at head or ever binary;
+    `bytes` and `binary_at_head` for files absent at head or whose measures are not known."""
     sql = _FILES.format(state=_STATE, order=_FILE_ORDER[sort])
     async with store.pool.acquire() as con:
         total = await con.fetchval(

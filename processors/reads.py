@@ -148,20 +148,23 @@ async def commit_sizes(
 
 async def languages(store: PgStore, repo_ids: Sequence[int]) -> list[dict[str, Any]]:
     """Per language summed over `repo_ids`: changes, added, removed, lines at head (added -
-    removed plus what merges decided themselves: language_merge_lines); by lines descending,
-    then added descending, then name (code point order)."""
+    removed plus what merges decided themselves: language_merge_lines), bytes at head (the
+    sizes of its text blobs; null while some contribution's measures are unknown); by lines
+    descending, then added descending, then name (code point order)."""
     recs = await store.pool.fetch(
         """
         SELECT language, sum(changes)::bigint AS changes, sum(added)::bigint AS added,
-               sum(removed)::bigint AS removed, sum(lines)::bigint AS lines
+               sum(removed)::bigint AS removed, sum(lines)::bigint AS lines,
+               CASE WHEN sum(blob_unknown) = 0 THEN sum(text_bytes)::bigint END AS bytes
         FROM (
-            SELECT language, changes, added, removed, added - removed AS lines
+            SELECT language, changes, added, removed, added - removed AS lines, text_bytes,
+                   blob_unknown
             FROM language_lines WHERE repo_id = ANY($1::bigint[])
             UNION ALL
-            SELECT language, 0, 0, 0, lines
+            SELECT language, 0, 0, 0, lines, text_bytes, blob_unknown
             FROM language_merge_lines WHERE repo_id = ANY($1::bigint[])
         ) l
-        GROUP BY 1 HAVING sum(changes) <> 0 OR sum(lines) <> 0
+        GROUP BY 1 HAVING sum(changes) <> 0 OR sum(lines) <> 0 OR sum(text_bytes) <> 0
         ORDER BY lines DESC, added DESC, language COLLATE "C"
         """,
         list(repo_ids),

@@ -27,7 +27,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from ingest.events import CommitEvent, FileChange, MergeFile, Person
+from ingest.events import BlobDelta, CommitEvent, FileChange, MergeFile, Person
 from processors.metrics import MODULES, TABLES, Delta, Metric, deltas, merge, negate, total
 from processors.metrics.table import MetricTable
 
@@ -44,7 +44,8 @@ FOR UPDATE OF c
 """
 
 _SELECT_FILES = """
-SELECT f.repo_id, f.sha, f.path, f.added, f.removed, f.is_binary, f.change
+SELECT f.repo_id, f.sha, f.path, f.added, f.removed, f.is_binary, f.change,
+       f.blob_bytes, f.blob_binary, f.blob_text_bytes
 FROM file_changes f JOIN unnest($1::bigint[], $2::text[]) AS k(repo_id, sha)
      ON f.repo_id = k.repo_id AND f.sha = k.sha
 ORDER BY f.repo_id, f.sha, f.seq
@@ -121,6 +122,12 @@ def _person(c: asyncpg.Record, who: str) -> Person:
     )
 
 
+def _merge_file(m: list[Any]) -> MergeFile:
+    """A stored merge file: [path, lines, presence] and, when known, [bytes, binary, text]."""
+    blob = BlobDelta(m[3], m[4], m[5]) if len(m) >= 6 else None
+    return MergeFile(m[0], m[1], m[2], blob)
+
+
 async def load_events(con: Connection, commits: Sequence[asyncpg.Record]) -> list[CommitEvent]:
     """Rebuild the events of `commits` rows (and their file_changes) as they were applied."""
     if not commits:
@@ -128,8 +135,11 @@ async def load_events(con: Connection, commits: Sequence[asyncpg.Record]) -> lis
     keys = [[c["repo_id"] for c in commits], [c["sha"] for c in commits]]
     files: dict[tuple[int, str], list[FileChange]] = {}
     for f in await con.fetch(_SELECT_FILES, *keys):
+        blob = None
+        if f["blob_bytes"] is not None:
+            blob = BlobDelta(f["blob_bytes"], f["blob_binary"], f["blob_text_bytes"])
         files.setdefault((f["repo_id"], f["sha"]), []).append(
-            FileChange(f["path"], f["added"], f["removed"], f["is_binary"], f["change"])
+            FileChange(f["path"], f["added"], f["removed"], f["is_binary"], f["change"], blob)
         )
     return [
         CommitEvent(
@@ -140,7 +150,7 @@ async def load_events(con: Connection, commits: Sequence[asyncpg.Record]) -> lis
             committer=_person(c, "committer"),
             summary=c["summary"],
             files=tuple(files.get((c["repo_id"], c["sha"]), ())),
-            merge_files=tuple(MergeFile(*m) for m in orjson.loads(c["merge_files"])),
+            merge_files=tuple(_merge_file(m) for m in orjson.loads(c["merge_files"])),
         )
         for c in commits
     ]

@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from ingest.events import CommitEvent, RetractEvent
+from ingest.events import CommitEvent, MergeFile, RetractEvent
 from ingest.releases import TagsEvent
 from processors.metrics import TABLES, fold
 from processors.rebuild import AFTER_MIGRATION
@@ -182,9 +182,11 @@ migration 0017 and by a processor that applies a form-1 event with a backslash i
 _FLAG_REPUBLISH = "UPDATE repos SET mailmap_sha = $2 WHERE id = ANY($1::bigint[])"
 
 _INSERT_FILES = """
-INSERT INTO file_changes (repo_id, sha, seq, path, added, removed, is_binary, change)
+INSERT INTO file_changes (repo_id, sha, seq, path, added, removed, is_binary, change,
+                          blob_bytes, blob_binary, blob_text_bytes)
 SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::bigint[],
-                     $6::bigint[], $7::bool[], $8::text[])
+                     $6::bigint[], $7::bool[], $8::text[], $9::bigint[], $10::smallint[],
+                     $11::bigint[])
 """
 
 # One upsert per metric table, built from its spec (processors/metrics/*: TABLES); rows arrive
@@ -262,7 +264,7 @@ def _commit_arrays(events: Sequence[CommitEvent]) -> list[list[Any]]:
     cols: list[list[Any]] = [[] for _ in range(19)]
     for e in events:
         a, c = e.author, e.committer
-        merge_files = orjson.dumps([(m.path, m.lines, m.presence) for m in e.merge_files])
+        merge_files = orjson.dumps([_merge_file_row(m) for m in e.merge_files])
         row = (
             e.repo_id, e.sha, " ".join(e.parents), a.name, a.email, a.time,
             _offset_minutes(a.time), c.name, c.email, c.time, _offset_minutes(c.time),
@@ -274,11 +276,24 @@ def _commit_arrays(events: Sequence[CommitEvent]) -> list[list[Any]]:
     return cols
 
 
+def _merge_file_row(m: MergeFile) -> tuple[Any, ...]:
+    """A merge file as stored in commits.merge_files: [path, lines, presence], then the blob
+    measures [bytes, binary, text bytes] when the event had them."""
+    if m.blob is None:
+        return (m.path, m.lines, m.presence)
+    return (m.path, m.lines, m.presence, m.blob.bytes, m.blob.binary, m.blob.text_bytes)
+
+
 def _file_arrays(events: Iterable[CommitEvent]) -> list[list[Any]]:
-    cols: list[list[Any]] = [[] for _ in range(8)]
+    cols: list[list[Any]] = [[] for _ in range(11)]
     for e in events:
         for seq, f in enumerate(e.files):
-            row = (e.repo_id, e.sha, seq, f.path, f.added, f.removed, f.binary, f.change)
+            b = f.blob
+            row = (
+                e.repo_id, e.sha, seq, f.path, f.added, f.removed, f.binary, f.change,
+                None if b is None else b.bytes, None if b is None else b.binary,
+                None if b is None else b.text_bytes,
+            )  # fmt: skip
             for col, v in zip(cols, row, strict=True):
                 col.append(v)
     return cols
@@ -334,16 +349,23 @@ class PgStore:
             newest = max(v for v, _, _ in known)
             if done and max(done) > newest:
                 raise SchemaTooNew(max(done), newest)
+            steps = []
             for version, name, sql in known:
                 if version in done:
                     continue
                 await con.execute(sql)
-                if version in AFTER_MIGRATION:  # a step SQL cannot do (processors/rebuild.py)
-                    await AFTER_MIGRATION[version](con)
+                # A step SQL cannot do (processors/rebuild.py), run after the last file: it is
+                # today's code, which reads and writes today's columns. Steps are rebuilds of
+                # tables from the facts, so running one later in the transaction is the same.
+                step = AFTER_MIGRATION.get(version)
+                if step is not None and step not in steps:
+                    steps.append(step)
                 await con.execute(
                     "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name
                 )
                 applied.append(name)
+            for step in steps:
+                await step(con)
         return applied
 
     async def check_schema(self) -> None:
@@ -771,7 +793,9 @@ class PgStore:
             retracted[e.repo_id] = retracted.get(e.repo_id, 0) + 1
         recs = await con.fetch(_TOUCH_REPOS, sorted(commits.keys() | retracted.keys() | {*tagged}))
         # After _TOUCH_REPOS: its rows are locked already, in id order (no new lock waits).
-        ambiguous = sorted({e.repo_id for e in fresh if e.ambiguous_paths})
+        # Paths that may be ambiguous (form 1), or files without blob measures (an earlier
+        # poller): the history is published again.
+        ambiguous = sorted({e.repo_id for e in fresh if e.ambiguous_paths or e.lacks_blobs})
         if ambiguous:
             await con.execute(_FLAG_REPUBLISH, ambiguous, REPUBLISH)
         return [

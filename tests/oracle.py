@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from tests.fixtures.gitlog import served_path
+from tests.fixtures.gitlog import git_head_blobs, served_path
 from tests.fixtures.gitrepo import git_commits, git_head_lines, git_numstat, run_git
 
 
@@ -288,13 +288,14 @@ def expected_languages(repos: list[Path]) -> dict[str, dict[str, int]]:
     vendored, generated, documentation and lock files out) -> text file changes, added,
     removed (numstat, binary files left out), and lines at HEAD: git's line count of every text
     file at HEAD never counted as binary (merges' own changes included: git ls-tree, cat-file);
-    a path ever binary counts its numstat added - removed instead."""
+    a path ever binary counts its numstat added - removed instead; bytes at HEAD: the sizes
+    `git ls-tree -l` prints of its blobs that are not binary (git's rule on `git cat-file`)."""
     import enry
 
     locks = {"uv.lock", "poetry.lock", "package-lock.json", "yarn.lock", "cargo.lock", "go.sum"}
 
     out: dict[str, dict[str, int]] = defaultdict(
-        lambda: {"changes": 0, "added": 0, "removed": 0, "lines": 0}
+        lambda: {"changes": 0, "added": 0, "removed": 0, "lines": 0, "bytes": 0}
     )
 
     def lang(path: str) -> str | None:
@@ -335,4 +336,8 @@ def expected_languages(repos: list[Path]) -> dict[str, dict[str, int]]:
             name = lang(path)
             if name is not None:
                 out[name]["lines"] += net.get(path, 0)
+        for path, (size, binary) in git_head_blobs(repo).items():
+            name = lang(path)
+            if name is not None and not binary and size:
+                out[name]["bytes"] += size
     return dict(out)

@@ -5,8 +5,11 @@ Two additive tables, all counters (so retraction is a negated delta), from each 
 commit's file changes (`git log --numstat --no-renames --minimal`):
 
 * `file_stats` (repo, path): commits, lines added and removed, `presence` (+1 per add, -1 per
-  delete: the file exists at head when positive), binary changes, and the latest change (UTC
-  author time, and whether that change was binary).
+  delete: the file exists at head when positive), binary changes, the sums of the changes'
+  blob measures (`blob_bytes`, `blob_binary`, `blob_text_bytes`: with the merges' own parts,
+  the blob at head) and `blob_unknown` (changes whose event carried no blob measures: the sums
+  are served only while it is 0), and the latest change (UTC author time, and whether that
+  change was binary).
 * `file_authors` (repo, path, lower-cased author email): commits, adds ("created": the author
   added the path, FA of the degree of authorship), lines added and removed.
 
@@ -27,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC
 
-from ingest.events import CommitEvent
+from ingest.events import BlobDelta, CommitEvent
 from processors.metrics import Delta, Rows
 from processors.metrics.catalogue import Entry, Param
 from processors.metrics.table import Column, Extreme, MetricTable
@@ -38,11 +41,21 @@ AUTHORS = "file_authors"
 _PRESENCE = {"A": 1, "D": -1}
 
 
+def blob_counters(b: BlobDelta | None) -> tuple[int, int, int, int]:
+    """(bytes, binary, text bytes, unknown) of a file's or merge file's blob measures: an
+    event without them counts as one unknown contribution, so sums are served only when every
+    contribution was known (and again after the history was published anew)."""
+    if b is None:
+        return (0, 0, 0, 1)
+    return (b.bytes, b.binary, b.text_bytes, 0)
+
+
 def files(e: CommitEvent) -> Iterator[Delta]:
     """Rows of the two per-file tables touched by one commit's file changes."""
     when = e.author.time.astimezone(UTC)
     email = e.author.email.lower()
     for f in e.files:
+        size, binary, text, unknown = blob_counters(f.blob)
         yield Delta(
             STATS,
             (e.repo_id, f.path),
@@ -52,6 +65,10 @@ def files(e: CommitEvent) -> Iterator[Delta]:
                 "removed": f.removed,
                 "presence": _PRESENCE.get(f.change, 0),
                 "binary_changes": int(f.binary),
+                "blob_bytes": size,
+                "blob_binary": binary,
+                "blob_text_bytes": text,
+                "blob_unknown": unknown,
             },
             greatest={"last": (when, f.binary)},
         )
@@ -77,18 +94,31 @@ def fold(e: CommitEvent, rows: Rows) -> None:
         path, added, removed = f.path, f.added, f.removed
         presence = _PRESENCE.get(f.change, 0)
         last = (when, f.binary)
+        b = f.blob
         k2 = (rid, path)
         r = stats.get(k2)
         if r is None:
-            stats[k2] = [1, added, removed, presence, int(f.binary), last]
+            if b is None:
+                stats[k2] = [1, added, removed, presence, int(f.binary), 0, 0, 0, 1, last]
+            else:
+                stats[k2] = [
+                    1, added, removed, presence, int(f.binary),
+                    b.bytes, b.binary, b.text_bytes, 0, last,
+                ]  # fmt: skip
         else:
             r[0] += 1
             r[1] += added
             r[2] += removed
             r[3] += presence
             r[4] += int(f.binary)
-            if last > r[5]:
-                r[5] = last
+            if b is None:
+                r[8] += 1
+            else:
+                r[5] += b.bytes
+                r[6] += b.binary
+                r[7] += b.text_bytes
+            if last > r[9]:
+                r[9] = last
         created = int(f.change == "A")
         k3 = (rid, path, email)
         r = authors.get(k3)
@@ -111,7 +141,17 @@ TABLES = (
     MetricTable(
         STATS,
         key=(_REPO, _PATH),
-        counters=("commits", "added", "removed", "presence", "binary_changes"),
+        counters=(
+            "commits",
+            "added",
+            "removed",
+            "presence",
+            "binary_changes",
+            "blob_bytes",
+            "blob_binary",
+            "blob_text_bytes",
+            "blob_unknown",
+        ),
         extremes=(
             Extreme(
                 "last",
@@ -137,9 +177,11 @@ ENTRIES = (
         "its latest change, and its current length in lines (git's count: a last line without "
         "a newline counts; null when the file is absent at head or was ever binary), "
         "whether its latest change was binary (`last_change_binary`; `binary` is its old "
-        "name) and whether any change was (`ever_binary`, which is why `lines` is null)",
-        "commits, lines",
-        version=3,
+        "name) and whether any change was (`ever_binary`, which is why `lines` is null); and "
+        "the blob at head: its size (`bytes`) and whether it is binary by git's rule "
+        "(`binary_at_head`), null when the file is absent at head",
+        "commits, lines, bytes",
+        version=4,
         tables=(STATS, AUTHORS, "file_merge_lines"),
         params=(
             Param("sort", "string", "commits", "order (descending; path ascending)", FILE_SORTS),

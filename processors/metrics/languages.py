@@ -5,13 +5,18 @@ The language of a path is what go-enry (a maintained Go port of Linguist, bound 
 language bar, only files of a programming or markup language count: vendored, generated,
 documentation, lock and data/prose files (JSON, YAML, Markdown, ...) are left out, as are
 paths enry does not recognise and binary changes. Net lines = added - removed.
+
+Bytes at head follow GitHub's measure (the sizes of the counted blobs at head; Linguist gives a
+binary blob no language): `text_bytes` sums the changes' blob measures (ingest.events.BlobDelta,
+text bytes after minus before), binary changes included (a blob turning binary leaves the
+sum), with `blob_unknown` counting changes whose event carried none.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ingest.events import CommitEvent
+from ingest.events import CommitEvent, FileChange
 from processors.metrics import Delta, Rows, bump
 from processors.metrics.catalogue import Entry
 from processors.metrics.linguist import MAPPING, OTHER, classify
@@ -32,31 +37,49 @@ def counted_language(path: str) -> str | None:
     return k.language if k.counted else None
 
 
+def _row(f: FileChange) -> tuple[int, int, int, int, int, int]:
+    """(changes, added, removed, binary changes, text bytes, unknown) of one file change of a
+    counted path: a binary change counts in `binary_changes` and the bytes only (so every
+    contribution shows in a counter, as retraction's clean-up of all-zero rows expects)."""
+    text, unknown = (0, 1) if f.blob is None else (f.blob.text_bytes, 0)
+    if f.binary:
+        return (0, 0, 0, 1, text, unknown)
+    return (1, f.added, f.removed, 0, text, unknown)
+
+
 def languages(e: CommitEvent) -> Iterator[Delta]:
-    """One `language_lines` row per (repo, language) of the commit's text files."""
+    """One `language_lines` row per (repo, language) of the commit's files."""
     rows: dict[str, list[int]] = {}
     for f in e.files:
-        lang = None if f.binary else counted_language(f.path)
+        lang = counted_language(f.path)
         if lang is None:
             continue
-        r = rows.setdefault(lang, [0, 0, 0])
-        r[0] += 1
-        r[1] += f.added
-        r[2] += f.removed
-    for lang, (changes, added, removed) in rows.items():
+        r = rows.setdefault(lang, [0, 0, 0, 0, 0, 0])
+        for i, v in enumerate(_row(f)):
+            r[i] += v
+    for lang, (changes, added, removed, binary, text, unknown) in rows.items():
         yield Delta(
-            TABLE, (e.repo_id, lang), {"changes": changes, "added": added, "removed": removed}
+            TABLE,
+            (e.repo_id, lang),
+            {
+                "changes": changes,
+                "added": added,
+                "removed": removed,
+                "binary_changes": binary,
+                "text_bytes": text,
+                "blob_unknown": unknown,
+            },
         )
 
 
 def fold(e: CommitEvent, rows: Rows) -> None:
-    """`languages`'s deltas merged straight into `rows` (one bump per text file)."""
+    """`languages`'s deltas merged straight into `rows` (one bump per counted file)."""
     table = rows[TABLE]
     rid = e.repo_id
     for f in e.files:
-        lang = None if f.binary else counted_language(f.path)
+        lang = counted_language(f.path)
         if lang is not None:
-            bump(table, (rid, lang), 1, f.added, f.removed)
+            bump(table, (rid, lang), *_row(f))
 
 
 METRICS = (languages,)
@@ -65,7 +88,7 @@ TABLES = (
     MetricTable(
         TABLE,
         key=(Column("repo_id", "bigint"), Column("language", "text")),
-        counters=("changes", "added", "removed"),
+        counters=("changes", "added", "removed", "binary_changes", "text_bytes", "blob_unknown"),
     ),
 )
 ENTRIES = (
@@ -73,10 +96,11 @@ ENTRIES = (
         "languages",
         "Per language (GitHub Linguist's, by go-enry from the path; programming and markup "
         "languages only, vendored, generated, documentation and lock files and binary changes "
-        "excluded): text file changes, lines added, removed, and lines at head (added - removed, "
-        "plus what merges decided themselves)",
-        "lines",
-        version=3,
+        "excluded): text file changes, lines added, removed, lines at head (added - removed, "
+        "plus what merges decided themselves), and bytes at head (the sizes of the language's "
+        "text blobs at head, GitHub's measure)",
+        "lines, bytes",
+        version=4,
         tables=(TABLE, "language_merge_lines"),
         org=True,
     ),

@@ -8,8 +8,10 @@ path, signed lines and presence, by inclusion-exclusion over its parents and mer
 property of the commit alone; summed with the non-merge commits over the tracked history it
 gives the head's tree. Two additive tables, so retraction is a negated delta like everywhere:
 
-* `file_merge_lines` (repo, path): merges, lines, presence;
-* `language_merge_lines` (repo, language): merges, lines (binary content counts 0 lines).
+* `file_merge_lines` (repo, path): merges, lines, presence, and the blob measures' sums
+  (bytes, binary, text bytes, unknown: as in `file_stats`, processors/metrics/files.py);
+* `language_merge_lines` (repo, language): merges, lines (binary content counts 0 lines),
+  text bytes, unknown.
 
 Read with `file_stats` (processors/filereads.py) and `language_lines` (processors/reads.py).
 """
@@ -20,6 +22,7 @@ from collections.abc import Iterator
 
 from ingest.events import CommitEvent
 from processors.metrics import Delta
+from processors.metrics.files import blob_counters
 from processors.metrics.languages import counted_language
 from processors.metrics.table import Column, MetricTable
 
@@ -29,16 +32,34 @@ LANGUAGES = "language_merge_lines"
 
 def merges(e: CommitEvent) -> Iterator[Delta]:
     """One row per path of the merge's `merge_files`, one per language they fall in."""
-    by_language: dict[str, int] = {}
+    by_language: dict[str, list[int]] = {}
     for m in e.merge_files:
+        size, binary, text, unknown = blob_counters(m.blob)
         yield Delta(
-            FILES, (e.repo_id, m.path), {"merges": 1, "lines": m.lines, "presence": m.presence}
+            FILES,
+            (e.repo_id, m.path),
+            {
+                "merges": 1,
+                "lines": m.lines,
+                "presence": m.presence,
+                "blob_bytes": size,
+                "blob_binary": binary,
+                "blob_text_bytes": text,
+                "blob_unknown": unknown,
+            },
         )
         lang = counted_language(m.path)
         if lang is not None:
-            by_language[lang] = by_language.get(lang, 0) + m.lines
-    for lang, lines in by_language.items():
-        yield Delta(LANGUAGES, (e.repo_id, lang), {"merges": 1, "lines": lines})
+            r = by_language.setdefault(lang, [0, 0, 0])
+            r[0] += m.lines
+            r[1] += text
+            r[2] += unknown
+    for lang, (lines, text, unknown) in by_language.items():
+        yield Delta(
+            LANGUAGES,
+            (e.repo_id, lang),
+            {"merges": 1, "lines": lines, "text_bytes": text, "blob_unknown": unknown},
+        )
 
 
 _REPO = Column("repo_id", "bigint")
@@ -46,7 +67,21 @@ _REPO = Column("repo_id", "bigint")
 METRICS = (merges,)
 TABLES = (
     MetricTable(
-        FILES, key=(_REPO, Column("path", "text")), counters=("merges", "lines", "presence")
+        FILES,
+        key=(_REPO, Column("path", "text")),
+        counters=(
+            "merges",
+            "lines",
+            "presence",
+            "blob_bytes",
+            "blob_binary",
+            "blob_text_bytes",
+            "blob_unknown",
+        ),
     ),
-    MetricTable(LANGUAGES, key=(_REPO, Column("language", "text")), counters=("merges", "lines")),
+    MetricTable(
+        LANGUAGES,
+        key=(_REPO, Column("language", "text")),
+        counters=("merges", "lines", "text_bytes", "blob_unknown"),
+    ),
 )

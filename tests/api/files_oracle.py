@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tests.fixtures.gitlog import served_path
+from tests.fixtures.gitlog import git_head_blobs, served_path
 from tests.fixtures.gitrepo import git_change_letters, git_head_lines, git_numstat, run_git
 
 
@@ -77,8 +77,10 @@ def history(repo: Path) -> list[Commit]:
 
 def expected_files(repo: Path) -> dict[str, dict[str, Any]]:
     """Path -> commits, added, removed, authors, exists, binary (ever), last_change_at, lines
-    (from the blob at HEAD; None when absent or ever binary)."""
+    (from the blob at HEAD; None when absent or ever binary), bytes and binary_at_head (the
+    blob at HEAD per `git ls-tree -l` and `git cat-file`; None when absent)."""
     tree = git_head_lines(repo)
+    blobs = git_head_blobs(repo)
     out: dict[str, dict[str, Any]] = {}
     for c in history(repo):
         for ch in c.changes:
@@ -95,6 +97,7 @@ def expected_files(repo: Path) -> dict[str, dict[str, Any]]:
     for p, f in out.items():
         f["exists"] = p in tree
         f["lines"] = tree[p] if p in tree and not f["binary"] else None
+        f["bytes"], f["binary_at_head"] = blobs.get(p, (None, None))
     return out
 
 

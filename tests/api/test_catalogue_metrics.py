@@ -134,7 +134,7 @@ async def test_provenance_etag_and_304(metre_api: MetreApi, tmp_path: Path) -> N
     assert prov["repo_id"] == rid
     assert prov["head"] == repo["head"] == b.head()
     assert prov["watermark"] is not None
-    assert (prov["metric"], prov["version"], prov["params"]) == ("languages", 3, {})
+    assert (prov["metric"], prov["version"], prov["params"]) == ("languages", 4, {})
 
     r2 = await c.get(url, headers={"If-None-Match": tag})
     assert r2.status_code == 304
@@ -168,7 +168,7 @@ async def test_provenance_etag_and_304(metre_api: MetreApi, tmp_path: Path) -> N
     assert r5.status_code == 200
     assert r5.headers["etag"] != tag
     assert r5.json()["languages"] == [
-        {"language": "Python", "changes": 2, "added": 3, "removed": 0, "lines": 3}
+        {"language": "Python", "changes": 2, "added": 3, "removed": 0, "lines": 3, "bytes": 21}
     ]
     p5 = r5.json()["provenance"]
     assert p5["head"] == b.head()

@@ -69,11 +69,11 @@ def _expected(metric: str, body: dict[str, Any]) -> tuple[list[str], list[list[s
             rows += [_rows(*head, b["min"], b["max"], b["commits"]) for b in bins]
         return cols, rows
     if metric == "languages":
-        cols = ["language", "changes", "added", "removed", "lines"]
+        cols = ["language", "changes", "added", "removed", "lines", "bytes"]
         return cols, [_rows(*(x[c] for c in cols)) for x in body["languages"]]
     if metric == "files":
         cols = ["path", "commits", "added", "removed", "lines", "exists", "binary"]
-        cols += ["last_change_at", "authors"]
+        cols += ["last_change_at", "authors", "bytes", "binary_at_head"]
         return cols, [_rows(*(f[c] for c in cols)) for f in body["files"]]
     if metric == "hotspots":
         cols = ["path", "changes", "lines", "score", "authors"]

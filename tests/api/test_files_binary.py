@@ -1,17 +1,23 @@
 """`files[].binary` is the latest change's numstat flag (docs/metrics.md, files), held against
-`git log --numstat` on a history where files turn binary and back (real poller, processor,
-PostgreSQL)."""
+`git log --numstat` on a history where files turn binary and back; `binary_at_head` and
+`bytes` are the blob at head, held against `git ls-tree -l` and `git cat-file` (real poller,
+processor, PostgreSQL)."""
 
 from __future__ import annotations
 
 from datetime import UTC
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.api.conftest import MetreApi
+from tests.api.test_files_metrics import all_files, check_files
 from tests.fixtures.gitbuilder import GitRepoBuilder
+from tests.fixtures.gitlog import git_head_blobs
 from tests.fixtures.gitrepo import git_commits, git_numstat
+from tests.ingest.test_merge_files import build_deciding_merges, build_turning_binary
+from tests.oracle import expected_languages
 
 pytestmark = pytest.mark.integration
 
@@ -92,3 +98,30 @@ async def test_binary_flags_say_why_lines_is_null(metre_api: MetreApi, tmp_path:
         assert (f["lines"] is None) == (f["ever_binary"] or not f["exists"]), p
     assert (got["flip.dat"]["last_change_binary"], got["flip.dat"]["ever_binary"]) == (False, True)
     assert got["flip.dat"]["lines"] is None
+
+
+@pytest.mark.parametrize("build", [build_turning_binary, build_deciding_merges, None])
+async def test_blob_at_head_is_gits(
+    metre_api: MetreApi, tmp_path: Path, awkward_repo: Path, build: Any
+) -> None:
+    """`bytes` and `binary_at_head` of every file, and languages' bytes, equal `git ls-tree -l`
+    and `git cat-file` at HEAD on histories whose merges decide content (criss-cross, evil,
+    `-s ours`, octopus) and whose files turn binary and back (and on the awkward repository)."""
+    repo = awkward_repo if build is None else build(tmp_path / "r")
+    rid = await metre_api.ingest(repo)
+    await check_files(metre_api, rid, repo)
+    got = {f["path"]: f for f in await all_files(metre_api, rid, sort="path")}
+    blobs = git_head_blobs(repo)
+    assert {p: (f["bytes"], f["binary_at_head"]) for p, f in got.items() if f["exists"]} == {
+        p: blobs[p] for p in got if got[p]["exists"]
+    }
+    if build is build_turning_binary:
+        # binary -> text -> binary -> resolved as text by a merge: text at head, though the
+        # latest change (the merge's) is no numstat row and earlier changes were binary.
+        assert (got["flip.dat"]["binary_at_head"], got["flip.dat"]["bytes"]) == (False, 17)
+        assert got["img.bin"]["binary_at_head"] is True
+        assert got["kind"]["bytes"] == 0  # a submodule entry: no blob
+    r = await metre_api.client.get(f"/api/v1/repos/{rid}/metrics/languages")
+    assert r.status_code == 200, r.text
+    langs = {row.pop("language"): row for row in r.json()["languages"]}
+    assert langs == expected_languages([repo])

@@ -61,6 +61,7 @@ async def check_files(api: MetreApi, repo_id: int, repo: Path) -> None:
         assert datetime.fromisoformat(g["last_change_at"]) == w["last_change_at"], p
         assert g["exists"] == w["exists"], p
         assert g["lines"] == w["lines"], p
+        assert (g["bytes"], g["binary_at_head"]) == (w["bytes"], w["binary_at_head"]), p
     # Sorting: by path (code point order), and the descending sorts with path as tie-break.
     assert list(got) == sorted(want)
     by_commits = await all_files(api, repo_id, sort="commits")

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ingest.events import (
+    BlobDelta,
     CommitEvent,
     EventError,
     FileChange,
@@ -38,7 +39,9 @@ files = st.builds(
     st.integers(0, 10**9),
     st.booleans(),
     st.sampled_from(["A", "D", "M", "T"]),
-)
+    st.none() | st.builds(BlobDelta, st.integers(-(10**9), 10**9), st.sampled_from([-1, 0, 1]),
+                          st.integers(-(10**9), 10**9)),
+)  # fmt: skip
 shas = st.text("0123456789abcdef", min_size=40, max_size=40)
 events = st.builds(
     CommitEvent,
@@ -145,6 +148,24 @@ def test_path_form_on_the_wire() -> None:
     d = orjson.loads(encode(e))
     assert d["path_form"] == 2
     assert d["files"][0]["path"] == "caf\\\\xe9.txt"
+
+
+def test_blob_measures_are_optional() -> None:
+    """Events of earlier revisions have no `blob`: read as unknown, and flagged so that their
+    repository's history is published again; a malformed one is refused."""
+    d = _valid()
+    e = decode(orjson.dumps(d))
+    assert e.files[0].blob is None
+    assert e.lacks_blobs
+    d["files"][0]["blob"] = {"bytes": 2, "binary": 0, "text_bytes": 2}  # type: ignore[index]
+    e = decode(orjson.dumps(d))
+    assert e.files[0].blob == BlobDelta(2, 0, 2)
+    assert not e.lacks_blobs
+    assert orjson.loads(encode(e))["files"][0]["blob"] == d["files"][0]["blob"]  # type: ignore[index]
+    for bad in ({"bytes": 1, "binary": 2, "text_bytes": 0}, {"bytes": "1"}, [1, 0, 1]):
+        d["files"][0]["blob"] = bad  # type: ignore[index]
+        with pytest.raises(EventError, match="blob"):
+            decode(orjson.dumps(d))
 
 
 @pytest.mark.parametrize("raw", [b"", b"{", b"[]", b"null", b"\xff\xfe"])

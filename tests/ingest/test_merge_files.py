@@ -1,7 +1,9 @@
 """Merges' own contribution (`merge_files`) against the git CLI: for every commit C of a
 repository, the non-merge commits' numstat (added - removed; +1 per add, -1 per delete) plus
 the merges' `merge_files`, summed over C and all its ancestors, equal C's tree per `git ls-tree`
-and `git cat-file` (presence of every path; git's line count of every never-binary path)."""
+and `git cat-file` (presence of every path; git's line count of every never-binary path), and
+their `blob` measures sum to every path's blob per `git ls-tree -l` and `git cat-file` (size,
+binary by git's rule, size of a text blob), whatever the path's history."""
 
 from __future__ import annotations
 
@@ -32,6 +34,41 @@ def git_tree(repo: Path, rev: str) -> dict[str, int | None]:
         out[path] = (
             None if binary else data.count(b"\n") + (not data.endswith(b"\n") and data != b"")
         )
+    return out
+
+
+def git_blobs(repo: Path, rev: str) -> dict[str, tuple[int, int, int]]:
+    """Path -> (bytes, binary, text bytes) at `rev`: the size `git ls-tree -l` prints (none for
+    a submodule: 0), 1 when `git cat-file` shows a NUL in the first 8000 bytes, and the size
+    again when it does not."""
+    out: dict[str, tuple[int, int, int]] = {}
+    for entry in run_git(repo, "ls-tree", "-r", "-l", "-z", rev).split(b"\0"):
+        if not entry:
+            continue
+        meta, raw = entry.split(b"\t", 1)
+        _mode, kind, obj, size = meta.split()
+        if kind == b"commit":
+            out[served_path(raw)] = (0, 0, 0)
+            continue
+        data = run_git(repo, "cat-file", "blob", obj.decode())
+        assert len(data) == int(size)
+        binary = b"\0" in data[:8000]
+        out[served_path(raw)] = (int(size), int(binary), 0 if binary else int(size))
+    return out
+
+
+def summed_blobs(events: list[CommitEvent]) -> dict[str, tuple[int, int, int]]:
+    """Path -> the sums of the files' and merge files' `blob` measures."""
+    out: dict[str, tuple[int, int, int]] = {}
+    for e in events:
+        for b in [f for f in e.files] + [m for m in e.merge_files]:
+            assert b.blob is not None, (e.sha, b.path)
+            old = out.get(b.path, (0, 0, 0))
+            out[b.path] = (
+                old[0] + b.blob.bytes,
+                old[1] + b.blob.binary,
+                old[2] + b.blob.text_bytes,
+            )
     return out
 
 
@@ -67,6 +104,9 @@ def check_every_commit(repo: Path) -> int:
                 assert presence.get(p, 0) == int(p in tree), (rev, p)
                 if p in tree and p not in binary and tree[p] is not None:
                     assert lines.get(p, 0) == tree[p], (rev, p)
+            blobs, sums = git_blobs(repo, rev), summed_blobs(ancestry)
+            for p in set(blobs) | set(sums):
+                assert sums.get(p, (0, 0, 0)) == blobs.get(p, (0, 0, 0)), (rev, p)
     return sum(1 for e in events.values() if e.merge_files)
 
 
@@ -82,10 +122,14 @@ def test_generated_history(tmp_path: Path, seed: int) -> None:
 
 
 def test_merges_that_decide(tmp_path: Path) -> None:
+    assert check_every_commit(build_deciding_merges(tmp_path / "r")) >= 4
+
+
+def build_deciding_merges(path: Path) -> Path:
     """Criss-cross merges (two merge bases), a merge made with `-s ours` (a side's change
     dropped), the same change on both sides, an evil merge (a file added and one deleted by the
     merge), a path both sides delete and the merge restores, unrelated histories, an octopus."""
-    b = GitRepoBuilder(tmp_path / "r")
+    b = GitRepoBuilder(path)
     b.write("a.txt", b"1\n2\n3\n")
     b.write("b.txt", b"x\n")
     b.write("gone.txt", b"g\n")
@@ -137,4 +181,55 @@ def test_merges_that_decide(tmp_path: Path) -> None:
         b.commit(n)
         b.checkout("main")
     b.git("merge", "-q", "--no-ff", "-m", "octopus", "o1", "o2")
-    assert check_every_commit(tmp_path / "r") >= 4
+    return path
+
+
+def test_blobs_that_turn_binary(tmp_path: Path) -> None:
+    assert check_every_commit(build_turning_binary(tmp_path / "r")) >= 2
+
+
+def build_turning_binary(path: Path) -> Path:
+    """A file that turns binary and back to text, a merge that resolves a text/binary conflict
+    with a third content, a merge that drops a binary side with `-s ours`, a path that is a
+    file, then a symlink, then a submodule entry, and an octopus whose legs change one binary
+    the same way."""
+    b = GitRepoBuilder(path)
+    b.write("flip.dat", b"text\n")
+    b.write("img.bin", b"\x89PNG\x00" + bytes(range(256)) * 40)
+    b.write("kind", b"a file\n")
+    b.write("late.txt", b"x" * 9000 + b"\x00")  # a NUL after the first 8000 bytes: text
+    b.commit("root")
+    b.write("flip.dat", b"\x00binary now")
+    b.commit("binary")
+    b.write("flip.dat", b"text again\nand longer\n")
+    b.remove("kind")
+    b.symlink("kind", "late.txt")
+    b.commit("text again; kind a symlink")
+    b.branch("side")
+    b.write("flip.dat", b"\x00\x01\x02 binary on main\n")
+    b.commit("main: binary")
+    b.checkout("side")
+    b.write("flip.dat", b"text on side\n")
+    b.remove("kind")
+    b.gitlink("kind", "0123456789abcdef0123456789abcdef01234567")
+    b.commit("side: text, kind a submodule")
+    b.checkout("main")
+    b.git("merge", "-q", "--no-ff", "--no-commit", "side", check=False)
+    b.write("flip.dat", b"resolved\nby hand\n")
+    b.commit("merge: a third content")
+    b.branch("bin")
+    b.checkout("bin")
+    b.write("flip.dat", b"\x00binary dropped by -s ours")
+    b.write("img.bin", b"\x00smaller")
+    b.commit("bin side")
+    b.checkout("main")
+    b.git("merge", "-q", "--no-ff", "-s", "ours", "-m", "ours", "bin")
+    for n in ("o1", "o2"):
+        b.branch(n)
+        b.checkout(n)
+        b.write("img.bin", b"\x00same on both legs")
+        b.write(f"{n}.txt", n.encode())
+        b.commit(n)
+        b.checkout("main")
+    b.git("merge", "-q", "--no-ff", "-m", "octopus", "o1", "o2")
+    return path

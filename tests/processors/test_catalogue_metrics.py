@@ -102,7 +102,17 @@ def test_languages_from_file_names() -> None:
     e = event(3, files=(FileChange("a.py", 2, 1), FileChange("b.py", 1, 0),
                         FileChange("c.png", 0, 0, True)))  # fmt: skip
     assert [(d.key, d.add) for d in languages(e)] == [
-        ((1, "Python"), {"changes": 2, "added": 3, "removed": 1})
+        (
+            (1, "Python"),
+            {
+                "changes": 2,
+                "added": 3,
+                "removed": 1,
+                "binary_changes": 0,
+                "text_bytes": 0,
+                "blob_unknown": 2,  # events without blob measures: unknown
+            },
+        )
     ]
 
 

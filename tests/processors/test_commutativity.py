@@ -3,13 +3,14 @@ with duplicated batches, give identical rows in every metric table (real Postgre
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from typing import Any
 
 import asyncpg
 import pytest
 
-from ingest.events import CommitEvent, FileChange, MergeFile
+from ingest.events import BlobDelta, CommitEvent, FileChange, MergeFile
 from processors.metrics import TABLES
 from processors.store import PgStore
 from tests.fixtures.postgres import MakeDatabase, drop_database
@@ -20,8 +21,28 @@ pytestmark = pytest.mark.integration
 PATHS = ("src/a.py", "b.c", "docs/x.md", "img.png", "Makefile", "noext", "caf\\xe9.rs")
 
 
+def blob(rnd: random.Random) -> BlobDelta | None:
+    """Blob measures, or (one time in four) none, as in events of an earlier poller."""
+    if rnd.random() < 0.25:
+        return None
+    return BlobDelta(rnd.randint(-900, 900), rnd.randint(-1, 1), rnd.randint(-900, 900))
+
+
+def without_blobs(events: list[CommitEvent]) -> list[CommitEvent]:
+    """The events as a poller before blob measures wrote them."""
+    return [
+        dataclasses.replace(
+            e,
+            files=tuple(dataclasses.replace(f, blob=None) for f in e.files),
+            merge_files=tuple(dataclasses.replace(m, blob=None) for m in e.merge_files),
+        )
+        for e in events
+    ]
+
+
 def _events(repo_ids: tuple[int, int], n: int, seed: int) -> list[CommitEvent]:
     rnd = random.Random(seed)
+    brnd = random.Random(seed + 1)  # blob measures: the other values as before they existed
     people = [("Ada", "ada@x.org"), ("ADA", "Ada@X.org"), ("Bob", "bob@y"), ("李", "li@z")]
     out = []
     for i in range(n):
@@ -32,12 +53,12 @@ def _events(repo_ids: tuple[int, int], n: int, seed: int) -> list[CommitEvent]:
             + rnd.choice(["+00:00", "-07:00", "+05:30", "+14:00", "-12:00"])
         )
         files = tuple(
-            FileChange(p, 0, 0, True) if p.endswith(".png") else
-            FileChange(p, rnd.randint(0, 300), rnd.randint(0, 300))
+            FileChange(p, 0, 0, True, blob=blob(brnd)) if p.endswith(".png") else
+            FileChange(p, rnd.randint(0, 300), rnd.randint(0, 300), blob=blob(brnd))
             for p in rnd.sample(PATHS, rnd.randint(0, 4))
         )  # fmt: skip
         merge_files = tuple(
-            MergeFile(p, rnd.randint(-50, 50), rnd.randint(-2, 2))
+            MergeFile(p, rnd.randint(-50, 50), rnd.randint(-2, 2), blob(brnd))
             for p in rnd.sample(PATHS, rnd.randint(0, 2))
         )
         out.append(event(i, repo_id=rnd.choice(repo_ids), author=person(name, email, when),

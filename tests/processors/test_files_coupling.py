@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest.events import CommitEvent, FileChange
+from ingest.events import BlobDelta, CommitEvent, FileChange
 from processors.metrics import Delta, merge, negate
 from processors.metrics.coupling import degree
 from processors.metrics.files import files
@@ -66,7 +66,10 @@ def test_file_rows_of_one_commit() -> None:
     e = event(
         1,
         author=person(email="Ada@X.org", time="2024-03-04T23:30:00-05:00"),
-        files=(FileChange("new.c", 5, 0, change="A"), FileChange("img", 0, 0, binary=True)),
+        files=(
+            FileChange("new.c", 5, 0, change="A", blob=BlobDelta(40, 0, 40)),
+            FileChange("img", 0, 0, binary=True),
+        ),
     )
     got = {(d.table, d.key): d for d in files(e)}
     s = got[("file_stats", (1, "new.c"))]
@@ -76,7 +79,12 @@ def test_file_rows_of_one_commit() -> None:
         "removed": 0,
         "presence": 1,
         "binary_changes": 0,
+        "blob_bytes": 40,
+        "blob_binary": 0,
+        "blob_text_bytes": 40,
+        "blob_unknown": 0,
     }
+    assert got[("file_stats", (1, "img"))].add["blob_unknown"] == 1  # no measures: unknown
     assert s.greatest == {"last": (e.author.time.astimezone(UTC), False)}
     assert got[("file_stats", (1, "img"))].add["binary_changes"] == 1
     assert got[("file_authors", (1, "new.c", "ada@x.org"))].add["created"] == 1

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.events import CommitEvent, FileChange, MergeFile, Person
+from ingest.events import BlobDelta, CommitEvent, FileChange, MergeFile, Person
 from processors.metrics import FOLDS, TABLES, Rows, fold, total
 from processors.metrics import files as files_module
 from tests.processors.factories import sha
@@ -28,6 +28,12 @@ _people = st.builds(
     email=st.sampled_from(["ada@x.org", "ADA@x.org", "bob@y.org"]),
     time=_times,
 )
+_blobs = st.none() | st.builds(
+    BlobDelta,
+    bytes=st.integers(-99, 99),
+    binary=st.integers(-1, 1),
+    text_bytes=st.integers(-99, 99),
+)
 _files = st.lists(
     st.builds(
         FileChange,
@@ -36,6 +42,7 @@ _files = st.lists(
         removed=st.integers(0, 9),
         binary=st.booleans(),
         change=st.sampled_from(["A", "M", "D"]),
+        blob=_blobs,
     ),
     max_size=8,
 ).map(tuple)
@@ -46,6 +53,7 @@ _merge_files = st.lists(
         path=st.sampled_from(_PATHS),
         lines=st.integers(-9, 9),
         presence=st.integers(-1, 1),
+        blob=_blobs,
     ),
     max_size=3,
     unique_by=lambda m: m.path,
@@ -118,7 +126,7 @@ def test_a_wrong_fold_is_caught() -> None:
     def wrong(e: CommitEvent, rows: Rows) -> None:
         files_module.fold(e, rows)
         r = rows[files_module.STATS][(1, "a")]
-        r[5] = min(r[5], (e.author.time.astimezone(UTC), False))
+        r[-1] = min(r[-1], (e.author.time.astimezone(UTC), False))
 
     folds = tuple(wrong if f is files_module.fold else f for f in FOLDS)
     assert _fold_rows(fold(events)) == _spec_rows(events)

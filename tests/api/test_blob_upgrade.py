@@ -1,0 +1,78 @@
+"""Upgrading to blob measures (docs/events.md, "blob"): a repository applied from events of an
+earlier poller (no `blob`) serves no bytes and no binary state at head, is marked by the
+processor, and its next poll republishes it, after which every file's blob and every
+language's bytes equal git. Real poller, bus, processor and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import orjson
+import pytest
+from dulwich.repo import Repo
+
+from ingest.bus import Message
+from ingest.events import encode, partition_key
+from ingest.gitdiff import commit_event, new_commits
+from processors.store import REPUBLISH
+from tests.api.conftest import COMMITS, MetreApi
+from tests.api.test_files_metrics import all_files, check_files
+from tests.fixtures.gitrepo import git_commits, run_git
+from tests.ingest.test_merge_files import build_turning_binary
+from tests.oracle import expected_languages
+
+pytestmark = pytest.mark.integration
+
+
+async def _ingest_without_blobs(api: MetreApi, repo: Path) -> int:
+    """Register `repo` and apply it as a poller before blob measures did: the head stored,
+    events without `blob` published and applied."""
+    row = await api.store.add_repo(str(repo), None)
+    head = next(iter(git_commits(repo)))
+    with Repo(str(repo)) as dul:
+        values = []
+        for sha in new_commits(dul, head, None):
+            d = orjson.loads(encode(commit_event(dul, row.id, sha)))
+            for f in d["files"] + d.get("merge_files", []):
+                del f["blob"]
+            values.append(orjson.dumps(d))
+    await api.store.set_polled(row.id, head, 3600.0, None)
+    before = api.processor.handled
+    await api.bus.publish(COMMITS, [Message(partition_key(row.id), v) for v in values])
+    async with asyncio.timeout(60):
+        while api.processor.handled < before + len(values):
+            await asyncio.sleep(0.02)
+    return row.id
+
+
+async def test_events_without_blobs_mark_the_repository_and_the_next_poll_heals_it(
+    metre_api: MetreApi, tmp_path: Path
+) -> None:
+    repo = build_turning_binary(tmp_path / "r")
+    (tmp_path / "r" / "app.py").write_bytes(b"print(1)\n")  # a counted language
+    run_git(repo, "add", "app.py")
+    run_git(repo, "commit", "-q", "-m", "code")
+    rid = await _ingest_without_blobs(metre_api, repo)
+    files = await all_files(metre_api, rid, sort="path")
+    assert files
+    assert all(f["bytes"] is None and f["binary_at_head"] is None for f in files)
+    r = await metre_api.client.get(f"/api/v1/repos/{rid}/metrics/languages")
+    assert [row["bytes"] for row in r.json()["languages"]] == [None]
+    row = await metre_api.store.get_repo(rid)
+    assert row is not None
+    assert row.mailmap_sha == REPUBLISH
+
+    handled, published = metre_api.processor.handled, metre_api.poller.published
+    await metre_api.poll(rid)
+    async with asyncio.timeout(60):
+        while metre_api.processor.handled - handled < metre_api.poller.published - published:
+            await asyncio.sleep(0.02)
+    row = await metre_api.store.get_repo(rid)
+    assert row is not None
+    assert row.mailmap_sha is None
+    await check_files(metre_api, rid, repo)
+    r = await metre_api.client.get(f"/api/v1/repos/{rid}/metrics/languages")
+    got = {x.pop("language"): x for x in r.json()["languages"]}
+    assert got == expected_languages([repo])
+    assert got["Python"]["bytes"] == 9
