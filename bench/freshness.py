@@ -191,14 +191,16 @@ def _poll(mirrors: Path, url: str, access: Any, known: str | None) -> tuple[str,
 
 def run(repo: Path, transport: str, pushes: int, big_pushes: int) -> None:
     from ingest.mirror import FetchAccess
+    from ingest.transport import SshReuse
     from ingest.urlpolicy import UrlPolicy
 
-    access = FetchAccess(
-        UrlPolicy(frozenset({"git", "http", "https", "ssh"}), allow_local_paths=True,
-                  allow_private_hosts=True)
-    )  # fmt: skip
     with tempfile.TemporaryDirectory(dir="/work/bench-repos") as tmp:
         root = Path(tmp)
+        access = FetchAccess(
+            UrlPolicy(frozenset({"git", "http", "https", "ssh"}), allow_local_paths=True,
+                      allow_private_hosts=True),
+            ssh_reuse=SshReuse(root / "ssh-control", 60),  # as metre's default METRE_SSH_REUSE
+        )  # fmt: skip
         source = root / "srv" / "r.git"
         source.parent.mkdir()
         subprocess.run(["git", "clone", "-q", "--bare", "--local", str(repo), str(source)],

@@ -44,7 +44,7 @@ from ingest.gitdiff import RepositoryError
 from ingest.localfetch import MirrorObjects, clone_packs, consolidate, copy_new
 from ingest.refstore import read_refs, write_head, write_packed_refs
 from ingest.remotefetch import fetch_remote
-from ingest.transport import RedirectRefused, pinned_client
+from ingest.transport import RedirectRefused, SshReuse, pinned_client
 from ingest.urlpolicy import (
     InvalidRepositoryURL,
     Resolver,
@@ -108,6 +108,8 @@ class FetchAccess:
     """Certificate authorities https fetches trust (PEM); None: the system's."""
     deadlines: FetchDeadlines = field(default_factory=FetchDeadlines)
     """Connect, idle and total deadlines of a fetch from a remote (`ingest.deadlines`)."""
+    ssh_reuse: SshReuse | None = None
+    """Where ssh keeps connections open for the next fetch (None: one connection per fetch)."""
 
 
 def system_resolve(host: str, port: int) -> list[str]:
@@ -381,6 +383,7 @@ def _client(url: str, access: FetchAccess, clock: FetchClock) -> tuple[GitClient
         credential if remote.scheme != "ssh" else None,
         ca_file=access.ca_file,
         clock=clock,
+        ssh_reuse=access.ssh_reuse,
     )
 
 

@@ -16,7 +16,12 @@ checked, and the client built here connects to the checked address, never resolv
 - ssh: the ``ssh`` program is run against the IP literal with ``HostKeyAlias=<host>`` (the
   known_hosts check stays on the host name) and ``BatchMode=yes`` (no prompts). Host blocks of
   the user's ssh_config that name the host do not apply; ssh authenticates with the keys of
-  the account metre runs as (credentials from METRE_CREDENTIALS_FILE are https only).
+  the account metre runs as (credentials from METRE_CREDENTIALS_FILE are https only). With
+  `SshReuse` the connection is kept open (OpenSSH's ControlMaster/ControlPersist) for the next
+  fetch of the same (host name, address, port, user): a poll then skips the key exchange and
+  authentication, most of an ssh poll's time. The control sockets live in a directory only
+  metre's user can enter; a socket is named by a hash of all four, so a connection checked
+  against one host name is never reused for another name, even at the same address.
 
 Every client runs under the fetch's `ingest.deadlines.FetchClock`: connect and idle timeouts
 on each socket (urllib3's connect and read timeouts; ssh's ``ConnectTimeout`` and keep-alives),
@@ -30,14 +35,17 @@ test_mirror_policy.py checks it).
 
 from __future__ import annotations
 
+import hashlib
+import os
 import select
 import shlex
 import socket
 import subprocess
 from collections.abc import Callable
 from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 from urllib.parse import urlsplit
 
 import urllib3
@@ -59,7 +67,13 @@ from ingest.credentials import Credential
 from ingest.deadlines import FetchClock, FetchDeadlines, connect_socket
 from ingest.urlpolicy import Remote
 
-__all__ = ["DeadlineTCPGitClient", "PinnedPoolManager", "RedirectRefused", "pinned_client"]
+__all__ = [
+    "DeadlineTCPGitClient",
+    "PinnedPoolManager",
+    "RedirectRefused",
+    "SshReuse",
+    "pinned_client",
+]
 
 USER_AGENT = "git/2.0 (metre; dulwich)"
 
@@ -237,12 +251,37 @@ class ClosingTCPGitClient(_ClosesProtocols, DeadlineTCPGitClient):
     """git:// under the deadlines, its sockets always closed (`_ClosesProtocols`)."""
 
 
+@dataclass(frozen=True, slots=True)
+class SshReuse:
+    """Keep ssh connections open between fetches: control sockets in `directory` (made
+    private), each kept `seconds` after its last use."""
+
+    directory: Path
+    seconds: int
+
+    MAX_SOCKET_PATH: ClassVar[int] = 100
+    """A unix socket's path must fit in 108 bytes (and ssh appends a suffix while binding)."""
+
+    def options(self, host: str, address: str, port: int, user: str | None) -> list[str]:
+        """The ssh options reusing a connection for exactly this destination; none when the
+        socket's path would be too long (then each fetch connects anew)."""
+        key = "\0".join((host, address, str(port), user or "")).encode()
+        path = self.directory / hashlib.sha256(key).hexdigest()[:32]
+        if len(os.fsencode(path)) > self.MAX_SOCKET_PATH:
+            return []
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.directory, 0o700)  # also when it existed: nobody else may reach a socket
+        return ["-o", "ControlMaster=auto", "-o", f"ControlPath={path}",
+                "-o", f"ControlPersist={self.seconds}"]  # fmt: skip
+
+
 def pinned_client(
     remote: Remote,
     address: str,
     credential: Credential | None = None,
     ca_file: Path | None = None,
     clock: FetchClock | None = None,
+    ssh_reuse: SshReuse | None = None,
 ) -> tuple[GitClient, str]:
     """A dulwich client for `remote` that connects to `address`, and the path to fetch.
     https trusts the authorities of `ca_file` (PEM) if given, else the system's. The client's
@@ -269,10 +308,15 @@ def pinned_client(
     if remote.scheme == "ssh":
         limits = clock.deadlines
         alive = max(1, int(limits.idle / 3))
+        reuse = (
+            ssh_reuse.options(remote.host, address, remote.port, remote.username)
+            if ssh_reuse is not None
+            else []
+        )
         command = shlex.join(
             ["ssh", "-o", f"HostKeyAlias={remote.host}", "-o", "BatchMode=yes",
              "-o", f"ConnectTimeout={max(1, int(limits.connect))}",
-             "-o", f"ServerAliveInterval={alive}", "-o", "ServerAliveCountMax=3"]
+             "-o", f"ServerAliveInterval={alive}", "-o", "ServerAliveCountMax=3", *reuse]
         )  # fmt: skip
         client_ssh = ClosingSSHGitClient(
             address,

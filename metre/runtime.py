@@ -41,6 +41,7 @@ from ingest.poller import Poller, PollerConfig
 from ingest.reconcile import Reconciled, reconcile_all
 from ingest.retry import DEPENDENCY, Backoff, RetryStopped, is_transient, retry
 from ingest.stopping import unless_stopped
+from ingest.transport import SshReuse
 from metre import errors
 from metre.health import KafkaProbe, data_loss_probe, health_app, store_probe
 from metre.readiness import Check, Probe
@@ -224,6 +225,9 @@ def fetch_access(settings: Settings) -> FetchAccess:
         credentials=credentials,
         ca_file=settings.ca_file,
         deadlines=deadlines,
+        ssh_reuse=SshReuse(settings.ssh_control_dir, settings.ssh_reuse)
+        if settings.ssh_reuse
+        else None,
     )
 
 

@@ -273,6 +273,10 @@ class Settings(BaseSettings):
         return self.data_dir / "mirrors"
 
     @property
+    def ssh_control_dir(self) -> Path:
+        return self.data_dir / "ssh"
+
+    @property
     def pgdata_dir(self) -> Path:
         return self.data_dir / "pgdata"
 
@@ -304,6 +308,14 @@ class Settings(BaseSettings):
         le=604_800,
         description="Seconds one fetch from a remote may take in all; then its connections "
         "are closed and the repository fails with a message naming this setting.",
+    )
+    ssh_reuse: int = Field(
+        default=60,
+        ge=0,
+        le=86_400,
+        description="Seconds an ssh connection to a remote stays open after a fetch for the "
+        "next fetch of the same host to reuse (OpenSSH's ControlPersist; a poll then skips the "
+        "handshake); 0: a new connection per fetch.",
     )
     poll_concurrency: int = Field(
         default=4,

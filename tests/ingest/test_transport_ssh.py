@@ -183,3 +183,57 @@ def test_ssh_never_uses_the_credentials_file(
     seen = str(err.value) + repr(ssh_client.calls()) + sshd.good.log(mark)
     assert secret not in seen
     assert "metre-bot" not in seen
+
+
+def _close_masters(control: Path) -> None:
+    """End the connections a test left open (they would otherwise persist for their time)."""
+    for sock in control.iterdir():
+        subprocess.run(
+            ["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "unused"],
+            capture_output=True,
+            check=False,
+        )
+
+
+def test_ssh_connection_is_reused_by_the_next_fetch_of_that_name_only(
+    sshd: SshServers, ssh_client: SshClient, tmp_path: Path
+) -> None:
+    """With `SshReuse`, a second fetch rides on the first one's connection (the server logs
+    one authentication); another host name at the same address gets a connection of its own,
+    so its host key is checked (and here refused: known_hosts holds only `SSH_ALIAS`)."""
+    import tempfile
+
+    from ingest.transport import SshReuse
+
+    control = Path(tempfile.mkdtemp(prefix="metre-ssh-", dir="/tmp")) / "c"
+    reuse = SshReuse(control, 30)
+    good = _repo(tmp_path / "r.git")
+    mark = sshd.good.mark()
+    access = FetchAccess(SSH_PRIVATE, resolve=Resolver(["127.0.0.1"]), ssh_reuse=reuse)
+    try:
+        open_mirror(tmp_path / "m", 1, _url(sshd, good.path), access)
+        good.write("b.txt", b"two\n")
+        second = good.commit("second", date="2021-01-02T00:00:00+0000")
+        mirror = open_mirror(tmp_path / "m", 1, _url(sshd, good.path), access)
+        assert resolve_head(mirror, None) == second
+        log = sshd.good.log(mark)
+        assert log.count(f"Accepted publickey for {sshd.user} from 127.0.0.1 ") == 1, log
+        assert control.stat().st_mode & 0o777 == 0o700
+        assert len(list(control.iterdir())) == 1
+        other = f"ssh://{sshd.user}@other.metre.test:{sshd.port}{good.path}"
+        with pytest.raises(RepositoryError, match="cannot fetch"):
+            open_mirror(tmp_path / "m2", 2, other, access)
+        assert len(list(control.iterdir())) <= 2
+    finally:
+        _close_masters(control)
+
+
+def test_ssh_reuse_is_off_when_the_socket_path_would_be_too_long(tmp_path: Path) -> None:
+    from ingest.transport import SshReuse
+
+    deep = SshReuse(tmp_path / ("d" * 120), 30)
+    assert deep.options("h", "127.0.0.1", 22, "git") == []
+    short = SshReuse(Path("/tmp/metre-ssh-test-short"), 30)
+    opts = short.options("h", "127.0.0.1", 22, "git")
+    assert "ControlMaster=auto" in opts
+    assert opts != short.options("other", "127.0.0.1", 22, "git")
