@@ -161,6 +161,8 @@ def _http_backend(root: Path, trace: Path) -> Any:
             "CONTENT_TYPE": environ.get("CONTENT_TYPE", ""),
             "CONTENT_LENGTH": str(len(body)),
             "GIT_PROTOCOL": environ.get("HTTP_GIT_PROTOCOL", ""),
+            # git gzips a large request body (a clone's wants of thousands of refs)
+            "HTTP_CONTENT_ENCODING": environ.get("HTTP_CONTENT_ENCODING", ""),
             "REMOTE_ADDR": "127.0.0.1",
         }
         out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True,
