@@ -10,14 +10,12 @@ from types import ModuleType
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pygments import lex
-from pygments.lexers import get_lexer_by_name
-from pygments.token import Comment
 
 import kernels
 from ingest.codelines import SYNTAX, Syntax, code_lines, syntax_of
 from kernels import _codelines_reference
 from kernels._codelines_reference import ESCAPES, MULTILINE, NESTED, WORD_START
+from tests.codeoracle import pygments_code_lines
 
 
 @pytest.fixture(scope="module", params=["c", "python"])
@@ -116,22 +114,6 @@ def test_compiled_equals_reference(data: bytes, syntax: Syntax) -> None:
     assert _count(_codelines_reference, data, Syntax()) == sum(
         1 for line in data.split(b"\n") if line.strip(b" \t\r\f\v")
     )
-
-
-def pygments_code_lines(lexer_name: str, data: bytes) -> int:
-    """The independent count: lines holding a token that is neither a comment nor
-    whitespace. Pygments files preprocessor directives under Comment (Comment.Preproc):
-    they are code, as cloc and tokei count them."""
-    lexer = get_lexer_by_name(lexer_name, stripnl=False, ensurenl=True)
-    code: set[int] = set()
-    line = 0
-    for ttype, value in lex(data.decode(), lexer):
-        comment = ttype in Comment and ttype not in Comment.Preproc
-        for k, piece in enumerate(value.split("\n")):
-            line += k > 0
-            if piece.strip() and not comment:
-                code.add(line)
-    return len(code)
 
 
 BLOBS: dict[str, tuple[str, str]] = {
