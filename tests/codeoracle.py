@@ -19,11 +19,14 @@ _SPACE = " \t\r\f\v"
 
 LEXERS = {
     "C": "c",
+    "C++": "cpp",
     "Python": "python",
     "JavaScript": "javascript",
     "SQL": "sql",
     "Shell": "bash",
     "HTML": "html",
+    "TOML": "toml",
+    "YAML": "yaml",
 }
 """Linguist language -> Pygments lexer, for the languages the oracles cover."""
 
