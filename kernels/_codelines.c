@@ -35,7 +35,9 @@ is_space(unsigned char c)
 static int
 starts(const unsigned char *p, const unsigned char *end, token_t t)
 {
-    return t.n > 0 && end - p >= t.n && memcmp(p, t.s, (size_t)t.n) == 0;
+    /* the first byte first: most positions start no token */
+    return t.n > 0 && *p == (unsigned char)t.s[0] && end - p >= t.n
+           && memcmp(p, t.s, (size_t)t.n) == 0;
 }
 
 static int
@@ -123,6 +125,18 @@ code_lines(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     if (PyObject_GetBuffer(args[0], &buf, PyBUF_SIMPLE) < 0) {
         return NULL;
     }
+    /* Bytes that may start a comment or a string: any other byte outside them is code or
+     * whitespace, decided without trying the tokens. */
+    unsigned char opens[256] = {0};
+    for (Py_ssize_t k = 0; k < n_lines; k++) {
+        opens[(unsigned char)lines[k].s[0]] = 1;
+    }
+    for (Py_ssize_t k = 0; k < n_blocks; k++) {
+        opens[(unsigned char)blocks[k].open.s[0]] = 1;
+    }
+    for (Py_ssize_t k = 0; k < n_strs; k++) {
+        opens[(unsigned char)strs[k].open.s[0]] = 1;
+    }
     const int nested = (flags & NESTED) != 0, word_start = (flags & WORD_START) != 0;
     const unsigned char *start = buf.buf, *p = start, *end = start + buf.len;
     Py_ssize_t count = 0, depth = 0, block = 0, str = -1;
@@ -175,6 +189,11 @@ code_lines(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             continue;
         }
         if (is_space(c)) {
+            p++;
+            continue;
+        }
+        if (!opens[c]) {
+            code = 1;
             p++;
             continue;
         }
