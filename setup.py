@@ -30,6 +30,11 @@ setup(
             optional=True,
         ),
         Extension(
+            "kernels._codelines",
+            sources=["kernels/_codelines.c"],
+            optional=True,
+        ),
+        Extension(
             "kernels._authorship",
             sources=["kernels/_authorship.c"],
             # No fused multiply-add: results stay bit-identical to the pure-Python twin.

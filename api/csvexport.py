@@ -125,9 +125,10 @@ TABLES: dict[str, Table] = {
             "authors",
             "bytes",
             "binary_at_head",
+            "code_lines",
         ),
     ),
-    "hotspots": Table("files", ("path", "changes", "lines", "score", "authors")),
+    "hotspots": Table("files", ("path", "changes", "lines", "code_lines", "score", "authors")),
     "ownership": Table("files", ("path", "authors.email", "authors.doa")),
     "truck-factor": Table(
         None,

@@ -69,6 +69,10 @@ class BlobDelta:
     bytes: int
     binary: int
     text_bytes: int
+    code: int | None = None
+    """Lines of code (lines holding something other than whitespace and comments; 0 for a
+    binary blob, a symlink or a submodule: ingest.codelines); None: unknown (events written
+    before the field)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +145,14 @@ class CommitEvent:
         revision): the repository's history must be published again for them."""
         return any(f.blob is None for f in self.files) or any(
             m.blob is None for m in self.merge_files
+        )
+
+    @property
+    def lacks_code(self) -> bool:
+        """Whether a file or merge file carries no lines of code (an event written before
+        `blob.code`): the repository's history must be published again for them."""
+        return any(f.blob is None or f.blob.code is None for f in self.files) or any(
+            m.blob is None or m.blob.code is None for m in self.merge_files
         )
 
     @property
@@ -228,7 +240,10 @@ def wire(e: CommitEvent | RetractEvent) -> CommitEventWire | RetractEventWire:
 
 
 def _blob_json(b: BlobDelta) -> BlobWire:
-    return {"bytes": b.bytes, "binary": b.binary, "text_bytes": b.text_bytes}
+    d: BlobWire = {"bytes": b.bytes, "binary": b.binary, "text_bytes": b.text_bytes}
+    if b.code is not None:
+        d["code"] = b.code
+    return d
 
 
 def _file_json(f: FileChange) -> FileWire:
@@ -311,7 +326,10 @@ def _blob(d: Any, what: str) -> BlobDelta | None:
     size, binary, text = d.get("bytes"), d.get("binary"), d.get("text_bytes")
     if not _int(size) or not _int(binary) or not _int(text):
         raise EventError(f"{what} needs integer bytes, binary and text_bytes")
-    return BlobDelta(size, binary, text)
+    code = d.get("code")
+    if code is not None and not _int(code):
+        raise EventError(f"{what}.code must be an integer")
+    return BlobDelta(size, binary, text, code)
 
 
 def _merge_file(d: Any, form: int) -> MergeFile:

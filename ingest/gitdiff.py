@@ -40,6 +40,7 @@ from dulwich.objects import parse_tree
 
 import kernels
 from ingest import gitdate
+from ingest.codelines import code_lines
 from ingest.commitgraph import CommitGraph
 from ingest.events import BlobDelta, ChangeType, CommitEvent, FileChange, MergeFile, Person
 from ingest.mailmap import Mailmap
@@ -355,26 +356,29 @@ def _file_change(rd: _Reader, path: bytes, o: _Entry | None, n: _Entry | None) -
         change = "M"
     counts = kernels.numstat(old, new)
     text = path_text(path)
-    bo, bn = _measures(o, old), _measures(n, new)
-    blob = BlobDelta(bn[0] - bo[0], bn[1] - bo[1], bn[2] - bo[2])
+    bo, bn = _measures(text, o, old), _measures(text, n, new)
+    blob = BlobDelta(bn[0] - bo[0], bn[1] - bo[1], bn[2] - bo[2], bn[3] - bo[3])
     if counts is None:
         return FileChange(text, 0, 0, True, change, blob)
     return FileChange(text, counts[0], counts[1], False, change, blob)
 
 
-_Measures = tuple[int, int, int]
-_NO_BLOB: _Measures = (0, 0, 0)
+_Measures = tuple[int, int, int, int]
+_NO_BLOB: _Measures = (0, 0, 0, 0)
+_S_IFLNK = 0o120000
 
 
-def _measures(entry: _Entry | None, content: bytes) -> _Measures:
-    """(bytes, binary, text bytes) of the blob at an entry (`content`: what `_Reader.content`
-    read for it). A submodule entry has no blob in this repository (`git ls-tree -l` shows no
-    size): all zero, like an absent path."""
+def _measures(path: str, entry: _Entry | None, content: bytes) -> _Measures:
+    """(bytes, binary, text bytes, lines of code) of the blob at an entry of `path` (path
+    form 2; `content`: what `_Reader.content` read for it). A submodule entry has no blob in
+    this repository (`git ls-tree -l` shows no size): all zero, like an absent path. A symlink's
+    blob is its target, which holds no code."""
     if entry is None or _is_gitlink(entry):
         return _NO_BLOB
     if kernels.is_binary(content):
-        return (len(content), 1, 0)
-    return (len(content), 0, len(content))
+        return (len(content), 1, 0, 0)
+    code = 0 if _kind(entry) == _S_IFLNK else code_lines(path, content)
+    return (len(content), 0, len(content), code)
 
 
 def commit_event(repo: Any, repo_id: int, sha: str, mailmap: Mailmap | None = None) -> CommitEvent:
@@ -569,33 +573,36 @@ def _merge_files(repo: Any, rd: _Reader, sha: bytes, h: _Header) -> tuple[MergeF
                 d = net[path] = {}
             d[ea] = d.get(ea, 0) + 1
             d[eb] = d.get(eb, 0) - 1
-    values: dict[_Entry, tuple[int, int, int, int]] = {}
+    values: dict[tuple[str, _Entry], tuple[int, int, int, int, int]] = {}
 
-    def value(e: _Entry) -> tuple[int, int, int, int]:
-        """(lines, bytes, binary, text bytes) of an entry, read once per merge."""
-        got = values.get(e)
+    def value(text: str, e: _Entry) -> tuple[int, int, int, int, int]:
+        """(lines, bytes, binary, text bytes, code) of an entry at a path, read once per
+        merge (by path too: the language, hence the code lines, depends on it)."""
+        got = values.get((text, e))
         if got is None:
             if _is_gitlink(e):
                 got = (1, *_NO_BLOB)
             else:
                 data = rd.content(e)
-                got = (_lines(data), *_measures(e, data))
-            values[e] = got
+                got = (_lines(data), *_measures(text, e, data))
+            values[text, e] = got
         return got
 
     out: list[MergeFile] = []
     for path in sorted(net):
         kept = [(e, n) for e, n in net[path].items() if n and e is not None]
         presence = sum(n for _, n in kept)
-        count = size = binary = text = 0
+        name = path_text(path)
+        count = size = binary = text = code = 0
         for e, n in kept:
-            v = value(e)
+            v = value(name, e)
             count += n * v[0]
             size += n * v[1]
             binary += n * v[2]
             text += n * v[3]
-        if presence or count or size or binary or text:
-            out.append(MergeFile(path_text(path), count, presence, BlobDelta(size, binary, text)))
+            code += n * v[4]
+        if presence or count or size or binary or text or code:
+            out.append(MergeFile(name, count, presence, BlobDelta(size, binary, text, code)))
     return tuple(out)
 
 

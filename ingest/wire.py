@@ -21,9 +21,9 @@ from typing_extensions import TypedDict
 VERSION: Final = 1
 """`v` of every payload this metre writes and reads."""
 
-REVISION: Final = 6
+REVISION: Final = 7
 """Optional fields added within version 1 so far (`time_raw`, `merge_files`, `removed`,
-`path_form`, the tags event, `blob`): the minor part of the contract's version,
+`path_form`, the tags event, `blob`, `blob.code`): the minor part of the contract's version,
 `<VERSION>.<REVISION>.0` (docs/asyncapi.yaml)."""
 
 _DOCS = ConfigDict(use_attribute_docstrings=True)
@@ -75,6 +75,10 @@ class BlobWire(TypedDict):
     """Whether the blob is binary (1), by git's rule: a NUL byte in the first 8000 bytes."""
     text_bytes: int
     """The size of a blob that is not binary (0 for a binary one)."""
+    code: NotRequired[int]
+    """Lines of code: lines holding something other than whitespace and comments, by the
+    comment syntax of the path's Linguist language (0 for a binary blob, a symlink, a submodule
+    and an absent path); absent: unknown. Added within version 1."""
 
 
 @with_config(_DOCS)

@@ -23,6 +23,11 @@ Merge bases in a commit graph numbered topologically (see ``kernels._ancestry_re
 * ``lowest_common_ancestors(starts, parents, first, others) -> [commit]``
   (``ANCESTRY_IMPLEMENTATION`` says "c" or "python").
 
+Lines of code of a text, by a syntax the caller gives (see ``kernels._codelines_reference``):
+
+* ``code_lines(data, line_comments, blocks, strings, flags) -> int``
+  (``CODELINES_IMPLEMENTATION`` says "c" or "python").
+
 Degree of authorship and truck factor (Avelino et al., ICPC 2016; see
 ``kernels._authorship_reference``):
 
@@ -52,6 +57,7 @@ from typing import Any, Final, Literal
 from kernels import (
     _ancestry_reference,
     _authorship_reference,
+    _codelines_reference,
     _packfile_reference,
     _reference,
     _treediff_reference,
@@ -60,10 +66,12 @@ from kernels import (
 __all__ = [
     "ANCESTRY_IMPLEMENTATION",
     "AUTHORSHIP_IMPLEMENTATION",
+    "CODELINES_IMPLEMENTATION",
     "IMPLEMENTATION",
     "PACKFILE_IMPLEMENTATION",
     "TREEDIFF_IMPLEMENTATION",
     "authorship",
+    "code_lines",
     "count_lines",
     "is_binary",
     "lowest_common_ancestors",
@@ -135,3 +143,17 @@ lowest_common_ancestors: Callable[[Any, Any, int, Sequence[int]], list[int]] = (
 ).lowest_common_ancestors
 ANCESTRY_IMPLEMENTATION: Final[Literal["c", "python"]] = _which(_ancestry)
 """Which implementation `lowest_common_ancestors` is: "c" or "python"."""
+
+_codelines = _compiled("_codelines", "code-lines kernel")
+code_lines: Callable[
+    [
+        bytes,
+        tuple[bytes, ...],
+        tuple[tuple[bytes, bytes], ...],
+        tuple[tuple[bytes, bytes, int], ...],
+        int,
+    ],
+    int,
+] = (_codelines or _codelines_reference).code_lines
+CODELINES_IMPLEMENTATION: Final[Literal["c", "python"]] = _which(_codelines)
+"""Which implementation `code_lines` is: "c" or "python"."""

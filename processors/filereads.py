@@ -27,14 +27,17 @@ _FILE_ORDER: dict[str, str] = {
 
 # A file's state at head: the non-merge commits' sums (file_stats) plus what merges decided
 # themselves (file_merge_lines, processors/metrics/merges.py). The blob measures are known when
-# no contribution lacked them (events of an earlier poller, until the history is republished).
+# no contribution lacked them (events of an earlier poller, until the history is republished);
+# the lines of code likewise, with their own count of unknown contributions (added later).
 _STATE = """
 SELECT s.path, s.commits, s.added, s.removed, s.binary_changes, s.last_binary, s.last_change_at,
        s.presence + coalesce(m.presence, 0) > 0 AS exists,
        s.added - s.removed + coalesce(m.lines, 0) AS length,
        s.blob_unknown + coalesce(m.blob_unknown, 0) = 0 AS blobs_known,
        s.blob_bytes + coalesce(m.blob_bytes, 0) AS blob_bytes,
-       s.blob_binary + coalesce(m.blob_binary, 0) AS blob_binary
+       s.blob_binary + coalesce(m.blob_binary, 0) AS blob_binary,
+       s.code_unknown + coalesce(m.code_unknown, 0) = 0 AS code_known,
+       s.blob_code + coalesce(m.blob_code, 0) AS blob_code
 FROM file_stats s LEFT JOIN file_merge_lines m ON m.repo_id = s.repo_id AND m.path = s.path
 WHERE s.repo_id = $1 AND s.commits > 0
 """
@@ -46,6 +49,7 @@ SELECT f.path, f.commits, f.added, f.removed,
        f.binary_changes > 0 AS ever_binary, f.last_change_at,
        CASE WHEN f.exists AND f.blobs_known THEN f.blob_bytes END AS bytes,
        CASE WHEN f.exists AND f.blobs_known THEN f.blob_binary > 0 END AS binary_at_head,
+       CASE WHEN f.exists AND f.code_known THEN f.blob_code END AS code_lines,
        (SELECT count(*) FROM file_authors a
         WHERE a.repo_id = $1 AND a.path = f.path AND a.commits > 0) AS authors
 FROM ({state}) f
@@ -68,7 +72,8 @@ async def files(
 ) -> dict[str, Any]:
     """One page of files (every path with commits; `exists` filters on presence at head),
     and how many there are in all. `lines` is null for files absent at head or ever binary;
-    `bytes` and `binary_at_head` for files absent at head or whose measures are not known."""
+    `bytes` and `binary_at_head` for files absent at head or whose measures are not known,
+    `code_lines` for files absent at head or whose lines of code are not known."""
     sql = _FILES.format(state=_STATE, order=_FILE_ORDER[sort])
     async with store.pool.acquire() as con:
         total = await con.fetchval(
@@ -102,7 +107,10 @@ def _days_before(day: date, n: int) -> date:
 
 async def hotspots(store: PgStore, repo_id: int, days: int, limit: int) -> dict[str, Any]:
     """Files present at head (never binary; not vendored, generated or lock files, by
-    Linguist's path rules) ranked by commits in the window x current lines.
+    Linguist's path rules) ranked by commits in the window x current lines of code. Files
+    without code at head (0 code lines: data, prose, comments only) drop out, and so do files
+    whose lines of code are not known yet (events of an earlier poller, until the history is
+    published again): a size metre cannot state exactly ranks nothing.
 
     The window is the `days` UTC days ending with the latest author day, both ends included.
     """
@@ -120,9 +128,10 @@ async def hotspots(store: PgStore, repo_id: int, days: int, limit: int) -> dict[
                   AND c.author_time < (($3::date + 1)::timestamp AT TIME ZONE 'UTC')
             GROUP BY f.path
         )
-        SELECT h.path, h.changes, s.length AS lines, h.changes * s.length AS score, h.emails
+        SELECT h.path, h.changes, s.length AS lines, s.blob_code AS code_lines,
+               h.changes * s.blob_code AS score, h.emails
         FROM h JOIN ({_STATE}) s ON s.path = h.path
-        WHERE s.exists AND s.binary_changes = 0
+        WHERE s.exists AND s.binary_changes = 0 AND s.code_known AND s.blob_code > 0
         ORDER BY score DESC, h.path COLLATE "C"
         """,  # noqa: S608
         repo_id,

@@ -84,7 +84,13 @@ async def _linguist(con: Connection) -> None:
     await rebuild(con, LANGUAGE_TABLES)
 
 
-AFTER_MIGRATION: dict[int, Step] = {21: _commit_kind, 23: _linguist, 25: _linguist}
+AFTER_MIGRATION: dict[int, Step] = {
+    21: _commit_kind,
+    23: _linguist,
+    25: _linguist,
+    26: _linguist,
+}
 """Migration version -> what runs after the pending migrations' SQL, in the same transaction
-(once per step: 0023 and 0025 rebuild the same tables; 0025 because the language tables gain
-binary changes and bytes, counted from the facts)."""
+(once per step: 0023, 0025 and 0026 rebuild the same tables; 0025 because the language tables
+gain binary changes and bytes, counted from the facts; 0026 because file_merge_lines gains lines
+of code and their unknown count, from the facts' merge files)."""

@@ -45,7 +45,7 @@ FOR UPDATE OF c
 
 _SELECT_FILES = """
 SELECT f.repo_id, f.sha, f.path, f.added, f.removed, f.is_binary, f.change,
-       f.blob_bytes, f.blob_binary, f.blob_text_bytes
+       f.blob_bytes, f.blob_binary, f.blob_text_bytes, f.blob_code
 FROM file_changes f JOIN unnest($1::bigint[], $2::text[]) AS k(repo_id, sha)
      ON f.repo_id = k.repo_id AND f.sha = k.sha
 ORDER BY f.repo_id, f.sha, f.seq
@@ -123,8 +123,9 @@ def _person(c: asyncpg.Record, who: str) -> Person:
 
 
 def _merge_file(m: list[Any]) -> MergeFile:
-    """A stored merge file: [path, lines, presence] and, when known, [bytes, binary, text]."""
-    blob = BlobDelta(m[3], m[4], m[5]) if len(m) >= 6 else None
+    """A stored merge file: [path, lines, presence] and, when known, [bytes, binary, text]
+    and [code]."""
+    blob = BlobDelta(m[3], m[4], m[5], m[6] if len(m) >= 7 else None) if len(m) >= 6 else None
     return MergeFile(m[0], m[1], m[2], blob)
 
 
@@ -137,7 +138,9 @@ async def load_events(con: Connection, commits: Sequence[asyncpg.Record]) -> lis
     for f in await con.fetch(_SELECT_FILES, *keys):
         blob = None
         if f["blob_bytes"] is not None:
-            blob = BlobDelta(f["blob_bytes"], f["blob_binary"], f["blob_text_bytes"])
+            blob = BlobDelta(
+                f["blob_bytes"], f["blob_binary"], f["blob_text_bytes"], f["blob_code"]
+            )
         files.setdefault((f["repo_id"], f["sha"]), []).append(
             FileChange(f["path"], f["added"], f["removed"], f["is_binary"], f["change"], blob)
         )

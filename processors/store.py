@@ -183,10 +183,10 @@ _FLAG_REPUBLISH = "UPDATE repos SET mailmap_sha = $2 WHERE id = ANY($1::bigint[]
 
 _INSERT_FILES = """
 INSERT INTO file_changes (repo_id, sha, seq, path, added, removed, is_binary, change,
-                          blob_bytes, blob_binary, blob_text_bytes)
+                          blob_bytes, blob_binary, blob_text_bytes, blob_code)
 SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::bigint[],
                      $6::bigint[], $7::bool[], $8::text[], $9::bigint[], $10::smallint[],
-                     $11::bigint[])
+                     $11::bigint[], $12::bigint[])
 """
 
 # One upsert per metric table, built from its spec (processors/metrics/*: TABLES); rows arrive
@@ -278,21 +278,24 @@ def _commit_arrays(events: Sequence[CommitEvent]) -> list[list[Any]]:
 
 def _merge_file_row(m: MergeFile) -> tuple[Any, ...]:
     """A merge file as stored in commits.merge_files: [path, lines, presence], then the blob
-    measures [bytes, binary, text bytes] when the event had them."""
-    if m.blob is None:
+    measures [bytes, binary, text bytes] when the event had them, then [code] when it had."""
+    b = m.blob
+    if b is None:
         return (m.path, m.lines, m.presence)
-    return (m.path, m.lines, m.presence, m.blob.bytes, m.blob.binary, m.blob.text_bytes)
+    if b.code is None:
+        return (m.path, m.lines, m.presence, b.bytes, b.binary, b.text_bytes)
+    return (m.path, m.lines, m.presence, b.bytes, b.binary, b.text_bytes, b.code)
 
 
 def _file_arrays(events: Iterable[CommitEvent]) -> list[list[Any]]:
-    cols: list[list[Any]] = [[] for _ in range(11)]
+    cols: list[list[Any]] = [[] for _ in range(12)]
     for e in events:
         for seq, f in enumerate(e.files):
             b = f.blob
             row = (
                 e.repo_id, e.sha, seq, f.path, f.added, f.removed, f.binary, f.change,
                 None if b is None else b.bytes, None if b is None else b.binary,
-                None if b is None else b.text_bytes,
+                None if b is None else b.text_bytes, None if b is None else b.code,
             )  # fmt: skip
             for col, v in zip(cols, row, strict=True):
                 col.append(v)
@@ -793,9 +796,10 @@ class PgStore:
             retracted[e.repo_id] = retracted.get(e.repo_id, 0) + 1
         recs = await con.fetch(_TOUCH_REPOS, sorted(commits.keys() | retracted.keys() | {*tagged}))
         # After _TOUCH_REPOS: its rows are locked already, in id order (no new lock waits).
-        # Paths that may be ambiguous (form 1), or files without blob measures (an earlier
-        # poller): the history is published again.
-        ambiguous = sorted({e.repo_id for e in fresh if e.ambiguous_paths or e.lacks_blobs})
+        # Paths that may be ambiguous (form 1), or files without blob measures or lines of
+        # code (an earlier poller; `lacks_code` holds whenever `lacks_blobs` does): the history
+        # is published again.
+        ambiguous = sorted({e.repo_id for e in fresh if e.ambiguous_paths or e.lacks_code})
         if ambiguous:
             await con.execute(_FLAG_REPUBLISH, ambiguous, REPUBLISH)
         return [

@@ -8,8 +8,9 @@ commit's file changes (`git log --numstat --no-renames --minimal`):
   delete: the file exists at head when positive), binary changes, the sums of the changes'
   blob measures (`blob_bytes`, `blob_binary`, `blob_text_bytes`: with the merges' own parts,
   the blob at head) and `blob_unknown` (changes whose event carried no blob measures: the sums
-  are served only while it is 0), and the latest change (UTC author time, and whether that
-  change was binary).
+  are served only while it is 0), the sum of the changes' lines of code (`blob_code`, with
+  `code_unknown` counting changes whose event carried no `code`), and the latest change (UTC
+  author time, and whether that change was binary).
 * `file_authors` (repo, path, lower-cased author email): commits, adds ("created": the author
   added the path, FA of the degree of authorship), lines added and removed.
 
@@ -50,12 +51,21 @@ def blob_counters(b: BlobDelta | None) -> tuple[int, int, int, int]:
     return (b.bytes, b.binary, b.text_bytes, 0)
 
 
+def code_counters(b: BlobDelta | None) -> tuple[int, int]:
+    """(lines of code, unknown) of a file's or merge file's blob measures: `code` was added
+    to events after the others, so it has its own count of unknown contributions."""
+    if b is None or b.code is None:
+        return (0, 1)
+    return (b.code, 0)
+
+
 def files(e: CommitEvent) -> Iterator[Delta]:
     """Rows of the two per-file tables touched by one commit's file changes."""
     when = e.author.time.astimezone(UTC)
     email = e.author.email.lower()
     for f in e.files:
         size, binary, text, unknown = blob_counters(f.blob)
+        code, code_unknown = code_counters(f.blob)
         yield Delta(
             STATS,
             (e.repo_id, f.path),
@@ -69,6 +79,8 @@ def files(e: CommitEvent) -> Iterator[Delta]:
                 "blob_binary": binary,
                 "blob_text_bytes": text,
                 "blob_unknown": unknown,
+                "blob_code": code,
+                "code_unknown": code_unknown,
             },
             greatest={"last": (when, f.binary)},
         )
@@ -97,13 +109,14 @@ def fold(e: CommitEvent, rows: Rows) -> None:
         b = f.blob
         k2 = (rid, path)
         r = stats.get(k2)
+        code, code_unknown = code_counters(b)
         if r is None:
             if b is None:
-                stats[k2] = [1, added, removed, presence, int(f.binary), 0, 0, 0, 1, last]
+                stats[k2] = [1, added, removed, presence, int(f.binary), 0, 0, 0, 1, 0, 1, last]
             else:
                 stats[k2] = [
                     1, added, removed, presence, int(f.binary),
-                    b.bytes, b.binary, b.text_bytes, 0, last,
+                    b.bytes, b.binary, b.text_bytes, 0, code, code_unknown, last,
                 ]  # fmt: skip
         else:
             r[0] += 1
@@ -117,8 +130,10 @@ def fold(e: CommitEvent, rows: Rows) -> None:
                 r[5] += b.bytes
                 r[6] += b.binary
                 r[7] += b.text_bytes
-            if last > r[9]:
-                r[9] = last
+            r[9] += code
+            r[10] += code_unknown
+            if last > r[11]:
+                r[11] = last
         created = int(f.change == "A")
         k3 = (rid, path, email)
         r = authors.get(k3)
@@ -151,6 +166,8 @@ TABLES = (
             "blob_binary",
             "blob_text_bytes",
             "blob_unknown",
+            "blob_code",
+            "code_unknown",
         ),
         extremes=(
             Extreme(
@@ -178,10 +195,13 @@ ENTRIES = (
         "a newline counts; null when the file is absent at head or was ever binary), "
         "whether its latest change was binary (`last_change_binary`; `binary` is its old "
         "name) and whether any change was (`ever_binary`, which is why `lines` is null); and "
-        "the blob at head: its size (`bytes`) and whether it is binary by git's rule "
-        "(`binary_at_head`), null when the file is absent at head",
-        "commits, lines, bytes",
-        version=4,
+        "the blob at head: its size (`bytes`), whether it is binary by git's rule "
+        "(`binary_at_head`) and its lines of code (`code_lines`: lines holding something other "
+        "than whitespace and comments, by the comment syntax of its Linguist language; 0 for "
+        "binary blobs, symlinks and submodules), null when the file is absent at head or the "
+        "measure is not known yet",
+        "commits, lines, bytes, code lines",
+        version=5,
         tables=(STATS, AUTHORS, "file_merge_lines"),
         params=(
             Param("sort", "string", "commits", "order (descending; path ascending)", FILE_SORTS),
@@ -193,11 +213,12 @@ ENTRIES = (
     Entry(
         "hotspots",
         "Files present at head ranked by change frequency x size (CodeScene): non-merge commits "
-        "touching the file within the window times its current length in lines; the window is "
-        "the `days` UTC days ending with the day of the repository's latest author date; "
-        "vendored, generated and lock files (Linguist's path rules) are left out",
-        "commits x lines",
-        version=3,
+        "touching the file within the window times its lines of code at head (`code_lines`: "
+        "blank and comment lines excluded; `lines` is its length); the window is the `days` "
+        "UTC days ending with the day of the repository's latest author date; vendored, "
+        "generated and lock files (Linguist's path rules) and files without code are left out",
+        "commits x code lines",
+        version=4,
         tables=(STATS, "file_changes", "activity_daily", "file_merge_lines"),
         params=(Param("days", "integer", 365, "window length in days (1 to 36500)"), LIMIT),
     ),

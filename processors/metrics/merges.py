@@ -9,7 +9,8 @@ property of the commit alone; summed with the non-merge commits over the tracked
 gives the head's tree. Two additive tables, so retraction is a negated delta like everywhere:
 
 * `file_merge_lines` (repo, path): merges, lines, presence, and the blob measures' sums
-  (bytes, binary, text bytes, unknown: as in `file_stats`, processors/metrics/files.py);
+  (bytes, binary, text bytes, unknown, lines of code and their unknown count: as in
+  `file_stats`, processors/metrics/files.py);
 * `language_merge_lines` (repo, language): merges, lines (binary content counts 0 lines),
   text bytes, unknown.
 
@@ -22,7 +23,7 @@ from collections.abc import Iterator
 
 from ingest.events import CommitEvent
 from processors.metrics import Delta
-from processors.metrics.files import blob_counters
+from processors.metrics.files import blob_counters, code_counters
 from processors.metrics.languages import counted_language
 from processors.metrics.table import Column, MetricTable
 
@@ -35,6 +36,7 @@ def merges(e: CommitEvent) -> Iterator[Delta]:
     by_language: dict[str, list[int]] = {}
     for m in e.merge_files:
         size, binary, text, unknown = blob_counters(m.blob)
+        code, code_unknown = code_counters(m.blob)
         yield Delta(
             FILES,
             (e.repo_id, m.path),
@@ -46,6 +48,8 @@ def merges(e: CommitEvent) -> Iterator[Delta]:
                 "blob_binary": binary,
                 "blob_text_bytes": text,
                 "blob_unknown": unknown,
+                "blob_code": code,
+                "code_unknown": code_unknown,
             },
         )
         lang = counted_language(m.path)
@@ -77,6 +81,8 @@ TABLES = (
             "blob_binary",
             "blob_text_bytes",
             "blob_unknown",
+            "blob_code",
+            "code_unknown",
         ),
     ),
     MetricTable(

@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from tests.codeoracle import oracle_code_lines
 from tests.fixtures.gitlog import git_head_blobs, served_path
 from tests.fixtures.gitrepo import git_change_letters, git_head_lines, git_numstat, run_git
 
@@ -32,6 +33,26 @@ def skipped(path: str) -> bool:
         or enry.is_generated(path, b"")
         or path.rsplit("/", 1)[-1].lower() in LOCK_FILES
     )
+
+
+def git_head_code(repo: Path, rev: str = "HEAD") -> dict[str, int | None]:
+    """Path (as served) -> lines of code of its blob at `rev`: Pygments' count of what
+    `git cat-file` prints (tests/codeoracle.py), 0 for a binary blob (a NUL in the first 8000
+    bytes), a symlink and a submodule entry; None for a language the oracle has no lexer for
+    (not compared; a hotspot's must be known)."""
+    out: dict[str, int | None] = {}
+    for entry in run_git(repo, "ls-tree", "-r", "-z", rev).split(b"\0"):
+        if not entry:
+            continue
+        meta, raw = entry.split(b"\t", 1)
+        mode, kind, obj = meta.split()
+        path = served_path(raw)
+        if kind == b"commit" or mode == b"120000":
+            out[path] = 0
+            continue
+        data = run_git(repo, "cat-file", "blob", obj.decode())
+        out[path] = 0 if b"\0" in data[:8000] else oracle_code_lines(path, data)
+    return out
 
 
 @dataclass
@@ -78,9 +99,12 @@ def history(repo: Path) -> list[Commit]:
 def expected_files(repo: Path) -> dict[str, dict[str, Any]]:
     """Path -> commits, added, removed, authors, exists, binary (ever), last_change_at, lines
     (from the blob at HEAD; None when absent or ever binary), bytes and binary_at_head (the
-    blob at HEAD per `git ls-tree -l` and `git cat-file`; None when absent)."""
+    blob at HEAD per `git ls-tree -l` and `git cat-file`; None when absent) and code_lines
+    (Pygments' count of the blob at HEAD; None when absent; "?" for a language the oracle has
+    no lexer for, not compared)."""
     tree = git_head_lines(repo)
     blobs = git_head_blobs(repo)
+    code = git_head_code(repo)
     out: dict[str, dict[str, Any]] = {}
     for c in history(repo):
         for ch in c.changes:
@@ -98,14 +122,19 @@ def expected_files(repo: Path) -> dict[str, dict[str, Any]]:
         f["exists"] = p in tree
         f["lines"] = tree[p] if p in tree and not f["binary"] else None
         f["bytes"], f["binary_at_head"] = blobs.get(p, (None, None))
+        f["code_lines"] = code[p] if p in tree else None
+        if f["code_lines"] is None and p in tree:
+            f["code_lines"] = "?"
     return out
 
 
 def expected_hotspots(repo: Path, days: int) -> tuple[date, date, list[dict[str, Any]]]:
     """(first day, last day, ranked files) per CodeScene's hotspots over a window of UTC days
-    ending with the latest author day."""
+    ending with the latest author day: changes x lines of code at HEAD (files without code
+    left out)."""
     commits = history(repo)
     tree = git_head_lines(repo)
+    code = git_head_code(repo)
     binary = {ch.path for c in commits for ch in c.changes if ch.added is None}
     last = max(c.when.date() for c in commits)
     first = last - timedelta(days=days - 1)
@@ -121,12 +150,17 @@ def expected_hotspots(repo: Path, days: int) -> tuple[date, date, list[dict[str,
         lines = tree.get(p)
         if p not in tree or p in binary or lines is None or skipped(p):
             continue
+        size = code[p]
+        assert size is not None, f"no oracle lexer for {p}"
+        if not size:
+            continue
         ranked.append(
             {
                 "path": p,
                 "changes": n,
                 "lines": lines,
-                "score": n * lines,
+                "code_lines": size,
+                "score": n * size,
                 "authors": sorted(authors[p]),
             }
         )

@@ -73,10 +73,10 @@ def _expected(metric: str, body: dict[str, Any]) -> tuple[list[str], list[list[s
         return cols, [_rows(*(x[c] for c in cols)) for x in body["languages"]]
     if metric == "files":
         cols = ["path", "commits", "added", "removed", "lines", "exists", "binary"]
-        cols += ["last_change_at", "authors", "bytes", "binary_at_head"]
+        cols += ["last_change_at", "authors", "bytes", "binary_at_head", "code_lines"]
         return cols, [_rows(*(f[c] for c in cols)) for f in body["files"]]
     if metric == "hotspots":
-        cols = ["path", "changes", "lines", "score", "authors"]
+        cols = ["path", "changes", "lines", "code_lines", "score", "authors"]
         return cols, [_rows(*(f[c] for c in cols)) for f in body["files"]]
     if metric == "ownership":
         rows = [_rows(f["path"], a["email"], a["doa"]) for f in body["files"] for a in f["authors"]]
@@ -235,7 +235,7 @@ async def test_empty_results_keep_their_header_and_bad_formats_are_refused(
     c = metre_api.client
     r = await c.get(f"/api/v1/repos/{rid}/metrics/hotspots", params={"format": "csv"})
     assert r.status_code == 200
-    assert r.content == b"path,changes,lines,score,authors\r\n"
+    assert r.content == b"path,changes,lines,code_lines,score,authors\r\n"
     r = await c.get(f"/api/v1/repos/{rid}/metrics/truck-factor", params={"format": "csv"})
     assert r.status_code == 200
     assert r.text.splitlines()[0] == "truck_factor,files,removed.email,removed.files"

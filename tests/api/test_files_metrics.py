@@ -18,6 +18,7 @@ from tests.api.files_oracle import (
     expected_ownership,
     merge_decided,
 )
+from tests.ingest.test_merge_files import build_code_merges
 
 pytestmark = pytest.mark.integration
 
@@ -62,6 +63,7 @@ async def check_files(api: MetreApi, repo_id: int, repo: Path) -> None:
         assert g["exists"] == w["exists"], p
         assert g["lines"] == w["lines"], p
         assert (g["bytes"], g["binary_at_head"]) == (w["bytes"], w["binary_at_head"]), p
+        assert g["code_lines"] == w["code_lines"], p
     # Sorting: by path (code point order), and the descending sorts with path as tie-break.
     assert list(got) == sorted(want)
     by_commits = await all_files(api, repo_id, sort="commits")
@@ -163,6 +165,23 @@ async def test_generated_history(metre_api: MetreApi, generated: Path) -> None:
     await check_ownership(metre_api, repo_id, generated)
     await check_coupling(metre_api, repo_id, generated, 30)
     await check_coupling(metre_api, repo_id, generated, 2)
+
+
+async def test_code_lines_where_merges_decide(metre_api: MetreApi, tmp_path: Path) -> None:
+    """Code in six languages whose merges resolve conflicts, drop a side, change code
+    themselves; a rename to another language's syntax and a symlink named like code: served
+    code lines and hotspots equal Pygments' count of each blob at HEAD."""
+    repo = build_code_merges(tmp_path / "code")
+    assert merge_decided(repo)
+    repo_id = await metre_api.ingest(repo)
+    await check_files(metre_api, repo_id, repo)
+    await check_hotspots(metre_api, repo_id, repo, 365)
+    files = {f["path"]: f for f in await all_files(metre_api, repo_id, sort="path")}
+    assert files["link.py"]["code_lines"] == 0
+    assert files["tool.py"]["code_lines"] is None  # absent at head
+    hot = {f["path"] for f in (await get(metre_api, repo_id, "hotspots"))["files"]}
+    assert "link.py" not in hot
+    assert "m.c" in hot
 
 
 async def test_cached_until_the_watermark_moves(metre_api: MetreApi, awkward_repo: Path) -> None:

@@ -176,7 +176,7 @@ async def test_a_commit_on_9999_12_31_breaks_no_window(metre_api: MetreApi, tmp_
         assert body["window"] == {"from": first.isoformat(), "to": last.isoformat(), "days": days}
         assert last == date.max
         got = [
-            {k: f[k] for k in ("path", "changes", "lines", "score", "authors")}
+            {k: f[k] for k in ("path", "changes", "lines", "code_lines", "score", "authors")}
             for f in body["files"]
         ]
         assert got == want

@@ -40,7 +40,7 @@ files = st.builds(
     st.booleans(),
     st.sampled_from(["A", "D", "M", "T"]),
     st.none() | st.builds(BlobDelta, st.integers(-(10**9), 10**9), st.sampled_from([-1, 0, 1]),
-                          st.integers(-(10**9), 10**9)),
+                          st.integers(-(10**9), 10**9), st.none() | st.integers(-(10**9), 10**9)),
 )  # fmt: skip
 shas = st.text("0123456789abcdef", min_size=40, max_size=40)
 events = st.builds(
@@ -166,6 +166,25 @@ def test_blob_measures_are_optional() -> None:
         d["files"][0]["blob"] = bad  # type: ignore[index]
         with pytest.raises(EventError, match="blob"):
             decode(orjson.dumps(d))
+
+
+def test_code_lines_are_optional() -> None:
+    """`blob.code` is absent in events written before it: unknown, flagged for republishing
+    (the other blob measures stay known); a non-integer is refused."""
+    d = _valid()
+    d["files"][0]["blob"] = {"bytes": 2, "binary": 0, "text_bytes": 2}  # type: ignore[index]
+    e = decode(orjson.dumps(d))
+    assert e.files[0].blob == BlobDelta(2, 0, 2, None)
+    assert e.lacks_code
+    assert not e.lacks_blobs
+    d["files"][0]["blob"]["code"] = 1  # type: ignore[index]
+    e = decode(orjson.dumps(d))
+    assert e.files[0].blob == BlobDelta(2, 0, 2, 1)
+    assert not e.lacks_code
+    assert orjson.loads(encode(e))["files"][0]["blob"]["code"] == 1
+    d["files"][0]["blob"]["code"] = "1"  # type: ignore[index]
+    with pytest.raises(EventError, match="code"):
+        decode(orjson.dumps(d))
 
 
 @pytest.mark.parametrize("raw", [b"", b"{", b"[]", b"null", b"\xff\xfe"])

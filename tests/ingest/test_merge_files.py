@@ -3,7 +3,8 @@ repository, the non-merge commits' numstat (added - removed; +1 per add, -1 per 
 the merges' `merge_files`, summed over C and all its ancestors, equal C's tree per `git ls-tree`
 and `git cat-file` (presence of every path; git's line count of every never-binary path), and
 their `blob` measures sum to every path's blob per `git ls-tree -l` and `git cat-file` (size,
-binary by git's rule, size of a text blob), whatever the path's history."""
+binary by git's rule, size of a text blob; lines of code per Pygments' lexers,
+tests/codeoracle.py), whatever the path's history."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from dulwich.repo import Repo
 
 from ingest.events import CommitEvent, decode, encode
 from ingest.gitdiff import commit_event, new_commits
+from tests.codeoracle import oracle_code_lines
 from tests.fixtures.gitrepo import GitRepoBuilder, run_git, served_path
 
 
@@ -37,37 +39,46 @@ def git_tree(repo: Path, rev: str) -> dict[str, int | None]:
     return out
 
 
-def git_blobs(repo: Path, rev: str) -> dict[str, tuple[int, int, int]]:
-    """Path -> (bytes, binary, text bytes) at `rev`: the size `git ls-tree -l` prints (none for
-    a submodule: 0), 1 when `git cat-file` shows a NUL in the first 8000 bytes, and the size
-    again when it does not."""
-    out: dict[str, tuple[int, int, int]] = {}
+Blob = tuple[int, int, int, int | None]
+
+
+def git_blobs(repo: Path, rev: str) -> dict[str, Blob]:
+    """Path -> (bytes, binary, text bytes, code lines) at `rev`: the size `git ls-tree -l`
+    prints (none for a submodule: 0), 1 when `git cat-file` shows a NUL in the first 8000
+    bytes, the size again when it does not, and Pygments' count of code lines of a text blob
+    (0 for a binary blob, a symlink or a submodule; None: a language the oracle has no lexer
+    for, not compared)."""
+    out: dict[str, Blob] = {}
     for entry in run_git(repo, "ls-tree", "-r", "-l", "-z", rev).split(b"\0"):
         if not entry:
             continue
         meta, raw = entry.split(b"\t", 1)
-        _mode, kind, obj, size = meta.split()
+        mode, kind, obj, size = meta.split()
+        path = served_path(raw)
         if kind == b"commit":
-            out[served_path(raw)] = (0, 0, 0)
+            out[path] = (0, 0, 0, 0)
             continue
         data = run_git(repo, "cat-file", "blob", obj.decode())
         assert len(data) == int(size)
         binary = b"\0" in data[:8000]
-        out[served_path(raw)] = (int(size), int(binary), 0 if binary else int(size))
+        code = 0 if binary or mode == b"120000" else oracle_code_lines(path, data)
+        out[path] = (int(size), int(binary), 0 if binary else int(size), code)
     return out
 
 
-def summed_blobs(events: list[CommitEvent]) -> dict[str, tuple[int, int, int]]:
+def summed_blobs(events: list[CommitEvent]) -> dict[str, tuple[int, int, int, int]]:
     """Path -> the sums of the files' and merge files' `blob` measures."""
-    out: dict[str, tuple[int, int, int]] = {}
+    out: dict[str, tuple[int, int, int, int]] = {}
     for e in events:
         for b in [f for f in e.files] + [m for m in e.merge_files]:
             assert b.blob is not None, (e.sha, b.path)
-            old = out.get(b.path, (0, 0, 0))
+            assert b.blob.code is not None, (e.sha, b.path)
+            old = out.get(b.path, (0, 0, 0, 0))
             out[b.path] = (
                 old[0] + b.blob.bytes,
                 old[1] + b.blob.binary,
                 old[2] + b.blob.text_bytes,
+                old[3] + b.blob.code,
             )
     return out
 
@@ -106,7 +117,10 @@ def check_every_commit(repo: Path) -> int:
                     assert lines.get(p, 0) == tree[p], (rev, p)
             blobs, sums = git_blobs(repo, rev), summed_blobs(ancestry)
             for p in set(blobs) | set(sums):
-                assert sums.get(p, (0, 0, 0)) == blobs.get(p, (0, 0, 0)), (rev, p)
+                want, got = blobs.get(p, (0, 0, 0, 0)), sums.get(p, (0, 0, 0, 0))
+                assert got[:3] == want[:3], (rev, p)
+                if want[3] is not None:
+                    assert got[3] == want[3], (rev, p, got[3], want[3])
     return sum(1 for e in events.values() if e.merge_files)
 
 
@@ -178,6 +192,58 @@ def build_deciding_merges(path: Path) -> Path:
         b.checkout(n)
         b.write(f"{n}.txt", b"o\n")
         b.write("a.txt", b"1\n")  # both legs make the same change
+        b.commit(n)
+        b.checkout("main")
+    b.git("merge", "-q", "--no-ff", "-m", "octopus", "o1", "o2")
+    return path
+
+
+def test_code_lines_merges_decide(tmp_path: Path) -> None:
+    assert check_every_commit(build_code_merges(tmp_path / "r")) >= 3
+
+
+def build_code_merges(path: Path) -> Path:
+    """Code in six languages whose comments and strings change on two branches: a conflict
+    resolved by hand (a comment turned code), a merge made with `-s ours` that drops a side's
+    new code, an evil merge that comments a line out, a rename of a file to a language with
+    other comment syntax (`#` code in C, a comment in Python), a symlink with a code file's
+    name, CRLF, no final newline, and an octopus whose legs add the same comment."""
+    b = GitRepoBuilder(path)
+    b.write("m.c", b'#include <x.h>\n/* c */\nint a; // c\nchar *s = "//";\n')
+    b.write("run.sh", b"#!/bin/sh\necho '#' a#b\n# c\n")
+    b.write("q.sql", b"-- c\nSELECT '--';\n/* a /* b */ c */\n")
+    b.write("app.js", b"// c\r\nconst t = `\r\n// t\r\n`;\r\n")
+    b.write("page.html", b"<p>\n<!-- c\n-->\n</p>")
+    b.write("tool.py", b'"""doc\n# doc\n"""\nx = 1  # c\n')
+    b.commit("root")
+    b.branch("side")
+    b.write("m.c", b'#include <x.h>\n/* c */\nint a; // c\nchar *s = "//";\nint b;\n')
+    b.write("tool.py", b'"""doc\n# doc\n"""\nx = 1  # c\n# main\n')
+    b.commit("main 1")
+    b.checkout("side")
+    b.write("m.c", b'#include <x.h>\nint c; /* c\n */\nint a; // c\nchar *s = "//";\n')
+    b.write("tool.py", b'"""doc\n# doc\n"""\nx = 1  # c\ny = "#"\n')
+    b.commit("side 1")
+    b.checkout("main")
+    b.git("merge", "-q", "--no-ff", "--no-commit", "side", check=False)
+    b.write("m.c", b"#include <x.h>\nint c;\n/* resolved */ int b;\n")
+    b.write("tool.py", b'"""doc\n# doc\n"""\nx = 1\ny = "#"  # both\n')
+    b.write("q.sql", b"-- SELECT 1;\n/* evil */ SELECT 2;\n")  # the merge's own change
+    b.commit("merge: resolved by hand, evil")
+    b.branch("dropped")
+    b.checkout("dropped")
+    b.write("run.sh", b"#!/bin/sh\necho '#' a#b\n# c\necho dropped\n")
+    b.commit("new code that -s ours drops")
+    b.checkout("main")
+    b.git("merge", "-q", "--no-ff", "-s", "ours", "-m", "ours", "dropped")
+    b.git("mv", "tool.py", "tool.c")  # `#` lines: comments in Python, code in C
+    b.symlink("link.py", "tool.c")
+    b.commit("rename to C; a symlink named .py")
+    for n in ("o1", "o2"):
+        b.branch(n)
+        b.checkout(n)
+        b.write("page.html", b"<p>\n<!-- c\n-->\n</p>\n<!-- same -->")
+        b.write(f"{n}.js", b"/* " + n.encode() + b" */\nlet x = '/*';")
         b.commit(n)
         b.checkout("main")
     b.git("merge", "-q", "--no-ff", "-m", "octopus", "o1", "o2")

@@ -25,7 +25,25 @@ def blob(rnd: random.Random) -> BlobDelta | None:
     """Blob measures, or (one time in four) none, as in events of an earlier poller."""
     if rnd.random() < 0.25:
         return None
-    return BlobDelta(rnd.randint(-900, 900), rnd.randint(-1, 1), rnd.randint(-900, 900))
+    size, binary, text = rnd.randint(-900, 900), rnd.randint(-1, 1), rnd.randint(-900, 900)
+    code = None if rnd.random() < 0.25 else rnd.randint(-90, 90)  # before lines of code
+    return BlobDelta(size, binary, text, code)
+
+
+def without_code(events: list[CommitEvent]) -> list[CommitEvent]:
+    """The events as a poller before lines of code (but after the other measures) wrote them."""
+
+    def strip(b: BlobDelta | None) -> BlobDelta | None:
+        return None if b is None else dataclasses.replace(b, code=None)
+
+    return [
+        dataclasses.replace(
+            e,
+            files=tuple(dataclasses.replace(f, blob=strip(f.blob)) for f in e.files),
+            merge_files=tuple(dataclasses.replace(m, blob=strip(m.blob)) for m in e.merge_files),
+        )
+        for e in events
+    ]
 
 
 def without_blobs(events: list[CommitEvent]) -> list[CommitEvent]:

@@ -67,7 +67,7 @@ def test_file_rows_of_one_commit() -> None:
         1,
         author=person(email="Ada@X.org", time="2024-03-04T23:30:00-05:00"),
         files=(
-            FileChange("new.c", 5, 0, change="A", blob=BlobDelta(40, 0, 40)),
+            FileChange("new.c", 5, 0, change="A", blob=BlobDelta(40, 0, 40, 4)),
             FileChange("img", 0, 0, binary=True),
         ),
     )
@@ -83,8 +83,11 @@ def test_file_rows_of_one_commit() -> None:
         "blob_binary": 0,
         "blob_text_bytes": 40,
         "blob_unknown": 0,
+        "blob_code": 4,
+        "code_unknown": 0,
     }
     assert got[("file_stats", (1, "img"))].add["blob_unknown"] == 1  # no measures: unknown
+    assert got[("file_stats", (1, "img"))].add["code_unknown"] == 1
     assert s.greatest == {"last": (e.author.time.astimezone(UTC), False)}
     assert got[("file_stats", (1, "img"))].add["binary_changes"] == 1
     assert got[("file_authors", (1, "new.c", "ada@x.org"))].add["created"] == 1

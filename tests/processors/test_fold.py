@@ -33,6 +33,7 @@ _blobs = st.none() | st.builds(
     bytes=st.integers(-99, 99),
     binary=st.integers(-1, 1),
     text_bytes=st.integers(-99, 99),
+    code=st.none() | st.integers(-99, 99),
 )
 _files = st.lists(
     st.builds(
