@@ -54,7 +54,7 @@ from dulwich.objects import Blob, Commit, Tree
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
-from ingest.bus import BusError, CommitFailed, InMemoryBus, Message, Record
+from ingest.bus import BusError, InMemoryBus, Message, Record
 from ingest.events import encode, partition_key
 from ingest.gitdiff import commit_event
 from ingest.kafka_bus import KafkaBus
@@ -118,6 +118,8 @@ class ChaosReport:
     faults: Counter[str]
     mid_ingest: int
     """Faults injected before the backfill first reached every commit."""
+    meant_mid: int
+    """Faults the plan meant for the backfill (those it outlasted landed after it)."""
     last_fault_at: int
     """Commits the API served when the last fault was injected."""
     events_on_topic: int
@@ -179,8 +181,9 @@ class ChaosReport:
             [
                 f"commits in git:          {self.commits}",
                 f"faults injected:         {sum(self.faults.values())} ({kinds})",
-                f"  before backfill done:  {self.mid_ingest} (the last at {self.last_fault_at}"
-                " commits served)",
+                f"  before backfill done:  {self.mid_ingest} of {self.meant_mid} meant for it;"
+                f" after it {self.after_backfill} (the last at {self.last_fault_at} commits"
+                " served)",
                 f"events on the topic:     {self.events_on_topic} (all broker lifetimes)",
                 f"  injected duplicates:   {self.injected_events}",
                 f"  poison records:        {self.poison} ({self.dead_letters} dead letters"
@@ -434,8 +437,16 @@ async def _duplicates(c: Chaos) -> None:
     c.injected += len(values)
 
 
+MAX_PROCESSORS = 4
+"""Processors at most: a join with as many running makes one of the others leave first (by
+SIGTERM), so that a run of a thousand joins does not end with a thousand processes."""
+
+
 @fault("join")
 async def _join(c: Chaos) -> None:
+    running = c.roles.named("processor")
+    if len(running) >= MAX_PROCESSORS:
+        await asyncio.to_thread(c.roles.terminate, c.rng.choice(running))
     c.roles.start(f"processor-{c.extra}", "processor")
     c.extra += 1
 
@@ -461,10 +472,12 @@ async def _poison(c: Chaos) -> None:
 
 @fault("stale-member")
 async def _stale_member(c: Chaos) -> None:
-    """Another member joins the processors' group and commits positions 50-500 records behind
-    the group's (a consumer restored from an old offset snapshot), then leaves: whoever gets
-    those partitions reads the records again, and the dedup by event id must hold."""
-    for _ in range(5):
+    """Another member joins the processors' group and commits stale positions for the
+    partitions it is given (half the time the log's start, as from a lost offset snapshot,
+    otherwise 50-500 records back, as from an old one), then leaves: whoever gets those
+    partitions reads the records again, and the dedup by event id must hold. A member given
+    only partitions with nothing committed joins again (three times at most)."""
+    for attempt in range(5):
         member = c.kbus.consumer([c.topic], c.group)
         try:
             async with asyncio.timeout(30):
@@ -472,14 +485,18 @@ async def _stale_member(c: Chaos) -> None:
                 while not member.assignment():
                     await member.fetch(1, 0.2)
                 committed = await member.committed(c.topic)
-                back = {p: min(o, c.rng.randint(50, 500)) for p, o in committed.items()}
+                if c.rng.random() < 0.5:
+                    back = dict(committed)
+                else:
+                    back = {p: min(o, c.rng.randint(50, 500)) for p, o in committed.items()}
                 await member.commit(
                     [Record(c.topic, p, o - back[p] - 1, None, b"") for p, o in committed.items()]
                 )
                 c.rewound += sum(back.values())
-                return
-        except (TimeoutError, BusError, CommitFailed):
-            await asyncio.sleep(0.5)  # a rebalance took the partitions: join again
+                if sum(back.values()) or attempt >= 2:
+                    return
+        except (TimeoutError, BusError):  # CommitFailed among them: a rebalance took them
+            await asyncio.sleep(0.5)
         finally:
             await member.stop()
     c.stale_failed += 1
@@ -662,12 +679,13 @@ async def run_chaos(
                 info = await _get(api, f"/api/v1/repos/{repo_id}")
                 backfilled = backfilled or info["commits"] >= n
                 if not backfilled and i < len(mid):
-                    # Paced by progress and time: the next one once another 1/(2·(m+1)) of
-                    # the commits is in, or after 3 s (faults slow the backfill down).
-                    await asyncio.sleep(rng.uniform(0.2, 0.8))
+                    # Paced by progress and time: the next one 0.05-0.3 s after the last, once
+                    # another 1/(2·(m+1)) of the commits is in or after 1 s more (a backfill
+                    # of a few thousand commits takes seconds: slower pacing missed it).
+                    await asyncio.sleep(rng.uniform(0.05, 0.3))
                     waited = time.monotonic()
                     while info["commits"] < min(mark + gap, n):
-                        if time.monotonic() - waited > 3:
+                        if time.monotonic() - waited > 1:
                             break
                         await asyncio.sleep(0.1)
                         info = await _get(api, f"/api/v1/repos/{repo_id}")
@@ -750,6 +768,7 @@ async def run_chaos(
         commits=n,
         faults=done,
         mid_ingest=mid_ingest,
+        meant_mid=len(mid),
         last_fault_at=last_fault_at,
         events_on_topic=c.topic_total,
         injected_events=c.injected,

@@ -29,7 +29,7 @@ async def test_chaos_loses_and_double_counts_nothing(
     kafka_broker: Broker,
     history_factory: Callable[..., Path],
 ) -> None:
-    repo = history_factory(commits=2000, seed=3)
+    repo = history_factory(commits=5000, seed=3)
     kafka_broker.start()
     try:
         report = await run_chaos(
@@ -46,7 +46,7 @@ async def test_chaos_loses_and_double_counts_nothing(
         kafka_broker.start()  # the session's broker stays up for the tests after this one
     print(report.text())
     assert report.faults == {kind: 2 for kind in KINDS}
-    assert report.mid_ingest > 0, "no fault landed during the backfill"
+    assert report.mid_ingest > report.meant_mid // 2, "the backfill outlasted the faults"
     # Every kind was injected after the backfill too, and healed: its commit applied, served.
     assert report.unhealed == {}
     assert set(report.heal_times) == set(KINDS)
