@@ -1,21 +1,32 @@
 """Chaos: metre's distributed roles ingest a generated history while faults are injected, and
 the result must equal a fault-free run exactly (I/O: processes, a broker, PostgreSQL, git).
 
-    python -m bench.chaos --commits 20000 --faults 60 [--seed 1]
+    python -m bench.chaos --commits 5000 --per-kind 1000 [--seed 1]
 
-Faults, drawn at random and spread over the backfill (`--faults` in all, dealt round-robin
-over the kinds, then shuffled):
+Each kind gets `--per-kind` faults (or `--faults` in all, dealt round-robin); `--mid-share` of
+each kind is meant for the backfill, paced by progress and time (0.05-0.3 s apart, the next once
+another share of the commits is in or after 1 s more); the rest come after it, each once the one
+before healed (or `--heal-wait` s passed) and at least `--interval` s apart. Every fault after
+the backfill lands one new commit in git right after it (`broker-restart` while the broker is
+down), and its time-to-heal is the time from the fault until PostgreSQL holds that commit and
+the API answers for the repository. The kinds (`FAULTS`, one function each):
 - kill-poller, kill-processor, kill-api: SIGKILL one process of that role, start it again;
-- broker-restart: the Tansu broker is killed and started again on the same port, empty (topics,
-  records, groups and committed offsets are gone: the pipeline must re-create topics and
-  reconcile must re-publish what PostgreSQL lacks);
+- broker-restart: the Tansu broker is killed, stays down 0.5-3 s, and starts again on the same
+  port, empty (the test broker keeps everything in memory);
+- broker-loses-data: the broker restarted with its storage wiped (topics, records, groups and
+  committed offsets gone) and a commit published right after; nobody runs `metre reconcile`
+  and nothing reconciles on a timer (METRE_RECONCILE_INTERVAL is 3,600 s): the roles' data-loss
+  watch must find and heal it;
 - pg-restart: `pg_ctl restart -m fast` of the PostgreSQL server (every connection is cut);
 - duplicates: events of random commits, some twice, published straight to the topic in shuffled
   order (duplicated and reordered delivery);
-- join: another processor joins the group mid-stream (a rebalance in the middle of batches);
+- join: another processor joins the group mid-stream (a rebalance in the middle of batches;
+  with four running, one of the others leaves first);
 - sigterm-processor: a processor is stopped with SIGTERM (it finishes its batch, commits, leaves);
 - poison: malformed records published to the topic (they must land in the dead-letter table:
-  each exactly once, except those a broker restart emptied from the topic before they were read).
+  each exactly once, except those a broker restart emptied from the topic before they were read);
+- stale-member: another member joins the processors' group, commits positions behind the
+  group's (the log's start, or 50-500 records back) and leaves: the records are read again.
 
 Definitions, checked once the pipeline has settled (repository idle, nothing left to apply):
 - lost = commits git lists that PostgreSQL lacks + metric/fact rows of the fault-free run that
@@ -23,8 +34,9 @@ Definitions, checked once the pipeline has settled (repository idle, nothing lef
 - double-counted = commits PostgreSQL holds that git does not list + rows present only in the
   chaos run or larger in it.
 The fault-free run is the same code (poller and processor) over the in-process bus into a fresh
-database; every fact and metric table is compared row by row (tests/processors/dump.py), and the
-API is checked against the git CLI (tests/oracle.py).
+database, over the final history (the backfill and the commits the faults landed); every fact
+and metric table is compared row by row (tests/processors/dump.py), and the API is checked
+against the git CLI (tests/oracle.py).
 """
 
 from __future__ import annotations
@@ -153,6 +165,9 @@ class ChaosReport:
     """Records the stale members moved committed offsets back over (read again, deduplicated)."""
     stale_failed: int
     reconcile_interval: float
+    overlapped: int
+    """Faults after the backfill injected while an earlier one was not healed yet (its heal
+    wait ran out): their time-to-heal includes the earlier fault's."""
 
     @property
     def after_backfill(self) -> int:
@@ -201,6 +216,7 @@ class ChaosReport:
                     for kind in KINDS
                     if self.heal_times.get(kind) or self.unhealed[kind]
                 ),
+                f"  injected before the previous one healed: {self.overlapped}",
                 f"  stale members:       {self.rewound} records read again"
                 f" ({self.stale_failed} members could not commit)",
                 f"processes that crashed:  {len(self.crashes)}",
@@ -595,7 +611,7 @@ async def run_chaos(
     seed: int = 0,
     mid_share: float = 0.2,
     interval: float = 0.2,
-    heal_wait: float = 60.0,
+    heal_wait: float = 180.0,
     settle_timeout: float = 300.0,
     log: Any = print,
 ) -> ChaosReport:
@@ -645,7 +661,7 @@ async def run_chaos(
         roles.start(f"processor-{i}", "processor")
     mid, after = plan(faults, mid_share, rng)
     done: Counter[str] = Counter()
-    mid_ingest = last_fault_at = 0
+    mid_ingest = last_fault_at = overlapped = 0
     kbus = KafkaBus(
         broker.bootstrap,
         partitions=4,
@@ -704,6 +720,7 @@ async def run_chaos(
                             break
                         await asyncio.sleep(0.05)
                     info = await _get(api, f"/api/v1/repos/{repo_id}")
+                    overlapped += any(p.healed_in is None for p in c.probes)
                 last_fault_at = info["commits"]
                 backfilled = backfilled or info["commits"] >= n
                 mid_ingest += not backfilled
@@ -791,6 +808,7 @@ async def run_chaos(
         rewound=c.rewound,
         stale_failed=c.stale_failed,
         reconcile_interval=RECONCILE_INTERVAL,
+        overlapped=overlapped,
     )
 
 
@@ -871,9 +889,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--heal-wait",
         type=float,
-        default=60.0,
+        default=180.0,
         help="after the backfill, wait up to this for a fault to heal before the next "
-        "(0: paced by --interval alone, faults overlap)",
+        "(longer than a poller's 120 s poll lease, so heals do not overlap; 0: paced by "
+        "--interval alone, faults overlap)",
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
