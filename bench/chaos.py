@@ -1,21 +1,32 @@
 """Chaos: metre's distributed roles ingest a generated history while faults are injected, and
 the result must equal a fault-free run exactly (I/O: processes, a broker, PostgreSQL, git).
 
-    python -m bench.chaos --commits 20000 --faults 60 [--seed 1]
+    python -m bench.chaos --commits 5000 --per-kind 1000 [--seed 1]
 
-Faults, drawn at random and spread over the backfill (`--faults` in all, dealt round-robin
-over the kinds, then shuffled):
+Each kind gets `--per-kind` faults (or `--faults` in all, dealt round-robin); `--mid-share` of
+each kind is meant for the backfill, paced by progress and time (0.05-0.3 s apart, the next once
+another share of the commits is in or after 1 s more); the rest come after it, each once the one
+before healed (or `--heal-wait` s passed) and at least `--interval` s apart. Every fault after
+the backfill lands one new commit in git right after it (`broker-restart` while the broker is
+down), and its time-to-heal is the time from the fault until PostgreSQL holds that commit and
+the API answers for the repository. The kinds (`FAULTS`, one function each):
 - kill-poller, kill-processor, kill-api: SIGKILL one process of that role, start it again;
-- broker-restart: the Tansu broker is killed and started again on the same port, empty (topics,
-  records, groups and committed offsets are gone: the pipeline must re-create topics and
-  reconcile must re-publish what PostgreSQL lacks);
+- broker-restart: the Tansu broker is killed, stays down 0.5-3 s, and starts again on the same
+  port, empty (the test broker keeps everything in memory);
+- broker-loses-data: the broker restarted with its storage wiped (topics, records, groups and
+  committed offsets gone) and a commit published right after; nobody runs `metre reconcile`
+  and nothing reconciles on a timer (METRE_RECONCILE_INTERVAL is 3,600 s): the roles' data-loss
+  watch must find and heal it;
 - pg-restart: `pg_ctl restart -m fast` of the PostgreSQL server (every connection is cut);
 - duplicates: events of random commits, some twice, published straight to the topic in shuffled
   order (duplicated and reordered delivery);
-- join: another processor joins the group mid-stream (a rebalance in the middle of batches);
+- join: another processor joins the group mid-stream (a rebalance in the middle of batches;
+  with four running, one of the others leaves first);
 - sigterm-processor: a processor is stopped with SIGTERM (it finishes its batch, commits, leaves);
 - poison: malformed records published to the topic (they must land in the dead-letter table:
-  each exactly once, except those a broker restart emptied from the topic before they were read).
+  each exactly once, except those a broker restart emptied from the topic before they were read);
+- stale-member: another member joins the processors' group, commits positions behind the
+  group's (the log's start, or 50-500 records back) and leaves: the records are read again.
 
 Definitions, checked once the pipeline has settled (repository idle, nothing left to apply):
 - lost = commits git lists that PostgreSQL lacks + metric/fact rows of the fault-free run that
@@ -23,8 +34,9 @@ Definitions, checked once the pipeline has settled (repository idle, nothing lef
 - double-counted = commits PostgreSQL holds that git does not list + rows present only in the
   chaos run or larger in it.
 The fault-free run is the same code (poller and processor) over the in-process bus into a fresh
-database; every fact and metric table is compared row by row (tests/processors/dump.py), and the
-API is checked against the git CLI (tests/oracle.py).
+database, over the final history (the backfill and the commits the faults landed); every fact
+and metric table is compared row by row (tests/processors/dump.py), and the API is checked
+against the git CLI (tests/oracle.py).
 """
 
 from __future__ import annotations
@@ -39,8 +51,10 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import median
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -48,9 +62,11 @@ import asyncpg
 import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from dulwich.objects import Blob, Commit, Tree
+from dulwich.refs import Ref
 from dulwich.repo import Repo
 
-from ingest.bus import InMemoryBus, Message
+from ingest.bus import BusError, InMemoryBus, Message, Record
 from ingest.events import encode, partition_key
 from ingest.gitdiff import commit_event
 from ingest.kafka_bus import KafkaBus
@@ -60,20 +76,8 @@ from processors.runner import Processor
 from processors.store import PgStore
 from tests.fixtures.broker import Broker, free_port
 from tests.fixtures.gitrepo import git_commits
-from tests.fixtures.roles import Roles, role_env
+from tests.fixtures.roles import SESSION_TIMEOUT_MS, Roles, role_env
 from tests.processors.dump import dump, table_keys
-
-KINDS = (
-    "kill-poller",
-    "kill-processor",
-    "kill-api",
-    "broker-restart",
-    "pg-restart",
-    "duplicates",
-    "join",
-    "sigterm-processor",
-    "poison",
-)
 
 
 @dataclass
@@ -126,6 +130,8 @@ class ChaosReport:
     faults: Counter[str]
     mid_ingest: int
     """Faults injected before the backfill first reached every commit."""
+    meant_mid: int
+    """Faults the plan meant for the backfill (those it outlasted landed after it)."""
     last_fault_at: int
     """Commits the API served when the last fault was injected."""
     events_on_topic: int
@@ -150,6 +156,22 @@ class ChaosReport:
     duration: float
     crashes: list[str]
     sigterm_exits: list[tuple[str, int]]
+    heal_times: dict[str, list[float]]
+    """Per kind, seconds from each fault after the backfill until the commit that landed right
+    after it was stored and the API answered for the repository."""
+    unhealed: Counter[str]
+    """Faults after the backfill whose commit was not stored within the settle timeout."""
+    rewound: int
+    """Records the stale members moved committed offsets back over (read again, deduplicated)."""
+    stale_failed: int
+    reconcile_interval: float
+    overlapped: int
+    """Faults after the backfill injected while an earlier one was not healed yet (its heal
+    wait ran out): their time-to-heal includes the earlier fault's."""
+
+    @property
+    def after_backfill(self) -> int:
+        return sum(self.faults.values()) - self.mid_ingest
 
     @property
     def lost(self) -> int:
@@ -159,14 +181,24 @@ class ChaosReport:
     def double_counted(self) -> int:
         return self.extra_commits + self.double_rows
 
+    def _heal_line(self, kind: str) -> str:
+        times = self.heal_times.get(kind, [])
+        line = f"  {kind:<19} {len(times):>5} timed"
+        if times:
+            line += f": median {median(times):5.1f} s, max {max(times):5.1f} s"
+        if self.unhealed[kind]:
+            line += f", {self.unhealed[kind]} not healed"
+        return line
+
     def text(self) -> str:
         kinds = ", ".join(f"{k} {self.faults[k]}" for k in KINDS if self.faults[k])
         return "\n".join(
             [
                 f"commits in git:          {self.commits}",
                 f"faults injected:         {sum(self.faults.values())} ({kinds})",
-                f"  before backfill done:  {self.mid_ingest} (the last at {self.last_fault_at}"
-                " commits served)",
+                f"  before backfill done:  {self.mid_ingest} of {self.meant_mid} meant for it;"
+                f" after it {self.after_backfill} (the last at {self.last_fault_at} commits"
+                " served)",
                 f"events on the topic:     {self.events_on_topic} (all broker lifetimes)",
                 f"  injected duplicates:   {self.injected_events}",
                 f"  poison records:        {self.poison} ({self.dead_letters} dead letters"
@@ -177,6 +209,16 @@ class ChaosReport:
                 f"double-counted:          {self.double_counted} (commits {self.extra_commits},"
                 f" rows {self.double_rows})",
                 f"settled after faults in: {self.settled_in:.1f} s; total {self.duration:.1f} s",
+                f"time-to-heal, after the backfill ({self.after_backfill} faults; from the fault"
+                " to the commit landed after it stored and served):",
+                *(
+                    self._heal_line(kind)
+                    for kind in KINDS
+                    if self.heal_times.get(kind) or self.unhealed[kind]
+                ),
+                f"  injected before the previous one healed: {self.overlapped}",
+                f"  stale members:       {self.rewound} records read again"
+                f" ({self.stale_failed} members could not commit)",
                 f"processes that crashed:  {len(self.crashes)}",
                 f"SIGTERM exit codes:      {sorted({c for _, c in self.sigterm_exits})}",
             ]
@@ -281,6 +323,284 @@ async def _get(api: httpx.AsyncClient, path: str) -> Any:
     raise AssertionError(f"GET {path} never answered 200")
 
 
+Fault = Callable[["Chaos"], Awaitable[None]]
+FAULTS: dict[str, Fault] = {}
+"""The fault kinds, one function each, in the order the report lists them."""
+
+
+def fault(kind: str) -> Callable[[Fault], Fault]:
+    """Register a fault function under `kind`."""
+
+    def register(f: Fault) -> Fault:
+        FAULTS[kind] = f
+        return f
+
+    return register
+
+
+@dataclass
+class Probe:
+    """A fault injected after the backfill, and the commit that landed in git right after it:
+    healed once that commit is stored and the API answers for the repository."""
+
+    kind: str
+    at: float
+    """time.monotonic() when the fault began."""
+    sha: str
+    healed_in: float | None = None
+
+
+@dataclass
+class Chaos:
+    """What the fault functions act on, and what they tally for the report."""
+
+    repo: Path
+    repo_id: int
+    shas: list[str]
+    """The commits of the backfill (duplicates are drawn from them)."""
+    roles: Roles
+    broker: Broker
+    pg: PgServer
+    kbus: KafkaBus
+    topic: str
+    group: str
+    port: int
+    rng: random.Random
+    injected: int = 0
+    poison: int = 0
+    poison_by_lifetime: list[set[bytes]] = field(default_factory=lambda: [set()])
+    """Poison payloads by broker lifetime (each unique, so each dead letter names its record):
+    those of an ended lifetime may be gone unread; those of the last one must all be stored."""
+    topic_total: int = 0
+    extra: int = 3
+    rewound: int = 0
+    """Records the stale members moved the group's committed offsets back over."""
+    stale_failed: int = 0
+    """Stale members that could not commit (the group kept rebalancing): not injected."""
+    landing: bool = False
+    """After the backfill: each fault lands one new commit in git, to time its heal by."""
+    probes: list[Probe] = field(default_factory=list)
+    current: tuple[str, float] | None = None
+
+    async def land_commit(self) -> None:
+        """Once per fault after the backfill: a new commit on main, its heal timed from the
+        fault's start (a fault calls this itself to land it at a chosen moment)."""
+        if not self.landing or self.current is None:
+            return
+        kind, at = self.current
+        self.current = None
+        sha = await asyncio.to_thread(add_commit, self.repo, len(self.probes))
+        self.probes.append(Probe(kind, at, sha))
+
+    async def end_lifetime(self) -> None:
+        """Before the broker loses its records: count what the topic held."""
+        self.topic_total += await topic_size(self.broker.bootstrap, self.topic)
+        self.poison_by_lifetime.append(set())
+
+
+@fault("kill-poller")
+async def _kill_poller(c: Chaos) -> None:
+    name = c.rng.choice(c.roles.named("poller"))
+    c.roles.kill(name)
+    c.roles.start(name, "poller")
+
+
+@fault("kill-processor")
+async def _kill_processor(c: Chaos) -> None:
+    name = c.rng.choice(c.roles.named("processor"))
+    c.roles.kill(name)
+    c.roles.start(name, "processor")
+
+
+@fault("kill-api")
+async def _kill_api(c: Chaos) -> None:
+    c.roles.kill("api")
+    c.roles.start("api", "api", "--port", str(c.port))
+
+
+@fault("broker-restart")
+async def _broker_restart(c: Chaos) -> None:
+    """The broker down for 0.5-3 s (a commit lands meanwhile), then back empty."""
+    await c.end_lifetime()
+    await asyncio.to_thread(c.broker.kill)
+    await c.land_commit()
+    await asyncio.to_thread(c.broker.restart, down_for=c.rng.uniform(0.5, 3.0))
+
+
+@fault("broker-loses-data")
+async def _broker_loses_data(c: Chaos) -> None:
+    """The broker restarted with its storage wiped and a commit published right after, with
+    no reconcile by hand and none on a timer: the roles must find the loss and heal it."""
+    await c.end_lifetime()
+    await asyncio.to_thread(c.broker.wipe)
+    await c.land_commit()
+
+
+@fault("pg-restart")
+async def _pg_restart(c: Chaos) -> None:
+    await asyncio.to_thread(c.pg.restart)
+
+
+@fault("duplicates")
+async def _duplicates(c: Chaos) -> None:
+    """Events of 40 random commits, half of them twice, shuffled, straight to the topic."""
+    chosen = c.rng.sample(c.shas, min(40, len(c.shas)))
+    chosen += c.rng.sample(chosen, len(chosen) // 2)
+    c.rng.shuffle(chosen)
+    values = await asyncio.to_thread(_events_of, c.repo, c.repo_id, chosen)
+    key = partition_key(c.repo_id)
+    await _publish(c.kbus, c.topic, [Message(key, v) for v in values])
+    c.injected += len(values)
+
+
+MAX_PROCESSORS = 4
+"""Processors at most: a join with as many running makes one of the others leave first (by
+SIGTERM), so that a run of a thousand joins does not end with a thousand processes."""
+
+
+@fault("join")
+async def _join(c: Chaos) -> None:
+    running = c.roles.named("processor")
+    if len(running) >= MAX_PROCESSORS:
+        await asyncio.to_thread(c.roles.terminate, c.rng.choice(running))
+    c.roles.start(f"processor-{c.extra}", "processor")
+    c.extra += 1
+
+
+@fault("sigterm-processor")
+async def _sigterm_processor(c: Chaos) -> None:
+    name = c.rng.choice(c.roles.named("processor"))
+    await asyncio.to_thread(c.roles.terminate, name)
+    if len(c.roles.named("processor")) < 2:
+        c.roles.start(name, "processor")
+
+
+@fault("poison")
+async def _poison(c: Chaos) -> None:
+    bad = [
+        Message(b"poison", b"not json at all #%d" % c.poison),
+        Message(b"poison", orjson.dumps({"v": 1, "type": "commit", "id": 7, "n": c.poison + 1})),
+    ]
+    await _publish(c.kbus, c.topic, bad)
+    c.poison += len(bad)
+    c.poison_by_lifetime[-1].update(m.value for m in bad)
+
+
+@fault("stale-member")
+async def _stale_member(c: Chaos) -> None:
+    """Another member joins the processors' group and commits stale positions for the
+    partitions it is given (half the time the log's start, as from a lost offset snapshot,
+    otherwise 50-500 records back, as from an old one), then leaves: whoever gets those
+    partitions reads the records again, and the dedup by event id must hold. A member given
+    only partitions with nothing committed joins again (three times at most)."""
+    for attempt in range(5):
+        member = c.kbus.consumer([c.topic], c.group)
+        try:
+            async with asyncio.timeout(30):
+                await member.start()
+                while not member.assignment():
+                    await member.fetch(1, 0.2)
+                committed = await member.committed(c.topic)
+                if c.rng.random() < 0.5:
+                    back = dict(committed)
+                else:
+                    back = {p: min(o, c.rng.randint(50, 500)) for p, o in committed.items()}
+                await member.commit(
+                    [Record(c.topic, p, o - back[p] - 1, None, b"") for p, o in committed.items()]
+                )
+                c.rewound += sum(back.values())
+                if sum(back.values()) or attempt >= 2:
+                    return
+        except (TimeoutError, BusError):  # CommitFailed among them: a rebalance took them
+            await asyncio.sleep(0.5)
+        finally:
+            await member.stop()
+    c.stale_failed += 1
+
+
+KINDS = tuple(FAULTS)
+
+RECONCILE_INTERVAL = 3600
+"""METRE_RECONCILE_INTERVAL of the roles (the default): no reconcile on a timer heals a fault."""
+
+
+def add_commit(repo: Path, i: int) -> str:
+    """Commit `chaos.txt` (one line, `i`) on top of main, a minute after its tip; the sha."""
+    with Repo(str(repo)) as r:
+        ref = Ref(b"refs/heads/main")
+        tip = r.refs[ref]
+        parent = r[tip]
+        assert isinstance(parent, Commit)
+        blob = Blob.from_string(b"fault %d\n" % i)
+        tree = r[parent.tree]
+        assert isinstance(tree, Tree)
+        new = Tree()
+        for entry in tree.items():
+            new.add(entry.path, entry.mode, entry.sha)
+        new.add(b"chaos.txt", 0o100644, blob.id)
+        commit = Commit()
+        commit.tree = new.id
+        commit.parents = [tip]
+        commit.author = commit.committer = b"Chaos <chaos@example.com>"
+        commit.author_time = commit.commit_time = parent.commit_time + 60
+        commit.author_timezone = commit.commit_timezone = 0
+        commit.message = b"chaos fault %d\n" % i
+        for obj in (blob, new, commit):
+            r.object_store.add_object(obj)
+        assert r.refs.set_if_equals(ref, tip, commit.id)
+        return commit.id.decode()
+
+
+def plan(faults: int, mid_share: float, rng: random.Random) -> tuple[list[str], list[str]]:
+    """(meant for the backfill, meant for after it): `faults` dealt round-robin over the
+    kinds; of each kind, `mid_share` for the backfill, but at least one after it when the
+    kind has two or more (every kind's heal is timed), each part shuffled."""
+    per = Counter(KINDS[i % len(KINDS)] for i in range(faults))
+    mid: list[str] = []
+    after: list[str] = []
+    for kind, count in per.items():
+        m = min(round(count * mid_share), count - 1) if count > 1 else round(count * mid_share)
+        mid += [kind] * m
+        after += [kind] * (count - m)
+    rng.shuffle(mid)
+    rng.shuffle(after)
+    return mid, after
+
+
+async def _watch_heals(c: Chaos, dsn: str, base_url: str, stop: asyncio.Event) -> None:
+    """Time every probe, sampling every 0.1 s: healed when PostgreSQL holds its commit and the
+    API answers 200 for the repository (so a killed API is back too)."""
+    con: asyncpg.Connection | None = None
+    async with httpx.AsyncClient(base_url=base_url, timeout=2) as api:
+        while not stop.is_set():
+            pending = [p for p in c.probes if p.healed_in is None]
+            if pending:
+                try:
+                    if con is None:
+                        con = await asyncpg.connect(dsn, timeout=2)
+                    rows = await con.fetch(
+                        "SELECT sha FROM commits WHERE repo_id = $1 AND sha = ANY($2::text[])",
+                        c.repo_id,
+                        [p.sha for p in pending],
+                    )
+                    answered = (await api.get(f"/api/v1/repos/{c.repo_id}")).status_code == 200
+                except Exception:  # a restarting PostgreSQL or API fails in many ways
+                    if con is not None:
+                        with contextlib.suppress(Exception):
+                            await con.close()
+                    con = None
+                    rows, answered = [], False
+                now = time.monotonic()
+                stored = {row["sha"] for row in rows}
+                for p in pending:
+                    if answered and p.sha in stored:
+                        p.healed_in = now - p.at
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.1)
+    if con is not None:
+        await con.close()
+
+
 async def run_chaos(
     repo: Path,
     broker: Broker,
@@ -289,26 +609,37 @@ async def run_chaos(
     *,
     faults: int,
     seed: int = 0,
+    mid_share: float = 0.2,
+    interval: float = 0.2,
+    heal_wait: float = 180.0,
     settle_timeout: float = 300.0,
     log: Any = print,
 ) -> ChaosReport:
-    """Ingest `repo` with the distributed roles over `broker` and `pg` while `faults` faults
-    are injected, wait until it settles, and compare with a fault-free run."""
+    """Ingest a copy of `repo` with the distributed roles over `broker` and `pg` while
+    `faults` faults are injected (`mid_share` of each kind meant for the backfill, paced by
+    its progress; the rest after it, each once the one before healed or `heal_wait` s
+    passed, at least `interval` s apart, each landing a new commit that times its heal),
+    wait until it settles, and compare with a fault-free run of the final history."""
     from tests.fixtures.postgres import create_database
 
     started = time.monotonic()
     rng = random.Random(seed)
+    await asyncio.to_thread(work.mkdir, parents=True, exist_ok=True)
+    source, repo = repo, work / "repo"  # faults add commits: never to a shared history
+    await asyncio.to_thread(
+        subprocess.run,
+        ["git", "clone", "-q", "--local", str(source), str(repo)],
+        check=True,
+        capture_output=True,
+    )
     commits = git_commits(repo)
     n = len(commits)
-    await asyncio.to_thread(work.mkdir, parents=True, exist_ok=True)
     ref_dsn = await create_database(pg.dsn)
     chaos_dsn = await create_database(pg.dsn)
     for dsn in (ref_dsn, chaos_dsn):
         store = await PgStore.connect(dsn)
         await store.migrate()
         await store.close()
-    await reference_run(repo, ref_dsn, work / "ref-mirrors")
-    log(f"fault-free run done in {time.monotonic() - started:.1f} s")
 
     prefix = f"chaos{uuid.uuid4().hex[:8]}"
     topic = f"{prefix}.commits"
@@ -318,7 +649,9 @@ async def run_chaos(
         broker.bootstrap,
         METRE_TOPIC_PREFIX=prefix,
         METRE_BATCH_SIZE="20",  # small transactions: a longer backfill for faults to land in
-        METRE_RECONCILE_INTERVAL="3",
+        # The default: nothing reconciles on a timer, so the roles' data-loss watch must heal
+        # every broker restart (a poller still reconciles once when it starts).
+        METRE_RECONCILE_INTERVAL=str(RECONCILE_INTERVAL),
     )
     roles = Roles(env, work)
     port = free_port()
@@ -326,19 +659,21 @@ async def run_chaos(
     for i in (1, 2):
         roles.start(f"poller-{i}", "poller")
         roles.start(f"processor-{i}", "processor")
-    schedule = [KINDS[i % len(KINDS)] for i in range(faults)]
-    rng.shuffle(schedule)
+    mid, after = plan(faults, mid_share, rng)
     done: Counter[str] = Counter()
-    mid_ingest = injected = poison = last_fault_at = 0
-    # Poison payloads by broker lifetime (each unique, so each dead letter names its record):
-    # those of an ended lifetime may be gone unread; those of the last one must all be stored.
-    poison_by_lifetime: list[set[bytes]] = [set()]
-    topic_total = 0
-    extra = 3
-    kbus = KafkaBus(broker.bootstrap, partitions=4, request_timeout_ms=10_000)
-    shas = list(commits)
+    mid_ingest = last_fault_at = overlapped = 0
+    kbus = KafkaBus(
+        broker.bootstrap,
+        partitions=4,
+        session_timeout_ms=SESSION_TIMEOUT_MS,
+        request_timeout_ms=10_000,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    stop_watch = asyncio.Event()
+    watch: asyncio.Task[None] | None = None
+    c: Chaos | None = None
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as api:
+        async with httpx.AsyncClient(base_url=base_url, timeout=30) as api:
             await _get(api, "/readyz")
             for _ in range(100):
                 with contextlib.suppress(httpx.HTTPError):
@@ -348,73 +683,67 @@ async def run_chaos(
                 await asyncio.sleep(0.2)
             repo_id = r.json()["id"]
             await kbus.start()
+            c = Chaos(
+                repo, repo_id, list(commits), roles, broker, pg, kbus, topic,
+                f"{prefix}-processors", port, rng,
+            )  # fmt: skip
+            watch = asyncio.create_task(_watch_heals(c, chaos_dsn, base_url, stop_watch))
             backfilled = False
-            gap = n / (2 * (len(schedule) + 1))
+            gap = n / (2 * (len(mid) + 1))
             mark = 0
-            for kind in schedule:
-                # Spread the faults over the backfill: the next one once another
-                # 1/(2·(faults+1)) of the commits is in, or after 3 s (faults slow it down).
-                await asyncio.sleep(rng.uniform(0.2, 0.8))
-                waited = time.monotonic()
-                while True:
+            for i, kind in enumerate(mid + after):
+                info = await _get(api, f"/api/v1/repos/{repo_id}")
+                backfilled = backfilled or info["commits"] >= n
+                if not backfilled and i < len(mid):
+                    # Paced by progress and time: the next one 0.05-0.3 s after the last, once
+                    # another 1/(2·(m+1)) of the commits is in or after 1 s more (a backfill
+                    # of a few thousand commits takes seconds: slower pacing missed it).
+                    await asyncio.sleep(rng.uniform(0.05, 0.3))
+                    waited = time.monotonic()
+                    while info["commits"] < min(mark + gap, n):
+                        if time.monotonic() - waited > 1:
+                            break
+                        await asyncio.sleep(0.1)
+                        info = await _get(api, f"/api/v1/repos/{repo_id}")
+                    mark = info["commits"]
+                else:
+                    # After the backfill: paced by time, each fault once the one before
+                    # healed (or `heal_wait` passed), so each heal is its own.
+                    deadline = time.monotonic() + settle_timeout
+                    while info["commits"] < n and time.monotonic() < deadline:
+                        await asyncio.sleep(0.2)
+                        info = await _get(api, f"/api/v1/repos/{repo_id}")
+                    await asyncio.sleep(interval)
+                    waited = time.monotonic()
+                    while any(p.healed_in is None for p in c.probes):
+                        if time.monotonic() - waited > heal_wait:
+                            break
+                        await asyncio.sleep(0.05)
                     info = await _get(api, f"/api/v1/repos/{repo_id}")
-                    if info["commits"] >= min(mark + gap, n) or time.monotonic() - waited > 3:
-                        break
-                    await asyncio.sleep(0.1)
-                mark = info["commits"]
+                    overlapped += any(p.healed_in is None for p in c.probes)
                 last_fault_at = info["commits"]
                 backfilled = backfilled or info["commits"] >= n
                 mid_ingest += not backfilled
+                c.landing = backfilled
+                c.current = (kind, time.monotonic())
                 log(f"[{time.monotonic() - started:6.1f}s] {kind} (commits {info['commits']})")
-                if kind == "kill-poller":
-                    name = rng.choice(roles.named("poller"))
-                    roles.kill(name)
-                    roles.start(name, "poller")
-                elif kind == "kill-processor":
-                    name = rng.choice(roles.named("processor"))
-                    roles.kill(name)
-                    roles.start(name, "processor")
-                elif kind == "kill-api":
-                    roles.kill("api")
-                    roles.start("api", "api", "--port", str(port))
-                elif kind == "broker-restart":
-                    topic_total += await topic_size(broker.bootstrap, topic)
-                    await asyncio.to_thread(broker.restart)
-                    poison_by_lifetime.append(set())
-                elif kind == "pg-restart":
-                    await asyncio.to_thread(pg.restart)
-                elif kind == "duplicates":
-                    chosen = rng.sample(shas, min(40, len(shas)))
-                    chosen += rng.sample(chosen, len(chosen) // 2)
-                    rng.shuffle(chosen)
-                    values = await asyncio.to_thread(_events_of, repo, repo_id, chosen)
-                    key = partition_key(repo_id)
-                    await _publish(kbus, topic, [Message(key, v) for v in values])
-                    injected += len(values)
-                elif kind == "join":
-                    roles.start(f"processor-{extra}", "processor")
-                    extra += 1
-                elif kind == "sigterm-processor":
-                    name = rng.choice(roles.named("processor"))
-                    await asyncio.to_thread(roles.terminate, name)
-                    if len(roles.named("processor")) < 2:
-                        roles.start(name, "processor")
-                elif kind == "poison":
-                    bad = [
-                        Message(b"poison", b"not json at all #%d" % poison),
-                        Message(
-                            b"poison",
-                            orjson.dumps({"v": 1, "type": "commit", "id": 7, "n": poison + 1}),
-                        ),
-                    ]
-                    await _publish(kbus, topic, bad)
-                    poison += len(bad)
-                    poison_by_lifetime[-1].update(m.value for m in bad)
+                await FAULTS[kind](c)
+                await c.land_commit()
                 done[kind] += 1
             faults_over = time.monotonic()
+            deadline = faults_over + settle_timeout
+            while any(p.healed_in is None for p in c.probes) and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            stop_watch.set()
+            await watch
+            commits = git_commits(repo)
+            n = len(commits)
+            t = time.monotonic()
+            await reference_run(repo, ref_dsn, work / "ref-mirrors")
+            log(f"fault-free run of {n} commits done in {time.monotonic() - t:.1f} s")
             settled = await _settle(api, repo_id, n, chaos_dsn, ref_dsn, settle_timeout, roles)
             if settled:  # the last lifetime's poison is read too (its partition has an owner)
-                await _dead_letters_stored(chaos_dsn, poison_by_lifetime[-1], settle_timeout)
+                await _dead_letters_stored(chaos_dsn, c.poison_by_lifetime[-1], settle_timeout)
             settled_in = time.monotonic() - faults_over
             log(f"settled: {settled} after {settled_in:.1f} s")
             pipeline = await _get(api, "/api/v1/pipeline?last=5")
@@ -422,33 +751,45 @@ async def run_chaos(
             from tests.oracle import assert_api_matches_git
 
             await assert_api_matches_git(api, repo_id, repo)
-        topic_total += await topic_size(broker.bootstrap, topic)
+        c.topic_total += await topic_size(broker.bootstrap, topic)
         stored = await _dead_letter_payloads(chaos_dsn)
         got, want = await dump(chaos_dsn), await dump(ref_dsn)
         shas_stored = {r["sha"] for r in got["commits"]}
         lost_rows, double_rows, sample = compare(got, want)
         crashes = roles.crashed()
     finally:
+        stop_watch.set()
+        if watch is not None:
+            await asyncio.gather(watch, return_exceptions=True)
         await kbus.stop()
         codes = roles.stop_all()
-    published = set().union(*poison_by_lifetime)
+    assert c is not None
+    published = set().union(*c.poison_by_lifetime)
     stored_set = set(stored)
-    poison_unstored = len(poison_by_lifetime[-1] - stored_set)
-    poison_lost_in_restarts = len(set().union(*poison_by_lifetime[:-1]) - stored_set)
+    poison_unstored = len(c.poison_by_lifetime[-1] - stored_set)
+    poison_lost_in_restarts = len(set().union(*c.poison_by_lifetime[:-1]) - stored_set)
     stray = sum(count - (payload in published) for payload, count in stored.items())
     crashes += [
         f"{name} exited with {code} on SIGTERM; its log ends:\n{_tail(roles.log(name))}"
         for name, code in codes.items()
         if code
     ]
+    heal_times: dict[str, list[float]] = {}
+    unhealed: Counter[str] = Counter()
+    for p in c.probes:
+        if p.healed_in is None:
+            unhealed[p.kind] += 1
+        else:
+            heal_times.setdefault(p.kind, []).append(p.healed_in)
     return ChaosReport(
         commits=n,
         faults=done,
         mid_ingest=mid_ingest,
+        meant_mid=len(mid),
         last_fault_at=last_fault_at,
-        events_on_topic=topic_total,
-        injected_events=injected,
-        poison=poison,
+        events_on_topic=c.topic_total,
+        injected_events=c.injected,
+        poison=c.poison,
         dead_letters=dead,
         poison_lost_in_restarts=poison_lost_in_restarts,
         poison_unstored=poison_unstored,
@@ -462,6 +803,12 @@ async def run_chaos(
         duration=time.monotonic() - started,
         crashes=crashes,
         sigterm_exits=roles.exits,
+        heal_times=heal_times,
+        unhealed=unhealed,
+        rewound=c.rewound,
+        stale_failed=c.stale_failed,
+        reconcile_interval=RECONCILE_INTERVAL,
+        overlapped=overlapped,
     )
 
 
@@ -528,9 +875,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.chaos", description=__doc__.split("\n")[0]
     )
-    # Smaller histories are now backfilled before most of 60 faults land.
-    parser.add_argument("--commits", type=int, default=20000)
-    parser.add_argument("--faults", type=int, default=60)
+    parser.add_argument("--commits", type=int, default=5000)
+    parser.add_argument("--faults", type=int, default=None, help="in all, round-robin")
+    parser.add_argument(
+        "--per-kind", type=int, default=10, help="faults of each kind (unless --faults)"
+    )
+    parser.add_argument(
+        "--mid-share", type=float, default=0.2, help="share of each kind meant for the backfill"
+    )
+    parser.add_argument(
+        "--interval", type=float, default=0.2, help="seconds between faults after the backfill"
+    )
+    parser.add_argument(
+        "--heal-wait",
+        type=float,
+        default=180.0,
+        help="after the backfill, wait up to this for a fault to heal before the next "
+        "(longer than a poller's 120 s poll lease, so heals do not overlap; 0: paced by "
+        "--interval alone, faults overlap)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args(argv)
@@ -554,8 +917,10 @@ async def _main(args: argparse.Namespace) -> int:
     broker.start()
     try:
         report = await run_chaos(
-            repo, broker, await PgServer.of(dsn), root / "work", faults=args.faults,
-            seed=args.seed, settle_timeout=600.0,
+            repo, broker, await PgServer.of(dsn), root / "work",
+            faults=args.faults or args.per_kind * len(KINDS), seed=args.seed,
+            mid_share=args.mid_share, interval=args.interval, heal_wait=args.heal_wait,
+            settle_timeout=600.0,
         )  # fmt: skip
     finally:
         broker.stop()
@@ -567,6 +932,7 @@ async def _main(args: argparse.Namespace) -> int:
         print(f"problem: {c}")
     ok = report.lost == 0 and report.double_counted == 0 and not report.crashes
     ok = ok and report.poison_unstored == report.stray_dead_letters == 0
+    ok = ok and not report.unhealed
     if ok and not args.keep:
         import shutil
 
