@@ -59,13 +59,25 @@ def code_counters(b: BlobDelta | None) -> tuple[int, int]:
     return (b.code, 0)
 
 
+def blob_columns(b: BlobDelta | None) -> dict[str, int]:
+    """The blob-measure counters of a file change or merge file, as both tables name them."""
+    size, binary, text, unknown = blob_counters(b)
+    code, code_unknown = code_counters(b)
+    return {
+        "blob_bytes": size,
+        "blob_binary": binary,
+        "blob_text_bytes": text,
+        "blob_unknown": unknown,
+        "blob_code": code,
+        "code_unknown": code_unknown,
+    }
+
+
 def files(e: CommitEvent) -> Iterator[Delta]:
     """Rows of the two per-file tables touched by one commit's file changes."""
     when = e.author.time.astimezone(UTC)
     email = e.author.email.lower()
     for f in e.files:
-        size, binary, text, unknown = blob_counters(f.blob)
-        code, code_unknown = code_counters(f.blob)
         yield Delta(
             STATS,
             (e.repo_id, f.path),
@@ -75,12 +87,7 @@ def files(e: CommitEvent) -> Iterator[Delta]:
                 "removed": f.removed,
                 "presence": _PRESENCE.get(f.change, 0),
                 "binary_changes": int(f.binary),
-                "blob_bytes": size,
-                "blob_binary": binary,
-                "blob_text_bytes": text,
-                "blob_unknown": unknown,
-                "blob_code": code,
-                "code_unknown": code_unknown,
+                **blob_columns(f.blob),
             },
             greatest={"last": (when, f.binary)},
         )

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 
 from ingest.events import CommitEvent
 from processors.metrics import Delta
-from processors.metrics.files import blob_counters, code_counters
+from processors.metrics.files import blob_columns
 from processors.metrics.languages import counted_language
 from processors.metrics.table import Column, MetricTable
 
@@ -35,29 +35,18 @@ def merges(e: CommitEvent) -> Iterator[Delta]:
     """One row per path of the merge's `merge_files`, one per language they fall in."""
     by_language: dict[str, list[int]] = {}
     for m in e.merge_files:
-        size, binary, text, unknown = blob_counters(m.blob)
-        code, code_unknown = code_counters(m.blob)
+        blob = blob_columns(m.blob)
         yield Delta(
             FILES,
             (e.repo_id, m.path),
-            {
-                "merges": 1,
-                "lines": m.lines,
-                "presence": m.presence,
-                "blob_bytes": size,
-                "blob_binary": binary,
-                "blob_text_bytes": text,
-                "blob_unknown": unknown,
-                "blob_code": code,
-                "code_unknown": code_unknown,
-            },
+            {"merges": 1, "lines": m.lines, "presence": m.presence, **blob},
         )
         lang = counted_language(m.path)
         if lang is not None:
             r = by_language.setdefault(lang, [0, 0, 0])
             r[0] += m.lines
-            r[1] += text
-            r[2] += unknown
+            r[1] += blob["blob_text_bytes"]
+            r[2] += blob["blob_unknown"]
     for lang, (lines, text, unknown) in by_language.items():
         yield Delta(
             LANGUAGES,
