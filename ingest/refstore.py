@@ -120,6 +120,8 @@ class _Entry:
     last_packed: dict[bytes, bytes] | None = None
     last_loose: dict[bytes, bytes] = field(default_factory=dict)
     resolved: tuple[int, bytes, dict[bytes, bytes], dict[bytes, bytes]] | None = None
+    counted: int = 0
+    """What this entry adds to the cache's running total (its size when last counted)."""
 
     def size(self) -> int:
         return 1 + len(self.stored) + len(self.files)
@@ -134,6 +136,7 @@ class RefCache:
         self.max_refs = max_refs
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
+        self._total = 0
         self.reads = 0
         """Files read (``packed-refs`` and loose refs): what the cache saves is visible."""
 
@@ -149,12 +152,17 @@ class RefCache:
             self._entries.move_to_end(key)
             return entry
 
-    def _trim(self) -> None:
+    def _trim(self, common: Path, entry: _Entry) -> None:
+        """Count `entry` as it is now, then drop the least recently read entries while the
+        total is over the bound (a running total: a poll never sums every repository)."""
         with self._lock:
-            total = sum(e.size() for e in self._entries.values())
-            while total > self.max_refs and len(self._entries) > 1:
+            size = entry.size()
+            if self._entries.get(os.fspath(common)) is entry:  # not dropped meanwhile
+                self._total += size - entry.counted
+                entry.counted = size
+            while self._total > self.max_refs and len(self._entries) > 1:
                 _, dropped = self._entries.popitem(last=False)
-                total -= dropped.size()
+                self._total -= dropped.counted
 
     def stored(self, common: Path) -> tuple[int, dict[bytes, bytes], dict[bytes, bytes], _Entry]:
         """(generation, refs under refs/ as stored, the loose ones among them, entry): the
@@ -175,7 +183,7 @@ class RefCache:
                     entry.generation += 1
                 entry.last_packed, entry.last_loose = packed, loose
             result = entry.generation, entry.stored, loose, entry
-        self._trim()
+        self._trim(common, entry)
         return result
 
     def _read_packed(self, common: Path, entry: _Entry, now: float) -> dict[bytes, bytes]:
@@ -284,7 +292,9 @@ class RefCache:
 
     def forget(self, common: Path) -> None:
         with self._lock:
-            self._entries.pop(os.fspath(common), None)
+            dropped = self._entries.pop(os.fspath(common), None)
+            if dropped is not None:
+                self._total -= dropped.counted
 
 
 CACHE = RefCache()
