@@ -11,8 +11,9 @@ import pytest
 import processors.store as store_module
 from processors.rebuild import LANGUAGE_TABLES
 from processors.store import REPUBLISH, PgStore, _commit_arrays, _file_arrays
-from tests.fixtures.postgres import LEGACY_INSERT_FILES, create_database, drop_database
+from tests.fixtures.postgres import LEGACY_INSERT_FILES
 from tests.processors.dump import differences, dump
+from tests.processors.migrating import schema_before
 from tests.processors.test_commutativity import _events, without_blobs
 
 pytestmark = pytest.mark.integration
@@ -32,12 +33,7 @@ async def test_0025_counts_stored_contributions_as_unknown_and_marks_the_reposit
     assert any(e.merge_files for e in events)
     want = await dump(store._dsn)
 
-    old = await create_database(pg_dsn)
-    before = [m for m in store_module._migrations() if m[0] < 25]
-    monkeypatch.setattr(store_module, "_migrations", lambda: before)
-    s = await PgStore.connect(old, max_size=2)
-    try:
-        await s.migrate()
+    async with schema_before(pg_dsn, monkeypatch, 25) as (s, old):
         assert (await s.add_repo("https://e.org/a.git", None)).id == rid
         assert (await s.add_repo("https://e.org/empty.git", None)).id == empty
         con = await asyncpg.connect(old)
@@ -64,6 +60,3 @@ async def test_0025_counts_stored_contributions_as_unknown_and_marks_the_reposit
         untouched = await s.get_repo(empty)
         assert untouched is not None
         assert untouched.mailmap_sha is None
-    finally:
-        await s.close()
-        await drop_database(old)

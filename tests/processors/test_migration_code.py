@@ -11,8 +11,8 @@ import pytest
 import processors.store as store_module
 from processors.rebuild import LANGUAGE_TABLES
 from processors.store import REPUBLISH, PgStore, _commit_arrays, _file_arrays
-from tests.fixtures.postgres import create_database, drop_database
 from tests.processors.dump import differences, dump
+from tests.processors.migrating import schema_before
 from tests.processors.test_commutativity import _events, without_code
 
 pytestmark = pytest.mark.integration
@@ -40,12 +40,7 @@ async def test_0026_counts_stored_code_as_unknown_and_marks_the_repositories(
     assert any(e.merge_files for e in events)
     want = await dump(store._dsn)
 
-    old = await create_database(pg_dsn)
-    before = [m for m in store_module._migrations() if m[0] < 26]
-    monkeypatch.setattr(store_module, "_migrations", lambda: before)
-    s = await PgStore.connect(old, max_size=2)
-    try:
-        await s.migrate()
+    async with schema_before(pg_dsn, monkeypatch, 26) as (s, old):
         assert (await s.add_repo("https://e.org/a.git", None)).id == rid
         assert (await s.add_repo("https://e.org/empty.git", None)).id == empty
         con = await asyncpg.connect(old)
@@ -77,6 +72,3 @@ async def test_0026_counts_stored_code_as_unknown_and_marks_the_repositories(
         untouched = await s.get_repo(empty)
         assert untouched is not None
         assert untouched.mailmap_sha is None
-    finally:
-        await s.close()
-        await drop_database(old)

@@ -10,8 +10,9 @@ import pytest
 import processors.store as store_module
 from processors.rebuild import COMMIT_KIND_TABLES
 from processors.store import PgStore, _commit_arrays, _file_arrays
-from tests.fixtures.postgres import LEGACY_INSERT_FILES, create_database, drop_database
+from tests.fixtures.postgres import LEGACY_INSERT_FILES
 from tests.processors.dump import differences, dump
+from tests.processors.migrating import schema_before
 from tests.processors.test_commutativity import _events, without_blobs
 
 pytestmark = pytest.mark.integration
@@ -27,13 +28,7 @@ async def test_0021_rebuilds_the_tables_from_the_facts(
     assert any(not e.files and not e.is_merge for e in events)  # empty commits
     assert any(e.is_merge for e in events)
 
-    old = await create_database(pg_dsn)
-    known = store_module._migrations()
-    before = [m for m in known if m[0] < 21]
-    monkeypatch.setattr(store_module, "_migrations", lambda: before)
-    s = await PgStore.connect(old, max_size=2)
-    try:
-        await s.migrate()
+    async with schema_before(pg_dsn, monkeypatch, 21) as (s, old):
         ids = [(await s.add_repo(f"https://e.org/{n}.git", None)).id for n in "ab"]
         assert ids == [rid, rid + 1]
         con = await asyncpg.connect(old)
@@ -63,6 +58,3 @@ async def test_0021_rebuilds_the_tables_from_the_facts(
         for table in COMMIT_KIND_TABLES:
             assert got[table], table
             assert got[table] == want[table], differences({table: got[table]}, {table: want[table]})
-    finally:
-        await s.close()
-        await drop_database(old)

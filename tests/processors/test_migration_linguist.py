@@ -10,8 +10,9 @@ import pytest
 import processors.store as store_module
 from processors.rebuild import LANGUAGE_TABLES
 from processors.store import PgStore, _commit_arrays, _file_arrays
-from tests.fixtures.postgres import LEGACY_INSERT_FILES, create_database, drop_database
+from tests.fixtures.postgres import LEGACY_INSERT_FILES
 from tests.processors.dump import differences, dump
+from tests.processors.migrating import schema_before
 from tests.processors.test_commutativity import _events, without_blobs
 
 pytestmark = pytest.mark.integration
@@ -25,12 +26,7 @@ async def test_0023_rebuilds_the_language_tables(
     await store.apply(events)
     assert any(e.merge_files for e in events)
 
-    old = await create_database(pg_dsn)
-    before = [m for m in store_module._migrations() if m[0] < 23]
-    monkeypatch.setattr(store_module, "_migrations", lambda: before)
-    s = await PgStore.connect(old, max_size=2)
-    try:
-        await s.migrate()
+    async with schema_before(pg_dsn, monkeypatch, 23) as (s, old):
         assert (await s.add_repo("https://e.org/a.git", None)).id == rid
         con = await asyncpg.connect(old)
         try:
@@ -55,6 +51,3 @@ async def test_0023_rebuilds_the_language_tables(
         for table in LANGUAGE_TABLES:
             assert got[table], table
             assert got[table] == want[table], differences({table: got[table]}, {table: want[table]})
-    finally:
-        await s.close()
-        await drop_database(old)

@@ -1,0 +1,31 @@
+"""A database at an older schema version, for the tests of the migrations after it."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+
+import processors.store as store_module
+from processors.store import PgStore
+from tests.fixtures.postgres import create_database, drop_database
+
+
+@contextlib.asynccontextmanager
+async def schema_before(
+    pg_dsn: str, monkeypatch: pytest.MonkeyPatch, version: int
+) -> AsyncIterator[tuple[PgStore, str]]:
+    """(store, dsn) of a new database migrated up to, not including, migration `version`;
+    the migrations after it stay hidden until the test calls `monkeypatch.undo()`. The
+    database is dropped afterwards."""
+    old = await create_database(pg_dsn)
+    before = [m for m in store_module._migrations() if m[0] < version]
+    monkeypatch.setattr(store_module, "_migrations", lambda: before)
+    s = await PgStore.connect(old, max_size=2)
+    try:
+        await s.migrate()
+        yield s, old
+    finally:
+        await s.close()
+        await drop_database(old)
