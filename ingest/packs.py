@@ -26,7 +26,7 @@ from typing import Any, cast
 
 from dulwich.pack import apply_delta
 
-import kernels
+from metre import kernels
 
 __all__ = ["PackReader"]
 
