@@ -196,7 +196,8 @@ def test_every_metre_variable_is_a_setting(overlay: str) -> None:
         # The values parse: Settings accepts every one of them.
         plain = {k: v for k, v in env.items() if k.startswith("METRE_") and k in _settings_names()}
         plain = {k: v for k, v in plain.items() if not v.startswith("<secret")}
-        Settings(**{k.removeprefix("METRE_").lower(): v for k, v in plain.items()})
+        fields: dict[str, Any] = {k.removeprefix("METRE_").lower(): v for k, v in plain.items()}
+        Settings(**fields)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -250,7 +251,7 @@ def test_ports_and_probe_paths_exist_in_the_code(overlay: str) -> None:
             assert ports == {"health": 8081}
             assert int(env["METRE_HEALTH_PORT"]) == 8081
             if "health_port" in Settings.model_fields:
-                assert Settings().health_port == 8081  # type: ignore[attr-defined]
+                assert Settings().health_port == 8081
             paths = _health_paths()
         for probe in probes:
             assert probe["httpGet"]["port"] in ports
