@@ -6,6 +6,7 @@ import importlib
 import importlib.util
 import os
 from types import ModuleType
+from typing import cast
 
 import pytest
 from hypothesis import given, settings
@@ -15,6 +16,7 @@ from metre import kernels
 from metre.kernels import _treediff_reference
 
 FILE, EXEC, LINK, GITLINK, DIR = 0o100644, 0o100755, 0o120000, 0o160000, 0o040000
+SideEntry = tuple[bytes, int, bytes]  # (name, mode, sha) of one side in by_name
 
 
 def compiled_is_built() -> bool:
@@ -171,15 +173,15 @@ def by_name(
 ) -> list[_treediff_reference.TreeDiff]:
     """The specification without the walk: a file and a directory at one name never pair."""
     out: list[_treediff_reference.TreeDiff] = []
-    keys = {}
+    keys: dict[bytes, list[SideEntry | None]] = {}
     for side, spec in ((0, old), (1, new)):
-        for name, (mode, n) in spec.items():
-            keys.setdefault(git_key((mode, name, b"")), [None, None])[side] = (name, mode, sha(n))
+        for name, (mode, i) in spec.items():
+            keys.setdefault(git_key((mode, name, b"")), [None, None])[side] = (name, mode, sha(i))
     for key in sorted(keys):
         o, n = keys[key]
         if o == n:
             continue
-        name = (o or n)[0]
+        name = cast(SideEntry, o or n)[0]  # o != n: one side is present
         out.append((name, *(o[1:] if o else (None, None)), *(n[1:] if n else (None, None))))
     return out
 
