@@ -93,7 +93,7 @@ async def test_reconcile_does_not_republish_what_a_concurrent_poll_retracted(
     _commit(live, "d")  # the force-push
 
     racing = RacingBus(bus, await _race_with_a_poll(bus, store, mirrors, row.id))
-    [report] = await reconcile_all(racing, store, mirrors, TOPIC)  # type: ignore[arg-type]
+    [report] = await reconcile_all(racing, store, mirrors, TOPIC)
     assert racing.raced
     assert report.republished == 1
     await _settle(bus, store, mirrors, row.id)
@@ -121,7 +121,7 @@ async def test_reconcile_does_not_retract_what_a_concurrent_poll_brings_back(
     live.git("reset", "--hard", c)  # and back again
 
     racing = RacingBus(bus, await _race_with_a_poll(bus, store, mirrors, row.id))
-    [report] = await reconcile_all(racing, store, mirrors, TOPIC)  # type: ignore[arg-type]
+    [report] = await reconcile_all(racing, store, mirrors, TOPIC)
     assert racing.raced
     assert (report.retracted, report.republished) == (2, 1)
     await _settle(bus, store, mirrors, row.id)

@@ -117,7 +117,7 @@ def test_a_change_the_stat_cannot_show_is_seen_at_verification(
     os.utime(packed, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert read_refs(repo, cache=cache)[0] == before  # the stat is the same: trusted
     now = time.time()
-    monkeypatch.setattr(refstore.time, "time", lambda: now + refstore.VERIFY_AFTER + 1)
+    monkeypatch.setattr(time, "time", lambda: now + refstore.VERIFY_AFTER + 1)  # its clock
     assert read_refs(repo, cache=cache)[0][b"refs/heads/main"] == other.encode()
 
 
@@ -145,7 +145,7 @@ def test_a_loose_ref_rewritten_in_place_is_seen_at_verification(
     assert read_refs(repo, cache=cache)[0][b"refs/heads/side"] == git_refs(repo)[b"refs/heads/side"]
     (repo / "refs/heads/side").write_text(commits(repo)[4] + "\n")  # its directory unchanged
     now = time.time()
-    monkeypatch.setattr(refstore.time, "time", lambda: now + refstore.VERIFY_AFTER + 1)
+    monkeypatch.setattr(time, "time", lambda: now + refstore.VERIFY_AFTER + 1)  # its clock
     assert read_refs(repo, cache=cache)[0][b"refs/heads/side"] == commits(repo)[4].encode()
 
 
