@@ -49,10 +49,10 @@ class Served:
 
 
 @contextlib.asynccontextmanager
-async def serve(settings: Settings, metre: MetreApi, **app: Any) -> AsyncIterator[str]:
+async def serve(settings: Settings, metre: MetreApi, **options: Any) -> AsyncIterator[str]:
     """A real uvicorn on 127.0.0.1 serving the app over the harness's store."""
     port = free_port()
-    app = create_app(settings, metre.store, **app)
+    app = create_app(settings, metre.store, **options)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     task = asyncio.create_task(server.serve())
     async with asyncio.timeout(20):
