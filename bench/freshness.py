@@ -44,10 +44,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from freshness_history import extend, generate, git, git_env
+from bench.freshness_history import extend, generate, git, git_env
 
 BIG = Path("/work/bench-repos/gen80k.git")
 SMALL = Path("/work/bench-repos/gen100.git")

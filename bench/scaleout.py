@@ -238,14 +238,14 @@ def _events(history: Path, repos: int) -> list[tuple[int, bytes]]:
     so that every partition has work from the start."""
     from dulwich.repo import Repo
 
-    from metre.contracts.events import decode_event, encode
+    from metre.contracts.events import decode, encode
     from metre.ingest.backfill import encode_events
     from metre.ingest.gitdiff import new_commits
     from metre.ingest.mirror import resolve_head
 
     with Repo(str(history)) as r:
         shas = new_commits(r, resolve_head(history, None), None)
-        base = [decode_event(v) for v in encode_events(r, 1, shas)]
+        base = [decode(v) for v in encode_events(r, 1, shas)]
     out = []
     for e in base:
         for repo_id in range(1, repos + 1):
