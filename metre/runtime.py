@@ -31,10 +31,10 @@ import uvicorn
 from metre import errors
 from metre.api.app import create_app
 from metre.api.server import server_config
+from metre.contracts import outage
 from metre.contracts.bus import Bus, BusError, InMemoryBus
 from metre.contracts.retry import DEPENDENCY, Backoff, RetryStopped, is_transient, retry
 from metre.health import KafkaProbe, data_loss_probe, health_app, store_probe
-from metre.contracts import outage
 from metre.ingest.buswatch import BusWatch
 from metre.ingest.credentials import CredentialsError, load_credentials
 from metre.ingest.deadlines import FetchDeadlines
