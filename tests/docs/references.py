@@ -3,7 +3,7 @@
 A reference is a relative Markdown link, a path under one of the repository's top-level
 directories (`ingest/poller.py`, `docs/`, `processors/migrations/NNNN_*.sql`), a bare Markdown
 file name in a document (`reliability.md`), a pytest node id (`tests/x.py::test_y`, and a bare
-`::test_z`, which names a test of a file cited earlier in the same section), or a backticked
+`::test_z`, which names a test of the test file cited last in the same section), or a backticked
 dotted name (`ingest.bus.InMemoryBus`: the module must exist and bind the name). URLs, absolute
 paths (`/home/me/src/...`, `/api/v1/repos`) and anything inside them are not references; in
 Python only comments and docstrings are read (other strings are data).
@@ -34,7 +34,11 @@ _PATH = re.compile(
 )
 _FILE = re.compile(r"(?<![\w./~$@-])(%s)(?![\w.-])" % "|".join(map(re.escape, FILES)))  # noqa: UP031
 _MD = re.compile(r"(?<![\w./~$@-])([A-Za-z0-9_-]+\.md)(?![\w.-])")
-_NODE = re.compile(r"(?<![\w./~$@-])((?:[\w-]+/)*[\w-]+\.py)?::((?:test|Test)\w*)")
+_TEST = re.compile(
+    r"(?<![\w./~$@:-])((?:[\w-]+/)*[\w-]+\.py)(?:::((?:test|Test)\w*))?"
+    r"|(?<![\w.:])::((?:test|Test)\w*)"
+)
+"""A Python file cited, with or without a test in it, or a test named alone (`::test_x`)."""
 ARTEFACTS = (".so", ".pyc", ".egg-info")
 
 
@@ -107,11 +111,11 @@ def references(rel: str, text: str, files: set[str], dirs: set[str]) -> Iterator
     here = Path(rel).parent
     markdown = rel.endswith(".md")
     lines = prose_of_python(text) if rel.endswith(".py") else enumerate(text.splitlines(), 1)
-    named: list[str] = []  # test files named since the last heading: what `::test_x` is in
+    last: str | None = None  # the test file cited last: the one a bare `::test_x` is in
     for n, line in lines:
         where = f"{rel}:{n}"
         if markdown and line.startswith("#"):
-            named = []
+            last = None
         if markdown:
             for m in _LINK.finditer(line):
                 target = m[1].split("#", 1)[0]
@@ -123,12 +127,8 @@ def references(rel: str, text: str, files: set[str], dirs: set[str]) -> Iterator
         bare = _URL.sub(" ", _LINK.sub("]", line) if markdown else line)  # links: checked
         for m in _PATH.finditer(bare):
             path = _trim(m[1])
-            if path.endswith(ARTEFACTS):
-                continue
-            if not _exists(path, files, dirs):
+            if not path.endswith(ARTEFACTS) and not _exists(path, files, dirs):
                 yield Ref(where, path, "no such file or directory")
-            elif Path(path).name.startswith("test_"):
-                named.append(path)
         for m in _FILE.finditer(bare):
             if not _exists(m[1], files, dirs):
                 yield Ref(where, m[1], "no such file")
@@ -136,20 +136,22 @@ def references(rel: str, text: str, files: set[str], dirs: set[str]) -> Iterator
             for m in _MD.finditer(bare):
                 if not any(f == m[1] or f.endswith("/" + m[1]) for f in files):
                     yield Ref(where, m[1], "no such document")
-        for m in _NODE.finditer(bare):
-            file, name = m[1], m[2]
-            if file:
-                cited = _resolve_py(file, files, here)
-                if cited is None:
+        for m in _TEST.finditer(bare):
+            file, name = m[1] or None, m[2] or m[3]
+            cited = _resolve_py(file, files, here) if file else None
+            if file and cited is None:
+                if Path(file).name.startswith("test_") or name:
                     yield Ref(where, file, "no such test file")
-                    continue
-                named.append(cited)
-                candidates = [cited]
-            else:
-                candidates = named or [f for f in files if Path(f).name.startswith("test_")]
-            if not any(_defines(c, name) for c in candidates):
-                shown = f"{candidates[0]}::{name}" if len(candidates) == 1 else f"::{name}"
-                yield Ref(where, shown, "no such test")
+                continue
+            if cited is not None and Path(cited).name.startswith("test_"):
+                last = cited
+            if name is None:
+                continue
+            within = cited or last
+            if within is None:
+                yield Ref(where, f"::{name}", "a test named without a test file before it")
+            elif not _defines(within, name):
+                yield Ref(where, f"{within}::{name}", "no such test")
 
 
 _DOTTED = re.compile(r"`((?:%s)(?:\.\w+)+)(?:\(\))?`" % "|".join(PACKAGES))  # noqa: UP031

@@ -60,9 +60,16 @@ def test_every_cited_module_and_name_exists() -> None:
             "docs/x.md",
             "`tests/ingest/test_poller.py::test_nope`, "
             "`::test_position_is_stored_only_after_the_bus_acknowledged`, `::test_gone`",
-            ["tests/ingest/test_poller.py::test_nope", "::test_gone"],
+            ["tests/ingest/test_poller.py::test_nope", "tests/ingest/test_poller.py::test_gone"],
         ),
-        ("docs/x.md", "# A\n`tests/ingest/test_poller.py`\n# B\n`::test_run_stops_promptly`", []),
+        (  # a bare name is a test of the test file cited last, in the same section
+            "docs/x.md",
+            "`tests/ingest/test_poller.py`, `tests/ingest/test_bus.py`: `::test_run_stops_promptly`"
+            "\n# B\n`::test_run_stops_promptly`",
+            ["tests/ingest/test_bus.py::test_run_stops_promptly", "::test_run_stops_promptly"],
+        ),
+        ("docs/x.md", "`test_poller.py::test_run_stops_promptly`, `::test_run_stops_promptly`", []),
+        ("docs/x.md", "`test_nothing.py::test_x`", ["test_nothing.py"]),
         ("ingest/x.py", '"""Cites ingest/gone.py."""\nX = "ingest/data.py"  # bench/no.py\n',
          ["ingest/gone.py", "bench/no.py"]),
     ],
