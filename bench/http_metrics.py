@@ -17,8 +17,8 @@ import sys
 import time
 from typing import Any
 
-from api import app as app_module
-from api.app import create_app
+from metre.api import app as app_module
+from metre.api.app import create_app
 from metre.health import metrics_body
 from metre.settings import Settings
 

@@ -24,9 +24,9 @@ from concurrent.futures import Future, ProcessPoolExecutor
 
 from dulwich.repo import Repo
 
-from ingest.events import encode
-from ingest.gitdiff import commit_event, use_commit_graph
-from ingest.mailmap import Mailmap
+from metre.contracts.events import encode
+from metre.ingest.gitdiff import commit_event, use_commit_graph
+from metre.ingest.mailmap import Mailmap
 
 __all__ = ["EventPool", "encode_events", "worker_count"]
 

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dulwich.objects import ObjectID
 from dulwich.refs import Ref
 
-from ingest.packs import PackReader
+from metre.ingest.packs import PackReader
 
 __all__ = ["MAX_HAVES", "SKIP_DEPTH", "HaveWalker"]
 

@@ -27,7 +27,7 @@ from typing import Any, cast
 
 from dulwich.pack import apply_delta
 
-import kernels
+from metre import kernels
 
 __all__ = ["PackReader"]
 

@@ -27,8 +27,8 @@ from dulwich.objects import Commit, ObjectID, Tag
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
-from ingest.events import EventError
-from ingest.wire import TagsEventWire
+from metre.contracts.events import EventError
+from metre.contracts.wire import TagsEventWire
 
 log = logging.getLogger(__name__)
 

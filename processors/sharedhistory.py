@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from processors.store import PgStore
+from metre.processors.store import PgStore
 
 
 @dataclass(frozen=True, slots=True)

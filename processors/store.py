@@ -21,12 +21,12 @@ from typing import Any
 import asyncpg
 import orjson
 
-from ingest.events import CommitEvent, MergeFile, RetractEvent
-from ingest.releases import TagsEvent
-from processors.metrics import TABLES, fold
-from processors.rebuild import AFTER_MIGRATION
-from processors.releasestore import apply_tags
-from processors.retract import retract
+from metre.contracts.events import CommitEvent, MergeFile, RetractEvent
+from metre.contracts.tags import TagsEvent
+from metre.processors.metrics import TABLES, fold
+from metre.processors.rebuild import AFTER_MIGRATION
+from metre.processors.releasestore import apply_tags
+from metre.processors.retract import retract
 
 POLL_CHANNEL = "metre_poll"
 _MIGRATION_LOCK = 0x6D65747265  # "metre": serialises migrations across processes
@@ -175,7 +175,7 @@ RETURNING repo_id, sha
 
 REPUBLISH = "republish"
 """`repos.mailmap_sha` of a repository whose stored paths may be in path form 1 (ambiguous where
-a path has a backslash; `ingest.paths`): no blob has this name, so its next poll retracts every
+a path has a backslash; `metre.contracts.paths`): no blob has this name, so its next poll retracts every
 published commit and publishes the whole history again, as for a new .mailmap. Set by
 migration 0017 and by a processor that applies a form-1 event with a backslash in a path."""
 

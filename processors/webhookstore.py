@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from processors.store import POLL_CHANNEL, PgStore
+from metre.processors.store import POLL_CHANNEL, PgStore
 
 
 @dataclass(frozen=True, slots=True)

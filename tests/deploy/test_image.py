@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-import kernels
 from deploy.image_check import dockerignore, ignored, instructions, stages
+from metre import kernels
 from tests.deploy.manifests import ROOT, tool
 
 DOCKERFILE = (ROOT / "Dockerfile").read_text()

@@ -4,7 +4,7 @@ A reference is a relative Markdown link, a path under one of the repository's to
 directories (`ingest/poller.py`, `docs/`, `processors/migrations/NNNN_*.sql`), a bare Markdown
 file name in a document (`reliability.md`), a pytest node id (`tests/x.py::test_y`, and a bare
 `::test_z`, which names a test of the test file cited last in the same section), or a backticked
-dotted name (`ingest.bus.InMemoryBus`: the module must exist and bind the name). URLs, absolute
+dotted name (`metre.contracts.bus.InMemoryBus`: the module must exist and bind the name). URLs, absolute
 paths (`/home/me/src/...`, `/api/v1/repos`) and anything inside them are not references; in
 Python only comments and docstrings are read (other strings are data).
 """

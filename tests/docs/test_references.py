@@ -81,9 +81,9 @@ def test_the_scan_finds_what_is_broken_and_only_that(
 
 
 def test_dotted_names_resolve_to_modules_and_what_they_bind() -> None:
-    text = "`ingest.bus.InMemoryBus`, `ingest.nothing`, `ingest.bus.Gone`, `metre.commits`"
+    text = "`metre.contracts.bus.InMemoryBus`, `ingest.nothing`, `metre.contracts.bus.Gone`, `metre.commits`"
     found = [r.target for r in dotted("docs/x.md", text, _SET)]
-    assert found == ["ingest.nothing", "ingest.bus.Gone"]
+    assert found == ["ingest.nothing", "metre.contracts.bus.Gone"]
 
 
 _OUTSIDE = ("ARCHITECTURE.md", "../shared", "notes/", "/work/")

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from ingest.bus import InMemoryBus, Message
-from ingest.reconcile import reconcile_all
-from processors.store import PgStore
+from metre.contracts.bus import InMemoryBus, Message
+from metre.ingest.reconcile import reconcile_all
+from metre.processors.store import PgStore
 from tests.fixtures.gitrepo import GitRepoBuilder, git_commits
 from tests.ingest.test_reconcile import TOPIC, new_bus, process_all
 from tests.ingest.test_reconcile_rewrite import poll
@@ -62,7 +62,7 @@ async def _race_with_a_poll(
 
 
 async def poll_claimed(bus: InMemoryBus, store: PgStore, mirrors: Path, claimed: Any) -> None:
-    from ingest.poller import Poller, PollerConfig
+    from metre.ingest.poller import Poller, PollerConfig
 
     await Poller(bus, store, PollerConfig(mirrors_dir=mirrors, topic=TOPIC)).poll(claimed)
 

@@ -1,4 +1,4 @@
-"""The refs cache (`ingest.refstore.RefCache`) against git's own view: after every change git
+"""The refs cache (`metre.ingest.refstore.RefCache`) against git's own view: after every change git
 can make (update-ref, pack-refs, deletion, a ref renamed into place in the same clock tick), a
 cached read equals `git for-each-ref`, and an unchanged repository is not read again; what git
 never does (a file rewritten in place) is seen at the next full read."""
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest import refstore
-from ingest.refstore import RefCache, read_refs, write_packed_refs
+from metre.ingest import refstore
+from metre.ingest.refstore import RefCache, read_refs, write_packed_refs
 
 
 def git(repo: Path, *args: str) -> str:

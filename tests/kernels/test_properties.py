@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kernels import _reference
+from metre.kernels import _reference
 
 # Few distinct lines so that most repeat on the other side (files of 16 to 63 lines make the
 # "maybe" limit 8), plus lines found on one side only, which git sets aside as changed.
@@ -72,8 +72,8 @@ def compiled() -> ModuleType:
     from tests.kernels.conftest import compiled_is_built
 
     if not compiled_is_built():
-        pytest.skip("kernels._linediff is not built")
-    from kernels import _linediff
+        pytest.skip("metre.kernels._linediff is not built")
+    from metre.kernels import _linediff
 
     return _linediff
 

@@ -20,11 +20,11 @@ import asyncpg
 import httpx
 import pytest
 
-from api.app import create_app
 from bench.chaos import PgServer
+from metre.api.app import create_app
 from metre.pg import start_embedded, stop_embedded
+from metre.processors.store import PgStore
 from metre.settings import Settings
-from processors.store import PgStore
 from tests.fixtures.broker import Broker, free_port
 from tests.fixtures.gitrepo import git_commits
 from tests.fixtures.roles import SESSION_TIMEOUT_MS, Roles, role_env, wait_ready

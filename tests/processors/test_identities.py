@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from processors.identities import (
+from metre.processors.identities import (
     Enrolment,
     IdentityBook,
     IdentityError,

@@ -19,8 +19,8 @@ from typing import TypeVar
 
 import asyncpg
 
-from ingest.bus import BusError
-from ingest.outage import Outage
+from metre.contracts.bus import BusError
+from metre.contracts.outage import Outage
 
 T = TypeVar("T")
 
@@ -98,7 +98,7 @@ async def retry(
 
     Other failures propagate, and so does a retriable one once the loop time passes
     `deadline`. While waiting, `stop` ends the loop with `RetryStopped`. Logs are bounded
-    (ingest/outage.py): one line when the first attempt fails, a summary every
+    (metre/contracts/outage.py): one line when the first attempt fails, a summary every
     `outage.SUMMARY_EVERY` seconds, one line when an attempt succeeds again.
     """
     loop = asyncio.get_running_loop()
