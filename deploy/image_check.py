@@ -174,7 +174,7 @@ def check_runtime(venv: Path) -> None:
     probe = (
         "import pathlib; from metre import kernels as k, api; import metre.processors.store as s;"
         "impl = {k.IMPLEMENTATION, k.TREEDIFF_IMPLEMENTATION, k.PACKFILE_IMPLEMENTATION,"
-        " k.ANCESTRY_IMPLEMENTATION, k.AUTHORSHIP_IMPLEMENTATION};"
+        " k.ANCESTRY_IMPLEMENTATION, k.AUTHORSHIP_IMPLEMENTATION, k.CODELINES_IMPLEMENTATION};"
         "assert impl == {'c'}, impl;"
         "assert len(s._migrations()) >= 12;"
         "assert (pathlib.Path(api.__file__).parent / 'static' / 'index.html').exists()"

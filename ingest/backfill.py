@@ -50,8 +50,8 @@ def encode_events(
     """The encoded `CommitEvent`s of `shas`, in that order (blocking).
 
     The cyclic garbage collector is paused meanwhile: a walk creates millions of short-lived
-    tuples and no cycles, and the collector's passes over them cost about a tenth of the time
-    (docs/architecture.md, "Ingest").
+    tuples and no cycles, so the collector's passes over them would find nothing and cost time
+    (docs/architecture.md, "Ingest: why it is shaped this way").
     """
     paused = gc.isenabled()
     gc.disable()

@@ -1,5 +1,5 @@
 """The one retry policy of every metre role: what counts as transient, and capped exponential
-backoff with jitter.
+backoff with jitter, so that every role waits for a dependency the same way.
 
 The processor's transactions and offset commits, a role waiting for PostgreSQL or the broker to
 come up, the poller's registry calls, and a failed repository's next poll all wait by

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 from types import ModuleType
 
 import pytest
@@ -72,6 +73,19 @@ def test_bad_arguments(impl: ModuleType) -> None:
         impl.code_lines(b"x", (), ((b"/*",),), (), 0)
     with pytest.raises(ValueError, match="empty"):
         impl.code_lines(b"x", (b"",), (), (), 0)
+
+
+def test_the_compiled_kernel_is_loaded_when_built() -> None:
+    if os.environ.get("METRE_KERNELS", "").strip().lower() == "python":
+        assert kernels.CODELINES_IMPLEMENTATION == "python"
+        assert kernels.code_lines is _codelines_reference.code_lines
+    elif importlib.util.find_spec("metre.kernels._codelines") is not None:
+        from metre.kernels import _codelines
+
+        assert kernels.CODELINES_IMPLEMENTATION == "c"
+        assert kernels.code_lines is _codelines.code_lines
+    else:
+        assert kernels.CODELINES_IMPLEMENTATION == "python"
 
 
 def test_public_function() -> None:

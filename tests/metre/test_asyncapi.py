@@ -22,7 +22,7 @@ from metre.contracts.bus import Record
 from metre.contracts.events import RetractEvent, encode
 from metre.contracts.wire import VERSION
 from metre.processors.runner import dlq_message
-from tests.ingest.test_events import events
+from tests.contracts.test_events import events
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
