@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-import processors.store as store_module
+import processors.database as database_module
 from processors.store import PgStore
 from tests.fixtures.postgres import create_database, drop_database
 
@@ -20,8 +20,8 @@ async def schema_before(
     the migrations after it stay hidden until the test calls `monkeypatch.undo()`. The
     database is dropped afterwards."""
     old = await create_database(pg_dsn)
-    before = [m for m in store_module._migrations() if m[0] < version]
-    monkeypatch.setattr(store_module, "_migrations", lambda: before)
+    before = [m for m in database_module._migrations() if m[0] < version]
+    monkeypatch.setattr(database_module, "_migrations", lambda: before)
     s = await PgStore.connect(old, max_size=2)
     try:
         await s.migrate()

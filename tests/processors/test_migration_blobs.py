@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-import processors.store as store_module
+import processors.database as database_module
+import processors.sink as sink_module
 from processors.rebuild import LANGUAGE_TABLES
-from processors.store import REPUBLISH, PgStore, _commit_arrays, _file_arrays
+from processors.sink import REPUBLISH, _commit_arrays, _file_arrays
+from processors.store import PgStore
 from tests.fixtures.postgres import LEGACY_INSERT_FILES
 from tests.processors.dump import differences, dump
 from tests.processors.migrating import schema_before
@@ -38,7 +40,7 @@ async def test_0025_counts_stored_contributions_as_unknown_and_marks_the_reposit
         assert (await s.add_repo("https://e.org/empty.git", None)).id == empty
         con = await asyncpg.connect(old)
         try:
-            await con.execute(store_module._INSERT_COMMITS, *_commit_arrays(events))
+            await con.execute(sink_module._INSERT_COMMITS, *_commit_arrays(events))
             await con.execute(LEGACY_INSERT_FILES, *_file_arrays(events)[:8])
             # file_stats as a processor before 0025 wrote it (the other tables are rebuilt).
             rows = [tuple(r[c.strip()] for c in _OLD_STATS.split(",")) for r in want["file_stats"]]
@@ -48,7 +50,9 @@ async def test_0025_counts_stored_contributions_as_unknown_and_marks_the_reposit
         finally:
             await con.close()
         monkeypatch.undo()
-        assert await s.migrate() == [name for v, name, _ in store_module._migrations() if v >= 25]
+        assert await s.migrate() == [
+            name for v, name, _ in database_module._migrations() if v >= 25
+        ]
         got = await dump(old)
         for table in {"file_stats", "file_changes", "commits"} | LANGUAGE_TABLES:
             assert got[table], table

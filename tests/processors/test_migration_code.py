@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-import processors.store as store_module
+import processors.database as database_module
+import processors.sink as sink_module
 from processors.rebuild import LANGUAGE_TABLES
-from processors.store import REPUBLISH, PgStore, _commit_arrays, _file_arrays
+from processors.sink import REPUBLISH, _commit_arrays, _file_arrays
+from processors.store import PgStore
 from tests.processors.dump import differences, dump
 from tests.processors.migrating import schema_before
 from tests.processors.test_commutativity import _events, without_code
@@ -45,7 +47,7 @@ async def test_0026_counts_stored_code_as_unknown_and_marks_the_repositories(
         assert (await s.add_repo("https://e.org/empty.git", None)).id == empty
         con = await asyncpg.connect(old)
         try:
-            await con.execute(store_module._INSERT_COMMITS, *_commit_arrays(events))
+            await con.execute(sink_module._INSERT_COMMITS, *_commit_arrays(events))
             await con.execute(_INSERT_FILES_0025, *_file_arrays(events)[:11])
             # file_stats as a processor before 0026 wrote it (the merge tables are rebuilt).
             cols = [c.strip() for c in _STATS_0025.split(",")]
@@ -59,7 +61,9 @@ async def test_0026_counts_stored_code_as_unknown_and_marks_the_repositories(
         finally:
             await con.close()
         monkeypatch.undo()
-        assert await s.migrate() == [name for v, name, _ in store_module._migrations() if v >= 26]
+        assert await s.migrate() == [
+            name for v, name, _ in database_module._migrations() if v >= 26
+        ]
         got = await dump(old)
         for table in {"file_stats", "file_changes", "commits"} | LANGUAGE_TABLES:
             assert got[table], table

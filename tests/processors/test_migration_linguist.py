@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-import processors.store as store_module
+import processors.sink as sink_module
 from processors.rebuild import LANGUAGE_TABLES
-from processors.store import PgStore, _commit_arrays, _file_arrays
+from processors.sink import _commit_arrays, _file_arrays
+from processors.store import PgStore
 from tests.fixtures.postgres import LEGACY_INSERT_FILES
 from tests.processors.dump import differences, dump
 from tests.processors.migrating import schema_before
@@ -30,7 +31,7 @@ async def test_0023_rebuilds_the_language_tables(
         assert (await s.add_repo("https://e.org/a.git", None)).id == rid
         con = await asyncpg.connect(old)
         try:
-            await con.execute(store_module._INSERT_COMMITS, *_commit_arrays(events))
+            await con.execute(sink_module._INSERT_COMMITS, *_commit_arrays(events))
             await con.execute(LEGACY_INSERT_FILES, *_file_arrays(events)[:8])
             # What version 2 wrote: Pygments' names, every text file counted.
             await con.execute(

@@ -11,10 +11,11 @@ import asyncpg
 import pytest
 
 from ingest.events import CommitEvent, FileChange
+from processors.database import _migrations
 from processors.metrics import total
 from processors.metrics.activity import activity
 from processors.metrics.authors import authors
-from processors.store import PgStore, _migrations
+from processors.store import PgStore
 from tests.fixtures.postgres import MakeDatabase, create_database, drop_database
 from tests.processors.factories import event, person
 
