@@ -122,8 +122,9 @@ def _ref(*parts: str) -> dict[str, str]:
 
 def _examples() -> dict[str, list[dict[str, Any]]]:
     """Payloads encoded by the producers' own code (so the examples cannot drift)."""
+    from processors.registry import Removal
     from processors.removals import removal_notice
-    from processors.store import Removal, RepoChange
+    from processors.sink import RepoChange
     from processors.updates import update_json
 
     tz = timezone(timedelta(hours=13, minutes=45))

@@ -47,10 +47,11 @@ from metre.health import KafkaProbe, data_loss_probe, health_app, store_probe
 from metre.readiness import Check, Probe
 from metre.settings import Settings
 from processors.busmarks import BusMarks
+from processors.database import SchemaNotCurrent, SchemaTooNew
 from processors.lag import GroupLag
 from processors.notifier import Notifier, NotifyConfig
 from processors.runner import Processor
-from processors.store import PgStore, SchemaNotCurrent, SchemaTooNew
+from processors.store import PgStore
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,8 @@ from ingest.releases import TagsEvent
 from ingest.retry import Backoff, RetryStopped, retry
 from ingest.wire import DeadLetterHeaders
 from processors import instruments
-from processors.store import DeadLetter, PgStore, RepoChange
+from processors.deadletters import DeadLetter
+from processors.sink import RepoChange, Sink
 from processors.updates import combine, update_message
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ class Processor:
     def __init__(
         self,
         bus: Bus,
-        store: PgStore,
+        store: Sink,
         topic: str,
         group: str,
         batch_size: int,

@@ -17,7 +17,7 @@ from ingest.bus import Message
 from ingest.events import partition_key
 from ingest.wire import VERSION, MetricUpdateWire
 from processors.metrics.catalogue import metrics_of_tables
-from processors.store import RepoChange
+from processors.sink import RepoChange
 
 SCHEMA_VERSION: Final = VERSION
 

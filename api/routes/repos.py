@@ -26,7 +26,8 @@ from api.schemas import (
 from ingest.branches import branch_names
 from ingest.mirror import InvalidRepositoryURL, check_host, mirror_path, validate_url
 from processors import webhookstore
-from processors.store import AmbiguousSha, RepoExists, RepoRow
+from processors.commitreads import AmbiguousSha
+from processors.registry import RepoExists, RepoRow
 
 router = APIRouter(tags=["repositories"])
 
