@@ -69,9 +69,7 @@ class RepoRow:
 
 
 _REPO_COLUMNS = """
-    r.id, r.url, r.branch, r.state, r.error, r.head,
-    COALESCE((SELECT sum(a.commits) FROM activity_daily a WHERE a.repo_id = r.id), 0)::bigint
-        AS commits,
+    r.id, r.url, r.branch, r.state, r.error, r.head, r.commits,
     r.progress_done, r.progress_total, r.last_polled_at, r.next_poll_at, r.failures, r.created_at,
     r.mailmap_sha, r.paused_at, r.failing_since,
     r.webhook_secret IS NOT NULL AS webhook, r.lagging_reason

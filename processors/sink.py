@@ -70,12 +70,14 @@ SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::bigint
 # merged and are locked in key order.
 _UPSERTS: dict[str, str] = {name: t.upsert_sql() for name, t in TABLES.items()}
 
-# Moves the watermark of the repositories a batch changed, locking their rows in id order.
+# Moves the watermark of the repositories a batch changed and their count of commits (by the
+# commits it added less those it retracted), locking their rows in id order.
 _TOUCH_REPOS = """
 UPDATE repos r SET watermark = GREATEST(clock_timestamp(), r.watermark),
-                   generation = r.generation + 1
-FROM (SELECT id FROM repos WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE) s
-WHERE r.id = s.id
+                   generation = r.generation + 1, commits = r.commits + d.delta
+FROM (SELECT id FROM repos WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE) s,
+     unnest($1::bigint[], $2::bigint[]) AS d(id, delta)
+WHERE r.id = s.id AND d.id = s.id
 RETURNING r.id, r.head, r.watermark, r.generation
 """
 
@@ -275,7 +277,9 @@ class Sink(Database):
         retracted: dict[int, int] = {}
         for e in gone:
             retracted[e.repo_id] = retracted.get(e.repo_id, 0) + 1
-        recs = await con.fetch(_TOUCH_REPOS, sorted(commits.keys() | retracted.keys() | {*tagged}))
+        ids = sorted(commits.keys() | retracted.keys() | {*tagged})
+        delta = [commits.get(i, 0) - retracted.get(i, 0) for i in ids]
+        recs = await con.fetch(_TOUCH_REPOS, ids, delta)
         # After _TOUCH_REPOS: its rows are locked already, in id order (no new lock waits).
         # Paths that may be ambiguous (form 1), or files without blob measures or lines of
         # code (an earlier poller; `lacks_code` holds whenever `lacks_blobs` does): the history

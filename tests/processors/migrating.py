@@ -29,3 +29,10 @@ async def schema_before(
     finally:
         await s.close()
         await drop_database(old)
+
+
+async def old_repo(s: PgStore, url: str) -> int:
+    """Register a repository in a database of an older schema (today's `add_repo` reads
+    columns a later migration adds); returns its id."""
+    rid: int = await s.pool.fetchval("INSERT INTO repos (url) VALUES ($1) RETURNING id", url)
+    return rid

@@ -15,7 +15,7 @@ from processors.sink import REPUBLISH, _commit_arrays, _file_arrays
 from processors.store import PgStore
 from tests.fixtures.postgres import LEGACY_INSERT_FILES
 from tests.processors.dump import differences, dump
-from tests.processors.migrating import schema_before
+from tests.processors.migrating import old_repo, schema_before
 from tests.processors.test_commutativity import _events, without_blobs
 
 pytestmark = pytest.mark.integration
@@ -36,8 +36,8 @@ async def test_0025_counts_stored_contributions_as_unknown_and_marks_the_reposit
     want = await dump(store._dsn)
 
     async with schema_before(pg_dsn, monkeypatch, 25) as (s, old):
-        assert (await s.add_repo("https://e.org/a.git", None)).id == rid
-        assert (await s.add_repo("https://e.org/empty.git", None)).id == empty
+        assert await old_repo(s, "https://e.org/a.git") == rid
+        assert await old_repo(s, "https://e.org/empty.git") == empty
         con = await asyncpg.connect(old)
         try:
             await con.execute(sink_module._INSERT_COMMITS, *_commit_arrays(events))

@@ -14,7 +14,7 @@ from processors.rebuild import LANGUAGE_TABLES
 from processors.sink import REPUBLISH, _commit_arrays, _file_arrays
 from processors.store import PgStore
 from tests.processors.dump import differences, dump
-from tests.processors.migrating import schema_before
+from tests.processors.migrating import old_repo, schema_before
 from tests.processors.test_commutativity import _events, without_code
 
 pytestmark = pytest.mark.integration
@@ -43,8 +43,8 @@ async def test_0026_counts_stored_code_as_unknown_and_marks_the_repositories(
     want = await dump(store._dsn)
 
     async with schema_before(pg_dsn, monkeypatch, 26) as (s, old):
-        assert (await s.add_repo("https://e.org/a.git", None)).id == rid
-        assert (await s.add_repo("https://e.org/empty.git", None)).id == empty
+        assert await old_repo(s, "https://e.org/a.git") == rid
+        assert await old_repo(s, "https://e.org/empty.git") == empty
         con = await asyncpg.connect(old)
         try:
             await con.execute(sink_module._INSERT_COMMITS, *_commit_arrays(events))

@@ -13,7 +13,7 @@ from processors.sink import _commit_arrays, _file_arrays
 from processors.store import PgStore
 from tests.fixtures.postgres import LEGACY_INSERT_FILES
 from tests.processors.dump import differences, dump
-from tests.processors.migrating import schema_before
+from tests.processors.migrating import old_repo, schema_before
 from tests.processors.test_commutativity import _events, without_blobs
 
 pytestmark = pytest.mark.integration
@@ -30,7 +30,7 @@ async def test_0021_rebuilds_the_tables_from_the_facts(
     assert any(e.is_merge for e in events)
 
     async with schema_before(pg_dsn, monkeypatch, 21) as (s, old):
-        ids = [(await s.add_repo(f"https://e.org/{n}.git", None)).id for n in "ab"]
+        ids = [await old_repo(s, f"https://e.org/{n}.git") for n in "ab"]
         assert ids == [rid, rid + 1]
         con = await asyncpg.connect(old)
         try:

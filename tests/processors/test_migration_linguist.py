@@ -13,7 +13,7 @@ from processors.sink import _commit_arrays, _file_arrays
 from processors.store import PgStore
 from tests.fixtures.postgres import LEGACY_INSERT_FILES
 from tests.processors.dump import differences, dump
-from tests.processors.migrating import schema_before
+from tests.processors.migrating import old_repo, schema_before
 from tests.processors.test_commutativity import _events, without_blobs
 
 pytestmark = pytest.mark.integration
@@ -28,7 +28,7 @@ async def test_0023_rebuilds_the_language_tables(
     assert any(e.merge_files for e in events)
 
     async with schema_before(pg_dsn, monkeypatch, 23) as (s, old):
-        assert (await s.add_repo("https://e.org/a.git", None)).id == rid
+        assert await old_repo(s, "https://e.org/a.git") == rid
         con = await asyncpg.connect(old)
         try:
             await con.execute(sink_module._INSERT_COMMITS, *_commit_arrays(events))
