@@ -134,14 +134,14 @@ class Registry(Database):
     async def delete_repo(self, repo_id: int) -> bool:
         """Forget a repository with its commits and metrics; False if there was none.
 
-        Commits go by cascade; file changes and metric rows (no foreign key: migrations 0007,
-        0010) are deleted after the repository row, so a batch that wrote them and held the
+        Commits, file changes and metric rows (no foreign key: migrations 0007, 0010, 0032)
+        are deleted after the repository row, so a batch that wrote them and held the
         repository is committed by then, and a later batch finds no repository. The commits
         it held are recorded in the `repo_removals` outbox, in the same transaction, for a
         poller to publish their retractions (`pending_removals`, `finish_removal`).
         """
         async with self._pool.acquire() as con, con.transaction():
-            # FOR UPDATE waits for batches holding the row (their foreign key check), so the
+            # FOR UPDATE waits for batches holding the row (the sink's key-share lock), so the
             # commits read next are all there will ever be; later batches find no repository.
             rec = await con.fetchrow(
                 "SELECT url, generation FROM repos WHERE id = $1 FOR UPDATE", repo_id

@@ -23,32 +23,15 @@ import orjson
 
 from ingest.events import CommitEvent, MergeFile, RetractEvent
 from ingest.releases import TagsEvent
-from processors import deadletters
+from processors import deadletters, setfolds
 from processors.database import Database
 from processors.deadletters import DeadLetter
-from processors.metrics import TABLES, fold
+from processors.emailkey import email_key
+from processors.metrics import TABLES, Fold, fold
+from processors.metrics.languages import counted_language
+from processors.rebuild import folds_of
 from processors.releasestore import apply_tags
 from processors.retract import retract
-
-_INSERT_COMMITS = """
-INSERT INTO commits (repo_id, sha, parents, author_name, author_email, author_time, author_tz,
-                     committer_name, committer_email, committer_time, committer_tz,
-                     summary, is_merge, files, added, removed, merge_files,
-                     author_time_raw, committer_time_raw)
-SELECT t.repo_id, t.sha, string_to_array(t.parents, ' '), t.an, t.ae, t.at, t.atz,
-       t.cn, t.ce, t.ct, t.ctz, t.summary, t.is_merge, t.files, t.added, t.removed,
-       t.merge_files::jsonb, t.araw, t.craw
-FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
-            $7::int[], $8::text[], $9::text[], $10::timestamptz[], $11::int[], $12::text[],
-            $13::bool[], $14::int[], $15::bigint[], $16::bigint[], $17::text[], $18::text[],
-            $19::text[])
-     AS t(repo_id, sha, parents, an, ae, at, atz, cn, ce, ct, ctz, summary, is_merge, files,
-          added, removed, merge_files, araw, craw)
-WHERE EXISTS (SELECT 1 FROM repos r WHERE r.id = t.repo_id)
-ORDER BY t.repo_id, t.sha
-ON CONFLICT (repo_id, sha) DO NOTHING
-RETURNING repo_id, sha
-"""
 
 REPUBLISH = "republish"
 """`repos.mailmap_sha` of a repository whose stored paths may be in path form 1 (ambiguous where
@@ -56,19 +39,20 @@ a path has a backslash; `ingest.paths`): no blob has this name, so its next poll
 published commit and publishes the whole history again, as for a new .mailmap. Set by
 migration 0017 and by a processor that applies a form-1 event with a backslash in a path."""
 
+_LOCK_REPOS = "SELECT id FROM repos WHERE id = ANY($1::bigint[]) ORDER BY id FOR KEY SHARE"
+
 _FLAG_REPUBLISH = "UPDATE repos SET mailmap_sha = $2 WHERE id = ANY($1::bigint[])"
 
-_INSERT_FILES = """
-INSERT INTO file_changes (repo_id, sha, seq, path, added, removed, is_binary, change,
-                          blob_bytes, blob_binary, blob_text_bytes, blob_code)
-SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::bigint[],
-                     $6::bigint[], $7::bool[], $8::text[], $9::bigint[], $10::smallint[],
-                     $11::bigint[], $12::bigint[])
-"""
-
-# One upsert per metric table, built from its spec (processors/metrics/*: TABLES); rows arrive
-# merged and are locked in key order.
+# One upsert per metric table, built from its spec (processors/metrics/*: TABLES), for rows
+# folded in Python (retraction's negated deltas, and any table without a set-based fold); rows
+# arrive merged and are locked in key order.
 _UPSERTS: dict[str, str] = {name: t.upsert_sql() for name, t in TABLES.items()}
+
+# The set-based fold of each metric table (processors/setfolds.py), and the tables without one,
+# folded in Python by the metric modules that write them.
+_FOLDS: dict[str, str] = {name: setfolds.fold_sql(name) for name in setfolds.FOLDS}
+_PYTHON_FOLDED: frozenset[str] = frozenset(TABLES.keys() - setfolds.FOLDS.keys())
+_PYTHON_FOLDS: tuple[Fold, ...] = folds_of(set(_PYTHON_FOLDED)) if _PYTHON_FOLDED else ()
 
 # Moves the watermark of the repositories a batch changed and their count of commits (by the
 # commits it added less those it retracted), locking their rows in id order.
@@ -104,22 +88,6 @@ def _offset_minutes(t: datetime) -> int:
     return 0 if off is None else int(off.total_seconds() // 60)
 
 
-def _commit_arrays(events: Sequence[CommitEvent]) -> list[list[Any]]:
-    cols: list[list[Any]] = [[] for _ in range(19)]
-    for e in events:
-        a, c = e.author, e.committer
-        merge_files = orjson.dumps([_merge_file_row(m) for m in e.merge_files])
-        row = (
-            e.repo_id, e.sha, " ".join(e.parents), a.name, a.email, a.time,
-            _offset_minutes(a.time), c.name, c.email, c.time, _offset_minutes(c.time),
-            e.summary, e.is_merge, len(e.files), e.added, e.removed, merge_files.decode(),
-            a.time_raw, c.time_raw,
-        )  # fmt: skip
-        for col, v in zip(cols, row, strict=True):
-            col.append(v)
-    return cols
-
-
 def _merge_file_row(m: MergeFile) -> tuple[Any, ...]:
     """A merge file as stored in commits.merge_files: [path, lines, presence], then the blob
     measures [bytes, binary, text bytes] when the event had them, then [code] when it had."""
@@ -131,26 +99,88 @@ def _merge_file_row(m: MergeFile) -> tuple[Any, ...]:
     return (m.path, m.lines, m.presence, b.bytes, b.binary, b.text_bytes, b.code)
 
 
-def _file_arrays(events: Iterable[CommitEvent]) -> list[list[Any]]:
-    cols: list[list[Any]] = [[] for _ in range(12)]
+@dataclass(slots=True)
+class Staged:
+    """A run of commit events as the records copied into the staging tables
+    (processors/setfolds.py: `COMMIT_COLUMNS`, `FILE_COLUMNS`, `MERGE_FILE_COLUMNS`), and per
+    source of the set-based folds the repositories that have rows of it."""
+
+    commits: list[tuple[Any, ...]]
+    files: list[tuple[Any, ...]]
+    merge_files: list[tuple[Any, ...]]
+    sources: dict[str, set[int]]
+
+
+def stage(events: Iterable[CommitEvent]) -> Staged:
+    """The staging records of `events`: their facts, with the inputs SQL cannot compute
+    itself (the author's identity key, each path's counted language, the local weekday and
+    hour) computed here, once."""
+    commits: list[tuple[Any, ...]] = []
+    files: list[tuple[Any, ...]] = []
+    merges: list[tuple[Any, ...]] = []
+    with_files: set[int] = set()
+    file_languages: set[int] = set()
+    with_merges: set[int] = set()
+    merge_languages: set[int] = set()
     for e in events:
+        a, c, rid, sha = e.author, e.committer, e.repo_id, e.sha
+        key, t = email_key(a.email), a.time
+        added = removed = 0
         for seq, f in enumerate(e.files):
             b = f.blob
-            row = (
-                e.repo_id, e.sha, seq, f.path, f.added, f.removed, f.binary, f.change,
-                None if b is None else b.bytes, None if b is None else b.binary,
-                None if b is None else b.text_bytes, None if b is None else b.code,
-            )  # fmt: skip
-            for col, v in zip(cols, row, strict=True):
-                col.append(v)
-    return cols
+            lang = counted_language(f.path)
+            if lang is not None:
+                file_languages.add(rid)
+            added += f.added
+            removed += f.removed
+            if b is None:
+                files.append(
+                    (rid, sha, seq, f.path, f.added, f.removed, f.binary, f.change,
+                     None, None, None, None, lang, key, t)
+                )  # fmt: skip
+            else:
+                files.append(
+                    (rid, sha, seq, f.path, f.added, f.removed, f.binary, f.change,
+                     b.bytes, b.binary, b.text_bytes, b.code, lang, key, t)
+                )  # fmt: skip
+        if e.files:
+            with_files.add(rid)
+        stored = []
+        for m in e.merge_files:
+            b = m.blob
+            lang = counted_language(m.path)
+            if lang is not None:
+                merge_languages.add(rid)
+            stored.append(_merge_file_row(m))
+            if b is None:
+                merges.append((rid, sha, m.path, m.lines, m.presence, None, None, None, None, lang))
+            else:
+                merges.append(
+                    (rid, sha, m.path, m.lines, m.presence, b.bytes, b.binary, b.text_bytes,
+                     b.code, lang)
+                )  # fmt: skip
+        if e.merge_files:
+            with_merges.add(rid)
+        commits.append(
+            (rid, sha, list(e.parents), a.name, a.email, key, t,
+             _offset_minutes(t), c.name, c.email, c.time, _offset_minutes(c.time), e.summary,
+             len(e.parents) > 1, len(e.files), added, removed, orjson.dumps(stored).decode(),
+             a.time_raw, c.time_raw, t.weekday(), t.hour)
+        )  # fmt: skip
+    sources = {
+        "files": with_files,
+        "file_languages": file_languages,
+        "merge_files": with_merges,
+        "merge_languages": merge_languages,
+    }
+    return Staged(commits, files, merges, sources)
 
 
 async def forget_repo(con: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], repo_id: int) -> None:
-    """Delete a removed repository's file changes and metric rows (the caller's transaction,
-    after the repository row: processors/registry.py `delete_repo`)."""
-    # Neither metric rows nor file_changes have a foreign key (migrations 0007, 0010).
-    for name in ("file_changes", *sorted(TABLES)):
+    """Delete a removed repository's facts and metric rows (the caller's transaction, after
+    the repository row: processors/registry.py `delete_repo`)."""
+    # No foreign key cascades to them (migrations 0007, 0010, 0032).
+    for name in ("commits", "file_changes", *sorted(TABLES)):
         await con.execute(f"DELETE FROM {name} WHERE repo_id = $1", repo_id)  # noqa: S608
 
 
@@ -192,8 +222,8 @@ class Sink(Database):
             try:
                 return await self._apply(runs, dead_letters, tags)
             except asyncpg.ForeignKeyViolationError:
-                # A repository was deleted while its events were in flight: its events are now
-                # filtered out by the next attempt.
+                # A repository was deleted while its tags snapshot was in flight (release_tags
+                # keeps its foreign key): the next attempt filters it out.
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
@@ -207,6 +237,7 @@ class Sink(Database):
         added: list[CommitEvent] = []
         gone: list[CommitEvent] = []
         tables: dict[int, set[str]] = {}  # repo id -> the metric tables written
+        staged = False  # whether a run of commits used the staging tables already
         async with self._pool.acquire() as con, con.transaction():
             if dead_letters:
                 await deadletters.record(con, dead_letters)
@@ -223,7 +254,8 @@ class Sink(Database):
                     for d in negated:
                         tables.setdefault(int(d.key[0]), set()).add(d.table)  # type: ignore[call-overload]
                 else:
-                    fresh = await self._add(con, run, tables)  # type: ignore[arg-type]
+                    fresh = await self._add(con, run, tables, staged)  # type: ignore[arg-type]
+                    staged = True
                     added += fresh
             tagged = await apply_tags(con, tags) if tags else []
             for rid in tagged:
@@ -237,29 +269,60 @@ class Sink(Database):
         con: asyncpg.pool.PoolConnectionProxy[asyncpg.Record],
         ordered: Sequence[CommitEvent],
         tables: dict[int, set[str]],
+        again: bool = False,
     ) -> list[CommitEvent]:
-        """Insert the facts of the commits not yet present and merge their metric rows; adds
-        the tables written to `tables` (repo id -> names)."""
-        inserted = await con.fetch(_INSERT_COMMITS, *_commit_arrays(ordered))
+        """Stage the run's facts, insert those of the commits not yet present and fold their
+        metric rows in SQL (processors/setfolds.py); adds the tables written to `tables`
+        (repo id -> names). `again`: an earlier run of the transaction staged rows."""
+        staged = stage(ordered)
+        await con.execute(setfolds.CLEAR if again else setfolds.STAGE)
+        await con.copy_records_to_table(
+            "stage_commits", records=staged.commits, columns=setfolds.COMMIT_COLUMNS
+        )
+        if staged.files:
+            await con.copy_records_to_table(
+                "stage_files", records=staged.files, columns=setfolds.FILE_COLUMNS
+            )
+        if staged.merge_files:
+            await con.copy_records_to_table(
+                "stage_merge_files", records=staged.merge_files, columns=setfolds.MERGE_FILE_COLUMNS
+            )
+        # The lock a foreign key check would take per commit, once per repository (migration
+        # 0032): a removal of the repository waits for this transaction.
+        await con.execute(_LOCK_REPOS, sorted({e.repo_id for e in ordered}))
+        inserted = await con.fetch(setfolds.DEDUP)
+        if not inserted:
+            return []
         new = {(r["repo_id"], r["sha"]) for r in inserted}
         fresh = [e for e in ordered if (e.repo_id, e.sha) in new]
-        if not fresh:
-            return []
-        for e in fresh:  # metrics read straight from the commit facts (releases) change too
-            tables.setdefault(e.repo_id, set()).add("commits")
-        files = _file_arrays(fresh)
-        if files[0]:
-            await con.execute(_INSERT_FILES, *files)
+        if len(fresh) < len(ordered):
+            # Some were stored already: their files and merge files leave the stage, and the
+            # repositories that have rows of each source are those of the fresh commits.
+            await con.execute(setfolds.DROP_STALE)
+            staged = stage(fresh)
+        repos = {e.repo_id for e in fresh}
+        sources = {"commits": repos, **staged.sources}
+        for rid in repos:  # metrics read straight from the commit facts (releases) change too
+            tables.setdefault(rid, set()).add("commits")
+        if staged.files:
+            await con.execute(setfolds.INSERT_FILES)
             # Metrics read straight from the facts (coupling) change with them.
-            for rid in set(files[0]):
-                tables.setdefault(int(rid), set()).add("file_changes")
-        rows = fold(fresh)
-        # Tables in name order, each one's rows in key order (the upsert sorts): concurrent
+            for rid in sources["files"]:
+                tables.setdefault(rid, set()).add("file_changes")
+        # Tables in name order, each one's rows in key order (the fold sorts): concurrent
         # writers lock rows in the same order.
-        for name in sorted(rows):
-            for rid in {k[0] for k in rows[name]}:
-                tables.setdefault(int(rid), set()).add(name)  # type: ignore[call-overload]
-            await con.execute(_UPSERTS[name], *TABLES[name].rows_arrays(rows[name]))
+        for name in sorted(setfolds.FOLDS):
+            written = sources[setfolds.FOLDS[name].source]
+            if written:
+                await con.execute(_FOLDS[name])
+                for rid in written:
+                    tables.setdefault(rid, set()).add(name)
+        if _PYTHON_FOLDED:
+            rows = fold(fresh, _PYTHON_FOLDS)
+            for name in sorted(rows.keys() & _PYTHON_FOLDED):
+                for key in rows[name]:
+                    tables.setdefault(int(key[0]), set()).add(name)  # type: ignore[call-overload]
+                await con.execute(_UPSERTS[name], *TABLES[name].rows_arrays(rows[name]))
         return fresh
 
     @staticmethod

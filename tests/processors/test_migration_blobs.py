@@ -9,10 +9,14 @@ import asyncpg
 import pytest
 
 import processors.database as database_module
-import processors.sink as sink_module
 from processors.rebuild import LANGUAGE_TABLES
-from processors.sink import REPUBLISH, _commit_arrays, _file_arrays
+from processors.sink import REPUBLISH
 from processors.store import PgStore
+from tests.fixtures.legacyfacts import (
+    LEGACY_INSERT_COMMITS,
+    legacy_commit_arrays,
+    legacy_file_arrays,
+)
 from tests.fixtures.postgres import LEGACY_INSERT_FILES
 from tests.processors.dump import differences, dump
 from tests.processors.migrating import old_repo, schema_before
@@ -40,8 +44,8 @@ async def test_0025_counts_stored_contributions_as_unknown_and_marks_the_reposit
         assert await old_repo(s, "https://e.org/empty.git") == empty
         con = await asyncpg.connect(old)
         try:
-            await con.execute(sink_module._INSERT_COMMITS, *_commit_arrays(events))
-            await con.execute(LEGACY_INSERT_FILES, *_file_arrays(events)[:8])
+            await con.execute(LEGACY_INSERT_COMMITS, *legacy_commit_arrays(events))
+            await con.execute(LEGACY_INSERT_FILES, *legacy_file_arrays(events)[:8])
             # file_stats as a processor before 0025 wrote it (the other tables are rebuilt).
             rows = [tuple(r[c.strip()] for c in _OLD_STATS.split(",")) for r in want["file_stats"]]
             assert rows

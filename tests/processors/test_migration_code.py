@@ -9,10 +9,14 @@ import asyncpg
 import pytest
 
 import processors.database as database_module
-import processors.sink as sink_module
 from processors.rebuild import LANGUAGE_TABLES
-from processors.sink import REPUBLISH, _commit_arrays, _file_arrays
+from processors.sink import REPUBLISH
 from processors.store import PgStore
+from tests.fixtures.legacyfacts import (
+    LEGACY_INSERT_COMMITS,
+    legacy_commit_arrays,
+    legacy_file_arrays,
+)
 from tests.processors.dump import differences, dump
 from tests.processors.migrating import old_repo, schema_before
 from tests.processors.test_commutativity import _events, without_code
@@ -47,8 +51,8 @@ async def test_0026_counts_stored_code_as_unknown_and_marks_the_repositories(
         assert await old_repo(s, "https://e.org/empty.git") == empty
         con = await asyncpg.connect(old)
         try:
-            await con.execute(sink_module._INSERT_COMMITS, *_commit_arrays(events))
-            await con.execute(_INSERT_FILES_0025, *_file_arrays(events)[:11])
+            await con.execute(LEGACY_INSERT_COMMITS, *legacy_commit_arrays(events))
+            await con.execute(_INSERT_FILES_0025, *legacy_file_arrays(events)[:11])
             # file_stats as a processor before 0026 wrote it (the merge tables are rebuilt).
             cols = [c.strip() for c in _STATS_0025.split(",")]
             rows = [tuple(r[c] for c in cols) for r in want["file_stats"]]

@@ -7,10 +7,14 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-import processors.sink as sink_module
 from ingest.events import RetractEvent
-from processors.sink import _commit_arrays, _file_arrays
 from processors.store import PgStore
+from tests.fixtures.legacyfacts import (
+    LEGACY_INSERT_COMMITS,
+    LEGACY_INSERT_FILES_0026,
+    legacy_commit_arrays,
+    legacy_file_arrays,
+)
 from tests.processors.migrating import old_repo, schema_before
 from tests.processors.test_commutativity import _events
 
@@ -32,8 +36,8 @@ async def test_0030_counts_the_stored_commits_and_the_sink_keeps_the_count(
         assert await old_repo(s, "https://e.org/empty.git") == empty
         con = await asyncpg.connect(old)
         try:
-            await con.execute(sink_module._INSERT_COMMITS, *_commit_arrays(events))
-            await con.execute(sink_module._INSERT_FILES, *_file_arrays(events))
+            await con.execute(LEGACY_INSERT_COMMITS, *legacy_commit_arrays(events))
+            await con.execute(LEGACY_INSERT_FILES_0026, *legacy_file_arrays(events))
         finally:
             await con.close()
         monkeypatch.undo()

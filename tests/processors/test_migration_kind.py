@@ -7,10 +7,13 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-import processors.sink as sink_module
 from processors.rebuild import COMMIT_KIND_TABLES
-from processors.sink import _commit_arrays, _file_arrays
 from processors.store import PgStore
+from tests.fixtures.legacyfacts import (
+    LEGACY_INSERT_COMMITS,
+    legacy_commit_arrays,
+    legacy_file_arrays,
+)
 from tests.fixtures.postgres import LEGACY_INSERT_FILES
 from tests.processors.dump import differences, dump
 from tests.processors.migrating import old_repo, schema_before
@@ -36,8 +39,8 @@ async def test_0021_rebuilds_the_tables_from_the_facts(
         try:
             # The facts as a processor before 0021 stored them, and a stale metric row of the
             # old shape (the rebuild must not keep it).
-            await con.execute(sink_module._INSERT_COMMITS, *_commit_arrays(events))
-            await con.execute(LEGACY_INSERT_FILES, *_file_arrays(events)[:8])
+            await con.execute(LEGACY_INSERT_COMMITS, *legacy_commit_arrays(events))
+            await con.execute(LEGACY_INSERT_FILES, *legacy_file_arrays(events)[:8])
             await con.execute(
                 "INSERT INTO activity_daily (repo_id, day, commits) VALUES ($1, '1999-01-01', 7)",
                 rid,
