@@ -78,6 +78,11 @@ class _Timed:
         return sql.split("\n")[0][:40]
 
     async def execute(self, sql: str, *args: Any) -> Any:
+        if not args and ";\n" in sql:  # statements the sink sends in one round trip
+            for one in sql.split(";\n"):
+                if one.strip():
+                    await self.execute(one)
+            return None
         t = time.perf_counter()
         try:
             return await self._con.execute(sql, *args)
@@ -90,6 +95,13 @@ class _Timed:
             return await self._con.fetch(sql, *args)
         finally:
             self._spent[self._label(sql)] += time.perf_counter() - t
+
+    async def copy_records_to_table(self, table: str, **kwargs: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return await self._con.copy_records_to_table(table, **kwargs)
+        finally:
+            self._spent[f"copy {table}"] += time.perf_counter() - t
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._con, name)
@@ -114,7 +126,7 @@ async def run(values: list[bytes], batch: int, phases: bool, root: Path) -> dict
                 "INSERT INTO file_changes": "insert file_changes",
                 "UPDATE repos r SET watermark": "_touch",
             }
-            labels |= {"COPY ": "copy", "CREATE TEMP": "temp tables", "TRUNCATE": "truncate"}
+            labels |= {"CREATE TEMP": "staging tables", "FOR KEY SHARE": "lock repos"}
             acquire = store.pool.acquire
 
             class _Acquired:

@@ -9,6 +9,7 @@ offset, so redelivery and republishing are harmless. See docs/events.md.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeGuard
@@ -350,8 +351,13 @@ def _count(n: Any) -> TypeGuard[int]:
     return isinstance(n, int) and not isinstance(n, bool) and n >= 0
 
 
+_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
 def _is_sha(s: Any) -> TypeGuard[str]:
-    return isinstance(s, str) and len(s) in (40, 64) and all(c in "0123456789abcdef" for c in s)
+    # One regular expression, not a test per character: a processor checks every sha and
+    # parent of every event it decodes.
+    return isinstance(s, str) and _SHA.fullmatch(s) is not None
 
 
 def _load(raw: bytes) -> dict[str, Any]:

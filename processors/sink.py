@@ -304,8 +304,9 @@ class Sink(Database):
         sources = {"commits": repos, **staged.sources}
         for rid in repos:  # metrics read straight from the commit facts (releases) change too
             tables.setdefault(rid, set()).add("commits")
+        statements = []
         if staged.files:
-            await con.execute(setfolds.INSERT_FILES)
+            statements.append(setfolds.INSERT_FILES)
             # Metrics read straight from the facts (coupling) change with them.
             for rid in sources["files"]:
                 tables.setdefault(rid, set()).add("file_changes")
@@ -314,9 +315,11 @@ class Sink(Database):
         for name in sorted(setfolds.FOLDS):
             written = sources[setfolds.FOLDS[name].source]
             if written:
-                await con.execute(_FOLDS[name])
+                statements.append(_FOLDS[name])
                 for rid in written:
                     tables.setdefault(rid, set()).add(name)
+        # None takes parameters: one round trip runs them all, in order.
+        await con.execute(";\n".join(statements))
         if _PYTHON_FOLDED:
             rows = fold(fresh, _PYTHON_FOLDS)
             for name in sorted(rows.keys() & _PYTHON_FOLDED):
