@@ -14,6 +14,10 @@ the author's identity key (processors/emailkey.py: Python's `str.lower`, which P
 `lower()` is not) and a path's Linguist language (go-enry, processors/metrics/linguist.py).
 The punch card's local weekday and hour are staged too: the facts keep the author's UTC offset
 in whole minutes, and an event may carry one with seconds.
+
+Retraction stays in Python (processors/retract.py): it negates the deltas of the commits it
+reads back, and sets least/greatest columns again from the commits that remain, which no fold
+of the batch's own rows can do (an extreme cannot be taken back out of a row).
 """
 
 from __future__ import annotations
