@@ -46,9 +46,9 @@ def events_of(repo: Path, cache: Path) -> list[bytes]:
         return values
     from dulwich.repo import Repo
 
-    from ingest.backfill import encode_events
-    from ingest.gitdiff import new_commits
-    from ingest.mirror import resolve_head
+    from metre.ingest.backfill import encode_events
+    from metre.ingest.gitdiff import new_commits
+    from metre.ingest.mirror import resolve_head
 
     with Repo(str(repo)) as r:
         shas = new_commits(r, resolve_head(repo, None), None)
@@ -114,10 +114,10 @@ class _Timed:
 
 
 async def run(values: list[bytes], batch: int, phases: bool, root: Path) -> dict[str, Any]:
-    from ingest.events import decode_event
+    from metre.contracts.events import decode_event
     from metre.pg import start_embedded
-    from processors.metrics import TABLES
-    from processors.store import PgStore
+    from metre.processors.metrics import TABLES
+    from metre.processors.store import PgStore
 
     dsn = await asyncio.to_thread(start_embedded, root / "pgdata", database="bench")
     store = await PgStore.connect(dsn, min_size=1, max_size=1)
@@ -180,9 +180,9 @@ async def run(values: list[bytes], batch: int, phases: bool, root: Path) -> dict
 async def _floor(store: Any, values: list[bytes], batch: int) -> float:
     """Seconds to decode `values` and COPY their staged facts into unlogged tables without
     keys or indexes, a batch per transaction (the reference)."""
-    from ingest.events import CommitEvent, decode_event
-    from processors import setfolds
-    from processors.sink import stage
+    from metre.contracts.events import CommitEvent, decode_event
+    from metre.processors import setfolds
+    from metre.processors.sink import stage
 
     async with store.pool.acquire() as con:
         await con.execute(setfolds.STAGE)

@@ -172,7 +172,7 @@ def check_runtime(venv: Path) -> None:
         subprocess.run([str(metre), role, "--help"], check=True, capture_output=True)
         print(f"image-check: metre {role} --help: ok")
     probe = (
-        "import kernels as k, processors.database as s, api, pathlib;"
+        "import kernels as k, metre.processors.database as s, api, pathlib;"
         "impl = {k.IMPLEMENTATION, k.TREEDIFF_IMPLEMENTATION, k.PACKFILE_IMPLEMENTATION,"
         " k.ANCESTRY_IMPLEMENTATION, k.AUTHORSHIP_IMPLEMENTATION};"
         "assert impl == {'c'}, impl;"

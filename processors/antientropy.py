@@ -4,7 +4,7 @@ history, read from the commit facts alone.
 
 from __future__ import annotations
 
-from processors.database import Database
+from metre.processors.database import Database
 
 
 class AntiEntropy(Database):

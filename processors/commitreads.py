@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
-from processors.database import Database
+from metre.processors.database import Database
 
 _GRANULARITIES = frozenset(("day", "week", "month"))
 

@@ -14,7 +14,7 @@ from typing import Self
 
 import asyncpg
 
-from processors.rebuild import AFTER_MIGRATION
+from metre.processors.rebuild import AFTER_MIGRATION
 
 _MIGRATION_LOCK = 0x6D65747265  # "metre": serialises migrations across processes
 
@@ -60,7 +60,7 @@ def schema_problem(done: dict[int, str], known: dict[int, str]) -> SchemaNotCurr
 def _migrations() -> list[tuple[int, str, str]]:
     """(version, file name, SQL) of processors/migrations/NNNN_*.sql, in version order."""
     found = []
-    for f in (resources.files("processors") / "migrations").iterdir():
+    for f in (resources.files("metre.processors") / "migrations").iterdir():
         if f.name.endswith(".sql") and f.name[:4].isdigit():
             found.append((int(f.name[:4]), f.name, f.read_text(encoding="utf-8")))
     return sorted(found)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
-from processors.database import Database
+from metre.processors.database import Database
 
 Connection = Any  # asyncpg.Connection or a pool's connection proxy
 

@@ -18,15 +18,15 @@ from collections.abc import Callable, Iterable
 from datetime import date
 from typing import Any, TypeVar
 
-from processors.database import Database
-from processors.identities import (
+from metre.processors.database import Database
+from metre.processors.identities import (
     Enrolment,
     IdentityBook,
     Individual,
     implicit_id,
     is_bot,
 )
-from processors.people import People, Person
+from metre.processors.people import People, Person
 
 T = TypeVar("T")
 Connection = Any  # asyncpg.Connection or a pool's connection proxy
@@ -209,7 +209,7 @@ async def people(store: Database, emails: Iterable[str]) -> People:
 
 def individual_json(p: Individual) -> dict[str, Any]:
     """An individual as the API serves it: open enrolment bounds as null."""
-    from processors.identities import MAX_DATE, MIN_DATE
+    from metre.processors.identities import MAX_DATE, MIN_DATE
 
     def bound(d: date, open_: date) -> str | None:
         return None if d == open_ else d.isoformat()

@@ -13,9 +13,9 @@ import importlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from processors.emailkey import email_key
-from processors.metrics import MODULES, TABLES, Fold, _delta_fold, fold
-from processors.retract import _COMMIT_COLUMNS, load_events
+from metre.processors.emailkey import email_key
+from metre.processors.metrics import MODULES, TABLES, Fold, _delta_fold, fold
+from metre.processors.retract import _COMMIT_COLUMNS, load_events
 
 Connection = Any  # asyncpg.Connection or a pool's connection proxy
 
@@ -34,12 +34,12 @@ def folds_of(tables: set[str]) -> tuple[Fold, ...]:
     """The folds of the metric modules that write any of `tables` (all of their tables)."""
     out: list[Fold] = []
     for name in MODULES:
-        module = importlib.import_module(f"processors.metrics.{name}")
+        module = importlib.import_module(f"metre.processors.metrics.{name}")
         if {t.name for t in getattr(module, "TABLES", ())} & tables:
             own = getattr(module, "FOLD", None)
             metrics = tuple(getattr(module, "METRICS", ()))
             if own is None and not metrics:
-                raise ValueError(f"processors.metrics.{name} has nothing to rebuild with")
+                raise ValueError(f"metre.processors.metrics.{name} has nothing to rebuild with")
             out.append(own if own is not None else _delta_fold(metrics))
     return tuple(out)
 

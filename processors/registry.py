@@ -15,8 +15,8 @@ from datetime import datetime
 
 import asyncpg
 
-from processors.database import Database
-from processors.sink import REPUBLISH, forget_repo
+from metre.processors.database import Database
+from metre.processors.sink import REPUBLISH, forget_repo
 
 POLL_CHANNEL = "metre_poll"
 

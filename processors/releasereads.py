@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from datetime import UTC, timedelta, timezone
 
-from processors.database import Database
-from processors.metrics.releases import Node, Tag
+from metre.processors.database import Database
+from metre.processors.metrics.releases import Node, Tag
 
 
 async def release_inputs(store: Database, repo_id: int) -> tuple[dict[str, Node], list[Tag]]:

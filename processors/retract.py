@@ -27,9 +27,9 @@ from typing import Any
 import asyncpg
 import orjson
 
-from ingest.events import BlobDelta, CommitEvent, FileChange, MergeFile, Person
-from processors.metrics import MODULES, TABLES, Delta, Metric, deltas, merge, negate, total
-from processors.metrics.table import MetricTable
+from metre.contracts.events import BlobDelta, CommitEvent, FileChange, MergeFile, Person
+from metre.processors.metrics import MODULES, TABLES, Delta, Metric, deltas, merge, negate, total
+from metre.processors.metrics.table import MetricTable
 
 Connection = Any  # asyncpg.Connection or a pool's connection proxy
 
@@ -103,7 +103,7 @@ def _writers() -> dict[str, tuple[Metric, ...]]:
 
     out: dict[str, tuple[Metric, ...]] = {}
     for name in MODULES:
-        module = importlib.import_module(f"processors.metrics.{name}")
+        module = importlib.import_module(f"metre.processors.metrics.{name}")
         for t in getattr(module, "TABLES", ()):
             out[t.name] = tuple(getattr(module, "METRICS", ()))
     return out

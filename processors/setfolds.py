@@ -25,8 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from processors.metrics import TABLES
-from processors.metrics.policy import CHANGE, EMPTY, MERGE
+from metre.processors.metrics import TABLES
+from metre.processors.metrics.policy import CHANGE, EMPTY, MERGE
 
 COMMIT_COLUMNS = (
     "repo_id", "sha", "parents", "author_name", "author_email", "author_key", "author_time",

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from processors.database import Database
+from metre.processors.database import Database
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,21 +21,21 @@ from typing import Any
 import asyncpg
 import orjson
 
-from ingest.events import CommitEvent, MergeFile, RetractEvent
-from ingest.releases import TagsEvent
-from processors import deadletters, setfolds
-from processors.database import Database
-from processors.deadletters import DeadLetter
-from processors.emailkey import email_key
-from processors.metrics import TABLES, Fold, fold
-from processors.metrics.languages import counted_language
-from processors.rebuild import folds_of
-from processors.releasestore import apply_tags
-from processors.retract import retract
+from metre.contracts.events import CommitEvent, MergeFile, RetractEvent
+from metre.contracts.tags import TagsEvent
+from metre.processors import deadletters, setfolds
+from metre.processors.database import Database
+from metre.processors.deadletters import DeadLetter
+from metre.processors.emailkey import email_key
+from metre.processors.metrics import TABLES, Fold, fold
+from metre.processors.metrics.languages import counted_language
+from metre.processors.rebuild import folds_of
+from metre.processors.releasestore import apply_tags
+from metre.processors.retract import retract
 
 REPUBLISH = "republish"
 """`repos.mailmap_sha` of a repository whose stored paths may be in path form 1 (ambiguous where
-a path has a backslash; `ingest.paths`): no blob has this name, so its next poll retracts every
+a path has a backslash; `metre.contracts.paths`): no blob has this name, so its next poll retracts every
 published commit and publishes the whole history again, as for a new .mailmap. Set by
 migration 0017 and by a processor that applies a form-1 event with a backslash in a path."""
 

@@ -9,12 +9,12 @@ all (`metre up`, the API, tests). The names below are re-exported for their olde
 
 from __future__ import annotations
 
-from processors.antientropy import AntiEntropy
-from processors.commitreads import AmbiguousSha, CommitReads
-from processors.database import Database, SchemaNotCurrent, SchemaTooNew, schema_problem
-from processors.deadletters import DEAD_LETTER_PAYLOAD_CHARS, DeadLetter, DeadLetters
-from processors.registry import POLL_CHANNEL, Registry, Removal, RepoExists, RepoRow
-from processors.sink import REPUBLISH, RepoChange, Sink
+from metre.processors.antientropy import AntiEntropy
+from metre.processors.commitreads import AmbiguousSha, CommitReads
+from metre.processors.database import Database, SchemaNotCurrent, SchemaTooNew, schema_problem
+from metre.processors.deadletters import DEAD_LETTER_PAYLOAD_CHARS, DeadLetter, DeadLetters
+from metre.processors.registry import POLL_CHANNEL, Registry, Removal, RepoExists, RepoRow
+from metre.processors.sink import REPUBLISH, RepoChange, Sink
 
 __all__ = [
     "DEAD_LETTER_PAYLOAD_CHARS",

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from processors.database import Database
-from processors.registry import POLL_CHANNEL
+from metre.processors.database import Database
+from metre.processors.registry import POLL_CHANNEL
 
 
 @dataclass(frozen=True, slots=True)

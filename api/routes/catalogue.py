@@ -13,10 +13,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
-from api.deps import ReadStoreDep
-from api.provenance import Compute, parse_repos, serve
-from api.responses import OrjsonResponse
-from api.routes.metrics import (
+from metre.api.deps import ReadStoreDep
+from metre.api.provenance import Compute, parse_repos, serve
+from metre.api.responses import OrjsonResponse
+from metre.api.routes.metrics import (
     BotsQ,
     DateFrom,
     DateTo,
@@ -26,8 +26,8 @@ from api.routes.metrics import (
     activity_params,
     policy_of,
 )
-from api.routes.repos import _ERRORS, RepoId
-from api.schemas import (
+from metre.api.routes.repos import _ERRORS, RepoId
+from metre.api.schemas import (
     ActivityOrgOut,
     CatalogueOut,
     CommitSizeOut,
@@ -36,13 +36,13 @@ from api.schemas import (
     LanguagesOut,
     PunchcardOut,
 )
-from processors import reads
-from processors.metrics import commit_size, contributors, punchcard
-from processors.metrics.catalogue import catalogue
-from processors.metrics.languages import MAPPING
-from processors.metrics.policy import COMMIT_SIZE_DEFAULT, Policy
-from processors.people import DEFAULT_BOTS, Bots
-from processors.store import PgStore
+from metre.processors import reads
+from metre.processors.metrics import commit_size, contributors, punchcard
+from metre.processors.metrics.catalogue import catalogue
+from metre.processors.metrics.languages import MAPPING
+from metre.processors.metrics.policy import COMMIT_SIZE_DEFAULT, Policy
+from metre.processors.people import DEFAULT_BOTS, Bots
+from metre.processors.store import PgStore
 
 router = APIRouter(tags=["metrics"])
 

@@ -1,6 +1,6 @@
 """Metric endpoints: results read from the additive tables the processors maintain.
 
-Every result goes through api.provenance.serve: stamped with its provenance, ETag'd, cached
+Every result goes through metre.api.provenance.serve: stamped with its provenance, ETag'd, cached
 until the repository's watermark moves. Per-commit metrics take the merge and empty-commit
 policy (`policy`, `merges`, `empty`: processors/metrics/policy.py).
 """
@@ -12,14 +12,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
-from api.deps import ReadStoreDep
-from api.paging import PageLimit, PageOffset, page
-from api.provenance import serve
-from api.routes.repos import _ERRORS, RepoId
-from api.schemas import ActivityOut, AuthorsOut, Granularity
-from processors import reads
-from processors.metrics.policy import Choice, Policy, Preset, resolve
-from processors.people import DEFAULT_BOTS, Bots
+from metre.api.deps import ReadStoreDep
+from metre.api.paging import PageLimit, PageOffset, page
+from metre.api.provenance import serve
+from metre.api.routes.repos import _ERRORS, RepoId
+from metre.api.schemas import ActivityOut, AuthorsOut, Granularity
+from metre.processors import reads
+from metre.processors.metrics.policy import Choice, Policy, Preset, resolve
+from metre.processors.people import DEFAULT_BOTS, Bots
 
 router = APIRouter(tags=["metrics"])
 

@@ -13,10 +13,10 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ingest.events import CommitEvent
+from metre.contracts.events import CommitEvent
 
 if TYPE_CHECKING:
-    from processors.metrics.table import MetricTable
+    from metre.processors.metrics.table import MetricTable
 
 Rows = dict[str, dict[tuple[Hashable, ...], list[Any]]]
 """Merged rows by table name, then key: what `fold` builds (see `table.Row`)."""
@@ -94,7 +94,7 @@ MODULES: tuple[str, ...] = (
     "merges",
     "releases",
 )
-"""Metric modules under processors.metrics. Each declares `METRICS` (functions), `TABLES`
+"""Metric modules under metre.processors.metrics. Each declares `METRICS` (functions), `TABLES`
 (`table.MetricTable` specs of the tables they write) and `ENTRIES` (catalogue entries); a
 module on the hot path may also declare `FOLD`, a function (event, rows) that merges its
 metrics' effect straight into `Rows`, equal to folding the deltas of its `METRICS` (tests hold
@@ -106,7 +106,7 @@ def _load(attr: str) -> tuple[Any, ...]:
 
     out: list[Any] = []
     for name in MODULES:
-        out.extend(getattr(importlib.import_module(f"processors.metrics.{name}"), attr, ()))
+        out.extend(getattr(importlib.import_module(f"metre.processors.metrics.{name}"), attr, ()))
     return tuple(out)
 
 
@@ -147,7 +147,7 @@ def _folds() -> tuple[Fold, ...]:
 
     out: list[Fold] = []
     for name in MODULES:
-        module = importlib.import_module(f"processors.metrics.{name}")
+        module = importlib.import_module(f"metre.processors.metrics.{name}")
         own = getattr(module, "FOLD", None)
         if own is None and not getattr(module, "METRICS", ()):
             continue  # a metric computed on read (coupling) writes nothing per event

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC
 
-from ingest.events import CommitEvent
-from processors.metrics import Delta, Rows, bump
-from processors.metrics.catalogue import GRANULARITY, Entry, Param
-from processors.metrics.policy import kind, params
-from processors.metrics.table import Column, MetricTable
+from metre.contracts.events import CommitEvent
+from metre.processors.metrics import Delta, Rows, bump
+from metre.processors.metrics.catalogue import GRANULARITY, Entry, Param
+from metre.processors.metrics.policy import kind, params
+from metre.processors.metrics.table import Column, MetricTable
 
 TABLE = "activity_daily"
 

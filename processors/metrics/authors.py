@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC
 
-from ingest.events import CommitEvent
-from processors.metrics import Delta, Rows
-from processors.metrics.catalogue import BOTS, Entry, Param
-from processors.metrics.policy import kind, params
-from processors.metrics.table import Column, Extreme, MetricTable
+from metre.contracts.events import CommitEvent
+from metre.processors.metrics import Delta, Rows
+from metre.processors.metrics.catalogue import BOTS, Entry, Param
+from metre.processors.metrics.policy import kind, params
+from metre.processors.metrics.table import Column, Extreme, MetricTable
 
 TABLE = "author_totals"
 

@@ -77,12 +77,12 @@ people.py) and take this parameter."""
 
 @functools.cache
 def catalogue() -> dict[str, Entry]:
-    """Every entry of every metric module, by name (modules listed in processors.metrics)."""
-    from processors.metrics import MODULES
+    """Every entry of every metric module, by name (modules listed in metre.processors.metrics)."""
+    from metre.processors.metrics import MODULES
 
     out: dict[str, Entry] = {}
     for mod in MODULES:
-        for e in getattr(importlib.import_module(f"processors.metrics.{mod}"), "ENTRIES", ()):
+        for e in getattr(importlib.import_module(f"metre.processors.metrics.{mod}"), "ENTRIES", ()):
             if e.name in out:
                 raise ValueError(f"metric {e.name!r} declared twice")
             out[e.name] = e

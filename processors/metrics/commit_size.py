@@ -13,11 +13,11 @@ import math
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from ingest.events import CommitEvent
-from processors.metrics import Delta, Rows, bump
-from processors.metrics.catalogue import Entry
-from processors.metrics.policy import COMMIT_SIZE_DEFAULT, kind, params
-from processors.metrics.table import Column, MetricTable
+from metre.contracts.events import CommitEvent
+from metre.processors.metrics import Delta, Rows, bump
+from metre.processors.metrics.catalogue import Entry
+from metre.processors.metrics.policy import COMMIT_SIZE_DEFAULT, kind, params
+from metre.processors.metrics.table import Column, MetricTable
 
 TABLE = "commit_sizes"
 MEASURES = ("files", "lines")

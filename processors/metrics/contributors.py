@@ -13,11 +13,11 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, date, timedelta
 from typing import Any
 
-from ingest.events import CommitEvent
-from processors.metrics import Delta, Rows, bump
-from processors.metrics.catalogue import BOTS, GRANULARITY, Entry, Param
-from processors.metrics.policy import kind, params
-from processors.metrics.table import Column, MetricTable
+from metre.contracts.events import CommitEvent
+from metre.processors.metrics import Delta, Rows, bump
+from metre.processors.metrics.catalogue import BOTS, GRANULARITY, Entry, Param
+from metre.processors.metrics.policy import kind, params
+from metre.processors.metrics.table import Column, MetricTable
 
 TABLE = "author_days"
 DEFAULT_GAP_DAYS = 90

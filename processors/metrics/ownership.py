@@ -21,9 +21,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import kernels
-from processors.metrics.catalogue import BOTS, Entry, Param
-from processors.metrics.files import AUTHORS, STATS
+from metre import kernels
+from metre.processors.metrics.catalogue import BOTS, Entry, Param
+from metre.processors.metrics.files import AUTHORS, STATS
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from processors.metrics.catalogue import Entry, Param
-from processors.metrics.commit_size import nearest_rank
-from processors.metrics.contributors import period_start
+from metre.processors.metrics.catalogue import Entry, Param
+from metre.processors.metrics.commit_size import nearest_rank
+from metre.processors.metrics.contributors import period_start
 
 PERCENTILES = (50, 75, 90)
 

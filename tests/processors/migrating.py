@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-import processors.database as database_module
-from processors.store import PgStore
+from metre.processors import database as database_module
+from metre.processors.store import PgStore
 from tests.fixtures.postgres import create_database, drop_database
 
 

@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from ingest.events import CommitEvent, FileChange, Person, RetractEvent
-from processors.emailkey import email_key
-from processors.metrics import total
-from processors.store import PgStore
+from metre.contracts.events import CommitEvent, FileChange, Person, RetractEvent
+from metre.processors.emailkey import email_key
+from metre.processors.metrics import total
+from metre.processors.store import PgStore
 from tests.processors.factories import sha
 from tests.processors.test_retraction import assert_same, fresh  # noqa: F401 (fixture)
 

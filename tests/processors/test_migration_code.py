@@ -8,10 +8,10 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-import processors.database as database_module
-from processors.rebuild import LANGUAGE_TABLES
-from processors.sink import REPUBLISH
-from processors.store import PgStore
+from metre.processors import database as database_module
+from metre.processors.rebuild import LANGUAGE_TABLES
+from metre.processors.sink import REPUBLISH
+from metre.processors.store import PgStore
 from tests.fixtures.legacyfacts import (
     LEGACY_INSERT_COMMITS,
     legacy_commit_arrays,

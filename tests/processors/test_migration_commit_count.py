@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from ingest.events import RetractEvent
-from processors.store import PgStore
+from metre.contracts.events import RetractEvent
+from metre.processors.store import PgStore
 from tests.fixtures.legacyfacts import (
     LEGACY_INSERT_COMMITS,
     LEGACY_INSERT_FILES_0026,

@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from processors.rebuild import COMMIT_KIND_TABLES
-from processors.store import PgStore
+from metre.processors.rebuild import COMMIT_KIND_TABLES
+from metre.processors.store import PgStore
 from tests.fixtures.legacyfacts import (
     LEGACY_INSERT_COMMITS,
     legacy_commit_arrays,

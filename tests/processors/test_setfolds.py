@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-import processors.setfolds as setfolds
-import processors.sink as sink
-from processors.metrics import TABLES
-from processors.rebuild import folds_of
-from processors.store import PgStore
+from metre.processors import setfolds as setfolds
+from metre.processors import sink as sink
+from metre.processors.metrics import TABLES
+from metre.processors.rebuild import folds_of
+from metre.processors.store import PgStore
 from tests.processors.dump import differences, dump
 from tests.processors.test_commutativity import _events
 from tests.processors.test_retraction import fresh  # noqa: F401 (fixture)
