@@ -2,7 +2,7 @@
 
 A result is a function of (metric, version, parameters, the stamps of its repositories), so
 that tuple is its identity: it names the cache entry and, hashed, the ETag. A stamp moves
-whenever a batch changes a repository's metric tables (processors/store.py: watermark and
+whenever a batch changes a repository's metric tables (processors/sink.py: watermark and
 generation), so nothing cached outlives the data it was computed from, and no invalidation
 is needed. People metrics regroup emails through the identities, so their identity also holds
 the identity generation (processors/identitystore.py), which every identity change moves.

@@ -11,7 +11,7 @@ retracted first (`RetractEvent`), then the new commits are published, on the rep
 partition in that order. When the `.mailmap` blob at the head differs from the one the
 published history was mapped with, every published commit is retracted and the whole history
 republished with the new mapping (a stored value that no blob has, `REPUBLISH` in
-processors/store.py, asks for the same: paths stored in an ambiguous earlier form). Both
+processors/sink.py, asks for the same: paths stored in an ambiguous earlier form). Both
 directions of the walk share `new_commits`'s clock-skew margin (one day), as `git rev-list`
 shares its own.
 
@@ -83,7 +83,7 @@ class PolledRepo(Protocol):
 
 
 class RepoRegistry(Protocol):
-    """The repository registry (PostgreSQL in practice: metre.processors.store.PgStore)."""
+    """The repository registry (PostgreSQL in practice: metre.processors.registry.Registry)."""
 
     async def claim_due_repo(self, lease_seconds: float) -> PolledRepo | None: ...
     async def set_progress(

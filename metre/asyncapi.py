@@ -123,8 +123,9 @@ def _ref(*parts: str) -> dict[str, str]:
 
 def _examples() -> dict[str, list[dict[str, Any]]]:
     """Payloads encoded by the producers' own code (so the examples cannot drift)."""
+    from metre.processors.registry import Removal
     from metre.processors.removals import removal_notice
-    from metre.processors.store import Removal, RepoChange
+    from metre.processors.sink import RepoChange
     from metre.processors.updates import update_json
 
     tz = timezone(timedelta(hours=13, minutes=45))

@@ -45,10 +45,11 @@ from metre.ingest.reconcile import Reconciled, reconcile_all
 from metre.ingest.stopping import unless_stopped
 from metre.ingest.transport import SshReuse
 from metre.processors.busmarks import BusMarks
+from metre.processors.database import SchemaNotCurrent, SchemaTooNew
 from metre.processors.lag import GroupLag
 from metre.processors.notifier import Notifier, NotifyConfig
 from metre.processors.runner import Processor
-from metre.processors.store import PgStore, SchemaNotCurrent, SchemaTooNew
+from metre.processors.store import PgStore
 from metre.readiness import Check, Probe
 from metre.settings import Settings
 

@@ -37,7 +37,8 @@ from metre.processors.notify_rules import (
     subject_of,
 )
 from metre.processors.notify_store import NotifyStore
-from metre.processors.store import PgStore, RepoRow
+from metre.processors.registry import RepoRow
+from metre.processors.store import PgStore
 
 log = logging.getLogger(__name__)
 _LEADER_LOCK = 0x6D6E6F74  # "mnot": one notifier evaluates at a time

@@ -3,7 +3,8 @@
 For a migration that changes a metric table's key in a way SQL cannot derive from the old
 rows (0021: the commit kind): the tables are emptied and every stored commit is folded again
 by the metrics' own code, a chunk at a time, so the rows are exactly what the processors
-would have written had the new key always been there.
+would have written had the new key always been there. Also the steps of migrations that need
+Python's own computation on the facts (0031: the authors' identity keys).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import importlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from metre.processors.emailkey import email_key
 from metre.processors.metrics import MODULES, TABLES, Fold, _delta_fold, fold
 from metre.processors.retract import _COMMIT_COLUMNS, load_events
 
@@ -28,7 +30,7 @@ LIMIT $3
 """  # noqa: S608 (constant)
 
 
-def _folds_of(tables: set[str]) -> tuple[Fold, ...]:
+def folds_of(tables: set[str]) -> tuple[Fold, ...]:
     """The folds of the metric modules that write any of `tables` (all of their tables)."""
     out: list[Fold] = []
     for name in MODULES:
@@ -48,7 +50,7 @@ async def rebuild(con: Connection, tables: set[str]) -> int:
     The modules writing them must write no other table (their other rows would be counted
     twice).
     """
-    folds = _folds_of(tables)
+    folds = folds_of(tables)
     for name in sorted(tables):
         await con.execute(f"DELETE FROM {name}")  # noqa: S608 (a metric table's name)
     upserts = {name: TABLES[name].upsert_sql() for name in tables}
@@ -84,13 +86,30 @@ async def _linguist(con: Connection) -> None:
     await rebuild(con, LANGUAGE_TABLES)
 
 
+async def _author_keys(con: Connection) -> None:
+    """0031: the identity key of every stored commit's author, by the one function that keys
+    them (processors/emailkey.py), once per distinct email."""
+    emails = [
+        r["author_email"] for r in await con.fetch("SELECT DISTINCT author_email FROM commits")
+    ]
+    await con.execute(
+        "UPDATE commits c SET author_key = k.key"
+        " FROM unnest($1::text[], $2::text[]) AS k(email, key) WHERE c.author_email = k.email",
+        emails,
+        [email_key(e) for e in emails],
+    )
+    await con.execute("ALTER TABLE commits ALTER COLUMN author_key SET NOT NULL")
+
+
 AFTER_MIGRATION: dict[int, Step] = {
     21: _commit_kind,
     23: _linguist,
     25: _linguist,
     26: _linguist,
+    31: _author_keys,
 }
 """Migration version -> what runs after the pending migrations' SQL, in the same transaction
 (once per step: 0023, 0025 and 0026 rebuild the same tables; 0025 because the language tables
 gain binary changes and bytes, counted from the facts; 0026 because file_merge_lines gains lines
-of code and their unknown count, from the facts' merge files)."""
+of code and their unknown count, from the facts' merge files; 0031 fills a column of the facts
+that no rebuild reads)."""

@@ -72,7 +72,7 @@ CANDIDATES: dict[str, str] = {
     "author_totals": f"""
 SELECT {_COMMIT_COLUMNS}
 FROM commits c
-WHERE (c.repo_id, lower(c.author_email)) IN (
+WHERE (c.repo_id, c.author_key) IN (
     SELECT k.repo_id, k.email FROM unnest($1::bigint[], $2::text[], $3::smallint[])
         AS k(repo_id, email, kind))
 ORDER BY c.repo_id, c.sha

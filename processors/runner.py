@@ -26,7 +26,8 @@ from metre.contracts.retry import Backoff, RetryStopped, retry
 from metre.contracts.tags import TagsEvent
 from metre.contracts.wire import DeadLetterHeaders
 from metre.processors import instruments
-from metre.processors.store import DeadLetter, PgStore, RepoChange
+from metre.processors.deadletters import DeadLetter
+from metre.processors.sink import RepoChange, Sink
 from metre.processors.updates import combine, update_message
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ class Processor:
     def __init__(
         self,
         bus: Bus,
-        store: PgStore,
+        store: Sink,
         topic: str,
         group: str,
         batch_size: int,

@@ -17,7 +17,7 @@ from metre.contracts.bus import Message
 from metre.contracts.events import partition_key
 from metre.contracts.wire import VERSION, MetricUpdateWire
 from metre.processors.metrics.catalogue import metrics_of_tables
-from metre.processors.store import RepoChange
+from metre.processors.sink import RepoChange
 
 SCHEMA_VERSION: Final = VERSION
 

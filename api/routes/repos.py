@@ -26,7 +26,8 @@ from metre.api.schemas import (
 from metre.ingest.branches import branch_names
 from metre.ingest.mirror import InvalidRepositoryURL, check_host, mirror_path, validate_url
 from metre.processors import webhookstore
-from metre.processors.store import AmbiguousSha, RepoExists, RepoRow
+from metre.processors.commitreads import AmbiguousSha
+from metre.processors.registry import RepoExists, RepoRow
 
 router = APIRouter(tags=["repositories"])
 

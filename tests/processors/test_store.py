@@ -11,10 +11,11 @@ import asyncpg
 import pytest
 
 from metre.contracts.events import CommitEvent, FileChange
+from metre.processors.database import _migrations
 from metre.processors.metrics import total
 from metre.processors.metrics.activity import activity
 from metre.processors.metrics.authors import authors
-from metre.processors.store import PgStore, _migrations
+from metre.processors.store import PgStore
 from tests.fixtures.postgres import MakeDatabase, create_database, drop_database
 from tests.processors.factories import event, person
 
