@@ -8,11 +8,10 @@ would have written had the new key always been there.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from processors.metrics import MODULES, TABLES, Fold, _delta_fold, fold
+from processors.metrics import TABLES, fold, folds_of
 from processors.retract import _COMMIT_COLUMNS, load_events
 
 Connection = Any  # asyncpg.Connection or a pool's connection proxy
@@ -28,27 +27,13 @@ LIMIT $3
 """  # noqa: S608 (constant)
 
 
-def _folds_of(tables: set[str]) -> tuple[Fold, ...]:
-    """The folds of the metric modules that write any of `tables` (all of their tables)."""
-    out: list[Fold] = []
-    for name in MODULES:
-        module = importlib.import_module(f"processors.metrics.{name}")
-        if {t.name for t in getattr(module, "TABLES", ())} & tables:
-            own = getattr(module, "FOLD", None)
-            metrics = tuple(getattr(module, "METRICS", ()))
-            if own is None and not metrics:
-                raise ValueError(f"processors.metrics.{name} has nothing to rebuild with")
-            out.append(own if own is not None else _delta_fold(metrics))
-    return tuple(out)
-
-
 async def rebuild(con: Connection, tables: set[str]) -> int:
     """Empty `tables` and fold every stored commit into them again; returns the commits read.
 
-    The modules writing them must write no other table (their other rows would be counted
+    The writers of them must write no other table (their other rows would be counted
     twice).
     """
-    folds = _folds_of(tables)
+    folds = folds_of(tables)
     for name in sorted(tables):
         await con.execute(f"DELETE FROM {name}")  # noqa: S608 (a metric table's name)
     upserts = {name: TABLES[name].upsert_sql() for name in tables}

@@ -28,7 +28,7 @@ import asyncpg
 import orjson
 
 from ingest.events import BlobDelta, CommitEvent, FileChange, MergeFile, Person
-from processors.metrics import MODULES, TABLES, Delta, Metric, deltas, merge, negate, total
+from processors.metrics import TABLES, WRITER_OF, Delta, deltas, merge, negate, total
 from processors.metrics.table import MetricTable
 
 Connection = Any  # asyncpg.Connection or a pool's connection proxy
@@ -95,21 +95,6 @@ _ALL_COMMITS = f"""
 SELECT {_COMMIT_COLUMNS} FROM commits c WHERE c.repo_id = ANY($1::bigint[])
 ORDER BY c.repo_id, c.sha
 """  # noqa: S608 (constant)
-
-
-def _writers() -> dict[str, tuple[Metric, ...]]:
-    """Table name -> the metric functions of the module that declares it (they write it)."""
-    import importlib
-
-    out: dict[str, tuple[Metric, ...]] = {}
-    for name in MODULES:
-        module = importlib.import_module(f"processors.metrics.{name}")
-        for t in getattr(module, "TABLES", ()):
-            out[t.name] = tuple(getattr(module, "METRICS", ()))
-    return out
-
-
-_WRITERS = _writers()
 
 
 def _person(c: asyncpg.Record, who: str) -> Person:
@@ -224,9 +209,8 @@ async def _recompute_extremes(
     else:
         rows = await con.fetch(_ALL_COMMITS, sorted({int(k[0]) for k in keys}))  # type: ignore[call-overload]
     wanted = set(keys)
-    metrics = _WRITERS.get(spec.name) or None
     events = await load_events(con, rows)
-    merged = total(events, metrics) if metrics else total(events)
+    merged = total(events, (WRITER_OF[spec.name].oracle,))
     fresh = {d.key: d for d in merged if d.table == spec.name}
     present = [fresh[k] for k in sorted(wanted & fresh.keys(), key=_sortable)]
     missing = sorted(wanted - fresh.keys(), key=_sortable)

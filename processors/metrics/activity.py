@@ -11,8 +11,9 @@ from datetime import UTC
 
 from ingest.events import CommitEvent
 from processors.metrics import Delta, Rows, bump
-from processors.metrics.catalogue import GRANULARITY, Entry, Param
+from processors.metrics.catalogue import GRANULARITY
 from processors.metrics.policy import kind, params
+from processors.metrics.spec import MetricSpec, Param, Writer
 from processors.metrics.table import Column, MetricTable
 
 TABLE = "activity_daily"
@@ -34,29 +35,31 @@ def fold(e: CommitEvent, rows: Rows) -> None:
     bump(rows[TABLE], (e.repo_id, day, kind(e)), 1, int(e.is_merge), e.added, e.removed)
 
 
-METRICS = (activity,)
-FOLD = fold
-TABLES = (
-    MetricTable(
-        TABLE,
-        key=(Column("repo_id", "bigint"), Column("day", "date"), Column("kind", "smallint")),
-        counters=("commits", "merges", "added", "removed"),
-    ),
-)
-ENTRIES = (
-    Entry(
-        "activity",
-        "Commits, merge commits, and lines added and removed per period (author date, UTC; "
-        "merges and empty commits counted or not by the policy parameters)",
-        "commits; lines",
-        version=2,
-        tables=(TABLE,),
-        params=(
-            GRANULARITY,
-            Param("from", "date", None, "first day, inclusive (UTC author date)"),
-            Param("to", "date", None, "last day, inclusive (UTC author date)"),
-            *params(),
+WRITER: Writer = Writer(
+    "activity",
+    tables=(
+        MetricTable(
+            TABLE,
+            key=(Column("repo_id", "bigint"), Column("day", "date"), Column("kind", "smallint")),
+            counters=("commits", "merges", "added", "removed"),
         ),
-        org=True,
     ),
+    oracle=activity,
+    fold=fold,
+)
+SPEC: MetricSpec = MetricSpec(
+    "activity",
+    "Commits, merge commits, and lines added and removed per period (author date, UTC; "
+    "merges and empty commits counted or not by the policy parameters)",
+    "commits; lines",
+    version=2,
+    sources=(TABLE,),
+    params=(
+        GRANULARITY,
+        Param("from", "date", None, "first day, inclusive (UTC author date)"),
+        Param("to", "date", None, "last day, inclusive (UTC author date)"),
+        *params(),
+    ),
+    org=True,
+    writer=WRITER,
 )

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from datetime import UTC
 
 from ingest.events import CommitEvent
-from processors.metrics import Delta, Rows
+from processors.metrics import Delta, Fold, Rows
 from processors.metrics.catalogue import BOTS, Entry, Param
 from processors.metrics.policy import kind, params
 from processors.metrics.table import Column, Extreme, MetricTable
@@ -52,8 +52,8 @@ def fold(e: CommitEvent, rows: Rows) -> None:
 
 
 METRICS = (authors,)
-FOLD = fold
-TABLES = (
+FOLD: Fold = fold
+TABLES: tuple[MetricTable, ...] = (
     MetricTable(
         TABLE,
         key=(Column("repo_id", "bigint"), Column("email", "text"), Column("kind", "smallint")),
@@ -68,7 +68,7 @@ TABLES = (
         ),
     ),
 )
-ENTRIES = (
+ENTRIES: tuple[Entry, ...] = (
     Entry(
         "authors",
         "Per author (an individual: lower-cased emails regrouped by the identities, named by "

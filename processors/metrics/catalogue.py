@@ -9,20 +9,12 @@ ETag, so clients never keep a result computed under an older definition.
 from __future__ import annotations
 
 import functools
-import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from processors.metrics.spec import MetricSpec, Param, Writer
 
-@dataclass(frozen=True, slots=True)
-class Param:
-    """A query parameter of a metric: name, JSON type name, default, meaning."""
-
-    name: str
-    type: str
-    default: Any
-    description: str
-    choices: tuple[Any, ...] | None = None
+__all__ = ["BOTS", "GRANULARITY", "Entry", "Param", "catalogue", "metrics_of_tables"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +30,13 @@ class Entry:
     tables: tuple[str, ...]
     params: tuple[Param, ...] = field(default=())
     org: bool = False
+
+    def spec(self, writer: Writer | None = None) -> MetricSpec:
+        """The entry as a `MetricSpec` (while its module is not moved to one)."""
+        return MetricSpec(
+            self.name, self.definition, self.unit, self.version, self.tables, self.params,
+            self.org, writer,
+        )  # fmt: skip
 
     def json(self) -> dict[str, Any]:
         return {
@@ -76,17 +75,11 @@ people.py) and take this parameter."""
 
 
 @functools.cache
-def catalogue() -> dict[str, Entry]:
-    """Every entry of every metric module, by name (modules listed in processors.metrics)."""
-    from processors.metrics import MODULES
+def catalogue() -> dict[str, MetricSpec]:
+    """Every served metric of the registry (processors/metrics/registry.py), by name."""
+    from processors.metrics.registry import SPECS
 
-    out: dict[str, Entry] = {}
-    for mod in MODULES:
-        for e in getattr(importlib.import_module(f"processors.metrics.{mod}"), "ENTRIES", ()):
-            if e.name in out:
-                raise ValueError(f"metric {e.name!r} declared twice")
-            out[e.name] = e
-    return dict(sorted(out.items()))
+    return {s.name: s for s in sorted(SPECS, key=lambda s: s.name)}
 
 
 def metrics_of_tables(tables: set[str]) -> list[str]:

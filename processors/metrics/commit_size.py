@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from ingest.events import CommitEvent
-from processors.metrics import Delta, Rows, bump
+from processors.metrics import Delta, Fold, Rows, bump
 from processors.metrics.catalogue import Entry
 from processors.metrics.policy import COMMIT_SIZE_DEFAULT, kind, params
 from processors.metrics.table import Column, MetricTable
@@ -99,8 +99,8 @@ def summary(rows: Iterable[tuple[str, int, int]]) -> dict[str, Any]:
 
 
 METRICS = (commit_size,)
-FOLD = fold
-TABLES = (
+FOLD: Fold = fold
+TABLES: tuple[MetricTable, ...] = (
     MetricTable(
         TABLE,
         key=(
@@ -112,7 +112,7 @@ TABLES = (
         counters=("commits",),
     ),
 )
-ENTRIES = (
+ENTRIES: tuple[Entry, ...] = (
     Entry(
         "commit-size",
         "Distribution over commits (default: non-merge commits; merges count as numstat shows "

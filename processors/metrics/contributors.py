@@ -14,7 +14,7 @@ from datetime import UTC, date, timedelta
 from typing import Any
 
 from ingest.events import CommitEvent
-from processors.metrics import Delta, Rows, bump
+from processors.metrics import Delta, Fold, Rows, bump
 from processors.metrics.catalogue import BOTS, GRANULARITY, Entry, Param
 from processors.metrics.policy import kind, params
 from processors.metrics.table import Column, MetricTable
@@ -95,8 +95,8 @@ def series(
 
 
 METRICS = (author_days,)
-FOLD = fold
-TABLES = (
+FOLD: Fold = fold
+TABLES: tuple[MetricTable, ...] = (
     MetricTable(
         TABLE,
         key=(
@@ -108,7 +108,7 @@ TABLES = (
         counters=("commits",),
     ),
 )
-ENTRIES = (
+ENTRIES: tuple[Entry, ...] = (
     Entry(
         "contributors",
         "Distinct authors (individuals: lower-cased emails regrouped by the identities) per "

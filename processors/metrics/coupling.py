@@ -25,7 +25,7 @@ def degree(shared: int, commits_a: int, commits_b: int) -> float:
     return shared / ((commits_a + commits_b) / 2)
 
 
-ENTRIES = (
+ENTRIES: tuple[Entry, ...] = (
     Entry(
         "coupling",
         "Pairs of files changed in the same non-merge commit, ignoring commits that touch more "

@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from datetime import UTC
 
 from ingest.events import BlobDelta, CommitEvent
-from processors.metrics import Delta, Rows
+from processors.metrics import Delta, Fold, Rows
 from processors.metrics.catalogue import Entry, Param
 from processors.metrics.table import Column, Extreme, MetricTable
 
@@ -158,8 +158,8 @@ _PATH = Column("path", "text")
 _EMAIL = Column("email", "text")
 
 METRICS = (files,)
-FOLD = fold
-TABLES = (
+FOLD: Fold = fold
+TABLES: tuple[MetricTable, ...] = (
     MetricTable(
         STATS,
         key=(_REPO, _PATH),
@@ -193,7 +193,7 @@ FILE_SORTS = ("commits", "lines", "churn", "path")
 LIMIT = Param("limit", "integer", 100, "page size (1 to 1000)")
 OFFSET = Param("offset", "integer", 0, "rows to skip")
 
-ENTRIES = (
+ENTRIES: tuple[Entry, ...] = (
     Entry(
         "files",
         "Per file (every path in the tracked history): non-merge commits touching it, lines "

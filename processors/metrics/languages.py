@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ingest.events import CommitEvent, FileChange
-from processors.metrics import Delta, Rows, bump
+from processors.metrics import Delta, Fold, Rows, bump
 from processors.metrics.catalogue import Entry
 from processors.metrics.linguist import MAPPING, OTHER, classify
 from processors.metrics.table import Column, MetricTable
@@ -83,15 +83,15 @@ def fold(e: CommitEvent, rows: Rows) -> None:
 
 
 METRICS = (languages,)
-FOLD = fold
-TABLES = (
+FOLD: Fold = fold
+TABLES: tuple[MetricTable, ...] = (
     MetricTable(
         TABLE,
         key=(Column("repo_id", "bigint"), Column("language", "text")),
         counters=("changes", "added", "removed", "binary_changes", "text_bytes", "blob_unknown"),
     ),
 )
-ENTRIES = (
+ENTRIES: tuple[Entry, ...] = (
     Entry(
         "languages",
         "Per language (GitHub Linguist's, by go-enry from the path; programming and markup "

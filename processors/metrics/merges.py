@@ -58,7 +58,7 @@ def merges(e: CommitEvent) -> Iterator[Delta]:
 _REPO = Column("repo_id", "bigint")
 
 METRICS = (merges,)
-TABLES = (
+TABLES: tuple[MetricTable, ...] = (
     MetricTable(
         FILES,
         key=(_REPO, Column("path", "text")),

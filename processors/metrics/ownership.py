@@ -80,7 +80,7 @@ def ownership(rows: Iterable[FileAuthor], counted: Iterable[str]) -> Ownership:
     return Ownership(files, [(emails[a], authored[a]) for a in removed])
 
 
-ENTRIES = (
+ENTRIES: tuple[Entry, ...] = (
     Entry(
         "ownership",
         "Main authors of each file present at head by degree of authorship (Avelino et al., "

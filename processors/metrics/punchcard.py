@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ingest.events import CommitEvent
-from processors.metrics import Delta, Rows, bump
+from processors.metrics import Delta, Fold, Rows, bump
 from processors.metrics.catalogue import Entry
 from processors.metrics.policy import kind, params
 from processors.metrics.table import Column, MetricTable
@@ -45,8 +45,8 @@ def result(cells: Iterable[tuple[int, int, int]]) -> dict[str, Any]:
 
 
 METRICS = (punchcard,)
-FOLD = fold
-TABLES = (
+FOLD: Fold = fold
+TABLES: tuple[MetricTable, ...] = (
     MetricTable(
         TABLE,
         key=(
@@ -58,7 +58,7 @@ TABLES = (
         counters=("commits",),
     ),
 )
-ENTRIES = (
+ENTRIES: tuple[Entry, ...] = (
     Entry(
         "punchcard",
         "Commits by weekday (0 = Monday) and hour of the author's own local time",

@@ -160,7 +160,7 @@ _WEEKLY = Param(
     ("day", "week", "month"),
 )  # fmt: skip
 
-ENTRIES = (
+ENTRIES: tuple[Entry, ...] = (
     Entry(
         "releases",
         "Per release (a tag matching METRE_RELEASE_TAGS whose commit is in the tracked history; "

@@ -1,0 +1,79 @@
+"""The registry: every metric writer and every served metric, listed once, by import (pure).
+
+Nothing here looks a module or an attribute up by name: a misspelt one fails at import. The
+order of `WRITERS` is the order the sink folds an event in (any order gives the same rows);
+`SPECS` is the catalogue (served sorted by name).
+"""
+
+from __future__ import annotations
+
+from processors.metrics import (
+    activity,
+    authors,
+    commit_size,
+    contributors,
+    coupling,
+    files,
+    languages,
+    merges,
+    ownership,
+    punchcard,
+    releases,
+)
+from processors.metrics.spec import MetricSpec, Writer
+
+_AUTHORS = Writer("authors", authors.TABLES, authors.authors, authors.FOLD)
+_CONTRIBUTORS = Writer(
+    "contributors", contributors.TABLES, contributors.author_days, contributors.FOLD
+)
+_PUNCHCARD = Writer("punchcard", punchcard.TABLES, punchcard.punchcard, punchcard.FOLD)
+_COMMIT_SIZE = Writer("commit_size", commit_size.TABLES, commit_size.commit_size, commit_size.FOLD)
+_LANGUAGES = Writer("languages", languages.TABLES, languages.languages, languages.FOLD)
+_FILES = Writer("files", files.TABLES, files.files, files.FOLD)
+_MERGES = Writer("merges", merges.TABLES, merges.merges)
+
+WRITERS: tuple[Writer, ...] = (
+    activity.WRITER,
+    _AUTHORS,
+    _CONTRIBUTORS,
+    _PUNCHCARD,
+    _COMMIT_SIZE,
+    _LANGUAGES,
+    _FILES,
+    _MERGES,
+)
+"""What the sink does with each event: one writer per module that maintains tables."""
+
+SPECS: tuple[MetricSpec, ...] = (
+    activity.SPEC,
+    authors.ENTRIES[0].spec(_AUTHORS),
+    contributors.ENTRIES[0].spec(_CONTRIBUTORS),
+    punchcard.ENTRIES[0].spec(_PUNCHCARD),
+    commit_size.ENTRIES[0].spec(_COMMIT_SIZE),
+    languages.ENTRIES[0].spec(_LANGUAGES),
+    files.ENTRIES[0].spec(_FILES),
+    files.ENTRIES[1].spec(),
+    ownership.ENTRIES[0].spec(),
+    ownership.ENTRIES[1].spec(),
+    coupling.ENTRIES[0].spec(),
+    releases.ENTRIES[0].spec(),
+    releases.ENTRIES[1].spec(),
+)
+"""Every served metric (`GET /api/v1/metrics`)."""
+
+
+def _check() -> None:
+    tables = [t.name for w in WRITERS for t in w.tables]
+    twice = sorted({t for t in tables if tables.count(t) > 1})
+    if twice:
+        raise ValueError(f"metric tables written by two writers: {twice}")
+    names = [s.name for s in SPECS]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"metrics declared twice: {twice}")
+    unlisted = {s.writer.name for s in SPECS if s.writer is not None} - {w.name for w in WRITERS}
+    if unlisted:
+        raise ValueError(f"writers of served metrics missing from WRITERS: {sorted(unlisted)}")
+
+
+_check()
