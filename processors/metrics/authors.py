@@ -12,9 +12,10 @@ from collections.abc import Iterator
 from datetime import UTC
 
 from ingest.events import CommitEvent
-from processors.metrics import Delta, Fold, Rows
-from processors.metrics.catalogue import BOTS, Entry, Param
+from processors.metrics import Delta, Rows
+from processors.metrics.catalogue import BOTS, INT32_MAX
 from processors.metrics.policy import kind, params
+from processors.metrics.spec import MetricSpec, Param, Writer
 from processors.metrics.table import Column, Extreme, MetricTable
 
 TABLE = "author_totals"
@@ -51,36 +52,38 @@ def fold(e: CommitEvent, rows: Rows) -> None:
         r[4] = latest
 
 
-METRICS = (authors,)
-FOLD: Fold = fold
-TABLES: tuple[MetricTable, ...] = (
-    MetricTable(
-        TABLE,
-        key=(Column("repo_id", "bigint"), Column("email", "text"), Column("kind", "smallint")),
-        counters=("commits", "added", "removed"),
-        extremes=(
-            Extreme("first_commit_at", "least", (Column("first_commit_at", "timestamptz"),)),
-            Extreme(
-                "latest",
-                "greatest",
-                (Column("last_commit_at", "timestamptz"), Column("name", "text", collate="C")),
+WRITER: Writer = Writer(
+    "authors",
+    tables=(
+        MetricTable(
+            TABLE,
+            key=(Column("repo_id", "bigint"), Column("email", "text"), Column("kind", "smallint")),
+            counters=("commits", "added", "removed"),
+            extremes=(
+                Extreme("first_commit_at", "least", (Column("first_commit_at", "timestamptz"),)),
+                Extreme(
+                    "latest",
+                    "greatest",
+                    (Column("last_commit_at", "timestamptz"), Column("name", "text", collate="C")),
+                ),
             ),
         ),
     ),
+    oracle=authors,
+    fold=fold,
 )
-ENTRIES: tuple[Entry, ...] = (
-    Entry(
-        "authors",
-        "Per author (an individual: lower-cased emails regrouped by the identities, named by "
-        "its smallest email): commits, lines added and removed, first and last commit",
-        "commits; lines; timestamps",
-        version=3,
-        tables=(TABLE,),
-        params=(
-            *params(),
-            BOTS,
-            Param("limit", "integer", None, "page size (1 to 1000); every author if omitted"),
-            Param("offset", "integer", 0, "authors skipped"),
-        ),
+SPEC: MetricSpec = MetricSpec(
+    "authors",
+    "Per author (an individual: lower-cased emails regrouped by the identities, named by "
+    "its smallest email): commits, lines added and removed, first and last commit",
+    "commits; lines; timestamps",
+    version=3,
+    sources=(TABLE,),
+    params=(
+        *params(),
+        BOTS,
+        Param("limit", "integer", None, "page size; every author if omitted", ge=1, le=1000),
+        Param("offset", "integer", 0, "authors skipped", ge=0, le=INT32_MAX),
     ),
+    writer=WRITER,
 )

@@ -14,7 +14,7 @@ from typing import Any
 
 from processors.metrics.spec import MetricSpec, Param, Writer
 
-__all__ = ["BOTS", "GRANULARITY", "Entry", "Param", "catalogue", "metrics_of_tables"]
+__all__ = ["BOTS", "GRANULARITY", "INT32_MAX", "Entry", "Param", "catalogue", "metrics_of_tables"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +58,9 @@ class Entry:
             "sources": list(self.tables),
         }
 
+
+INT32_MAX = 2**31 - 1
+"""The largest offset or count a query takes (PostgreSQL's integer)."""
 
 GRANULARITY = Param(
     "granularity", "string", "day", "period length: UTC days, ISO weeks, months",

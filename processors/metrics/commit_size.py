@@ -14,9 +14,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from ingest.events import CommitEvent
-from processors.metrics import Delta, Fold, Rows, bump
-from processors.metrics.catalogue import Entry
+from processors.metrics import Delta, Rows, bump
 from processors.metrics.policy import COMMIT_SIZE_DEFAULT, kind, params
+from processors.metrics.spec import MetricSpec, Writer
 from processors.metrics.table import Column, MetricTable
 
 TABLE = "commit_sizes"
@@ -98,30 +98,32 @@ def summary(rows: Iterable[tuple[str, int, int]]) -> dict[str, Any]:
     return out
 
 
-METRICS = (commit_size,)
-FOLD: Fold = fold
-TABLES: tuple[MetricTable, ...] = (
-    MetricTable(
-        TABLE,
-        key=(
-            Column("repo_id", "bigint"),
-            Column("measure", "text"),
-            Column("value", "bigint"),
-            Column("kind", "smallint"),
+WRITER: Writer = Writer(
+    "commit_size",
+    tables=(
+        MetricTable(
+            TABLE,
+            key=(
+                Column("repo_id", "bigint"),
+                Column("measure", "text"),
+                Column("value", "bigint"),
+                Column("kind", "smallint"),
+            ),
+            counters=("commits",),
         ),
-        counters=("commits",),
     ),
+    oracle=commit_size,
+    fold=fold,
 )
-ENTRIES: tuple[Entry, ...] = (
-    Entry(
-        "commit-size",
-        "Distribution over commits (default: non-merge commits; merges count as numstat shows "
-        "them, 0 files and 0 lines) of files changed and lines changed (added + removed): mean, "
-        "nearest-rank percentiles 50/75/90/99, power-of-two histogram",
-        "files; lines",
-        version=2,
-        tables=(TABLE,),
-        params=params(COMMIT_SIZE_DEFAULT),
-        org=True,
-    ),
+SPEC: MetricSpec = MetricSpec(
+    "commit-size",
+    "Distribution over commits (default: non-merge commits; merges count as numstat shows "
+    "them, 0 files and 0 lines) of files changed and lines changed (added + removed): mean, "
+    "nearest-rank percentiles 50/75/90/99, power-of-two histogram",
+    "files; lines",
+    version=2,
+    sources=(TABLE,),
+    params=params(COMMIT_SIZE_DEFAULT),
+    org=True,
+    writer=WRITER,
 )

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from datetime import UTC, date, timedelta
 from typing import Any
 
 from ingest.events import CommitEvent
-from processors.metrics import Delta, Fold, Rows, bump
-from processors.metrics.catalogue import BOTS, GRANULARITY, Entry, Param
+from processors.metrics import Delta, Rows, bump
+from processors.metrics.catalogue import BOTS, GRANULARITY
 from processors.metrics.policy import kind, params
+from processors.metrics.spec import MetricSpec, Param, Writer
 from processors.metrics.table import Column, MetricTable
 
 TABLE = "author_days"
@@ -94,41 +96,44 @@ def series(
     return out
 
 
-METRICS = (author_days,)
-FOLD: Fold = fold
-TABLES: tuple[MetricTable, ...] = (
-    MetricTable(
-        TABLE,
-        key=(
-            Column("repo_id", "bigint"),
-            Column("email", "text"),
-            Column("day", "date"),
-            Column("kind", "smallint"),
-        ),
-        counters=("commits",),
-    ),
-)
-ENTRIES: tuple[Entry, ...] = (
-    Entry(
-        "contributors",
-        "Distinct authors (individuals: lower-cased emails regrouped by the identities) per "
-        "period: active, new (first commit), returning (after a gap of more than gap_days "
-        "days), cumulative",
-        "authors",
-        version=3,
-        tables=(TABLE,),
-        params=(
-            Param(
-                "granularity",
-                GRANULARITY.type,
-                "month",
-                GRANULARITY.description,
-                GRANULARITY.choices,
+WRITER: Writer = Writer(
+    "contributors",
+    tables=(
+        MetricTable(
+            TABLE,
+            key=(
+                Column("repo_id", "bigint"),
+                Column("email", "text"),
+                Column("day", "date"),
+                Column("kind", "smallint"),
             ),
-            Param("gap_days", "integer", DEFAULT_GAP_DAYS, "days without a commit before a return"),
-            *params(),
-            BOTS,
+            counters=("commits",),
         ),
-        org=True,
     ),
+    oracle=author_days,
+    fold=fold,
+)
+SPEC: MetricSpec = MetricSpec(
+    "contributors",
+    "Distinct authors (individuals: lower-cased emails regrouped by the identities) per "
+    "period: active, new (first commit), returning (after a gap of more than gap_days "
+    "days), cumulative",
+    "authors",
+    version=3,
+    sources=(TABLE,),
+    params=(
+        replace(GRANULARITY, default="month"),
+        Param(
+            "gap_days",
+            "integer",
+            DEFAULT_GAP_DAYS,
+            "days without a commit before a commit counts as a return",
+            ge=0,
+            le=36_500,
+        ),
+        *params(),
+        BOTS,
+    ),
+    org=True,
+    writer=WRITER,
 )

@@ -92,10 +92,11 @@ def params(default: Policy = Policy()) -> tuple[Param, ...]:
         Param(
             "merges", "string", default.merges,
             "merge commits (two or more parents) counted or not", ("include", "exclude"),
+            optional=True,
         ),
         Param(
             "empty", "string", default.empty,
             "empty non-merge commits (no file in git log --numstat) counted or not",
-            ("include", "exclude"),
+            ("include", "exclude"), optional=True,
         ),
     )  # fmt: skip

@@ -11,9 +11,9 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ingest.events import CommitEvent
-from processors.metrics import Delta, Fold, Rows, bump
-from processors.metrics.catalogue import Entry
+from processors.metrics import Delta, Rows, bump
 from processors.metrics.policy import kind, params
+from processors.metrics.spec import MetricSpec, Writer
 from processors.metrics.table import Column, MetricTable
 
 TABLE = "punchcard"
@@ -44,28 +44,30 @@ def result(cells: Iterable[tuple[int, int, int]]) -> dict[str, Any]:
     return {"total": sum(map(sum, g)), "commits": g}
 
 
-METRICS = (punchcard,)
-FOLD: Fold = fold
-TABLES: tuple[MetricTable, ...] = (
-    MetricTable(
-        TABLE,
-        key=(
-            Column("repo_id", "bigint"),
-            Column("weekday", "smallint"),
-            Column("hour", "smallint"),
-            Column("kind", "smallint"),
+WRITER: Writer = Writer(
+    "punchcard",
+    tables=(
+        MetricTable(
+            TABLE,
+            key=(
+                Column("repo_id", "bigint"),
+                Column("weekday", "smallint"),
+                Column("hour", "smallint"),
+                Column("kind", "smallint"),
+            ),
+            counters=("commits",),
         ),
-        counters=("commits",),
     ),
+    oracle=punchcard,
+    fold=fold,
 )
-ENTRIES: tuple[Entry, ...] = (
-    Entry(
-        "punchcard",
-        "Commits by weekday (0 = Monday) and hour of the author's own local time",
-        "commits",
-        version=2,
-        tables=(TABLE,),
-        params=(*params(),),
-        org=True,
-    ),
+SPEC: MetricSpec = MetricSpec(
+    "punchcard",
+    "Commits by weekday (0 = Monday) and hour of the author's own local time",
+    "commits",
+    version=2,
+    sources=(TABLE,),
+    params=params(),
+    org=True,
+    writer=WRITER,
 )

@@ -22,22 +22,16 @@ from processors.metrics import (
 )
 from processors.metrics.spec import MetricSpec, Writer
 
-_AUTHORS = Writer("authors", authors.TABLES, authors.authors, authors.FOLD)
-_CONTRIBUTORS = Writer(
-    "contributors", contributors.TABLES, contributors.author_days, contributors.FOLD
-)
-_PUNCHCARD = Writer("punchcard", punchcard.TABLES, punchcard.punchcard, punchcard.FOLD)
-_COMMIT_SIZE = Writer("commit_size", commit_size.TABLES, commit_size.commit_size, commit_size.FOLD)
 _LANGUAGES = Writer("languages", languages.TABLES, languages.languages, languages.FOLD)
 _FILES = Writer("files", files.TABLES, files.files, files.FOLD)
 _MERGES = Writer("merges", merges.TABLES, merges.merges)
 
 WRITERS: tuple[Writer, ...] = (
     activity.WRITER,
-    _AUTHORS,
-    _CONTRIBUTORS,
-    _PUNCHCARD,
-    _COMMIT_SIZE,
+    authors.WRITER,
+    contributors.WRITER,
+    punchcard.WRITER,
+    commit_size.WRITER,
     _LANGUAGES,
     _FILES,
     _MERGES,
@@ -46,10 +40,10 @@ WRITERS: tuple[Writer, ...] = (
 
 SPECS: tuple[MetricSpec, ...] = (
     activity.SPEC,
-    authors.ENTRIES[0].spec(_AUTHORS),
-    contributors.ENTRIES[0].spec(_CONTRIBUTORS),
-    punchcard.ENTRIES[0].spec(_PUNCHCARD),
-    commit_size.ENTRIES[0].spec(_COMMIT_SIZE),
+    authors.SPEC,
+    contributors.SPEC,
+    punchcard.SPEC,
+    commit_size.SPEC,
     languages.ENTRIES[0].spec(_LANGUAGES),
     files.ENTRIES[0].spec(_FILES),
     files.ENTRIES[1].spec(),
