@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ingest.events import CommitEvent, FileChange
-from processors.metrics import Delta, Fold, Rows, bump
-from processors.metrics.catalogue import Entry
+from processors.metrics import Delta, Rows, bump
 from processors.metrics.linguist import MAPPING, OTHER, classify
+from processors.metrics.spec import MetricSpec, Writer
 from processors.metrics.table import Column, MetricTable
 
 TABLE = "language_lines"
@@ -82,26 +82,30 @@ def fold(e: CommitEvent, rows: Rows) -> None:
             bump(table, (rid, lang), *_row(f))
 
 
-METRICS = (languages,)
-FOLD: Fold = fold
-TABLES: tuple[MetricTable, ...] = (
-    MetricTable(
-        TABLE,
-        key=(Column("repo_id", "bigint"), Column("language", "text")),
-        counters=("changes", "added", "removed", "binary_changes", "text_bytes", "blob_unknown"),
+WRITER: Writer = Writer(
+    "languages",
+    tables=(
+        MetricTable(
+            TABLE,
+            key=(Column("repo_id", "bigint"), Column("language", "text")),
+            counters=(
+                "changes", "added", "removed", "binary_changes", "text_bytes", "blob_unknown"
+            ),
+        ),
     ),
-)
-ENTRIES: tuple[Entry, ...] = (
-    Entry(
-        "languages",
-        "Per language (GitHub Linguist's, by go-enry from the path; programming and markup "
-        "languages only, vendored, generated, documentation and lock files and binary changes "
-        "excluded): text file changes, lines added, removed, lines at head (added - removed, "
-        "plus what merges decided themselves), and bytes at head (the sizes of the language's "
-        "text blobs at head, GitHub's measure)",
-        "lines, bytes",
-        version=4,
-        tables=(TABLE, "language_merge_lines"),
-        org=True,
-    ),
+    oracle=languages,
+    fold=fold,
+)  # fmt: skip
+SPEC: MetricSpec = MetricSpec(
+    "languages",
+    "Per language (GitHub Linguist's, by go-enry from the path; programming and markup "
+    "languages only, vendored, generated, documentation and lock files and binary changes "
+    "excluded): text file changes, lines added, removed, lines at head (added - removed, "
+    "plus what merges decided themselves), and bytes at head (the sizes of the language's "
+    "text blobs at head, GitHub's measure)",
+    "lines, bytes",
+    version=4,
+    sources=(TABLE, "language_merge_lines"),
+    org=True,
+    writer=WRITER,
 )

@@ -25,6 +25,7 @@ from ingest.events import CommitEvent
 from processors.metrics import Delta
 from processors.metrics.files import blob_columns
 from processors.metrics.languages import counted_language
+from processors.metrics.spec import Writer
 from processors.metrics.table import Column, MetricTable
 
 FILES = "file_merge_lines"
@@ -57,26 +58,31 @@ def merges(e: CommitEvent) -> Iterator[Delta]:
 
 _REPO = Column("repo_id", "bigint")
 
-METRICS = (merges,)
-TABLES: tuple[MetricTable, ...] = (
-    MetricTable(
-        FILES,
-        key=(_REPO, Column("path", "text")),
-        counters=(
-            "merges",
-            "lines",
-            "presence",
-            "blob_bytes",
-            "blob_binary",
-            "blob_text_bytes",
-            "blob_unknown",
-            "blob_code",
-            "code_unknown",
+WRITER: Writer = Writer(
+    "merges",
+    tables=(
+        MetricTable(
+            FILES,
+            key=(_REPO, Column("path", "text")),
+            counters=(
+                "merges",
+                "lines",
+                "presence",
+                "blob_bytes",
+                "blob_binary",
+                "blob_text_bytes",
+                "blob_unknown",
+                "blob_code",
+                "code_unknown",
+            ),
+        ),
+        MetricTable(
+            LANGUAGES,
+            key=(_REPO, Column("language", "text")),
+            counters=("merges", "lines", "text_bytes", "blob_unknown"),
         ),
     ),
-    MetricTable(
-        LANGUAGES,
-        key=(_REPO, Column("language", "text")),
-        counters=("merges", "lines", "text_bytes", "blob_unknown"),
-    ),
+    oracle=merges,
 )
+"""Read by the files, hotspots, ownership and languages metrics; served by none of its own.
+Merges are few, so the sink folds its deltas (no hand-tuned fold)."""

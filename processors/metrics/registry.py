@@ -22,9 +22,7 @@ from processors.metrics import (
 )
 from processors.metrics.spec import MetricSpec, Writer
 
-_LANGUAGES = Writer("languages", languages.TABLES, languages.languages, languages.FOLD)
 _FILES = Writer("files", files.TABLES, files.files, files.FOLD)
-_MERGES = Writer("merges", merges.TABLES, merges.merges)
 
 WRITERS: tuple[Writer, ...] = (
     activity.WRITER,
@@ -32,9 +30,9 @@ WRITERS: tuple[Writer, ...] = (
     contributors.WRITER,
     punchcard.WRITER,
     commit_size.WRITER,
-    _LANGUAGES,
+    languages.WRITER,
     _FILES,
-    _MERGES,
+    merges.WRITER,
 )
 """What the sink does with each event: one writer per module that maintains tables."""
 
@@ -44,7 +42,7 @@ SPECS: tuple[MetricSpec, ...] = (
     contributors.SPEC,
     punchcard.SPEC,
     commit_size.SPEC,
-    languages.ENTRIES[0].spec(_LANGUAGES),
+    languages.SPEC,
     files.ENTRIES[0].spec(_FILES),
     files.ENTRIES[1].spec(),
     ownership.ENTRIES[0].spec(),
