@@ -22,8 +22,6 @@ from processors.metrics import (
 )
 from processors.metrics.spec import MetricSpec, Writer
 
-_FILES = Writer("files", files.TABLES, files.files, files.FOLD)
-
 WRITERS: tuple[Writer, ...] = (
     activity.WRITER,
     authors.WRITER,
@@ -31,7 +29,7 @@ WRITERS: tuple[Writer, ...] = (
     punchcard.WRITER,
     commit_size.WRITER,
     languages.WRITER,
-    _FILES,
+    files.WRITER,
     merges.WRITER,
 )
 """What the sink does with each event: one writer per module that maintains tables."""
@@ -43,10 +41,10 @@ SPECS: tuple[MetricSpec, ...] = (
     punchcard.SPEC,
     commit_size.SPEC,
     languages.SPEC,
-    files.ENTRIES[0].spec(_FILES),
-    files.ENTRIES[1].spec(),
-    ownership.ENTRIES[0].spec(),
-    ownership.ENTRIES[1].spec(),
+    files.FILES,
+    files.HOTSPOTS,
+    ownership.OWNERSHIP,
+    ownership.TRUCK_FACTOR,
     coupling.ENTRIES[0].spec(),
     releases.ENTRIES[0].spec(),
     releases.ENTRIES[1].spec(),
