@@ -1,62 +1,18 @@
 """The metric catalogue: what each served metric means, its unit, parameters and version (pure).
 
-Entries are declared next to each metric (a module's `ENTRIES`) and gathered here; the API
-lists them at `GET /api/v1/metrics` and stamps every result with the entry's version and the
-parameters used. Bump `version` whenever a metric's definition changes: it is part of every
+Each metric declares a `MetricSpec` (processors/metrics/spec.py) listed in the registry; the
+API lists them at `GET /api/v1/metrics` and stamps every result with the spec's version and
+the parameters used. Bump `version` whenever a metric's definition changes: it is part of every
 ETag, so clients never keep a result computed under an older definition.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
-from typing import Any
 
-from processors.metrics.spec import MetricSpec, Param, Writer
+from processors.metrics.spec import MetricSpec, Param
 
-__all__ = ["BOTS", "GRANULARITY", "INT32_MAX", "Entry", "Param", "catalogue", "metrics_of_tables"]
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One served metric. `tables` are the additive tables it reads (a metric-update event
-    lists the entries whose tables a batch changed); `org` says whether the organisation-wide
-    form `/api/v1/metrics/<name>?repos=` exists."""
-
-    name: str
-    definition: str
-    unit: str
-    version: int
-    tables: tuple[str, ...]
-    params: tuple[Param, ...] = field(default=())
-    org: bool = False
-
-    def spec(self, writer: Writer | None = None) -> MetricSpec:
-        """The entry as a `MetricSpec` (while its module is not moved to one)."""
-        return MetricSpec(
-            self.name, self.definition, self.unit, self.version, self.tables, self.params,
-            self.org, writer,
-        )  # fmt: skip
-
-    def json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "definition": self.definition,
-            "unit": self.unit,
-            "version": self.version,
-            "parameters": [
-                {
-                    "name": p.name,
-                    "type": p.type,
-                    "default": p.default,
-                    "description": p.description,
-                    **({"choices": list(p.choices)} if p.choices is not None else {}),
-                }
-                for p in self.params
-            ],
-            "organisation_wide": self.org,
-            "sources": list(self.tables),
-        }
+__all__ = ["BOTS", "GRANULARITY", "INT32_MAX", "Param", "catalogue", "metrics_of_tables"]
 
 
 INT32_MAX = 2**31 - 1

@@ -45,9 +45,9 @@ SPECS: tuple[MetricSpec, ...] = (
     files.HOTSPOTS,
     ownership.OWNERSHIP,
     ownership.TRUCK_FACTOR,
-    coupling.ENTRIES[0].spec(),
-    releases.ENTRIES[0].spec(),
-    releases.ENTRIES[1].spec(),
+    coupling.SPEC,
+    releases.RELEASES,
+    releases.LEAD_TIME,
 )
 """Every served metric (`GET /api/v1/metrics`)."""
 
