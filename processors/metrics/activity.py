@@ -6,14 +6,15 @@ The day is the author date in UTC. Merge commits count as merges and carry no li
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC
+from collections.abc import Iterator, Mapping
+from datetime import UTC, date
+from typing import Any
 
 from ingest.events import CommitEvent
 from processors.metrics import Delta, Rows, bump
 from processors.metrics.catalogue import GRANULARITY
-from processors.metrics.policy import kind, params
-from processors.metrics.spec import MetricSpec, Param, Writer
+from processors.metrics.policy import kind, of, params, resolve_policy
+from processors.metrics.spec import MetricSpec, Param, Route, Writer
 from processors.metrics.table import Column, MetricTable
 
 TABLE = "activity_daily"
@@ -33,6 +34,27 @@ def fold(e: CommitEvent, rows: Rows) -> None:
     """`activity`'s delta merged straight into `rows` (counters in the table's order)."""
     day = e.author.time.astimezone(UTC).date()
     bump(rows[TABLE], (e.repo_id, day, kind(e)), 1, int(e.is_merge), e.added, e.removed)
+
+
+def resolve(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The period, the dates as ISO text and the resolved policy; from after to is refused."""
+    start, end = values["from"], values["to"]
+    if start is not None and end is not None and start > end:
+        raise ValueError(f"from ({start}) is after to ({end})")
+    return {
+        "granularity": values["granularity"],
+        "from": None if start is None else start.isoformat(),
+        "to": None if end is None else end.isoformat(),
+        **resolve_policy(values).params(),
+    }
+
+
+async def read(store: Any, ids: list[int], p: Mapping[str, Any]) -> dict[str, Any]:
+    from processors import reads  # deferred: the reads import the store, which imports this
+
+    start, end = (None if p[k] is None else date.fromisoformat(p[k]) for k in ("from", "to"))
+    series = await reads.activity(store, ids, start, end, p["granularity"], of(p))
+    return {"granularity": p["granularity"], "series": series}
 
 
 WRITER: Writer = Writer(
@@ -62,4 +84,12 @@ SPEC: MetricSpec = MetricSpec(
     ),
     org=True,
     writer=WRITER,
+    resolve=resolve,
+    route=Route(
+        "Commits, merges and lines added/removed per period (author date, UTC)",
+        read,
+        response="ActivityOut",
+        org_summary="Activity summed over repositories",
+        org_response="ActivityOrgOut",
+    ),
 )

@@ -8,14 +8,15 @@ the row does not depend on the order events arrive in. Rows are per commit kind
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC
+from typing import Any
 
 from ingest.events import CommitEvent
 from processors.metrics import Delta, Rows
 from processors.metrics.catalogue import BOTS, INT32_MAX
-from processors.metrics.policy import kind, params
-from processors.metrics.spec import MetricSpec, Param, Writer
+from processors.metrics.policy import kind, of, params, resolver
+from processors.metrics.spec import MetricSpec, Param, Route, Writer
 from processors.metrics.table import Column, Extreme, MetricTable
 
 TABLE = "author_totals"
@@ -52,6 +53,15 @@ def fold(e: CommitEvent, rows: Rows) -> None:
         r[4] = latest
 
 
+async def read(store: Any, ids: list[int], p: Mapping[str, Any]) -> dict[str, Any]:
+    from processors import reads  # deferred: the reads import the store, which imports this
+
+    rows = await reads.authors(store, ids, of(p), p["bots"])
+    limit, offset = p["limit"], p["offset"]
+    end = None if limit is None else offset + limit
+    return {"authors": rows[offset:end], "total": len(rows)}
+
+
 WRITER: Writer = Writer(
     "authors",
     tables=(
@@ -86,4 +96,8 @@ SPEC: MetricSpec = MetricSpec(
         Param("offset", "integer", 0, "authors skipped", ge=0, le=INT32_MAX),
     ),
     writer=WRITER,
+    resolve=resolver(),
+    route=Route(
+        "Per-author totals, first and last commit", read, response="AuthorsOut", people=True
+    ),
 )

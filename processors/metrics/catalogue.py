@@ -26,8 +26,8 @@ GRANULARITY = Param(
 
 BOTS = Param(
     "bots", "string", "include",
-    "individuals flagged as bots (well-known patterns, or set by the identities API) counted "
-    "or left out", ("include", "exclude"),
+    "individuals flagged as bots (well-known patterns, or PUT /api/v1/identities/{id}/bot) "
+    "counted (include) or left out (exclude)", ("include", "exclude"),
 )  # fmt: skip
 """People metrics count individuals (emails regrouped through the identities, processors/
 people.py) and take this parameter."""

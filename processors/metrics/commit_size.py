@@ -15,8 +15,8 @@ from typing import Any
 
 from ingest.events import CommitEvent
 from processors.metrics import Delta, Rows, bump
-from processors.metrics.policy import COMMIT_SIZE_DEFAULT, kind, params
-from processors.metrics.spec import MetricSpec, Writer
+from processors.metrics.policy import COMMIT_SIZE_DEFAULT, kind, of, params, resolver
+from processors.metrics.spec import MetricSpec, Route, Writer
 from processors.metrics.table import Column, MetricTable
 
 TABLE = "commit_sizes"
@@ -98,6 +98,12 @@ def summary(rows: Iterable[tuple[str, int, int]]) -> dict[str, Any]:
     return out
 
 
+async def read(store: Any, ids: list[int], p: Mapping[str, Any]) -> dict[str, Any]:
+    from processors import reads  # deferred: the reads import the store, which imports this
+
+    return summary(await reads.commit_sizes(store, ids, of(p)))
+
+
 WRITER: Writer = Writer(
     "commit_size",
     tables=(
@@ -126,4 +132,11 @@ SPEC: MetricSpec = MetricSpec(
     params=params(COMMIT_SIZE_DEFAULT),
     org=True,
     writer=WRITER,
+    resolve=resolver(COMMIT_SIZE_DEFAULT),
+    route=Route(
+        "Files and lines changed per non-merge commit: percentiles and histogram",
+        read,
+        response="CommitSizeOut",
+        org_summary="Commit size distribution over repositories",
+    ),
 )

@@ -9,7 +9,7 @@ definitions live (docs/metrics.md has them too). Rows are per commit kind
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, date, timedelta
 from typing import Any
@@ -17,8 +17,8 @@ from typing import Any
 from ingest.events import CommitEvent
 from processors.metrics import Delta, Rows, bump
 from processors.metrics.catalogue import BOTS, GRANULARITY
-from processors.metrics.policy import kind, params
-from processors.metrics.spec import MetricSpec, Param, Writer
+from processors.metrics.policy import kind, of, params, resolver
+from processors.metrics.spec import MetricSpec, Param, Route, Writer
 from processors.metrics.table import Column, MetricTable
 
 TABLE = "author_days"
@@ -96,6 +96,17 @@ def series(
     return out
 
 
+async def read(store: Any, ids: list[int], p: Mapping[str, Any]) -> dict[str, Any]:
+    from processors import reads  # deferred: the reads import the store, which imports this
+
+    days = await reads.author_days(store, ids, of(p), p["bots"])
+    return {
+        "granularity": p["granularity"],
+        "gap_days": p["gap_days"],
+        "series": series(days, p["granularity"], p["gap_days"]),
+    }
+
+
 WRITER: Writer = Writer(
     "contributors",
     tables=(
@@ -136,4 +147,12 @@ SPEC: MetricSpec = MetricSpec(
     ),
     org=True,
     writer=WRITER,
+    resolve=resolver(),
+    route=Route(
+        "Active, new, returning and cumulative contributors per period",
+        read,
+        response="ContributorsOut",
+        org_summary="Contributors over repositories (one per individual: GET /api/v1/identities)",
+        people=True,
+    ),
 )

@@ -48,7 +48,8 @@ SPEC: MetricSpec = MetricSpec(
             "path",
             "string",
             None,
-            'only the partners of this file (as served: docs/metrics.md, "Paths")',
+            "only the partners of this file, in the served path form (docs/metrics.md, "
+            '"Paths": a backslash doubled, bytes that are not UTF-8 as \\xNN)',
             min_length=1,
             max_length=4096,
         ),

@@ -14,12 +14,13 @@ sum), with `blob_unknown` counting changes whose event carried none.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from ingest.events import CommitEvent, FileChange
 from processors.metrics import Delta, Rows, bump
 from processors.metrics.linguist import MAPPING, OTHER, classify
-from processors.metrics.spec import MetricSpec, Writer
+from processors.metrics.spec import MetricSpec, Route, Writer
 from processors.metrics.table import Column, MetricTable
 
 TABLE = "language_lines"
@@ -82,6 +83,12 @@ def fold(e: CommitEvent, rows: Rows) -> None:
             bump(table, (rid, lang), *_row(f))
 
 
+async def read(store: Any, ids: list[int], p: Mapping[str, Any]) -> dict[str, Any]:
+    from processors import reads  # deferred: the reads import the store, which imports this
+
+    return {"mapping": MAPPING, "languages": await reads.languages(store, ids)}
+
+
 WRITER: Writer = Writer(
     "languages",
     tables=(
@@ -108,4 +115,10 @@ SPEC: MetricSpec = MetricSpec(
     sources=(TABLE, "language_merge_lines"),
     org=True,
     writer=WRITER,
+    route=Route(
+        "Lines added, removed and net per language (from file names; binary files excluded)",
+        read,
+        response="LanguagesOut",
+        org_summary="Lines by language over repositories",
+    ),
 )

@@ -7,13 +7,13 @@ per commit kind (processors/metrics/policy.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from ingest.events import CommitEvent
 from processors.metrics import Delta, Rows, bump
-from processors.metrics.policy import kind, params
-from processors.metrics.spec import MetricSpec, Writer
+from processors.metrics.policy import kind, of, params, resolver
+from processors.metrics.spec import MetricSpec, Route, Writer
 from processors.metrics.table import Column, MetricTable
 
 TABLE = "punchcard"
@@ -44,6 +44,12 @@ def result(cells: Iterable[tuple[int, int, int]]) -> dict[str, Any]:
     return {"total": sum(map(sum, g)), "commits": g}
 
 
+async def read(store: Any, ids: list[int], p: Mapping[str, Any]) -> dict[str, Any]:
+    from processors import reads  # deferred: the reads import the store, which imports this
+
+    return result(await reads.punchcard(store, ids, of(p)))
+
+
 WRITER: Writer = Writer(
     "punchcard",
     tables=(
@@ -70,4 +76,11 @@ SPEC: MetricSpec = MetricSpec(
     params=params(),
     org=True,
     writer=WRITER,
+    resolve=resolver(),
+    route=Route(
+        "Commits by weekday (0 = Monday) and hour, in the author's own time zone",
+        read,
+        response="PunchcardOut",
+        org_summary="Punch card over repositories",
+    ),
 )

@@ -120,14 +120,16 @@ def identity(values: Mapping[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """How the generic routes serve a metric (api/routes/generated.py): `summary` is the
-    OpenAPI summary, `response` the name of its response model in api/schemas.py (or None),
-    `people` whether the result depends on the identities (its cache moves with them)."""
+    """How the generic routes serve a metric (api/routes/metrics.py): `read` computes a
+    result; `summary` is the OpenAPI summary and `response` the name of the response model
+    in api/schemas.py (`org_*` for the organisation-wide form: the same when None); `people`
+    says whether the result depends on the identities (its cache moves with them)."""
 
     summary: str
     read: Reader
     response: str | None = None
     org_summary: str | None = None
+    org_response: str | None = None
     people: bool = False
 
 
