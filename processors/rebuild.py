@@ -1,9 +1,10 @@
 """Rebuild metric tables from the facts (I/O, inside the caller's transaction).
 
-For a migration that changes a metric table's key in a way SQL cannot derive from the old
-rows (0021: the commit kind): the tables are emptied and every stored commit is folded again
-by the metrics' own code, a chunk at a time, so the rows are exactly what the processors
-would have written had the new key always been there.
+For a migration that creates a metric table, or changes one in a way SQL cannot derive from
+the old rows (0021: the commit kind): the tables are emptied and every stored commit is folded
+again by the metrics' own folds, a chunk at a time, so the rows are exactly what the
+processors would have written had the table always been so. Which migrations rebuild which
+tables is declared by each writer (`spec.Writer.rebuilt_at`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from processors.metrics import TABLES, fold, folds_of
+from processors.metrics import TABLES, WRITERS, fold, folds_of
 from processors.retract import _COMMIT_COLUMNS, load_events
 
 Connection = Any  # asyncpg.Connection or a pool's connection proxy
@@ -54,28 +55,33 @@ async def rebuild(con: Connection, tables: set[str]) -> int:
 
 Step = Callable[[Connection], Awaitable[object]]
 
-COMMIT_KIND_TABLES = {"activity_daily", "author_totals", "author_days", "punchcard", "commit_sizes"}
+
+def tables_rebuilt_at(version: int) -> set[str]:
+    """The tables of the writers that declare a rebuild after migration `version`."""
+    return {t for w in WRITERS if version in w.rebuilt_at for t in w.table_names}
 
 
-async def _commit_kind(con: Connection) -> None:
-    await rebuild(con, COMMIT_KIND_TABLES)
+def _steps() -> dict[int, Step]:
+    made: dict[frozenset[str], Step] = {}
+
+    def step(tables: frozenset[str]) -> Step:
+        async def rebuild_tables(con: Connection) -> None:
+            await rebuild(con, set(tables))
+
+        return made.setdefault(tables, rebuild_tables)
+
+    versions = sorted({v for w in WRITERS for v in w.rebuilt_at})
+    return {v: step(frozenset(tables_rebuilt_at(v))) for v in versions}
 
 
-LANGUAGE_TABLES = {"language_lines", "language_merge_lines", "file_merge_lines"}
-"""0023: languages by Linguist's rules (the merges module writes both merge tables)."""
+AFTER_MIGRATION: dict[int, Step] = _steps()
+"""Migration version -> what runs after the pending migrations' SQL, in the same transaction,
+from the writers' `rebuilt_at` (once per step: the same tables make the same step, so 0023,
+0025 and 0026 rebuild the language tables once)."""
 
+COMMIT_KIND_TABLES = tables_rebuilt_at(21)
+"""0021: the commit kind joined the per-commit tables' keys."""
 
-async def _linguist(con: Connection) -> None:
-    await rebuild(con, LANGUAGE_TABLES)
-
-
-AFTER_MIGRATION: dict[int, Step] = {
-    21: _commit_kind,
-    23: _linguist,
-    25: _linguist,
-    26: _linguist,
-}
-"""Migration version -> what runs after the pending migrations' SQL, in the same transaction
-(once per step: 0023, 0025 and 0026 rebuild the same tables; 0025 because the language tables
-gain binary changes and bytes, counted from the facts; 0026 because file_merge_lines gains lines
-of code and their unknown count, from the facts' merge files)."""
+LANGUAGE_TABLES = tables_rebuilt_at(23)
+"""0023: languages by Linguist's rules (the merges writer writes both merge tables); 0025
+added binary changes and bytes, 0026 file_merge_lines' lines of code, both from the facts."""

@@ -91,7 +91,7 @@ Fold = Callable[[CommitEvent, Rows], None]
 
 # The registry imports every metric module, and they import the types above.
 from processors.metrics.registry import SPECS as SPECS  # noqa: E402
-from processors.metrics.registry import WRITERS  # noqa: E402
+from processors.metrics.registry import WRITERS as WRITERS  # noqa: E402
 
 METRICS: tuple[Metric, ...] = tuple(w.oracle for w in WRITERS)
 """Every metric's delta function (the oracles), one per writer."""

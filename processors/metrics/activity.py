@@ -68,6 +68,7 @@ WRITER: Writer = Writer(
     ),
     oracle=activity,
     fold=fold,
+    rebuilt_at=(21,),  # 0021: the commit kind joined the key
 )
 SPEC: MetricSpec = MetricSpec(
     "activity",

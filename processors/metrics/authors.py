@@ -81,6 +81,7 @@ WRITER: Writer = Writer(
     ),
     oracle=authors,
     fold=fold,
+    rebuilt_at=(21,),  # 0021: the commit kind joined the key
 )
 SPEC: MetricSpec = MetricSpec(
     "authors",

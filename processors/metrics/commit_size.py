@@ -120,6 +120,7 @@ WRITER: Writer = Writer(
     ),
     oracle=commit_size,
     fold=fold,
+    rebuilt_at=(21,),  # 0021: the commit kind joined the key
 )
 SPEC: MetricSpec = MetricSpec(
     "commit-size",

@@ -123,6 +123,7 @@ WRITER: Writer = Writer(
     ),
     oracle=author_days,
     fold=fold,
+    rebuilt_at=(21,),  # 0021: the commit kind joined the key
 )
 SPEC: MetricSpec = MetricSpec(
     "contributors",

@@ -102,6 +102,7 @@ WRITER: Writer = Writer(
     ),
     oracle=languages,
     fold=fold,
+    rebuilt_at=(23, 25, 26),  # Linguist's languages; binary changes and bytes; lines of code
 )  # fmt: skip
 SPEC: MetricSpec = MetricSpec(
     "languages",

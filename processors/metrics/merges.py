@@ -83,6 +83,7 @@ WRITER: Writer = Writer(
         ),
     ),
     oracle=merges,
+    rebuilt_at=(23, 25, 26),  # as languages (language_merge_lines), and file_merge_lines' code
 )
 """Read by the files, hotspots, ownership and languages metrics; served by none of its own.
 Merges are few, so the sink folds its deltas (no hand-tuned fold)."""

@@ -66,6 +66,7 @@ WRITER: Writer = Writer(
     ),
     oracle=punchcard,
     fold=fold,
+    rebuilt_at=(21,),  # 0021: the commit kind joined the key
 )
 SPEC: MetricSpec = MetricSpec(
     "punchcard",

@@ -86,13 +86,17 @@ class Writer:
 
     `fold` merges an event straight into a batch's `Rows` (the hot path, without `Delta`
     objects); without one, the oracle's deltas are folded through the tables' own `fold`.
-    `oracle` is the pure definition, one `Delta` per row an event changes.
+    `oracle` is the pure definition, one `Delta` per row an event changes. `rebuilt_at` lists
+    the migrations after which its tables are emptied and every stored commit folded into
+    them again (processors/rebuild.py): the one that creates them, so a new metric counts the
+    history already ingested, and any that changes them in a way SQL cannot derive.
     """
 
     name: str
     tables: tuple[MetricTable, ...]
     oracle: Metric
     fold: Fold | None = None
+    rebuilt_at: tuple[int, ...] = ()
 
     @property
     def folder(self) -> Fold:
