@@ -127,7 +127,10 @@ class Route:
     """How the generic routes serve a metric (api/routes/metrics.py): `read` computes a
     result; `summary` is the OpenAPI summary and `response` the name of the response model
     in api/schemas.py (`org_*` for the organisation-wide form: the same when None); `people`
-    says whether the result depends on the identities (its cache moves with them)."""
+    says whether the result depends on the identities (its cache moves with them). `table`
+    names the result's list the CSV form is a table of, `columns` its columns (dotted for a
+    nested object: api/csvexport.py); the metrics older than this declare theirs there.
+    """
 
     summary: str
     read: Reader
@@ -135,6 +138,8 @@ class Route:
     org_summary: str | None = None
     org_response: str | None = None
     people: bool = False
+    table: str | None = None
+    columns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
