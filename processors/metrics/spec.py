@@ -179,12 +179,6 @@ class MetricSpec:
         """The tables it reads (the catalogue's `sources`)."""
         return self.sources
 
-    def param(self, name: str) -> Param:
-        for p in self.params:
-            if p.name == name:
-                return p
-        raise KeyError(f"metric {self.name!r} has no parameter {name!r}")
-
     def json(self) -> dict[str, Any]:
         return {
             "name": self.name,
