@@ -166,13 +166,13 @@ async def retract(
     negated: list[Delta] = []
     for table, folded in sorted(fold(gone).items()):
         spec = TABLES[table]
-        rows = {k: spec.negated(r) for k, r in folded.items()}
-        keys = sorted(rows, key=_sortable)
-        await con.execute(upserts[table], *spec.rows_arrays(rows))
-        await _delete_empty(con, spec, keys)
+        undo = {k: spec.negated(r) for k, r in folded.items()}
+        touched = sorted(undo, key=_sortable)
+        await con.execute(upserts[table], *spec.rows_arrays(undo))
+        await _delete_empty(con, spec, touched)
         if spec.extremes:
-            await _recompute_extremes(con, spec, keys)
-        negated.extend(spec.delta(k, rows[k]) for k in keys)
+            await _recompute_extremes(con, spec, touched)
+        negated.extend(spec.delta(k, undo[k]) for k in touched)
     return gone, negated
 
 
