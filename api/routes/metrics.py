@@ -34,6 +34,11 @@ _NOT_MODIFIED: dict[int | str, dict[str, Any]] = {304: {"description": "Not modi
 
 Endpoint = Callable[..., Awaitable[Response]]
 
+_KEPT_NAMES = {"activity": "activity", "authors": "authors"}
+"""Route names (hence OpenAPI operationIds) of repository forms that were written by hand
+before the routes were generated, kept so that clients generated from the document keep
+their method names; every other one is repo_<name>."""
+
 
 def resolved(spec: MetricSpec, values: Values) -> dict[str, Any]:
     """The spec's parameters of a request; 422 when the spec refuses them together."""
@@ -102,7 +107,7 @@ def add_routes(target: APIRouter, specs: tuple[MetricSpec, ...]) -> None:
             f"/repos/{{repo_id}}/metrics/{spec.name}",
             _repo_endpoint(spec),
             methods=["GET"],
-            name=f"repo_{ident}",
+            name=_KEPT_NAMES.get(spec.name, f"repo_{ident}"),
             summary=r.summary,
             responses=_responses(r.response),
         )
