@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from processors.metrics.catalogue import catalogue
+from metre.processors.metrics.catalogue import catalogue
 
 __all__ = [
     "CSV_MEDIA_TYPE",

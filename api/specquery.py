@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Query
 
-from processors.metrics.spec import MetricSpec, Param
+from metre.processors.metrics.spec import MetricSpec, Param
 
 Values = dict[str, Any]
 """The request's parameter values, by parameter name."""

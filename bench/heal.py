@@ -26,7 +26,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from processors.store import PgStore
+from metre.processors.store import PgStore
 from tests.fixtures.broker import Broker, free_port
 from tests.fixtures.gitrepo import GitRepoBuilder, generate_history, git_commits, run_git
 from tests.fixtures.roles import Roles, role_env, wait_ready

@@ -28,29 +28,30 @@ import asyncpg
 import orjson
 import uvicorn
 
-from api.app import create_app
-from api.server import server_config
-from ingest import outage
-from ingest.bus import Bus, BusError, InMemoryBus
-from ingest.buswatch import BusWatch
-from ingest.credentials import CredentialsError, load_credentials
-from ingest.deadlines import FetchDeadlines
-from ingest.heal import Healed, heal
-from ingest.mirror import FetchAccess
-from ingest.poller import Poller, PollerConfig
-from ingest.reconcile import Reconciled, reconcile_all
-from ingest.retry import DEPENDENCY, Backoff, RetryStopped, is_transient, retry
-from ingest.stopping import unless_stopped
-from ingest.transport import SshReuse
 from metre import errors
+from metre.api.app import create_app
+from metre.api.server import server_config
+from metre.contracts import outage
+from metre.contracts.bus import Bus, BusError, InMemoryBus
+from metre.contracts.retry import DEPENDENCY, Backoff, RetryStopped, is_transient, retry
 from metre.health import KafkaProbe, data_loss_probe, health_app, store_probe
+from metre.ingest.buswatch import BusWatch
+from metre.ingest.credentials import CredentialsError, load_credentials
+from metre.ingest.deadlines import FetchDeadlines
+from metre.ingest.heal import Healed, heal
+from metre.ingest.mirror import FetchAccess
+from metre.ingest.poller import Poller, PollerConfig
+from metre.ingest.reconcile import Reconciled, reconcile_all
+from metre.ingest.stopping import unless_stopped
+from metre.ingest.transport import SshReuse
+from metre.processors.busmarks import BusMarks
+from metre.processors.database import SchemaNotCurrent, SchemaTooNew
+from metre.processors.lag import GroupLag
+from metre.processors.notifier import Notifier, NotifyConfig
+from metre.processors.runner import Processor
+from metre.processors.store import PgStore
 from metre.readiness import Check, Probe
 from metre.settings import Settings
-from processors.busmarks import BusMarks
-from processors.lag import GroupLag
-from processors.notifier import Notifier, NotifyConfig
-from processors.runner import Processor
-from processors.store import PgStore, SchemaNotCurrent, SchemaTooNew
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,7 @@ async def open_store(
 async def open_bus(settings: Settings, stop: asyncio.Event | None = None) -> AsyncIterator[Bus]:
     bus: Bus
     if settings.kafka_bootstrap:
-        from ingest.kafka_bus import KafkaBus
+        from metre.ingest.kafka_bus import KafkaBus
 
         bus = KafkaBus(
             settings.kafka_bootstrap,
@@ -530,7 +531,7 @@ async def _removal_loop(
 ) -> None:
     """Publish the retractions of removed repositories and delete their mirrors
     (processors/removals.py); an outage postpones a pass, never the role."""
-    from processors.removals import publish_removals
+    from metre.processors.removals import publish_removals
 
     failing = False
     while not stop.is_set():
@@ -566,7 +567,7 @@ async def _trim_loop(bus: Bus, stop: asyncio.Event, every: float = 5.0) -> None:
 
 
 def quiet_outages(settings: Settings) -> None:
-    """Bounded logs while a dependency is away (ingest/outage.py): aiokafka's own lines too."""
+    """Bounded logs while a dependency is away (metre/contracts/outage.py), aiokafka's included."""
     import aiokafka.admin.client
     import aiokafka.consumer.fetcher
     import aiokafka.consumer.group_coordinator
@@ -768,7 +769,7 @@ async def run_api(settings: Settings, stop: asyncio.Event) -> None:
     probes: dict[str, Probe] = {}
     lag: GroupLag | None = None
     if settings.kafka_bootstrap:  # the lag of /api/v1/pipeline (admin requests, no producer)
-        from ingest.kafka_bus import KafkaBus
+        from metre.ingest.kafka_bus import KafkaBus
 
         lag = GroupLag(
             KafkaBus(settings.kafka_bootstrap, settings.partitions),

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from processors.metrics import TABLES, WRITERS, fold, folds_of
-from processors.retract import _COMMIT_COLUMNS, load_events
+from metre.processors.metrics import TABLES, WRITERS, fold, folds_of
+from metre.processors.retract import _COMMIT_COLUMNS, load_events
 
 Connection = Any  # asyncpg.Connection or a pool's connection proxy
 

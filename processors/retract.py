@@ -27,9 +27,9 @@ from typing import Any
 import asyncpg
 import orjson
 
-from ingest.events import BlobDelta, CommitEvent, FileChange, MergeFile, Person
-from processors.metrics import TABLES, Delta, fold, folds_of
-from processors.metrics.table import MetricTable
+from metre.contracts.events import BlobDelta, CommitEvent, FileChange, MergeFile, Person
+from metre.processors.metrics import TABLES, Delta, fold, folds_of
+from metre.processors.metrics.table import MetricTable
 
 Connection = Any  # asyncpg.Connection or a pool's connection proxy
 

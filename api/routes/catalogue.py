@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.responses import OrjsonResponse
-from api.schemas import CatalogueOut
-from processors.metrics.catalogue import catalogue
+from metre.api.responses import OrjsonResponse
+from metre.api.schemas import CatalogueOut
+from metre.processors.metrics.catalogue import catalogue
 
 router = APIRouter(tags=["metrics"])
 

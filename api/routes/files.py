@@ -1,7 +1,7 @@
 """Per-file metric endpoints: files, hotspots, ownership, truck factor, coupling.
 
 Thin routes: validation here, SQL in processors/filereads.py, derivations in
-processors/metrics/*. Every result goes through api.provenance.serve (provenance, ETag, 304,
+processors/metrics/*. Every result goes through metre.api.provenance.serve (provenance, ETag, 304,
 cached until the repository's watermark moves). Ownership and truck factor share one
 computation per repository state, kept in a small per-app memo so that paging through files
 does not recompute it.
@@ -15,18 +15,18 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 
-from api.deps import ReadStoreDep
-from api.provenance import serve
-from api.routes.repos import _ERRORS, RepoId
-from api.specquery import Values, query
-from ingest.paths import is_path_text
-from processors import filereads, identitystore
-from processors.metrics import coupling as coupling_metric
-from processors.metrics import files as files_metric
-from processors.metrics.ownership import OWNERSHIP, TRUCK_FACTOR, Ownership, ownership
-from processors.people import DEFAULT_BOTS, Bots
-from processors.reads import stamps
-from processors.store import PgStore
+from metre.api.deps import ReadStoreDep
+from metre.api.provenance import serve
+from metre.api.routes.repos import _ERRORS, RepoId
+from metre.api.specquery import Values, query
+from metre.contracts.paths import is_path_text
+from metre.processors import filereads, identitystore
+from metre.processors.metrics import coupling as coupling_metric
+from metre.processors.metrics import files as files_metric
+from metre.processors.metrics.ownership import OWNERSHIP, TRUCK_FACTOR, Ownership, ownership
+from metre.processors.people import DEFAULT_BOTS, Bots
+from metre.processors.reads import stamps
+from metre.processors.store import PgStore
 
 router = APIRouter(tags=["metrics"])
 

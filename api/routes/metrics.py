@@ -5,7 +5,7 @@ repositories when omitted).
 Each `MetricSpec` with a `route` (processors/metrics/spec.py) gets
 `GET /api/v1/repos/{repo_id}/metrics/<name>`: its parameters validated from the spec
 (api/specquery.py), resolved by the spec, read and derived by the spec's reader, and served
-through api.provenance.serve (provenance, ETag, 304, cached until the watermark moves).
+through metre.api.provenance.serve (provenance, ETag, 304, cached until the watermark moves).
 Adding a metric of this kind needs no edit here.
 """
 
@@ -16,13 +16,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
-from api import schemas
-from api.deps import ReadStoreDep
-from api.provenance import parse_repos, serve
-from api.routes.repos import _ERRORS, RepoId
-from api.specquery import Values, query
-from processors.metrics.registry import SPECS
-from processors.metrics.spec import MetricSpec
+from metre.api import schemas
+from metre.api.deps import ReadStoreDep
+from metre.api.provenance import parse_repos, serve
+from metre.api.routes.repos import _ERRORS, RepoId
+from metre.api.specquery import Values, query
+from metre.processors.metrics.registry import SPECS
+from metre.processors.metrics.spec import MetricSpec
 
 router = APIRouter(tags=["metrics"])
 

@@ -13,12 +13,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel
 
-from api.deps import StoreDep
-from api.provenance import serve
-from api.routes.repos import _ERRORS, RepoId
-from api.specquery import Values, query
-from processors.metrics.releases import LEAD_TIME, lead_time_result, releases_result
-from processors.releasereads import release_inputs
+from metre.api.deps import StoreDep
+from metre.api.provenance import serve
+from metre.api.routes.repos import _ERRORS, RepoId
+from metre.api.specquery import Values, query
+from metre.processors.metrics.releases import LEAD_TIME, lead_time_result, releases_result
+from metre.processors.releasereads import release_inputs
 
 router = APIRouter(tags=["metrics"])
 _NOT_MODIFIED: dict[int | str, dict[str, Any]] = {304: {"description": "Not modified"}}

@@ -17,11 +17,11 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ingest.events import CommitEvent
+from metre.contracts.events import CommitEvent
 
 if TYPE_CHECKING:
-    from processors.metrics.spec import Writer
-    from processors.metrics.table import MetricTable
+    from metre.processors.metrics.spec import Writer
+    from metre.processors.metrics.table import MetricTable
 
 Rows = dict[str, dict[tuple[Hashable, ...], list[Any]]]
 """Merged rows by table name, then key: what `fold` builds (see `table.Row`)."""
@@ -90,8 +90,8 @@ Fold = Callable[[CommitEvent, Rows], None]
 """Merges one event's effect straight into a batch's `Rows`."""
 
 # The registry imports every metric module, and they import the types above.
-from processors.metrics.registry import SPECS as SPECS  # noqa: E402
-from processors.metrics.registry import WRITERS as WRITERS  # noqa: E402
+from metre.processors.metrics.registry import SPECS as SPECS  # noqa: E402
+from metre.processors.metrics.registry import WRITERS as WRITERS  # noqa: E402
 
 METRICS: tuple[Metric, ...] = tuple(w.oracle for w in WRITERS)
 """Every metric's delta function (the oracles), one per writer."""

@@ -10,12 +10,12 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, date
 from typing import Any
 
-from ingest.events import CommitEvent
-from processors.metrics import Delta, Rows, bump
-from processors.metrics.catalogue import GRANULARITY
-from processors.metrics.policy import kind, of, params, resolve_policy
-from processors.metrics.spec import MetricSpec, Param, Route, Writer
-from processors.metrics.table import Column, MetricTable
+from metre.contracts.events import CommitEvent
+from metre.processors.metrics import Delta, Rows, bump
+from metre.processors.metrics.catalogue import GRANULARITY
+from metre.processors.metrics.policy import kind, of, params, resolve_policy
+from metre.processors.metrics.spec import MetricSpec, Param, Route, Writer
+from metre.processors.metrics.table import Column, MetricTable
 
 TABLE = "activity_daily"
 
@@ -50,7 +50,7 @@ def resolve(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def read(store: Any, ids: list[int], p: Mapping[str, Any]) -> dict[str, Any]:
-    from processors import reads  # deferred: the reads import the store, which imports this
+    from metre.processors import reads  # deferred: the reads import the store, which imports this
 
     start, end = (None if p[k] is None else date.fromisoformat(p[k]) for k in ("from", "to"))
     series = await reads.activity(store, ids, start, end, p["granularity"], of(p))

@@ -12,12 +12,12 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC
 from typing import Any
 
-from ingest.events import CommitEvent
-from processors.metrics import Delta, Rows
-from processors.metrics.catalogue import BOTS, INT32_MAX
-from processors.metrics.policy import kind, of, params, resolver
-from processors.metrics.spec import MetricSpec, Param, Route, Writer
-from processors.metrics.table import Column, Extreme, MetricTable
+from metre.contracts.events import CommitEvent
+from metre.processors.metrics import Delta, Rows
+from metre.processors.metrics.catalogue import BOTS, INT32_MAX
+from metre.processors.metrics.policy import kind, of, params, resolver
+from metre.processors.metrics.spec import MetricSpec, Param, Route, Writer
+from metre.processors.metrics.table import Column, Extreme, MetricTable
 
 TABLE = "author_totals"
 
@@ -54,7 +54,7 @@ def fold(e: CommitEvent, rows: Rows) -> None:
 
 
 async def read(store: Any, ids: list[int], p: Mapping[str, Any]) -> dict[str, Any]:
-    from processors import reads  # deferred: the reads import the store, which imports this
+    from metre.processors import reads  # deferred: the reads import the store, which imports this
 
     rows = await reads.authors(store, ids, of(p), p["bots"])
     limit, offset = p["limit"], p["offset"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 
-from processors.metrics.spec import MetricSpec, Param
+from metre.processors.metrics.spec import MetricSpec, Param
 
 __all__ = ["BOTS", "GRANULARITY", "INT32_MAX", "Param", "catalogue", "metrics_of_tables"]
 
@@ -36,7 +36,7 @@ people.py) and take this parameter."""
 @functools.cache
 def catalogue() -> dict[str, MetricSpec]:
     """Every served metric of the registry (processors/metrics/registry.py), by name."""
-    from processors.metrics.registry import SPECS
+    from metre.processors.metrics.registry import SPECS
 
     return {s.name: s for s in sorted(SPECS, key=lambda s: s.name)}
 

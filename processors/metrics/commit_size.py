@@ -13,11 +13,11 @@ import math
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from ingest.events import CommitEvent
-from processors.metrics import Delta, Rows, bump
-from processors.metrics.policy import COMMIT_SIZE_DEFAULT, kind, of, params, resolver
-from processors.metrics.spec import MetricSpec, Route, Writer
-from processors.metrics.table import Column, MetricTable
+from metre.contracts.events import CommitEvent
+from metre.processors.metrics import Delta, Rows, bump
+from metre.processors.metrics.policy import COMMIT_SIZE_DEFAULT, kind, of, params, resolver
+from metre.processors.metrics.spec import MetricSpec, Route, Writer
+from metre.processors.metrics.table import Column, MetricTable
 
 TABLE = "commit_sizes"
 MEASURES = ("files", "lines")
@@ -99,7 +99,7 @@ def summary(rows: Iterable[tuple[str, int, int]]) -> dict[str, Any]:
 
 
 async def read(store: Any, ids: list[int], p: Mapping[str, Any]) -> dict[str, Any]:
-    from processors import reads  # deferred: the reads import the store, which imports this
+    from metre.processors import reads  # deferred: the reads import the store, which imports this
 
     return summary(await reads.commit_sizes(store, ids, of(p)))
 

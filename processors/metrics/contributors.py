@@ -14,12 +14,12 @@ from dataclasses import replace
 from datetime import UTC, date, timedelta
 from typing import Any
 
-from ingest.events import CommitEvent
-from processors.metrics import Delta, Rows, bump
-from processors.metrics.catalogue import BOTS, GRANULARITY
-from processors.metrics.policy import kind, of, params, resolver
-from processors.metrics.spec import MetricSpec, Param, Route, Writer
-from processors.metrics.table import Column, MetricTable
+from metre.contracts.events import CommitEvent
+from metre.processors.metrics import Delta, Rows, bump
+from metre.processors.metrics.catalogue import BOTS, GRANULARITY
+from metre.processors.metrics.policy import kind, of, params, resolver
+from metre.processors.metrics.spec import MetricSpec, Param, Route, Writer
+from metre.processors.metrics.table import Column, MetricTable
 
 TABLE = "author_days"
 DEFAULT_GAP_DAYS = 90
@@ -97,7 +97,7 @@ def series(
 
 
 async def read(store: Any, ids: list[int], p: Mapping[str, Any]) -> dict[str, Any]:
-    from processors import reads  # deferred: the reads import the store, which imports this
+    from metre.processors import reads  # deferred: the reads import the store, which imports this
 
     days = await reads.author_days(store, ids, of(p), p["bots"])
     return {

@@ -13,8 +13,8 @@ Merges have no file changes of their own (`git log --numstat`), so they never co
 
 from __future__ import annotations
 
-from processors.metrics.catalogue import INT32_MAX
-from processors.metrics.spec import MetricSpec, Param
+from metre.processors.metrics.catalogue import INT32_MAX
+from metre.processors.metrics.spec import MetricSpec, Param
 
 MAX_FILES_LIMIT = 100
 """Largest `max_files` a read accepts: a commit of n files makes n(n-1)/2 pairs to count."""

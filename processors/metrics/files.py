@@ -31,11 +31,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC
 
-from ingest.events import BlobDelta, CommitEvent
-from processors.metrics import Delta, Rows
-from processors.metrics.catalogue import INT32_MAX
-from processors.metrics.spec import MetricSpec, Param, Writer
-from processors.metrics.table import Column, Extreme, MetricTable
+from metre.contracts.events import BlobDelta, CommitEvent
+from metre.processors.metrics import Delta, Rows
+from metre.processors.metrics.catalogue import INT32_MAX
+from metre.processors.metrics.spec import MetricSpec, Param, Writer
+from metre.processors.metrics.table import Column, Extreme, MetricTable
 
 STATS = "file_stats"
 AUTHORS = "file_authors"

@@ -7,7 +7,7 @@ documentation, lock and data/prose files (JSON, YAML, Markdown, ...) are left ou
 paths enry does not recognise and binary changes. Net lines = added - removed.
 
 Bytes at head follow GitHub's measure (the sizes of the counted blobs at head; Linguist gives a
-binary blob no language): `text_bytes` sums the changes' blob measures (ingest.events.BlobDelta,
+binary blob no language): `text_bytes` sums the changes' blob measures (metre.contracts.events.BlobDelta,
 text bytes after minus before), binary changes included (a blob turning binary leaves the
 sum), with `blob_unknown` counting changes whose event carried none.
 """
@@ -17,11 +17,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from ingest.events import CommitEvent, FileChange
-from processors.metrics import Delta, Rows, bump
-from processors.metrics.linguist import MAPPING, OTHER, classify
-from processors.metrics.spec import MetricSpec, Route, Writer
-from processors.metrics.table import Column, MetricTable
+from metre.contracts.events import CommitEvent, FileChange
+from metre.processors.metrics import Delta, Rows, bump
+from metre.processors.metrics.linguist import MAPPING, OTHER, classify
+from metre.processors.metrics.spec import MetricSpec, Route, Writer
+from metre.processors.metrics.table import Column, MetricTable
 
 TABLE = "language_lines"
 __all__ = ["MAPPING", "OTHER", "counted_language", "language", "languages"]
@@ -84,7 +84,7 @@ def fold(e: CommitEvent, rows: Rows) -> None:
 
 
 async def read(store: Any, ids: list[int], p: Mapping[str, Any]) -> dict[str, Any]:
-    from processors import reads  # deferred: the reads import the store, which imports this
+    from metre.processors import reads  # deferred: the reads import the store, which imports this
 
     return {"mapping": MAPPING, "languages": await reads.languages(store, ids)}
 

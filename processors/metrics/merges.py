@@ -3,7 +3,7 @@
 Merge commits carry no numstat rows (`git log --numstat`), so sums over non-merge commits
 (`file_stats`: added - removed, presence; `language_lines`) miss what a merge decided: a
 resolved conflict, a change of its own, a side's change it dropped, a change both sides made
-(counted twice). A merge's event carries that as `merge_files` (ingest.events.MergeFile: per
+(counted twice). A merge's event carries that as `merge_files` (metre.contracts.events.MergeFile: per
 path, signed lines and presence, by inclusion-exclusion over its parents and merge bases), a
 property of the commit alone; summed with the non-merge commits over the tracked history it
 gives the head's tree. Two additive tables, so retraction is a negated delta like everywhere:
@@ -21,12 +21,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ingest.events import CommitEvent
-from processors.metrics import Delta
-from processors.metrics.files import blob_columns
-from processors.metrics.languages import counted_language
-from processors.metrics.spec import Writer
-from processors.metrics.table import Column, MetricTable
+from metre.contracts.events import CommitEvent
+from metre.processors.metrics import Delta
+from metre.processors.metrics.files import blob_columns
+from metre.processors.metrics.languages import counted_language
+from metre.processors.metrics.spec import Writer
+from metre.processors.metrics.table import Column, MetricTable
 
 FILES = "file_merge_lines"
 LANGUAGES = "language_merge_lines"

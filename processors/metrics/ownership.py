@@ -21,10 +21,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import kernels
-from processors.metrics.catalogue import BOTS, INT32_MAX
-from processors.metrics.files import AUTHORS, STATS
-from processors.metrics.spec import MetricSpec, Param
+from metre import kernels
+from metre.processors.metrics.catalogue import BOTS, INT32_MAX
+from metre.processors.metrics.files import AUTHORS, STATS
+from metre.processors.metrics.spec import MetricSpec, Param
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,8 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ingest.events import CommitEvent
-from processors.metrics.catalogue import Param
+from metre.contracts.events import CommitEvent
+from metre.processors.metrics.catalogue import Param
 
 CHANGE, EMPTY, MERGE = 0, 1, 2
 

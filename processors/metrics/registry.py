@@ -7,7 +7,7 @@ order of `WRITERS` is the order the sink folds an event in (any order gives the 
 
 from __future__ import annotations
 
-from processors.metrics import (
+from metre.processors.metrics import (
     activity,
     authors,
     commit_size,
@@ -20,7 +20,7 @@ from processors.metrics import (
     punchcard,
     releases,
 )
-from processors.metrics.spec import MetricSpec, Writer
+from metre.processors.metrics.spec import MetricSpec, Writer
 
 WRITERS: tuple[Writer, ...] = (
     activity.WRITER,

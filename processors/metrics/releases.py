@@ -20,10 +20,10 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from processors.metrics.catalogue import GRANULARITY
-from processors.metrics.commit_size import nearest_rank
-from processors.metrics.contributors import period_start
-from processors.metrics.spec import MetricSpec
+from metre.processors.metrics.catalogue import GRANULARITY
+from metre.processors.metrics.commit_size import nearest_rank
+from metre.processors.metrics.contributors import period_start
+from metre.processors.metrics.spec import MetricSpec
 
 PERCENTILES = (50, 75, 90)
 

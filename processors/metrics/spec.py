@@ -20,11 +20,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ingest.events import CommitEvent
-from processors.metrics import Fold, Metric, Rows
+from metre.contracts.events import CommitEvent
+from metre.processors.metrics import Fold, Metric, Rows
 
 if TYPE_CHECKING:
-    from processors.metrics.table import MetricTable
+    from metre.processors.metrics.table import MetricTable
 
 Reader = Callable[[Any, list[int], Mapping[str, Any]], Awaitable[dict[str, Any]]]
 """(store, repository ids, the request's resolved parameters) -> the result's body, summed

@@ -12,12 +12,12 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from processors.metrics import Delta
+from metre.processors.metrics import Delta
 
 Key = tuple[Hashable, ...]
 Row = list[Any]
 """A merged row without its key: its counters in `MetricTable.counters` order, then one value
-per extreme (a tuple for a multi-column extreme). Metric folds (`fold` in processors.metrics)
+per extreme (a tuple for a multi-column extreme). Metric folds (`fold` in metre.processors.metrics)
 build these directly, without `Delta` objects."""
 
 

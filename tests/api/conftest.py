@@ -4,7 +4,7 @@
 `store` fixture), an `InMemoryBus`, a running `Processor` publishing metric-update events, and
 an `httpx.AsyncClient` on `create_app(settings, store)` through `httpx.ASGITransport` (no
 sockets). `await metre_api.ingest(path)` registers a local repository, polls it once with the
-real `ingest.poller.Poller` (dulwich) and returns its id once the processor has applied every
+real `metre.ingest.poller.Poller` (dulwich) and returns its id once the processor has applied every
 event. Nothing is mocked: use it for any metric endpoint test (`tests/oracle.py` has the
 git-CLI expectations).
 """
@@ -21,12 +21,12 @@ import httpx
 import orjson
 import pytest
 
-from api.app import create_app
-from ingest.bus import InMemoryBus
-from ingest.poller import Poller, PollerConfig
+from metre.api.app import create_app
+from metre.contracts.bus import InMemoryBus
+from metre.ingest.poller import Poller, PollerConfig
+from metre.processors.runner import Processor
+from metre.processors.store import PgStore
 from metre.settings import Settings
-from processors.runner import Processor
-from processors.store import PgStore
 
 COMMITS, DLQ, UPDATES = "t.commits", "t.commits.dlq", "t.metric-updates"
 
@@ -64,7 +64,7 @@ class MetreApi:
         consumer = self.bus.consumer([UPDATES], f"reader-{id(self)}-{self.processor.batches}")
         await consumer.start()
         try:
-            out = []
+            out: list[dict[str, object]] = []
             while records := await consumer.fetch(1000, 0.05):
                 out.extend(orjson.loads(r.value) for r in records)
             return out

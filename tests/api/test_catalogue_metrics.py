@@ -67,8 +67,8 @@ async def _check(api: MetreApi, base: str, query: dict[str, str], repos: list[Pa
     r = await c.get(f"{base}/commit-size", params=query)
     assert r.status_code == 200, r.text
     body = r.json()
-    want = expected_commit_size(repos)
-    _close({k: body[k] for k in want}, want)
+    sizes = expected_commit_size(repos)
+    _close({k: body[k] for k in sizes}, sizes)
 
     r = await c.get(f"{base}/languages", params=query)
     assert r.status_code == 200, r.text
@@ -232,7 +232,7 @@ async def test_metric_update_events(
     two_repos: tuple[MetreApi, dict[int, Path]],
 ) -> None:
     api, ids = two_repos
-    updates = await api.updates()
+    updates: list[dict[str, Any]] = await api.updates()  # JSON records
     assert updates
     for rid, path in ids.items():
         mine = [u for u in updates if u["repo_id"] == rid]

@@ -19,7 +19,7 @@ import pytest
 import uvicorn
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
 
-from api.app import create_app
+from metre.api.app import create_app
 from metre.settings import Settings
 from tests.api.conftest import MetreApi
 from tests.fixtures.broker import free_port
@@ -49,10 +49,10 @@ class Served:
 
 
 @contextlib.asynccontextmanager
-async def serve(settings: Settings, metre: MetreApi, **app: Any) -> AsyncIterator[str]:
+async def serve(settings: Settings, metre: MetreApi, **options: Any) -> AsyncIterator[str]:
     """A real uvicorn on 127.0.0.1 serving the app over the harness's store."""
     port = free_port()
-    app = create_app(settings, metre.store, **app)
+    app = create_app(settings, metre.store, **options)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     task = asyncio.create_task(server.serve())
     async with asyncio.timeout(20):
@@ -261,8 +261,8 @@ async def test_keyboard_and_phone(metre_api: MetreApi, random_repo: Path, browse
 
 
 async def test_notifications_on_the_overview(metre_api: MetreApi, browser: Browser) -> None:
-    from processors.notify_rules import Alert
-    from processors.notify_store import NotifyStore
+    from metre.processors.notify_rules import Alert
+    from metre.processors.notify_store import NotifyStore
 
     notes = NotifyStore(metre_api.store.pool)
     target = await notes.add_target("slack", "https://hooks.example.com/T0/B0/secret", "team")
@@ -283,8 +283,8 @@ async def test_notifications_on_the_overview(metre_api: MetreApi, browser: Brows
 
 
 async def test_pipeline_panel_shows_the_consumer_lag(metre_api: MetreApi, browser: Browser) -> None:
-    from ingest.bus import Message
-    from processors.lag import GroupLag
+    from metre.contracts.bus import Message
+    from metre.processors.lag import GroupLag
 
     await metre_api.bus.ensure_topics(["t.lagged"])
     for i in range(3):

@@ -34,7 +34,7 @@ def latest_change_binary(repo: Path) -> dict[str, bool]:
         for path, added, _ in rows:
             key = (when, added is None)
             p = path.decode("utf-8", "backslashreplace")
-            if p not in latest or key > latest[p]:  # type: ignore[operator]
+            if p not in latest or key > latest[p]:
                 latest[p] = key
     return {p: v[1] for p, v in latest.items()}
 

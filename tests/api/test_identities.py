@@ -402,11 +402,12 @@ async def test_routes_and_bad_input_change_nothing(metre_api: MetreApi, tmp_path
 
 async def test_writes_need_a_token_when_tokens_are_set(tmp_path: Path, store: Any) -> None:
     import httpx
+    from pydantic import SecretStr
 
-    from api.app import create_app
+    from metre.api.app import create_app
     from metre.settings import Settings
 
-    app = create_app(Settings(data_dir=tmp_path, api_tokens="secret-token"), store)
+    app = create_app(Settings(data_dir=tmp_path, api_tokens=SecretStr("secret-token")), store)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://metre") as c:
         r = await c.post(f"{IDS}/merge", json={"into": "a", "individuals": ["b"]})

@@ -13,11 +13,11 @@ import orjson
 import pytest
 from dulwich.repo import Repo
 
-import ingest.gitdiff
-from ingest.bus import Message
-from ingest.events import encode, partition_key
-from ingest.gitdiff import commit_event, new_commits
-from processors.store import REPUBLISH
+import metre.ingest.gitdiff
+from metre.contracts.bus import Message
+from metre.contracts.events import encode, partition_key
+from metre.ingest.gitdiff import commit_event, new_commits
+from metre.processors.store import REPUBLISH
 from tests.api.conftest import COMMITS, MetreApi
 from tests.api.test_files_metrics import (
     all_files,
@@ -52,7 +52,7 @@ async def _ingest_as_form_1(api: MetreApi, repo: Path, monkeypatch: pytest.Monke
     row = await api.store.add_repo(str(repo), None)
     head = next(iter(git_commits(repo)))
     with monkeypatch.context() as m:
-        m.setattr(ingest.gitdiff, "path_text", _form_1)
+        m.setattr(metre.ingest.gitdiff, "path_text", _form_1)
         dul = Repo(str(repo))
         values = []
         for sha in new_commits(dul, head, None):

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
-from api.app import create_app
-from ingest.bus import InMemoryBus
-from ingest.poller import Poller, PollerConfig
+from metre.api.app import create_app
+from metre.contracts.bus import InMemoryBus
+from metre.ingest.poller import Poller, PollerConfig
+from metre.processors.runner import Processor
+from metre.processors.store import PgStore
 from metre.settings import Settings
-from processors.runner import Processor
-from processors.store import PgStore
 from tests.api.conftest import MetreApi
 from tests.fixtures.broker import free_port
 from tests.fixtures.postgres import MakeDatabase, drop_database
@@ -95,7 +96,7 @@ async def test_metric_reads_go_to_the_read_database_and_the_registry_to_the_prim
     in_primary, in_replica = _commits(random_repo), _commits(awkward_repo)
     assert in_primary != in_replica
 
-    settings = Settings(read_database_url=replica_dsn)
+    settings = Settings(read_database_url=SecretStr(replica_dsn))
     async with _client(settings, metre_api.store) as client:
         assert await _activity_commits(client, primary_id) == in_replica
         authors = await client.get(f"/api/v1/repos/{primary_id}/metrics/authors")
@@ -118,7 +119,7 @@ async def test_an_unreachable_read_database_fails_readiness_and_metric_reads_onl
 ) -> None:
     repo_id = await metre_api.ingest(random_repo)
     nobody = f"postgresql://metre@127.0.0.1:{free_port()}/metre"
-    async with _client(Settings(read_database_url=nobody), metre_api.store) as client:
+    async with _client(Settings(read_database_url=SecretStr(nobody)), metre_api.store) as client:
         ready = await client.get("/readyz")
         assert ready.status_code == 503
         assert ready.json()["checks"] == {"database": "up", "read_database": "down"}

@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from ingest import releasepoll
-from ingest.releases import DEFAULT_PATTERNS, parse_patterns
+from metre.ingest import releasepoll
+from metre.ingest.releases import DEFAULT_PATTERNS, parse_patterns
 from tests.api.conftest import MetreApi
 from tests.api.releases_oracle import expected_lead_time, expected_releases, release_tags
 from tests.fixtures.gitbuilder import GitRepoBuilder
@@ -45,7 +45,10 @@ def _tag(b: GitRepoBuilder, name: str, target: str = "HEAD", *, date: str | None
 
 def build(path: Path) -> GitRepoBuilder:
     b = GitRepoBuilder(path)
-    day = lambda n, h=10, tz="+0000": f"2024-03-{n:02d}T{h:02d}:00:00{tz}"  # noqa: E731
+
+    def day(n: int, h: int = 10, tz: str = "+0000") -> str:
+        return f"2024-03-{n:02d}T{h:02d}:00:00{tz}"
+
     b.write("a.txt", b"one\n")
     c1 = b.commit("c1", date=day(1, 9, "+0530"))
     b.write("a.txt", b"one\ntwo\n")

@@ -18,9 +18,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from api.app import create_app
-from ingest.credentials import load_credentials
+from metre.api.app import create_app
 from metre.cli import parser
+from metre.ingest.credentials import load_credentials
 from metre.runtime import all_topics, commits_topic, processor_group
 from metre.settings import Settings
 from tests.deploy.manifests import (
@@ -196,7 +196,8 @@ def test_every_metre_variable_is_a_setting(overlay: str) -> None:
         # The values parse: Settings accepts every one of them.
         plain = {k: v for k, v in env.items() if k.startswith("METRE_") and k in _settings_names()}
         plain = {k: v for k, v in plain.items() if not v.startswith("<secret")}
-        Settings(**{k.removeprefix("METRE_").lower(): v for k, v in plain.items()})
+        fields: dict[str, Any] = {k.removeprefix("METRE_").lower(): v for k, v in plain.items()}
+        Settings(**fields)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -250,7 +251,7 @@ def test_ports_and_probe_paths_exist_in_the_code(overlay: str) -> None:
             assert ports == {"health": 8081}
             assert int(env["METRE_HEALTH_PORT"]) == 8081
             if "health_port" in Settings.model_fields:
-                assert Settings().health_port == 8081  # type: ignore[attr-defined]
+                assert Settings().health_port == 8081
             paths = _health_paths()
         for probe in probes:
             assert probe["httpGet"]["port"] in ports

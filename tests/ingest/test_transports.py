@@ -21,11 +21,11 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 from dulwich.repo import Repo
-from dulwich.server import DictBackend
+from dulwich.server import BackendRepo, DictBackend
 from dulwich.web import make_wsgi_chain
 
-from ingest.mirror import FetchAccess, RepositoryError, open_mirror, resolve_head
-from ingest.urlpolicy import UrlPolicy
+from metre.ingest.mirror import FetchAccess, RepositoryError, open_mirror, resolve_head
+from metre.ingest.urlpolicy import UrlPolicy
 from metre.runtime import fetch_access
 from metre.settings import Settings
 from tests.fixtures.gitrepo import GitRepoBuilder
@@ -208,7 +208,7 @@ class _Quiet(WSGIRequestHandler):
 
 
 @pytest.fixture
-def tls_server(tmp_path: Path) -> Callable[[str], tuple[int, GitRepoBuilder, Path]]:
+def tls_server(tmp_path: Path) -> Iterator[Callable[[str], tuple[int, GitRepoBuilder, Path]]]:
     """`start(name)`: an https git server on 127.0.0.1 presenting a certificate for `name`;
     returns (port, repository, the certificate to trust)."""
     if shutil.which("openssl") is None:  # pragma: no cover
@@ -219,7 +219,8 @@ def tls_server(tmp_path: Path) -> Callable[[str], tuple[int, GitRepoBuilder, Pat
         src = _repo(tmp_path / f"src-{name}", "served over tls")
         cert, key = _certificate(tmp_path, name)
         repo = Repo(str(src.path))
-        app: Any = make_wsgi_chain(DictBackend({"/": repo}))
+        repos: dict[str, BackendRepo] = {"/": repo}
+        app: Any = make_wsgi_chain(DictBackend(repos))
         server = make_server("127.0.0.1", 0, app, WSGIServer, handler_class=_Quiet)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(cert, key)
@@ -236,7 +237,7 @@ def tls_server(tmp_path: Path) -> Callable[[str], tuple[int, GitRepoBuilder, Pat
         stops.append(stop)
         return server.server_port, src, cert
 
-    yield start  # type: ignore[misc]
+    yield start
     for stop in stops:
         stop()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from processors.store import PgStore
+from metre.processors.store import PgStore
 from tests.fixtures.gitrepo import GitRepoBuilder, run_git
 from tests.fixtures.postgres import MakeDatabase, drop_database
 from tests.metre.pipeline import pipeline

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from ingest.events import ChangeType, CommitEvent, FileChange, Person, RetractEvent
-from processors.store import PgStore
+from metre.contracts.events import ChangeType, CommitEvent, FileChange, Person, RetractEvent
+from metre.processors.store import PgStore
 from tests.fixtures.postgres import MakeDatabase, drop_database
 from tests.processors.dump import differences, dump
 from tests.processors.factories import sha

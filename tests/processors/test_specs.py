@@ -11,14 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api.app import create_app
-from ingest.events import CommitEvent
+from metre.api.app import create_app
+from metre.contracts.events import CommitEvent
+from metre.processors.metrics import FOLDS, TABLES, WRITER_OF, fold
+from metre.processors.metrics.catalogue import catalogue
+from metre.processors.metrics.registry import SPECS, WRITERS
+from metre.processors.metrics.spec import MetricSpec
+from metre.processors.store import PgStore
 from metre.settings import Settings
-from processors.metrics import FOLDS, TABLES, WRITER_OF, fold
-from processors.metrics.catalogue import catalogue
-from processors.metrics.registry import SPECS, WRITERS
-from processors.metrics.spec import MetricSpec
-from processors.store import PgStore
 from tests.processors.test_fold import _events
 
 _PG_TYPES = {
