@@ -27,9 +27,8 @@ from metre.processors import deadletters, setfolds
 from metre.processors.database import Database
 from metre.processors.deadletters import DeadLetter
 from metre.processors.emailkey import email_key
-from metre.processors.metrics import TABLES, Fold, fold
+from metre.processors.metrics import TABLES, Fold, fold, folds_of
 from metre.processors.metrics.languages import counted_language
-from metre.processors.rebuild import folds_of
 from metre.processors.releasestore import apply_tags
 from metre.processors.retract import retract
 

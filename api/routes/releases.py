@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel
 
 from metre.api.deps import StoreDep
 from metre.api.provenance import serve
 from metre.api.routes.repos import _ERRORS, RepoId
-from metre.processors.metrics.releases import lead_time_result, releases_result
+from metre.api.specquery import Values, query
+from metre.processors.metrics.releases import LEAD_TIME, lead_time_result, releases_result
 from metre.processors.releasereads import release_inputs
 
 router = APIRouter(tags=["metrics"])
@@ -94,10 +95,10 @@ async def repo_lead_time(
     request: Request,
     repo_id: RepoId,
     store: StoreDep,
-    granularity: Annotated[
-        Literal["day", "week", "month"], Query(description="day, week or month")
-    ] = "week",
+    values: Annotated[Values, Depends(query(LEAD_TIME))],
 ) -> Response:
+    granularity = values["granularity"]
+
     async def compute(ids: list[int]) -> dict[str, Any]:
         graph, tags = await release_inputs(store, ids[0])
         return {

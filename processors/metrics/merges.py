@@ -26,6 +26,7 @@ from metre.contracts.events import CommitEvent
 from metre.processors.metrics import Delta
 from metre.processors.metrics.files import blob_columns
 from metre.processors.metrics.languages import counted_language
+from metre.processors.metrics.spec import Writer
 from metre.processors.metrics.table import Column, MetricTable
 
 FILES = "file_merge_lines"
@@ -58,26 +59,32 @@ def merges(e: CommitEvent) -> Iterator[Delta]:
 
 _REPO = Column("repo_id", "bigint")
 
-METRICS = (merges,)
-TABLES = (
-    MetricTable(
-        FILES,
-        key=(_REPO, Column("path", "text")),
-        counters=(
-            "merges",
-            "lines",
-            "presence",
-            "blob_bytes",
-            "blob_binary",
-            "blob_text_bytes",
-            "blob_unknown",
-            "blob_code",
-            "code_unknown",
+WRITER: Writer = Writer(
+    "merges",
+    tables=(
+        MetricTable(
+            FILES,
+            key=(_REPO, Column("path", "text")),
+            counters=(
+                "merges",
+                "lines",
+                "presence",
+                "blob_bytes",
+                "blob_binary",
+                "blob_text_bytes",
+                "blob_unknown",
+                "blob_code",
+                "code_unknown",
+            ),
+        ),
+        MetricTable(
+            LANGUAGES,
+            key=(_REPO, Column("language", "text")),
+            counters=("merges", "lines", "text_bytes", "blob_unknown"),
         ),
     ),
-    MetricTable(
-        LANGUAGES,
-        key=(_REPO, Column("language", "text")),
-        counters=("merges", "lines", "text_bytes", "blob_unknown"),
-    ),
+    oracle=merges,
+    rebuilt_at=(23, 25, 26),  # as languages (language_merge_lines), and file_merge_lines' code
 )
+"""Read by the files, hotspots, ownership and languages metrics; served by none of its own.
+Merges are few, so the sink folds its deltas (no hand-tuned fold)."""

@@ -100,6 +100,19 @@ class MetricTable:
                 if v > row[i]:
                     row[i] = v
 
+    def negated(self, row: Row) -> Row:
+        """The folded row that undoes `row`'s counters (its extremes cannot be undone: they are
+        kept, and retraction recomputes them from the remaining facts)."""
+        n = len(self.counters)
+        return [*(-v for v in row[:n]), *row[n:]]
+
+    def delta(self, key: Key, row: Row) -> Delta:
+        """The `Delta` a folded row stands for (the inverse of `fold` on one row)."""
+        n = len(self.counters)
+        least = {x.field: row[i] for i, x in enumerate(self.extremes, n) if x.kind == "least"}
+        most = {x.field: row[i] for i, x in enumerate(self.extremes, n) if x.kind == "greatest"}
+        return Delta(self.name, key, dict(zip(self.counters, row[:n], strict=True)), least, most)
+
     def rows_arrays(self, rows: dict[Key, Row]) -> list[list[Any]]:
         """Column arrays for the upsert's `unnest` parameters from folded rows (in any order:
         the upsert sorts them by key)."""

@@ -8,8 +8,7 @@ import pytest
 
 from metre.processors import setfolds as setfolds
 from metre.processors import sink as sink
-from metre.processors.metrics import TABLES
-from metre.processors.rebuild import folds_of
+from metre.processors.metrics import TABLES, folds_of
 from metre.processors.store import PgStore
 from tests.processors.dump import differences, dump
 from tests.processors.test_commutativity import _events
