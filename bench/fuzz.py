@@ -40,7 +40,7 @@ from api.server import server_config
 from bench.api import free_port, load, machine
 from bench.api import ingest as ingest_repo
 from metre.pg import start_embedded, stop_embedded
-from metre.runtime import _QuietServer
+from metre.serving import QuietServer
 from metre.settings import Settings
 from processors.store import PgStore
 
@@ -147,7 +147,7 @@ async def main(per_operation: int, workers: int, extra: Sequence[str] = ()) -> i
         config = server_config(
             create_app(settings, store), host="127.0.0.1", port=port, log_level="critical"
         )
-        server = _QuietServer(config)
+        server = QuietServer(config)
         serving = asyncio.create_task(server.serve())
         while not server.started:
             await asyncio.sleep(0.01)

@@ -21,8 +21,8 @@ import yaml
 from api.app import create_app
 from ingest.credentials import load_credentials
 from metre.cli import parser
-from metre.runtime import all_topics, commits_topic, processor_group
 from metre.settings import Settings
+from metre.wiring import all_topics, commits_topic, processor_group
 from tests.deploy.manifests import (
     OVERLAYS,
     ROOT,

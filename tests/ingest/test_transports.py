@@ -26,8 +26,8 @@ from dulwich.web import make_wsgi_chain
 
 from ingest.mirror import FetchAccess, RepositoryError, open_mirror, resolve_head
 from ingest.urlpolicy import UrlPolicy
-from metre.runtime import fetch_access
 from metre.settings import Settings
+from metre.wiring import fetch_access
 from tests.fixtures.gitrepo import GitRepoBuilder
 
 GIT_PRIVATE = UrlPolicy(frozenset({"git"}), allow_private_hosts=True)

@@ -13,8 +13,8 @@ import pytest
 from api.app import create_app
 from ingest.bus import InMemoryBus
 from ingest.poller import Poller
-from metre.runtime import commits_topic, make_poller
 from metre.settings import Settings
+from metre.wiring import commits_topic, make_poller
 from processors.store import PgStore
 from tests.fixtures.gitrepo import GitRepoBuilder
 

@@ -11,8 +11,8 @@ import pytest
 
 from ingest.bus import InMemoryBus
 from ingest.releases import ReleaseTag, TagsEvent
-from metre.runtime import make_poller
 from metre.settings import Settings
+from metre.wiring import make_poller
 from processors.store import PgStore
 
 pytestmark = pytest.mark.integration
