@@ -107,7 +107,9 @@ async def run_all(
         sup.add(polling, "watch", poller_watch(settings, bus, store).run)
         processing = sup.stage("processor")
         sup.add(processing, "processor", processor.run)
-        sup.add(processing, "trim", lambda s: _trim_loop(bus, s))
+        if isinstance(bus, InMemoryBus):  # a broker keeps its records itself
+            memory = bus
+            sup.add(processing, "trim", lambda s: _trim_loop(memory, s))
         sup.add(processing, "notifier", make_notifier(settings, bus, store).run)
         serving = sup.stage("api", after=forget_url)
         readiness = {"bus": probe, "data_loss": data_loss_probe(lambda: store)}
@@ -228,10 +230,8 @@ async def _removal_loop(
             await asyncio.wait_for(stop.wait(), every)
 
 
-async def _trim_loop(bus: Bus, stop: asyncio.Event, every: float = 5.0) -> None:
+async def _trim_loop(bus: InMemoryBus, stop: asyncio.Event, every: float = 5.0) -> None:
     """The in-process bus keeps records in memory: drop what every reader has committed."""
-    if not isinstance(bus, InMemoryBus):
-        return
     while not stop.is_set():
         # Wait first: the processor's group must exist before its topic counts as read.
         with contextlib.suppress(TimeoutError):
