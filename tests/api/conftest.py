@@ -5,7 +5,7 @@
 an `httpx.AsyncClient` on `create_app(settings, store)` through `httpx.ASGITransport` (no
 sockets). `await metre_api.ingest(path)` registers a local repository, polls it once with the
 real `ingest.poller.Poller` (dulwich) and returns its id once the processor has applied every
-event. Nothing is mocked: use it for any metric endpoint test (`tests/oracle.py` has the
+event. Nothing is mocked: use it for any metric endpoint test (`testkit/oracle.py` has the
 git-CLI expectations).
 """
 

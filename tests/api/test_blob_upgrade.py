@@ -17,11 +17,11 @@ from ingest.bus import Message
 from ingest.events import encode, partition_key
 from ingest.gitdiff import commit_event, new_commits
 from processors.store import REPUBLISH
+from testkit.oracle import expected_languages
 from tests.api.conftest import COMMITS, MetreApi
 from tests.api.test_files_metrics import all_files, check_files, check_hotspots
 from tests.fixtures.gitrepo import git_commits, run_git
 from tests.ingest.test_merge_files import build_code_merges, build_turning_binary
-from tests.oracle import expected_languages
 
 pytestmark = pytest.mark.integration
 

@@ -10,9 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import MetreApi
-from tests.fixtures.gitrepo import GitRepoBuilder, git_commits
-from tests.oracle import (
+from testkit.oracle import (
     expected_activity,
     expected_commit_size,
     expected_contributors,
@@ -20,6 +18,8 @@ from tests.oracle import (
     expected_punchcard,
     rollup,
 )
+from tests.api.conftest import MetreApi
+from tests.fixtures.gitrepo import GitRepoBuilder, git_commits
 
 pytestmark = pytest.mark.integration
 

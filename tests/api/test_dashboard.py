@@ -1,7 +1,7 @@
 """The dashboard in a real headless Chromium (Debian's /usr/bin/chromium driven by Playwright).
 
 The page is served by a real uvicorn on loopback over the in-process pipeline (real PostgreSQL,
-real dulwich poller); the expected numbers of points come from the git CLI (tests/oracle.py).
+real dulwich poller); the expected numbers of points come from the git CLI (testkit/oracle.py).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
 
 from api.app import create_app
 from metre.settings import Settings
+from testkit.broker import free_port
+from testkit.oracle import expected_activity, expected_authors, rollup
 from tests.api.conftest import MetreApi
-from tests.fixtures.broker import free_port
-from tests.oracle import expected_activity, expected_authors, rollup
 
 pytestmark = pytest.mark.integration
 

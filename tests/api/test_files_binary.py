@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
+from testkit.gitbuilder import GitRepoBuilder
+from testkit.gitlog import git_head_blobs
+from testkit.oracle import expected_languages
 from tests.api.conftest import MetreApi
 from tests.api.test_files_metrics import all_files, check_files
-from tests.fixtures.gitbuilder import GitRepoBuilder
-from tests.fixtures.gitlog import git_head_blobs
 from tests.fixtures.gitrepo import git_commits, git_numstat
 from tests.ingest.test_merge_files import build_deciding_merges, build_turning_binary
-from tests.oracle import expected_languages
 
 pytestmark = pytest.mark.integration
 

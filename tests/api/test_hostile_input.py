@@ -17,9 +17,9 @@ from api.app import create_app
 from api.schemas import INT64_MAX, text_problem
 from metre.settings import Settings
 from processors.filereads import _days_before
+from testkit.gitbuilder import GitRepoBuilder
 from tests.api.conftest import MetreApi
 from tests.api.files_oracle import expected_hotspots
-from tests.fixtures.gitbuilder import GitRepoBuilder
 
 pytestmark = pytest.mark.integration
 

@@ -1,7 +1,7 @@
 """Identities over the real pipeline: the /api/v1/identities routes (bad input refused with
 nothing changed), and people metrics regrouped by individual exactly as a fresh ingest of the
 same history under a .mailmap saying the same thing (git's own `shortlog -se` and the
-git-CLI oracles of tests/oracle.py and tests/api/files_oracle.py on that copy)."""
+git-CLI oracles of testkit/oracle.py and tests/api/files_oracle.py on that copy)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from testkit.gitbuilder import GitRepoBuilder
+from testkit.oracle import expected_authors, expected_contributors
 from tests.api.conftest import MetreApi
 from tests.api.files_oracle import expected_ownership
-from tests.fixtures.gitbuilder import GitRepoBuilder
-from tests.oracle import expected_authors, expected_contributors
 
 pytestmark = pytest.mark.integration
 

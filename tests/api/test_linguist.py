@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from testkit.oracle import expected_languages
 from tests.api.conftest import MetreApi
 from tests.api.files_oracle import skipped
 from tests.api.test_files_metrics import check_hotspots, check_ownership, get
 from tests.fixtures.linguist import SKIPPED, build_linguist_repo
-from tests.oracle import expected_languages
 
 pytestmark = pytest.mark.integration
 

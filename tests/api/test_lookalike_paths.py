@@ -12,6 +12,8 @@ import orjson
 import pytest
 
 from ingest.paths import path_bytes
+from testkit.lookalikes import LATIN1, LITERAL, NAMES
+from testkit.oracle import assert_api_matches_git, expected_files, expected_languages
 from tests.api.conftest import COMMITS, MetreApi
 from tests.api.files_oracle import expected_coupling, merge_decided
 from tests.api.test_files_metrics import (
@@ -23,8 +25,6 @@ from tests.api.test_files_metrics import (
     get,
 )
 from tests.fixtures.gitrepo import git_numstat, served_path
-from tests.fixtures.lookalikes import LATIN1, LITERAL, NAMES
-from tests.oracle import assert_api_matches_git, expected_files, expected_languages
 
 pytestmark = pytest.mark.integration
 

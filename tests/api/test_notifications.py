@@ -18,9 +18,9 @@ from api.app import create_app
 from ingest.bus import Message
 from metre.settings import Settings
 from processors.notifier import Notifier, NotifyConfig
+from testkit.gitbuilder import GitRepoBuilder
 from tests.api.conftest import COMMITS, UPDATES, MetreApi
 from tests.api.files_oracle import expected_ownership
-from tests.fixtures.gitbuilder import GitRepoBuilder
 from tests.fixtures.receiver import receiver
 
 pytestmark = pytest.mark.integration

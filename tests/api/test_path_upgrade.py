@@ -18,6 +18,7 @@ from ingest.bus import Message
 from ingest.events import encode, partition_key
 from ingest.gitdiff import commit_event, new_commits
 from processors.store import REPUBLISH
+from testkit.oracle import assert_api_matches_git
 from tests.api.conftest import COMMITS, MetreApi
 from tests.api.test_files_metrics import (
     all_files,
@@ -27,7 +28,6 @@ from tests.api.test_files_metrics import (
     check_ownership,
 )
 from tests.fixtures.gitrepo import GitRepoBuilder, git_commits
-from tests.oracle import assert_api_matches_git
 
 pytestmark = pytest.mark.integration
 

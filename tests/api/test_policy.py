@@ -14,10 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import MetreApi
-from tests.fixtures.gitbuilder import GitRepoBuilder, run_git
-from tests.fixtures.gitrepo import git_commits
-from tests.oracle import (
+from testkit.gitbuilder import GitRepoBuilder, run_git
+from testkit.oracle import (
     expected_activity,
     expected_authors,
     expected_commit_size,
@@ -26,6 +24,8 @@ from tests.oracle import (
     policy_shas,
     rollup,
 )
+from tests.api.conftest import MetreApi
+from tests.fixtures.gitrepo import git_commits
 
 pytestmark = pytest.mark.integration
 

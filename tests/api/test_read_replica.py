@@ -2,7 +2,7 @@
 
 A real replica is not started: the "replica" is a second database on the session's PostgreSQL
 holding a different history under the same repository id, so every answer shows which
-database it came from (numbers from the git CLI, tests/oracle.py).
+database it came from (numbers from the git CLI, testkit/oracle.py).
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ from ingest.poller import Poller, PollerConfig
 from metre.settings import Settings
 from processors.runner import Processor
 from processors.store import PgStore
+from testkit.broker import free_port
+from testkit.oracle import expected_activity
+from testkit.postgres import drop_database
 from tests.api.conftest import MetreApi
-from tests.fixtures.broker import free_port
-from tests.fixtures.postgres import MakeDatabase, drop_database
-from tests.oracle import expected_activity
+from tests.fixtures.postgres import MakeDatabase
 
 pytestmark = pytest.mark.integration
 

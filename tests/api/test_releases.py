@@ -15,9 +15,9 @@ import pytest
 
 from ingest import releasepoll
 from ingest.releases import DEFAULT_PATTERNS, parse_patterns
+from testkit.gitbuilder import GitRepoBuilder
 from tests.api.conftest import MetreApi
 from tests.api.releases_oracle import expected_lead_time, expected_releases, release_tags
-from tests.fixtures.gitbuilder import GitRepoBuilder
 
 pytestmark = pytest.mark.integration
 

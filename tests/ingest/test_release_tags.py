@@ -20,7 +20,7 @@ from ingest.releases import (
     read_release_tags,
     tags_digest,
 )
-from tests.fixtures.gitbuilder import GitRepoBuilder
+from testkit.gitbuilder import GitRepoBuilder
 
 SHA = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c"
 

@@ -10,12 +10,12 @@ from typing import Any, cast
 
 import pytest
 
+from testkit.oracle import assert_api_matches_git, wait_ingested
 from tests.api.conftest import MetreApi
 from tests.api.files_oracle import expected_coupling
 from tests.api.test_files_metrics import check_coupling, check_files, check_ownership
 from tests.fixtures.gitrepo import git_commits
 from tests.metre.test_distributed import cluster
-from tests.oracle import assert_api_matches_git, wait_ingested
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -19,13 +19,13 @@ import pytest
 from ingest.events import RetractEvent, decode_event
 from ingest.kafka_bus import KafkaBus
 from processors.store import PgStore
-from tests.fixtures.broker import free_port
+from testkit.broker import free_port
+from testkit.dump import differences, dump
+from testkit.oracle import wait_ingested
+from testkit.roles import Roles, role_env, wait_ready
 from tests.fixtures.gitrepo import git_commits
 from tests.fixtures.postgres import MakeDatabase
-from tests.fixtures.roles import Roles, role_env, wait_ready
 from tests.metre.pipeline import pipeline
-from tests.oracle import wait_ingested
-from tests.processors.dump import differences, dump
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 
 from processors.store import PgStore
+from testkit.dump import differences, dump
+from testkit.oracle import assert_api_matches_git
+from testkit.postgres import drop_database
 from tests.fixtures.gitrepo import GitRepoBuilder, run_git
-from tests.fixtures.postgres import MakeDatabase, drop_database
+from tests.fixtures.postgres import MakeDatabase
 from tests.metre.pipeline import pipeline
-from tests.oracle import assert_api_matches_git
-from tests.processors.dump import differences, dump
 
 pytestmark = [pytest.mark.integration]
 

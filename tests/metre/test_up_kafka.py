@@ -12,8 +12,8 @@ import httpx
 
 from metre.runtime import run_all
 from metre.settings import Settings
+from testkit.oracle import wait_ingested
 from tests.fixtures.gitrepo import git_commits
-from tests.oracle import wait_ingested
 
 
 async def test_metre_up_over_kafka_runs_until_stopped(

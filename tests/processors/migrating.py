@@ -9,7 +9,7 @@ import pytest
 
 import processors.store as store_module
 from processors.store import PgStore
-from tests.fixtures.postgres import create_database, drop_database
+from testkit.postgres import create_database, drop_database
 
 
 @contextlib.asynccontextmanager

@@ -11,7 +11,7 @@ import pytest
 import processors.store as store_module
 from processors.rebuild import LANGUAGE_TABLES
 from processors.store import REPUBLISH, PgStore, _commit_arrays, _file_arrays
-from tests.processors.dump import differences, dump
+from testkit.dump import differences, dump
 from tests.processors.migrating import schema_before
 from tests.processors.test_commutativity import _events, without_code
 

@@ -10,8 +10,8 @@ import pytest
 import processors.store as store_module
 from processors.rebuild import LANGUAGE_TABLES
 from processors.store import PgStore, _commit_arrays, _file_arrays
+from testkit.dump import differences, dump
 from tests.fixtures.postgres import LEGACY_INSERT_FILES
-from tests.processors.dump import differences, dump
 from tests.processors.migrating import schema_before
 from tests.processors.test_commutativity import _events, without_blobs
 

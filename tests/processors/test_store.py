@@ -15,7 +15,8 @@ from processors.metrics import total
 from processors.metrics.activity import activity
 from processors.metrics.authors import authors
 from processors.store import PgStore, _migrations
-from tests.fixtures.postgres import MakeDatabase, create_database, drop_database
+from testkit.postgres import create_database, drop_database
+from tests.fixtures.postgres import MakeDatabase
 from tests.processors.factories import event, person
 
 pytestmark = pytest.mark.integration
