@@ -135,7 +135,7 @@ async def main(per_operation: int, workers: int, extra: Sequence[str] = ()) -> i
         print(f"machine: {machine()}")
         await store.migrate()
         repo = build_repo(root / "repo")
-        repo_id, commits, _ = await ingest_repo(store, repo, root / "mirrors")
+        repo_id, commits, _ = await ingest_repo(store, repo, root)
         print(f"seeded repository {repo_id} ({commits} commits, the last dated 9999-12-31)")
         settings = Settings(
             data_dir=root,

@@ -62,17 +62,16 @@ from dulwich.objects import Blob, Commit, Tree
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
-from ingest.bus import BusError, InMemoryBus, Message, Record
+from ingest.bus import BusError, Message, Record
 from ingest.events import encode, partition_key
 from ingest.gitdiff import commit_event
 from ingest.kafka_bus import KafkaBus
 from ingest.mailmap import read_mailmap
-from ingest.poller import Poller, PollerConfig
-from processors.runner import Processor
 from processors.store import PgStore
 from testkit.broker import Broker, free_port
 from testkit.dump import dump, table_keys
 from testkit.gitlog import git_commits
+from testkit.pipeline import pipeline
 from testkit.postgres import PgServer
 from testkit.roles import SESSION_TIMEOUT_MS, Roles, role_env
 
@@ -178,29 +177,18 @@ class ChaosReport:
         )
 
 
-async def reference_run(repo: Path, dsn: str, mirrors: Path, partitions: int = 4) -> None:
+async def reference_run(repo: Path, dsn: str, data_dir: Path, partitions: int = 4) -> None:
     """The fault-free run: the same poller and processor over the in-process bus."""
     store = await PgStore.connect(dsn)
-    bus = InMemoryBus(partitions=partitions)
-    await bus.start()
-    await bus.ensure_topics(["ref.commits", "ref.commits.dlq"])
     try:
-        row = await store.add_repo(str(repo), None)
-        claimed = await store.claim_due_repo(600)
-        assert claimed is not None
-        assert claimed.id == row.id
-        poller = Poller(bus, store, PollerConfig(mirrors_dir=mirrors, topic="ref.commits"))
-        await poller.poll(claimed)
-        processor = Processor(bus, store, "ref.commits", "ref", 500, "ref.commits.dlq")
-        stop = asyncio.Event()
-        task = asyncio.create_task(processor.run(stop))
-        while processor.handled < poller.published:
-            await asyncio.sleep(0.05)
-        stop.set()
-        await task
+        async with pipeline(store, data_dir, partitions=partitions) as ref:
+            await ref.ingest(repo, timeout=REFERENCE_TIMEOUT)
     finally:
-        await bus.stop()
         await store.close()
+
+
+REFERENCE_TIMEOUT = 3600.0
+"""Seconds the fault-free run may take (a generated history of thousands of commits)."""
 
 
 def compare(
@@ -692,7 +680,7 @@ async def run_chaos(
             commits = git_commits(repo)
             n = len(commits)
             t = time.monotonic()
-            await reference_run(repo, ref_dsn, work / "ref-mirrors")
+            await reference_run(repo, ref_dsn, work / "ref")
             log(f"fault-free run of {n} commits done in {time.monotonic() - t:.1f} s")
             settled = await _settle(api, repo_id, n, chaos_dsn, ref_dsn, settle_timeout, roles)
             if settled:  # the last lifetime's poison is read too (its partition has an owner)

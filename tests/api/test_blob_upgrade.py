@@ -18,7 +18,7 @@ from ingest.events import encode, partition_key
 from ingest.gitdiff import commit_event, new_commits
 from processors.store import REPUBLISH
 from testkit.oracle import expected_languages
-from tests.api.conftest import COMMITS, MetreApi
+from testkit.pipeline import COMMITS, Pipeline
 from tests.api.test_files_metrics import all_files, check_files, check_hotspots
 from tests.fixtures.gitrepo import git_commits, run_git
 from tests.ingest.test_merge_files import build_code_merges, build_turning_binary
@@ -26,7 +26,7 @@ from tests.ingest.test_merge_files import build_code_merges, build_turning_binar
 pytestmark = pytest.mark.integration
 
 
-async def _ingest_without_blobs(api: MetreApi, repo: Path, only_code: bool = False) -> int:
+async def _ingest_without_blobs(api: Pipeline, repo: Path, only_code: bool = False) -> int:
     """Register `repo` and apply it as a poller before blob measures did: the head stored,
     events without `blob` (`only_code`: without `blob.code`) published and applied."""
     row = await api.store.add_repo(str(repo), None)
@@ -51,7 +51,7 @@ async def _ingest_without_blobs(api: MetreApi, repo: Path, only_code: bool = Fal
 
 
 async def test_events_without_blobs_mark_the_repository_and_the_next_poll_heals_it(
-    metre_api: MetreApi, tmp_path: Path
+    metre_api: Pipeline, tmp_path: Path
 ) -> None:
     repo = build_turning_binary(tmp_path / "r")
     (tmp_path / "r" / "app.py").write_bytes(b"print(1)\n")  # a counted language
@@ -83,7 +83,7 @@ async def test_events_without_blobs_mark_the_repository_and_the_next_poll_heals_
 
 
 async def test_events_without_code_lines_serve_none_until_the_next_poll(
-    metre_api: MetreApi, tmp_path: Path
+    metre_api: Pipeline, tmp_path: Path
 ) -> None:
     """Events with the other blob measures but no `blob.code` (a poller before lines of code):
     bytes are served, code lines are null and hotspots empty (no exact size to rank by), the

@@ -23,8 +23,8 @@ from processors.runner import Processor
 from processors.store import PgStore
 from testkit.broker import free_port
 from testkit.oracle import expected_activity
+from testkit.pipeline import Pipeline
 from testkit.postgres import drop_database
-from tests.api.conftest import MetreApi
 from tests.fixtures.postgres import MakeDatabase
 
 pytestmark = pytest.mark.integration
@@ -84,7 +84,7 @@ async def _activity_commits(client: httpx.AsyncClient, repo_id: int) -> int:
 
 
 async def test_metric_reads_go_to_the_read_database_and_the_registry_to_the_primary(
-    metre_api: MetreApi,
+    metre_api: Pipeline,
     replica_dsn: str,
     random_repo: Path,
     awkward_repo: Path,
@@ -115,7 +115,7 @@ async def test_metric_reads_go_to_the_read_database_and_the_registry_to_the_prim
 
 
 async def test_an_unreachable_read_database_fails_readiness_and_metric_reads_only(
-    metre_api: MetreApi, random_repo: Path
+    metre_api: Pipeline, random_repo: Path
 ) -> None:
     repo_id = await metre_api.ingest(random_repo)
     nobody = f"postgresql://metre@127.0.0.1:{free_port()}/metre"

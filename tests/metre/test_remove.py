@@ -22,10 +22,10 @@ from processors.store import PgStore
 from testkit.broker import free_port
 from testkit.dump import differences, dump
 from testkit.oracle import wait_ingested
+from testkit.pipeline import pipeline
 from testkit.roles import Roles, role_env, wait_ready
 from tests.fixtures.gitrepo import git_commits
 from tests.fixtures.postgres import MakeDatabase
-from tests.metre.pipeline import pipeline
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -163,11 +163,11 @@ async def test_remove_leaves_exactly_a_fresh_ingest_of_the_other_and_tells_the_t
     fresh_dsn = await make_database()
     store = await PgStore.connect(fresh_dsn)
     try:
-        async with pipeline(store, tmp_path / "fresh") as p:
+        async with pipeline(store, tmp_path / "fresh", partitions=4, chunk=7, batch=10) as p:
             row = await store.add_repo(str(awkward_repo), None)
             assert row.id == kept["id"]
             await p.sync(row.id)
-            fresh_answers = await metric_answers(p.api, row.id)
+            fresh_answers = await metric_answers(p.client, row.id)
     finally:
         await store.close()
     assert differences(await dump(db_dsn), await dump(fresh_dsn)) == {}
