@@ -6,7 +6,6 @@ processor and PostgreSQL."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import orjson
@@ -18,7 +17,7 @@ from ingest.events import encode, partition_key
 from ingest.gitdiff import commit_event, new_commits
 from processors.store import REPUBLISH
 from testkit.oracle import expected_languages
-from testkit.pipeline import COMMITS, Pipeline
+from testkit.pipeline import COMMITS, Pipeline, wait_applied
 from tests.api.test_files_metrics import all_files, check_files, check_hotspots
 from tests.fixtures.gitrepo import git_commits, run_git
 from tests.ingest.test_merge_files import build_code_merges, build_turning_binary
@@ -44,9 +43,7 @@ async def _ingest_without_blobs(api: Pipeline, repo: Path, only_code: bool = Fal
     await api.store.set_polled(row.id, head, 3600.0, None)
     before = api.processor.handled
     await api.bus.publish(COMMITS, [Message(partition_key(row.id), v) for v in values])
-    async with asyncio.timeout(60):
-        while api.processor.handled < before + len(values):
-            await asyncio.sleep(0.02)
+    await wait_applied(api.processor, before + len(values))
     return row.id
 
 
@@ -69,9 +66,9 @@ async def test_events_without_blobs_mark_the_repository_and_the_next_poll_heals_
 
     handled, published = metre_api.processor.handled, metre_api.poller.published
     await metre_api.poll(rid)
-    async with asyncio.timeout(60):
-        while metre_api.processor.handled - handled < metre_api.poller.published - published:
-            await asyncio.sleep(0.02)
+    await wait_applied(
+        metre_api.processor, lambda: handled + metre_api.poller.published - published
+    )
     row = await metre_api.store.get_repo(rid)
     assert row is not None
     assert row.mailmap_sha is None
@@ -101,9 +98,9 @@ async def test_events_without_code_lines_serve_none_until_the_next_poll(
 
     handled, published = metre_api.processor.handled, metre_api.poller.published
     await metre_api.poll(rid)
-    async with asyncio.timeout(60):
-        while metre_api.processor.handled - handled < metre_api.poller.published - published:
-            await asyncio.sleep(0.02)
+    await wait_applied(
+        metre_api.processor, lambda: handled + metre_api.poller.published - published
+    )
     row = await metre_api.store.get_repo(rid)
     assert row is not None
     assert row.mailmap_sha is None

@@ -5,7 +5,6 @@ every path-keyed metric equals git again. Real poller, bus, processor and Postgr
 
 from __future__ import annotations
 
-import asyncio
 from importlib import resources
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from ingest.events import encode, partition_key
 from ingest.gitdiff import commit_event, new_commits
 from processors.store import REPUBLISH
 from testkit.oracle import assert_api_matches_git
-from testkit.pipeline import COMMITS, Pipeline
+from testkit.pipeline import COMMITS, Pipeline, wait_applied
 from tests.api.test_files_metrics import (
     all_files,
     check_coupling,
@@ -63,9 +62,7 @@ async def _ingest_as_form_1(api: Pipeline, repo: Path, monkeypatch: pytest.Monke
     await api.store.set_polled(row.id, head, 3600.0, None)
     before = api.processor.handled
     await api.bus.publish(COMMITS, [Message(partition_key(row.id), v) for v in values])
-    async with asyncio.timeout(60):
-        while api.processor.handled < before + len(values):
-            await asyncio.sleep(0.02)
+    await wait_applied(api.processor, before + len(values))
     return row.id
 
 
@@ -73,9 +70,7 @@ async def _poll(api: Pipeline, repo_id: int) -> None:
     """`api.poll`, waiting for this poll's events (the processor also counted ours)."""
     handled, published = api.processor.handled, api.poller.published
     await api.poll(repo_id)
-    async with asyncio.timeout(60):
-        while api.processor.handled - handled < api.poller.published - published:
-            await asyncio.sleep(0.02)
+    await wait_applied(api.processor, lambda: handled + api.poller.published - published)
 
 
 async def _mark(api: Pipeline, repo_id: int) -> str | None:

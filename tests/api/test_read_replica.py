@@ -23,7 +23,7 @@ from processors.runner import Processor
 from processors.store import PgStore
 from testkit.broker import free_port
 from testkit.oracle import expected_activity
-from testkit.pipeline import Pipeline
+from testkit.pipeline import Pipeline, wait_applied
 from testkit.postgres import drop_database
 from tests.fixtures.postgres import MakeDatabase
 
@@ -45,9 +45,7 @@ async def _ingest(dsn: str, repo: Path, mirrors: Path) -> int:
         claimed = await store.claim_due_repo(60)
         assert claimed is not None
         await poller.poll(claimed)
-        async with asyncio.timeout(60):
-            while processor.handled < poller.published:
-                await asyncio.sleep(0.02)
+        await wait_applied(processor, lambda: poller.published)
         return row.id
     finally:
         stop.set()
