@@ -94,7 +94,7 @@ class Pipeline:
         consumer = self.bus.consumer([UPDATES], f"reader-{id(self)}-{self.processor.batches}")
         await consumer.start()
         try:
-            out = []
+            out: list[dict[str, object]] = []
             while records := await consumer.fetch(1000, 0.05):
                 out.extend(orjson.loads(r.value) for r in records)
             return out

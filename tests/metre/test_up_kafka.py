@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+from pydantic import SecretStr
 
 from metre.runtime import run_all
 from metre.settings import Settings
@@ -21,7 +22,7 @@ async def test_metre_up_over_kafka_runs_until_stopped(
 ) -> None:
     settings = Settings(
         data_dir=tmp_path / "data",
-        database_url=db_dsn,
+        database_url=SecretStr(db_dsn),
         kafka_bootstrap=kafka_bootstrap,
         topic_prefix=f"t{uuid.uuid4().hex[:10]}",
         port=0,
