@@ -42,12 +42,12 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
-from api.app import create_app
-from api.server import server_config
-from ingest.releases import DEFAULT_PATTERNS, parse_patterns
+from metre.api.app import create_app
+from metre.api.server import server_config
+from metre.ingest.releases import DEFAULT_PATTERNS, parse_patterns
 from metre.pg import start_embedded, stop_embedded
+from metre.processors.store import PgStore
 from metre.settings import Settings
-from processors.store import PgStore
 from testkit.pipeline import pipeline
 
 TOPIC, DLQ = "bench.commits", "bench.commits.dlq"
@@ -97,7 +97,7 @@ INGEST_TIMEOUT = 3600.0
 
 
 async def serve(app: FastAPI, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
-    # served as metre serves it (api.server): the hello-world app too, so the ratio compares
+    # served as metre serves it (metre.api.server): the hello-world app too, so the ratio compares
     # the apps and not two server configurations
     config = server_config(
         app, host="127.0.0.1", port=port, loop="none", http="httptools", log_level="warning"

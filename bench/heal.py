@@ -26,7 +26,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from processors.store import PgStore
+from metre.processors.store import PgStore
 from testkit.broker import Broker, free_port
 from testkit.gitbuilder import GitRepoBuilder, run_git
 from testkit.gitlog import git_commits

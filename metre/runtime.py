@@ -16,13 +16,16 @@ from typing import Any
 
 import orjson
 
-from ingest import outage
-from ingest.bus import Bus, InMemoryBus
-from ingest.reconcile import Reconciled, reconcile_all
-from ingest.retry import Backoff, RetryStopped, is_transient
-from ingest.stopping import unless_stopped
 from metre import errors
+from metre.contracts import outage
+from metre.contracts.bus import Bus, InMemoryBus
+from metre.contracts.retry import Backoff, RetryStopped, is_transient
 from metre.health import KafkaProbe, data_loss_probe, health_app, store_probe
+from metre.ingest.reconcile import Reconciled, reconcile_all
+from metre.ingest.stopping import unless_stopped
+from metre.processors.lag import GroupLag
+from metre.processors.runner import Processor
+from metre.processors.store import PgStore, SchemaTooNew
 from metre.readiness import Check, Probe
 from metre.serving import api_url, bind_socket, serve_api, serve_asgi
 from metre.settings import Settings
@@ -43,9 +46,6 @@ from metre.wiring import (
     processor_watch,
     updates_topic,
 )
-from processors.lag import GroupLag
-from processors.runner import Processor
-from processors.store import PgStore, SchemaTooNew
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +206,7 @@ async def _removal_loop(
 ) -> None:
     """Publish the retractions of removed repositories and delete their mirrors
     (processors/removals.py); an outage postpones a pass, never the role."""
-    from processors.removals import publish_removals
+    from metre.processors.removals import publish_removals
 
     failing = False
     while not stop.is_set():
@@ -240,7 +240,7 @@ async def _trim_loop(bus: InMemoryBus, stop: asyncio.Event, every: float = 5.0) 
 
 
 def quiet_outages(settings: Settings) -> None:
-    """Bounded logs while a dependency is away (ingest/outage.py): aiokafka's own lines too."""
+    """Bounded logs while a dependency is away (metre/contracts/outage.py): aiokafka's own lines too."""
     import aiokafka.admin.client
     import aiokafka.consumer.fetcher
     import aiokafka.consumer.group_coordinator
@@ -394,7 +394,7 @@ async def run_api(settings: Settings, stop: asyncio.Event) -> None:
     probes: dict[str, Probe] = {}
     lag: GroupLag | None = None
     if settings.kafka_bootstrap:  # the lag of /api/v1/pipeline (admin requests, no producer)
-        from ingest.kafka_bus import KafkaBus
+        from metre.ingest.kafka_bus import KafkaBus
 
         lag = GroupLag(
             KafkaBus(settings.kafka_bootstrap, settings.partitions),

@@ -11,13 +11,13 @@ from typing import Any, Literal
 
 import uvicorn
 
-from api.app import create_app
-from api.server import server_config
 from metre import errors
+from metre.api.app import create_app
+from metre.api.server import server_config
+from metre.processors.lag import GroupLag
+from metre.processors.store import PgStore
 from metre.readiness import Probe
 from metre.settings import Settings
-from processors.lag import GroupLag
-from processors.store import PgStore
 
 
 class QuietServer(uvicorn.Server):

@@ -3,7 +3,7 @@
 What happens when (the rules `metre up` relies on):
 
 - Nothing is restarted here. A role that loses a dependency retries by itself
-  (ingest/retry.py), and the embedded PostgreSQL has a task of its own that restarts the
+  (metre/contracts/retry.py), and the embedded PostgreSQL has a task of its own that restarts the
   server; a supervised task that ends has ended for good.
 - The run ends at the process's stop, or as soon as one watched task ends before it, by
   returning or by raising. Then every stage is stopped as at a stop: a process with a dead

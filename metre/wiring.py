@@ -15,24 +15,24 @@ from typing import TypeVar
 
 import asyncpg
 
-from ingest.bus import Bus, BusError, InMemoryBus
-from ingest.buswatch import BusWatch
-from ingest.credentials import CredentialsError, load_credentials
-from ingest.deadlines import FetchDeadlines
-from ingest.heal import Healed, heal
-from ingest.mirror import FetchAccess
-from ingest.poller import Poller, PollerConfig
-from ingest.retry import DEPENDENCY, is_transient, retry
-from ingest.transport import SshReuse
 from metre import errors
+from metre.contracts.bus import Bus, BusError, InMemoryBus
+from metre.contracts.retry import DEPENDENCY, is_transient, retry
 from metre.health import KafkaProbe
+from metre.ingest.buswatch import BusWatch
+from metre.ingest.credentials import CredentialsError, load_credentials
+from metre.ingest.deadlines import FetchDeadlines
+from metre.ingest.heal import Healed, heal
+from metre.ingest.mirror import FetchAccess
+from metre.ingest.poller import Poller, PollerConfig
+from metre.ingest.transport import SshReuse
+from metre.processors.busmarks import BusMarks
+from metre.processors.lag import GroupLag
+from metre.processors.notifier import Notifier, NotifyConfig
+from metre.processors.runner import Processor
+from metre.processors.store import PgStore, SchemaNotCurrent, SchemaTooNew
 from metre.readiness import Probe
 from metre.settings import Settings
-from processors.busmarks import BusMarks
-from processors.lag import GroupLag
-from processors.notifier import Notifier, NotifyConfig
-from processors.runner import Processor
-from processors.store import PgStore, SchemaNotCurrent, SchemaTooNew
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ async def open_store(
 async def open_bus(settings: Settings, stop: asyncio.Event | None = None) -> AsyncIterator[Bus]:
     bus: Bus
     if settings.kafka_bootstrap:
-        from ingest.kafka_bus import KafkaBus
+        from metre.ingest.kafka_bus import KafkaBus
 
         bus = KafkaBus(
             settings.kafka_bootstrap,

@@ -10,11 +10,11 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
-from processors import identitystore, people
-from processors.metrics.linguist import classify
-from processors.metrics.ownership import FileAuthor
-from processors.people import DEFAULT_BOTS, Bots, People
-from processors.store import PgStore
+from metre.processors import identitystore, people
+from metre.processors.metrics.linguist import classify
+from metre.processors.metrics.ownership import FileAuthor
+from metre.processors.people import DEFAULT_BOTS, Bots, People
+from metre.processors.store import PgStore
 
 FileSort = Literal["commits", "lines", "churn", "path"]
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from datetime import UTC, timedelta, timezone
 
-from processors.metrics.releases import Node, Tag
-from processors.store import PgStore
+from metre.processors.database import Database
+from metre.processors.metrics.releases import Node, Tag
 
 
-async def release_inputs(store: PgStore, repo_id: int) -> tuple[dict[str, Node], list[Tag]]:
+async def release_inputs(store: Database, repo_id: int) -> tuple[dict[str, Node], list[Tag]]:
     """(sha -> node of every ingested commit, the applied release tags)."""
     async with (
         store.pool.acquire() as con,

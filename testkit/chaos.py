@@ -62,12 +62,12 @@ from dulwich.objects import Blob, Commit, Tree
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
-from ingest.bus import BusError, Message, Record
-from ingest.events import encode, partition_key
-from ingest.gitdiff import commit_event
-from ingest.kafka_bus import KafkaBus
-from ingest.mailmap import read_mailmap
-from processors.store import PgStore
+from metre.contracts.bus import BusError, Message, Record
+from metre.contracts.events import encode, partition_key
+from metre.ingest.gitdiff import commit_event
+from metre.ingest.kafka_bus import KafkaBus
+from metre.ingest.mailmap import read_mailmap
+from metre.processors.store import PgStore
 from testkit.broker import Broker, free_port
 from testkit.dump import dump, table_keys
 from testkit.gitlog import git_commits

@@ -16,12 +16,12 @@ from pathlib import Path
 import httpx
 import orjson
 
-from api.app import create_app
-from ingest.bus import InMemoryBus
-from ingest.poller import Poller, PollerConfig
+from metre.api.app import create_app
+from metre.contracts.bus import InMemoryBus
+from metre.ingest.poller import Poller, PollerConfig
+from metre.processors.runner import Processor
+from metre.processors.store import PgStore
 from metre.settings import Settings
-from processors.runner import Processor
-from processors.store import PgStore
 
 COMMITS, DLQ, UPDATES = "t.commits", "t.commits.dlq", "t.metric-updates"
 GROUP = "t-processors"

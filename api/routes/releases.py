@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel
 
-from api.deps import StoreDep
-from api.provenance import serve
-from api.routes.repos import _ERRORS, RepoId
-from processors.metrics.releases import lead_time_result, releases_result
-from processors.releasereads import release_inputs
+from metre.api.deps import StoreDep
+from metre.api.provenance import serve
+from metre.api.routes.repos import _ERRORS, RepoId
+from metre.api.specquery import Values, query
+from metre.processors.metrics.releases import LEAD_TIME, lead_time_result, releases_result
+from metre.processors.releasereads import release_inputs
 
 router = APIRouter(tags=["metrics"])
 _NOT_MODIFIED: dict[int | str, dict[str, Any]] = {304: {"description": "Not modified"}}
@@ -94,10 +95,10 @@ async def repo_lead_time(
     request: Request,
     repo_id: RepoId,
     store: StoreDep,
-    granularity: Annotated[
-        Literal["day", "week", "month"], Query(description="day, week or month")
-    ] = "week",
+    values: Annotated[Values, Depends(query(LEAD_TIME))],
 ) -> Response:
+    granularity = values["granularity"]
+
     async def compute(ids: list[int]) -> dict[str, Any]:
         graph, tags = await release_inputs(store, ids[0])
         return {

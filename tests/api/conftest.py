@@ -5,7 +5,7 @@ oracle (I/O).
 `store` fixture), an `InMemoryBus`, a running `Processor` publishing metric-update events, and
 an `httpx.AsyncClient` on `create_app(settings, store)` through `httpx.ASGITransport` (no
 sockets). `await metre_api.ingest(path)` registers a local repository, polls it once with the
-real `ingest.poller.Poller` (dulwich) and returns its id once the processor has applied every
+real `metre.ingest.poller.Poller` (dulwich) and returns its id once the processor has applied every
 event. Nothing is mocked: use it for any metric endpoint test (`testkit/oracle.py` has the
 git-CLI expectations).
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from processors.store import PgStore
+from metre.processors.store import PgStore
 from testkit.pipeline import Pipeline, pipeline
 
 

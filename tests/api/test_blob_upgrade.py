@@ -12,10 +12,10 @@ import orjson
 import pytest
 from dulwich.repo import Repo
 
-from ingest.bus import Message
-from ingest.events import encode, partition_key
-from ingest.gitdiff import commit_event, new_commits
-from processors.store import REPUBLISH
+from metre.contracts.bus import Message
+from metre.contracts.events import encode, partition_key
+from metre.ingest.gitdiff import commit_event, new_commits
+from metre.processors.store import REPUBLISH
 from testkit.oracle import expected_languages
 from testkit.pipeline import COMMITS, Pipeline, wait_applied
 from tests.api.test_files_metrics import all_files, check_files, check_hotspots

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
-from api.csvexport import flatten, render, wants_csv
+from metre.api.csvexport import flatten, render, wants_csv
 from testkit.pipeline import Pipeline
 
 pytestmark = pytest.mark.integration

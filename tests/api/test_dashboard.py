@@ -19,7 +19,7 @@ import pytest
 import uvicorn
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
 
-from api.app import create_app
+from metre.api.app import create_app
 from metre.settings import Settings
 from testkit.broker import free_port
 from testkit.oracle import expected_activity, expected_authors, rollup
@@ -261,8 +261,8 @@ async def test_keyboard_and_phone(metre_api: Pipeline, random_repo: Path, browse
 
 
 async def test_notifications_on_the_overview(metre_api: Pipeline, browser: Browser) -> None:
-    from processors.notify_rules import Alert
-    from processors.notify_store import NotifyStore
+    from metre.processors.notify_rules import Alert
+    from metre.processors.notify_store import NotifyStore
 
     notes = NotifyStore(metre_api.store.pool)
     target = await notes.add_target("slack", "https://hooks.example.com/T0/B0/secret", "team")
@@ -283,8 +283,8 @@ async def test_notifications_on_the_overview(metre_api: Pipeline, browser: Brows
 
 
 async def test_pipeline_panel_shows_the_consumer_lag(metre_api: Pipeline, browser: Browser) -> None:
-    from ingest.bus import Message
-    from processors.lag import GroupLag
+    from metre.contracts.bus import Message
+    from metre.processors.lag import GroupLag
 
     await metre_api.bus.ensure_topics(["t.lagged"])
     for i in range(3):

@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
-from api.app import create_app
-from api.schemas import INT64_MAX, text_problem
+from metre.api.app import create_app
+from metre.api.schemas import INT64_MAX, text_problem
+from metre.processors.filereads import _days_before
 from metre.settings import Settings
-from processors.filereads import _days_before
 from testkit.gitbuilder import GitRepoBuilder
 from testkit.pipeline import Pipeline
 from tests.api.files_oracle import expected_hotspots
@@ -299,7 +299,7 @@ async def test_with_the_database_away_every_answer_is_listed(tmp_path: Path) -> 
 
     import asyncpg
 
-    from processors.store import PgStore
+    from metre.processors.store import PgStore
 
     with socket.socket() as s:  # a loopback port nothing listens on
         s.bind(("127.0.0.1", 0))

@@ -403,7 +403,7 @@ async def test_routes_and_bad_input_change_nothing(metre_api: Pipeline, tmp_path
 async def test_writes_need_a_token_when_tokens_are_set(tmp_path: Path, store: Any) -> None:
     import httpx
 
-    from api.app import create_app
+    from metre.api.app import create_app
     from metre.settings import Settings
 
     app = create_app(Settings(data_dir=tmp_path, api_tokens="secret-token"), store)

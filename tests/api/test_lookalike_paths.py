@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from ingest.paths import path_bytes
+from metre.contracts.paths import path_bytes
 from testkit.lookalikes import LATIN1, LITERAL, NAMES
 from testkit.oracle import assert_api_matches_git, expected_files, expected_languages
 from testkit.pipeline import COMMITS, Pipeline
@@ -89,7 +89,7 @@ async def test_coupling_refuses_a_path_metre_never_serves(
         f"/api/v1/repos/{repo_id}/metrics/coupling", params={"path": path}
     )
     assert r.status_code == 422, r.text
-    # NUL is refused for every parameter before any route reads it (api.deps.storable_text).
+    # NUL is refused for every parameter before any route reads it (metre.api.deps.storable_text).
     expected = "NUL" if "\x00" in path else "path form"
     assert expected in r.json()["error"]["message"]
 

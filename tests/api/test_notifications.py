@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-from api.app import create_app
-from ingest.bus import Message
+from metre.api.app import create_app
+from metre.contracts.bus import Message
+from metre.processors.notifier import Notifier, NotifyConfig
 from metre.settings import Settings
-from processors.notifier import Notifier, NotifyConfig
 from testkit.gitbuilder import GitRepoBuilder
 from testkit.pipeline import COMMITS, UPDATES, Pipeline
 from tests.api.files_oracle import expected_ownership
@@ -190,7 +190,7 @@ async def test_a_failing_target_is_retried_with_backoff_then_given_up(
 
 
 async def test_lag_rule_fires_and_resolves(metre_api: Pipeline) -> None:
-    from processors.lag import GroupLag
+    from metre.processors.lag import GroupLag
 
     async with receiver() as hook, api(metre_api) as client:
         tid = await target(client, hook.url, kind="webhook")

@@ -13,11 +13,11 @@ import pytest
 from playwright.async_api import Browser
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.app import create_app
-from api.openapi import patch_document
+from metre.api.app import create_app
+from metre.api.openapi import patch_document
+from metre.processors.store import PgStore
 from metre.readiness import Check
 from metre.settings import Settings
-from processors.store import PgStore
 from testkit.pipeline import Pipeline
 from tests.api.test_dashboard import browser, open_page, serve  # noqa: F401 (fixture)
 

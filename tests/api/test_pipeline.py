@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from ingest.bus import Message
-from processors.busmarks import BusMarks, data_loss_status
-from processors.store import DeadLetter
+from metre.contracts.bus import Message
+from metre.processors.busmarks import BusMarks, data_loss_status
+from metre.processors.store import DeadLetter
 from testkit.pipeline import COMMITS, DLQ, Pipeline
 
 pytestmark = pytest.mark.integration

@@ -15,12 +15,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.app import create_app
-from ingest.bus import InMemoryBus
-from ingest.poller import Poller, PollerConfig
+from metre.api.app import create_app
+from metre.contracts.bus import InMemoryBus
+from metre.ingest.poller import Poller, PollerConfig
+from metre.processors.runner import Processor
+from metre.processors.store import PgStore
 from metre.settings import Settings
-from processors.runner import Processor
-from processors.store import PgStore
 from testkit.broker import free_port
 from testkit.oracle import expected_activity
 from testkit.pipeline import Pipeline, wait_applied

@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from ingest import releasepoll
-from ingest.releases import DEFAULT_PATTERNS, parse_patterns
+from metre.ingest import releasepoll
+from metre.ingest.releases import DEFAULT_PATTERNS, parse_patterns
 from testkit.gitbuilder import GitRepoBuilder
 from testkit.pipeline import Pipeline
 from tests.api.releases_oracle import expected_lead_time, expected_releases, release_tags

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from processors.sharedhistory import Tracked, candidates, redundant
+from metre.processors.sharedhistory import Tracked, candidates, redundant
 from testkit.pipeline import Pipeline
 from tests.api.test_catalogue_metrics import _check
 from tests.fixtures.gitrepo import GitRepoBuilder, git_commits

@@ -15,11 +15,11 @@ import orjson
 import pytest
 import uvicorn
 
-from api.app import create_app
-from api.server import server_config
+from metre.api.app import create_app
+from metre.api.server import server_config
+from metre.processors.store import PgStore
 from metre.serving import QuietServer, bind_socket, serve_api
 from metre.settings import Settings
-from processors.store import PgStore
 
 pytestmark = pytest.mark.integration
 

@@ -18,9 +18,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from api.app import create_app
-from ingest.credentials import load_credentials
+from metre.api.app import create_app
 from metre.cli import parser
+from metre.ingest.credentials import load_credentials
 from metre.settings import Settings
 from metre.wiring import all_topics, commits_topic, processor_group
 from tests.deploy.manifests import (

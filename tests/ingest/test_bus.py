@@ -13,7 +13,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import DefaultPartitioner
 
-from ingest.bus import (
+from metre.contracts.bus import (
     Bus,
     BusError,
     CommitFailed,
@@ -23,7 +23,7 @@ from ingest.bus import (
     Record,
     partition_for,
 )
-from ingest.kafka_bus import KafkaBus
+from metre.ingest.kafka_bus import KafkaBus
 from testkit.broker import Broker, free_port
 
 PARTITIONS = 4

@@ -19,10 +19,10 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 
-import ingest.remotefetch
-from ingest.mirror import FetchAccess, open_mirror, resolve_head
-from ingest.negotiate import HaveWalker
-from ingest.urlpolicy import UrlPolicy
+import metre.ingest.remotefetch
+from metre.ingest.mirror import FetchAccess, open_mirror, resolve_head
+from metre.ingest.negotiate import HaveWalker
+from metre.ingest.urlpolicy import UrlPolicy
 from testkit.githttp import http_backend
 from tests.fixtures.gitrepo import git_env, run_git
 from tests.fixtures.sshd import SSH_ALIAS, SshClient, SshServers
@@ -184,7 +184,7 @@ def test_ssh_walker_sends_a_handful_of_haves(
             super().__init__(*args, **kwargs)
             walkers.append(self)
 
-    monkeypatch.setattr(ingest.remotefetch, "HaveWalker", Counted)
+    monkeypatch.setattr(metre.ingest.remotefetch, "HaveWalker", Counted)
     access = FetchAccess(
         UrlPolicy(frozenset({"ssh"}), allow_private_hosts=True), resolve=Resolver(["127.0.0.1"])
     )

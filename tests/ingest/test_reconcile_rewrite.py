@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from ingest.bus import InMemoryBus
-from ingest.poller import Poller, PollerConfig
-from ingest.reconcile import reconcile_all
-from processors.store import PgStore
+from metre.contracts.bus import InMemoryBus
+from metre.ingest.poller import Poller, PollerConfig
+from metre.ingest.reconcile import reconcile_all
+from metre.processors.store import PgStore
 from testkit.dump import differences, dump
 from testkit.postgres import drop_database
 from tests.fixtures.gitrepo import GitRepoBuilder, git_commits

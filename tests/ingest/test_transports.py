@@ -24,8 +24,8 @@ from dulwich.repo import Repo
 from dulwich.server import DictBackend
 from dulwich.web import make_wsgi_chain
 
-from ingest.mirror import FetchAccess, RepositoryError, open_mirror, resolve_head
-from ingest.urlpolicy import UrlPolicy
+from metre.ingest.mirror import FetchAccess, RepositoryError, open_mirror, resolve_head
+from metre.ingest.urlpolicy import UrlPolicy
 from metre.settings import Settings
 from metre.wiring import fetch_access
 from tests.fixtures.counting import Counting

@@ -16,9 +16,9 @@ import httpx
 import orjson
 import pytest
 
-from ingest.events import RetractEvent, decode_event
-from ingest.kafka_bus import KafkaBus
-from processors.store import PgStore
+from metre.contracts.events import RetractEvent, decode_event
+from metre.ingest.kafka_bus import KafkaBus
+from metre.processors.store import PgStore
 from testkit.broker import free_port
 from testkit.dump import differences, dump
 from testkit.oracle import wait_ingested

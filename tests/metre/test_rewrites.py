@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from processors.store import PgStore
+from metre.processors.store import PgStore
 from testkit.dump import differences, dump
 from testkit.oracle import assert_api_matches_git
 from testkit.pipeline import pipeline

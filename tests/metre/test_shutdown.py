@@ -20,10 +20,10 @@ import asyncpg
 import httpx
 import pytest
 
-from api.app import create_app
+from metre.api.app import create_app
 from metre.pg import start_embedded, stop_embedded
+from metre.processors.store import PgStore
 from metre.settings import Settings
-from processors.store import PgStore
 from testkit.broker import Broker, free_port
 from testkit.oracle import assert_api_matches_git, wait_ingested
 from testkit.postgres import PgServer

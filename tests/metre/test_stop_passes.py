@@ -44,7 +44,7 @@ async def test_removal_loop_stops_in_the_middle_of_a_pass(
         entered.set()
         await asyncio.Event().wait()
 
-    monkeypatch.setattr("processors.removals.publish_removals", stuck)
+    monkeypatch.setattr("metre.processors.removals.publish_removals", stuck)
     settings = Settings(data_dir=tmp_path)
     loop = asyncio.create_task(runtime._removal_loop(settings, None, None, stop))  # type: ignore[arg-type]
     await asyncio.wait_for(entered.wait(), 5)

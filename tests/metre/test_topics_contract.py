@@ -20,10 +20,10 @@ import httpx
 import orjson
 import pytest
 
-from ingest.bus import Message, Record
-from ingest.events import partition_key
-from ingest.kafka_bus import KafkaBus
-from ingest.wire import REPO_KEY_PATTERN
+from metre.contracts.bus import Message, Record
+from metre.contracts.events import partition_key
+from metre.contracts.wire import REPO_KEY_PATTERN
+from metre.ingest.kafka_bus import KafkaBus
 from testkit.broker import free_port
 from testkit.oracle import wait_ingested
 from testkit.roles import Roles, role_env, wait_ready

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-import processors.store as store_module
-from processors.store import PgStore
+from metre.processors import store as store_module
+from metre.processors.store import PgStore
 from testkit.postgres import create_database, drop_database
 
 

@@ -10,9 +10,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from ingest.events import BlobDelta, CommitEvent, FileChange, MergeFile
-from processors.metrics import TABLES
-from processors.store import PgStore
+from metre.contracts.events import BlobDelta, CommitEvent, FileChange, MergeFile
+from metre.processors.metrics import TABLES
+from metre.processors.store import PgStore
 from testkit.postgres import drop_database
 from tests.fixtures.postgres import MakeDatabase
 from tests.processors.factories import event, person

@@ -8,9 +8,9 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-import processors.store as store_module
-from processors.rebuild import LANGUAGE_TABLES
-from processors.store import REPUBLISH, PgStore, _commit_arrays, _file_arrays
+from metre.processors import store as store_module
+from metre.processors.rebuild import LANGUAGE_TABLES
+from metre.processors.store import REPUBLISH, PgStore, _commit_arrays, _file_arrays
 from testkit.dump import differences, dump
 from tests.fixtures.postgres import LEGACY_INSERT_FILES
 from tests.processors.migrating import schema_before

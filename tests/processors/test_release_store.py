@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ingest.bus import InMemoryBus
-from ingest.releases import ReleaseTag, TagsEvent
+from metre.contracts.bus import InMemoryBus
+from metre.contracts.tags import ReleaseTag, TagsEvent
+from metre.processors.store import PgStore
 from metre.settings import Settings
 from metre.wiring import make_poller
-from processors.store import PgStore
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from ingest.events import ChangeType, CommitEvent, FileChange, Person, RetractEvent
-from processors.store import PgStore
+from metre.contracts.events import ChangeType, CommitEvent, FileChange, Person, RetractEvent
+from metre.processors.store import PgStore
 from testkit.dump import differences, dump
 from testkit.postgres import drop_database
 from tests.fixtures.postgres import MakeDatabase
