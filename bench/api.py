@@ -44,13 +44,11 @@ from fastapi import FastAPI
 
 from metre.api.app import create_app
 from metre.api.server import server_config
-from metre.contracts.bus import InMemoryBus
-from metre.ingest.poller import Poller, PollerConfig
 from metre.ingest.releases import DEFAULT_PATTERNS, parse_patterns
 from metre.pg import start_embedded, stop_embedded
-from metre.processors.runner import Processor
 from metre.processors.store import PgStore
 from metre.settings import Settings
+from testkit.pipeline import pipeline
 
 TOPIC, DLQ = "bench.commits", "bench.commits.dlq"
 LIMIT_MS = 50.0
@@ -85,30 +83,17 @@ def free_port() -> int:
         return port
 
 
-async def ingest(store: PgStore, repo: Path, mirrors: Path) -> tuple[int, int, float]:
+async def ingest(store: PgStore, repo: Path, data_dir: Path) -> tuple[int, int, float]:
     """(repository id, commits, seconds) after the processor applied every event."""
-    bus = InMemoryBus(partitions=2)
-    await bus.start()
-    await bus.ensure_topics([TOPIC, DLQ])
     release_tags = parse_patterns(DEFAULT_PATTERNS)  # as the roles' default
-    poller = Poller(
-        bus, store, PollerConfig(mirrors_dir=mirrors, topic=TOPIC, release_tags=release_tags)
-    )
-    processor = Processor(bus, store, TOPIC, "bench", 500, DLQ, fetch_timeout=0.05)
-    stop = asyncio.Event()
-    task = asyncio.create_task(processor.run(stop))
-    t0 = time.perf_counter()
-    row = await store.add_repo(str(repo), None)
-    claimed = await store.claim_due_repo(600)
-    assert claimed is not None
-    await poller.poll(claimed)
-    while processor.handled < poller.published:
-        await asyncio.sleep(0.02)
-    seconds = time.perf_counter() - t0
-    stop.set()
-    await task
-    await bus.stop()
-    return row.id, poller.published, seconds
+    async with pipeline(store, data_dir, release_tags=release_tags) as p:
+        t0 = time.perf_counter()
+        repo_id = await p.ingest(repo, timeout=INGEST_TIMEOUT)
+        seconds = time.perf_counter() - t0
+        return repo_id, p.poller.published, seconds
+
+
+INGEST_TIMEOUT = 3600.0
 
 
 async def serve(app: FastAPI, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
@@ -177,7 +162,7 @@ async def main(repo: Path, n: int) -> None:
         print(f"machine: {machine()}")
         print(f"before ingestion: {load()}")
         await store.migrate()
-        repo_id, commits, seconds = await ingest(store, repo, root / "mirrors")
+        repo_id, commits, seconds = await ingest(store, repo, root)
         print(f"repository: {repo} ({commits} commits ingested in {seconds:.1f} s)")
         print(f"before the requests: {load()}")
         hello = FastAPI()

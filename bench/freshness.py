@@ -99,14 +99,14 @@ def _served(source: Path, transport: str) -> Iterator[str]:
         return
     from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-    from tests.ingest.test_negotiate import _http_backend
+    from testkit.githttp import http_backend
 
     class Quiet(WSGIRequestHandler):
         def log_message(self, format: str, *args: object) -> None:
             pass
 
     trace = source.parent / "http-trace"
-    server = make_server("127.0.0.1", 0, _http_backend(source.parent, trace), WSGIServer,
+    server = make_server("127.0.0.1", 0, http_backend(source.parent, trace), WSGIServer,
                          handler_class=Quiet)  # fmt: skip
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -128,17 +128,17 @@ def _ssh_served(source: Path) -> Iterator[str]:
     import shlex
     import shutil
 
-    from tests.fixtures.sshd import Sshd, _config, _keygen
+    from testkit.sshd import Sshd, keygen, sshd_config
 
     base = source.parent.parent / "ssh"
     (base / "bin").mkdir(parents=True)
     if os.geteuid() == 0:  # sshd running as root refuses to start without its privsep dir
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-    _keygen(base / "host_key")
-    _keygen(base / "client_key")
+    keygen(base / "host_key")
+    keygen(base / "client_key")
     shutil.copy(base / "client_key.pub", base / "authorized_keys")
     port = _free_port()
-    server = Sshd(_config(base, "127.0.0.1", port), base / "sshd.log")
+    server = Sshd(sshd_config(base, "127.0.0.1", port), base / "sshd.log")
     key = " ".join((base / "host_key.pub").read_text().split()[:2])
     (base / "known_hosts").write_text(f"127.0.0.1 {key}\n[127.0.0.1]:{port} {key}\n")
     (base / "config").write_text(

@@ -41,7 +41,7 @@ from metre.api.app import create_app
 from metre.api.server import server_config
 from metre.pg import start_embedded, stop_embedded
 from metre.processors.store import PgStore
-from metre.runtime import _QuietServer
+from metre.serving import QuietServer
 from metre.settings import Settings
 
 EXCLUDED = "positive_data_acceptance,negative_data_rejection"
@@ -135,7 +135,7 @@ async def main(per_operation: int, workers: int, extra: Sequence[str] = ()) -> i
         print(f"machine: {machine()}")
         await store.migrate()
         repo = build_repo(root / "repo")
-        repo_id, commits, _ = await ingest_repo(store, repo, root / "mirrors")
+        repo_id, commits, _ = await ingest_repo(store, repo, root)
         print(f"seeded repository {repo_id} ({commits} commits, the last dated 9999-12-31)")
         settings = Settings(
             data_dir=root,
@@ -147,7 +147,7 @@ async def main(per_operation: int, workers: int, extra: Sequence[str] = ()) -> i
         config = server_config(
             create_app(settings, store), host="127.0.0.1", port=port, log_level="critical"
         )
-        server = _QuietServer(config)
+        server = QuietServer(config)
         serving = asyncio.create_task(server.serve())
         while not server.started:
             await asyncio.sleep(0.01)

@@ -29,8 +29,8 @@ def run_case(name: str, root: Path) -> dict[str, object]:
 
     from metre.ingest.gitdiff import commit_event, new_commits
     from metre.ingest.mirror import resolve_head
-    from tests.fixtures.gitrepo import git_numstat
-    from tests.fixtures.huge import fat, long_line, wide
+    from testkit.gitlog import git_numstat
+    from testkit.huge import fat, long_line, wide
 
     build = {"wide": wide, "fat": fat, "line": long_line}[name]
     started = time.perf_counter()

@@ -1,7 +1,7 @@
 """Merge-heavy generated histories, and what a poll of new commits costs on a long one.
 
 python -P bench/incremental.py generate DIR [--commits 80000] [--tail 100]
-    writes a merge-heavy history (tests/fixtures/mergeheavy.py: long-lived branches merged
+    writes a merge-heavy history (testkit/mergeheavy.py: long-lived branches merged
     back and forth, criss-cross and octopus merges, about 30% merges) to DIR; DIR then serves
     as REPO for bench/ingest.py. Prints its commits, merges and the heads.
 python -P bench/incremental.py compare [--long DIR] [--commits 80000] [--tail 100]
@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def generate(path: Path, commits: int, tail: int) -> dict[str, str]:
-    from tests.fixtures.mergeheavy import generate_merge_heavy_history
+    from testkit.mergeheavy import generate_merge_heavy_history
 
     info_file = path.parent / f".{path.name}-info.json"
     if info_file.exists():

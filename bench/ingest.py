@@ -30,6 +30,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # testkit, as bench/heal.py
+
+WAIT = 3600.0
+"""Seconds a stage may wait for the processor to apply what was published."""
+
 GIT_ARGS = ["log", "--numstat", "--no-renames", "--minimal", "--format=%x00%H"]
 
 
@@ -194,6 +199,7 @@ def stage_e2e(repo: Path, args: argparse.Namespace) -> dict[str, Any]:
     from metre.ingest.mirror import open_mirror
     from metre.ingest.poller import Poller, PollerConfig
     from metre.processors.runner import Processor
+    from testkit.pipeline import wait_applied
 
     async def run(root: Path) -> dict[str, Any]:
         store = await _fresh_store(root)
@@ -216,8 +222,7 @@ def stage_e2e(repo: Path, args: argparse.Namespace) -> dict[str, Any]:
             assert polled is not None
             await poller.poll(polled)
             published = time.perf_counter() - started
-            while processor.handled < poller.published:
-                await asyncio.sleep(0.01)
+            await wait_applied(processor, lambda: poller.published, timeout=WAIT, every=0.01)
             seconds = time.perf_counter() - started
             stop.set()
             await task
@@ -251,6 +256,7 @@ def stage_processor(repo: Path, args: argparse.Namespace) -> dict[str, Any]:
     from metre.contracts.events import partition_key
     from metre.ingest.backfill import EventPool, worker_count
     from metre.processors.runner import Processor
+    from testkit.pipeline import wait_applied
 
     async def run(root: Path) -> dict[str, Any]:
         store = await _fresh_store(root)
@@ -269,8 +275,7 @@ def stage_processor(repo: Path, args: argparse.Namespace) -> dict[str, Any]:
             stop = asyncio.Event()
             started = time.perf_counter()
             task = asyncio.create_task(processor.run(stop))
-            while processor.handled < len(shas):
-                await asyncio.sleep(0.01)
+            await wait_applied(processor, len(shas), timeout=WAIT, every=0.01)
             seconds = time.perf_counter() - started
             stop.set()
             await task

@@ -24,7 +24,7 @@ Run: nice -n 10 python -P bench/scaleout.py [--commits 3000] [--repos 16] [--par
   down only after the desired count stayed lower for --cooldown seconds (KEDA's cooldown and
   the HPA's stabilisation window), and starts or stops processor processes.
 
-After every run the store is compared with the git CLI (tests/oracle.py): per repository the
+After every run the store is compared with the git CLI (testkit/oracle.py): per repository the
 commits, lines added and removed must equal git's, so lost = 0 and double-counted = 0 are
 checked, not assumed. The machine has 2 cores: broker, PostgreSQL, producers and every
 processor share them, so more than 2 processors cannot run faster here; the figures show the
@@ -38,7 +38,6 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import math
 import os
 import shutil
 import signal
@@ -49,6 +48,8 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+from testkit.keda import desired_replicas
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -201,7 +202,7 @@ class Env:
 async def _fresh_database(env: Env, repos: Sequence[str]) -> str:
     """A migrated database with `repos` registered as ids 1..n, in that order."""
     from metre.processors.store import PgStore
-    from tests.fixtures.postgres import create_database
+    from testkit.postgres import create_database
 
     dsn = await create_database(env.server_dsn)
     store = await PgStore.connect(dsn, min_size=1, max_size=1)
@@ -307,7 +308,7 @@ def _longest_stall(samples: list[tuple[float, int]], start: float, end: float) -
 async def _check(dsn: str, history: Path, repos: int) -> tuple[int, int]:
     """(lost, double-counted) over every repository: commits and lines against the git CLI."""
     from metre.processors.store import PgStore
-    from tests.oracle import expected_activity
+    from testkit.oracle import expected_activity
 
     want = {"commits": 0, "added": 0, "removed": 0}
     for day in expected_activity(history).values():
@@ -471,7 +472,7 @@ def _git(*args: str, cwd: Path | None = None) -> None:
 
 
 async def bench_pollers(env: Env, history: Path, repos: int, counts: Sequence[int]) -> None:
-    from tests.oracle import expected_activity
+    from testkit.oracle import expected_activity
 
     commits = sum(d["commits"] for d in expected_activity(history).values())
     clones = []
@@ -522,12 +523,6 @@ async def _lag(env: Env, group: str, topic: str) -> int:
         await consumer.stop()
     # Tansu reports an end offset as its last batch's base + 1: clamp what it undercounts.
     return sum(max(0, ends[tp] - max(committed.get(tp.partition, 0), 0)) for tp in parts)
-
-
-def desired_replicas(lag: int, threshold: int, partitions: int, max_replicas: int) -> int:
-    """KEDA's Kafka scaler with the HPA's AverageValue target: ceil(lag / threshold), at least
-    1 (minReplicaCount), at most the partitions (allowIdleConsumers false) and maxReplicaCount."""
-    return max(1, min(math.ceil(lag / threshold), partitions, max_replicas))
 
 
 async def bench_lag(
@@ -589,8 +584,8 @@ async def bench_lag(
 
 async def main(args: argparse.Namespace) -> None:
     from metre.pg import start_embedded, stop_embedded
-    from tests.fixtures.broker import Broker, free_port
-    from tests.fixtures.histories import generate_history
+    from testkit.broker import Broker, free_port
+    from testkit.histories import generate_history
 
     root = Path(tempfile.mkdtemp(prefix="metre-scaleout-"))
     broker = Broker(free_port(), root / "broker.log")

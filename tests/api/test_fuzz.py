@@ -45,7 +45,7 @@ class _Server(uvicorn.Server):
 
 @pytest.fixture(scope="module")
 def api_url(tmp_path_factory: pytest.TempPathFactory, pg_dsn: str) -> Iterator[str]:
-    from tests.fixtures.postgres import drop_database
+    from testkit.postgres import drop_database
 
     # The module-scoped app needs its own database; seed one repository so that path
     # parameters sometimes hit an existing row.
@@ -81,7 +81,7 @@ def api_url(tmp_path_factory: pytest.TempPathFactory, pg_dsn: str) -> Iterator[s
 
 async def _fresh_database(server_dsn: str) -> str:
     from metre.processors.store import PgStore
-    from tests.fixtures.postgres import create_database
+    from testkit.postgres import create_database
 
     dsn = await create_database(server_dsn)
     store = await PgStore.connect(dsn, min_size=1, max_size=1)

@@ -20,7 +20,7 @@ from metre.api.openapi import patch_document
 from metre.processors.store import PgStore
 from metre.readiness import Check
 from metre.settings import Settings
-from tests.api.conftest import MetreApi
+from testkit.pipeline import Pipeline
 from tests.api.test_dashboard import browser, open_page, serve  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.integration
@@ -49,7 +49,7 @@ async def test_doc_pages_reference_only_local_assets(page: str) -> None:
 
 
 async def test_doc_pages_render_offline_in_chromium(
-    metre_api: MetreApi,
+    metre_api: Pipeline,
     browser: Browser,  # noqa: F811 (fixture)
 ) -> None:
     async with serve(Settings(), metre_api) as url:

@@ -26,8 +26,8 @@ from metre.ingest.poller import Poller, PollerConfig
 from metre.processors.runner import Processor
 from metre.processors.store import PgStore
 from metre.settings import Settings
+from testkit.oracle import assert_api_matches_git, wait_ingested
 from tests.fixtures.gitrepo import GitRepoBuilder, git_commits
-from tests.oracle import assert_api_matches_git, wait_ingested
 
 pytestmark = pytest.mark.integration
 

@@ -21,8 +21,8 @@ import yaml
 from metre.api.app import create_app
 from metre.cli import parser
 from metre.ingest.credentials import load_credentials
-from metre.runtime import all_topics, commits_topic, processor_group
 from metre.settings import Settings
+from metre.wiring import all_topics, commits_topic, processor_group
 from tests.deploy.manifests import (
     OVERLAYS,
     ROOT,
@@ -410,9 +410,10 @@ def test_the_scaling_query_is_the_claims_condition() -> None:
 
 
 def test_the_scaling_driver_applies_kedas_kafka_rule() -> None:
-    """bench/scaleout.py's driver: ceil(lag / lagThreshold), at least minReplicaCount (1), at
-    most the partitions and maxReplicaCount, the rule the processors' ScaledObject declares."""
-    from bench.scaleout import desired_replicas
+    """The scaling driver of bench/scaleout.py (testkit/keda.py): ceil(lag / lagThreshold), at
+    least minReplicaCount (1), at most the partitions and maxReplicaCount, the rule the
+    processors' ScaledObject declares."""
+    from testkit.keda import desired_replicas
 
     processors = find(render("prod"), "ScaledObject", "metre-processor")["spec"]
     threshold = int(processors["triggers"][0]["metadata"]["lagThreshold"])

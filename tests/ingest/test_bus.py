@@ -24,7 +24,7 @@ from metre.contracts.bus import (
     partition_for,
 )
 from metre.ingest.kafka_bus import KafkaBus
-from tests.fixtures.broker import Broker, free_port
+from testkit.broker import Broker, free_port
 
 PARTITIONS = 4
 SESSION_TIMEOUT_MS = 1_000

@@ -10,8 +10,8 @@ from dulwich.repo import Repo
 
 from metre.ingest.gitdiff import commit_event, new_commits
 from metre.ingest.mirror import resolve_head
+from testkit.huge import fat, long_line, wide
 from tests.fixtures.gitrepo import git_numstat
-from tests.fixtures.huge import fat, long_line, wide
 
 
 def _equal_to_git(repo_dir: Path) -> list[int]:

@@ -12,8 +12,8 @@ from dulwich.repo import Repo
 from metre.contracts.events import encode
 from metre.ingest import gitdiff
 from metre.ingest.gitdiff import commit_event, new_commits, use_commit_graph
+from testkit.mergeheavy import generate_merge_heavy_history
 from tests.fixtures.gitrepo import run_git
-from tests.fixtures.mergeheavy import generate_merge_heavy_history
 from tests.ingest.test_merge_files import check_every_commit
 
 

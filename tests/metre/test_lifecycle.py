@@ -14,8 +14,8 @@ from metre.api.app import create_app
 from metre.contracts.bus import InMemoryBus
 from metre.ingest.poller import Poller
 from metre.processors.store import PgStore
-from metre.runtime import commits_topic, make_poller
 from metre.settings import Settings
+from metre.wiring import commits_topic, make_poller
 from tests.fixtures.gitrepo import GitRepoBuilder
 
 pytestmark = pytest.mark.integration

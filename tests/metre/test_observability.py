@@ -21,11 +21,11 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.fixtures.broker import free_port
+from testkit.broker import free_port
+from testkit.oracle import wait_ingested
+from testkit.postgres import create_database, drop_database
+from testkit.roles import Roles, role_env
 from tests.fixtures.gitrepo import git_commits
-from tests.fixtures.postgres import create_database, drop_database
-from tests.fixtures.roles import Roles, role_env
-from tests.oracle import wait_ingested
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 T = TypeVar("T")

@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fixtures.broker import Broker, free_port
+from testkit.broker import Broker, free_port
+from testkit.oracle import wait_ingested
+from testkit.roles import Roles, role_env, wait_ready
 from tests.fixtures.gitrepo import git_commits
-from tests.fixtures.roles import Roles, role_env, wait_ready
-from tests.oracle import wait_ingested
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

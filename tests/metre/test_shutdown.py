@@ -20,15 +20,15 @@ import asyncpg
 import httpx
 import pytest
 
-from bench.chaos import PgServer
 from metre.api.app import create_app
 from metre.pg import start_embedded, stop_embedded
 from metre.processors.store import PgStore
 from metre.settings import Settings
-from tests.fixtures.broker import Broker, free_port
+from testkit.broker import Broker, free_port
+from testkit.oracle import assert_api_matches_git, wait_ingested
+from testkit.postgres import PgServer
+from testkit.roles import SESSION_TIMEOUT_MS, Roles, role_env, wait_ready
 from tests.fixtures.gitrepo import git_commits
-from tests.fixtures.roles import SESSION_TIMEOUT_MS, Roles, role_env, wait_ready
-from tests.oracle import assert_api_matches_git, wait_ingested
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

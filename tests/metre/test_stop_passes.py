@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from metre import runtime
+from metre import runtime, supervisor
 from metre.settings import Settings
 
 
@@ -60,8 +60,8 @@ async def test_a_slow_shutdown_names_what_it_waits_for(caplog: pytest.LogCapture
 
     hung = asyncio.create_task(hanging_pass(), name="hung-pass")
     stop.set()
-    with caplog.at_level(logging.ERROR, logger="metre.runtime"):
-        await asyncio.wait_for(runtime.name_slow_shutdown(stop, after=0.05), 5)
+    with caplog.at_level(logging.ERROR, logger="metre.supervisor"):
+        await asyncio.wait_for(supervisor.name_slow_shutdown(stop, after=0.05), 5)
     hung.cancel()
     text = caplog.text
     assert "still stopping after 0.05 s" in text

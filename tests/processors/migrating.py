@@ -9,7 +9,7 @@ import pytest
 
 from metre.processors import database as database_module
 from metre.processors.store import PgStore
-from tests.fixtures.postgres import create_database, drop_database
+from testkit.postgres import create_database, drop_database
 
 
 @contextlib.asynccontextmanager

@@ -13,7 +13,8 @@ import pytest
 from metre.contracts.events import BlobDelta, CommitEvent, FileChange, MergeFile
 from metre.processors.metrics import TABLES
 from metre.processors.store import PgStore
-from tests.fixtures.postgres import MakeDatabase, drop_database
+from testkit.postgres import drop_database
+from tests.fixtures.postgres import MakeDatabase
 from tests.processors.factories import event, person
 
 pytestmark = pytest.mark.integration

@@ -9,13 +9,13 @@ import pytest
 
 from metre.processors.rebuild import COMMIT_KIND_TABLES
 from metre.processors.store import PgStore
+from testkit.dump import differences, dump
 from tests.fixtures.legacyfacts import (
     LEGACY_INSERT_COMMITS,
     legacy_commit_arrays,
     legacy_file_arrays,
 )
 from tests.fixtures.postgres import LEGACY_INSERT_FILES
-from tests.processors.dump import differences, dump
 from tests.processors.migrating import old_repo, schema_before
 from tests.processors.test_commutativity import _events, without_blobs
 

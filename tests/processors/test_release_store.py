@@ -12,8 +12,8 @@ import pytest
 from metre.contracts.bus import InMemoryBus
 from metre.contracts.tags import ReleaseTag, TagsEvent
 from metre.processors.store import PgStore
-from metre.runtime import make_poller
 from metre.settings import Settings
+from metre.wiring import make_poller
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ from metre.processors import setfolds as setfolds
 from metre.processors import sink as sink
 from metre.processors.metrics import TABLES, folds_of
 from metre.processors.store import PgStore
-from tests.processors.dump import differences, dump
+from testkit.dump import differences, dump
 from tests.processors.test_commutativity import _events
 from tests.processors.test_retraction import fresh  # noqa: F401 (fixture)
 

@@ -16,7 +16,8 @@ from metre.processors.metrics import total
 from metre.processors.metrics.activity import activity
 from metre.processors.metrics.authors import authors
 from metre.processors.store import PgStore
-from tests.fixtures.postgres import MakeDatabase, create_database, drop_database
+from testkit.postgres import create_database, drop_database
+from tests.fixtures.postgres import MakeDatabase
 from tests.processors.factories import event, person
 
 pytestmark = pytest.mark.integration

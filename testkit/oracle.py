@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx
 
-from tests.fixtures.gitlog import git_head_blobs, served_path
-from tests.fixtures.gitrepo import git_commits, git_head_lines, git_numstat, run_git
+from testkit.gitbuilder import run_git
+from testkit.gitlog import git_commits, git_head_blobs, git_head_lines, git_numstat, served_path
 
 
 def _path(raw: bytes) -> str:
