@@ -254,6 +254,7 @@ async def main(repo: Path, n: int, branch: str | None) -> None:
             await first_pass(client, urls, results, "first_ms")
             await store.pool.execute("ANALYZE")
             forget_results(app)
+            app.state.release_memo = None  # the release inputs' memo: recomputed too
             print(f"before the second pass (after ANALYZE, caches emptied): {load()}")
             await first_pass(client, urls, results, "analysed_ms")
             print(f"before the cached pass: {load()}")

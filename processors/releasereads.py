@@ -7,7 +7,7 @@ all. The derivation is processors/metrics/releases.py.
 
 from __future__ import annotations
 
-from datetime import UTC, timedelta, timezone
+from datetime import timedelta, timezone
 
 from processors.metrics.releases import Node, Tag
 from processors.store import PgStore
@@ -29,13 +29,11 @@ async def release_inputs(store: PgStore, repo_id: int) -> tuple[dict[str, Node],
             " WHERE repo_id = $1",
             repo_id,
         )
+    # asyncpg gives timestamptz in UTC already (tzinfo timezone.utc): no conversion per row
     graph = {
-        r["sha"]: Node(
-            tuple(r["parents"]), r["author_time"].astimezone(UTC), r["added"], r["removed"],
-            r["is_merge"],
-        )
-        for r in commits
-    }  # fmt: skip
+        sha: Node(tuple(parents), at, added, removed, is_merge)
+        for sha, parents, at, added, removed, is_merge in commits
+    }
     out = [
         Tag(
             r["name"], r["sha"],
