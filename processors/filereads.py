@@ -218,20 +218,33 @@ k AS MATERIALIZED (
     JOIN (SELECT sha FROM d GROUP BY sha HAVING count(*) <= $2) kept ON kept.sha = d.sha
 )"""
 
-_COUPLING = f"""
-WITH {_KEPT}, c AS (
-    SELECT path, count(*)::bigint AS commits FROM k GROUP BY path
+# The pairs are counted over integers: each kept commit and each path numbered once (paths in
+# code point order, so comparing numbers compares paths), then joined and grouped on those.
+_COUPLING = """
+WITH d AS MATERIALIZED (
+    SELECT DISTINCT sha, path FROM file_changes WHERE repo_id = $1
+), kept AS MATERIALIZED (
+    SELECT sha, row_number() OVER () AS cid FROM d GROUP BY sha HAVING count(*) <= $2
+), paths AS MATERIALIZED (
+    SELECT path, row_number() OVER (ORDER BY path COLLATE "C") AS pid
+    FROM (SELECT DISTINCT path FROM d) x
+), k AS MATERIALIZED (
+    SELECT kept.cid, paths.pid
+    FROM d JOIN kept ON kept.sha = d.sha JOIN paths ON paths.path = d.path
+), c AS (
+    SELECT pid, count(*)::bigint AS commits FROM k GROUP BY pid
 ), p AS (
-    SELECT a.path AS path_a, b.path AS path_b, count(*)::bigint AS shared
-    FROM k a JOIN k b ON a.sha = b.sha AND a.path COLLATE "C" < b.path COLLATE "C"
+    SELECT a.pid AS a, b.pid AS b, count(*)::bigint AS shared
+    FROM k a JOIN k b ON a.cid = b.cid AND a.pid < b.pid
     GROUP BY 1, 2 HAVING count(*) >= $3
 )
-SELECT p.path_a, p.path_b, p.shared, ca.commits AS commits_a, cb.commits AS commits_b,
-       p.shared::float8 / ((ca.commits + cb.commits)::float8 / 2) AS degree
-FROM p JOIN c ca ON ca.path = p.path_a JOIN c cb ON cb.path = p.path_b
-ORDER BY p.shared DESC, degree DESC, p.path_a COLLATE "C", p.path_b COLLATE "C"
+SELECT pa.path AS path_a, pb.path AS path_b, p.shared, ca.commits AS commits_a,
+       cb.commits AS commits_b, p.shared::float8 / ((ca.commits + cb.commits)::float8 / 2) AS degree
+FROM p JOIN c ca ON ca.pid = p.a JOIN c cb ON cb.pid = p.b
+JOIN paths pa ON pa.pid = p.a JOIN paths pb ON pb.pid = p.b
+ORDER BY p.shared DESC, degree DESC, p.a, p.b
 LIMIT $4
-"""  # noqa: S608 (constant)
+"""
 
 _PARTNERS = f"""
 WITH {_KEPT}, mine AS (
@@ -245,7 +258,9 @@ WITH {_KEPT}, mine AS (
     SELECT k.path, count(*)::bigint AS commits
     FROM k JOIN p ON p.path = k.path
     GROUP BY k.path
-), own AS (SELECT count(*)::bigint AS commits FROM mine), pairs AS (
+), own AS (
+    SELECT count(*)::bigint AS commits FROM mine  -- one row: the file's own commits
+), pairs AS (
     SELECT CASE WHEN $5 COLLATE "C" < p.path COLLATE "C" THEN $5 ELSE p.path END AS path_a,
            CASE WHEN $5 COLLATE "C" < p.path COLLATE "C" THEN p.path ELSE $5 END AS path_b,
            p.shared,
@@ -255,35 +270,34 @@ WITH {_KEPT}, mine AS (
                AS commits_b
     FROM p JOIN c ON c.path = p.path CROSS JOIN own
 )
-SELECT path_a, path_b, shared, commits_a, commits_b,
-       shared::float8 / ((commits_a + commits_b)::float8 / 2) AS degree
-FROM pairs
-ORDER BY shared DESC, degree DESC, path_a COLLATE "C", path_b COLLATE "C"
-LIMIT $4
+SELECT own.commits AS own, x.* FROM own LEFT JOIN (
+    SELECT path_a, path_b, shared, commits_a, commits_b,
+           shared::float8 / ((commits_a + commits_b)::float8 / 2) AS degree
+    FROM pairs
+    ORDER BY shared DESC, degree DESC, path_a COLLATE "C", path_b COLLATE "C"
+    LIMIT $4
+) x ON true
+ORDER BY x.shared DESC, x.degree DESC, x.path_a COLLATE "C", x.path_b COLLATE "C"
 """  # noqa: S608 (constant)
 
 
 async def coupling(
-    store: PgStore, repo_id: int, max_files: int, min_shared: int, limit: int, path: str | None
+    store: PgStore, repo_id: int, max_files: int, min_shared: int, limit: int
 ) -> list[dict[str, Any]]:
     """Pairs (path_a < path_b) with at least `min_shared` (>= 1) shared commits among the
-    non-merge commits of at most `max_files` files; `path` keeps the pairs holding it.
-    Ranked by shared commits, then degree (descending), then paths."""
+    non-merge commits of at most `max_files` files. Ranked by shared commits, then degree
+    (descending), then paths."""
     async with analytic(store) as con:
-        if path is None:
-            recs = await con.fetch(_COUPLING, repo_id, max_files, max(min_shared, 1), limit)
-        else:
-            recs = await con.fetch(_PARTNERS, repo_id, max_files, max(min_shared, 1), limit, path)
+        recs = await con.fetch(_COUPLING, repo_id, max_files, max(min_shared, 1), limit)
     return [dict(r) for r in recs]
 
 
-async def commits_of(store: PgStore, repo_id: int, path: str, max_files: int) -> int:
-    """Non-merge commits of at most `max_files` files touching `path`."""
+async def partners(
+    store: PgStore, repo_id: int, path: str, max_files: int, min_shared: int, limit: int
+) -> tuple[list[dict[str, Any]], int]:
+    """The pairs of `coupling` holding `path`, ranked alike, and the non-merge commits of at
+    most `max_files` files touching `path` (one read gives both)."""
     async with analytic(store) as con:
-        n: int | None = await con.fetchval(
-            f"WITH {_KEPT} SELECT count(*) FROM k WHERE path = $3",  # noqa: S608 (constant)
-            repo_id,
-            max_files,
-            path,
-        )
-    return n or 0
+        recs = await con.fetch(_PARTNERS, repo_id, max_files, max(min_shared, 1), limit, path)
+    rows = [{k: v for k, v in r.items() if k != "own"} for r in recs if r["path_a"] is not None]
+    return rows, recs[0]["own"]
