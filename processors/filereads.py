@@ -8,18 +8,34 @@ processors/metrics/ownership.py; these only fetch their inputs. Text is ordered 
 from __future__ import annotations
 
 import contextlib
+import functools
+import posixpath
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
+import enry
+
 from processors import identitystore, people
-from processors.metrics.linguist import classify
+from processors.metrics.linguist import LOCK_FILES
 from processors.metrics.ownership import FileAuthor
 from processors.people import DEFAULT_BOTS, Bots, People
 from processors.store import PgStore
 
 FileSort = Literal["commits", "lines", "churn", "path"]
 Connection = Any  # asyncpg.Connection or a pool's connection proxy
+
+
+@functools.lru_cache(maxsize=65536)
+def skipped(path: str) -> bool:
+    """`classify(path).skipped` (processors/metrics/linguist.py: vendored, generated or a lock
+    file), asking enry only what that needs: a path's first classify asks it five questions
+    at about 0.1 ms each, and ownership's first answer asks it for every file at head."""
+    return (
+        posixpath.basename(path).lower() in LOCK_FILES
+        or bool(enry.is_vendor(path))
+        or bool(enry.is_generated(path, b""))
+    )
 
 
 @contextlib.asynccontextmanager
@@ -166,7 +182,7 @@ async def hotspots(store: PgStore, repo_id: int, days: int, limit: int) -> dict[
         )
     files: list[dict[str, Any]] = []
     for r in recs:
-        if classify(r["path"]).skipped:
+        if skipped(r["path"]):
             continue
         if len(files) == limit:
             break
@@ -186,7 +202,7 @@ async def file_authors(store: PgStore, repo_id: int) -> tuple[list[FileAuthor], 
     vendored, generated and lock files (Linguist's path rules): not code people own."""
     async with analytic(store) as con:
         present = await con.fetch(_PRESENT, repo_id)
-        counted = [r["path"] for r in present if not classify(r["path"]).skipped]
+        counted = [r["path"] for r in present if not skipped(r["path"])]
         recs = await con.fetch(
             "SELECT a.path, a.email, a.commits, a.created"
             " FROM file_authors a JOIN unnest($2::text[]) AS s(path) ON s.path = a.path"
@@ -194,7 +210,7 @@ async def file_authors(store: PgStore, repo_id: int) -> tuple[list[FileAuthor], 
             repo_id,
             counted,
         )
-    rows = [FileAuthor(r["path"], r["email"], r["commits"], r["created"]) for r in recs]
+    rows = [FileAuthor(*r) for r in recs]  # path, email, commits, created
     return rows, counted
 
 
