@@ -107,7 +107,7 @@ async def files(
     `bytes` and `binary_at_head` for files absent at head or whose measures are not known,
     `code_lines` for files absent at head or whose lines of code are not known."""
     sql = _FILES.format(state=_STATE, order=_FILE_ORDER[sort])
-    async with store.pool.acquire() as con:
+    async with analytic(store) as con:  # the state's left join: hashed, not rescanned
         total = await con.fetchval(
             f"SELECT count(*) FROM ({_STATE}) f WHERE $2::boolean IS NULL OR f.exists = $2",  # noqa: S608
             repo_id,
