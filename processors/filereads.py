@@ -1,4 +1,5 @@
-"""Reads of the per-file and coupling tables for the API (I/O: PostgreSQL queries only).
+"""Reads of the per-file and coupling tables for the API (I/O: PostgreSQL queries, and the
+path rule they filter by).
 
 Derivations that are not plain SQL (degree of authorship, truck factor) are pure functions in
 processors/metrics/ownership.py; these only fetch their inputs. Text is ordered by code point
@@ -29,8 +30,8 @@ Connection = Any  # asyncpg.Connection or a pool's connection proxy
 @functools.lru_cache(maxsize=65536)
 def skipped(path: str) -> bool:
     """`classify(path).skipped` (processors/metrics/linguist.py: vendored, generated or a lock
-    file), asking enry only what that needs: a path's first classify asks it five questions
-    at about 0.1 ms each, and ownership's first answer asks it for every file at head."""
+    file), asking enry only the two questions that needs where a path's first classify asks
+    five: ownership's first answer asks it for every file at head."""
     return (
         posixpath.basename(path).lower() in LOCK_FILES
         or bool(enry.is_vendor(path))
@@ -41,10 +42,10 @@ def skipped(path: str) -> bool:
 @contextlib.asynccontextmanager
 async def analytic(store: PgStore) -> AsyncIterator[Connection]:
     """A connection, in a read-only transaction, for a read that joins and aggregates a whole
-    repository's rows. Its planner picks no nested loop and may hash in memory: a nested loop
-    is only chosen when the estimates are far off (no statistics yet after an ingest, or
-    filters on sums estimated at one row), and then it rescans an aggregate per outer row,
-    O(n^2): seconds, where hash joins take milliseconds whatever the statistics say."""
+    repository's rows: its planner picks no nested loop and may hash in memory. The nested
+    loops it picked came from estimates far off (no statistics yet after an ingest, filters on
+    sums estimated at one row) and rescanned an aggregate per outer row, O(n^2); hash joins
+    stay linear whatever the statistics say."""
     async with store.pool.acquire() as con, con.transaction(readonly=True):
         await con.execute("SET LOCAL enable_nestloop = off; SET LOCAL work_mem = '64MB'")
         yield con
