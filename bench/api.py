@@ -52,17 +52,17 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
-from api.app import create_app
-from api.provenance import forget_results
-from api.server import server_config
-from ingest.bus import InMemoryBus
-from ingest.poller import Poller, PollerConfig
-from ingest.releases import DEFAULT_PATTERNS, parse_patterns
+from metre.api.app import create_app
+from metre.api.provenance import forget_results
+from metre.api.server import server_config
+from metre.contracts.bus import InMemoryBus
+from metre.ingest.poller import Poller, PollerConfig
+from metre.ingest.releases import DEFAULT_PATTERNS, parse_patterns
 from metre.pg import start_embedded, stop_embedded
+from metre.processors.metrics.coupling import MAX_FILES_LIMIT
+from metre.processors.runner import Processor
+from metre.processors.store import PgStore
 from metre.settings import Settings
-from processors.metrics.coupling import MAX_FILES_LIMIT
-from processors.runner import Processor
-from processors.store import PgStore
 
 TOPIC, DLQ = "bench.commits", "bench.commits.dlq"
 LIMIT_MS = 50.0
@@ -146,7 +146,7 @@ async def ingest(
 
 
 async def serve(app: FastAPI, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
-    # served as metre serves it (api.server): the hello-world app too, so the ratio compares
+    # served as metre serves it (metre.api.server): the hello-world app too, so the ratio compares
     # the apps and not two server configurations
     config = server_config(
         app, host="127.0.0.1", port=port, loop="none", http="httptools", log_level="warning"

@@ -3,7 +3,7 @@
 Run: python -P bench/freshness.py [--repos A.git,B.git] [--pushes 50] [--big-pushes 5]
      [--transports local,git,http,ssh]
 
-For each repository (default: a generated 82,000-commit history in /work/bench-repos/gen80k.git,
+For each repository (default: a generated 82,000-commit history, `gen80k.git` under `--work`,
 generated on first use with bench/freshness_history.py, and a generated 100-commit one for the
 ratio; pass a real public history such as a bare clone of git.git too), a private bare copy is
 served as the source (a local path, `git daemon` on 127.0.0.1, `git http-backend` behind a
@@ -44,13 +44,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from freshness_history import extend, generate, git, git_env
+from bench.freshness_history import extend, generate, git, git_env
 
-BIG = Path("/work/bench-repos/gen80k.git")
-SMALL = Path("/work/bench-repos/gen100.git")
+WORK = Path.home() / ".cache" / "metre-bench"
+"""Where the generated histories and the runs' copies live unless `--work` says otherwise."""
+BIG, SMALL = "gen80k.git", "gen100.git"
 
 
 def _load() -> str:
@@ -99,14 +99,14 @@ def _served(source: Path, transport: str) -> Iterator[str]:
         return
     from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-    from tests.ingest.test_negotiate import _http_backend
+    from testkit.githttp import http_backend
 
     class Quiet(WSGIRequestHandler):
         def log_message(self, format: str, *args: object) -> None:
             pass
 
     trace = source.parent / "http-trace"
-    server = make_server("127.0.0.1", 0, _http_backend(source.parent, trace), WSGIServer,
+    server = make_server("127.0.0.1", 0, http_backend(source.parent, trace), WSGIServer,
                          handler_class=Quiet)  # fmt: skip
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -128,17 +128,17 @@ def _ssh_served(source: Path) -> Iterator[str]:
     import shlex
     import shutil
 
-    from tests.fixtures.sshd import Sshd, _config, _keygen
+    from testkit.sshd import Sshd, keygen, sshd_config
 
     base = source.parent.parent / "ssh"
     (base / "bin").mkdir(parents=True)
     if os.geteuid() == 0:  # sshd running as root refuses to start without its privsep dir
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-    _keygen(base / "host_key")
-    _keygen(base / "client_key")
+    keygen(base / "host_key")
+    keygen(base / "client_key")
     shutil.copy(base / "client_key.pub", base / "authorized_keys")
     port = _free_port()
-    server = Sshd(_config(base, "127.0.0.1", port), base / "sshd.log")
+    server = Sshd(sshd_config(base, "127.0.0.1", port), base / "sshd.log")
     key = " ".join((base / "host_key.pub").read_text().split()[:2])
     (base / "known_hosts").write_text(f"127.0.0.1 {key}\n[127.0.0.1]:{port} {key}\n")
     (base / "config").write_text(
@@ -171,10 +171,10 @@ def _poll(mirrors: Path, url: str, access: Any, known: str | None) -> tuple[str,
     """What the poller does before publishing; returns (head, commits, fetch seconds)."""
     from dulwich.repo import Repo
 
-    from ingest.backfill import encode_events
-    from ingest.gitdiff import new_commits
-    from ingest.mailmap import read_mailmap
-    from ingest.mirror import open_mirror, resolve_head
+    from metre.ingest.backfill import encode_events
+    from metre.ingest.gitdiff import new_commits
+    from metre.ingest.mailmap import read_mailmap
+    from metre.ingest.mirror import open_mirror, resolve_head
 
     t0 = time.perf_counter()
     mirror = open_mirror(mirrors, 1, url, access)
@@ -189,12 +189,12 @@ def _poll(mirrors: Path, url: str, access: Any, known: str | None) -> tuple[str,
     return head, len(shas), fetched
 
 
-def run(repo: Path, transport: str, pushes: int, big_pushes: int) -> None:
-    from ingest.mirror import FetchAccess
-    from ingest.transport import SshReuse
-    from ingest.urlpolicy import UrlPolicy
+def run(repo: Path, transport: str, pushes: int, big_pushes: int, under: Path) -> None:
+    from metre.ingest.mirror import FetchAccess
+    from metre.ingest.transport import SshReuse
+    from metre.ingest.urlpolicy import UrlPolicy
 
-    with tempfile.TemporaryDirectory(dir="/work/bench-repos") as tmp:
+    with tempfile.TemporaryDirectory(dir=under) as tmp:
         root = Path(tmp)
         access = FetchAccess(
             UrlPolicy(frozenset({"git", "http", "https", "ssh"}), allow_local_paths=True,
@@ -213,7 +213,7 @@ def run(repo: Path, transport: str, pushes: int, big_pushes: int) -> None:
                        check=True, env=git_env())  # fmt: skip
         commits = int(git(source, "rev-list", "--count", "--all"))
         with _served(source, transport) as url:
-            from ingest.mirror import open_mirror, resolve_head
+            from metre.ingest.mirror import open_mirror, resolve_head
 
             git(ref, "remote", "set-url", "origin", url)  # the reference uses the transport too
 
@@ -422,7 +422,7 @@ def run_served(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repos", default=f"{BIG},{SMALL}")
+    parser.add_argument("--repos", help=f"bare repositories (default: {BIG},{SMALL} under --work)")
     parser.add_argument("--pushes", type=int, default=50)
     parser.add_argument("--big-pushes", type=int, default=5)
     parser.add_argument("--transports", default="local,git,http")
@@ -430,9 +430,13 @@ def main() -> None:
         "--served", action="store_true",
         help="through a running `metre up`: metre add -> served, then poll -> served per push",
     )  # fmt: skip
-    parser.add_argument("--work", type=Path, default=Path("/work/bench-repos"))
+    parser.add_argument("--work", type=Path, default=WORK)
     args = parser.parse_args()
-    for path, commits in ((BIG, 82_000), (SMALL, 100)):
+    args.work.mkdir(parents=True, exist_ok=True)
+    big_repo, small_repo = args.work / BIG, args.work / SMALL
+    if args.repos is None:
+        args.repos = f"{big_repo},{small_repo}"
+    for path, commits in ((big_repo, 82_000), (small_repo, 100)):
         if str(path) in args.repos and not path.exists():
             print(f"generating {path} ({commits} commits; once)")
             generate(path, commits)
@@ -446,7 +450,7 @@ def main() -> None:
                     Path(repo), transport, args.pushes, args.big_pushes, args.work
                 )
             else:
-                run(Path(repo), transport, args.pushes, args.big_pushes)
+                run(Path(repo), transport, args.pushes, args.big_pushes, args.work)
     if args.served and len(big) >= 2:
         items = list(big.items())
         (ln, lf), (sn, sf) = items[0], items[-1]

@@ -1,5 +1,5 @@
 """Long API fuzzing run: schemathesis (its CLI) over the app's own OpenAPI document, against metre
-served as `metre up` serves it (api.server's uvicorn) over an embedded PostgreSQL.
+served as `metre up` serves it (metre.api.server's uvicorn) over an embedded PostgreSQL.
 
 Usage: ``python -m bench.fuzz [cases-per-operation] [workers] [schemathesis options...]`` from
 the repository root (defaults 700 and 2: about 23,000 cases over the API's 29 operations, from
@@ -34,15 +34,15 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-import ingest.mirror
-from api.app import create_app
-from api.server import server_config
+import metre.ingest.mirror
 from bench.api import free_port, load, machine
 from bench.api import ingest as ingest_repo
+from metre.api.app import create_app
+from metre.api.server import server_config
 from metre.pg import start_embedded, stop_embedded
-from metre.runtime import _QuietServer
+from metre.processors.store import PgStore
+from metre.serving import QuietServer
 from metre.settings import Settings
-from processors.store import PgStore
 
 EXCLUDED = "positive_data_acceptance,negative_data_rejection"
 SEEDED = """
@@ -129,13 +129,13 @@ async def main(per_operation: int, workers: int, extra: Sequence[str] = ()) -> i
     root = Path(tempfile.mkdtemp(prefix="metre-fuzz-"))
     dsn = await asyncio.to_thread(start_embedded, root / "pg")
     store = await PgStore.connect(dsn)
-    ingest.mirror.system_resolve = _resolve  # type: ignore[assignment]
+    metre.ingest.mirror.system_resolve = _resolve  # type: ignore[assignment]
     try:
         print(f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
         print(f"machine: {machine()}")
         await store.migrate()
         repo = build_repo(root / "repo")
-        repo_id, commits, _ = await ingest_repo(store, repo, root / "mirrors")
+        repo_id, commits, _ = await ingest_repo(store, repo, root)
         print(f"seeded repository {repo_id} ({commits} commits, the last dated 9999-12-31)")
         settings = Settings(
             data_dir=root,
@@ -147,7 +147,7 @@ async def main(per_operation: int, workers: int, extra: Sequence[str] = ()) -> i
         config = server_config(
             create_app(settings, store), host="127.0.0.1", port=port, log_level="critical"
         )
-        server = _QuietServer(config)
+        server = QuietServer(config)
         serving = asyncio.create_task(server.serve())
         while not server.started:
             await asyncio.sleep(0.01)

@@ -1,13 +1,19 @@
-"""Processor speed: events/s that `PgStore.apply_changes` writes into PostgreSQL, and where the
-time of one batch goes (I/O: a fresh embedded PostgreSQL per run, events from a real history).
+"""Processor speed: events/s that the sink (`Sink.apply_changes`) writes into PostgreSQL, and
+where the time of one batch goes (I/O: a fresh embedded PostgreSQL per run, events from a real
+history).
 
-Run: python -P bench/processor.py REPO [--batch 500] [--phases] [--limit N]
+Run: python -P bench/processor.py REPO [--batch N] [--phases] [--limit N]
 
 The events of REPO's history (a git directory) are built once and cached as encoded bytes in
 the temporary directory (`--cache`); each run then starts a fresh database and applies them in
-batches of `--batch` (decode included, the way the processor receives them). `--phases`
-instead times each statement of `apply` (server time as seen by the client) and the Python
-work between them, summed over the run.
+batches of `--batch` (default: the processor's own, `METRE_BATCH_SIZE`), decode included, the
+way the processor receives them. It prints the CPU time of the client (this process: decoding,
+staging, the protocol) and of the PostgreSQL backend that served it, each per event and as a
+share of the two. The reference, in the same run and database: decoding the same events and
+copying their staged facts (sink `stage`) with binary COPY into unlogged tables without keys or
+indexes, the floor of getting the batch's bytes into PostgreSQL at all. `--phases` also times
+each statement of `apply` (server time as seen by the client; statements the sink sends in one
+round trip are sent one by one) and the Python work between them, summed over the run.
 """
 
 from __future__ import annotations
@@ -40,9 +46,9 @@ def events_of(repo: Path, cache: Path) -> list[bytes]:
         return values
     from dulwich.repo import Repo
 
-    from ingest.backfill import encode_events
-    from ingest.gitdiff import new_commits
-    from ingest.mirror import resolve_head
+    from metre.ingest.backfill import encode_events
+    from metre.ingest.gitdiff import new_commits
+    from metre.ingest.mirror import resolve_head
 
     with Repo(str(repo)) as r:
         shas = new_commits(r, resolve_head(repo, None), None)
@@ -78,6 +84,11 @@ class _Timed:
         return sql.split("\n")[0][:40]
 
     async def execute(self, sql: str, *args: Any) -> Any:
+        if not args and ";\n" in sql:  # statements the sink sends in one round trip
+            for one in sql.split(";\n"):
+                if one.strip():
+                    await self.execute(one)
+            return None
         t = time.perf_counter()
         try:
             return await self._con.execute(sql, *args)
@@ -91,15 +102,22 @@ class _Timed:
         finally:
             self._spent[self._label(sql)] += time.perf_counter() - t
 
+    async def copy_records_to_table(self, table: str, **kwargs: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return await self._con.copy_records_to_table(table, **kwargs)
+        finally:
+            self._spent[f"copy {table}"] += time.perf_counter() - t
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._con, name)
 
 
 async def run(values: list[bytes], batch: int, phases: bool, root: Path) -> dict[str, Any]:
-    from ingest.events import decode_event
+    from metre.contracts.events import decode_event
     from metre.pg import start_embedded
-    from processors.metrics import TABLES
-    from processors.store import PgStore
+    from metre.processors.metrics import TABLES
+    from metre.processors.store import PgStore
 
     dsn = await asyncio.to_thread(start_embedded, root / "pgdata", database="bench")
     store = await PgStore.connect(dsn, min_size=1, max_size=1)
@@ -114,7 +132,7 @@ async def run(values: list[bytes], batch: int, phases: bool, root: Path) -> dict
                 "INSERT INTO file_changes": "insert file_changes",
                 "UPDATE repos r SET watermark": "_touch",
             }
-            labels |= {"COPY ": "copy", "CREATE TEMP": "temp tables", "TRUNCATE": "truncate"}
+            labels |= {"CREATE TEMP": "staging tables", "FOR KEY SHARE": "lock repos"}
             acquire = store.pool.acquire
 
             class _Acquired:
@@ -146,21 +164,53 @@ async def run(values: list[bytes], batch: int, phases: bool, root: Path) -> dict
             applied += await store.apply(events)
             spent["apply (all)"] += time.perf_counter() - t
         seconds = time.perf_counter() - started
+        client_cpu, server_cpu = time.process_time() - client, _cpu(backend) - server
         return {
             "seconds": seconds,
             "applied": applied,
             "spent": dict(spent),
-            "client_cpu": time.process_time() - client,
-            "server_cpu": _cpu(backend) - server,
+            "client_cpu": client_cpu,
+            "server_cpu": server_cpu,
+            "floor": await _floor(store, values, batch),
         }
     finally:
         await store.close()
 
 
+async def _floor(store: Any, values: list[bytes], batch: int) -> float:
+    """Seconds to decode `values` and COPY their staged facts into unlogged tables without
+    keys or indexes, a batch per transaction (the reference)."""
+    from metre.contracts.events import CommitEvent, decode_event
+    from metre.processors import setfolds
+    from metre.processors.sink import stage
+
+    async with store.pool.acquire() as con:
+        await con.execute(setfolds.STAGE)
+        for name in ("commits", "files"):
+            await con.execute(
+                f"CREATE UNLOGGED TABLE floor_{name} AS SELECT * FROM stage_{name} WITH NO DATA"
+            )
+        started = time.perf_counter()
+        for i in range(0, len(values), batch):
+            events = [decode_event(v) for v in values[i : i + batch]]
+            staged = stage(e for e in events if isinstance(e, CommitEvent))
+            async with con.transaction():
+                await con.copy_records_to_table(
+                    "floor_commits", records=staged.commits, columns=setfolds.COMMIT_COLUMNS
+                )
+                await con.copy_records_to_table(
+                    "floor_files", records=staged.files, columns=setfolds.FILE_COLUMNS
+                )
+        return time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("repo", type=Path)
-    parser.add_argument("--batch", type=int, default=500)
+    from metre.settings import Settings
+
+    default_batch = Settings.model_fields["batch_size"].default
+    parser.add_argument("--batch", type=int, default=default_batch)
     parser.add_argument("--phases", action="store_true")
     parser.add_argument("--limit", type=int, default=0, help="first N events only")
     parser.add_argument(
@@ -178,12 +228,17 @@ def main() -> None:
             from metre.pg import stop_embedded
 
             stop_embedded(Path(tmp) / "pgdata")
-    s = r["seconds"]
+    s, n = r["seconds"], len(values)
+    cpu = r["client_cpu"] + r["server_cpu"]
     print(
-        f"{len(values)} events, batch {args.batch}: {s:.2f} s, "
-        f"{len(values) / s:,.0f} events/s ({r['applied']} applied); "
-        f"CPU: client {r['client_cpu']:.2f} s, server backend {r['server_cpu']:.2f} s; "
-        f"load before {before}, after {_load()}"
+        f"{n} events, batch {args.batch}: {s:.2f} s, "
+        f"{n / s:,.0f} events/s ({r['applied']} applied); "
+        f"CPU: client {r['client_cpu']:.2f} s ({1e6 * r['client_cpu'] / n:.0f} us/event, "
+        f"{100 * r['client_cpu'] / cpu:.0f}%), PostgreSQL backend {r['server_cpu']:.2f} s "
+        f"({1e6 * r['server_cpu'] / n:.0f} us/event, {100 * r['server_cpu'] / cpu:.0f}%); "
+        f"reference (decode + COPY of the staged facts, no keys): {r['floor']:.2f} s, "
+        f"{n / r['floor']:,.0f} events/s, ratio {s / r['floor']:.2f}; "
+        f"machine {os.cpu_count()} cores, load before {before}, after {_load()}"
     )
     for label, t in sorted(r["spent"].items(), key=lambda kv: -kv[1]):
         print(f"  {label:<40} {t:7.2f} s  {100 * t / s:5.1f}%")

@@ -7,7 +7,7 @@ Run: nice -n 10 python -P bench/scaleout.py [--commits 3000] [--repos 16] [--par
 
 - processors: the events of REPOS copies of one generated history (COMMITS commits each) are
   published to a topic of PARTITIONS partitions; then 1, 2 and 4 processor processes (the
-  real `processors.runner.Processor` over `ingest.kafka_bus.KafkaBus`) apply them in one
+  real `metre.processors.runner.Processor` over `metre.ingest.kafka_bus.KafkaBus`) apply them in one
   consumer group into a fresh database. events/s is measured between 10% and 90% applied
   (start-up and the last partition's tail excluded).
 - rebalance: 2 processors, a third joins mid-run: the longest stretch with no event applied
@@ -24,7 +24,7 @@ Run: nice -n 10 python -P bench/scaleout.py [--commits 3000] [--repos 16] [--par
   down only after the desired count stayed lower for --cooldown seconds (KEDA's cooldown and
   the HPA's stabilisation window), and starts or stops processor processes.
 
-After every run the store is compared with the git CLI (tests/oracle.py): per repository the
+After every run the store is compared with the git CLI (testkit/oracle.py): per repository the
 commits, lines added and removed must equal git's, so lost = 0 and double-counted = 0 are
 checked, not assumed. The machine has 2 cores: broker, PostgreSQL, producers and every
 processor share them, so more than 2 processors cannot run faster here; the figures show the
@@ -38,7 +38,6 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import math
 import os
 import shutil
 import signal
@@ -49,6 +48,8 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+from testkit.keda import desired_replicas
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -66,9 +67,9 @@ def _load() -> str:
 
 
 async def _processor_worker(args: argparse.Namespace) -> None:
-    from ingest.kafka_bus import KafkaBus
-    from processors.runner import Processor
-    from processors.store import PgStore
+    from metre.ingest.kafka_bus import KafkaBus
+    from metre.processors.runner import Processor
+    from metre.processors.store import PgStore
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -98,11 +99,11 @@ async def _processor_worker(args: argparse.Namespace) -> None:
 
 
 async def _poller_worker(args: argparse.Namespace) -> None:
-    from ingest.kafka_bus import KafkaBus
-    from ingest.mirror import FetchAccess
-    from ingest.poller import Poller, PollerConfig
-    from ingest.urlpolicy import UrlPolicy
-    from processors.store import PgStore
+    from metre.ingest.kafka_bus import KafkaBus
+    from metre.ingest.mirror import FetchAccess
+    from metre.ingest.poller import Poller, PollerConfig
+    from metre.ingest.urlpolicy import UrlPolicy
+    from metre.processors.store import PgStore
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -200,8 +201,8 @@ class Env:
 
 async def _fresh_database(env: Env, repos: Sequence[str]) -> str:
     """A migrated database with `repos` registered as ids 1..n, in that order."""
-    from processors.store import PgStore
-    from tests.fixtures.postgres import create_database
+    from metre.processors.store import PgStore
+    from testkit.postgres import create_database
 
     dsn = await create_database(env.server_dsn)
     store = await PgStore.connect(dsn, min_size=1, max_size=1)
@@ -216,9 +217,9 @@ async def _fresh_database(env: Env, repos: Sequence[str]) -> str:
 
 async def _publish(env: Env, topic: str, events: Sequence[tuple[int, bytes]]) -> float:
     """Publish (repo id, event) pairs keyed by repository; returns the seconds it took."""
-    from ingest.bus import Message
-    from ingest.events import partition_key
-    from ingest.kafka_bus import KafkaBus
+    from metre.contracts.bus import Message
+    from metre.contracts.events import partition_key
+    from metre.ingest.kafka_bus import KafkaBus
 
     bus = KafkaBus(env.bootstrap, env.partitions)
     await bus.start()
@@ -238,14 +239,14 @@ def _events(history: Path, repos: int) -> list[tuple[int, bytes]]:
     so that every partition has work from the start."""
     from dulwich.repo import Repo
 
-    from ingest.backfill import encode_events
-    from ingest.events import decode_event, encode
-    from ingest.gitdiff import new_commits
-    from ingest.mirror import resolve_head
+    from metre.contracts.events import decode, encode
+    from metre.ingest.backfill import encode_events
+    from metre.ingest.gitdiff import new_commits
+    from metre.ingest.mirror import resolve_head
 
     with Repo(str(history)) as r:
         shas = new_commits(r, resolve_head(history, None), None)
-        base = [decode_event(v) for v in encode_events(r, 1, shas)]
+        base = [decode(v) for v in encode_events(r, 1, shas)]
     out = []
     for e in base:
         for repo_id in range(1, repos + 1):
@@ -306,8 +307,8 @@ def _longest_stall(samples: list[tuple[float, int]], start: float, end: float) -
 
 async def _check(dsn: str, history: Path, repos: int) -> tuple[int, int]:
     """(lost, double-counted) over every repository: commits and lines against the git CLI."""
-    from processors.store import PgStore
-    from tests.oracle import expected_activity
+    from metre.processors.store import PgStore
+    from testkit.oracle import expected_activity
 
     want = {"commits": 0, "added": 0, "removed": 0}
     for day in expected_activity(history).values():
@@ -471,7 +472,7 @@ def _git(*args: str, cwd: Path | None = None) -> None:
 
 
 async def bench_pollers(env: Env, history: Path, repos: int, counts: Sequence[int]) -> None:
-    from tests.oracle import expected_activity
+    from testkit.oracle import expected_activity
 
     commits = sum(d["commits"] for d in expected_activity(history).values())
     clones = []
@@ -522,12 +523,6 @@ async def _lag(env: Env, group: str, topic: str) -> int:
         await consumer.stop()
     # Tansu reports an end offset as its last batch's base + 1: clamp what it undercounts.
     return sum(max(0, ends[tp] - max(committed.get(tp.partition, 0), 0)) for tp in parts)
-
-
-def desired_replicas(lag: int, threshold: int, partitions: int, max_replicas: int) -> int:
-    """KEDA's Kafka scaler with the HPA's AverageValue target: ceil(lag / threshold), at least
-    1 (minReplicaCount), at most the partitions (allowIdleConsumers false) and maxReplicaCount."""
-    return max(1, min(math.ceil(lag / threshold), partitions, max_replicas))
 
 
 async def bench_lag(
@@ -589,8 +584,8 @@ async def bench_lag(
 
 async def main(args: argparse.Namespace) -> None:
     from metre.pg import start_embedded, stop_embedded
-    from tests.fixtures.broker import Broker, free_port
-    from tests.fixtures.histories import generate_history
+    from testkit.broker import Broker, free_port
+    from testkit.histories import generate_history
 
     root = Path(tempfile.mkdtemp(prefix="metre-scaleout-"))
     broker = Broker(free_port(), root / "broker.log")

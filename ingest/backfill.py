@@ -24,9 +24,9 @@ from concurrent.futures import Future, ProcessPoolExecutor
 
 from dulwich.repo import Repo
 
-from ingest.events import encode
-from ingest.gitdiff import commit_event, use_commit_graph
-from ingest.mailmap import Mailmap
+from metre.contracts.events import encode
+from metre.ingest.gitdiff import commit_event, use_commit_graph
+from metre.ingest.mailmap import Mailmap
 
 __all__ = ["EventPool", "encode_events", "worker_count"]
 
@@ -50,8 +50,8 @@ def encode_events(
     """The encoded `CommitEvent`s of `shas`, in that order (blocking).
 
     The cyclic garbage collector is paused meanwhile: a walk creates millions of short-lived
-    tuples and no cycles, and the collector's passes over them cost about a tenth of the time
-    (docs/architecture.md, "Ingest").
+    tuples and no cycles, so the collector's passes over them would find nothing and cost time
+    (docs/architecture.md, "Ingest: why it is shaped this way").
     """
     paused = gc.isenabled()
     gc.disable()

@@ -8,7 +8,7 @@ from pathlib import Path
 from dulwich.errors import NotGitRepository
 from dulwich.repo import Repo
 
-from ingest.refstore import read_refs
+from metre.ingest.refstore import read_refs
 
 __all__ = ["branch_names"]
 

@@ -7,7 +7,7 @@ A path whose type changes (file, symlink, gitlink) is one "T" entry counted on t
 a mode-only change counts 0 0 (or binary), as git prints them. Line counts come from
 `kernels.numstat` (git's binary rule: a NUL among the first 8000 bytes).
 
-Paths are bytes in git; events carry them in metre's path form (`ingest.paths.path_text`:
+Paths are bytes in git; events carry them in metre's path form (`metre.contracts.paths.path_text`:
 UTF-8, a backslash doubled, other bytes as ``\\xNN``), one to one, so distinct byte paths stay
 distinct.
 
@@ -38,14 +38,14 @@ from dulwich.errors import ApplyDeltaError, ChecksumMismatch, FileFormatExceptio
 from dulwich.graph import find_merge_base
 from dulwich.objects import parse_tree
 
-import kernels
-from ingest import gitdate
-from ingest.codelines import code_lines
-from ingest.commitgraph import CommitGraph
-from ingest.events import BlobDelta, ChangeType, CommitEvent, FileChange, MergeFile, Person
-from ingest.mailmap import Mailmap
-from ingest.packs import PackReader
-from ingest.paths import path_text
+from metre import kernels
+from metre.contracts.events import BlobDelta, ChangeType, CommitEvent, FileChange, MergeFile, Person
+from metre.contracts.paths import path_text
+from metre.ingest import gitdate
+from metre.ingest.codelines import code_lines
+from metre.ingest.commitgraph import CommitGraph
+from metre.ingest.mailmap import Mailmap
+from metre.ingest.packs import PackReader
 
 __all__ = ["RepositoryError", "commit_event", "new_commits", "use_commit_graph"]
 
@@ -274,7 +274,7 @@ def _person(ident: bytes, encoding: str | None, mailmap: Mailmap | None = None) 
 
 def _time(raw: bytes) -> tuple[datetime, str | None]:
     """The date as git log shows it, and a flag when a datetime cannot hold it (never raises:
-    a date never fails a commit). See `ingest.gitdate`."""
+    a date never fails a commit). See `metre.ingest.gitdate`."""
     return gitdate.parse(raw)
 
 
@@ -383,7 +383,7 @@ def _measures(path: str, entry: _Entry | None, content: bytes) -> _Measures:
 
 def commit_event(repo: Any, repo_id: int, sha: str, mailmap: Mailmap | None = None) -> CommitEvent:
     """The event of commit `sha` (hex) of a dulwich repository; files sorted by raw path.
-    Author and committer are mapped by `mailmap` (ingest.mailmap: the head's .mailmap).
+    Author and committer are mapped by `mailmap` (metre.ingest.mailmap: the head's .mailmap).
 
     Raises `RepositoryError` when an object is missing or unreadable.
     """
@@ -457,7 +457,8 @@ def _merge_bases(repo: Any, ids: Any) -> list[bytes]:
 
 def use_commit_graph(repo: Any) -> None:
     """Let merge-base searches in `repo` load whole ancestries into a graph numbered
-    topologically (`ingest.commitgraph`): reading every ancestor's header once (a second or two
+    topologically (`metre.ingest.commitgraph`): reading every ancestor's header once (a second
+    or two
     for 80,000 commits) makes each search stop at its bases instead of walking by date. Worth it
     for a backfill's many merges; a poll of a few new commits keeps the date-ordered search,
     which walks only the commits newer than its bases (both give the same bases)."""

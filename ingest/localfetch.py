@@ -1,10 +1,11 @@
 """Fetching from a repository on this machine in proportion to what is new (I/O, blocking).
 
 `copy_new` walks from the source's new tips down to objects the mirror already holds and
-writes what it found as one pack of whole objects (`ingest.packwrite`), each checked against
+writes what it found as one pack of whole objects (`metre.ingest.packwrite`), each checked against
 its name. dulwich's local fetch instead builds a pack with a delta search over the source's
-packs, inflating every object of the history on every poll (15 s for one new commit on an
-82,000-commit history; this walk reads the handful of new objects).
+packs, inflating every object of the history on every poll, so one new commit cost as much as
+the whole history (the README's Performance section, "Freshness", has the figures); this walk
+reads the handful of new objects.
 
 `clone_packs` is the first fetch: the source's packs are hard-linked (or copied) as
 `git clone --local` does, their checksums verified, its loose objects packed and their
@@ -28,9 +29,9 @@ from typing import Any
 
 from dulwich.objects import parse_tree
 
-from ingest.gitdiff import RepositoryError
-from ingest.packs import PackReader
-from ingest.packwrite import ObjectCorrupt, PackWriter, copy_file
+from metre.ingest.gitdiff import RepositoryError
+from metre.ingest.packs import PackReader
+from metre.ingest.packwrite import ObjectCorrupt, PackWriter, copy_file
 
 __all__ = ["MAX_PACKS", "MirrorObjects", "clone_packs", "consolidate", "copy_new", "verify_pack"]
 

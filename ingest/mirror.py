@@ -1,8 +1,8 @@
 """Bare mirrors of registered repositories, and the URL policy (I/O, blocking: run in a thread).
 
 `open_mirror` fetches a remote (http(s) URL, local path or file:// URL) into
-``<mirrors_dir>/<repo_id>.git`` (local paths: `ingest.localfetch`; remotes: dulwich's
-transport with `ingest.remotefetch`'s haves and pack indexing; refs: `ingest.refstore`);
+``<mirrors_dir>/<repo_id>.git`` (local paths: `metre.ingest.localfetch`; remotes: dulwich's
+transport with `metre.ingest.remotefetch`'s haves and pack indexing; refs: `metre.ingest.refstore`);
 later calls transfer only objects the mirror lacks, then the
 mirror's branches, tags and HEAD are set to the remote's (force-pushes included: objects of
 rewritten commits stay in the mirror, so retraction can still read them). Every failure to
@@ -38,14 +38,14 @@ from dulwich.objects import ZERO_SHA, Commit, ObjectID, Tag, Tree
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
-from ingest.credentials import CredentialTable, credential_for
-from ingest.deadlines import FetchClock, FetchDeadlines, resolve_within
-from ingest.gitdiff import RepositoryError
-from ingest.localfetch import MirrorObjects, clone_packs, consolidate, copy_new
-from ingest.refstore import read_refs, write_head, write_packed_refs
-from ingest.remotefetch import fetch_remote
-from ingest.transport import RedirectRefused, SshReuse, pinned_client
-from ingest.urlpolicy import (
+from metre.ingest.credentials import CredentialTable, credential_for
+from metre.ingest.deadlines import FetchClock, FetchDeadlines, resolve_within
+from metre.ingest.gitdiff import RepositoryError
+from metre.ingest.localfetch import MirrorObjects, clone_packs, consolidate, copy_new
+from metre.ingest.refstore import read_refs, write_head, write_packed_refs
+from metre.ingest.remotefetch import fetch_remote
+from metre.ingest.transport import RedirectRefused, SshReuse, pinned_client
+from metre.ingest.urlpolicy import (
     InvalidRepositoryURL,
     Resolver,
     UrlPolicy,
@@ -107,7 +107,7 @@ class FetchAccess:
     ca_file: Path | None = None
     """Certificate authorities https fetches trust (PEM); None: the system's."""
     deadlines: FetchDeadlines = field(default_factory=FetchDeadlines)
-    """Connect, idle and total deadlines of a fetch from a remote (`ingest.deadlines`)."""
+    """Connect, idle and total deadlines of a fetch from a remote (`metre.ingest.deadlines`)."""
     ssh_reuse: SshReuse | None = None
     """Where ssh keeps connections open for the next fetch (None: one connection per fetch)."""
 
@@ -122,7 +122,7 @@ def validate_url(url: str, allow_local: bool = False, *, policy: UrlPolicy | Non
     """Return the canonical form of a repository URL, or raise `InvalidRepositoryURL`.
 
     `policy` (default: https only, plus local paths when `allow_local`) decides the schemes;
-    see `ingest.urlpolicy`. Local paths and ``file://`` URLs must name an existing git
+    see `metre.ingest.urlpolicy`. Local paths and ``file://`` URLs must name an existing git
     repository (bare or not) and come back as a normalised absolute path. No name is resolved
     here: `check_host` does that.
     """
@@ -394,7 +394,7 @@ def _fetch_local(
     check: Callable[[], None] = lambda: None,
 ) -> tuple[Mapping[Ref, ObjectID | None], Mapping[Ref, Ref]]:
     """Fetch from a repository on this machine: its packs linked on the first fetch, then
-    only the objects the mirror lacks (`ingest.localfetch`), closing the source even when its
+    only the objects the mirror lacks (`metre.ingest.localfetch`), closing the source even when its
     packs are corrupt. `check` raises `TimeoutError` once the fetch's total deadline has
     passed; that error is passed on for the clock to name. Otherwise raises `RepositoryError`
     carrying only the reason.
@@ -507,7 +507,7 @@ def resolve_head(mirror: Path, branch: str | None) -> str:
     `RepositoryError` when the repository is empty or the branch does not exist.
     """
     try:
-        # refs read in one pass (ingest.refstore): dulwich's refs container parsed and checked
+        # refs read in one pass (metre.ingest.refstore): dulwich's refs container parsed and checked
         # every packed ref again per lookup, a tenth of a second per poll with a thousand tags
         refs, _ = read_refs(mirror)
         if branch is None:

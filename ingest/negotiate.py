@@ -2,9 +2,10 @@
 
 dulwich's own graph walker offers every commit of the mirror's history, in no particular
 order, until the server acknowledges enough; over protocol v2 it sends them all in one request
-before the server answers at all, so one new commit on an 82,000-commit history cost 6.5 s of
-walking and 82,000 haves. git stops at the first common commits; the haves chosen here are
-the ones that are common in practice, newest first, and never more than `MAX_HAVES`:
+before the server answers at all, so one new commit cost a walk of the whole history and a
+have per commit (the README's Performance section, "Freshness"). git stops at the first
+common commits; the haves chosen here are the ones that are common in practice, newest first,
+and never more than `MAX_HAVES`:
 
 1. the commits the mirror's refs point at that the remote no longer advertises (a branch that
    moved: its old tip is almost always the parent of what was pushed), newest first;
@@ -27,7 +28,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dulwich.objects import ObjectID
 from dulwich.refs import Ref
 
-from ingest.packs import PackReader
+from metre.ingest.packs import PackReader
 
 __all__ = ["MAX_HAVES", "SKIP_DEPTH", "HaveWalker"]
 

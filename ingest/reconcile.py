@@ -33,11 +33,11 @@ from typing import Protocol
 
 from dulwich.repo import Repo
 
-from ingest.bus import Bus, Message
-from ingest.events import RetractEvent, encode, partition_key
-from ingest.gitdiff import commit_event, new_commits
-from ingest.mailmap import read_mailmap
-from ingest.mirror import RepositoryError, mirror_path
+from metre.contracts.bus import Bus, Message
+from metre.contracts.events import RetractEvent, encode, partition_key
+from metre.ingest.gitdiff import commit_event, new_commits
+from metre.ingest.mailmap import read_mailmap
+from metre.ingest.mirror import RepositoryError, mirror_path
 
 log = logging.getLogger(__name__)
 

@@ -14,21 +14,16 @@ without a tagger line. Tags naming a tree or a blob are not releases.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from fnmatch import fnmatchcase
-from typing import Any
 
-import orjson
 from dulwich.objects import Commit, ObjectID, Tag
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
-from ingest.events import EventError
-from ingest.wire import TagsEventWire
+from metre.contracts.tags import ReleaseTag
 
 log = logging.getLogger(__name__)
 
@@ -39,34 +34,6 @@ _MAX_DEPTH = 16
 """Tags of tags followed at most this deep (git itself gives up on deeper chains)."""
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class ReleaseTag:
-    """One release tag: its name (UTF-8; other bytes backslash-escaped), the commit it names,
-    its release time (with the tagger's or committer's UTC offset), and whether it is
-    annotated."""
-
-    name: str
-    sha: str
-    time: datetime
-    annotated: bool
-
-
-@dataclass(frozen=True, slots=True)
-class TagsEvent:
-    """The complete set of release tags of repository `repo_id` (empty: none)."""
-
-    repo_id: int
-    tags: tuple[ReleaseTag, ...]
-
-    @property
-    def digest(self) -> str | None:
-        return tags_digest(self.tags)
-
-    @property
-    def event_id(self) -> str:
-        return f"{self.repo_id}:tags:{self.digest or 'none'}"
-
-
 def parse_patterns(raw: str) -> tuple[str, ...]:
     """`v[0-9]*,[0-9]*` -> the globs (fnmatch, case-sensitive, on the name after
     refs/tags/); an empty string tracks no tag."""
@@ -75,17 +42,6 @@ def parse_patterns(raw: str) -> tuple[str, ...]:
 
 def is_release(name: str, patterns: Sequence[str]) -> bool:
     return any(fnmatchcase(name, p) for p in patterns)
-
-
-def tags_digest(tags: Sequence[ReleaseTag]) -> str | None:
-    """A digest of a tag set, None for the empty set (a repository without release tags never
-    publishes anything)."""
-    if not tags:
-        return None
-    h = hashlib.sha256()
-    for t in sorted(tags):
-        h.update(f"{t.name}\0{t.sha}\0{t.time.isoformat()}\0{int(t.annotated)}\n".encode())
-    return h.hexdigest()[:32]
 
 
 def _when(seconds: int, offset: int) -> datetime:
@@ -141,54 +97,3 @@ def read_release_tags(repo: Repo, patterns: Sequence[str]) -> tuple[ReleaseTag, 
         if peeled is not None:
             out.append(ReleaseTag(name, peeled.sha, peeled.time, peeled.annotated))
     return tuple(sorted(out))
-
-
-def tags_wire(e: TagsEvent) -> TagsEventWire:
-    return {
-        "v": 1,
-        "type": "tags",
-        "id": e.event_id,
-        "repo_id": e.repo_id,
-        "tags": [
-            {"name": t.name, "sha": t.sha, "time": t.time.isoformat(), "annotated": t.annotated}
-            for t in e.tags
-        ],
-    }
-
-
-def encode_tags(e: TagsEvent) -> bytes:
-    return orjson.dumps(tags_wire(e))
-
-
-def _tag(d: Any) -> ReleaseTag:
-    if not isinstance(d, dict):
-        raise EventError("each tag must be an object")
-    name, sha, time, annotated = d.get("name"), d.get("sha"), d.get("time"), d.get("annotated")
-    if not isinstance(name, str) or not name:
-        raise EventError("tags[].name must be a non-empty string")
-    if not isinstance(sha, str) or len(sha) not in (40, 64) or sha.strip("0123456789abcdef"):
-        raise EventError(f"tags[].sha must be a lower-case hex object name, not {sha!r}")
-    if not isinstance(annotated, bool):
-        raise EventError("tags[].annotated must be a boolean")
-    if not isinstance(time, str):
-        raise EventError("tags[].time must be a string")
-    try:
-        when = datetime.fromisoformat(time)
-    except ValueError as exc:
-        raise EventError(f"tags[].time is not ISO 8601: {time!r}") from exc
-    if when.tzinfo is None:
-        raise EventError(f"tags[].time has no UTC offset: {time!r}")
-    return ReleaseTag(name, sha, when, annotated)
-
-
-def decode_tags(d: dict[str, Any]) -> TagsEvent:
-    """A tags event from its decoded JSON (version and type already checked)."""
-    repo_id, tags = d.get("repo_id"), d.get("tags")
-    if not isinstance(repo_id, int) or isinstance(repo_id, bool) or repo_id <= 0:
-        raise EventError("repo_id must be a positive integer")
-    if not isinstance(tags, list):
-        raise EventError("tags must be a list")
-    parsed = tuple(sorted(_tag(t) for t in tags))
-    if len({t.name for t in parsed}) != len(parsed):
-        raise EventError("tags[].name must be unique")
-    return TagsEvent(repo_id, parsed)

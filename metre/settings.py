@@ -13,9 +13,9 @@ import platformdirs
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ingest.releases import DEFAULT_PATTERNS as DEFAULT_RELEASE_PATTERNS
-from ingest.releases import parse_patterns
-from ingest.urlpolicy import REMOTE_SCHEMES, UrlPolicy
+from metre.ingest.releases import DEFAULT_PATTERNS as DEFAULT_RELEASE_PATTERNS
+from metre.ingest.releases import parse_patterns
+from metre.ingest.urlpolicy import REMOTE_SCHEMES, UrlPolicy
 
 
 def _default_data_dir() -> Path:
@@ -255,7 +255,7 @@ class Settings(BaseSettings):
 
     @property
     def url_policy(self) -> UrlPolicy:
-        """What repositories may be registered and fetched (ingest.urlpolicy)."""
+        """What repositories may be registered and fetched (metre.ingest.urlpolicy)."""
         return UrlPolicy(
             frozenset(s for s in self.allowed_schemes.split(",") if s),
             allow_private_hosts=self.allow_private_hosts,

@@ -17,11 +17,11 @@ from typing import Any, Literal
 
 import enry
 
-from processors import identitystore, people
-from processors.metrics.linguist import LOCK_FILES
-from processors.metrics.ownership import FileAuthor
-from processors.people import DEFAULT_BOTS, Bots, People
-from processors.store import PgStore
+from metre.processors import identitystore, people
+from metre.processors.metrics.linguist import LOCK_FILES
+from metre.processors.metrics.ownership import FileAuthor
+from metre.processors.people import DEFAULT_BOTS, Bots, People
+from metre.processors.store import PgStore
 
 FileSort = Literal["commits", "lines", "churn", "path"]
 Connection = Any  # asyncpg.Connection or a pool's connection proxy

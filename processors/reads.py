@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from processors import identitystore, people
-from processors.metrics.contributors import period_start
-from processors.metrics.policy import Policy
-from processors.people import DEFAULT_BOTS, Bots
-from processors.store import PgStore
+from metre.processors import identitystore, people
+from metre.processors.metrics.contributors import period_start
+from metre.processors.metrics.policy import Policy
+from metre.processors.people import DEFAULT_BOTS, Bots
+from metre.processors.store import PgStore
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from datetime import timedelta, timezone
 
-from processors.metrics.releases import Node, Tag
-from processors.store import PgStore
+from metre.processors.metrics.releases import Node, Tag
+from metre.processors.store import PgStore
 
 
 async def release_inputs(store: PgStore, repo_id: int) -> tuple[dict[str, Node], list[Tag]]:

@@ -1,7 +1,7 @@
 """Telling the topics that a repository was removed (I/O: bus, PostgreSQL, the mirrors).
 
 `DELETE /api/v1/repos/{id}` deletes the repository, its facts and its metric rows in one
-transaction and leaves the commits it held in an outbox (`PgStore.delete_repo`). The roles that
+transaction and leaves the commits it held in an outbox (`Registry.delete_repo`). The roles that
 hold the bus and the mirrors (`metre up`, every `metre poller`) drain that outbox: one
 retraction per commit on the commits topic (the same event a history rewrite publishes, so an
 external consumer undoes the commits exactly as it would after a force-push), then a removal
@@ -26,14 +26,14 @@ from pathlib import Path
 
 import orjson
 
-from ingest.bus import Bus, Message
-from ingest.events import RetractEvent, encode, partition_key
-from ingest.mirror import mirror_path
-from ingest.wire import MetricUpdateWire
-from processors.metrics import TABLES
-from processors.metrics.catalogue import metrics_of_tables
-from processors.store import PgStore, Removal
-from processors.updates import SCHEMA_VERSION
+from metre.contracts.bus import Bus, Message
+from metre.contracts.events import RetractEvent, encode, partition_key
+from metre.contracts.wire import MetricUpdateWire
+from metre.ingest.mirror import mirror_path
+from metre.processors.metrics import TABLES
+from metre.processors.metrics.catalogue import metrics_of_tables
+from metre.processors.registry import Registry, Removal
+from metre.processors.updates import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def removal_notice(r: Removal) -> Message:
 
 async def publish_removal(
     bus: Bus,
-    store: PgStore,
+    store: Registry,
     r: Removal,
     *,
     mirrors_dir: Path,
@@ -82,7 +82,7 @@ async def publish_removal(
 
 
 async def publish_removals(
-    bus: Bus, store: PgStore, *, mirrors_dir: Path, commits_topic: str, updates_topic: str
+    bus: Bus, store: Registry, *, mirrors_dir: Path, commits_topic: str, updates_topic: str
 ) -> int:
     """Drain the outbox once, and delete mirrors of repositories no longer registered (another
     poller may have drained their removal); returns the removals published."""
@@ -101,7 +101,7 @@ async def publish_removals(
     return done
 
 
-async def prune_mirrors(store: PgStore, mirrors_dir: Path) -> list[int]:
+async def prune_mirrors(store: Registry, mirrors_dir: Path) -> list[int]:
     """Delete the mirrors of repositories that are not registered; returns their ids.
 
     The directory is listed before the registry is read: a mirror is only ever created for a

@@ -1,7 +1,7 @@
 """Per-file metric endpoints: files, hotspots, ownership, truck factor, coupling.
 
 Thin routes: validation here, SQL in processors/filereads.py, derivations in
-processors/metrics/*. Every result goes through api.provenance.serve (provenance, ETag, 304,
+processors/metrics/*. Every result goes through metre.api.provenance.serve (provenance, ETag, 304,
 cached until the repository's watermark moves). Ownership and truck factor share one
 computation per repository state, kept in a small per-app memo so that paging through files
 does not recompute it.
@@ -15,19 +15,19 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
-from api.deps import ReadStoreDep
-from api.provenance import serve
-from api.routes.metrics import BotsQ
-from api.routes.repos import _ERRORS, RepoId
-from api.schemas import INT32_MAX
-from ingest.paths import is_path_text
-from processors import filereads, identitystore
-from processors.filereads import FileSort
-from processors.metrics.coupling import DEFAULT_MAX_FILES, MAX_FILES_LIMIT
-from processors.metrics.ownership import Ownership, ownership
-from processors.people import DEFAULT_BOTS, Bots
-from processors.reads import stamps
-from processors.store import PgStore
+from metre.api.deps import ReadStoreDep
+from metre.api.provenance import serve
+from metre.api.routes.metrics import BotsQ
+from metre.api.routes.repos import _ERRORS, RepoId
+from metre.api.schemas import INT32_MAX
+from metre.contracts.paths import is_path_text
+from metre.processors import filereads, identitystore
+from metre.processors.filereads import FileSort
+from metre.processors.metrics.coupling import DEFAULT_MAX_FILES, MAX_FILES_LIMIT
+from metre.processors.metrics.ownership import Ownership, ownership
+from metre.processors.people import DEFAULT_BOTS, Bots
+from metre.processors.reads import stamps
+from metre.processors.store import PgStore
 
 router = APIRouter(tags=["metrics"])
 

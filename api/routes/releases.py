@@ -15,13 +15,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
-from api.deps import StoreDep
-from api.provenance import serve
-from api.routes.repos import _ERRORS, RepoId
-from processors.metrics.releases import Node, Tag, lead_time_result, releases_result
-from processors.reads import stamps
-from processors.releasereads import release_inputs
-from processors.store import PgStore
+from metre.api.deps import StoreDep
+from metre.api.provenance import serve
+from metre.api.routes.repos import _ERRORS, RepoId
+from metre.processors.metrics.releases import Node, Tag, lead_time_result, releases_result
+from metre.processors.reads import stamps
+from metre.processors.releasereads import release_inputs
+from metre.processors.store import PgStore
 
 router = APIRouter(tags=["metrics"])
 _NOT_MODIFIED: dict[int | str, dict[str, Any]] = {304: {"description": "Not modified"}}

@@ -10,10 +10,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Response
 from pydantic import Field, SecretStr
 
-from api.deps import SettingsDep, StoreDep
-from api.paging import PageLimit, PageOffset, page
-from api.responses import OrjsonResponse
-from api.schemas import (
+from metre.api.deps import SettingsDep, StoreDep
+from metre.api.paging import PageLimit, PageOffset, page
+from metre.api.responses import OrjsonResponse
+from metre.api.schemas import (
     INT64_MAX,
     CommitOut,
     ErrorOut,
@@ -23,10 +23,11 @@ from api.schemas import (
     RepoList,
     RepoOut,
 )
-from ingest.branches import branch_names
-from ingest.mirror import InvalidRepositoryURL, check_host, mirror_path, validate_url
-from processors import webhookstore
-from processors.store import AmbiguousSha, RepoExists, RepoRow
+from metre.ingest.branches import branch_names
+from metre.ingest.mirror import InvalidRepositoryURL, check_host, mirror_path, validate_url
+from metre.processors import webhookstore
+from metre.processors.commitreads import AmbiguousSha
+from metre.processors.registry import RepoExists, RepoRow
 
 router = APIRouter(tags=["repositories"])
 

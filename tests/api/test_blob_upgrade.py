@@ -6,27 +6,26 @@ processor and PostgreSQL."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import orjson
 import pytest
 from dulwich.repo import Repo
 
-from ingest.bus import Message
-from ingest.events import encode, partition_key
-from ingest.gitdiff import commit_event, new_commits
-from processors.store import REPUBLISH
-from tests.api.conftest import COMMITS, MetreApi
+from metre.contracts.bus import Message
+from metre.contracts.events import encode, partition_key
+from metre.ingest.gitdiff import commit_event, new_commits
+from metre.processors.store import REPUBLISH
+from testkit.oracle import expected_languages
+from testkit.pipeline import COMMITS, Pipeline, wait_applied
 from tests.api.test_files_metrics import all_files, check_files, check_hotspots
 from tests.fixtures.gitrepo import git_commits, run_git
 from tests.ingest.test_merge_files import build_code_merges, build_turning_binary
-from tests.oracle import expected_languages
 
 pytestmark = pytest.mark.integration
 
 
-async def _ingest_without_blobs(api: MetreApi, repo: Path, only_code: bool = False) -> int:
+async def _ingest_without_blobs(api: Pipeline, repo: Path, only_code: bool = False) -> int:
     """Register `repo` and apply it as a poller before blob measures did: the head stored,
     events without `blob` (`only_code`: without `blob.code`) published and applied."""
     row = await api.store.add_repo(str(repo), None)
@@ -44,14 +43,12 @@ async def _ingest_without_blobs(api: MetreApi, repo: Path, only_code: bool = Fal
     await api.store.set_polled(row.id, head, 3600.0, None)
     before = api.processor.handled
     await api.bus.publish(COMMITS, [Message(partition_key(row.id), v) for v in values])
-    async with asyncio.timeout(60):
-        while api.processor.handled < before + len(values):
-            await asyncio.sleep(0.02)
+    await wait_applied(api.processor, before + len(values))
     return row.id
 
 
 async def test_events_without_blobs_mark_the_repository_and_the_next_poll_heals_it(
-    metre_api: MetreApi, tmp_path: Path
+    metre_api: Pipeline, tmp_path: Path
 ) -> None:
     repo = build_turning_binary(tmp_path / "r")
     (tmp_path / "r" / "app.py").write_bytes(b"print(1)\n")  # a counted language
@@ -69,9 +66,9 @@ async def test_events_without_blobs_mark_the_repository_and_the_next_poll_heals_
 
     handled, published = metre_api.processor.handled, metre_api.poller.published
     await metre_api.poll(rid)
-    async with asyncio.timeout(60):
-        while metre_api.processor.handled - handled < metre_api.poller.published - published:
-            await asyncio.sleep(0.02)
+    await wait_applied(
+        metre_api.processor, lambda: handled + metre_api.poller.published - published
+    )
     row = await metre_api.store.get_repo(rid)
     assert row is not None
     assert row.mailmap_sha is None
@@ -83,7 +80,7 @@ async def test_events_without_blobs_mark_the_repository_and_the_next_poll_heals_
 
 
 async def test_events_without_code_lines_serve_none_until_the_next_poll(
-    metre_api: MetreApi, tmp_path: Path
+    metre_api: Pipeline, tmp_path: Path
 ) -> None:
     """Events with the other blob measures but no `blob.code` (a poller before lines of code):
     bytes are served, code lines are null and hotspots empty (no exact size to rank by), the
@@ -101,9 +98,9 @@ async def test_events_without_code_lines_serve_none_until_the_next_poll(
 
     handled, published = metre_api.processor.handled, metre_api.poller.published
     await metre_api.poll(rid)
-    async with asyncio.timeout(60):
-        while metre_api.processor.handled - handled < metre_api.poller.published - published:
-            await asyncio.sleep(0.02)
+    await wait_applied(
+        metre_api.processor, lambda: handled + metre_api.poller.published - published
+    )
     row = await metre_api.store.get_repo(rid)
     assert row is not None
     assert row.mailmap_sha is None

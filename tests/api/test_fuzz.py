@@ -24,9 +24,9 @@ from hypothesis import HealthCheck, settings
 from pydantic import SecretStr
 from schemathesis import Case
 
-import ingest.mirror
-from api.app import create_app
-from api.server import server_config
+import metre.ingest.mirror
+from metre.api.app import create_app
+from metre.api.server import server_config
 from metre.settings import Settings
 
 MAX_EXAMPLES = 25
@@ -45,7 +45,7 @@ class _Server(uvicorn.Server):
 
 @pytest.fixture(scope="module")
 def api_url(tmp_path_factory: pytest.TempPathFactory, pg_dsn: str) -> Iterator[str]:
-    from tests.fixtures.postgres import drop_database
+    from testkit.postgres import drop_database
 
     # The module-scoped app needs its own database; seed one repository so that path
     # parameters sometimes hit an existing row.
@@ -56,8 +56,8 @@ def api_url(tmp_path_factory: pytest.TempPathFactory, pg_dsn: str) -> Iterator[s
         allow_local_paths=False,
         rate_limit=0,
     )
-    original = ingest.mirror.system_resolve
-    ingest.mirror.system_resolve = _resolve  # type: ignore[assignment]
+    original = metre.ingest.mirror.system_resolve
+    metre.ingest.mirror.system_resolve = _resolve  # type: ignore[assignment]
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -75,13 +75,13 @@ def api_url(tmp_path_factory: pytest.TempPathFactory, pg_dsn: str) -> Iterator[s
         server.should_exit = True
         thread.join(timeout=30)
         sock.close()
-        ingest.mirror.system_resolve = original
+        metre.ingest.mirror.system_resolve = original
         asyncio.run(drop_database(dsn))
 
 
 async def _fresh_database(server_dsn: str) -> str:
-    from processors.store import PgStore
-    from tests.fixtures.postgres import create_database
+    from metre.processors.store import PgStore
+    from testkit.postgres import create_database
 
     dsn = await create_database(server_dsn)
     store = await PgStore.connect(dsn, min_size=1, max_size=1)

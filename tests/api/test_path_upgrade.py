@@ -5,7 +5,6 @@ every path-keyed metric equals git again. Real poller, bus, processor and Postgr
 
 from __future__ import annotations
 
-import asyncio
 from importlib import resources
 from pathlib import Path
 
@@ -13,12 +12,13 @@ import orjson
 import pytest
 from dulwich.repo import Repo
 
-import ingest.gitdiff
-from ingest.bus import Message
-from ingest.events import encode, partition_key
-from ingest.gitdiff import commit_event, new_commits
-from processors.store import REPUBLISH
-from tests.api.conftest import COMMITS, MetreApi
+import metre.ingest.gitdiff
+from metre.contracts.bus import Message
+from metre.contracts.events import encode, partition_key
+from metre.ingest.gitdiff import commit_event, new_commits
+from metre.processors.store import REPUBLISH
+from testkit.oracle import assert_api_matches_git
+from testkit.pipeline import COMMITS, Pipeline, wait_applied
 from tests.api.test_files_metrics import (
     all_files,
     check_coupling,
@@ -27,7 +27,6 @@ from tests.api.test_files_metrics import (
     check_ownership,
 )
 from tests.fixtures.gitrepo import GitRepoBuilder, git_commits
-from tests.oracle import assert_api_matches_git
 
 pytestmark = pytest.mark.integration
 
@@ -46,13 +45,13 @@ def _form_1(raw: bytes) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
-async def _ingest_as_form_1(api: MetreApi, repo: Path, monkeypatch: pytest.MonkeyPatch) -> int:
+async def _ingest_as_form_1(api: Pipeline, repo: Path, monkeypatch: pytest.MonkeyPatch) -> int:
     """Register `repo` and apply it as an earlier metre did: its poller stored the head and
     published form-1 events (no `path_form`), which the processor applies afterwards."""
     row = await api.store.add_repo(str(repo), None)
     head = next(iter(git_commits(repo)))
     with monkeypatch.context() as m:
-        m.setattr(ingest.gitdiff, "path_text", _form_1)
+        m.setattr(metre.ingest.gitdiff, "path_text", _form_1)
         dul = Repo(str(repo))
         values = []
         for sha in new_commits(dul, head, None):
@@ -63,28 +62,24 @@ async def _ingest_as_form_1(api: MetreApi, repo: Path, monkeypatch: pytest.Monke
     await api.store.set_polled(row.id, head, 3600.0, None)
     before = api.processor.handled
     await api.bus.publish(COMMITS, [Message(partition_key(row.id), v) for v in values])
-    async with asyncio.timeout(60):
-        while api.processor.handled < before + len(values):
-            await asyncio.sleep(0.02)
+    await wait_applied(api.processor, before + len(values))
     return row.id
 
 
-async def _poll(api: MetreApi, repo_id: int) -> None:
+async def _poll(api: Pipeline, repo_id: int) -> None:
     """`api.poll`, waiting for this poll's events (the processor also counted ours)."""
     handled, published = api.processor.handled, api.poller.published
     await api.poll(repo_id)
-    async with asyncio.timeout(60):
-        while api.processor.handled - handled < api.poller.published - published:
-            await asyncio.sleep(0.02)
+    await wait_applied(api.processor, lambda: handled + api.poller.published - published)
 
 
-async def _mark(api: MetreApi, repo_id: int) -> str | None:
+async def _mark(api: Pipeline, repo_id: int) -> str | None:
     row = await api.store.get_repo(repo_id)
     assert row is not None
     return row.mailmap_sha
 
 
-async def _check_all(api: MetreApi, repo_id: int, repo: Path) -> None:
+async def _check_all(api: Pipeline, repo_id: int, repo: Path) -> None:
     await assert_api_matches_git(api.client, repo_id, repo)
     await check_files(api, repo_id, repo)
     await check_hotspots(api, repo_id, repo, 365)
@@ -93,7 +88,7 @@ async def _check_all(api: MetreApi, repo_id: int, repo: Path) -> None:
 
 
 async def test_a_form_1_event_marks_its_repository_and_the_next_poll_heals_it(
-    metre_api: MetreApi, lookalike_repo: Path, plain: Path, monkeypatch: pytest.MonkeyPatch
+    metre_api: Pipeline, lookalike_repo: Path, plain: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     repo_id = await _ingest_as_form_1(metre_api, lookalike_repo, monkeypatch)
     plain_id = await _ingest_as_form_1(metre_api, plain, monkeypatch)
@@ -109,13 +104,13 @@ async def test_a_form_1_event_marks_its_repository_and_the_next_poll_heals_it(
 
 
 async def test_migration_0017_marks_repositories_with_a_backslash_in_a_stored_path(
-    metre_api: MetreApi, lookalike_repo: Path, plain: Path, monkeypatch: pytest.MonkeyPatch
+    metre_api: Pipeline, lookalike_repo: Path, plain: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     repo_id = await _ingest_as_form_1(metre_api, lookalike_repo, monkeypatch)
     plain_id = await _ingest_as_form_1(metre_api, plain, monkeypatch)
     # As if the data were stored before the processor knew how to mark it.
     await metre_api.store.pool.execute("UPDATE repos SET mailmap_sha = NULL")
-    sql = (resources.files("processors") / "migrations" / "0017_path_form.sql").read_text()
+    sql = (resources.files("metre.processors") / "migrations" / "0017_path_form.sql").read_text()
     await metre_api.store.pool.execute(sql)
     assert await _mark(metre_api, repo_id) == REPUBLISH
     assert await _mark(metre_api, plain_id) is None
@@ -127,7 +122,7 @@ async def test_migration_0017_marks_repositories_with_a_backslash_in_a_stored_pa
 
 
 async def test_a_merge_file_alone_marks_its_repository(
-    metre_api: MetreApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    metre_api: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The only backslash of the history is in what a merge decided itself.
     b = GitRepoBuilder(tmp_path / "merge-only")
@@ -146,7 +141,7 @@ async def test_a_merge_file_alone_marks_its_repository(
     b.commit("Merge side")
     repo_id = await _ingest_as_form_1(metre_api, b.path, monkeypatch)
     await metre_api.store.pool.execute("UPDATE repos SET mailmap_sha = NULL")
-    sql = (resources.files("processors") / "migrations" / "0017_path_form.sql").read_text()
+    sql = (resources.files("metre.processors") / "migrations" / "0017_path_form.sql").read_text()
     await metre_api.store.pool.execute(sql)
     assert await _mark(metre_api, repo_id) == REPUBLISH
     await _poll(metre_api, repo_id)
@@ -154,7 +149,7 @@ async def test_a_merge_file_alone_marks_its_repository(
 
 
 async def test_a_mark_set_during_a_poll_survives_it(
-    metre_api: MetreApi, lookalike_repo: Path, monkeypatch: pytest.MonkeyPatch
+    metre_api: Pipeline, lookalike_repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A processor applies a form-1 event of the backlog while a new poller polls the same
     # repository (incrementally): the poll's end must not wipe the mark.

@@ -1,4 +1,5 @@
-"""ingest.gitdiff against the git CLI: files, counts, change letters, people, times, parents."""
+"""metre.ingest.gitdiff against the git CLI: files, counts, change letters, people, times,
+parents."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from pathlib import Path
 import pytest
 from dulwich.repo import Repo
 
-from ingest.events import CommitEvent
-from ingest.gitdiff import RepositoryError, commit_event, new_commits
+from metre.contracts.events import CommitEvent
+from metre.ingest.gitdiff import RepositoryError, commit_event, new_commits
 from tests.fixtures.gitrepo import (
     GitRepoBuilder,
     git_change_letters,

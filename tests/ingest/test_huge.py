@@ -8,10 +8,10 @@ from pathlib import Path
 
 from dulwich.repo import Repo
 
-from ingest.gitdiff import commit_event, new_commits
-from ingest.mirror import resolve_head
+from metre.ingest.gitdiff import commit_event, new_commits
+from metre.ingest.mirror import resolve_head
+from testkit.huge import fat, long_line, wide
 from tests.fixtures.gitrepo import git_numstat
-from tests.fixtures.huge import fat, long_line, wide
 
 
 def _equal_to_git(repo_dir: Path) -> list[int]:

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from dulwich.repo import Repo
 
-from ingest import gitdiff
-from ingest.events import encode
-from ingest.gitdiff import commit_event, new_commits, use_commit_graph
+from metre.contracts.events import encode
+from metre.ingest import gitdiff
+from metre.ingest.gitdiff import commit_event, new_commits, use_commit_graph
+from testkit.mergeheavy import generate_merge_heavy_history
 from tests.fixtures.gitrepo import run_git
-from tests.fixtures.mergeheavy import generate_merge_heavy_history
 from tests.ingest.test_merge_files import check_every_commit
 
 

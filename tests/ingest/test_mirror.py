@@ -1,4 +1,5 @@
-"""ingest.mirror against the git CLI: mirroring, incremental fetch, URL policy, broken sources."""
+"""metre.ingest.mirror against the git CLI: mirroring, incremental fetch, URL policy, broken
+sources."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from dulwich.repo import Repo
 from dulwich.server import BackendRepo, DictBackend
 from dulwich.web import make_wsgi_chain
 
-from ingest.mirror import (
+from metre.ingest.mirror import (
     FetchAccess,
     InvalidRepositoryURL,
     RepositoryError,
@@ -20,7 +21,7 @@ from ingest.mirror import (
     resolve_head,
     validate_url,
 )
-from ingest.urlpolicy import UrlPolicy
+from metre.ingest.urlpolicy import UrlPolicy
 from tests.fixtures.gitrepo import GitRepoBuilder, run_git
 
 # Loopback test servers speak plain http: a policy that admits them.

@@ -10,15 +10,19 @@ address metre checked.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from ingest.credentials import Credential
-from ingest.mirror import FetchAccess, RepositoryError, open_mirror, resolve_head
-from ingest.urlpolicy import UrlPolicy
+from metre.ingest.credentials import Credential
+from metre.ingest.mirror import FetchAccess, RepositoryError, open_mirror, resolve_head
+from metre.ingest.urlpolicy import UrlPolicy
+from testkit.broker import free_port
+from testkit.sshd import Sshd
+from tests.fixtures.counting import Counting
 from tests.fixtures.gitrepo import GitRepoBuilder
 from tests.fixtures.sshd import SSH_ALIAS, SshClient, SshServers
 from tests.ingest.test_transports import Resolver
@@ -72,8 +76,22 @@ def test_ssh_fetch_and_update(sshd: SshServers, ssh_client: SshClient, tmp_path:
 def test_ssh_refused_address_is_never_contacted(
     sshd: SshServers, ssh_client: SshClient, tmp_path: Path
 ) -> None:
-    marks = sshd.good.mark(), sshd.evil.mark()
-    url = _url(sshd, _repo(tmp_path / "r.git").path)
+    """Both addresses listen on the URL's port, counting what they accept: the refusals come
+    before any connection."""
+    port = free_port()
+    listeners = [Counting("127.0.0.1", port), Counting("127.0.0.2", port)]
+    try:
+        _refused_before_any_connection(sshd, ssh_client, tmp_path, port)
+        assert [c.accepted() for c in listeners] == [0, 0]
+    finally:
+        for c in listeners:
+            c.close()
+
+
+def _refused_before_any_connection(
+    sshd: SshServers, ssh_client: SshClient, tmp_path: Path, port: int
+) -> None:
+    url = f"ssh://{sshd.user}@{SSH_ALIAS}:{port}{_repo(tmp_path / 'r.git').path}"
     # a refused address first (link-local metadata), then one the server listens on
     access = FetchAccess(SSH_DEFAULT, resolve=Resolver(["169.254.169.254", "127.0.0.1"]))
     with pytest.raises(RepositoryError, match=r"169\.254\.169\.254 \(link-local\)") as err:
@@ -85,8 +103,6 @@ def test_ssh_refused_address_is_never_contacted(
             tmp_path / "m", 1, url, FetchAccess(SSH_DEFAULT, resolve=Resolver(["127.0.0.1"]))
         )
     assert ssh_client.calls() == []  # ssh was never run
-    time.sleep(0.2)  # a connection, had there been one, is in the logs by now
-    assert "Connection from" not in sshd.good.log(marks[0]) + sshd.evil.log(marks[1])
 
 
 def test_ssh_resolution_that_changes_is_not_followed(
@@ -103,9 +119,24 @@ def test_ssh_resolution_that_changes_is_not_followed(
     )
     assert resolve_head(mirror, None) == good.head() != sshd.evil_repo.head()
     assert resolve.calls == [SSH_ALIAS]  # resolved once
-    time.sleep(0.2)
     assert f"Accepted publickey for {sshd.user} from 127.0.0.1 " in sshd.good.log(marks[0])
-    assert "Connection from" not in sshd.evil.log(marks[1])
+    assert _connections_since(sshd.evil, marks[1], ("127.0.0.2", sshd.port)) == []
+
+
+def _connections_since(server: Sshd, mark: int, address: tuple[str, int]) -> list[str]:
+    """The "Connection from" lines `server` logged since `mark`, once it has logged a probe
+    connection made now: it accepts in order, so an earlier connection is in the log first
+    (a wait for that line, not for a time)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        mine = f"Connection from 127.0.0.1 port {probe.getsockname()[1]} "
+        probe.connect(address)
+        deadline = time.monotonic() + 10
+        while mine not in server.log(mark):
+            assert time.monotonic() < deadline, "the server did not log the probe connection"
+            time.sleep(0.02)
+    lines = server.log(mark).splitlines()
+    return [line for line in lines if "Connection from" in line and mine not in line]
 
 
 def test_the_evil_server_would_serve_a_fetch(
@@ -203,7 +234,7 @@ def test_ssh_connection_is_reused_by_the_next_fetch_of_that_name_only(
     so its host key is checked (and here refused: known_hosts holds only `SSH_ALIAS`)."""
     import tempfile
 
-    from ingest.transport import SshReuse
+    from metre.ingest.transport import SshReuse
 
     control = Path(tempfile.mkdtemp(prefix="metre-ssh-", dir="/tmp")) / "c"
     reuse = SshReuse(control, 30)
@@ -229,7 +260,7 @@ def test_ssh_connection_is_reused_by_the_next_fetch_of_that_name_only(
 
 
 def test_ssh_reuse_is_off_when_the_socket_path_would_be_too_long(tmp_path: Path) -> None:
-    from ingest.transport import SshReuse
+    from metre.ingest.transport import SshReuse
 
     deep = SshReuse(tmp_path / ("d" * 120), 30)
     assert deep.options("h", "127.0.0.1", 22, "git") == []

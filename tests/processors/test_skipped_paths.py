@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from processors.filereads import skipped
-from processors.metrics.linguist import LOCK_FILES, classify
+from metre.processors.filereads import skipped
+from metre.processors.metrics.linguist import LOCK_FILES, classify
 from tests.fixtures.linguist import SKIPPED
 
 PATHS = (
