@@ -56,9 +56,10 @@ class Pipeline:
         """Until the processor has handled every event the poller published."""
         await wait_applied(self.processor, lambda: self.poller.published, timeout)
 
-    async def ingest(self, path: Path, timeout: float = 60.0) -> int:
-        """Register `path`, poll it once, wait until every published event is handled."""
-        row = await self.store.add_repo(str(path), None)
+    async def ingest(self, path: Path, timeout: float = 60.0, branch: str | None = None) -> int:
+        """Register `path` (on `branch`, else its head), poll it once, wait until every
+        published event is handled."""
+        row = await self.store.add_repo(str(path), branch)
         await self.poll(row.id, timeout)
         return row.id
 

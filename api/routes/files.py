@@ -192,8 +192,8 @@ async def coupling(
     params = {"path": path, "max_files": max_files, "min_shared": min_shared, "limit": limit}
 
     async def compute(ids: list[int]) -> dict[str, Any]:
-        rows = await filereads.coupling(store, ids[0], max_files, min_shared, limit, path)
         if path is None:
+            rows = await filereads.coupling(store, ids[0], max_files, min_shared, limit)
             pairs = [
                 {
                     "a": r["path_a"],
@@ -206,6 +206,7 @@ async def coupling(
                 for r in rows
             ]
             return {"repo_id": repo_id, **params, "pairs": pairs}
+        rows, commits = await filereads.partners(store, ids[0], path, max_files, min_shared, limit)
         partners = []
         for r in rows:
             other_is_b = r["path_a"] == path
@@ -217,7 +218,6 @@ async def coupling(
                     "degree": r["degree"],
                 }
             )
-        commits = await filereads.commits_of(store, ids[0], path, max_files)
         return {"repo_id": repo_id, **params, "commits": commits, "partners": partners}
 
     return await serve(request, store, "coupling", params, compute, repo_id=repo_id)
