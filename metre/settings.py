@@ -317,6 +317,14 @@ class Settings(BaseSettings):
         "next fetch of the same host to reuse (OpenSSH's ControlPersist; a poll then skips the "
         "handshake); 0: a new connection per fetch.",
     )
+    poll_lease: float = Field(
+        default=120.0,
+        ge=5,
+        le=3600,
+        description="Seconds a poller holds a repository it claimed, renewed every third of "
+        "it while the poll runs; a poller that dies lets its repositories go after at most "
+        "this long.",
+    )
     poll_concurrency: int = Field(
         default=4,
         ge=1,

@@ -224,6 +224,7 @@ def make_poller(settings: Settings, bus: Bus, store: PgStore) -> Poller:
         give_up_after=settings.give_up_after,
         concurrency=settings.poll_concurrency,
         release_tags=settings.release_patterns,
+        lease_seconds=settings.poll_lease,
     )
     return Poller(bus, store, config)
 
