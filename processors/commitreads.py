@@ -82,38 +82,11 @@ class CommitReads(Database):
     async def activity(
         self, repo_id: int, start: date | None, end: date | None, granularity: str
     ) -> list[dict[str, Any]]:
-        """Activity per day|week|month (UTC author dates; weeks start on the ISO Monday).
+        """Activity per day|week|month of one repository, every commit kind counted: the one
+        activity read (processors/reads.py `activity`) with its default policy."""
+        from metre.processors.reads import activity  # reads imports the store, which is this
 
-        `start`/`end` bound days, inclusive; periods without commits are left out.
-        """
-        if granularity not in _GRANULARITIES:
-            raise ValueError(f"granularity must be day, week or month, not {granularity!r}")
-        recs = await self._pool.fetch(
-            """
-            SELECT date_trunc($4, day::timestamp)::date AS period,
-                   sum(commits)::bigint AS commits, sum(merges)::bigint AS merges,
-                   sum(added)::bigint AS added, sum(removed)::bigint AS removed
-            FROM activity_daily
-            WHERE repo_id = $1 AND ($2::date IS NULL OR day >= $2)
-                  AND ($3::date IS NULL OR day <= $3)
-            GROUP BY 1 HAVING sum(commits) > 0
-            ORDER BY 1
-            """,
-            repo_id,
-            start,
-            end,
-            granularity,
-        )
-        return [
-            {
-                "period": r["period"].isoformat(),
-                "commits": r["commits"],
-                "merges": r["merges"],
-                "added": r["added"],
-                "removed": r["removed"],
-            }
-            for r in recs
-        ]
+        return await activity(self, [repo_id], start, end, granularity)
 
     async def authors(self, repo_id: int) -> list[dict[str, Any]]:
         """Per-author totals by commits descending, then email; times ISO 8601 in UTC. Every
