@@ -9,8 +9,6 @@ from typing import Any
 
 from metre.processors.database import Database
 
-_GRANULARITIES = frozenset(("day", "week", "month"))
-
 
 class AmbiguousSha(Exception):
     """A short sha names more than one commit of the repository."""
