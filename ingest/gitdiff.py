@@ -43,11 +43,12 @@ from ingest import gitdate
 from ingest.codelines import code_lines
 from ingest.commitgraph import CommitGraph
 from ingest.events import BlobDelta, ChangeType, CommitEvent, FileChange, MergeFile, Person
+from ingest.git.errors import RepositoryError
 from ingest.mailmap import Mailmap
 from ingest.packs import PackReader
 from ingest.paths import path_text
 
-__all__ = ["RepositoryError", "commit_event", "new_commits", "use_commit_graph"]
+__all__ = ["commit_event", "new_commits", "use_commit_graph"]
 
 _GRAPH_CACHE_SIZE = 65_536
 """Commits whose parents, time and tree the reader keeps (about 25 MB at most): a backfill
@@ -60,13 +61,6 @@ about 400 KB each."""
 _TREE_OVERHEAD = 100
 _SLOP_SECONDS = 86_400
 """How far below the oldest new commit the walk of known commits goes (clock-skew margin)."""
-
-
-class RepositoryError(Exception):
-    """The repository cannot be read: missing or corrupt objects, unknown revisions, bad URLs.
-
-    The message is meant for users: no stack trace text, no credentials.
-    """
 
 
 class _Header(NamedTuple):

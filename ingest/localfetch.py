@@ -28,7 +28,7 @@ from typing import Any
 
 from dulwich.objects import parse_tree
 
-from ingest.gitdiff import RepositoryError
+from ingest.git.errors import RepositoryError
 from ingest.packs import PackReader
 from ingest.packwrite import ObjectCorrupt, PackWriter, copy_file
 

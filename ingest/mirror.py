@@ -40,7 +40,7 @@ from dulwich.repo import Repo
 
 from ingest.credentials import CredentialTable, credential_for
 from ingest.deadlines import FetchClock, FetchDeadlines, resolve_within
-from ingest.gitdiff import RepositoryError
+from ingest.git.errors import RepositoryError
 from ingest.localfetch import MirrorObjects, clone_packs, consolidate, copy_new
 from ingest.refstore import read_refs, write_head, write_packed_refs
 from ingest.remotefetch import fetch_remote
@@ -56,7 +56,6 @@ from ingest.urlpolicy import (
 __all__ = [
     "FetchAccess",
     "InvalidRepositoryURL",
-    "RepositoryError",
     "check_host",
     "open_mirror",
     "resolve_head",

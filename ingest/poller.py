@@ -47,9 +47,10 @@ from ingest.backfill import EventPool, encode_events, worker_count
 from ingest.bus import Bus, BusError, Message
 from ingest.deadlines import FetchClock
 from ingest.events import RetractEvent, encode, partition_key
+from ingest.git.errors import RepositoryError
 from ingest.gitdiff import new_commits
 from ingest.mailmap import read_mailmap
-from ingest.mirror import FetchAccess, RepositoryError, mirror_path, open_mirror, resolve_head
+from ingest.mirror import FetchAccess, mirror_path, open_mirror, resolve_head
 from ingest.outage import Outage
 from ingest.releasepoll import ReleaseRegistry, publish_release_tags
 from ingest.retry import DEPENDENCY, Backoff, always, retry

@@ -35,9 +35,10 @@ from dulwich.repo import Repo
 
 from ingest.bus import Bus, Message
 from ingest.events import RetractEvent, encode, partition_key
+from ingest.git.errors import RepositoryError
 from ingest.gitdiff import commit_event, new_commits
 from ingest.mailmap import read_mailmap
-from ingest.mirror import RepositoryError, mirror_path
+from ingest.mirror import mirror_path
 
 log = logging.getLogger(__name__)
 

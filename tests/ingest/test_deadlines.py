@@ -28,8 +28,9 @@ import pytest
 
 from ingest.bus import InMemoryBus
 from ingest.deadlines import FetchClock, FetchDeadlines
+from ingest.git.errors import RepositoryError
 from ingest.localfetch import CHECK_EVERY
-from ingest.mirror import FetchAccess, RepositoryError, open_mirror
+from ingest.mirror import FetchAccess, open_mirror
 from ingest.poller import Poller, PollerConfig
 from ingest.urlpolicy import UrlPolicy
 from processors.store import PgStore

@@ -12,7 +12,8 @@ import pytest
 from dulwich.repo import Repo
 
 from ingest.events import CommitEvent
-from ingest.gitdiff import RepositoryError, commit_event, new_commits
+from ingest.git.errors import RepositoryError
+from ingest.gitdiff import commit_event, new_commits
 from tests.fixtures.gitrepo import (
     GitRepoBuilder,
     git_change_letters,

@@ -18,7 +18,8 @@ import pytest
 
 from ingest.bus import InMemoryBus
 from ingest.events import decode
-from ingest.mirror import RepositoryError, open_mirror, resolve_head
+from ingest.git.errors import RepositoryError
+from ingest.mirror import open_mirror, resolve_head
 from ingest.poller import Poller, PollerConfig
 from processors.store import PgStore
 from tests.fixtures.gitrepo import GitRepoBuilder, git_env, run_git

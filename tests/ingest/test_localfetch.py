@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.mirror import RepositoryError, open_mirror, resolve_head
+from ingest.git.errors import RepositoryError
+from ingest.mirror import open_mirror, resolve_head
 from tests.fixtures.gitrepo import GitRepoBuilder, run_git
 
 

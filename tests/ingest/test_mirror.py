@@ -12,14 +12,8 @@ from dulwich.repo import Repo
 from dulwich.server import BackendRepo, DictBackend
 from dulwich.web import make_wsgi_chain
 
-from ingest.mirror import (
-    FetchAccess,
-    InvalidRepositoryURL,
-    RepositoryError,
-    open_mirror,
-    resolve_head,
-    validate_url,
-)
+from ingest.git.errors import RepositoryError
+from ingest.mirror import FetchAccess, InvalidRepositoryURL, open_mirror, resolve_head, validate_url
 from ingest.urlpolicy import UrlPolicy
 from tests.fixtures.gitrepo import GitRepoBuilder, run_git
 

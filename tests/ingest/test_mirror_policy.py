@@ -28,7 +28,8 @@ from dulwich.web import make_wsgi_chain
 from api.app import create_app
 from ingest.bus import InMemoryBus
 from ingest.credentials import Credential
-from ingest.mirror import FetchAccess, RepositoryError, open_mirror, resolve_head
+from ingest.git.errors import RepositoryError
+from ingest.mirror import FetchAccess, open_mirror, resolve_head
 from ingest.poller import Poller, PollerConfig
 from ingest.urlpolicy import UrlPolicy
 from metre.settings import Settings

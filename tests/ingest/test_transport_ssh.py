@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from ingest.credentials import Credential
-from ingest.mirror import FetchAccess, RepositoryError, open_mirror, resolve_head
+from ingest.git.errors import RepositoryError
+from ingest.mirror import FetchAccess, open_mirror, resolve_head
 from ingest.urlpolicy import UrlPolicy
 from tests.fixtures.gitrepo import GitRepoBuilder
 from tests.fixtures.sshd import SSH_ALIAS, SshClient, SshServers

@@ -24,7 +24,8 @@ from dulwich.repo import Repo
 from dulwich.server import DictBackend
 from dulwich.web import make_wsgi_chain
 
-from ingest.mirror import FetchAccess, RepositoryError, open_mirror, resolve_head
+from ingest.git.errors import RepositoryError
+from ingest.mirror import FetchAccess, open_mirror, resolve_head
 from ingest.urlpolicy import UrlPolicy
 from metre.runtime import fetch_access
 from metre.settings import Settings

@@ -11,7 +11,8 @@ import pytest
 from dulwich import graph
 from dulwich.repo import Repo
 
-from ingest.gitdiff import RepositoryError, _lowest_common_ancestors, _reader, commit_event
+from ingest.git.errors import RepositoryError
+from ingest.gitdiff import _lowest_common_ancestors, _reader, commit_event
 from tests.fixtures.gitrepo import GitRepoBuilder, run_git
 
 
