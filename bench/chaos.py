@@ -67,8 +67,8 @@ from dulwich.refs import Ref
 from dulwich.repo import Repo
 
 from ingest.bus import BusError, InMemoryBus, Message, Record
+from ingest.commits import commit_event
 from ingest.events import encode, partition_key
-from ingest.gitdiff import commit_event
 from ingest.kafka_bus import KafkaBus
 from ingest.mailmap import read_mailmap
 from ingest.poller import Poller, PollerConfig

@@ -82,7 +82,7 @@ def sanity(repo: Path, sample: int) -> str:
     """metre's events equal git's numstat on `sample` random commits (paths without quoting)."""
     from dulwich.repo import Repo
 
-    from ingest.gitdiff import commit_event
+    from ingest.commits import commit_event
 
     git = _git_numstat(repo)
     shas = random.Random(0).sample(sorted(git), min(sample, len(git)))
@@ -115,7 +115,7 @@ def stage_git(repo: Path, _: argparse.Namespace) -> dict[str, Any]:
 
 
 def _walk(repo: Any) -> tuple[list[str], float]:
-    from ingest.gitdiff import new_commits
+    from ingest.commits import new_commits
     from ingest.mirror import resolve_head
 
     started = time.perf_counter()

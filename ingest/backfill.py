@@ -24,8 +24,8 @@ from concurrent.futures import Future, ProcessPoolExecutor
 
 from dulwich.repo import Repo
 
+from ingest.commits import commit_event, use_commit_graph
 from ingest.events import encode
-from ingest.gitdiff import commit_event, use_commit_graph
 from ingest.mailmap import Mailmap
 
 __all__ = ["EventPool", "encode_events", "worker_count"]

@@ -13,10 +13,10 @@ import orjson
 import pytest
 from dulwich.repo import Repo
 
-import ingest.gitdiff
+import ingest.commits
 from ingest.bus import Message
+from ingest.commits import commit_event, new_commits
 from ingest.events import encode, partition_key
-from ingest.gitdiff import commit_event, new_commits
 from processors.store import REPUBLISH
 from tests.api.conftest import COMMITS, MetreApi
 from tests.api.test_files_metrics import (
@@ -52,7 +52,7 @@ async def _ingest_as_form_1(api: MetreApi, repo: Path, monkeypatch: pytest.Monke
     row = await api.store.add_repo(str(repo), None)
     head = next(iter(git_commits(repo)))
     with monkeypatch.context() as m:
-        m.setattr(ingest.gitdiff, "path_text", _form_1)
+        m.setattr(ingest.commits, "path_text", _form_1)
         dul = Repo(str(repo))
         values = []
         for sha in new_commits(dul, head, None):

@@ -167,7 +167,7 @@ def test_absurd_dates_are_read_like_git(tmp_path: Path) -> None:
     """Each absurd commit becomes an event; timestamps git can name agree with git."""
     from dulwich.repo import Repo
 
-    from ingest.gitdiff import commit_event, new_commits
+    from ingest.commits import commit_event, new_commits
 
     src = absurd(tmp_path / "absurd")
     mirror = open_mirror(tmp_path / "m", 1, str(src))
@@ -220,7 +220,7 @@ def _ingest(tmp_path: Path, src: Path) -> tuple[list[int], float, float]:
     """Mirror and build the events of `src`; (files per event, seconds, peak MB)."""
     from dulwich.repo import Repo
 
-    from ingest.gitdiff import commit_event, new_commits
+    from ingest.commits import commit_event, new_commits
 
     started = time.perf_counter()
     mirror = open_mirror(tmp_path / "m", 1, str(src))
@@ -271,7 +271,7 @@ def test_50mb_blob(tmp_path: Path) -> None:
     mirror = open_mirror(tmp_path / "m", 1, str(src))
     from dulwich.repo import Repo
 
-    from ingest.gitdiff import commit_event
+    from ingest.commits import commit_event
 
     with Repo(str(mirror)) as repo:
         event = commit_event(repo, 1, resolve_head(mirror, None))
@@ -285,8 +285,8 @@ def test_50mb_blob(tmp_path: Path) -> None:
 def test_events_of_non_utf8_repository_round_trip(tmp_path: Path) -> None:
     from dulwich.repo import Repo
 
+    from ingest.commits import commit_event, new_commits
     from ingest.events import encode
-    from ingest.gitdiff import commit_event, new_commits
 
     src = non_utf8(tmp_path / "n")
     mirror = open_mirror(tmp_path / "m", 1, str(src))

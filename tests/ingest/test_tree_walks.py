@@ -1,4 +1,4 @@
-"""What the fast paths of ingest.gitdiff must not change: trees whose entries are out of git's
+"""What the fast paths of ingest.commits must not change: trees whose entries are out of git's
 order (a broken tool wrote them) are still diffed by name, a damaged tree is a repository
 error, and merge bases equal dulwich's own search on every merge of generated histories."""
 
@@ -11,8 +11,8 @@ import pytest
 from dulwich import graph
 from dulwich.repo import Repo
 
+from ingest.commits import _lowest_common_ancestors, _reader, commit_event
 from ingest.git.errors import RepositoryError
-from ingest.gitdiff import _lowest_common_ancestors, _reader, commit_event
 from tests.fixtures.gitrepo import GitRepoBuilder, run_git
 
 

@@ -1,4 +1,4 @@
-"""ingest.gitdiff against the git CLI: files, counts, change letters, people, times, parents."""
+"""ingest.commits against the git CLI: files, counts, change letters, people, times, parents."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from dulwich.repo import Repo
 
+from ingest.commits import commit_event, new_commits
 from ingest.events import CommitEvent
 from ingest.git.errors import RepositoryError
-from ingest.gitdiff import commit_event, new_commits
 from tests.fixtures.gitrepo import (
     GitRepoBuilder,
     git_change_letters,
