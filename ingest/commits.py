@@ -23,7 +23,6 @@ whose sha changed. Tree entries' shas stay binary, as the tree holds them.
 from __future__ import annotations
 
 import binascii
-import codecs
 import heapq
 import stat
 import threading
@@ -31,7 +30,6 @@ import weakref
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime
 from typing import Any, NamedTuple
 
 from dulwich.errors import ApplyDeltaError, ChecksumMismatch, FileFormatException, ObjectMissing
@@ -39,10 +37,10 @@ from dulwich.graph import find_merge_base
 from dulwich.objects import parse_tree
 
 import kernels
-from ingest import gitdate
 from ingest.codelines import code_lines
 from ingest.commitgraph import CommitGraph
-from ingest.events import BlobDelta, ChangeType, CommitEvent, FileChange, MergeFile, Person
+from ingest.events import BlobDelta, ChangeType, CommitEvent, FileChange, MergeFile
+from ingest.git.commit import Header, commit_time, decode, parse_commit, person
 from ingest.git.errors import RepositoryError
 from ingest.mailmap import Mailmap
 from ingest.packs import PackReader
@@ -61,15 +59,6 @@ about 400 KB each."""
 _TREE_OVERHEAD = 100
 _SLOP_SECONDS = 86_400
 """How far below the oldest new commit the walk of known commits goes (clock-skew margin)."""
-
-
-class _Header(NamedTuple):
-    tree: bytes
-    parents: tuple[bytes, ...]
-    author: bytes
-    committer: bytes
-    encoding: str | None
-    message: bytes
 
 
 class _Node(NamedTuple):
@@ -125,8 +114,8 @@ class _Reader:
             raise RepositoryError(f"object {_hex(sha).decode()} is not a {_TYPE_NAMES[expected]}")
         return bytes(data)
 
-    def header(self, sha: bytes) -> _Header:
-        h = _parse_commit(self.raw(sha, _COMMIT))
+    def header(self, sha: bytes) -> Header:
+        h = parse_commit(self.raw(sha, _COMMIT))
         self.remember(sha, h)
         return h
 
@@ -134,14 +123,14 @@ class _Reader:
         """Parents, committer time and tree of commit `sha` (hex), read once while cached."""
         got = self.graph.get(sha)
         if got is None:
-            got = self.remember(sha, _parse_commit(self.raw(sha, _COMMIT)))
+            got = self.remember(sha, parse_commit(self.raw(sha, _COMMIT)))
         return got
 
-    def remember(self, sha: bytes, h: _Header) -> _Node:
+    def remember(self, sha: bytes, h: Header) -> _Node:
         graph = self.graph
         if len(graph) >= _GRAPH_CACHE_SIZE:
             graph.clear()  # bounded; a cleared entry is read again, never wrong
-        got = graph[sha] = _Node(h.parents, _commit_time(h), h.tree)
+        got = graph[sha] = _Node(h.parents, commit_time(h), h.tree)
         return got
 
     def tree(self, sha: bytes) -> bytes:
@@ -212,64 +201,6 @@ def _reader(repo: Any) -> _Reader:
         if reader is None:
             reader = _readers[store] = _Reader(store)
         return reader
-
-
-def _parse_commit(raw: bytes) -> _Header:
-    head, sep, message = raw.partition(b"\n\n")
-    if not sep:
-        head, message = raw.rstrip(b"\n"), b""
-    tree = b""
-    parents: list[bytes] = []
-    author = committer = b""
-    encoding: str | None = None
-    for line in head.split(b"\n"):
-        if line.startswith(b" "):
-            continue  # continuation of a multi-line header (gpgsig, mergetag)
-        key, _, value = line.partition(b" ")
-        if key == b"tree":
-            tree = value
-        elif key == b"parent":
-            parents.append(value)
-        elif key == b"author":
-            author = value
-        elif key == b"committer":
-            committer = value
-        elif key == b"encoding":
-            encoding = value.decode("ascii", "replace")
-    if not tree:
-        raise RepositoryError("a commit without a tree (corrupt repository?)")
-    return _Header(tree, tuple(parents), author, committer, encoding, message)
-
-
-def _decode(data: bytes, encoding: str | None) -> str:
-    """As git log shows it: re-encoded from the commit's encoding, else UTF-8 (replacement)."""
-    if encoding:
-        try:
-            codecs.lookup(encoding)
-        except LookupError:
-            encoding = None
-    return data.decode(encoding or "utf-8", "replace")
-
-
-def _person(ident: bytes, encoding: str | None, mailmap: Mailmap | None = None) -> Person:
-    """Parse ``Name <email> <seconds> <+hhmm>`` the way git splits an identity line, map it
-    through `mailmap` (as ``git log --use-mailmap`` does), then lower-case the email."""
-    lt = ident.find(b"<")
-    gt = ident.find(b">", lt + 1) if lt >= 0 else -1
-    if lt < 0 or gt < 0:  # git finds no identity, hence no date, in such a line
-        return Person(_decode(ident.strip(), encoding), "", gitdate.EPOCH, "")
-    name = _decode(ident[:lt].strip(), encoding)
-    email = ident[lt + 1 : gt].decode("utf-8", "replace")
-    if mailmap:
-        name, email = mailmap.map(name, email)
-    when, raw = _time(ident[ident.rfind(b">") + 1 :])
-    return Person(name, email.lower(), when, raw)
-
-
-def _time(raw: bytes) -> tuple[datetime, str | None]:
-    """The date as git log shows it, and a flag when a datetime cannot hold it (never raises:
-    a date never fails a commit). See `ingest.gitdate`."""
-    return gitdate.parse(raw)
 
 
 _Change = tuple[bytes, _Entry | None, _Entry | None]
@@ -384,9 +315,9 @@ def commit_event(repo: Any, repo_id: int, sha: str, mailmap: Mailmap | None = No
     rd = _reader(repo)
     key = sha.encode("ascii")
     h = rd.header(key)
-    author = _person(h.author, h.encoding, mailmap)
-    committer = _person(h.committer, h.encoding, mailmap)
-    summary = _decode(h.message.split(b"\n", 1)[0], h.encoding)
+    author = person(h.author, h.encoding, mailmap)
+    committer = person(h.committer, h.encoding, mailmap)
+    summary = decode(h.message.split(b"\n", 1)[0], h.encoding)
     files: tuple[FileChange, ...] = ()
     merge_files: tuple[MergeFile, ...] = ()
     if len(h.parents) <= 1:
@@ -528,7 +459,7 @@ def _lines(data: bytes) -> int:
     return data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
 
 
-def _merge_files(repo: Any, rd: _Reader, sha: bytes, h: _Header) -> tuple[MergeFile, ...]:
+def _merge_files(repo: Any, rd: _Reader, sha: bytes, h: Header) -> tuple[MergeFile, ...]:
     """What merge `sha` contributes itself to each path: its value (lines, presence) minus the
     sum over the union of its parents' histories (`_union_weights`). Zero for every path a
     merge took from one side while the others left it as in the merge base (a clean merge);
@@ -600,14 +531,6 @@ def _merge_files(repo: Any, rd: _Reader, sha: bytes, h: _Header) -> tuple[MergeF
     return tuple(out)
 
 
-def _commit_time(h: _Header) -> int:
-    parts = h.committer[h.committer.rfind(b">") + 1 :].split()
-    try:
-        return int(parts[0])
-    except (ValueError, IndexError):
-        return 0
-
-
 def new_commits(repo: Any, head: str, known_head: str | None) -> list[str]:
     """Every commit reachable from `head` and not from `known_head`, parents before children.
 
@@ -619,9 +542,9 @@ def new_commits(repo: Any, head: str, known_head: str | None) -> list[str]:
     a new commit is never left out. Raises `RepositoryError` for unknown commits.
     """
     rd = _reader(repo)
-    headers: dict[bytes, _Header] = {}
+    headers: dict[bytes, Header] = {}
 
-    def get(sha: bytes) -> _Header:
+    def get(sha: bytes) -> Header:
         h = headers.get(sha)
         if h is None:
             h = headers[sha] = rd.header(sha)
@@ -642,7 +565,7 @@ def new_commits(repo: Any, head: str, known_head: str | None) -> list[str]:
         if sha in seen:
             return
         seen.add(sha)
-        heapq.heappush(queue, (-_commit_time(get(sha)), sha))
+        heapq.heappush(queue, (-commit_time(get(sha)), sha))
         if sha not in uninteresting:
             interesting_in_queue += 1
 

@@ -1,0 +1,87 @@
+"""A commit's header fields, read from its raw text (pure).
+
+Why not dulwich's `Commit`: it parses every field, and refuses identity lines and dates git
+accepts; a commit must never fail for its date.
+"""
+
+from __future__ import annotations
+
+import codecs
+from typing import NamedTuple
+
+from ingest import gitdate
+from ingest.events import Person
+from ingest.git.errors import RepositoryError
+from ingest.mailmap import Mailmap
+
+__all__ = ["Header", "commit_time", "decode", "parse_commit", "person"]
+
+
+class Header(NamedTuple):
+    tree: bytes
+    parents: tuple[bytes, ...]
+    author: bytes
+    committer: bytes
+    encoding: str | None
+    message: bytes
+
+
+def parse_commit(raw: bytes) -> Header:
+    head, sep, message = raw.partition(b"\n\n")
+    if not sep:
+        head, message = raw.rstrip(b"\n"), b""
+    tree = b""
+    parents: list[bytes] = []
+    author = committer = b""
+    encoding: str | None = None
+    for line in head.split(b"\n"):
+        if line.startswith(b" "):
+            continue  # continuation of a multi-line header (gpgsig, mergetag)
+        key, _, value = line.partition(b" ")
+        if key == b"tree":
+            tree = value
+        elif key == b"parent":
+            parents.append(value)
+        elif key == b"author":
+            author = value
+        elif key == b"committer":
+            committer = value
+        elif key == b"encoding":
+            encoding = value.decode("ascii", "replace")
+    if not tree:
+        raise RepositoryError("a commit without a tree (corrupt repository?)")
+    return Header(tree, tuple(parents), author, committer, encoding, message)
+
+
+def decode(data: bytes, encoding: str | None) -> str:
+    """As git log shows it: re-encoded from the commit's encoding, else UTF-8 (replacement)."""
+    if encoding:
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            encoding = None
+    return data.decode(encoding or "utf-8", "replace")
+
+
+def person(ident: bytes, encoding: str | None, mailmap: Mailmap | None = None) -> Person:
+    """Parse ``Name <email> <seconds> <+hhmm>`` the way git splits an identity line, map it
+    through `mailmap` (as ``git log --use-mailmap`` does), then lower-case the email."""
+    lt = ident.find(b"<")
+    gt = ident.find(b">", lt + 1) if lt >= 0 else -1
+    if lt < 0 or gt < 0:  # git finds no identity, hence no date, in such a line
+        return Person(decode(ident.strip(), encoding), "", gitdate.EPOCH, "")
+    name = decode(ident[:lt].strip(), encoding)
+    email = ident[lt + 1 : gt].decode("utf-8", "replace")
+    if mailmap:
+        name, email = mailmap.map(name, email)
+    # a date never fails a commit: see `ingest.gitdate`
+    when, raw = gitdate.parse(ident[ident.rfind(b">") + 1 :])
+    return Person(name, email.lower(), when, raw)
+
+
+def commit_time(h: Header) -> int:
+    parts = h.committer[h.committer.rfind(b">") + 1 :].split()
+    try:
+        return int(parts[0])
+    except (ValueError, IndexError):
+        return 0
