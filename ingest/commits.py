@@ -25,190 +25,41 @@ from __future__ import annotations
 import binascii
 import heapq
 import stat
-import threading
-import weakref
-import zlib
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
-from dulwich.errors import ApplyDeltaError, ChecksumMismatch, FileFormatException, ObjectMissing
 from dulwich.graph import find_merge_base
 from dulwich.objects import parse_tree
 
 import kernels
 from ingest.codelines import code_lines
-from ingest.commitgraph import CommitGraph
 from ingest.events import BlobDelta, ChangeType, CommitEvent, FileChange, MergeFile
-from ingest.git.commit import Header, commit_time, decode, parse_commit, person
+from ingest.git.commit import Header, commit_time, decode, person
 from ingest.git.errors import RepositoryError
+from ingest.git.objects import (
+    Entry,
+    Node,
+    Reader,
+    hex_name,
+    is_gitlink,
+    kind,
+    reader,
+)
 from ingest.mailmap import Mailmap
-from ingest.packs import PackReader
 from ingest.paths import path_text
 
 __all__ = ["commit_event", "new_commits", "use_commit_graph"]
 
-_GRAPH_CACHE_SIZE = 65_536
-"""Commits whose parents, time and tree the reader keeps (about 25 MB at most): a backfill
-asks for a commit's parent's tree, and merge-base searches walk the same commits again."""
-_TREE_CACHE_BYTES = 32 * 1024 * 1024
-"""Budget of the raw-tree cache, in bytes of tree bodies (plus `_TREE_OVERHEAD` per tree).
-
-Bounded in bytes, not in trees: a history whose root tree has 7,500 entries has root trees of
-about 400 KB each."""
-_TREE_OVERHEAD = 100
 _SLOP_SECONDS = 86_400
 """How far below the oldest new commit the walk of known commits goes (clock-skew margin)."""
 
 
-class _Node(NamedTuple):
-    parents: tuple[bytes, ...]
-    time: int
-    tree: bytes
-
-
-class _Entry(NamedTuple):
-    mode: int
-    sha: bytes
-    """Binary (as the tree holds it)."""
-
-
-class _Reader:
-    """Raw-object access to one object store, with a thread-safe cache of raw tree bodies."""
-
-    def __init__(self, store: Any) -> None:
-        self.store = weakref.proxy(store)  # the cache must not keep its store alive
-        self._packs = PackReader(store)
-        self._trees: OrderedDict[bytes, bytes] = OrderedDict()
-        self._tree_bytes = 0
-        self.graph: dict[bytes, _Node] = {}
-        """Parents, committer time and tree by commit (`node`); emptied when full."""
-        self.history = CommitGraph()
-        """Whole ancestries numbered topologically, for merge-base searches: filled by a walk
-        of a whole history (`new_commits` without a known head), or on demand once
-        `load_history` is set (`use_commit_graph`)."""
-        self.load_history = False
-        self._lock = threading.Lock()
-
-    def raw(self, sha: bytes, expected: int) -> bytes:
-        """The content of the object with hex name `sha`, which must be of type `expected`."""
-        try:
-            return self.raw_binary(binascii.unhexlify(sha), expected)
-        except (binascii.Error, ValueError):
-            raise RepositoryError(f"{sha!r} is not an object name") from None
-
-    def raw_binary(self, sha: bytes, expected: int) -> bytes:
-        """`raw` by binary name (tree entries hold binary names: no hex round trip)."""
-        try:
-            found = self._packs.get_raw_binary(sha)
-            type_num, data = found if found is not None else self.store.get_raw(_hex(sha))
-        except KeyError:
-            name = _hex(sha).decode()
-            raise RepositoryError(f"object {name} is missing from the repository") from None
-        except _CORRUPT as exc:
-            raise RepositoryError(
-                f"object {_hex(sha).decode()} cannot be read (corrupt repository?): "
-                f"{type(exc).__name__}"
-            ) from None
-        if type_num != expected:
-            raise RepositoryError(f"object {_hex(sha).decode()} is not a {_TYPE_NAMES[expected]}")
-        return bytes(data)
-
-    def header(self, sha: bytes) -> Header:
-        h = parse_commit(self.raw(sha, _COMMIT))
-        self.remember(sha, h)
-        return h
-
-    def node(self, sha: bytes) -> _Node:
-        """Parents, committer time and tree of commit `sha` (hex), read once while cached."""
-        got = self.graph.get(sha)
-        if got is None:
-            got = self.remember(sha, parse_commit(self.raw(sha, _COMMIT)))
-        return got
-
-    def remember(self, sha: bytes, h: Header) -> _Node:
-        graph = self.graph
-        if len(graph) >= _GRAPH_CACHE_SIZE:
-            graph.clear()  # bounded; a cleared entry is read again, never wrong
-        got = graph[sha] = _Node(h.parents, commit_time(h), h.tree)
-        return got
-
-    def tree(self, sha: bytes) -> bytes:
-        """The raw body of the tree with binary name `sha`.
-
-        The cache evicts the oldest insertion first (not the least recently used): a hit is
-        then one lock-free dict lookup (atomic under the GIL), and a hot tree that is evicted
-        costs one more read."""
-        hit = self._trees.get(sha)
-        if hit is not None:
-            return hit
-        raw = self.raw_binary(sha, _TREE)
-        with self._lock:
-            if sha not in self._trees:
-                self._trees[sha] = raw
-                self._tree_bytes += len(raw) + _TREE_OVERHEAD
-            while self._tree_bytes > _TREE_CACHE_BYTES and len(self._trees) > 1:
-                _, old = self._trees.popitem(last=False)
-                self._tree_bytes -= len(old) + _TREE_OVERHEAD
-        return raw
-
-    def content(self, entry: _Entry) -> bytes:
-        """The text git diffs for an entry: blob bytes, link target, or the gitlink line."""
-        if _is_gitlink(entry):
-            return b"Subproject commit " + _hex(entry.sha) + b"\n"
-        return self.raw_binary(entry.sha, _BLOB)
-
-
-def _hex(sha: bytes) -> bytes:
-    return binascii.hexlify(sha)
-
-
-_COMMIT, _TREE, _BLOB = 1, 2, 3
-_CORRUPT = (
-    ValueError,
-    OSError,
-    IndexError,
-    AssertionError,
-    zlib.error,
-    ChecksumMismatch,
-    ApplyDeltaError,
-    FileFormatException,
-    ObjectMissing,
-)
-"""What reading a damaged object store raises in dulwich (its errors have no common base)."""
-_TYPE_NAMES = {_COMMIT: "commit", _TREE: "tree", _BLOB: "blob"}
-_S_IFGITLINK = 0o160000
-
-
-def _is_gitlink(entry: _Entry) -> bool:
-    return (entry.mode & 0o170000) == _S_IFGITLINK
-
-
-def _kind(entry: _Entry) -> int:
-    """File, symlink or gitlink (the exec bit is not a type change)."""
-    return entry.mode & 0o170000
-
-
-_readers_lock = threading.Lock()
-_readers: weakref.WeakKeyDictionary[Any, _Reader] = weakref.WeakKeyDictionary()
-
-
-def _reader(repo: Any) -> _Reader:
-    """One reader (tree cache) per object store, forgotten with the store."""
-    store = repo.object_store
-    with _readers_lock:
-        reader = _readers.get(store)
-        if reader is None:
-            reader = _readers[store] = _Reader(store)
-        return reader
-
-
-_Change = tuple[bytes, _Entry | None, _Entry | None]
+_Change = tuple[bytes, Entry | None, Entry | None]
 _S_IFMT, _S_IFDIR = 0o170000, stat.S_IFDIR
 
 
 def _tree_changes(
-    rd: _Reader, old: bytes | None, new: bytes | None, prefix: bytes = b""
+    rd: Reader, old: bytes | None, new: bytes | None, prefix: bytes = b""
 ) -> Iterator[_Change]:
     """(path, old entry, new entry) for every non-tree path whose mode or sha differs, in
     path order; `old` and `new` are binary tree names (None: the empty tree)."""
@@ -233,8 +84,8 @@ def _tree_changes(
                 nm = None
             if om is None and nm is None:
                 continue
-        o = _Entry(om, osha) if om is not None and osha is not None else None
-        n = _Entry(nm, nsha) if nm is not None and nsha is not None else None
+        o = Entry(om, osha) if om is not None and osha is not None else None
+        n = Entry(nm, nsha) if nm is not None and nsha is not None else None
         yield path, o, n
 
 
@@ -251,7 +102,7 @@ def _unordered_diff(
         try:
             items = parse_tree(raw, _SHA_LEN) if raw else []
         except (ValueError, TypeError) as exc:
-            which = _hex(sha).decode() if sha else "?"
+            which = hex_name(sha).decode() if sha else "?"
             raise RepositoryError(f"tree {which} is corrupt: {exc}") from None
         for name, mode, hex_sha in items:
             side = sides.setdefault(name, [None, None, None, None])
@@ -267,7 +118,7 @@ def _path(change: _Change) -> bytes:
     return change[0]
 
 
-def _file_change(rd: _Reader, path: bytes, o: _Entry | None, n: _Entry | None) -> FileChange:
+def _file_change(rd: Reader, path: bytes, o: Entry | None, n: Entry | None) -> FileChange:
     old = rd.content(o) if o else b""
     new = rd.content(n) if n else b""
     change: ChangeType
@@ -275,7 +126,7 @@ def _file_change(rd: _Reader, path: bytes, o: _Entry | None, n: _Entry | None) -
         change = "A"
     elif n is None:
         change = "D"
-    elif _kind(o) != _kind(n):
+    elif kind(o) != kind(n):
         change = "T"
     else:
         change = "M"
@@ -289,20 +140,20 @@ def _file_change(rd: _Reader, path: bytes, o: _Entry | None, n: _Entry | None) -
 
 
 _Measures = tuple[int, int, int, int]
-_NO_BLOB: _Measures = (0, 0, 0, 0)
+_NOBLOB: _Measures = (0, 0, 0, 0)
 _S_IFLNK = 0o120000
 
 
-def _measures(path: str, entry: _Entry | None, content: bytes) -> _Measures:
+def _measures(path: str, entry: Entry | None, content: bytes) -> _Measures:
     """(bytes, binary, text bytes, lines of code) of the blob at an entry of `path` (path
-    form 2; `content`: what `_Reader.content` read for it). A submodule entry has no blob in
+    form 2; `content`: what `Reader.content` read for it). A submodule entry has no blob in
     this repository (`git ls-tree -l` shows no size): all zero, like an absent path. A symlink's
     blob is its target, which holds no code."""
-    if entry is None or _is_gitlink(entry):
-        return _NO_BLOB
+    if entry is None or is_gitlink(entry):
+        return _NOBLOB
     if kernels.is_binary(content):
         return (len(content), 1, 0, 0)
-    code = 0 if _kind(entry) == _S_IFLNK else code_lines(path, content)
+    code = 0 if kind(entry) == _S_IFLNK else code_lines(path, content)
     return (len(content), 0, len(content), code)
 
 
@@ -312,7 +163,7 @@ def commit_event(repo: Any, repo_id: int, sha: str, mailmap: Mailmap | None = No
 
     Raises `RepositoryError` when an object is missing or unreadable.
     """
-    rd = _reader(repo)
+    rd = reader(repo)
     key = sha.encode("ascii")
     h = rd.header(key)
     author = person(h.author, h.encoding, mailmap)
@@ -371,7 +222,7 @@ def _merge_bases(repo: Any, ids: Any) -> list[bytes]:
         return list(find_merge_base(repo, ids))
     if ids[0] in ids[1:]:
         return [ids[0]]
-    rd = _reader(repo)
+    rd = reader(repo)
     history = rd.history
     if rd.load_history:
         history.add_ancestries(ids, lambda c: rd.node(c).parents)
@@ -386,17 +237,17 @@ def use_commit_graph(repo: Any) -> None:
     for 80,000 commits) makes each search stop at its bases instead of walking by date. Worth it
     for a backfill's many merges; a poll of a few new commits keeps the date-ordered search,
     which walks only the commits newer than its bases (both give the same bases)."""
-    _reader(repo).load_history = True
+    reader(repo).load_history = True
 
 
 _ANC_1, _ANC_2, _STALE, _FOUND = 1, 2, 4, 8
 
 
 def _lowest_common_ancestors(
-    node: Callable[[bytes], _Node],
+    node: Callable[[bytes], Node],
     first: bytes,
     others: list[bytes],
-    known: Mapping[bytes, _Node] | None = None,
+    known: Mapping[bytes, Node] | None = None,
 ) -> list[bytes]:
     """Lowest common ancestors of `first` and any of `others`, oldest first: the search of
     dulwich's `find_merge_base`, with the same visiting order and so the same answer.
@@ -459,7 +310,7 @@ def _lines(data: bytes) -> int:
     return data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
 
 
-def _merge_files(repo: Any, rd: _Reader, sha: bytes, h: Header) -> tuple[MergeFile, ...]:
+def _merge_files(repo: Any, rd: Reader, sha: bytes, h: Header) -> tuple[MergeFile, ...]:
     """What merge `sha` contributes itself to each path: its value (lines, presence) minus the
     sum over the union of its parents' histories (`_union_weights`). Zero for every path a
     merge took from one side while the others left it as in the merge base (a clean merge);
@@ -488,7 +339,7 @@ def _merge_files(repo: Any, rd: _Reader, sha: bytes, h: Header) -> tuple[MergeFi
             side.insert(0, t)
     pad = len(pos) - len(neg)
     (neg if pad > 0 else pos).extend([None] * abs(pad))
-    net: dict[bytes, dict[_Entry | None, int]] = {}
+    net: dict[bytes, dict[Entry | None, int]] = {}
     for a, b in zip(pos, neg, strict=True):
         if a == b:
             continue
@@ -498,15 +349,15 @@ def _merge_files(repo: Any, rd: _Reader, sha: bytes, h: Header) -> tuple[MergeFi
                 d = net[path] = {}
             d[ea] = d.get(ea, 0) + 1
             d[eb] = d.get(eb, 0) - 1
-    values: dict[tuple[str, _Entry], tuple[int, int, int, int, int]] = {}
+    values: dict[tuple[str, Entry], tuple[int, int, int, int, int]] = {}
 
-    def value(text: str, e: _Entry) -> tuple[int, int, int, int, int]:
+    def value(text: str, e: Entry) -> tuple[int, int, int, int, int]:
         """(lines, bytes, binary, text bytes, code) of an entry at a path, read once per
         merge (by path too: the language, hence the code lines, depends on it)."""
         got = values.get((text, e))
         if got is None:
-            if _is_gitlink(e):
-                got = (1, *_NO_BLOB)
+            if is_gitlink(e):
+                got = (1, *_NOBLOB)
             else:
                 data = rd.content(e)
                 got = (_lines(data), *_measures(text, e, data))
@@ -541,7 +392,7 @@ def new_commits(repo: Any, head: str, known_head: str | None) -> list[str]:
     margin a few already-known commits may be listed again (harmless: events are idempotent);
     a new commit is never left out. Raises `RepositoryError` for unknown commits.
     """
-    rd = _reader(repo)
+    rd = reader(repo)
     headers: dict[bytes, Header] = {}
 
     def get(sha: bytes) -> Header:

@@ -11,8 +11,9 @@ import pytest
 from dulwich import graph
 from dulwich.repo import Repo
 
-from ingest.commits import _lowest_common_ancestors, _reader, commit_event
+from ingest.commits import _lowest_common_ancestors, commit_event
 from ingest.git.errors import RepositoryError
+from ingest.git.objects import reader
 from tests.fixtures.gitrepo import GitRepoBuilder, run_git
 
 
@@ -77,7 +78,7 @@ def test_merge_bases_equal_dulwich(
     revs = run_git(repo, "rev-list", "--all", "--min-parents=2").decode().split()
     assert revs, "the generated history has merges"
     with Repo(str(repo)) as r:
-        rd = _reader(r)
+        rd = reader(r)
         for rev in revs:
             first, *others = rd.node(rev.encode()).parents
             mine = _lowest_common_ancestors(rd.node, first, others)
