@@ -24,27 +24,24 @@ from __future__ import annotations
 
 import binascii
 import heapq
-import stat
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from dulwich.graph import find_merge_base
-from dulwich.objects import parse_tree
 
 import kernels
 from ingest.codelines import code_lines
 from ingest.events import BlobDelta, ChangeType, CommitEvent, FileChange, MergeFile
 from ingest.git.commit import Header, commit_time, decode, person
-from ingest.git.errors import RepositoryError
 from ingest.git.objects import (
     Entry,
     Node,
     Reader,
-    hex_name,
     is_gitlink,
     kind,
     reader,
 )
+from ingest.git.treediff import Change, tree_changes
 from ingest.mailmap import Mailmap
 from ingest.paths import path_text
 
@@ -54,67 +51,7 @@ _SLOP_SECONDS = 86_400
 """How far below the oldest new commit the walk of known commits goes (clock-skew margin)."""
 
 
-_Change = tuple[bytes, Entry | None, Entry | None]
-_S_IFMT, _S_IFDIR = 0o170000, stat.S_IFDIR
-
-
-def _tree_changes(
-    rd: Reader, old: bytes | None, new: bytes | None, prefix: bytes = b""
-) -> Iterator[_Change]:
-    """(path, old entry, new entry) for every non-tree path whose mode or sha differs, in
-    path order; `old` and `new` are binary tree names (None: the empty tree)."""
-    old_raw = rd.tree(old) if old else b""
-    new_raw = rd.tree(new) if new else b""
-    try:
-        diff = kernels.tree_diff(old_raw, new_raw, _SHA_LEN)
-    except ValueError:
-        diff = _unordered_diff(old, old_raw, new, new_raw)
-    for name, om, osha, nm, nsha in diff:
-        old_dir = om is not None and om & _S_IFMT == _S_IFDIR
-        new_dir = nm is not None and nm & _S_IFMT == _S_IFDIR
-        path = prefix + name
-        if old_dir or new_dir:
-            # a tree on either side: recurse; a file on the other side is its own change
-            yield from _tree_changes(
-                rd, osha if old_dir else None, nsha if new_dir else None, path + b"/"
-            )
-            if old_dir:
-                om = None
-            if new_dir:
-                nm = None
-            if om is None and nm is None:
-                continue
-        o = Entry(om, osha) if om is not None and osha is not None else None
-        n = Entry(nm, nsha) if nm is not None and nsha is not None else None
-        yield path, o, n
-
-
-_SHA_LEN = 20
-
-
-def _unordered_diff(
-    old: bytes | None, old_raw: bytes, new: bytes | None, new_raw: bytes
-) -> list[tuple[bytes, int | None, bytes | None, int | None, bytes | None]]:
-    """`kernels.tree_diff` for trees whose entries are out of git's order (written by a
-    broken tool), by name; a file and a directory at one name are one entry here."""
-    sides: dict[bytes, list[Any]] = {}
-    for i, (sha, raw) in enumerate(((old, old_raw), (new, new_raw))):
-        try:
-            items = parse_tree(raw, _SHA_LEN) if raw else []
-        except (ValueError, TypeError) as exc:
-            which = hex_name(sha).decode() if sha else "?"
-            raise RepositoryError(f"tree {which} is corrupt: {exc}") from None
-        for name, mode, hex_sha in items:
-            side = sides.setdefault(name, [None, None, None, None])
-            side[2 * i : 2 * i + 2] = [mode, binascii.unhexlify(hex_sha)]
-    return sorted(
-        (name, om, osha, nm, nsha)
-        for name, (om, osha, nm, nsha) in sides.items()
-        if om != nm or osha != nsha
-    )
-
-
-def _path(change: _Change) -> bytes:
+def _path(change: Change) -> bytes:
     return change[0]
 
 
@@ -173,7 +110,7 @@ def commit_event(repo: Any, repo_id: int, sha: str, mailmap: Mailmap | None = No
     merge_files: tuple[MergeFile, ...] = ()
     if len(h.parents) <= 1:
         old_tree = binascii.unhexlify(rd.node(h.parents[0]).tree) if h.parents else None
-        changes = sorted(_tree_changes(rd, old_tree, binascii.unhexlify(h.tree)), key=_path)
+        changes = sorted(tree_changes(rd, old_tree, binascii.unhexlify(h.tree)), key=_path)
         files = tuple(_file_change(rd, p, o, n) for p, o, n in changes)
     else:
         merge_files = _merge_files(repo, rd, key, h)
@@ -343,7 +280,7 @@ def _merge_files(repo: Any, rd: Reader, sha: bytes, h: Header) -> tuple[MergeFil
     for a, b in zip(pos, neg, strict=True):
         if a == b:
             continue
-        for path, ea, eb in _tree_changes(rd, a, b):
+        for path, ea, eb in tree_changes(rd, a, b):
             d = net.get(path)
             if d is None:
                 d = net[path] = {}
