@@ -170,7 +170,7 @@ def _merge_bases(repo: Any, ids: Any) -> list[bytes]:
 
 def use_commit_graph(repo: Any) -> None:
     """Let merge-base searches in `repo` load whole ancestries into a graph numbered
-    topologically (`ingest.commitgraph`): reading every ancestor's header once (a second or two
+    topologically (`ingest.git.commitgraph`): reading every ancestor's header once (a second or two
     for 80,000 commits) makes each search stop at its bases instead of walking by date. Worth it
     for a backfill's many merges; a poll of a few new commits keeps the date-ordered search,
     which walks only the commits newer than its bases (both give the same bases)."""

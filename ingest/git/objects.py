@@ -18,8 +18,8 @@ from typing import Any, NamedTuple
 
 from dulwich.errors import ApplyDeltaError, ChecksumMismatch, FileFormatException, ObjectMissing
 
-from ingest.commitgraph import CommitGraph
 from ingest.git.commit import Header, commit_time, parse_commit
+from ingest.git.commitgraph import CommitGraph
 from ingest.git.errors import RepositoryError
 from ingest.packs import PackReader
 
