@@ -172,7 +172,7 @@ def _poll(mirrors: Path, url: str, access: Any, known: str | None) -> tuple[str,
     from dulwich.repo import Repo
 
     from ingest.backfill import encode_events
-    from ingest.commits import new_commits
+    from ingest.git.graph import new_commits
     from ingest.mailmap import read_mailmap
     from ingest.mirror import open_mirror, resolve_head
 

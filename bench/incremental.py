@@ -52,8 +52,8 @@ def one_poll(path: Path, info: dict[str, str]) -> tuple[float, float, int, int]:
     from dulwich.repo import Repo
 
     from ingest.backfill import encode_events
-    from ingest.commits import new_commits
     from ingest.events import decode
+    from ingest.git.graph import new_commits
 
     wall, cpu = time.perf_counter(), time.process_time()
     with Repo(str(path)) as repo:
@@ -101,8 +101,8 @@ def fetch_poll(path: Path, info: dict[str, str], work: Path) -> tuple[float, flo
     from dulwich.repo import Repo
 
     from ingest.backfill import encode_events
-    from ingest.commits import new_commits
     from ingest.events import decode
+    from ingest.git.graph import new_commits
     from ingest.mirror import open_mirror, resolve_head
 
     mirrors = work / "mirrors"

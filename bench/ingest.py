@@ -115,7 +115,7 @@ def stage_git(repo: Path, _: argparse.Namespace) -> dict[str, Any]:
 
 
 def _walk(repo: Any) -> tuple[list[str], float]:
-    from ingest.commits import new_commits
+    from ingest.git.graph import new_commits
     from ingest.mirror import resolve_head
 
     started = time.perf_counter()

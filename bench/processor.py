@@ -41,7 +41,7 @@ def events_of(repo: Path, cache: Path) -> list[bytes]:
     from dulwich.repo import Repo
 
     from ingest.backfill import encode_events
-    from ingest.commits import new_commits
+    from ingest.git.graph import new_commits
     from ingest.mirror import resolve_head
 
     with Repo(str(repo)) as r:

@@ -239,8 +239,8 @@ def _events(history: Path, repos: int) -> list[tuple[int, bytes]]:
     from dulwich.repo import Repo
 
     from ingest.backfill import encode_events
-    from ingest.commits import new_commits
     from ingest.events import decode_event, encode
+    from ingest.git.graph import new_commits
     from ingest.mirror import resolve_head
 
     with Repo(str(history)) as r:

@@ -24,8 +24,9 @@ from concurrent.futures import Future, ProcessPoolExecutor
 
 from dulwich.repo import Repo
 
-from ingest.commits import commit_event, use_commit_graph
+from ingest.commits import commit_event
 from ingest.events import encode
+from ingest.git.graph import use_commit_graph
 from ingest.mailmap import Mailmap
 
 __all__ = ["EventPool", "encode_events", "worker_count"]

@@ -45,10 +45,10 @@ from dulwich.repo import Repo
 from ingest import instruments
 from ingest.backfill import EventPool, encode_events, worker_count
 from ingest.bus import Bus, BusError, Message
-from ingest.commits import new_commits
 from ingest.deadlines import FetchClock
 from ingest.events import RetractEvent, encode, partition_key
 from ingest.git.errors import RepositoryError
+from ingest.git.graph import new_commits
 from ingest.mailmap import read_mailmap
 from ingest.mirror import FetchAccess, mirror_path, open_mirror, resolve_head
 from ingest.outage import Outage

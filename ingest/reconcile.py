@@ -34,9 +34,10 @@ from typing import Protocol
 from dulwich.repo import Repo
 
 from ingest.bus import Bus, Message
-from ingest.commits import commit_event, new_commits
+from ingest.commits import commit_event
 from ingest.events import RetractEvent, encode, partition_key
 from ingest.git.errors import RepositoryError
+from ingest.git.graph import new_commits
 from ingest.mailmap import read_mailmap
 from ingest.mirror import mirror_path
 

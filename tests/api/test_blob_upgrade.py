@@ -14,8 +14,9 @@ import pytest
 from dulwich.repo import Repo
 
 from ingest.bus import Message
-from ingest.commits import commit_event, new_commits
+from ingest.commits import commit_event
 from ingest.events import encode, partition_key
+from ingest.git.graph import new_commits
 from processors.store import REPUBLISH
 from tests.api.conftest import COMMITS, MetreApi
 from tests.api.test_files_metrics import all_files, check_files, check_hotspots

@@ -15,8 +15,9 @@ from dulwich.repo import Repo
 
 import ingest.commits
 from ingest.bus import Message
-from ingest.commits import commit_event, new_commits
+from ingest.commits import commit_event
 from ingest.events import encode, partition_key
+from ingest.git.graph import new_commits
 from processors.store import REPUBLISH
 from tests.api.conftest import COMMITS, MetreApi
 from tests.api.test_files_metrics import (

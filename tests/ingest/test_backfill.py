@@ -10,8 +10,8 @@ from dulwich.repo import Repo
 
 from ingest.backfill import EventPool, encode_events, worker_count
 from ingest.bus import InMemoryBus
-from ingest.commits import new_commits
 from ingest.events import decode
+from ingest.git.graph import new_commits
 from ingest.mirror import resolve_head
 from ingest.poller import Poller, PollerConfig
 from processors.store import PgStore

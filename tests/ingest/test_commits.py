@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from dulwich.repo import Repo
 
-from ingest.commits import commit_event, new_commits
+from ingest.commits import commit_event
 from ingest.events import CommitEvent
 from ingest.git.errors import RepositoryError
+from ingest.git.graph import new_commits
 from tests.fixtures.gitrepo import (
     GitRepoBuilder,
     git_change_letters,

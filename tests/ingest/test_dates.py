@@ -16,8 +16,9 @@ from dulwich.repo import Repo
 
 from ingest import gitdate
 from ingest.bus import InMemoryBus
-from ingest.commits import commit_event, new_commits
+from ingest.commits import commit_event
 from ingest.events import decode, encode
+from ingest.git.graph import new_commits
 from ingest.mirror import open_mirror, resolve_head
 from ingest.poller import Poller, PollerConfig
 from processors.runner import Processor

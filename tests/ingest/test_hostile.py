@@ -167,7 +167,8 @@ def test_absurd_dates_are_read_like_git(tmp_path: Path) -> None:
     """Each absurd commit becomes an event; timestamps git can name agree with git."""
     from dulwich.repo import Repo
 
-    from ingest.commits import commit_event, new_commits
+    from ingest.commits import commit_event
+    from ingest.git.graph import new_commits
 
     src = absurd(tmp_path / "absurd")
     mirror = open_mirror(tmp_path / "m", 1, str(src))
@@ -220,7 +221,8 @@ def _ingest(tmp_path: Path, src: Path) -> tuple[list[int], float, float]:
     """Mirror and build the events of `src`; (files per event, seconds, peak MB)."""
     from dulwich.repo import Repo
 
-    from ingest.commits import commit_event, new_commits
+    from ingest.commits import commit_event
+    from ingest.git.graph import new_commits
 
     started = time.perf_counter()
     mirror = open_mirror(tmp_path / "m", 1, str(src))
@@ -285,8 +287,9 @@ def test_50mb_blob(tmp_path: Path) -> None:
 def test_events_of_non_utf8_repository_round_trip(tmp_path: Path) -> None:
     from dulwich.repo import Repo
 
-    from ingest.commits import commit_event, new_commits
+    from ingest.commits import commit_event
     from ingest.events import encode
+    from ingest.git.graph import new_commits
 
     src = non_utf8(tmp_path / "n")
     mirror = open_mirror(tmp_path / "m", 1, str(src))

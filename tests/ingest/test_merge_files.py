@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from dulwich.repo import Repo
 
-from ingest.commits import commit_event, new_commits
+from ingest.commits import commit_event
 from ingest.events import CommitEvent, decode, encode
+from ingest.git.graph import new_commits
 from tests.codeoracle import oracle_code_lines
 from tests.fixtures.gitrepo import GitRepoBuilder, run_git, served_path
 

@@ -11,8 +11,9 @@ import pytest
 from dulwich import graph
 from dulwich.repo import Repo
 
-from ingest.commits import _lowest_common_ancestors, commit_event
+from ingest.commits import commit_event
 from ingest.git.errors import RepositoryError
+from ingest.git.graph import lowest_common_ancestors
 from ingest.git.objects import reader
 from tests.fixtures.gitrepo import GitRepoBuilder, run_git
 
@@ -81,7 +82,7 @@ def test_merge_bases_equal_dulwich(
         rd = reader(r)
         for rev in revs:
             first, *others = rd.node(rev.encode()).parents
-            mine = _lowest_common_ancestors(rd.node, first, others)
+            mine = lowest_common_ancestors(rd.node, first, others)
             theirs = find_lcas(
                 lambda c: list(rd.node(c).parents), first, others, lambda c: rd.node(c).time
             )
