@@ -26,7 +26,7 @@ import binascii
 from typing import Any
 
 import kernels
-from ingest.codelines import code_lines
+from ingest.blobmeasures import NO_BLOB, measures
 from ingest.events import BlobDelta, ChangeType, CommitEvent, FileChange, MergeFile
 from ingest.git.commit import Header, decode, person
 from ingest.git.graph import merge_bases
@@ -62,29 +62,11 @@ def _file_change(rd: Reader, path: bytes, o: Entry | None, n: Entry | None) -> F
         change = "M"
     counts = kernels.numstat(old, new)
     text = path_text(path)
-    bo, bn = _measures(text, o, old), _measures(text, n, new)
+    bo, bn = measures(text, o, old), measures(text, n, new)
     blob = BlobDelta(bn[0] - bo[0], bn[1] - bo[1], bn[2] - bo[2], bn[3] - bo[3])
     if counts is None:
         return FileChange(text, 0, 0, True, change, blob)
     return FileChange(text, counts[0], counts[1], False, change, blob)
-
-
-_Measures = tuple[int, int, int, int]
-_NOBLOB: _Measures = (0, 0, 0, 0)
-_S_IFLNK = 0o120000
-
-
-def _measures(path: str, entry: Entry | None, content: bytes) -> _Measures:
-    """(bytes, binary, text bytes, lines of code) of the blob at an entry of `path` (path
-    form 2; `content`: what `Reader.content` read for it). A submodule entry has no blob in
-    this repository (`git ls-tree -l` shows no size): all zero, like an absent path. A symlink's
-    blob is its target, which holds no code."""
-    if entry is None or is_gitlink(entry):
-        return _NOBLOB
-    if kernels.is_binary(content):
-        return (len(content), 1, 0, 0)
-    code = 0 if kind(entry) == _S_IFLNK else code_lines(path, content)
-    return (len(content), 0, len(content), code)
 
 
 def commit_event(repo: Any, repo_id: int, sha: str, mailmap: Mailmap | None = None) -> CommitEvent:
@@ -194,10 +176,10 @@ def _merge_files(repo: Any, rd: Reader, sha: bytes, h: Header) -> tuple[MergeFil
         got = values.get((text, e))
         if got is None:
             if is_gitlink(e):
-                got = (1, *_NOBLOB)
+                got = (1, *NO_BLOB)
             else:
                 data = rd.content(e)
-                got = (_lines(data), *_measures(text, e, data))
+                got = (_lines(data), *measures(text, e, data))
             values[text, e] = got
         return got
 
