@@ -14,6 +14,7 @@ import pytest
 from dulwich.repo import Repo
 
 import ingest.commits
+import ingest.git.merges
 from ingest.bus import Message
 from ingest.commits import commit_event
 from ingest.events import encode, partition_key
@@ -54,6 +55,7 @@ async def _ingest_as_form_1(api: MetreApi, repo: Path, monkeypatch: pytest.Monke
     head = next(iter(git_commits(repo)))
     with monkeypatch.context() as m:
         m.setattr(ingest.commits, "path_text", _form_1)
+        m.setattr(ingest.git.merges, "path_text", _form_1)  # a merge's own files
         dul = Repo(str(repo))
         values = []
         for sha in new_commits(dul, head, None):
