@@ -10,6 +10,7 @@ from __future__ import annotations
 import binascii
 from typing import Any
 
+import kernels
 from ingest.blobmeasures import NO_BLOB, measures
 from ingest.events import BlobDelta, MergeFile
 from ingest.git.commit import Header
@@ -44,7 +45,7 @@ def union_weights(repo: Any, commits: list[bytes]) -> dict[bytes, int]:
 
 def _lines(data: bytes) -> int:
     """git's line count of a text (a last line without a newline counts); 0 for binary."""
-    if b"\0" in data[:8000]:
+    if kernels.is_binary(data):
         return 0
     return data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
 
