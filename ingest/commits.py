@@ -1,4 +1,4 @@
-"""Commits of a local repository as `CommitEvent`s (pure: reads a dulwich object store only).
+"""Commits of a local repository as `CommitEvent`s (reads an object store only).
 
 What a commit's files are: exactly `git log --numstat --no-renames --minimal` for that commit.
 Root commits are diffed against the empty tree; merge commits carry no files. Symlinks diff as
@@ -11,13 +11,7 @@ Paths are bytes in git; events carry them in metre's path form (`ingest.paths.pa
 UTF-8, a backslash doubled, other bytes as ``\\xNN``), one to one, so distinct byte paths stay
 distinct.
 
-Why it is shaped this way (docs/architecture.md, "Ingest"): dulwich's `Walker` and `Commit`
-objects and `tree_changes` cost more than the line diff, so this module reads raw objects
-(`object_store.get_raw`), parses only the commit header fields it needs, keeps raw tree bodies
-in a cache (bounded in bytes, keyed by binary tree sha: content-addressed, so never stale),
-compares two trees with the compiled `kernels.tree_diff` (a side-by-side walk of the sorted
-bodies that builds objects only for the entries that differ) and recurses only into subtrees
-whose sha changed. Tree entries' shas stay binary, as the tree holds them.
+The git reading is in `ingest.git` (raw objects, tree diff, graph walks, merges).
 """
 
 from __future__ import annotations
