@@ -29,6 +29,7 @@ from typing import Any
 from dulwich.objects import parse_tree
 
 from ingest.git.errors import RepositoryError
+from ingest.git.rawread import MalformedObject, read_loose
 from ingest.packs import PackReader
 from ingest.packwrite import ObjectCorrupt, PackWriter, copy_file
 
@@ -37,7 +38,6 @@ __all__ = ["MAX_PACKS", "MirrorObjects", "clone_packs", "consolidate", "copy_new
 _COMMIT, _TREE, _BLOB, _TAG = 1, 2, 3, 4
 _GITLINK = 0o160000
 _DIR = 0o040000
-_TYPE_NUMS = {b"commit": _COMMIT, b"tree": _TREE, b"blob": _BLOB, b"tag": _TAG}
 
 
 CHECK_EVERY = 1024
@@ -97,9 +97,11 @@ class _Source:
             found = self._packs.get_raw(hex_sha)
             if found is not None:
                 return found
-            return _read_loose(os.path.join(self.path, name[:2], name[2:]), name)
+            return read_loose(os.path.join(self.path, name[:2], name[2:]), name)
         except FileNotFoundError:
             pass
+        except MalformedObject as exc:
+            raise _corrupt(str(exc)) from None
         except (ValueError, IndexError, zlib.error, OSError) as exc:
             raise _corrupt(f"object {name} cannot be read: {type(exc).__name__}") from None
         try:  # packs the reader did not map (version-1 index, alternates): through dulwich
@@ -109,16 +111,6 @@ class _Source:
         except Exception as exc:  # noqa: BLE001 (dulwich's read errors have no common base)
             raise _corrupt(f"object {name} cannot be read: {type(exc).__name__}") from None
         return int(type_num), bytes(data)
-
-
-def _read_loose(path: str, name: str) -> tuple[int, bytes]:
-    with open(path, "rb") as f:
-        raw = zlib.decompress(f.read())
-    head, _, body = raw.partition(b"\0")
-    kind, _, size = head.partition(b" ")
-    if kind not in _TYPE_NUMS or not size.isdigit() or int(size) != len(body):
-        raise _corrupt(f"object {name} has a malformed header")
-    return _TYPE_NUMS[kind], body
 
 
 def _references(type_num: int, data: bytes) -> list[bytes]:
@@ -255,8 +247,10 @@ def _pack_loose(source: Path, packed: MirrorObjects, pack_dir: Path, loose: list
         for sha in loose:
             name = sha.decode("ascii")
             try:
-                type_num, data = _read_loose(str(source / name[:2] / name[2:]), name)
+                type_num, data = read_loose(str(source / name[:2] / name[2:]), name)
                 writer.add(binascii.unhexlify(sha), type_num, data)
+            except MalformedObject as exc:
+                raise _corrupt(str(exc)) from None
             except (OSError, zlib.error) as exc:
                 raise _corrupt(f"object {name} cannot be read: {type(exc).__name__}") from None
             except ObjectCorrupt as exc:

@@ -21,7 +21,7 @@ import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 from urllib.parse import urlsplit
 
 from dulwich.client import GitClient, HTTPUnauthorized, LocalGitClient
@@ -34,13 +34,14 @@ from dulwich.errors import (
     ObjectMissing,
     WrongObjectException,
 )
-from dulwich.objects import ZERO_SHA, Commit, ObjectID, Tag, Tree
+from dulwich.objects import ZERO_SHA, Commit, ObjectID, Tag
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
 from ingest.credentials import CredentialTable, credential_for
 from ingest.deadlines import FetchClock, FetchDeadlines, resolve_within
 from ingest.git.errors import RepositoryError
+from ingest.git.rawread import raw_object
 from ingest.localfetch import MirrorObjects, clone_packs, consolidate, copy_new
 from ingest.refstore import read_refs, write_head, write_packed_refs
 from ingest.remotefetch import fetch_remote
@@ -540,33 +541,6 @@ def resolve_head(mirror: Path, branch: str | None) -> str:
         raise
     except _FETCH_ERRORS as exc:
         raise RepositoryError(f"cannot read the mirror: {_reason(exc)}") from None
-
-
-# ------------------------------------------------- reading commits git accepts and dulwich not
-
-
-def raw_object(store: Any, sha: bytes) -> tuple[int, bytes]:
-    """(type number, raw content) of object `sha` (hex), never parsed.
-
-    dulwich parses a loose object to read it, and its commit parser refuses identity lines
-    git accepts (a date such as ``12x34``); so loose objects are inflated here. Blocking.
-    """
-    hexsha = sha.decode("ascii")
-    path = os.path.join(store.path, hexsha[:2], hexsha[2:])
-    try:
-        with open(path, "rb") as f:
-            data = zlib.decompress(f.read())
-    except FileNotFoundError:
-        type_num, raw = store.get_raw(sha)  # packed: read raw, not parsed
-        return int(type_num), bytes(raw)
-    head, _, body = data.partition(b"\0")
-    kind = head.split(b" ", 1)[0]
-    if kind not in _TYPE_NUMS:
-        raise ValueError(f"object {hexsha} has an unknown type")
-    return _TYPE_NUMS[kind], body
-
-
-_TYPE_NUMS = {b"commit": Commit.type_num, b"tree": Tree.type_num, b"blob": 3, b"tag": Tag.type_num}
 
 
 def _header(data: bytes, key: bytes) -> list[bytes]:

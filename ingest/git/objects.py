@@ -21,6 +21,7 @@ from dulwich.errors import ApplyDeltaError, ChecksumMismatch, FileFormatExceptio
 from ingest.git.commit import Header, commit_time, parse_commit
 from ingest.git.commitgraph import CommitGraph
 from ingest.git.errors import RepositoryError
+from ingest.git.rawread import raw_object
 from ingest.packs import PackReader
 
 __all__ = [
@@ -88,7 +89,7 @@ class Reader:
         """`raw` by binary name (tree entries hold binary names: no hex round trip)."""
         try:
             found = self._packs.get_raw_binary(sha)
-            type_num, data = found if found is not None else self.store.get_raw(hex_name(sha))
+            type_num, data = found if found is not None else raw_object(self.store, hex_name(sha))
         except KeyError:
             name = hex_name(sha).decode()
             raise RepositoryError(f"object {name} is missing from the repository") from None

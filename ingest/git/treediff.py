@@ -12,6 +12,7 @@ import stat
 from collections.abc import Iterator
 from typing import Any
 
+from dulwich.errors import ObjectFormatException
 from dulwich.objects import parse_tree
 
 import kernels
@@ -67,7 +68,7 @@ def _unordered_diff(
     for i, (sha, raw) in enumerate(((old, old_raw), (new, new_raw))):
         try:
             items = parse_tree(raw, _SHA_LEN) if raw else []
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, ObjectFormatException) as exc:
             which = hex_name(sha).decode() if sha else "?"
             raise RepositoryError(f"tree {which} is corrupt: {exc}") from None
         for name, mode, hex_sha in items:
