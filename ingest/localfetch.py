@@ -28,6 +28,7 @@ from typing import Any
 
 from dulwich.objects import parse_tree
 
+from ingest.git.commit import header_fields
 from ingest.git.errors import RepositoryError
 from ingest.git.rawread import MalformedObject, read_loose
 from ingest.packs import PackReader
@@ -117,12 +118,7 @@ def _references(type_num: int, data: bytes) -> list[bytes]:
     """The names (hex) an object points at: a commit's tree and parents, a tag's object, a
     tree's entries (not gitlinks: a submodule's commit is not an object of this repository)."""
     if type_num in (_COMMIT, _TAG):
-        out = []
-        for line in data.split(b"\n\n", 1)[0].split(b"\n"):
-            key, _, value = line.partition(b" ")
-            if key in (b"tree", b"parent", b"object"):
-                out.append(value)
-        return out
+        return [v for k, _, v in header_fields(data) if k in (b"tree", b"parent", b"object")]
     if type_num == _TREE:
         return [sha for _, mode, sha in parse_tree(data, 20) if mode != _GITLINK]
     return []

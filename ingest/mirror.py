@@ -40,6 +40,7 @@ from dulwich.repo import Repo
 
 from ingest.credentials import CredentialTable, credential_for
 from ingest.deadlines import FetchClock, FetchDeadlines, resolve_within
+from ingest.git.commit import header_values
 from ingest.git.errors import RepositoryError
 from ingest.git.rawread import raw_object
 from ingest.localfetch import MirrorObjects, clone_packs, consolidate, copy_new
@@ -532,7 +533,7 @@ def resolve_head(mirror: Path, branch: str | None) -> str:
             # raw reads: dulwich's Commit refuses dates git accepts
             type_num, data = raw_object(repo.object_store, sha)
             while type_num == Tag.type_num:
-                sha = ObjectID(_header(data, b"object")[0])
+                sha = ObjectID(header_values(data, b"object")[0])
                 type_num, data = raw_object(repo.object_store, sha)
             if type_num != Commit.type_num:
                 raise RepositoryError(f"{name.decode(errors='replace')} does not name a commit")
@@ -541,13 +542,6 @@ def resolve_head(mirror: Path, branch: str | None) -> str:
         raise
     except _FETCH_ERRORS as exc:
         raise RepositoryError(f"cannot read the mirror: {_reason(exc)}") from None
-
-
-def _header(data: bytes, key: bytes) -> list[bytes]:
-    """The values of header `key` of a raw commit or tag (before the first blank line)."""
-    head = data.split(b"\n\n", 1)[0]
-    prefix = key + b" "
-    return [line[len(prefix) :] for line in head.split(b"\n") if line.startswith(prefix)]
 
 
 def _drop_packs(target: Repo) -> None:

@@ -7,14 +7,25 @@ accepts; a commit must never fail for its date.
 from __future__ import annotations
 
 import codecs
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from ingest import gitdate
 from ingest.events import Person
 from ingest.git.errors import RepositoryError
-from ingest.mailmap import Mailmap
 
-__all__ = ["Header", "commit_time", "decode", "parse_commit", "person"]
+if TYPE_CHECKING:  # ingest.mailmap reads commit headers here
+    from ingest.mailmap import Mailmap
+
+__all__ = [
+    "Header",
+    "commit_time",
+    "decode",
+    "header_fields",
+    "header_values",
+    "ident_time",
+    "parse_commit",
+    "person",
+]
 
 
 class Header(NamedTuple):
@@ -26,18 +37,29 @@ class Header(NamedTuple):
     message: bytes
 
 
+def header_fields(raw: bytes) -> list[tuple[bytes, bytes, bytes]]:
+    """(key, separator, value) of each header line of a raw commit or tag, in order, as
+    `bytes.partition` splits them (a list, not a generator: commits are parsed by the
+    hundred thousand); the continuation lines of a multi-line value (gpgsig, mergetag) are
+    skipped."""
+    head = raw.split(b"\n\n", 1)[0]
+    return [line.partition(b" ") for line in head.split(b"\n") if line[:1] != b" "]
+
+
+def header_values(raw: bytes, key: bytes) -> list[bytes]:
+    """The values of header `key` of a raw commit or tag, in order."""
+    return [value for k, _, value in header_fields(raw) if k == key]
+
+
 def parse_commit(raw: bytes) -> Header:
-    head, sep, message = raw.partition(b"\n\n")
+    _, sep, message = raw.partition(b"\n\n")
     if not sep:
-        head, message = raw.rstrip(b"\n"), b""
+        message = b""
     tree = b""
     parents: list[bytes] = []
     author = committer = b""
     encoding: str | None = None
-    for line in head.split(b"\n"):
-        if line.startswith(b" "):
-            continue  # continuation of a multi-line header (gpgsig, mergetag)
-        key, _, value = line.partition(b" ")
+    for key, _, value in header_fields(raw):
         if key == b"tree":
             tree = value
         elif key == b"parent":
@@ -80,7 +102,12 @@ def person(ident: bytes, encoding: str | None, mailmap: Mailmap | None = None) -
 
 
 def commit_time(h: Header) -> int:
-    parts = h.committer[h.committer.rfind(b">") + 1 :].split()
+    return ident_time(h.committer)
+
+
+def ident_time(ident: bytes) -> int:
+    """The seconds of an identity line (``Name <email> <seconds> <+hhmm>``); 0 when unreadable."""
+    parts = ident[ident.rfind(b">") + 1 :].split()
     try:
         return int(parts[0])
     except (ValueError, IndexError):
