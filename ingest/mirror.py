@@ -16,23 +16,15 @@ import gc
 import os
 import shutil
 import socket
-import ssl
-import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
-from urllib.parse import urlsplit
 
-from dulwich.client import GitClient, HTTPUnauthorized, LocalGitClient
+from dulwich.client import GitClient, LocalGitClient
 from dulwich.errors import (
-    ApplyDeltaError,
-    ChecksumMismatch,
     FileFormatException,
-    GitProtocolError,
     NotGitRepository,
-    ObjectMissing,
-    WrongObjectException,
 )
 from dulwich.objects import ZERO_SHA, Commit, ObjectID, Tag
 from dulwich.refs import Ref
@@ -40,13 +32,14 @@ from dulwich.repo import Repo
 
 from ingest.credentials import CredentialTable, credential_for
 from ingest.deadlines import FetchClock, FetchDeadlines, resolve_within
+from ingest.fetcherrors import FETCH_ERRORS, describe, redact
 from ingest.git.commit import header_values
 from ingest.git.errors import RepositoryError
 from ingest.git.rawread import raw_object
 from ingest.localfetch import MirrorObjects, clone_packs, consolidate, copy_new
 from ingest.refstore import read_refs, write_head, write_packed_refs
 from ingest.remotefetch import fetch_remote
-from ingest.transport import RedirectRefused, SshReuse, pinned_client
+from ingest.transport import SshReuse, pinned_client
 from ingest.urlpolicy import (
     InvalidRepositoryURL,
     Resolver,
@@ -68,30 +61,6 @@ _HEADS = b"refs/heads/"
 _TAGS = b"refs/tags/"
 _MIRRORED = (_HEADS, _TAGS)
 _HEAD = Ref(b"HEAD")
-
-try:  # urllib3 is dulwich's HTTP client; its errors have their own base class
-    from urllib3.exceptions import HTTPError as _Urllib3Error
-except ImportError:  # pragma: no cover - urllib3 ships with dulwich's http support
-    _Urllib3Error = OSError  # type: ignore[assignment,misc]
-
-_FETCH_ERRORS: tuple[type[BaseException], ...] = (
-    NotGitRepository,
-    GitProtocolError,
-    HTTPUnauthorized,
-    OSError,
-    _Urllib3Error,
-    KeyError,
-    ValueError,
-    AssertionError,
-    zlib.error,
-    ChecksumMismatch,
-    ApplyDeltaError,
-    FileFormatException,
-    ObjectMissing,
-    WrongObjectException,
-    BufferError,  # closing a source's pack map after a failed read (the cause is the context)
-)
-"""What dulwich raises for unreachable, refusing, non-repository or corrupt remotes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,63 +193,6 @@ def _is_work_tree(tree: str, gitdir: str) -> bool:
         return False
 
 
-def _redact(url: str) -> str:
-    """The URL without any user:password part, for messages."""
-    if "@" not in url or "://" not in url:
-        return url
-    parts = urlsplit(url)
-    host = parts.netloc.rsplit("@", 1)[-1]
-    return parts._replace(netloc=host).geturl()
-
-
-def _reason(exc: BaseException) -> str:
-    """A one-line, credential-free description of why a fetch failed."""
-    while isinstance(exc, BufferError) and exc.__context__ is not None:
-        exc = exc.__context__
-    refused = exc if isinstance(exc, RedirectRefused) else exc.__cause__ or exc.__context__
-    if isinstance(refused, RedirectRefused):
-        return str(refused)
-    tls = _tls_refusal(exc)
-    if tls is not None:
-        return tls
-    if isinstance(exc, NotGitRepository):
-        return "not a git repository"
-    if isinstance(exc, HTTPUnauthorized):
-        return "the server asks for credentials (private repository?)"
-    if isinstance(exc, FileNotFoundError):
-        return "no such repository"
-    if isinstance(exc, OSError | _Urllib3Error) and not isinstance(exc, GitProtocolError):
-        return f"the repository cannot be reached ({type(exc).__name__})"
-    cause = exc.__cause__ or exc.__context__
-    if isinstance(exc, GitProtocolError) and isinstance(cause, OSError | _Urllib3Error):
-        return f"the repository cannot be reached ({type(cause).__name__})"
-    if isinstance(exc, GitProtocolError):
-        # often the remote's stderr, whose last line is the conclusion (ssh writes a banner
-        # of @ before "Host key verification failed.")
-        lines = [line for line in str(exc).splitlines() if line.strip()]
-        text = lines[-1] if lines else type(exc).__name__
-        return f"the server refused or broke the exchange: {_redact(text)[:200]}"
-    name = "zlib.error" if isinstance(exc, zlib.error) else type(exc).__name__
-    return f"the repository is corrupt or unreadable ({name})"
-
-
-def _tls_refusal(exc: BaseException) -> str | None:
-    """Why the server's TLS certificate was refused, if that is the failure (urllib3 and
-    dulwich wrap the ssl error in their own; it is found along the causes)."""
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        e = todo.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, ssl.SSLCertVerificationError):
-            return f"the server's TLS certificate was refused ({e.verify_message})"
-        todo += [e.__cause__, e.__context__, *(a for a in e.args if isinstance(a, BaseException))]
-        todo.append(getattr(e, "reason", None))
-    return None
-
-
 def mirror_path(mirrors_dir: Path, repo_id: int) -> Path:
     """Where the bare mirror of repository `repo_id` lives (it may not exist yet)."""
     return mirrors_dir / f"{repo_id}.git"
@@ -359,12 +271,12 @@ def open_mirror(
             _update_refs(target, refs, symrefs, (held, held_symrefs))
     except (RepositoryError, InvalidRepositoryURL) as exc:
         reason = str(exc)
-    except _FETCH_ERRORS as exc:
-        reason = clock.explain(exc) or _reason(exc)
+    except FETCH_ERRORS as exc:
+        reason = clock.explain(exc) or describe(exc)
     finally:
         clock.stop()
     if reason is not None:
-        raise RepositoryError(f"cannot fetch {_redact(url)}: {reason}")
+        raise RepositoryError(f"cannot fetch {redact(url)}: {reason}")
     return dest
 
 
@@ -430,8 +342,8 @@ def _fetch_local(
             return refs, symrefs
         except TimeoutError:
             raise
-        except _FETCH_ERRORS as exc:
-            failure = RepositoryError(_reason(exc))
+        except FETCH_ERRORS as exc:
+            failure = RepositoryError(describe(exc))
         gc.collect()
         raise failure
     finally:
@@ -540,8 +452,8 @@ def resolve_head(mirror: Path, branch: str | None) -> str:
             return sha.decode("ascii")
     except RepositoryError:
         raise
-    except _FETCH_ERRORS as exc:
-        raise RepositoryError(f"cannot read the mirror: {_reason(exc)}") from None
+    except FETCH_ERRORS as exc:
+        raise RepositoryError(f"cannot read the mirror: {describe(exc)}") from None
 
 
 def _drop_packs(target: Repo) -> None:
