@@ -19,22 +19,35 @@ object present is complete below it.
 from __future__ import annotations
 
 import binascii
+import gc
 import hashlib
 import os
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from dulwich.objects import parse_tree
+from dulwich.objects import ObjectID, parse_tree
+from dulwich.refs import Ref
+from dulwich.repo import Repo
 
+from ingest.fetcherrors import FETCH_ERRORS, describe
 from ingest.git.commit import header_fields
 from ingest.git.errors import RepositoryError
 from ingest.git.rawread import MalformedObject, read_loose
 from ingest.packs import PackReader
 from ingest.packwrite import ObjectCorrupt, PackWriter, copy_file
+from ingest.refstore import read_refs
 
-__all__ = ["MAX_PACKS", "MirrorObjects", "clone_packs", "consolidate", "copy_new", "verify_pack"]
+__all__ = [
+    "MAX_PACKS",
+    "MirrorObjects",
+    "clone_packs",
+    "consolidate",
+    "copy_new",
+    "fetch_local",
+    "verify_pack",
+]
 
 _COMMIT, _TREE, _BLOB, _TAG = 1, 2, 3, 4
 _GITLINK = 0o160000
@@ -313,3 +326,61 @@ def consolidate(store: Any, max_packs: int | None = None, small: int = SMALL_PAC
             pack.with_suffix(".idx").unlink(missing_ok=True)
             pack.unlink(missing_ok=True)
     return len(merge)
+
+
+def fetch_local(
+    path: str,
+    target: Repo,
+    wants: Callable[[Mapping[Ref, ObjectID], int | None], list[ObjectID]],
+    check: Callable[[], None] = lambda: None,
+) -> tuple[Mapping[Ref, ObjectID | None], Mapping[Ref, Ref]]:
+    """Fetch from a repository on this machine: its packs linked on the first fetch, then
+    only the objects the mirror lacks (`ingest.localfetch`), closing the source even when its
+    packs are corrupt. `check` raises `TimeoutError` once the fetch's total deadline has
+    passed; that error is passed on for the clock to name. Otherwise raises `RepositoryError`
+    carrying only the reason.
+    (A failed read's traceback can keep a pack map referenced: it is dropped and collected
+    before the source is closed.)
+    """
+    src = Repo(path)
+    try:
+        try:
+            raw_refs, raw_symrefs = read_refs(Path(src.controldir()), Path(src.commondir()))
+            refs = cast(dict[Ref, ObjectID], raw_refs)  # NewTypes of bytes: no copy needed
+            symrefs = cast(dict[Ref, Ref], raw_symrefs)
+            wanted = wants(refs, None)
+            if wanted:
+                try:
+                    cloned = clone_packs(src.object_store, target.object_store, wanted, check)
+                except BaseException:
+                    _drop_packs(target)  # the mirror stays empty: the next poll starts afresh
+                    raise
+                if not cloned:
+                    mirror = MirrorObjects(target.object_store)
+                    try:
+                        copy_new(
+                            src.object_store,
+                            mirror,
+                            Path(target.object_store.pack_dir),
+                            wanted,
+                            check,
+                        )
+                    finally:
+                        mirror.close()
+            return refs, symrefs
+        except TimeoutError:
+            raise
+        except FETCH_ERRORS as exc:
+            failure = RepositoryError(describe(exc))
+        gc.collect()
+        raise failure
+    finally:
+        src.close()
+
+
+def _drop_packs(target: Repo) -> None:
+    """Remove every pack of the mirror (a failed first copy)."""
+    store = target.object_store
+    store.close()
+    for f in Path(store.pack_dir).iterdir():
+        f.unlink()

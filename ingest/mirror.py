@@ -12,11 +12,10 @@ trace text, no credentials.
 
 from __future__ import annotations
 
-import gc
 import os
 import shutil
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
@@ -36,7 +35,7 @@ from ingest.fetcherrors import FETCH_ERRORS, describe, redact
 from ingest.git.commit import header_values
 from ingest.git.errors import RepositoryError
 from ingest.git.rawread import raw_object
-from ingest.localfetch import MirrorObjects, clone_packs, consolidate, copy_new
+from ingest.localfetch import MirrorObjects, consolidate, fetch_local
 from ingest.refstore import read_refs, write_head, write_packed_refs
 from ingest.remotefetch import fetch_remote
 from ingest.transport import SshReuse, pinned_client
@@ -257,7 +256,7 @@ def open_mirror(
                     return sorted(new - {ZERO_SHA})
 
                 if isinstance(client, LocalGitClient):
-                    refs, symrefs = _fetch_local(path, target, wants, clock.check)
+                    refs, symrefs = fetch_local(path, target, wants, clock.check)
                 else:
                     store = target.object_store
                     result, _ = fetch_remote(
@@ -298,56 +297,6 @@ def _client(url: str, access: FetchAccess, clock: FetchClock) -> tuple[GitClient
         clock=clock,
         ssh_reuse=access.ssh_reuse,
     )
-
-
-def _fetch_local(
-    path: str,
-    target: Repo,
-    wants: Callable[[Mapping[Ref, ObjectID], int | None], list[ObjectID]],
-    check: Callable[[], None] = lambda: None,
-) -> tuple[Mapping[Ref, ObjectID | None], Mapping[Ref, Ref]]:
-    """Fetch from a repository on this machine: its packs linked on the first fetch, then
-    only the objects the mirror lacks (`ingest.localfetch`), closing the source even when its
-    packs are corrupt. `check` raises `TimeoutError` once the fetch's total deadline has
-    passed; that error is passed on for the clock to name. Otherwise raises `RepositoryError`
-    carrying only the reason.
-    (A failed read's traceback can keep a pack map referenced: it is dropped and collected
-    before the source is closed.)
-    """
-    src = Repo(path)
-    try:
-        try:
-            raw_refs, raw_symrefs = read_refs(Path(src.controldir()), Path(src.commondir()))
-            refs = cast(dict[Ref, ObjectID], raw_refs)  # NewTypes of bytes: no copy needed
-            symrefs = cast(dict[Ref, Ref], raw_symrefs)
-            wanted = wants(refs, None)
-            if wanted:
-                try:
-                    cloned = clone_packs(src.object_store, target.object_store, wanted, check)
-                except BaseException:
-                    _drop_packs(target)  # the mirror stays empty: the next poll starts afresh
-                    raise
-                if not cloned:
-                    mirror = MirrorObjects(target.object_store)
-                    try:
-                        copy_new(
-                            src.object_store,
-                            mirror,
-                            Path(target.object_store.pack_dir),
-                            wanted,
-                            check,
-                        )
-                    finally:
-                        mirror.close()
-            return refs, symrefs
-        except TimeoutError:
-            raise
-        except FETCH_ERRORS as exc:
-            failure = RepositoryError(describe(exc))
-        gc.collect()
-        raise failure
-    finally:
-        src.close()
 
 
 def _is_mirrored(name: bytes, sha: bytes | None) -> bool:
@@ -454,11 +403,3 @@ def resolve_head(mirror: Path, branch: str | None) -> str:
         raise
     except FETCH_ERRORS as exc:
         raise RepositoryError(f"cannot read the mirror: {describe(exc)}") from None
-
-
-def _drop_packs(target: Repo) -> None:
-    """Remove every pack of the mirror (a failed first copy)."""
-    store = target.object_store
-    store.close()
-    for f in Path(store.pack_dir).iterdir():
-        f.unlink()
