@@ -21,10 +21,6 @@ from pathlib import Path
 from typing import cast
 
 from dulwich.client import GitClient, LocalGitClient
-from dulwich.errors import (
-    FileFormatException,
-    NotGitRepository,
-)
 from dulwich.objects import ZERO_SHA, Commit, ObjectID, Tag
 from dulwich.refs import Ref
 from dulwich.repo import Repo
@@ -35,6 +31,7 @@ from ingest.fetcherrors import FETCH_ERRORS, describe, redact
 from ingest.git.commit import header_values
 from ingest.git.errors import RepositoryError
 from ingest.git.rawread import raw_object
+from ingest.git.repodir import control_dirs
 from ingest.localfetch import MirrorObjects, consolidate, fetch_local
 from ingest.refstore import read_refs, write_head, write_packed_refs
 from ingest.remotefetch import fetch_remote
@@ -172,24 +169,19 @@ def _local(path: str, allow_local: bool) -> str:
         raise InvalidRepositoryURL(f"{norm} does not exist or is not a directory")
     if os.path.basename(norm) == ".git" and _is_work_tree(os.path.dirname(norm), norm):
         norm = os.path.dirname(norm)
-    try:
-        with Repo(norm) as repo:
-            # dulwich opens a `.git` file naming a missing directory; git does not.
-            objects = Path(repo.controldir(), "objects")
-    except (NotGitRepository, OSError, ValueError, KeyError, FileFormatException):
-        raise InvalidRepositoryURL(f"{norm} is not a git repository") from None
-    if not objects.is_dir():
+    dirs = control_dirs(norm)
+    if dirs is None:
+        raise InvalidRepositoryURL(f"{norm} is not a git repository")
+    # dulwich opens a `.git` file naming a missing directory; git does not.
+    if not (dirs[0] / "objects").is_dir():
         raise InvalidRepositoryURL(f"{norm} is not a git repository (it has no object store)")
     return norm
 
 
 def _is_work_tree(tree: str, gitdir: str) -> bool:
     """Whether `gitdir` is the control directory of the work tree `tree`."""
-    try:
-        with Repo(tree) as repo:
-            return os.path.realpath(repo.controldir()) == gitdir
-    except (NotGitRepository, OSError, ValueError, KeyError, FileFormatException):
-        return False
+    dirs = control_dirs(tree)
+    return dirs is not None and os.path.realpath(dirs[0]) == gitdir
 
 
 def mirror_path(mirrors_dir: Path, repo_id: int) -> Path:
