@@ -34,7 +34,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-import ingest.mirror
+import ingest.repourls
 from api.app import create_app
 from api.server import server_config
 from bench.api import free_port, load, machine
@@ -129,7 +129,7 @@ async def main(per_operation: int, workers: int, extra: Sequence[str] = ()) -> i
     root = Path(tempfile.mkdtemp(prefix="metre-fuzz-"))
     dsn = await asyncio.to_thread(start_embedded, root / "pg")
     store = await PgStore.connect(dsn)
-    ingest.mirror.system_resolve = _resolve  # type: ignore[assignment]
+    ingest.repourls.system_resolve = _resolve  # type: ignore[assignment]
     try:
         print(f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
         print(f"machine: {machine()}")

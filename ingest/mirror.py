@@ -1,20 +1,19 @@
-"""Bare mirrors of registered repositories, and the URL policy (I/O, blocking: run in a thread).
+"""Bare mirrors of registered repositories, fetched and kept equal to their remotes (I/O,
+blocking: run in a thread).
 
-`open_mirror` fetches a remote (http(s) URL, local path or file:// URL) into
+`open_mirror` fetches a remote (http(s), ssh or git URL, local path or file:// URL) into
 ``<mirrors_dir>/<repo_id>.git`` (local paths: `ingest.localfetch`; remotes: dulwich's
 transport with `ingest.remotefetch`'s haves and pack indexing; refs: `ingest.refstore`);
-later calls transfer only objects the mirror lacks, then the
-mirror's branches, tags and HEAD are set to the remote's (force-pushes included: objects of
-rewritten commits stay in the mirror, so retraction can still read them). Every failure to
-reach or read a repository is a `RepositoryError` whose message is safe to show: no stack
-trace text, no credentials.
+later calls transfer only objects the mirror lacks, then the mirror's branches, tags and HEAD
+are set to the remote's (force-pushes included: objects of rewritten commits stay in the
+mirror, so retraction can still read them). Every failure to reach or read a repository is a
+`RepositoryError` whose message is safe to show (`ingest.fetcherrors`).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,16 +24,18 @@ from dulwich.objects import ZERO_SHA, Commit, ObjectID, Tag
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
+from ingest import repourls
 from ingest.credentials import CredentialTable, credential_for
 from ingest.deadlines import FetchClock, FetchDeadlines, resolve_within
 from ingest.fetcherrors import FETCH_ERRORS, describe, redact
 from ingest.git.commit import header_values
 from ingest.git.errors import RepositoryError
 from ingest.git.rawread import raw_object
-from ingest.git.repodir import control_dirs
 from ingest.localfetch import MirrorObjects, consolidate, fetch_local
+from ingest.mirrordir import mirror_path
 from ingest.refstore import read_refs, write_head, write_packed_refs
 from ingest.remotefetch import fetch_remote
+from ingest.repourls import local_repository
 from ingest.transport import SshReuse, pinned_client
 from ingest.urlpolicy import (
     InvalidRepositoryURL,
@@ -46,11 +47,8 @@ from ingest.urlpolicy import (
 
 __all__ = [
     "FetchAccess",
-    "InvalidRepositoryURL",
-    "check_host",
     "open_mirror",
     "resolve_head",
-    "validate_url",
 ]
 
 _HEADS = b"refs/heads/"
@@ -69,124 +67,13 @@ class FetchAccess:
 
     policy: UrlPolicy = field(default_factory=lambda: UrlPolicy(allow_local_paths=True))
     credentials: CredentialTable = field(default_factory=dict)
-    resolve: Resolver = field(default=lambda host, port: system_resolve(host, port))
+    resolve: Resolver = field(default=lambda host, port: repourls.system_resolve(host, port))
     ca_file: Path | None = None
     """Certificate authorities https fetches trust (PEM); None: the system's."""
     deadlines: FetchDeadlines = field(default_factory=FetchDeadlines)
     """Connect, idle and total deadlines of a fetch from a remote (`ingest.deadlines`)."""
     ssh_reuse: SshReuse | None = None
     """Where ssh keeps connections open for the next fetch (None: one connection per fetch)."""
-
-
-def system_resolve(host: str, port: int) -> list[str]:
-    """The addresses `host` resolves to, in the order the system would try them (blocking)."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return [str(info[4][0]) for info in infos]
-
-
-def validate_url(url: str, allow_local: bool = False, *, policy: UrlPolicy | None = None) -> str:
-    """Return the canonical form of a repository URL, or raise `InvalidRepositoryURL`.
-
-    `policy` (default: https only, plus local paths when `allow_local`) decides the schemes;
-    see `ingest.urlpolicy`. Local paths and ``file://`` URLs must name an existing git
-    repository (bare or not) and come back as a normalised absolute path. No name is resolved
-    here: `check_host` does that.
-    """
-    policy = policy or UrlPolicy(allow_local_paths=allow_local)
-    remote = parse_remote(url, policy)
-    if remote.scheme == "local":
-        return _local(remote.url, True)
-    return remote.url
-
-
-def check_host(url: str, policy: UrlPolicy, resolve: Resolver | None = None) -> str | None:
-    """Resolve the host of a validated URL and check every address; returns the address a
-    fetch would use (None for a local path). Raises `InvalidRepositoryURL`. Blocking."""
-    remote = parse_remote(url, policy)
-    if remote.scheme == "local":
-        return None
-    return pinned_address(remote, policy, resolve or system_resolve)
-
-
-_REFUSED_ROOTS = ("/proc",)
-"""Trees no repository is registered from: ``/proc/self/cwd`` is metre's own working
-directory, ``/proc/<pid>/root`` another process's filesystem."""
-
-
-def _under(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip("/") + "/")
-
-
-def real_path(path: str) -> str:
-    """`path` with every symbolic link resolved, refusing any step through a refused root
-    (a link to ``/proc/self/cwd`` is refused, not followed to where it leads). Blocking."""
-    todo = [p for p in path.split("/") if p]
-    done = "/"
-    hops = 0
-    while todo:
-        if any(_under(done, root) for root in _REFUSED_ROOTS):
-            break
-        part = todo.pop(0)
-        if part == ".":
-            continue
-        if part == "..":
-            done = os.path.dirname(done)
-            continue
-        candidate = os.path.join(done, part)
-        if os.path.islink(candidate):
-            hops += 1
-            if hops > 40:
-                raise InvalidRepositoryURL(
-                    f"{path} does not exist or is not a directory (too many levels of "
-                    "symbolic links)"
-                )
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                done = "/"
-            todo = [p for p in target.split("/") if p] + todo
-            continue
-        done = candidate
-    if any(_under(done, root) for root in _REFUSED_ROOTS):
-        raise InvalidRepositoryURL(
-            f"{path} leads into {_REFUSED_ROOTS[0]}: paths of the process filesystem are not "
-            "repositories metre registers"
-        )
-    return done
-
-
-def _local(path: str, allow_local: bool) -> str:
-    """The canonical path of a local repository (its identity): symbolic links resolved,
-    ``//`` and trailing slashes gone, and a work tree's ``.git`` directory named by the work
-    tree, so one repository is registered once whichever spelling is given."""
-    if not allow_local:
-        raise InvalidRepositoryURL(
-            "local paths are not accepted on this server (METRE_ALLOW_LOCAL_PATHS=true admits them)"
-        )
-    if not path.startswith("/"):
-        raise InvalidRepositoryURL("a local repository must be given as an absolute path")
-    norm = real_path(path)
-    if not os.path.isdir(norm):
-        raise InvalidRepositoryURL(f"{norm} does not exist or is not a directory")
-    if os.path.basename(norm) == ".git" and _is_work_tree(os.path.dirname(norm), norm):
-        norm = os.path.dirname(norm)
-    dirs = control_dirs(norm)
-    if dirs is None:
-        raise InvalidRepositoryURL(f"{norm} is not a git repository")
-    # dulwich opens a `.git` file naming a missing directory; git does not.
-    if not (dirs[0] / "objects").is_dir():
-        raise InvalidRepositoryURL(f"{norm} is not a git repository (it has no object store)")
-    return norm
-
-
-def _is_work_tree(tree: str, gitdir: str) -> bool:
-    """Whether `gitdir` is the control directory of the work tree `tree`."""
-    dirs = control_dirs(tree)
-    return dirs is not None and os.path.realpath(dirs[0]) == gitdir
-
-
-def mirror_path(mirrors_dir: Path, repo_id: int) -> Path:
-    """Where the bare mirror of repository `repo_id` lives (it may not exist yet)."""
-    return mirrors_dir / f"{repo_id}.git"
 
 
 def _init_mirror(dest: Path) -> None:
@@ -276,7 +163,7 @@ def _client(url: str, access: FetchAccess, clock: FetchClock) -> tuple[GitClient
     fetch's deadlines."""
     remote = parse_remote(url, access.policy)
     if remote.scheme == "local":
-        return LocalGitClient(), _local(remote.url, True)
+        return LocalGitClient(), local_repository(remote.url, True)
     address = pinned_address(
         remote, access.policy, lambda host, port: resolve_within(access.resolve, host, port, clock)
     )

@@ -50,7 +50,8 @@ from ingest.events import RetractEvent, encode, partition_key
 from ingest.git.errors import RepositoryError
 from ingest.git.graph import new_commits
 from ingest.mailmap import read_mailmap
-from ingest.mirror import FetchAccess, mirror_path, open_mirror, resolve_head
+from ingest.mirror import FetchAccess, open_mirror, resolve_head
+from ingest.mirrordir import mirror_path
 from ingest.outage import Outage
 from ingest.releasepoll import ReleaseRegistry, publish_release_tags
 from ingest.retry import DEPENDENCY, Backoff, always, retry

@@ -39,7 +39,7 @@ from ingest.events import RetractEvent, encode, partition_key
 from ingest.git.errors import RepositoryError
 from ingest.git.graph import new_commits
 from ingest.mailmap import read_mailmap
-from ingest.mirror import mirror_path
+from ingest.mirrordir import mirror_path
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ import orjson
 
 from ingest.bus import Bus, Message
 from ingest.events import RetractEvent, encode, partition_key
-from ingest.mirror import mirror_path
+from ingest.mirrordir import mirror_path
 from ingest.wire import MetricUpdateWire
 from processors.metrics import TABLES
 from processors.metrics.catalogue import metrics_of_tables

@@ -24,7 +24,9 @@ from api.schemas import (
     RepoOut,
 )
 from ingest.branches import branch_names
-from ingest.mirror import InvalidRepositoryURL, check_host, mirror_path, validate_url
+from ingest.mirrordir import mirror_path
+from ingest.repourls import check_host, validate_url
+from ingest.urlpolicy import InvalidRepositoryURL
 from processors import webhookstore
 from processors.store import AmbiguousSha, RepoExists, RepoRow
 

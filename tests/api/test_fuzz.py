@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, settings
 from pydantic import SecretStr
 from schemathesis import Case
 
-import ingest.mirror
+import ingest.repourls
 from api.app import create_app
 from api.server import server_config
 from metre.settings import Settings
@@ -56,8 +56,8 @@ def api_url(tmp_path_factory: pytest.TempPathFactory, pg_dsn: str) -> Iterator[s
         allow_local_paths=False,
         rate_limit=0,
     )
-    original = ingest.mirror.system_resolve
-    ingest.mirror.system_resolve = _resolve  # type: ignore[assignment]
+    original = ingest.repourls.system_resolve
+    ingest.repourls.system_resolve = _resolve  # type: ignore[assignment]
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -75,7 +75,7 @@ def api_url(tmp_path_factory: pytest.TempPathFactory, pg_dsn: str) -> Iterator[s
         server.should_exit = True
         thread.join(timeout=30)
         sock.close()
-        ingest.mirror.system_resolve = original
+        ingest.repourls.system_resolve = original
         asyncio.run(drop_database(dsn))
 
 

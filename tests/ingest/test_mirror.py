@@ -1,4 +1,5 @@
-"""ingest.mirror against the git CLI: mirroring, incremental fetch, URL policy, broken sources."""
+"""ingest.mirror and ingest.repourls against the git CLI: mirroring, incremental fetch, URL policy,
+broken sources."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from dulwich.server import BackendRepo, DictBackend
 from dulwich.web import make_wsgi_chain
 
 from ingest.git.errors import RepositoryError
-from ingest.mirror import FetchAccess, InvalidRepositoryURL, open_mirror, resolve_head, validate_url
-from ingest.urlpolicy import UrlPolicy
+from ingest.mirror import FetchAccess, open_mirror, resolve_head
+from ingest.repourls import validate_url
+from ingest.urlpolicy import InvalidRepositoryURL, UrlPolicy
 from tests.fixtures.gitrepo import GitRepoBuilder, run_git
 
 # Loopback test servers speak plain http: a policy that admits them.
