@@ -21,7 +21,8 @@ from dulwich.repo import Repo
 
 from ingest.bus import Bus, Message
 from ingest.events import partition_key
-from ingest.releases import ReleaseTag, TagsEvent, encode_tags, read_release_tags
+from ingest.releases import ReleaseTag, TagsEvent, encode_tags
+from ingest.releasetags import read_release_tags
 
 log = logging.getLogger(__name__)
 

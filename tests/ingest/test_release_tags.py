@@ -17,9 +17,9 @@ from ingest.releases import (
     TagsEvent,
     encode_tags,
     parse_patterns,
-    read_release_tags,
     tags_digest,
 )
+from ingest.releasetags import read_release_tags
 from tests.fixtures.gitbuilder import GitRepoBuilder
 
 SHA = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c"
