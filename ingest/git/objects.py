@@ -2,7 +2,7 @@
 
 Why not dulwich's objects: building `Commit` and `Tree` objects costs more than the line diff
 (docs/architecture.md, "Ingest"). Packs are read by the compiled `ingest.packs.PackReader`
-(dulwich's `get_raw` for the rest); raw tree bodies are cached, bounded in bytes and keyed by
+(`ingest.git.rawread` for the rest); raw tree bodies are cached, bounded in bytes and keyed by
 binary sha (content-addressed, so never stale); commits' parents, time and tree are cached for
 graph walks. Tree entries' shas stay binary, as the tree holds them.
 """
