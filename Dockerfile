@@ -23,7 +23,7 @@ RUN python -m venv /opt/metre \
     && /opt/metre/bin/pip install --no-cache-dir /src
 # Fail the build if any kernel fell back to its pure-Python twin (the extensions are optional);
 # -P: import the installed package, not the sources in the working directory.
-RUN /opt/metre/bin/python -P -c "import kernels as k; impl = {k.IMPLEMENTATION, k.TREEDIFF_IMPLEMENTATION, k.PACKFILE_IMPLEMENTATION, k.ANCESTRY_IMPLEMENTATION, k.AUTHORSHIP_IMPLEMENTATION}; assert impl == {'c'}, impl" \
+RUN /opt/metre/bin/python -P -c "from metre import kernels as k; impl = {k.IMPLEMENTATION, k.TREEDIFF_IMPLEMENTATION, k.PACKFILE_IMPLEMENTATION, k.ANCESTRY_IMPLEMENTATION, k.AUTHORSHIP_IMPLEMENTATION, k.CODELINES_IMPLEMENTATION}; assert impl == {'c'}, impl" \
     && /opt/metre/bin/metre --help >/dev/null
 
 # --- runtime: the virtual environment, the libraries it loads, an unprivileged user ---------

@@ -18,9 +18,10 @@ up: $(STAMP)          ## run metre on its embedded default (PostgreSQL + in-proc
 test: $(STAMP)        ## the whole test suite (starts its own PostgreSQL and Kafka-protocol broker)
 	$(BIN)/python -m pytest
 
-lint: $(STAMP)        ## ruff and mypy
+lint: $(STAMP)        ## ruff, mypy and the import layers (import-linter)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) build *.egg-info kernels/*.so

@@ -9,33 +9,33 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
-            "kernels._linediff",
+            "metre.kernels._linediff",
             sources=["kernels/_linediff.c"],
             optional=True,
         ),
         Extension(
-            "kernels._treediff",
+            "metre.kernels._treediff",
             sources=["kernels/_treediff.c"],
             optional=True,
         ),
         Extension(
-            "kernels._packfile",
+            "metre.kernels._packfile",
             sources=["kernels/_packfile.c"],
             libraries=["z"],  # zlib's headers and library (zlib1g-dev); optional like the rest
             optional=True,
         ),
         Extension(
-            "kernels._ancestry",
+            "metre.kernels._ancestry",
             sources=["kernels/_ancestry.c"],
             optional=True,
         ),
         Extension(
-            "kernels._codelines",
+            "metre.kernels._codelines",
             sources=["kernels/_codelines.c"],
             optional=True,
         ),
         Extension(
-            "kernels._authorship",
+            "metre.kernels._authorship",
             sources=["kernels/_authorship.c"],
             # No fused multiply-add: results stay bit-identical to the pure-Python twin.
             extra_compile_args=["-ffp-contract=off"],

@@ -17,11 +17,11 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from api import csvexport, openapi
-from api.deps import known_parameters, storable_text
-from api.instruments import HttpMetrics, RouteTemplates
-from api.responses import OrjsonResponse, error_body
-from api.routes import (
+from metre.api import csvexport, openapi
+from metre.api.deps import known_parameters, storable_text
+from metre.api.instruments import HttpMetrics, RouteTemplates
+from metre.api.responses import OrjsonResponse, error_body
+from metre.api.routes import (
     catalogue,
     dashboard,
     files,
@@ -34,11 +34,11 @@ from api.routes import (
     releases,
     repos,
 )
-from api.security import ApiGuard
-from ingest.retry import is_transient
+from metre.api.security import ApiGuard
+from metre.contracts.retry import is_transient
+from metre.processors.store import PgStore
 from metre.readiness import Probe
 from metre.settings import Settings
-from processors.store import PgStore
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def create_app(
         version="0.1.0",
         default_response_class=OrjsonResponse,
         lifespan=lifespan,
-        docs_url=None,  # served from local assets by api.openapi
+        docs_url=None,  # served from local assets by metre.api.openapi
         redoc_url=None,
         # Every route's path and query strings are checked for text PostgreSQL cannot hold.
         dependencies=[Depends(storable_text), Depends(known_parameters)],

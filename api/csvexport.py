@@ -27,6 +27,8 @@ from typing import Any
 
 import orjson
 
+from metre.processors.metrics.catalogue import catalogue
+
 __all__ = [
     "CSV_MEDIA_TYPE",
     "TABLES",
@@ -158,10 +160,17 @@ _PARTNERS = Table("partners", ("path", "shared", "commits", "degree"))
 
 
 def table(metric: str, result: Mapping[str, Any]) -> Table:
-    """The table of `metric` for this result (coupling has two forms)."""
+    """The table of `metric` for this result (coupling has two forms); a metric not listed
+    here declares its table in its spec's route (processors/metrics/spec.py)."""
     if metric == "coupling" and "partners" in result:
         return _PARTNERS
-    return TABLES[metric]
+    found = TABLES.get(metric)
+    if found is not None:
+        return found
+    route = catalogue()[metric].route
+    if route is None or route.table is None:
+        raise KeyError(f"metric {metric!r} declares no CSV table")
+    return Table(route.table, route.columns)
 
 
 def _cell(value: Any) -> str:

@@ -10,9 +10,9 @@ from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
-from api.schemas import text_problem
+from metre.api.schemas import text_problem
+from metre.processors.store import PgStore
 from metre.settings import Settings
-from processors.store import PgStore
 
 
 def get_store(request: Request) -> PgStore:
@@ -36,7 +36,7 @@ def get_settings(request: Request) -> Settings:
 async def storable_text(request: Request) -> None:
     """Refuse (422) a path or query parameter PostgreSQL text cannot hold (a NUL, a lone
     surrogate), for every route at once: an app-wide dependency, so a route added later is
-    covered without opting in. Bodies get the same check from `api.schemas.Input`."""
+    covered without opting in. Bodies get the same check from `metre.api.schemas.Input`."""
     errors: list[dict[str, Any]] = []
     for name, value in request.path_params.items():
         if isinstance(value, str) and (problem := text_problem(value)):

@@ -23,7 +23,7 @@ from fastapi.openapi.utils import get_openapi
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from api.security import OPEN_PATHS, WRITE_METHODS
+from metre.api.security import OPEN_PATHS, WRITE_METHODS
 
 VENDOR = "/ui/vendor"
 SWAGGER_JS = f"{VENDOR}/swagger-ui/swagger-ui-bundle.js"

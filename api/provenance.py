@@ -2,7 +2,7 @@
 
 A result is a function of (metric, version, parameters, the stamps of its repositories), so
 that tuple is its identity: it names the cache entry and, hashed, the ETag. A stamp moves
-whenever a batch changes a repository's metric tables (processors/store.py: watermark and
+whenever a batch changes a repository's metric tables (processors/sink.py: watermark and
 generation), so nothing cached outlives the data it was computed from, and no invalidation
 is needed. People metrics regroup emails through the identities, so their identity also holds
 the identity generation (processors/identitystore.py), which every identity change moves.
@@ -19,12 +19,12 @@ from typing import Any, Generic, TypeVar
 import orjson
 from fastapi import HTTPException, Request, Response
 
-from api.csvexport import CSV_MEDIA_TYPE, export, wants_csv
-from processors import identitystore
-from processors.metrics.catalogue import catalogue
-from processors.reads import Stamp, stamps
-from processors.sharedhistory import same_history
-from processors.store import PgStore
+from metre.api.csvexport import CSV_MEDIA_TYPE, export, wants_csv
+from metre.processors import identitystore
+from metre.processors.metrics.catalogue import catalogue
+from metre.processors.reads import Stamp, stamps
+from metre.processors.sharedhistory import same_history
+from metre.processors.store import PgStore
 
 CACHE_CONTROL = "private, max-age=0, must-revalidate"
 """Results may change at any push: a cache may keep them but must revalidate (cheap: 304)."""

@@ -9,8 +9,8 @@ from fastapi.responses import JSONResponse
 
 
 class OrjsonResponse(JSONResponse):
-    """orjson renders dates, datetimes and dataclasses natively: about 3x cheaper than
-    FastAPI's jsonable_encoder path for a plain dict.
+    """orjson renders dates, datetimes and dataclasses natively, in one C call, where FastAPI's
+    jsonable_encoder path walks every value of the body in Python first.
 
     A JSONResponse subclass so that the OpenAPI document describes bodies by their models
     (with a bare Response class FastAPI adds ``"type": "string"`` to every response schema,

@@ -232,6 +232,10 @@ class ParamOut(BaseModel):
     default: object
     description: str
     choices: list[object] | None = None
+    minimum: int | None = Field(None, description="Least integer accepted, when bounded")
+    maximum: int | None = Field(None, description="Greatest integer accepted, when bounded")
+    min_length: int | None = Field(None, description="Shortest text accepted, when bounded")
+    max_length: int | None = Field(None, description="Longest text accepted, when bounded")
 
 
 class MetricOut(BaseModel):

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.responses import error_body
+from metre.api.responses import error_body
 
 __all__ = [
     "ApiGuard",

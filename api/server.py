@@ -4,7 +4,7 @@ answers uvicorn writes itself.
 - uvicorn's proxy-header handling is off. By default it trusts X-Forwarded-For from loopback
   and rewrites the client address before any middleware runs, so a local client could rotate
   that header and be a new client each request (a fresh rate-limit bucket each time). metre's
-  own guard (api.security) reads X-Forwarded-For only from METRE_TRUSTED_PROXIES; for that
+  own guard (metre.api.security) reads X-Forwarded-For only from METRE_TRUSTED_PROXIES; for that
   it must see the socket's peer.
 - A request uvicorn cannot parse (a malformed request line or header) never reaches the app:
   uvicorn answers 400 itself, in plain text. The protocol classes here answer the same 400
@@ -24,7 +24,7 @@ import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from api.responses import error_body
+from metre.api.responses import error_body
 
 __all__ = ["JsonH11Protocol", "json_error", "protocol_class", "server_config"]
 
@@ -113,5 +113,5 @@ def server_config(app: ASGIApp, *, http: str = "auto", **options: Any) -> uvicor
     """A uvicorn.Config for the API: `options` as uvicorn takes them, never proxy headers."""
     for fixed in ("proxy_headers", "forwarded_allow_ips", "http", "ws"):
         if fixed in options:
-            raise ValueError(f"{fixed} is fixed by api.server")
+            raise ValueError(f"{fixed} is fixed by metre.api.server")
     return uvicorn.Config(app, proxy_headers=False, http=protocol_class(http), ws="none", **options)

@@ -66,14 +66,14 @@ from dulwich.objects import Blob, Commit, Tree
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
-from ingest.bus import BusError, InMemoryBus, Message, Record
-from ingest.commits import commit_event
-from ingest.events import encode, partition_key
-from ingest.kafka_bus import KafkaBus
-from ingest.mailmap import read_mailmap
-from ingest.poller import Poller, PollerConfig
-from processors.runner import Processor
-from processors.store import PgStore
+from metre.contracts.bus import BusError, InMemoryBus, Message, Record
+from metre.contracts.events import encode, partition_key
+from metre.ingest.commits import commit_event
+from metre.ingest.kafka_bus import KafkaBus
+from metre.ingest.mailmap import read_mailmap
+from metre.ingest.poller import Poller, PollerConfig
+from metre.processors.runner import Processor
+from metre.processors.store import PgStore
 from tests.fixtures.broker import Broker, free_port
 from tests.fixtures.gitrepo import git_commits
 from tests.fixtures.roles import SESSION_TIMEOUT_MS, Roles, role_env

@@ -171,10 +171,10 @@ def _poll(mirrors: Path, url: str, access: Any, known: str | None) -> tuple[str,
     """What the poller does before publishing; returns (head, commits, fetch seconds)."""
     from dulwich.repo import Repo
 
-    from ingest.backfill import encode_events
-    from ingest.git.graph import new_commits
-    from ingest.mailmap import read_mailmap
-    from ingest.mirror import open_mirror, resolve_head
+    from metre.ingest.backfill import encode_events
+    from metre.ingest.git.graph import new_commits
+    from metre.ingest.mailmap import read_mailmap
+    from metre.ingest.mirror import open_mirror, resolve_head
 
     t0 = time.perf_counter()
     mirror = open_mirror(mirrors, 1, url, access)
@@ -190,9 +190,9 @@ def _poll(mirrors: Path, url: str, access: Any, known: str | None) -> tuple[str,
 
 
 def run(repo: Path, transport: str, pushes: int, big_pushes: int) -> None:
-    from ingest.mirror import FetchAccess
-    from ingest.transport import SshReuse
-    from ingest.urlpolicy import UrlPolicy
+    from metre.ingest.mirror import FetchAccess
+    from metre.ingest.transport import SshReuse
+    from metre.ingest.urlpolicy import UrlPolicy
 
     with tempfile.TemporaryDirectory(dir="/work/bench-repos") as tmp:
         root = Path(tmp)
@@ -213,7 +213,7 @@ def run(repo: Path, transport: str, pushes: int, big_pushes: int) -> None:
                        check=True, env=git_env())  # fmt: skip
         commits = int(git(source, "rev-list", "--count", "--all"))
         with _served(source, transport) as url:
-            from ingest.mirror import open_mirror, resolve_head
+            from metre.ingest.mirror import open_mirror, resolve_head
 
             git(ref, "remote", "set-url", "origin", url)  # the reference uses the transport too
 

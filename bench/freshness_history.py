@@ -16,7 +16,7 @@ import random
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 __all__ = ["extend", "generate"]
 
@@ -60,7 +60,7 @@ def _edit(rng: random.Random, lines: list[bytes]) -> list[bytes]:
     return out
 
 
-def _stream(w: BinaryIO, commits: int, seed: int, files: int) -> None:
+def _stream(w: IO[bytes], commits: int, seed: int, files: int) -> None:
     rng = random.Random(seed)
     names = [b"src/m%02d/p%02d/f%05d.c" % (i % 40, (i // 40) % 8, i) for i in range(files)]
     authors = [b"Dev %d <dev%d@example.org>" % (i, i) for i in range(60)]

@@ -1,5 +1,5 @@
 """Long API fuzzing run: schemathesis (its CLI) over the app's own OpenAPI document, against metre
-served as `metre up` serves it (api.server's uvicorn) over an embedded PostgreSQL.
+served as `metre up` serves it (metre.api.server's uvicorn) over an embedded PostgreSQL.
 
 Usage: ``python -m bench.fuzz [cases-per-operation] [workers] [schemathesis options...]`` from
 the repository root (defaults 700 and 2: about 23,000 cases over the API's 29 operations, from
@@ -34,15 +34,15 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-import ingest.repourls
-from api.app import create_app
-from api.server import server_config
+import metre.ingest.repourls
 from bench.api import free_port, load, machine
 from bench.api import ingest as ingest_repo
+from metre.api.app import create_app
+from metre.api.server import server_config
 from metre.pg import start_embedded, stop_embedded
+from metre.processors.store import PgStore
 from metre.runtime import _QuietServer
 from metre.settings import Settings
-from processors.store import PgStore
 
 EXCLUDED = "positive_data_acceptance,negative_data_rejection"
 SEEDED = """
@@ -129,7 +129,7 @@ async def main(per_operation: int, workers: int, extra: Sequence[str] = ()) -> i
     root = Path(tempfile.mkdtemp(prefix="metre-fuzz-"))
     dsn = await asyncio.to_thread(start_embedded, root / "pg")
     store = await PgStore.connect(dsn)
-    ingest.repourls.system_resolve = _resolve  # type: ignore[assignment]
+    metre.ingest.repourls.system_resolve = _resolve  # type: ignore[assignment]
     try:
         print(f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
         print(f"machine: {machine()}")

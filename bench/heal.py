@@ -26,10 +26,12 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from processors.store import PgStore
-from tests.fixtures.broker import Broker, free_port
-from tests.fixtures.gitrepo import GitRepoBuilder, generate_history, git_commits, run_git
-from tests.fixtures.roles import Roles, role_env, wait_ready
+from metre.processors.store import PgStore
+from testkit.broker import Broker, free_port
+from testkit.gitbuilder import GitRepoBuilder, run_git
+from testkit.gitlog import git_commits
+from testkit.histories import generate_history
+from testkit.roles import Roles, role_env, wait_ready
 
 
 async def _served(api: httpx.AsyncClient, repo_id: int, src: Path, timeout: float = 300) -> float:
@@ -47,7 +49,7 @@ async def _served(api: httpx.AsyncClient, repo_id: int, src: Path, timeout: floa
 
 async def run(trials: int, commits: int) -> None:
     from metre.pg import start_embedded, stop_embedded
-    from tests.fixtures.postgres import create_database
+    from testkit.postgres import create_database
 
     root = Path(tempfile.mkdtemp(prefix="metre-heal-"))
     src = root / "src"

@@ -17,8 +17,8 @@ import sys
 import time
 from typing import Any
 
-from api import app as app_module
-from api.app import create_app
+from metre.api import app as app_module
+from metre.api.app import create_app
 from metre.health import metrics_body
 from metre.settings import Settings
 
@@ -57,12 +57,13 @@ def _without_metrics() -> Any:
         async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
             await self.app(scope, receive, send)
 
-    real = app_module.HttpMetrics
-    app_module.HttpMetrics = Passthrough  # type: ignore[assignment,misc]
+    # The name app imported (not re-exported), patched where create_app looks it up.
+    real = app_module.HttpMetrics  # type: ignore[attr-defined]
+    app_module.HttpMetrics = Passthrough  # type: ignore[assignment,attr-defined]
     try:
         return create_app(Settings(rate_limit=0))
     finally:
-        app_module.HttpMetrics = real  # type: ignore[misc]
+        app_module.HttpMetrics = real  # type: ignore[attr-defined]
 
 
 async def main(n: int) -> None:

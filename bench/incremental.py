@@ -51,9 +51,9 @@ def one_poll(path: Path, info: dict[str, str]) -> tuple[float, float, int, int]:
     """(wall s, CPU s, new commits, merges) of one poll's walk and events."""
     from dulwich.repo import Repo
 
-    from ingest.backfill import encode_events
-    from ingest.events import decode
-    from ingest.git.graph import new_commits
+    from metre.contracts.events import decode
+    from metre.ingest.backfill import encode_events
+    from metre.ingest.git.graph import new_commits
 
     wall, cpu = time.perf_counter(), time.process_time()
     with Repo(str(path)) as repo:
@@ -100,10 +100,10 @@ def fetch_poll(path: Path, info: dict[str, str], work: Path) -> tuple[float, flo
 
     from dulwich.repo import Repo
 
-    from ingest.backfill import encode_events
-    from ingest.events import decode
-    from ingest.git.graph import new_commits
-    from ingest.mirror import open_mirror, resolve_head
+    from metre.contracts.events import decode
+    from metre.ingest.backfill import encode_events
+    from metre.ingest.git.graph import new_commits
+    from metre.ingest.mirror import open_mirror, resolve_head
 
     mirrors = work / "mirrors"
     shutil.rmtree(mirrors, ignore_errors=True)
@@ -127,10 +127,10 @@ def fetch_poll(path: Path, info: dict[str, str], work: Path) -> tuple[float, flo
 
 def _as_polled_before(mirror: Path) -> None:
     """The mirror as a running poller holds it: written a minute ago (as by the previous
-    poll) and its refs already read once (`ingest.refstore.CACHE`)."""
+    poll) and its refs already read once (`metre.ingest.refstore.CACHE`)."""
     import os
 
-    from ingest.refstore import read_refs
+    from metre.ingest.refstore import read_refs
 
     old = time.time() - 60
     for root, dirs, files in os.walk(mirror):
@@ -142,8 +142,8 @@ def _as_polled_before(mirror: Path) -> None:
 
 @functools.cache
 def _access() -> Any:
-    from ingest.mirror import FetchAccess
-    from ingest.urlpolicy import UrlPolicy
+    from metre.ingest.mirror import FetchAccess
+    from metre.ingest.urlpolicy import UrlPolicy
 
     return FetchAccess(UrlPolicy(frozenset({"https"}), allow_local_paths=True))
 

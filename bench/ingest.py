@@ -7,7 +7,7 @@ merge-heavy generated one comes from `python -P bench/incremental.py generate DI
 Stages, each in its own process so that its peak RSS is its own:
   git        `git log --numstat --no-renames --minimal` of HEAD (the reference)
   serial     metre's walk + commit_event + encode, one process, no bus
-  parallel   the same over worker processes (ingest.backfill.EventPool)
+  parallel   the same over worker processes (metre.ingest.backfill.EventPool)
   e2e        poller -> InMemoryBus -> Processor -> PgStore on a fresh embedded PostgreSQL,
              until every commit is applied (the mirror is cloned first, not timed)
   processor  Processor alone: pre-encoded events on an InMemoryBus into a fresh database
@@ -82,7 +82,7 @@ def sanity(repo: Path, sample: int) -> str:
     """metre's events equal git's numstat on `sample` random commits (paths without quoting)."""
     from dulwich.repo import Repo
 
-    from ingest.commits import commit_event
+    from metre.ingest.commits import commit_event
 
     git = _git_numstat(repo)
     shas = random.Random(0).sample(sorted(git), min(sample, len(git)))
@@ -115,8 +115,8 @@ def stage_git(repo: Path, _: argparse.Namespace) -> dict[str, Any]:
 
 
 def _walk(repo: Any) -> tuple[list[str], float]:
-    from ingest.git.graph import new_commits
-    from ingest.mirror import resolve_head
+    from metre.ingest.git.graph import new_commits
+    from metre.ingest.mirror import resolve_head
 
     started = time.perf_counter()
     shas = new_commits(repo, resolve_head(Path(repo.path), None), None)
@@ -126,7 +126,7 @@ def _walk(repo: Any) -> tuple[list[str], float]:
 def stage_serial(repo: Path, _: argparse.Namespace) -> dict[str, Any]:
     from dulwich.repo import Repo
 
-    from ingest.backfill import encode_events
+    from metre.ingest.backfill import encode_events
 
     started = time.perf_counter()
     with Repo(str(repo)) as r:
@@ -150,7 +150,7 @@ def stage_serial(repo: Path, _: argparse.Namespace) -> dict[str, Any]:
 def stage_parallel(repo: Path, args: argparse.Namespace) -> dict[str, Any]:
     from dulwich.repo import Repo
 
-    from ingest.backfill import EventPool, worker_count
+    from metre.ingest.backfill import EventPool, worker_count
 
     workers = worker_count(args.workers)
 
@@ -181,7 +181,7 @@ def stage_parallel(repo: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 async def _fresh_store(root: Path) -> Any:
     from metre.pg import start_embedded
-    from processors.store import PgStore
+    from metre.processors.store import PgStore
 
     dsn = await asyncio.to_thread(start_embedded, root / "pgdata", database="bench")
     store = await PgStore.connect(dsn, min_size=1, max_size=4)
@@ -190,10 +190,10 @@ async def _fresh_store(root: Path) -> Any:
 
 
 def stage_e2e(repo: Path, args: argparse.Namespace) -> dict[str, Any]:
-    from ingest.bus import InMemoryBus
-    from ingest.mirror import open_mirror
-    from ingest.poller import Poller, PollerConfig
-    from processors.runner import Processor
+    from metre.contracts.bus import InMemoryBus
+    from metre.ingest.mirror import open_mirror
+    from metre.ingest.poller import Poller, PollerConfig
+    from metre.processors.runner import Processor
 
     async def run(root: Path) -> dict[str, Any]:
         store = await _fresh_store(root)
@@ -247,10 +247,10 @@ def stage_e2e(repo: Path, args: argparse.Namespace) -> dict[str, Any]:
 def stage_processor(repo: Path, args: argparse.Namespace) -> dict[str, Any]:
     from dulwich.repo import Repo
 
-    from ingest.backfill import EventPool, worker_count
-    from ingest.bus import InMemoryBus, Message
-    from ingest.events import partition_key
-    from processors.runner import Processor
+    from metre.contracts.bus import InMemoryBus, Message
+    from metre.contracts.events import partition_key
+    from metre.ingest.backfill import EventPool, worker_count
+    from metre.processors.runner import Processor
 
     async def run(root: Path) -> dict[str, Any]:
         store = await _fresh_store(root)

@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from kernels import _reference
+from metre.kernels import _reference
 
 Pair = tuple[bytes, bytes]
 
@@ -54,9 +54,9 @@ def throughput(count: Callable[[bytes, bytes], tuple[int, int]], pairs: list[Pai
 def main() -> None:
     pairs = source_like_pairs(int(sys.argv[1]) if len(sys.argv) > 1 else 300)
     try:
-        from kernels import _linediff
+        from metre.kernels import _linediff
     except ImportError:
-        print("kernels._linediff is not built: nothing to compare")
+        print("metre.kernels._linediff is not built: nothing to compare")
         return
     for a, b in pairs:
         assert _linediff.count_lines(a, b) == _reference.count_lines(a, b)

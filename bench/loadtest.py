@@ -79,7 +79,7 @@ def main() -> int:
     p.add_argument("--seconds", type=int, default=30)
     p.add_argument("--history", type=Path, action="append", help="a git repository to seed")
     args = p.parse_args()
-    from tests.fixtures.histories import generate_history
+    from testkit.histories import generate_history
 
     root = Path(tempfile.mkdtemp(prefix="metre-loadtest-"))
     procs: list[subprocess.Popen[bytes]] = []

@@ -40,9 +40,9 @@ def events_of(repo: Path, cache: Path) -> list[bytes]:
         return values
     from dulwich.repo import Repo
 
-    from ingest.backfill import encode_events
-    from ingest.git.graph import new_commits
-    from ingest.mirror import resolve_head
+    from metre.ingest.backfill import encode_events
+    from metre.ingest.git.graph import new_commits
+    from metre.ingest.mirror import resolve_head
 
     with Repo(str(repo)) as r:
         shas = new_commits(r, resolve_head(repo, None), None)
@@ -96,10 +96,10 @@ class _Timed:
 
 
 async def run(values: list[bytes], batch: int, phases: bool, root: Path) -> dict[str, Any]:
-    from ingest.events import decode_event
+    from metre.contracts.events import decode_event
     from metre.pg import start_embedded
-    from processors.metrics import TABLES
-    from processors.store import PgStore
+    from metre.processors.metrics import TABLES
+    from metre.processors.store import PgStore
 
     dsn = await asyncio.to_thread(start_embedded, root / "pgdata", database="bench")
     store = await PgStore.connect(dsn, min_size=1, max_size=1)

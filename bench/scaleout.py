@@ -7,7 +7,7 @@ Run: nice -n 10 python -P bench/scaleout.py [--commits 3000] [--repos 16] [--par
 
 - processors: the events of REPOS copies of one generated history (COMMITS commits each) are
   published to a topic of PARTITIONS partitions; then 1, 2 and 4 processor processes (the
-  real `processors.runner.Processor` over `ingest.kafka_bus.KafkaBus`) apply them in one
+  real `metre.processors.runner.Processor` over `metre.ingest.kafka_bus.KafkaBus`) apply them in one
   consumer group into a fresh database. events/s is measured between 10% and 90% applied
   (start-up and the last partition's tail excluded).
 - rebalance: 2 processors, a third joins mid-run: the longest stretch with no event applied
@@ -66,9 +66,9 @@ def _load() -> str:
 
 
 async def _processor_worker(args: argparse.Namespace) -> None:
-    from ingest.kafka_bus import KafkaBus
-    from processors.runner import Processor
-    from processors.store import PgStore
+    from metre.ingest.kafka_bus import KafkaBus
+    from metre.processors.runner import Processor
+    from metre.processors.store import PgStore
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -98,11 +98,11 @@ async def _processor_worker(args: argparse.Namespace) -> None:
 
 
 async def _poller_worker(args: argparse.Namespace) -> None:
-    from ingest.kafka_bus import KafkaBus
-    from ingest.mirror import FetchAccess
-    from ingest.poller import Poller, PollerConfig
-    from ingest.urlpolicy import UrlPolicy
-    from processors.store import PgStore
+    from metre.ingest.kafka_bus import KafkaBus
+    from metre.ingest.mirror import FetchAccess
+    from metre.ingest.poller import Poller, PollerConfig
+    from metre.ingest.urlpolicy import UrlPolicy
+    from metre.processors.store import PgStore
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -200,7 +200,7 @@ class Env:
 
 async def _fresh_database(env: Env, repos: Sequence[str]) -> str:
     """A migrated database with `repos` registered as ids 1..n, in that order."""
-    from processors.store import PgStore
+    from metre.processors.store import PgStore
     from tests.fixtures.postgres import create_database
 
     dsn = await create_database(env.server_dsn)
@@ -216,9 +216,9 @@ async def _fresh_database(env: Env, repos: Sequence[str]) -> str:
 
 async def _publish(env: Env, topic: str, events: Sequence[tuple[int, bytes]]) -> float:
     """Publish (repo id, event) pairs keyed by repository; returns the seconds it took."""
-    from ingest.bus import Message
-    from ingest.events import partition_key
-    from ingest.kafka_bus import KafkaBus
+    from metre.contracts.bus import Message
+    from metre.contracts.events import partition_key
+    from metre.ingest.kafka_bus import KafkaBus
 
     bus = KafkaBus(env.bootstrap, env.partitions)
     await bus.start()
@@ -238,10 +238,10 @@ def _events(history: Path, repos: int) -> list[tuple[int, bytes]]:
     so that every partition has work from the start."""
     from dulwich.repo import Repo
 
-    from ingest.backfill import encode_events
-    from ingest.events import decode_event, encode
-    from ingest.git.graph import new_commits
-    from ingest.mirror import resolve_head
+    from metre.contracts.events import decode_event, encode
+    from metre.ingest.backfill import encode_events
+    from metre.ingest.git.graph import new_commits
+    from metre.ingest.mirror import resolve_head
 
     with Repo(str(history)) as r:
         shas = new_commits(r, resolve_head(history, None), None)
@@ -306,7 +306,7 @@ def _longest_stall(samples: list[tuple[float, int]], start: float, end: float) -
 
 async def _check(dsn: str, history: Path, repos: int) -> tuple[int, int]:
     """(lost, double-counted) over every repository: commits and lines against the git CLI."""
-    from processors.store import PgStore
+    from metre.processors.store import PgStore
     from tests.oracle import expected_activity
 
     want = {"commits": 0, "added": 0, "removed": 0}

@@ -113,9 +113,13 @@ def copy_into(
             continue
         for path in origin.rglob("*"):
             rel = path.relative_to(root).as_posix()
-            if path.is_file() and not ignored(rel, patterns):
-                target = dest / path.relative_to(origin)
-                target.parent.mkdir(parents=True, exist_ok=True)
+            if ignored(rel, patterns) or not (path.is_symlink() or path.is_file()):
+                continue
+            target = dest / path.relative_to(origin)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if path.is_symlink():  # Docker copies a link as a link (metre/ingest -> ../ingest)
+                target.symlink_to(path.readlink())
+            else:
                 shutil.copy2(path, target)
 
 
@@ -172,9 +176,10 @@ def check_runtime(venv: Path) -> None:
         subprocess.run([str(metre), role, "--help"], check=True, capture_output=True)
         print(f"image-check: metre {role} --help: ok")
     probe = (
-        "import kernels as k, processors.store as s, api, pathlib;"
+        "import pathlib; from metre import kernels as k, api;"
+        "import metre.processors.database as s;"
         "impl = {k.IMPLEMENTATION, k.TREEDIFF_IMPLEMENTATION, k.PACKFILE_IMPLEMENTATION,"
-        " k.ANCESTRY_IMPLEMENTATION, k.AUTHORSHIP_IMPLEMENTATION};"
+        " k.ANCESTRY_IMPLEMENTATION, k.AUTHORSHIP_IMPLEMENTATION, k.CODELINES_IMPLEMENTATION};"
         "assert impl == {'c'}, impl;"
         "assert len(s._migrations()) >= 12;"
         "assert (pathlib.Path(api.__file__).parent / 'static' / 'index.html').exists()"

@@ -24,10 +24,10 @@ from concurrent.futures import Future, ProcessPoolExecutor
 
 from dulwich.repo import Repo
 
-from ingest.commits import commit_event
-from ingest.events import encode
-from ingest.git.graph import use_commit_graph
-from ingest.mailmap import Mailmap
+from metre.contracts.events import encode
+from metre.ingest.commits import commit_event
+from metre.ingest.git.graph import use_commit_graph
+from metre.ingest.mailmap import Mailmap
 
 __all__ = ["EventPool", "encode_events", "worker_count"]
 

@@ -5,9 +5,9 @@ Why here: a commit's files and a merge's own files carry the same measures, take
 
 from __future__ import annotations
 
-import kernels
-from ingest.codelines import code_lines
-from ingest.git.objects import Entry, is_gitlink, kind
+from metre import kernels
+from metre.ingest.codelines import code_lines
+from metre.ingest.git.objects import Entry, is_gitlink, kind
 
 __all__ = ["NO_BLOB", "Measures", "measures"]
 

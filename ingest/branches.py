@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ingest.git.repodir import control_dirs
-from ingest.refstore import read_refs
+from metre.ingest.git.repodir import control_dirs
+from metre.ingest.refstore import read_refs
 
 __all__ = ["branch_names"]
 

@@ -22,10 +22,10 @@ from typing import Protocol
 
 from prometheus_client import Counter
 
-from ingest.dataloss import KINDS, Loss, Observed
-from ingest.heal import Healed
-from ingest.outage import Outage
-from ingest.stopping import unless_stopped
+from metre.contracts.outage import Outage
+from metre.ingest.dataloss import KINDS, Loss, Observed
+from metre.ingest.heal import Healed
+from metre.ingest.stopping import unless_stopped
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import enry
 
-import kernels
-from kernels._codelines_reference import ESCAPES, MULTILINE, NESTED, WORD_START
+from metre import kernels
+from metre.kernels._codelines_reference import ESCAPES, MULTILINE, NESTED, WORD_START
 
 __all__ = ["SYNTAX", "Syntax", "code_lines", "syntax_of"]
 

@@ -7,11 +7,11 @@ A path whose type changes (file, symlink, gitlink) is one "T" entry counted on t
 a mode-only change counts 0 0 (or binary), as git prints them. Line counts come from
 `kernels.numstat` (git's binary rule: a NUL among the first 8000 bytes).
 
-Paths are bytes in git; events carry them in metre's path form (`ingest.paths.path_text`:
+Paths are bytes in git; events carry them in metre's path form (`metre.contracts.paths.path_text`:
 UTF-8, a backslash doubled, other bytes as ``\\xNN``), one to one, so distinct byte paths stay
 distinct.
 
-The git reading is in `ingest.git` (raw objects, tree diff, graph walks, merges).
+The git reading is in `metre.ingest.git` (raw objects, tree diff, graph walks, merges).
 """
 
 from __future__ import annotations
@@ -19,20 +19,20 @@ from __future__ import annotations
 import binascii
 from typing import Any
 
-import kernels
-from ingest.blobmeasures import measures
-from ingest.events import BlobDelta, ChangeType, CommitEvent, FileChange, MergeFile
-from ingest.git.commit import decode, person
-from ingest.git.merges import merge_files
-from ingest.git.objects import (
+from metre import kernels
+from metre.contracts.events import BlobDelta, ChangeType, CommitEvent, FileChange, MergeFile
+from metre.contracts.paths import path_text
+from metre.ingest.blobmeasures import measures
+from metre.ingest.git.commit import decode, person
+from metre.ingest.git.merges import merge_files
+from metre.ingest.git.objects import (
     Entry,
     Reader,
     kind,
     reader,
 )
-from ingest.git.treediff import Change, tree_changes
-from ingest.mailmap import Mailmap
-from ingest.paths import path_text
+from metre.ingest.git.treediff import Change, tree_changes
+from metre.ingest.mailmap import Mailmap
 
 __all__ = ["commit_event"]
 
@@ -64,7 +64,7 @@ def _file_change(rd: Reader, path: bytes, o: Entry | None, n: Entry | None) -> F
 
 def commit_event(repo: Any, repo_id: int, sha: str, mailmap: Mailmap | None = None) -> CommitEvent:
     """The event of commit `sha` (hex) of a dulwich repository; files sorted by raw path.
-    Author and committer are mapped by `mailmap` (ingest.mailmap: the head's .mailmap).
+    Author and committer are mapped by `mailmap` (metre.ingest.mailmap: the head's .mailmap).
 
     Raises `RepositoryError` when an object is missing or unreadable.
     """

@@ -26,8 +26,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from ingest.bus import partition_for
-from ingest.events import partition_key
+from metre.contracts.bus import partition_for
+from metre.contracts.events import partition_key
 
 KINDS = ("cluster_changed", "topic_missing", "truncated", "offset_out_of_range")
 

@@ -19,7 +19,7 @@ from dulwich.errors import (
     WrongObjectException,
 )
 
-from ingest.transport import RedirectRefused
+from metre.ingest.transport import RedirectRefused
 
 __all__ = ["FETCH_ERRORS", "describe", "redact"]
 

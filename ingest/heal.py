@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingest.bus import Bus
-from ingest.reconcile import FactStore, reconcile_repo
+from metre.contracts.bus import Bus
+from metre.ingest.reconcile import FactStore, reconcile_repo
 
 log = logging.getLogger(__name__)
 

@@ -33,8 +33,8 @@ from aiokafka.errors import (
 )
 from aiokafka.protocol.group import HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest
 
-from ingest.bus import BusError, CommitFailed, Message, Record
-from ingest.dataloss import Observed
+from metre.contracts.bus import BusError, CommitFailed, Message, Record
+from metre.ingest.dataloss import Observed
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class KafkaBus:
 
     `session_timeout_ms` bounds how long a dead consumer keeps its partitions; heartbeats go
     every third of it. A keyed message lands where Kafka's default partitioner (murmur2) puts
-    it, the same partition `ingest.bus.partition_for` and `InMemoryBus` choose.
+    it, the same partition `metre.contracts.bus.partition_for` and `InMemoryBus` choose.
     """
 
     def __init__(

@@ -1,7 +1,7 @@
 """Fetching from a repository on this machine in proportion to what is new (I/O, blocking).
 
 `copy_new` walks from the source's new tips down to objects the mirror already holds and
-writes what it found as one pack of whole objects (`ingest.packwrite`), each checked against
+writes what it found as one pack of whole objects (`metre.ingest.packwrite`), each checked against
 its name. dulwich's local fetch instead builds a pack with a delta search over the source's
 packs, inflating every object of the history on every poll (15 s for one new commit on an
 82,000-commit history; this walk reads the handful of new objects).
@@ -31,13 +31,13 @@ from dulwich.objects import ObjectID, parse_tree
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
-from ingest.fetcherrors import FETCH_ERRORS, describe
-from ingest.git.commit import header_fields
-from ingest.git.errors import RepositoryError
-from ingest.git.rawread import MalformedObject, read_loose
-from ingest.packs import PackReader
-from ingest.packwrite import ObjectCorrupt, PackWriter, copy_file
-from ingest.refstore import read_refs
+from metre.ingest.fetcherrors import FETCH_ERRORS, describe
+from metre.ingest.git.commit import header_fields
+from metre.ingest.git.errors import RepositoryError
+from metre.ingest.git.rawread import MalformedObject, read_loose
+from metre.ingest.packs import PackReader
+from metre.ingest.packwrite import ObjectCorrupt, PackWriter, copy_file
+from metre.ingest.refstore import read_refs
 
 __all__ = [
     "MAX_PACKS",
@@ -335,7 +335,7 @@ def fetch_local(
     check: Callable[[], None] = lambda: None,
 ) -> tuple[Mapping[Ref, ObjectID | None], Mapping[Ref, Ref]]:
     """Fetch from a repository on this machine: its packs linked on the first fetch, then
-    only the objects the mirror lacks (`ingest.localfetch`), closing the source even when its
+    only the objects the mirror lacks (`metre.ingest.localfetch`), closing the source even when its
     packs are corrupt. `check` raises `TimeoutError` once the fetch's total deadline has
     passed; that error is passed on for the clock to name. Otherwise raises `RepositoryError`
     carrying only the reason.

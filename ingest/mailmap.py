@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ingest.git.commit import header_values
+from metre.ingest.git.commit import header_values
 
 __all__ = ["MAILMAP_PATH", "Mailmap", "read_mailmap"]
 

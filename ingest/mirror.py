@@ -2,12 +2,12 @@
 blocking: run in a thread).
 
 `open_mirror` fetches a remote (http(s), ssh or git URL, local path or file:// URL) into
-``<mirrors_dir>/<repo_id>.git`` (local paths: `ingest.localfetch`; remotes: dulwich's
-transport with `ingest.remotefetch`'s haves and pack indexing; refs: `ingest.refstore`);
+``<mirrors_dir>/<repo_id>.git`` (local paths: `metre.ingest.localfetch`; remotes: dulwich's
+transport with `metre.ingest.remotefetch`'s haves and pack indexing; refs: `metre.ingest.refstore`);
 later calls transfer only objects the mirror lacks, then the mirror's branches, tags and HEAD
 are set to the remote's (force-pushes included: objects of rewritten commits stay in the
 mirror, so retraction can still read them). Every failure to reach or read a repository is a
-`RepositoryError` whose message is safe to show (`ingest.fetcherrors`).
+`RepositoryError` whose message is safe to show (`metre.ingest.fetcherrors`).
 """
 
 from __future__ import annotations
@@ -24,20 +24,20 @@ from dulwich.objects import ZERO_SHA, Commit, ObjectID, Tag
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
-from ingest import repourls
-from ingest.credentials import CredentialTable, credential_for
-from ingest.deadlines import FetchClock, FetchDeadlines, resolve_within
-from ingest.fetcherrors import FETCH_ERRORS, describe, redact
-from ingest.git.commit import header_values
-from ingest.git.errors import RepositoryError
-from ingest.git.rawread import raw_object
-from ingest.localfetch import MirrorObjects, consolidate, fetch_local
-from ingest.mirrordir import mirror_path
-from ingest.refstore import read_refs, write_head, write_packed_refs
-from ingest.remotefetch import fetch_remote
-from ingest.repourls import local_repository
-from ingest.transport import SshReuse, pinned_client
-from ingest.urlpolicy import (
+from metre.ingest import repourls
+from metre.ingest.credentials import CredentialTable, credential_for
+from metre.ingest.deadlines import FetchClock, FetchDeadlines, resolve_within
+from metre.ingest.fetcherrors import FETCH_ERRORS, describe, redact
+from metre.ingest.git.commit import header_values
+from metre.ingest.git.errors import RepositoryError
+from metre.ingest.git.rawread import raw_object
+from metre.ingest.localfetch import MirrorObjects, consolidate, fetch_local
+from metre.ingest.mirrordir import mirror_path
+from metre.ingest.refstore import read_refs, write_head, write_packed_refs
+from metre.ingest.remotefetch import fetch_remote
+from metre.ingest.repourls import local_repository
+from metre.ingest.transport import SshReuse, pinned_client
+from metre.ingest.urlpolicy import (
     InvalidRepositoryURL,
     Resolver,
     UrlPolicy,
@@ -71,7 +71,7 @@ class FetchAccess:
     ca_file: Path | None = None
     """Certificate authorities https fetches trust (PEM); None: the system's."""
     deadlines: FetchDeadlines = field(default_factory=FetchDeadlines)
-    """Connect, idle and total deadlines of a fetch from a remote (`ingest.deadlines`)."""
+    """Connect, idle and total deadlines of a fetch from a remote (`metre.ingest.deadlines`)."""
     ssh_reuse: SshReuse | None = None
     """Where ssh keeps connections open for the next fetch (None: one connection per fetch)."""
 
@@ -248,7 +248,7 @@ def resolve_head(mirror: Path, branch: str | None) -> str:
     `RepositoryError` when the repository is empty or the branch does not exist.
     """
     try:
-        # refs read in one pass (ingest.refstore): dulwich's refs container parsed and checked
+        # refs read in one pass (metre.ingest.refstore): dulwich's refs container parsed and checked
         # every packed ref again per lookup, a tenth of a second per poll with a thousand tags
         refs, _ = read_refs(mirror)
         if branch is None:

@@ -27,8 +27,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dulwich.objects import ObjectID
 from dulwich.refs import Ref
 
-from ingest.git.commit import header_values, ident_time
-from ingest.packs import PackReader
+from metre.ingest.git.commit import header_values, ident_time
+from metre.ingest.packs import PackReader
 
 __all__ = ["MAX_HAVES", "SKIP_DEPTH", "HaveWalker"]
 

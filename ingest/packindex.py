@@ -25,8 +25,8 @@ from pathlib import Path
 
 from dulwich.pack import apply_delta
 
-import kernels
-from ingest.packwrite import entry_bytes, object_name, write_index
+from metre import kernels
+from metre.ingest.packwrite import entry_bytes, object_name, write_index
 
 __all__ = ["PackRefused", "land_pack"]
 

@@ -1,8 +1,9 @@
 """Direct reads of objects from a repository's pack files (I/O: reads files; no writes).
 
-Why: per object, dulwich's layered `object_store.get_raw` costs 20-40 µs in Python (a
+Why: per object, dulwich's layered `object_store.get_raw` runs several layers of Python (a
 multi-pack-index `stat` per lookup, a pack index bisect that calls back into Python for every
-step, an object cache), more than the decompression itself (docs/architecture.md, "Ingest"). A
+step, an object cache), which cost more than the decompression itself (docs/architecture.md,
+"Ingest: why it is shaped this way"; `bench/ingest.py` measures the whole). A
 backfill reads every tree and blob of the history once or twice, so that overhead was most of
 the poller's time. `PackReader` maps each version-2 pack index once, finds an object and
 inflates its entry with the compiled `kernels.pack_find` and `kernels.pack_entry` (one C call
@@ -26,7 +27,7 @@ from typing import Any, cast
 
 from dulwich.pack import apply_delta
 
-import kernels
+from metre import kernels
 
 __all__ = ["PackReader"]
 

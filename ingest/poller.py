@@ -20,7 +20,7 @@ stops the others. Dulwich and the line counts are blocking: they run in a thread
 
 One poller polls up to `PollerConfig.concurrency` repositories at once (METRE_POLL_CONCURRENCY),
 each fetch in a thread of the poller's own pool and under the fetch deadlines (connect, idle,
-total: `ingest.deadlines`), so a remote that never answers or trickles holds one slot for at
+total: `metre.ingest.deadlines`), so a remote that never answers or trickles holds one slot for at
 most the total deadline and never the others. The lease of a repository whose fetch is under
 way is renewed every third of the lease, so a long first clone is not taken over by another
 poller; a poll abandoned on shutdown has its sockets shut down and its ssh processes killed.
@@ -42,21 +42,21 @@ from typing import Protocol, TypeVar
 
 from dulwich.repo import Repo
 
-from ingest import instruments
-from ingest.backfill import EventPool, encode_events, worker_count
-from ingest.bus import Bus, BusError, Message
-from ingest.deadlines import FetchClock
-from ingest.events import RetractEvent, encode, partition_key
-from ingest.git.errors import RepositoryError
-from ingest.git.graph import new_commits
-from ingest.mailmap import read_mailmap
-from ingest.mirror import FetchAccess, open_mirror, resolve_head
-from ingest.mirrordir import mirror_path
-from ingest.outage import Outage
-from ingest.releasepoll import ReleaseRegistry, publish_release_tags
-from ingest.retry import DEPENDENCY, Backoff, always, retry
-from ingest.stopping import sleep_or_stop, unless_stopped
-from ingest.urlpolicy import UrlPolicy
+from metre.contracts.bus import Bus, BusError, Message
+from metre.contracts.events import RetractEvent, encode, partition_key
+from metre.contracts.outage import Outage
+from metre.contracts.retry import DEPENDENCY, Backoff, always, retry
+from metre.ingest import instruments
+from metre.ingest.backfill import EventPool, encode_events, worker_count
+from metre.ingest.deadlines import FetchClock
+from metre.ingest.git.errors import RepositoryError
+from metre.ingest.git.graph import new_commits
+from metre.ingest.mailmap import read_mailmap
+from metre.ingest.mirror import FetchAccess, open_mirror, resolve_head
+from metre.ingest.mirrordir import mirror_path
+from metre.ingest.releasepoll import ReleaseRegistry, publish_release_tags
+from metre.ingest.stopping import sleep_or_stop, unless_stopped
+from metre.ingest.urlpolicy import UrlPolicy
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -85,7 +85,7 @@ class PolledRepo(Protocol):
 
 
 class RepoRegistry(Protocol):
-    """The repository registry (PostgreSQL in practice: processors.store.PgStore)."""
+    """The repository registry (PostgreSQL in practice: metre.processors.store.PgStore)."""
 
     async def claim_due_repo(self, lease_seconds: float) -> PolledRepo | None: ...
     async def set_progress(

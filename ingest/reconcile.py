@@ -33,13 +33,13 @@ from typing import Protocol
 
 from dulwich.repo import Repo
 
-from ingest.bus import Bus, Message
-from ingest.commits import commit_event
-from ingest.events import RetractEvent, encode, partition_key
-from ingest.git.errors import RepositoryError
-from ingest.git.graph import new_commits
-from ingest.mailmap import read_mailmap
-from ingest.mirrordir import mirror_path
+from metre.contracts.bus import Bus, Message
+from metre.contracts.events import RetractEvent, encode, partition_key
+from metre.ingest.commits import commit_event
+from metre.ingest.git.errors import RepositoryError
+from metre.ingest.git.graph import new_commits
+from metre.ingest.mailmap import read_mailmap
+from metre.ingest.mirrordir import mirror_path
 
 log = logging.getLogger(__name__)
 

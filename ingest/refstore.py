@@ -1,13 +1,14 @@
 """Reading a repository's refs and writing a mirror's, in one pass each (I/O, blocking).
 
 dulwich's refs container validates and opens every ref one by one (and again for each symref
-it resolves): 0.1 s of CPU per poll for a history with a thousand tags, which was most of an
-idle poll. Here the refs are read as git stores them (a ``packed-refs`` file, then loose ref
-files under ``refs/``, which override it; ``HEAD``), and a mirror's branches and tags are
-written as one ``packed-refs`` file, replaced atomically, its loose refs removed after, as
-``git pack-refs`` leaves a repository. A crash between the two leaves stale loose refs, which
-the next poll sees as differing from the remote and rewrites. ``HEAD`` is written the same way
-(a temporary file renamed over it) when the remote's default branch changes.
+it resolves), which for a history with many tags was most of an idle poll's CPU
+(`bench/freshness.py` reports the idle poll). Here the refs are read as git stores them (a
+``packed-refs`` file, then loose ref files under ``refs/``, which override it; ``HEAD``), and a
+mirror's branches and tags are written as one ``packed-refs`` file, replaced atomically, its
+loose refs removed after, as ``git pack-refs`` leaves a repository. A crash between the two
+leaves stale loose refs, which the next poll sees as differing from the remote and rewrites.
+``HEAD`` is written the same way (a temporary file renamed over it) when the remote's default
+branch changes.
 
 Names that git would refuse (``check-ref-format``: ``..``, control characters, a component
 starting with ``.`` or ending with ``.lock``, ...) are left out when read.

@@ -19,10 +19,10 @@ from typing import Protocol, runtime_checkable
 
 from dulwich.repo import Repo
 
-from ingest.bus import Bus, Message
-from ingest.events import partition_key
-from ingest.releases import ReleaseTag, TagsEvent, encode_tags
-from ingest.releasetags import read_release_tags
+from metre.contracts.bus import Bus, Message
+from metre.contracts.events import partition_key
+from metre.contracts.tags import ReleaseTag, TagsEvent, encode_tags
+from metre.ingest.releasetags import read_release_tags
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ would fail every poll of its repository, so it is not published (some 9,000 tags
 
 @runtime_checkable
 class ReleaseRegistry(Protocol):
-    """Where the digests of published and applied snapshots are kept (processors.store)."""
+    """Where the digests of published and applied snapshots are kept (metre.processors.store)."""
 
     async def release_digests(self, repo_id: int) -> tuple[str | None, str | None]: ...
     async def set_release_published(self, repo_id: int, digest: str | None) -> None: ...

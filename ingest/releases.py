@@ -1,5 +1,5 @@
 """Release tags: which tags of a mirror are releases, and the event that publishes them
-(pure; `ingest.releasetags` reads them from a mirror).
+(pure; `metre.ingest.releasetags` reads them from a mirror).
 
 A repository's release tags are published as one **tags event**: the whole set of tags whose
 name matches the release patterns (METRE_RELEASE_TAGS), each peeled to the commit it names,
@@ -24,8 +24,8 @@ from typing import Any
 
 import orjson
 
-from ingest.events import EventError
-from ingest.wire import TagsEventWire
+from metre.contracts.events import EventError
+from metre.contracts.wire import TagsEventWire
 
 DEFAULT_PATTERNS = "v[0-9]*,[0-9]*"
 """Names starting with a digit, or with `v` and a digit: `v1.2.3`, `1.2`, not `nightly`."""

@@ -1,7 +1,7 @@
 """Reading a mirror's release tags: each tag whose name is a release's, peeled to its commit,
 with its release time (I/O: reads the mirror through dulwich; blocking).
 
-Apart from `ingest.releases` (the tags event and the patterns): the settings and the API
+Apart from `metre.ingest.releases` (the tags event and the patterns): the settings and the API
 import that, and must not load dulwich.
 """
 
@@ -15,7 +15,8 @@ from dulwich.objects import Commit, ObjectID, Tag
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
-from ingest.releases import ReleaseTag, is_release
+from metre.contracts.tags import ReleaseTag
+from metre.ingest.releases import is_release
 
 __all__ = ["read_release_tags"]
 

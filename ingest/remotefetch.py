@@ -1,9 +1,9 @@
 """Fetching from a remote (git://, ssh, http(s)) into a mirror (I/O, blocking: run in a thread).
 
 dulwich's `GitClient.fetch` does the transfer; what is around it is metre's: the haves come
-from `ingest.negotiate.HaveWalker` (bounded, newest first), the pack is written to a temporary
+from `metre.ingest.negotiate.HaveWalker` (bounded, newest first), the pack is written to a temporary
 file in the mirror's pack directory, then indexed (and completed when thin) by
-`ingest.packindex` with the compiled pack kernel, never parsed.
+`metre.ingest.packindex` with the compiled pack kernel, never parsed.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from dulwich.objects import ObjectID
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
-from ingest.negotiate import HaveWalker, RawRead, pack_read
-from ingest.packindex import land_pack
-from ingest.packs import PackReader
+from metre.ingest.negotiate import HaveWalker, RawRead, pack_read
+from metre.ingest.packindex import land_pack
+from metre.ingest.packs import PackReader
 
 __all__ = ["fetch_remote"]
 

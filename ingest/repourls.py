@@ -1,6 +1,6 @@
 """Which repository a registered URL or path names (I/O: resolves names, reads the file system).
 
-`ingest.urlpolicy` decides which URLs are admitted; here they are applied: a remote's host is
+`metre.ingest.urlpolicy` decides which URLs are admitted; here they are applied: a remote's host is
 resolved and every address checked, a local path is made canonical (so one repository is
 registered once, whichever spelling is given) and must hold a git repository. No dulwich at
 import: the API validates URLs with this module.
@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import socket
 
-from ingest.git.repodir import control_dirs
-from ingest.urlpolicy import (
+from metre.ingest.git.repodir import control_dirs
+from metre.ingest.urlpolicy import (
     InvalidRepositoryURL,
     Resolver,
     UrlPolicy,
@@ -33,7 +33,7 @@ def validate_url(url: str, allow_local: bool = False, *, policy: UrlPolicy | Non
     """Return the canonical form of a repository URL, or raise `InvalidRepositoryURL`.
 
     `policy` (default: https only, plus local paths when `allow_local`) decides the schemes;
-    see `ingest.urlpolicy`. Local paths and ``file://`` URLs must name an existing git
+    see `metre.ingest.urlpolicy`. Local paths and ``file://`` URLs must name an existing git
     repository (bare or not) and come back as a normalised absolute path. No name is resolved
     here: `check_host` does that.
     """

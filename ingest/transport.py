@@ -1,6 +1,6 @@
 """dulwich clients that connect only to an address the URL policy checked (I/O).
 
-The name of a remote is resolved once (`ingest.urlpolicy.pinned_address`), every address is
+The name of a remote is resolved once (`metre.ingest.urlpolicy.pinned_address`), every address is
 checked, and the client built here connects to the checked address, never resolving again:
 
 - http(s): dulwich's urllib3 client over `PinnedPoolManager`, whose connections open their
@@ -23,7 +23,7 @@ checked, and the client built here connects to the checked address, never resolv
   metre's user can enter; a socket is named by a hash of all four, so a connection checked
   against one host name is never reused for another name, even at the same address.
 
-Every client runs under the fetch's `ingest.deadlines.FetchClock`: connect and idle timeouts
+Every client runs under the fetch's `metre.ingest.deadlines.FetchClock`: connect and idle timeouts
 on each socket (urllib3's connect and read timeouts; ssh's ``ConnectTimeout`` and keep-alives),
 and at the total deadline its sockets are shut down and its ssh processes killed. dulwich's
 own TCP client has no timeout at all: it is not used.
@@ -63,9 +63,9 @@ from urllib3.connection import HTTPConnection
 from urllib3.connectionpool import HTTPConnectionPool
 from urllib3.exceptions import HTTPError
 
-from ingest.credentials import Credential
-from ingest.deadlines import FetchClock, FetchDeadlines, connect_socket
-from ingest.urlpolicy import Remote
+from metre.ingest.credentials import Credential
+from metre.ingest.deadlines import FetchClock, FetchDeadlines, connect_socket
+from metre.ingest.urlpolicy import Remote
 
 __all__ = [
     "DeadlineTCPGitClient",

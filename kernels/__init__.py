@@ -6,39 +6,40 @@ Line counts equal to ``git diff --numstat --minimal``:
 * ``count_lines(old, new) -> (added, removed)`` (no binary check),
 * ``is_binary(data) -> bool`` (a NUL byte in the first 8000 bytes).
 
-The differing entries of two raw git tree objects (see ``kernels._treediff_reference``):
+The differing entries of two raw git tree objects (see ``metre.kernels._treediff_reference``):
 
 * ``tree_diff(old, new, sha_len=20) -> [(name, old_mode, old_sha, new_mode, new_sha)]``
   (``TREEDIFF_IMPLEMENTATION`` says "c" or "python").
 
 Objects inside git pack files, read from buffers the caller maps (see
-``kernels._packfile_reference``):
+``metre.kernels._packfile_reference``):
 
 * ``pack_find(index, sha) -> offset | -1`` in a version-2 pack index,
 * ``pack_entry(pack, offset) -> (type, inflated data, base)``
   (``PACKFILE_IMPLEMENTATION`` says "c" or "python").
 
-Merge bases in a commit graph numbered topologically (see ``kernels._ancestry_reference``):
+Merge bases in a commit graph numbered topologically (see ``metre.kernels._ancestry_reference``):
 
 * ``lowest_common_ancestors(starts, parents, first, others) -> [commit]``
   (``ANCESTRY_IMPLEMENTATION`` says "c" or "python").
 
-Lines of code of a text, by a syntax the caller gives (see ``kernels._codelines_reference``):
+Lines of code of a text, by a syntax the caller gives (see ``metre.kernels._codelines_reference``):
 
 * ``code_lines(data, line_comments, blocks, strings, flags) -> int``
   (``CODELINES_IMPLEMENTATION`` says "c" or "python").
 
 Degree of authorship and truck factor (Avelino et al., ICPC 2016; see
-``kernels._authorship_reference``):
+``metre.kernels._authorship_reference``):
 
 * ``authorship(files, authors, created, changes) -> (doas, is_author)``,
 * ``truck_factor(n_files, files, authors) -> authors removed, in order``.
 
-The compiled extension ``kernels._linediff`` is used when it was built (``pip install -e .`` on a
-machine with a C compiler); otherwise the pure-Python twin ``kernels._reference`` (the spec, much
+The compiled extension ``metre.kernels._linediff`` is used when it was built (``pip install -e .``
+on a machine with a C compiler); otherwise the pure-Python twin ``metre.kernels._reference`` (the
+spec, much
 slower) is used, and a warning is *logged* on the ``kernels`` logger (logged rather than
 warned so that importing never fails under ``-W error``). ``IMPLEMENTATION`` says which: "c" or
-"python" (``AUTHORSHIP_IMPLEMENTATION`` for the authorship kernel ``kernels._authorship``).
+"python" (``AUTHORSHIP_IMPLEMENTATION`` for the authorship kernel ``metre.kernels._authorship``).
 
 ``METRE_KERNELS=python`` in the environment forces the pure twin. It is the one environment read
 outside ``metre.settings``, at import time on purpose, like aiokafka's switch for its own
@@ -54,7 +55,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any, Final, Literal
 
-from kernels import (
+from metre.kernels import (
     _ancestry_reference,
     _authorship_reference,
     _codelines_reference,
@@ -90,12 +91,12 @@ if _FORCED_PYTHON:
 
 
 def _compiled(module: str, what: str) -> Any:
-    """The compiled extension `kernels.<module>`, or None: when METRE_KERNELS=python, or when
+    """The compiled extension `metre.kernels.<module>`, or None: when METRE_KERNELS=python, or when
     it was not built (logged, not warned: importing must not fail under ``-W error``)."""
     if _FORCED_PYTHON:
         return None
     try:
-        return importlib.import_module(f"kernels.{module}")
+        return importlib.import_module(f"{__name__}.{module}")
     except ImportError as exc:
         _log.warning("compiled %s unavailable (%s); using the pure-Python one", what, exc)
         return None

@@ -1,5 +1,5 @@
 /*
- * kernels._ancestry: lowest common ancestors (merge bases) in a topologically numbered commit
+ * metre.kernels._ancestry: lowest common ancestors (merge bases) in a topologically numbered commit
  * graph, compiled.
  *
  * The compiled twin of kernels/_ancestry_reference.py, which states the graph's layout, the
@@ -170,7 +170,7 @@ static PyMethodDef methods[] = {
     {"lowest_common_ancestors", (PyCFunction)(void (*)(void))py_lca, METH_FASTCALL,
      "lowest_common_ancestors(starts, parents, first, others) -> [commit]\n"
      "Merge bases of first and others in a topologically numbered graph; see "
-     "kernels._ancestry_reference."},
+     "metre.kernels._ancestry_reference."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -180,9 +180,9 @@ static struct PyModuleDef_Slot slots[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
-    "kernels._ancestry",
+    "metre.kernels._ancestry",
     "Lowest common ancestors in a topologically numbered commit graph (compiled twin of "
-    "kernels._ancestry_reference).",
+    "metre.kernels._ancestry_reference).",
     0,
     methods,
     slots,

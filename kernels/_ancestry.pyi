@@ -1,4 +1,4 @@
-"""Type stub of the compiled twin of kernels._ancestry_reference (kernels/_ancestry.c)."""
+"""Type stub of the compiled twin of metre.kernels._ancestry_reference (kernels/_ancestry.c)."""
 
 from collections.abc import Sequence
 from typing import Any

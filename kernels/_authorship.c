@@ -1,5 +1,5 @@
 /*
- * kernels._authorship: degree of authorship and truck factor (Avelino et al., ICPC 2016),
+ * metre.kernels._authorship: degree of authorship and truck factor (Avelino et al., ICPC 2016),
  * compiled.
  *
  * The compiled twin of kernels/_authorship_reference.py, which states the model; property tests
@@ -316,9 +316,9 @@ static struct PyModuleDef_Slot slots[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "kernels._authorship",
+    .m_name = "metre.kernels._authorship",
     .m_doc = "Degree of authorship and truck factor (compiled twin of "
-             "kernels._authorship_reference).",
+             "metre.kernels._authorship_reference).",
     .m_size = 0,
     .m_methods = methods,
     .m_slots = slots,

@@ -1,4 +1,4 @@
-"""Type stub of the compiled twin of kernels._authorship_reference (kernels/_authorship.c)."""
+"""Type stub of the compiled twin of metre.kernels._authorship_reference (kernels/_authorship.c)."""
 
 from collections.abc import Sequence
 

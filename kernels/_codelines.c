@@ -1,5 +1,5 @@
 /*
- * kernels._codelines: lines of code of a text (blank and comment lines excluded), compiled.
+ * metre.kernels._codelines: lines of code of a text (blank and comment lines excluded), compiled.
  *
  * The compiled twin of kernels/_codelines_reference.py, which states the rules; property tests
  * hold the two equal. A backfill counts every blob of a history once, so this runs over every
@@ -249,8 +249,8 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "kernels._codelines",
-    "Lines of code of a text (the compiled twin of kernels._codelines_reference).", -1,
+    PyModuleDef_HEAD_INIT, "metre.kernels._codelines",
+    "Lines of code of a text (the compiled twin of metre.kernels._codelines_reference).", -1,
     methods, NULL, NULL, NULL, NULL,
 };
 

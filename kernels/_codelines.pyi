@@ -1,4 +1,4 @@
-"""Type stub of the compiled twin of kernels._codelines_reference (kernels/_codelines.c)."""
+"""Type stub of the compiled twin of metre.kernels._codelines_reference (kernels/_codelines.c)."""
 
 def code_lines(
     data: bytes,

@@ -2,7 +2,7 @@
 
 A line is code when it holds a byte that is neither whitespace (space, tab, CR, form feed,
 vertical tab) nor part of a comment. Lines are git's: split at LF, a last line without one
-counts. The language's syntax is given by the caller (ingest.codelines holds the table):
+counts. The language's syntax is given by the caller (metre.ingest.codelines holds the table):
 
 * ``line_comments``: prefixes that start a comment running to the end of the line,
 * ``blocks``: (open, close) delimiters of block comments, which may span lines,

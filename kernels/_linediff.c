@@ -1,5 +1,5 @@
 /*
- * kernels._linediff: line counts equal to `git diff --numstat --minimal`, compiled.
+ * metre.kernels._linediff: line counts equal to `git diff --numstat --minimal`, compiled.
  *
  * The compiled twin of kernels/_reference.py, which states the algorithm and where the facts
  * come from; the two are held equal by property tests and both are checked against the git CLI.
@@ -494,9 +494,9 @@ static struct PyModuleDef_Slot slots[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "kernels._linediff",
+    .m_name = "metre.kernels._linediff",
     .m_doc = "Line counts equal to git diff --numstat --minimal (compiled twin of "
-             "kernels._reference).",
+             "metre.kernels._reference).",
     .m_size = 0,
     .m_methods = methods,
     .m_slots = slots,

@@ -1,5 +1,5 @@
 /*
- * kernels._packfile: objects inside git pack files, read from their bytes, compiled.
+ * metre.kernels._packfile: objects inside git pack files, read from their bytes, compiled.
  *
  * The compiled twin of kernels/_packfile_reference.py, which states the format (git's
  * documented version-2 pack index and pack entry layout) and the results; tests hold the two
@@ -312,8 +312,8 @@ static struct PyModuleDef_Slot slots[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "kernels._packfile",
-    .m_doc = "Objects inside git pack files (compiled twin of kernels._packfile_reference).",
+    .m_name = "metre.kernels._packfile",
+    .m_doc = "Objects inside git pack files (compiled twin of metre.kernels._packfile_reference).",
     .m_size = 0,
     .m_methods = methods,
     .m_slots = slots,

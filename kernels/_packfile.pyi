@@ -1,4 +1,4 @@
-"""Type stub of the compiled twin of kernels._packfile_reference (kernels/_packfile.c)."""
+"""Type stub of the compiled twin of metre.kernels._packfile_reference (kernels/_packfile.c)."""
 
 from mmap import mmap
 

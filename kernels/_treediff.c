@@ -1,5 +1,5 @@
 /*
- * kernels._treediff: the differing entries of two git tree objects, compiled.
+ * metre.kernels._treediff: the differing entries of two git tree objects, compiled.
  *
  * The compiled twin of kernels/_treediff_reference.py, which states the format and the result;
  * property tests hold the two equal. Written for metre from the description of git's tree
@@ -221,7 +221,7 @@ static PyMethodDef methods[] = {
     {"tree_diff", (PyCFunction)(void (*)(void))py_tree_diff, METH_FASTCALL,
      "tree_diff(old, new, sha_len=20) -> [(name, old_mode, old_sha, new_mode, new_sha)]\n"
      "Entries whose mode or sha differ between two raw git tree bodies; see "
-     "kernels._treediff_reference."},
+     "metre.kernels._treediff_reference."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -231,9 +231,9 @@ static struct PyModuleDef_Slot slots[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
-    "kernels._treediff",
+    "metre.kernels._treediff",
     "The differing entries of two git tree objects (compiled twin of "
-    "kernels._treediff_reference).",
+    "metre.kernels._treediff_reference).",
     0,
     methods,
     slots,

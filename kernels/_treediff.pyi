@@ -1,4 +1,4 @@
-"""Type stub of the compiled twin of kernels._treediff_reference (kernels/_treediff.c)."""
+"""Type stub of the compiled twin of metre.kernels._treediff_reference (kernels/_treediff.c)."""
 
 def tree_diff(
     old: bytes, new: bytes, sha_len: int = 20, /

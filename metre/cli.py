@@ -62,7 +62,9 @@ def _settings(args: argparse.Namespace, **fixed: Any) -> Settings:
 def _serve(
     settings: Settings, role: Callable[[Settings, asyncio.Event], Coroutine[Any, Any, None]]
 ) -> int:
-    from metre.runtime import ConfigurationError, name_slow_shutdown, run
+    from metre.runtime import run
+    from metre.supervisor import name_slow_shutdown
+    from metre.wiring import ConfigurationError
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -149,7 +151,8 @@ def cmd_role(args: argparse.Namespace) -> int:
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Apply pending migrations and exit (a Kubernetes Job or init container runs this before
     the roles, which refuse a schema that is not theirs)."""
-    from metre.runtime import ConfigurationError, run, run_migrate
+    from metre.runtime import run, run_migrate
+    from metre.wiring import ConfigurationError
 
     settings = _settings(args)
     applied: list[str] = []

@@ -28,8 +28,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from metre.processors.busmarks import data_loss_status
 from metre.readiness import Check, Probe, run_checks
-from processors.busmarks import data_loss_status
 
 log = logging.getLogger(__name__)
 

@@ -1,374 +1,62 @@
-"""Wiring (I/O): build the store, the bus and each role from one Settings object, and run them.
+"""Running (I/O): each role of metre over the store and the bus, and `metre up`'s all in one.
 
-`metre up` runs every role in one process (`run_all`); `metre poller|processor|api` run one.
-Nothing here computes anything: it connects parts and stops them in a safe order.
+`metre up` runs every role in one process (`run_all`, its tasks supervised by
+metre/supervisor.py); `metre poller|processor|api|notifier` run one. What each role is made of
+comes from metre/wiring.py; nothing here computes anything.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
-import socket
-from collections.abc import (
-    AsyncIterator,
-    Awaitable,
-    Callable,
-    Coroutine,
-    Iterable,
-    Iterator,
-    Mapping,
-    Sequence,
-)
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any
 
-import asyncpg
 import orjson
-import uvicorn
 
-from api.app import create_app
-from api.server import server_config
-from ingest import outage
-from ingest.bus import Bus, BusError, InMemoryBus
-from ingest.buswatch import BusWatch
-from ingest.credentials import CredentialsError, load_credentials
-from ingest.deadlines import FetchDeadlines
-from ingest.heal import Healed, heal
-from ingest.mirror import FetchAccess
-from ingest.poller import Poller, PollerConfig
-from ingest.reconcile import Reconciled, reconcile_all
-from ingest.retry import DEPENDENCY, Backoff, RetryStopped, is_transient, retry
-from ingest.stopping import unless_stopped
-from ingest.transport import SshReuse
 from metre import errors
+from metre.contracts import outage
+from metre.contracts.bus import Bus, InMemoryBus
+from metre.contracts.retry import Backoff, RetryStopped, is_transient
 from metre.health import KafkaProbe, data_loss_probe, health_app, store_probe
+from metre.ingest.reconcile import Reconciled, reconcile_all
+from metre.ingest.stopping import unless_stopped
+from metre.processors.lag import GroupLag
+from metre.processors.runner import Processor
+from metre.processors.store import PgStore, SchemaTooNew
 from metre.readiness import Check, Probe
+from metre.serving import api_url, bind_socket, serve_api, serve_asgi
 from metre.settings import Settings
-from processors.busmarks import BusMarks
-from processors.lag import GroupLag
-from processors.notifier import Notifier, NotifyConfig
-from processors.runner import Processor
-from processors.store import PgStore, SchemaNotCurrent, SchemaTooNew
+from metre.supervisor import Supervisor
+from metre.wiring import (
+    REFUSED,
+    ConfigurationError,
+    all_topics,
+    bus_probe,
+    commits_topic,
+    make_notifier,
+    make_poller,
+    make_processor,
+    open_bus,
+    open_store,
+    poller_watch,
+    processor_group,
+    processor_watch,
+    updates_topic,
+)
 
 log = logging.getLogger(__name__)
 
 
-def processor_group(settings: Settings) -> str:
-    """The consumer group of processors, namespaced by the topic prefix like the topics."""
-    return f"{settings.topic_prefix}-processors"
-
-
-T = TypeVar("T")
-
-
-class ConfigurationError(Exception):
-    """The settings do not allow this role to run; the message says what to set."""
-
-
-def commits_topic(settings: Settings) -> str:
-    return settings.topic("commits")
-
-
-def dlq_topic(settings: Settings) -> str:
-    return settings.topic("commits.dlq")
-
-
-def updates_topic(settings: Settings) -> str:
-    """Metric-update events: one per repository and processed batch (docs/events.md)."""
-    return settings.topic("metric-updates")
-
-
-async def database_dsn(settings: Settings) -> str:
-    """The configured PostgreSQL, or the embedded one under the data directory."""
-    if settings.database_url is not None:
-        return settings.database_url.get_secret_value()
-    from metre.pg import start_embedded
-
-    return await asyncio.to_thread(start_embedded, settings.pgdata_dir)
-
-
-_REFUSED = (
-    asyncpg.InvalidPasswordError,
-    asyncpg.InvalidAuthorizationSpecificationError,  # no such role, pg_hba refuses
-    asyncpg.InvalidCatalogNameError,  # no such database
-)
-
-
-async def until_up(what: str, op: Callable[[], Awaitable[T]], stop: asyncio.Event | None) -> T:
-    """Run `op` until it succeeds, waiting between transient failures (PostgreSQL or the
-    broker not up yet, or restarting) by the roles' one policy, so a role started before its
-    dependencies waits instead of crash-looping. Without `stop` (one-shot commands), the
-    first failure raises."""
-    if stop is None:
-        return await op()
-    return await retry(op, DEPENDENCY, stop=stop, what=what, log=log)
-
-
-def _schema_error(dsn: str, exc: SchemaNotCurrent) -> errors.StartupError:
-    where = f"the database at {errors.where(dsn)}"
-    if exc.kind == "missing":
-        return errors.schema_missing(where)
-    if exc.kind == "unknown":
-        return errors.schema_unknown(exc.unknown, where)
-    return errors.schema_mismatch(exc.found, exc.known, where=where)
-
-
-@contextlib.asynccontextmanager
-async def open_store(
-    settings: Settings, stop: asyncio.Event | None = None, *, migrate: bool = False
-) -> AsyncIterator[PgStore]:
-    """The store, once PostgreSQL answers (waiting for it while `stop` is given). With
-    `migrate` (metre up, metre migrate) pending migrations are applied; otherwise the schema
-    must be exactly this code's (distributed roles: `metre migrate` runs before them)."""
-    dsn = await database_dsn(settings)
-
-    async def connect() -> PgStore:
-        try:
-            store = await PgStore.connect(dsn)
-        except _REFUSED as exc:  # waiting does not fix a password
-            raise errors.database_refused(dsn, exc) from exc
-        try:
-            if migrate:
-                applied = await store.migrate()
-                if applied:
-                    log.info("migrated the database: %s", ", ".join(applied))
-            else:
-                await store.check_schema()
-        except SchemaTooNew as exc:
-            await store.close()
-            raise errors.schema_mismatch(exc.found, exc.known) from exc
-        except SchemaNotCurrent as exc:
-            await store.close()
-            raise _schema_error(dsn, exc) from exc
-        except BaseException:
-            await store.close()
-            raise
-        return store
-
-    try:
-        store = await until_up("PostgreSQL", connect, stop)
-    except Exception as exc:
-        # Only a one-shot start gets here with a connection error (roles wait instead).
-        if isinstance(exc, errors.StartupError) or not is_transient(exc):
-            raise
-        raise errors.database_unreachable(dsn, exc) from exc
-    try:
-        yield store
-    finally:
-        await store.close()
-
-
-@contextlib.asynccontextmanager
-async def open_bus(settings: Settings, stop: asyncio.Event | None = None) -> AsyncIterator[Bus]:
-    bus: Bus
-    if settings.kafka_bootstrap:
-        from ingest.kafka_bus import KafkaBus
-
-        bus = KafkaBus(
-            settings.kafka_bootstrap,
-            partitions=settings.partitions,
-            session_timeout_ms=settings.consumer_session_timeout_ms,
-        )
-    else:
-        bus = InMemoryBus(partitions=settings.partitions)
-    try:
-        # A one-shot start says what is wrong in one line: aiokafka's own line per failed
-        # connection would only repeat it (roles that wait keep it).
-        quiet = _quiet("aiokafka") if stop is None else contextlib.nullcontext()
-        try:
-            with quiet:
-                await until_up("the bus", bus.start, stop)
-                await until_up("the bus", lambda: bus.ensure_topics(all_topics(settings)), stop)
-        except BusError as exc:  # a one-shot start (roles wait instead)
-            raise errors.broker_unreachable(settings.kafka_bootstrap or "", exc) from exc
-        yield bus
-    finally:
-        await bus.stop()
-
-
-@contextlib.contextmanager
-def _quiet(logger: str) -> Iterator[None]:
-    """Only critical records of `logger` while the block runs (unless debugging)."""
-    lg = logging.getLogger(logger)
-    if lg.getEffectiveLevel() <= logging.DEBUG:
-        yield
-        return
-    old = lg.level
-    lg.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        lg.setLevel(old)
-
-
-def all_topics(settings: Settings) -> list[str]:
-    return [commits_topic(settings), dlq_topic(settings), updates_topic(settings)]
-
-
-def fetch_access(settings: Settings) -> FetchAccess:
-    """The URL policy and the credentials every fetch of this process uses."""
-    credentials = {}
-    if settings.credentials_file is not None:
-        try:
-            credentials = load_credentials(settings.credentials_file)
-        except CredentialsError as exc:
-            raise ConfigurationError(str(exc)) from None
-    deadlines = FetchDeadlines(
-        connect=settings.fetch_connect_timeout,
-        idle=settings.fetch_idle_timeout,
-        total=settings.fetch_timeout,
-    )
-    return FetchAccess(
-        policy=settings.url_policy,
-        credentials=credentials,
-        ca_file=settings.ca_file,
-        deadlines=deadlines,
-        ssh_reuse=SshReuse(settings.ssh_control_dir, settings.ssh_reuse)
-        if settings.ssh_reuse
-        else None,
-    )
-
-
-def make_poller(settings: Settings, bus: Bus, store: PgStore) -> Poller:
-    config = PollerConfig(
-        mirrors_dir=settings.mirrors_dir,
-        topic=commits_topic(settings),
-        poll_interval=settings.poll_interval,
-        access=fetch_access(settings),
-        workers=settings.ingest_workers,
-        retry_cap=settings.retry_cap,
-        give_up_after=settings.give_up_after,
-        concurrency=settings.poll_concurrency,
-        release_tags=settings.release_patterns,
-    )
-    return Poller(bus, store, config)
-
-
-def notifier_group(settings: Settings) -> str:
-    return f"{settings.topic_prefix}-notifiers"
-
-
-def make_notifier(settings: Settings, bus: Bus, store: PgStore) -> Notifier:
-    config = NotifyConfig(
-        policy=settings.url_policy,
-        check_interval=settings.notify_check_interval,
-        digest_interval=settings.notify_digest_interval,
-        max_attempts=settings.notify_max_attempts,
-        retry_cap=settings.notify_retry_cap,
-    )
-    return Notifier(
-        store,
-        config,
-        bus=bus,
-        updates_topic=updates_topic(settings),
-        group=notifier_group(settings),
-        lag=GroupLag(bus, commits_topic(settings), processor_group(settings)),
-    )
-
-
-def make_processor(settings: Settings, bus: Bus, store: PgStore) -> Processor:
-    return Processor(
-        bus=bus,
-        store=store,
-        topic=commits_topic(settings),
-        group=processor_group(settings),
-        batch_size=settings.batch_size,
-        dlq_topic=dlq_topic(settings),
-        updates_topic=updates_topic(settings),
-    )
-
-
-class _QuietServer(uvicorn.Server):
-    """uvicorn inside a process whose signals metre handles itself."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-def bind_socket(host: str, port: int, *, search: int = 0) -> socket.socket:
-    """Bind `port`, or with `search` > 0 the first free one of the next `search` ports."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    last: OSError | None = None
-    for candidate in range(port, port + search + 1):
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, candidate))
-        except OSError as exc:
-            sock.close()
-            if exc.errno != errno.EADDRINUSE:
-                raise errors.cannot_listen(host, candidate, exc) from exc
-            last = exc
-            continue
-        sock.listen(2048)
-        sock.set_inheritable(True)
-        return sock
-    if search:
-        raise errors.StartupError(
-            f"cannot listen on {host}: ports {port} to {port + search} are all in use; choose "
-            "another with --port (METRE_PORT)"
-        ) from last
-    raise errors.port_in_use(host, port) from last
-
-
-async def serve_api(
-    settings: Settings,
-    store: PgStore | None,
-    sock: socket.socket,
-    stop: asyncio.Event,
-    readiness: Mapping[str, Probe] | None = None,
-    required: Iterable[str] = ("database",),
-    lag: GroupLag | None = None,
-) -> None:
-    app = create_app(settings, store, readiness=readiness, required=required, lag=lag)
-    await serve_asgi(app, sock, stop, settings.log_level.lower())
-
-
-async def serve_asgi(
-    app: Any,
-    sock: socket.socket,
-    stop: asyncio.Event,
-    log_level: str,
-    lifespan: Literal["on", "off"] = "on",
-) -> None:
-    """Serve `app` on `sock` until `stop`. uvicorn's own log setup is skipped (log_config=None):
-    its records go through metre's handler and format (metre/logs.py) like every other."""
-    # Client addresses from the socket (METRE_TRUSTED_PROXIES decides forwarding), JSON 400s.
-    config = server_config(
-        app,
-        log_level=log_level,
-        log_config=None,
-        access_log=False,
-        lifespan=lifespan,
-        loop="none",
-    )
-    server = _QuietServer(config)
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
-    await _first_of(serving, stop)
-    server.should_exit = True
-    await serving
-
-
-async def _first_of(task: asyncio.Task[Any], stop: asyncio.Event) -> None:
-    waiter = asyncio.create_task(stop.wait())
-    try:
-        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        waiter.cancel()
-
-
-def api_url(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104 - display only
-    return f"http://{shown}:{port}"
+def runtime_file(settings: Settings) -> Path:
+    """Where `metre add` and `metre status` find the running `metre up`."""
+    return settings.data_dir / "api.json"
 
 
 def write_runtime_file(settings: Settings, url: str) -> Path:
-    """Lets `metre add` and `metre status` find the running `metre up`."""
-    path = settings.data_dir / "api.json"
+    path = runtime_file(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(orjson.dumps({"url": url}))
     return path
@@ -383,8 +71,9 @@ async def run_all(
 ) -> None:
     """Every role in this process: poller, processor and API over one store and one bus.
 
-    Stops in the safe order: the poller first, then the processor once it has drained what was
-    published (an in-process bus does not survive the process), then the API.
+    Stops in the safe order (metre/supervisor.py): the poller's stage first, then the
+    processor's once it has drained what was published (an in-process bus does not survive
+    the process), then the API. A role that ends by itself ends the run the same way.
     """
     sock = bind_socket(settings.host, settings.port, search=port_search)
     if settings.database_url is None:
@@ -396,65 +85,52 @@ async def run_all(
         await store.release_leases()
         poller = make_poller(settings, bus, store)
         processor = make_processor(settings, bus, store)
-        bus_probe = _bus_probe(settings, bus)
-        stop_poller, stop_processor, stop_api = asyncio.Event(), asyncio.Event(), asyncio.Event()
-        tasks = [
-            asyncio.create_task(poller.run(stop_poller), name="poller"),
-            asyncio.create_task(processor.run(stop_processor), name="processor"),
-            asyncio.create_task(
-                serve_api(
-                    settings,
-                    store,
-                    sock,
-                    stop_api,
-                    {"bus": bus_probe, "data_loss": data_loss_probe(lambda: store)},
-                    ("database", "bus"),
-                    GroupLag(bus, commits_topic(settings), processor_group(settings)),
-                ),
-                name="api",
-            ),
-            asyncio.create_task(
-                _reconcile_loop(settings, bus, store, stop_poller), name="reconcile"
-            ),
-            asyncio.create_task(_trim_loop(bus, stop_processor), name="trim"),
-            asyncio.create_task(_removal_loop(settings, bus, store, stop_poller), name="removals"),
-            asyncio.create_task(poller_watch(settings, bus, store).run(stop_poller), name="watch"),
-            asyncio.create_task(
-                make_notifier(settings, bus, store).run(stop_processor), name="notifier"
-            ),
-        ]
-        stop_pg = asyncio.Event()
-        supervisor = (
-            asyncio.create_task(supervise_embedded(settings.pgdata_dir, stop_pg), name="pg")
-            if settings.database_url is None
-            else None
-        )
+        probe = bus_probe(settings, bus)
         url = api_url(sock)
-        runtime_file = write_runtime_file(settings, url)
-        if on_ready is not None:
-            on_ready(url)
-        try:
-            done_early = asyncio.create_task(stop.wait())
-            finished, _ = await asyncio.wait(
-                [*tasks, done_early], return_when=asyncio.FIRST_COMPLETED
-            )
-            for t in finished:
-                if t is not done_early and t.exception() is not None:
-                    log.error("role %s stopped: %r", t.get_name(), t.exception())
-        finally:
-            stop_poller.set()
-            await asyncio.gather(tasks[0], tasks[3], tasks[5], tasks[6], return_exceptions=True)
+
+        async def drain() -> None:
             await _drain(lambda: processor.handled >= poller.published, timeout=30.0)
-            stop_processor.set()
-            await asyncio.gather(tasks[1], tasks[4], tasks[7], return_exceptions=True)
-            stop_api.set()
-            await asyncio.gather(tasks[2], return_exceptions=True)
-            runtime_file.unlink(missing_ok=True)
-            stop_pg.set()
-            if supervisor is not None:
-                await asyncio.gather(supervisor, return_exceptions=True)
-            if isinstance(bus_probe, KafkaProbe):
-                await bus_probe.close()
+
+        async def forget_url() -> None:
+            runtime_file(settings).unlink(missing_ok=True)
+
+        def ready() -> None:
+            write_runtime_file(settings, url)
+            if on_ready is not None:
+                on_ready(url)
+
+        sup = Supervisor()
+        polling = sup.stage("poller", after=drain)
+        sup.add(polling, "poller", poller.run)
+        sup.add(polling, "reconcile", lambda s: _reconcile_loop(settings, bus, store, s))
+        sup.add(polling, "removals", lambda s: _removal_loop(settings, bus, store, s))
+        sup.add(polling, "watch", poller_watch(settings, bus, store).run)
+        processing = sup.stage("processor")
+        sup.add(processing, "processor", processor.run)
+        if isinstance(bus, InMemoryBus):  # a broker keeps its records itself
+            memory = bus
+            sup.add(processing, "trim", lambda s: _trim_loop(memory, s))
+        sup.add(processing, "notifier", make_notifier(settings, bus, store).run)
+        serving = sup.stage("api", after=forget_url)
+        readiness = {"bus": probe, "data_loss": data_loss_probe(lambda: store)}
+        lag = GroupLag(bus, commits_topic(settings), processor_group(settings))
+        sup.add(
+            serving,
+            "api",
+            lambda s: serve_api(settings, store, sock, s, readiness, ("database", "bus"), lag),
+        )
+        if settings.database_url is None:
+            sup.add(
+                sup.stage("pg"),
+                "pg",
+                lambda s: supervise_embedded(settings.pgdata_dir, s),
+                watched=False,
+            )
+        try:
+            await sup.run(stop, started=ready)
+        finally:
+            if isinstance(probe, KafkaProbe):
+                await probe.close()
     if settings.database_url is None:
         # Explicitly, not at interpreter exit: a stop must stop the embedded server.
         from metre.pg import stop_embedded
@@ -530,7 +206,7 @@ async def _removal_loop(
 ) -> None:
     """Publish the retractions of removed repositories and delete their mirrors
     (processors/removals.py); an outage postpones a pass, never the role."""
-    from processors.removals import publish_removals
+    from metre.processors.removals import publish_removals
 
     failing = False
     while not stop.is_set():
@@ -554,10 +230,8 @@ async def _removal_loop(
             await asyncio.wait_for(stop.wait(), every)
 
 
-async def _trim_loop(bus: Bus, stop: asyncio.Event, every: float = 5.0) -> None:
+async def _trim_loop(bus: InMemoryBus, stop: asyncio.Event, every: float = 5.0) -> None:
     """The in-process bus keeps records in memory: drop what every reader has committed."""
-    if not isinstance(bus, InMemoryBus):
-        return
     while not stop.is_set():
         # Wait first: the processor's group must exist before its topic counts as read.
         with contextlib.suppress(TimeoutError):
@@ -566,7 +240,7 @@ async def _trim_loop(bus: Bus, stop: asyncio.Event, every: float = 5.0) -> None:
 
 
 def quiet_outages(settings: Settings) -> None:
-    """Bounded logs while a dependency is away (ingest/outage.py): aiokafka's own lines too."""
+    """Bounded logs while a dependency is away (metre/contracts/outage.py), aiokafka's included."""
     import aiokafka.admin.client
     import aiokafka.consumer.fetcher
     import aiokafka.consumer.group_coordinator
@@ -574,43 +248,6 @@ def quiet_outages(settings: Settings) -> None:
 
     outage.configure(settings.outage_summary_interval)
     outage.throttle_loggers("aiokafka")
-
-
-def poller_watch(settings: Settings, bus: Bus, store: PgStore) -> BusWatch:
-    """The poller's watch: data loss on the commits topic healed by a targeted reconcile, and
-    the freshness check (METRE_LAG_INTERVALS poll intervals)."""
-    topic = commits_topic(settings)
-
-    async def heal_repos(repo_ids: Sequence[int]) -> Healed:
-        return await heal(bus, store, settings.mirrors_dir, topic, repo_ids)
-
-    observer = bus if hasattr(bus, "observe") else None
-    return BusWatch(
-        observer,  # type: ignore[arg-type]
-        BusMarks(store.pool),
-        topic,
-        "poller",
-        settings.bus_check_interval,
-        heal=heal_repos,
-        lag_seconds=settings.lag_intervals * settings.poll_interval,
-        ensure=lambda: bus.ensure_topics(all_topics(settings)),
-    )
-
-
-def processor_watch(settings: Settings, bus: Bus, store: PgStore, processor: Processor) -> BusWatch:
-    """The processor's watch: a loss anyone recorded makes it read the topic again from the
-    earliest offset; it also checks its group's committed offsets against the log."""
-    return BusWatch(
-        bus,  # type: ignore[arg-type]
-        BusMarks(store.pool),
-        commits_topic(settings),
-        "processor",
-        settings.bus_check_interval,
-        committed=processor.committed,
-        fetched=processor.fetched_high,
-        rewind=processor.rewind,
-        ensure=lambda: bus.ensure_topics(all_topics(settings)),
-    )
 
 
 async def reconcile_once(settings: Settings, bus: Bus, store: PgStore) -> list[Reconciled]:
@@ -630,17 +267,6 @@ async def _drain(drained: Callable[[], bool], timeout: float) -> None:
     deadline = loop.time() + timeout
     while loop.time() < deadline and not drained():
         await asyncio.sleep(0.05)
-
-
-def _bus_probe(settings: Settings, bus: Bus) -> Probe:
-    """Readiness of `metre up`'s bus: the in-process one is running, or Kafka answers."""
-    if settings.kafka_bootstrap:
-        return KafkaProbe(settings.kafka_bootstrap, all_topics(settings))
-
-    async def probe() -> bool:
-        return not isinstance(bus, InMemoryBus) or bus.running
-
-    return probe
 
 
 class RoleHealth:
@@ -768,7 +394,7 @@ async def run_api(settings: Settings, stop: asyncio.Event) -> None:
     probes: dict[str, Probe] = {}
     lag: GroupLag | None = None
     if settings.kafka_bootstrap:  # the lag of /api/v1/pipeline (admin requests, no producer)
-        from ingest.kafka_bus import KafkaBus
+        from metre.ingest.kafka_bus import KafkaBus
 
         lag = GroupLag(
             KafkaBus(settings.kafka_bootstrap, settings.partitions),
@@ -806,7 +432,7 @@ async def run_migrate(settings: Settings) -> list[str]:
     try:
         store = await PgStore.connect(dsn, min_size=1, max_size=1)
         return await store.migrate()
-    except _REFUSED as exc:
+    except REFUSED as exc:
         raise errors.database_refused(dsn, exc) from exc
     except SchemaTooNew as exc:
         raise errors.schema_mismatch(
@@ -835,29 +461,6 @@ def _require_distributed(settings: Settings, role: str) -> None:
             f"metre {role} runs as a distributed role and needs {' and '.join(missing)}; "
             "to run everything on this machine, use `metre up`"
         )
-
-
-SLOW_SHUTDOWN = 20.0
-"""Seconds after a stop request at which a role still running names what it waits for (a
-grace period is usually 30 s: the names are logged before the SIGKILL, not lost with it)."""
-
-
-async def name_slow_shutdown(stop: asyncio.Event, after: float = SLOW_SHUTDOWN) -> None:
-    """Once `stop` is set and `after` seconds have passed, log one line per task still
-    pending, with the line it is waiting on; a shutdown that hangs then says where."""
-    await stop.wait()
-    await asyncio.sleep(after)
-    me = asyncio.current_task()
-    pending = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
-    log.error("still stopping after %g s: %d tasks pending", after, len(pending))
-    for task in pending:
-        stack = task.get_stack()
-        where = (
-            f"{stack[-1].f_code.co_filename}:{stack[-1].f_lineno} in {stack[-1].f_code.co_name}"
-            if stack
-            else "unknown"
-        )
-        log.error("  pending: %s at %s", task.get_name(), where)
 
 
 def run(main: Coroutine[Any, Any, None]) -> None:

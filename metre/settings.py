@@ -13,9 +13,9 @@ import platformdirs
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ingest.releases import DEFAULT_PATTERNS as DEFAULT_RELEASE_PATTERNS
-from ingest.releases import parse_patterns
-from ingest.urlpolicy import REMOTE_SCHEMES, UrlPolicy
+from metre.ingest.releases import DEFAULT_PATTERNS as DEFAULT_RELEASE_PATTERNS
+from metre.ingest.releases import parse_patterns
+from metre.ingest.urlpolicy import REMOTE_SCHEMES, UrlPolicy
 
 
 def _default_data_dir() -> Path:
@@ -255,7 +255,7 @@ class Settings(BaseSettings):
 
     @property
     def url_policy(self) -> UrlPolicy:
-        """What repositories may be registered and fetched (ingest.urlpolicy)."""
+        """What repositories may be registered and fetched (metre.ingest.urlpolicy)."""
         return UrlPolicy(
             frozenset(s for s in self.allowed_schemes.split(",") if s),
             allow_private_hosts=self.allow_private_hosts,
@@ -316,6 +316,14 @@ class Settings(BaseSettings):
         description="Seconds an ssh connection to a remote stays open after a fetch for the "
         "next fetch of the same host to reuse (OpenSSH's ControlPersist; a poll then skips the "
         "handshake); 0: a new connection per fetch.",
+    )
+    poll_lease: float = Field(
+        default=120.0,
+        ge=5,
+        le=3600,
+        description="Seconds a poller holds a repository it claimed, renewed every third of "
+        "it while the poll runs; a poller that dies lets its repositories go after at most "
+        "this long.",
     )
     poll_concurrency: int = Field(
         default=4,

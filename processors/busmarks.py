@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from ingest.dataloss import Loss, Mark, Observed, affected, compare, next_marks
+from metre.ingest.dataloss import Loss, Mark, Observed, affected, compare, next_marks
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,13 @@ from typing import Any
 import httpx
 import orjson
 
-from ingest.urlpolicy import InvalidRepositoryURL, Remote, UrlPolicy, parse_remote, pinned_address
+from metre.ingest.urlpolicy import (
+    InvalidRepositoryURL,
+    Remote,
+    UrlPolicy,
+    parse_remote,
+    pinned_address,
+)
 
 TARGET_SCHEMES = ("https", "http")
 

@@ -1,4 +1,5 @@
-"""Reads of the per-file and coupling tables for the API (I/O: PostgreSQL queries only).
+"""Reads of the per-file and coupling tables for the API (I/O: PostgreSQL queries, and the
+path rule they filter by).
 
 Derivations that are not plain SQL (degree of authorship, truck factor) are pure functions in
 processors/metrics/ownership.py; these only fetch their inputs. Text is ordered by code point
@@ -7,16 +8,48 @@ processors/metrics/ownership.py; these only fetch their inputs. Text is ordered 
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import posixpath
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
-from processors import identitystore, people
-from processors.metrics.linguist import classify
-from processors.metrics.ownership import FileAuthor
-from processors.people import DEFAULT_BOTS, Bots, People
-from processors.store import PgStore
+import enry
+
+from metre.processors import identitystore, people
+from metre.processors.metrics.linguist import LOCK_FILES
+from metre.processors.metrics.ownership import FileAuthor
+from metre.processors.people import DEFAULT_BOTS, Bots, People
+from metre.processors.store import PgStore
 
 FileSort = Literal["commits", "lines", "churn", "path"]
+Connection = Any  # asyncpg.Connection or a pool's connection proxy
+
+
+@functools.lru_cache(maxsize=65536)
+def skipped(path: str) -> bool:
+    """`classify(path).skipped` (processors/metrics/linguist.py: vendored, generated or a lock
+    file), asking enry only the two questions that needs where a path's first classify asks
+    five: ownership's first answer asks it for every file at head."""
+    return (
+        posixpath.basename(path).lower() in LOCK_FILES
+        or bool(enry.is_vendor(path))
+        or bool(enry.is_generated(path, b""))
+    )
+
+
+@contextlib.asynccontextmanager
+async def analytic(store: PgStore) -> AsyncIterator[Connection]:
+    """A connection, in a read-only transaction, for a read that joins and aggregates a whole
+    repository's rows: its planner picks no nested loop and may hash in memory. The nested
+    loops it picked came from estimates far off (no statistics yet after an ingest, filters on
+    sums estimated at one row) and rescanned an aggregate per outer row, O(n^2); hash joins
+    stay linear whatever the statistics say."""
+    async with store.pool.acquire() as con, con.transaction(readonly=True):
+        await con.execute("SET LOCAL enable_nestloop = off; SET LOCAL work_mem = '64MB'")
+        yield con
+
 
 _FILE_ORDER: dict[str, str] = {
     "commits": 'commits DESC, path COLLATE "C"',
@@ -75,7 +108,7 @@ async def files(
     `bytes` and `binary_at_head` for files absent at head or whose measures are not known,
     `code_lines` for files absent at head or whose lines of code are not known."""
     sql = _FILES.format(state=_STATE, order=_FILE_ORDER[sort])
-    async with store.pool.acquire() as con:
+    async with analytic(store) as con:  # the state's left join: hashed, not rescanned
         total = await con.fetchval(
             f"SELECT count(*) FROM ({_STATE}) f WHERE $2::boolean IS NULL OR f.exists = $2",  # noqa: S608
             repo_id,
@@ -105,6 +138,29 @@ def _days_before(day: date, n: int) -> date:
     return day - timedelta(days=n)
 
 
+# The window's file changes by author time, from the facts (index commits_author_time): per
+# (path, email) first, then per path, both hashed (no sort on text); the files' state at head
+# computed once, and filtered after the join, whose estimates the filter on sums would ruin.
+_HOTSPOTS = f"""
+WITH h AS MATERIALIZED (
+    SELECT path, sum(changes)::bigint AS changes, array_agg(author_email) AS emails
+    FROM (
+        SELECT f.path, c.author_email, count(*) AS changes
+        FROM commits c JOIN file_changes f ON f.repo_id = c.repo_id AND f.sha = c.sha
+        WHERE c.repo_id = $1 AND c.author_time >= $2
+              AND c.author_time < (($3::date + 1)::timestamp AT TIME ZONE 'UTC')
+        GROUP BY f.path, c.author_email
+    ) w
+    GROUP BY path
+), s AS MATERIALIZED ({_STATE})
+SELECT h.path, h.changes, s.length AS lines, s.blob_code AS code_lines,
+       h.changes * s.blob_code AS score, h.emails
+FROM h JOIN s ON s.path = h.path
+WHERE s.exists AND s.binary_changes = 0 AND s.code_known AND s.blob_code > 0
+ORDER BY score DESC, h.path COLLATE "C"
+"""  # noqa: S608 (constant)
+
+
 async def hotspots(store: PgStore, repo_id: int, days: int, limit: int) -> dict[str, Any]:
     """Files present at head (never binary; not vendored, generated or lock files, by
     Linguist's path rules) ranked by commits in the window x current lines of code. Files
@@ -118,29 +174,16 @@ async def hotspots(store: PgStore, repo_id: int, days: int, limit: int) -> dict[
     if last is None:
         return {"window": None, "files": []}
     first = _days_before(last, days - 1)
-    # From the facts: the window's file changes by author time (index commits_author_time).
-    recs = await store.pool.fetch(
-        f"""
-        WITH h AS (
-            SELECT f.path, count(*)::bigint AS changes, array_agg(DISTINCT c.author_email) AS emails
-            FROM commits c JOIN file_changes f ON f.repo_id = c.repo_id AND f.sha = c.sha
-            WHERE c.repo_id = $1 AND c.author_time >= $2
-                  AND c.author_time < (($3::date + 1)::timestamp AT TIME ZONE 'UTC')
-            GROUP BY f.path
+    async with analytic(store) as con:
+        recs = await con.fetch(
+            _HOTSPOTS,
+            repo_id,
+            datetime.combine(first, time(), UTC),
+            last,  # the day after it is computed in SQL: after 9999-12-31 Python has no date
         )
-        SELECT h.path, h.changes, s.length AS lines, s.blob_code AS code_lines,
-               h.changes * s.blob_code AS score, h.emails
-        FROM h JOIN ({_STATE}) s ON s.path = h.path
-        WHERE s.exists AND s.binary_changes = 0 AND s.code_known AND s.blob_code > 0
-        ORDER BY score DESC, h.path COLLATE "C"
-        """,  # noqa: S608
-        repo_id,
-        datetime.combine(first, time(), UTC),
-        last,  # the day after it is computed in SQL: after 9999-12-31 Python has no date
-    )
     files: list[dict[str, Any]] = []
     for r in recs:
-        if classify(r["path"]).skipped:
+        if skipped(r["path"]):
             continue
         if len(files) == limit:
             break
@@ -158,22 +201,18 @@ async def hotspots(store: PgStore, repo_id: int, days: int, limit: int) -> dict[
 async def file_authors(store: PgStore, repo_id: int) -> tuple[list[FileAuthor], list[str]]:
     """The degree-of-authorship inputs of the files present at head, and those files, but for
     vendored, generated and lock files (Linguist's path rules): not code people own."""
-    async with store.pool.acquire() as con:
-        paths = await con.fetch(_PRESENT, repo_id)
+    async with analytic(store) as con:
+        present = await con.fetch(_PRESENT, repo_id)
+        counted = [r["path"] for r in present if not skipped(r["path"])]
         recs = await con.fetch(
-            f"""
-            SELECT a.path, a.email, a.commits, a.created
-            FROM file_authors a JOIN ({_PRESENT}) s ON s.path = a.path
-            WHERE a.repo_id = $1 AND a.commits > 0
-            """,  # noqa: S608
+            "SELECT a.path, a.email, a.commits, a.created"
+            " FROM file_authors a JOIN unnest($2::text[]) AS s(path) ON s.path = a.path"
+            " WHERE a.repo_id = $1 AND a.commits > 0",
             repo_id,
+            counted,
         )
-    rows = [
-        FileAuthor(r["path"], r["email"], r["commits"], r["created"])
-        for r in recs
-        if not classify(r["path"]).skipped
-    ]
-    return rows, [r["path"] for r in paths if not classify(r["path"]).skipped]
+    rows = [FileAuthor(*r) for r in recs]  # path, email, commits, created
+    return rows, counted
 
 
 async def people_file_authors(
@@ -187,47 +226,58 @@ async def people_file_authors(
 
 
 # Coupling over the facts (processors/metrics/coupling.py says why there is no pair table).
-# `kept`: the repository's commits of at most $2 distinct paths (merges have no file changes).
+# `k`: the distinct (commit, path) of the repository's commits of at most $2 distinct paths
+# (merges have no file changes); hashed, each computed once.
 _KEPT = """
-    SELECT sha FROM file_changes WHERE repo_id = $1
-    GROUP BY sha HAVING count(DISTINCT path) <= $2
-"""
+d AS MATERIALIZED (SELECT DISTINCT sha, path FROM file_changes WHERE repo_id = $1),
+k AS MATERIALIZED (
+    SELECT d.sha, d.path FROM d
+    JOIN (SELECT sha FROM d GROUP BY sha HAVING count(*) <= $2) kept ON kept.sha = d.sha
+)"""
 
-_COUPLING = f"""
-WITH k AS (
-    SELECT DISTINCT f.sha, f.path
-    FROM file_changes f JOIN ({_KEPT}) kept ON kept.sha = f.sha
-    WHERE f.repo_id = $1
+# The pairs are counted over integers: each kept commit and each path numbered once (paths in
+# code point order, so comparing numbers compares paths), then joined and grouped on those.
+_COUPLING = """
+WITH d AS MATERIALIZED (
+    SELECT DISTINCT sha, path FROM file_changes WHERE repo_id = $1
+), kept AS MATERIALIZED (
+    SELECT sha, row_number() OVER () AS cid FROM d GROUP BY sha HAVING count(*) <= $2
+), paths AS MATERIALIZED (
+    SELECT path, row_number() OVER (ORDER BY path COLLATE "C") AS pid
+    FROM (SELECT DISTINCT path FROM d) x
+), k AS MATERIALIZED (
+    SELECT kept.cid, paths.pid
+    FROM d JOIN kept ON kept.sha = d.sha JOIN paths ON paths.path = d.path
 ), c AS (
-    SELECT path, count(*)::bigint AS commits FROM k GROUP BY path
+    SELECT pid, count(*)::bigint AS commits FROM k GROUP BY pid
 ), p AS (
-    SELECT a.path AS path_a, b.path AS path_b, count(*)::bigint AS shared
-    FROM k a JOIN k b ON a.sha = b.sha AND a.path COLLATE "C" < b.path COLLATE "C"
+    SELECT a.pid AS a, b.pid AS b, count(*)::bigint AS shared
+    FROM k a JOIN k b ON a.cid = b.cid AND a.pid < b.pid
     GROUP BY 1, 2 HAVING count(*) >= $3
 )
-SELECT p.path_a, p.path_b, p.shared, ca.commits AS commits_a, cb.commits AS commits_b,
-       p.shared::float8 / ((ca.commits + cb.commits)::float8 / 2) AS degree
-FROM p JOIN c ca ON ca.path = p.path_a JOIN c cb ON cb.path = p.path_b
-ORDER BY p.shared DESC, degree DESC, p.path_a COLLATE "C", p.path_b COLLATE "C"
+SELECT pa.path AS path_a, pb.path AS path_b, p.shared, ca.commits AS commits_a,
+       cb.commits AS commits_b, p.shared::float8 / ((ca.commits + cb.commits)::float8 / 2) AS degree
+FROM p JOIN c ca ON ca.pid = p.a JOIN c cb ON cb.pid = p.b
+JOIN paths pa ON pa.pid = p.a JOIN paths pb ON pb.pid = p.b
+ORDER BY p.shared DESC, degree DESC, p.a, p.b
 LIMIT $4
-"""  # noqa: S608 (constant)
+"""
 
 _PARTNERS = f"""
-WITH kept AS ({_KEPT}),
-mine AS (
-    SELECT DISTINCT f.sha FROM file_changes f JOIN kept ON kept.sha = f.sha
-    WHERE f.repo_id = $1 AND f.path = $5
+WITH {_KEPT}, mine AS (
+    SELECT sha FROM k WHERE path = $5
 ), p AS (
-    SELECT f.path, count(DISTINCT f.sha)::bigint AS shared
-    FROM file_changes f JOIN mine ON mine.sha = f.sha
-    WHERE f.repo_id = $1 AND f.path <> $5
-    GROUP BY f.path HAVING count(DISTINCT f.sha) >= $3
+    SELECT k.path, count(*)::bigint AS shared
+    FROM k JOIN mine ON mine.sha = k.sha
+    WHERE k.path <> $5
+    GROUP BY k.path HAVING count(*) >= $3
 ), c AS (
-    SELECT f.path, count(DISTINCT f.sha)::bigint AS commits
-    FROM file_changes f JOIN kept ON kept.sha = f.sha
-    WHERE f.repo_id = $1 AND f.path IN (SELECT path FROM p)
-    GROUP BY f.path
-), own AS (SELECT count(*)::bigint AS commits FROM mine), pairs AS (
+    SELECT k.path, count(*)::bigint AS commits
+    FROM k JOIN p ON p.path = k.path
+    GROUP BY k.path
+), own AS (
+    SELECT count(*)::bigint AS commits FROM mine  -- one row: the file's own commits
+), pairs AS (
     SELECT CASE WHEN $5 COLLATE "C" < p.path COLLATE "C" THEN $5 ELSE p.path END AS path_a,
            CASE WHEN $5 COLLATE "C" < p.path COLLATE "C" THEN p.path ELSE $5 END AS path_b,
            p.shared,
@@ -237,38 +287,34 @@ mine AS (
                AS commits_b
     FROM p JOIN c ON c.path = p.path CROSS JOIN own
 )
-SELECT path_a, path_b, shared, commits_a, commits_b,
-       shared::float8 / ((commits_a + commits_b)::float8 / 2) AS degree
-FROM pairs
-ORDER BY shared DESC, degree DESC, path_a COLLATE "C", path_b COLLATE "C"
-LIMIT $4
+SELECT own.commits AS own, x.* FROM own LEFT JOIN (
+    SELECT path_a, path_b, shared, commits_a, commits_b,
+           shared::float8 / ((commits_a + commits_b)::float8 / 2) AS degree
+    FROM pairs
+    ORDER BY shared DESC, degree DESC, path_a COLLATE "C", path_b COLLATE "C"
+    LIMIT $4
+) x ON true
+ORDER BY x.shared DESC, x.degree DESC, x.path_a COLLATE "C", x.path_b COLLATE "C"
 """  # noqa: S608 (constant)
 
 
 async def coupling(
-    store: PgStore, repo_id: int, max_files: int, min_shared: int, limit: int, path: str | None
+    store: PgStore, repo_id: int, max_files: int, min_shared: int, limit: int
 ) -> list[dict[str, Any]]:
     """Pairs (path_a < path_b) with at least `min_shared` (>= 1) shared commits among the
-    non-merge commits of at most `max_files` files; `path` keeps the pairs holding it.
-    Ranked by shared commits, then degree (descending), then paths."""
-    if path is None:
-        recs = await store.pool.fetch(_COUPLING, repo_id, max_files, max(min_shared, 1), limit)
-    else:
-        recs = await store.pool.fetch(
-            _PARTNERS, repo_id, max_files, max(min_shared, 1), limit, path
-        )
+    non-merge commits of at most `max_files` files. Ranked by shared commits, then degree
+    (descending), then paths."""
+    async with analytic(store) as con:
+        recs = await con.fetch(_COUPLING, repo_id, max_files, max(min_shared, 1), limit)
     return [dict(r) for r in recs]
 
 
-async def commits_of(store: PgStore, repo_id: int, path: str, max_files: int) -> int:
-    """Non-merge commits of at most `max_files` files touching `path`."""
-    n: int | None = await store.pool.fetchval(
-        f"""
-        SELECT count(DISTINCT f.sha) FROM file_changes f JOIN ({_KEPT}) kept ON kept.sha = f.sha
-        WHERE f.repo_id = $1 AND f.path = $3
-        """,  # noqa: S608 (constant)
-        repo_id,
-        max_files,
-        path,
-    )
-    return n or 0
+async def partners(
+    store: PgStore, repo_id: int, path: str, max_files: int, min_shared: int, limit: int
+) -> tuple[list[dict[str, Any]], int]:
+    """The pairs of `coupling` holding `path`, ranked alike, and the non-merge commits of at
+    most `max_files` files touching `path` (one read gives both)."""
+    async with analytic(store) as con:
+        recs = await con.fetch(_PARTNERS, repo_id, max_files, max(min_shared, 1), limit, path)
+    rows = [{k: v for k, v in r.items() if k != "own"} for r in recs if r["path_a"] is not None]
+    return rows, recs[0]["own"]

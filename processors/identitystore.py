@@ -18,22 +18,22 @@ from collections.abc import Callable, Iterable
 from datetime import date
 from typing import Any, TypeVar
 
-from processors.identities import (
+from metre.processors.database import Database
+from metre.processors.identities import (
     Enrolment,
     IdentityBook,
     Individual,
     implicit_id,
     is_bot,
 )
-from processors.people import People, Person
-from processors.store import PgStore
+from metre.processors.people import People, Person
 
 T = TypeVar("T")
 Connection = Any  # asyncpg.Connection or a pool's connection proxy
 Op = Callable[[IdentityBook], tuple[IdentityBook, T]]
 
 
-async def generation(store: PgStore) -> int:
+async def generation(store: Database) -> int:
     """How many changes the identities have had (part of every people metric's ETag)."""
     g: int | None = await store.pool.fetchval("SELECT generation FROM identity_state")
     return g or 0
@@ -124,7 +124,7 @@ async def load_book(con: Connection) -> IdentityBook:
     return IdentityBook(people)
 
 
-async def book(store: PgStore) -> tuple[IdentityBook, int]:
+async def book(store: Database) -> tuple[IdentityBook, int]:
     """The whole book and its generation, read in one snapshot."""
     async with store.pool.acquire() as con, con.transaction(isolation="repeatable_read"):
         g = await con.fetchval("SELECT generation FROM identity_state")
@@ -136,7 +136,7 @@ class StaleGeneration(Exception):
 
 
 async def change(
-    store: PgStore, op: Op[T], expect: int | None = None
+    store: Database, op: Op[T], expect: int | None = None
 ) -> tuple[T, IdentityBook, int]:
     """Apply `op` to the current book and store what it changed, one writer at a time.
 
@@ -182,7 +182,7 @@ async def _write(con: Connection, drop: list[str], add: Iterable[Individual]) ->
     )
 
 
-async def people(store: PgStore, emails: Iterable[str]) -> People:
+async def people(store: Database, emails: Iterable[str]) -> People:
     """Who each of `emails` is, for a read: the stored individual naming it (with all that
     individual's emails), or the email on its own, bot by the well-known patterns."""
     wanted = sorted(set(emails))
@@ -209,7 +209,7 @@ async def people(store: PgStore, emails: Iterable[str]) -> People:
 
 def individual_json(p: Individual) -> dict[str, Any]:
     """An individual as the API serves it: open enrolment bounds as null."""
-    from processors.identities import MAX_DATE, MIN_DATE
+    from metre.processors.identities import MAX_DATE, MIN_DATE
 
     def bound(d: date, open_: date) -> str | None:
         return None if d == open_ else d.isoformat()

@@ -14,8 +14,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from ingest.bus import Bus, InMemoryBus
-from ingest.kafka_bus import KafkaBus
+from metre.contracts.bus import Bus, InMemoryBus
+from metre.ingest.kafka_bus import KafkaBus
 
 
 class GroupLag:

@@ -21,13 +21,13 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import orjson
 
-from ingest.bus import Bus
-from ingest.urlpolicy import UrlPolicy
-from processors import filereads
-from processors.delivery import DeliveryRefused, post
-from processors.lag import GroupLag
-from processors.metrics.ownership import ownership
-from processors.notify_rules import (
+from metre.contracts.bus import Bus
+from metre.ingest.urlpolicy import UrlPolicy
+from metre.processors import filereads
+from metre.processors.delivery import DeliveryRefused, post
+from metre.processors.lag import GroupLag
+from metre.processors.metrics.ownership import ownership
+from metre.processors.notify_rules import (
     LEVEL_KINDS,
     PIPELINE,
     Alert,
@@ -36,8 +36,9 @@ from processors.notify_rules import (
     evaluate,
     subject_of,
 )
-from processors.notify_store import NotifyStore
-from processors.store import PgStore, RepoRow
+from metre.processors.notify_store import NotifyStore
+from metre.processors.registry import RepoRow
+from metre.processors.store import PgStore
 
 log = logging.getLogger(__name__)
 _LEADER_LOCK = 0x6D6E6F74  # "mnot": one notifier evaluates at a time

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 import asyncpg
 import orjson
 
-from processors.digest import DigestAlert, payload
-from processors.notify_rules import Alert, Rule, Seen
+from metre.processors.digest import DigestAlert, payload
+from metre.processors.notify_rules import Alert, Rule, Seen
 
 
 class UnknownTarget(Exception):

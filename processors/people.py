@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
-from processors.identities import implicit_id
-from processors.metrics.ownership import FileAuthor
+from metre.processors.identities import implicit_id
+from metre.processors.metrics.ownership import FileAuthor
 
 Bots = Literal["include", "exclude"]
 DEFAULT_BOTS: Bots = "include"

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from processors import identitystore, people
-from processors.metrics.contributors import period_start
-from processors.metrics.policy import Policy
-from processors.people import DEFAULT_BOTS, Bots
-from processors.store import PgStore
+from metre.processors import identitystore, people
+from metre.processors.database import Database
+from metre.processors.metrics.contributors import period_start
+from metre.processors.metrics.policy import Policy
+from metre.processors.people import DEFAULT_BOTS, Bots
+from metre.processors.store import PgStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +44,7 @@ async def stamps(store: PgStore, repo_ids: Sequence[int] | None) -> list[Stamp]:
 
 
 async def activity(
-    store: PgStore,
+    store: Database,
     repo_ids: Sequence[int],
     start: date | None,
     end: date | None,

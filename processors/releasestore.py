@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from ingest.releases import TagsEvent
+from metre.contracts.tags import TagsEvent
 
 _INSERT = """
 INSERT INTO release_tags (repo_id, name, sha, tagged_at, tz_seconds, annotated)

@@ -26,14 +26,14 @@ from pathlib import Path
 
 import orjson
 
-from ingest.bus import Bus, Message
-from ingest.events import RetractEvent, encode, partition_key
-from ingest.mirrordir import mirror_path
-from ingest.wire import MetricUpdateWire
-from processors.metrics import TABLES
-from processors.metrics.catalogue import metrics_of_tables
-from processors.store import PgStore, Removal
-from processors.updates import SCHEMA_VERSION
+from metre.contracts.bus import Bus, Message
+from metre.contracts.events import RetractEvent, encode, partition_key
+from metre.contracts.wire import MetricUpdateWire
+from metre.ingest.mirrordir import mirror_path
+from metre.processors.metrics import TABLES
+from metre.processors.metrics.catalogue import metrics_of_tables
+from metre.processors.store import PgStore, Removal
+from metre.processors.updates import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 

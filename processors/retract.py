@@ -2,14 +2,15 @@
 tracked history.
 
 For the commits named whose facts are present: lock and read the facts (commits and
-file_changes rows), rebuild their `CommitEvent`s, delete the facts, and merge the negated
-deltas of every metric into the metric tables. Counters are then exact; two things a negated
-delta cannot undo are fixed from the remaining facts, in the same transaction:
+file_changes rows), rebuild their `CommitEvent`s, delete the facts, fold them with the sink's
+own folds (`spec.Writer.folder`) and merge the negated rows into the metric tables: retraction
+is the negation of the same fold, not a second implementation. Counters are then exact; two
+things a negation cannot undo are fixed from the remaining facts, in the same transaction:
 
 - rows whose counters all dropped to 0 are deleted (a fresh ingest would have no such row:
   every metric table counts its contributing commits or file changes in some counter);
 - least/greatest columns (an author's first and last commit and name) of the affected rows are
-  recomputed by running the metrics over the remaining commits that can contribute to them
+  recomputed by folding the remaining commits that can contribute to them
   (`CANDIDATES`: for author_totals the commits of that author, otherwise every commit of the
   repository), and rows with no contribution left are deleted.
 
@@ -21,15 +22,14 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from datetime import timedelta, timezone
-from itertools import groupby
 from typing import Any
 
 import asyncpg
 import orjson
 
-from ingest.events import BlobDelta, CommitEvent, FileChange, MergeFile, Person
-from processors.metrics import MODULES, TABLES, Delta, Metric, deltas, merge, negate, total
-from processors.metrics.table import MetricTable
+from metre.contracts.events import BlobDelta, CommitEvent, FileChange, MergeFile, Person
+from metre.processors.metrics import TABLES, Delta, fold, folds_of
+from metre.processors.metrics.table import MetricTable
 
 Connection = Any  # asyncpg.Connection or a pool's connection proxy
 
@@ -72,7 +72,7 @@ CANDIDATES: dict[str, str] = {
     "author_totals": f"""
 SELECT {_COMMIT_COLUMNS}
 FROM commits c
-WHERE (c.repo_id, lower(c.author_email)) IN (
+WHERE (c.repo_id, c.author_key) IN (
     SELECT k.repo_id, k.email FROM unnest($1::bigint[], $2::text[], $3::smallint[])
         AS k(repo_id, email, kind))
 ORDER BY c.repo_id, c.sha
@@ -95,21 +95,6 @@ _ALL_COMMITS = f"""
 SELECT {_COMMIT_COLUMNS} FROM commits c WHERE c.repo_id = ANY($1::bigint[])
 ORDER BY c.repo_id, c.sha
 """  # noqa: S608 (constant)
-
-
-def _writers() -> dict[str, tuple[Metric, ...]]:
-    """Table name -> the metric functions of the module that declares it (they write it)."""
-    import importlib
-
-    out: dict[str, tuple[Metric, ...]] = {}
-    for name in MODULES:
-        module = importlib.import_module(f"processors.metrics.{name}")
-        for t in getattr(module, "TABLES", ()):
-            out[t.name] = tuple(getattr(module, "METRICS", ()))
-    return out
-
-
-_WRITERS = _writers()
 
 
 def _person(c: asyncpg.Record, who: str) -> Person:
@@ -177,14 +162,17 @@ async def retract(
     gone_keys = [e.repo_id for e in gone], [e.sha for e in gone]
     await con.execute(_DELETE_FILES, *gone_keys)
     await con.execute(_DELETE_COMMITS, *gone_keys)
-    negated = merge(negate(d) for d in deltas(gone))
-    for table, group in groupby(negated, key=lambda d: d.table):
-        touched = list(group)
+    # The same folds as the sink's, negated: the rows a fresh ingest of `gone` would add.
+    negated: list[Delta] = []
+    for table, folded in sorted(fold(gone).items()):
         spec = TABLES[table]
-        await con.execute(upserts[table], *spec.arrays(touched))
+        undo = {k: spec.negated(r) for k, r in folded.items()}
+        touched = sorted(undo, key=_sortable)
+        await con.execute(upserts[table], *spec.rows_arrays(undo))
         await _delete_empty(con, spec, touched)
         if spec.extremes:
-            await _recompute_extremes(con, spec, [d.key for d in touched])
+            await _recompute_extremes(con, spec, touched)
+        negated.extend(spec.delta(k, undo[k]) for k in touched)
     return gone, negated
 
 
@@ -202,7 +190,9 @@ def _unnest(spec: MetricTable, columns: Sequence[Any], alias: str) -> str:
     return f"unnest({params}) AS {alias}({names})"
 
 
-async def _delete_empty(con: Connection, spec: MetricTable, touched: Sequence[Delta]) -> None:
+async def _delete_empty(
+    con: Connection, spec: MetricTable, touched: Sequence[tuple[Hashable, ...]]
+) -> None:
     """Delete the touched rows whose counters are all 0."""
     if not spec.counters:
         return
@@ -211,7 +201,7 @@ async def _delete_empty(con: Connection, spec: MetricTable, touched: Sequence[De
         f"DELETE FROM {spec.name} m USING {_unnest(spec, spec.key, 'k')} "  # noqa: S608
         f"WHERE {_key_join(spec)} AND {zero}"
     )
-    await con.execute(sql, *_key_arrays(spec, [d.key for d in touched]))
+    await con.execute(sql, *_key_arrays(spec, touched))
 
 
 async def _recompute_extremes(
@@ -224,10 +214,9 @@ async def _recompute_extremes(
     else:
         rows = await con.fetch(_ALL_COMMITS, sorted({int(k[0]) for k in keys}))  # type: ignore[call-overload]
     wanted = set(keys)
-    metrics = _WRITERS.get(spec.name) or None
     events = await load_events(con, rows)
-    merged = total(events, metrics) if metrics else total(events)
-    fresh = {d.key: d for d in merged if d.table == spec.name}
+    folded = fold(events, folds_of([spec.name])).get(spec.name, {})
+    fresh = {k: spec.delta(k, r) for k, r in folded.items()}
     present = [fresh[k] for k in sorted(wanted & fresh.keys(), key=_sortable)]
     missing = sorted(wanted - fresh.keys(), key=_sortable)
     if missing:

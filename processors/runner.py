@@ -4,7 +4,8 @@ Offsets are committed only after the database committed, and applying is idempot
 are deduplicated by `repo:sha`), so a crash at any instant repeats work but never loses or
 double-counts it. Records that are not valid events, and events the database refuses as data,
 go to the dead-letter topic with the error and never block their partition. Transient errors
-are retried with the roles' one policy (ingest/retry.py): capped exponential backoff, jitter.
+are retried with the roles' one policy (metre/contracts/retry.py): capped exponential backoff,
+jitter.
 """
 
 from __future__ import annotations
@@ -19,14 +20,15 @@ from typing import TypeVar
 
 import asyncpg
 
-from ingest.bus import Bus, BusError, CommitFailed, Consumer, Message, Record
-from ingest.events import CommitEvent, EventError, RetractEvent, decode_event
-from ingest.releases import TagsEvent
-from ingest.retry import Backoff, RetryStopped, retry
-from ingest.wire import DeadLetterHeaders
-from processors import instruments
-from processors.store import DeadLetter, PgStore, RepoChange
-from processors.updates import combine, update_message
+from metre.contracts.bus import Bus, BusError, CommitFailed, Consumer, Message, Record
+from metre.contracts.events import CommitEvent, EventError, RetractEvent, decode_event
+from metre.contracts.retry import Backoff, RetryStopped, retry
+from metre.contracts.tags import TagsEvent
+from metre.contracts.wire import DeadLetterHeaders
+from metre.processors import instruments
+from metre.processors.deadletters import DeadLetter
+from metre.processors.sink import RepoChange, Sink
+from metre.processors.updates import combine, update_message
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -80,7 +82,7 @@ class Processor:
     def __init__(
         self,
         bus: Bus,
-        store: PgStore,
+        store: Sink,
         topic: str,
         group: str,
         batch_size: int,

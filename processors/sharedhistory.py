@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from processors.store import PgStore
+from metre.processors.database import Database
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +66,7 @@ SELECT NOT EXISTS (
 """
 
 
-async def same_history(store: PgStore, repo_ids: Sequence[int]) -> dict[int, int]:
+async def same_history(store: Database, repo_ids: Sequence[int]) -> dict[int, int]:
     """Which of `repo_ids` hold a history another of them already holds: id -> counted as."""
     async with store.pool.acquire() as con:
         recs = await con.fetch(_TRACKED, list(repo_ids))

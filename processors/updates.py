@@ -13,11 +13,11 @@ from typing import Final
 
 import orjson
 
-from ingest.bus import Message
-from ingest.events import partition_key
-from ingest.wire import VERSION, MetricUpdateWire
-from processors.metrics.catalogue import metrics_of_tables
-from processors.store import RepoChange
+from metre.contracts.bus import Message
+from metre.contracts.events import partition_key
+from metre.contracts.wire import VERSION, MetricUpdateWire
+from metre.processors.metrics.catalogue import metrics_of_tables
+from metre.processors.sink import RepoChange
 
 SCHEMA_VERSION: Final = VERSION
 

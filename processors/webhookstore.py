@@ -1,6 +1,6 @@
 """The registry's side of push webhooks (I/O): per-repository secrets and seen deliveries.
 
-Kept apart from processors/store.py: only the webhook route and repository registration use
+Kept apart from processors/registry.py: only the webhook route and repository registration use
 it. Secrets are stored as given (an HMAC needs the key; migration 0018) and never read back
 except to check a signature.
 """
@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from processors.store import POLL_CHANNEL, PgStore
+from metre.processors.database import Database
+from metre.processors.registry import POLL_CHANNEL
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +24,7 @@ class HookTarget:
     state: str
 
 
-async def set_secret(store: PgStore, repo_id: int, secret: str | None) -> bool:
+async def set_secret(store: Database, repo_id: int, secret: str | None) -> bool:
     """Set (None: clear) the repository's webhook secret; False if there is no repository."""
     status: str = await store.pool.execute(
         "UPDATE repos SET webhook_secret = $2 WHERE id = $1", repo_id, secret
@@ -31,21 +32,21 @@ async def set_secret(store: PgStore, repo_id: int, secret: str | None) -> bool:
     return status == "UPDATE 1"
 
 
-async def targets(store: PgStore) -> list[HookTarget]:
+async def targets(store: Database) -> list[HookTarget]:
     """Every registered repository, with its secret, for matching a payload's URLs."""
     recs = await store.pool.fetch("SELECT id, url, webhook_secret, state FROM repos ORDER BY id")
     return [HookTarget(r["id"], r["url"], r["webhook_secret"], r["state"]) for r in recs]
 
 
 async def accept_delivery(
-    store: PgStore, provider: str, delivery: str, window: float, repo_ids: list[int]
+    store: Database, provider: str, delivery: str, window: float, repo_ids: list[int]
 ) -> datetime | None:
     """Remember a delivery id and request a poll of `repo_ids`, in one transaction.
 
     Returns None when the delivery is new (or was seen more than `window` seconds ago);
     otherwise when it was first received, and nothing changed (a replay polls nothing).
     Deliveries older than the window are forgotten on the way. The poll request is
-    `PgStore.request_poll`'s: due now, and pollers woken by NOTIFY at commit.
+    `Registry.request_poll`'s: due now, and pollers woken by NOTIFY at commit.
     """
     async with store.pool.acquire() as con, con.transaction():
         await con.execute(

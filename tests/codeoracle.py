@@ -13,7 +13,7 @@ from pygments import lex
 from pygments.lexers import get_lexer_by_name
 from pygments.token import Comment
 
-from ingest.codelines import SYNTAX
+from metre.ingest.codelines import SYNTAX
 
 _SPACE = " \t\r\f\v"
 

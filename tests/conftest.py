@@ -6,13 +6,20 @@ loopback or a unix socket is refused and fails the test.
 A test that uses a server fixture, directly or through another fixture, is marked
 `integration` by what it uses (`pytest_collection_modifyitems`), so `-m "not integration"`
 runs exactly the tests that need no server, and starts none.
+
+Hypothesis runs without its speed checks (no deadline, no "input generation is slow"): they
+measure the machine, which CI shares, not the property; every example still runs.
 """
 
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests import netguard
+
+settings.register_profile("metre", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("metre")
 
 pytest_plugins = [
     "tests.fixtures.postgres",

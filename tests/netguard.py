@@ -12,6 +12,7 @@ covered: tests point them at loopback servers only.
 
 from __future__ import annotations
 
+import _socket
 import ipaddress
 import socket
 import threading
@@ -40,7 +41,7 @@ def is_loopback(host: str) -> bool:
     return ip.is_loopback
 
 
-def _allowed(sock: socket.socket, address: Any) -> str | None:
+def _allowed(sock: _socket.socket, address: Any) -> str | None:
     """None when `address` may be connected to, else a description of the refused target."""
     if sock.family not in (socket.AF_INET, socket.AF_INET6):
         return None  # unix sockets, netlink: nothing leaves the machine
@@ -75,13 +76,13 @@ def install() -> None:
     original_connect = socket.socket.connect
     original_connect_ex = socket.socket.connect_ex
 
-    def connect(self: socket.socket, address: Any) -> None:
+    def connect(self: _socket.socket, address: Any) -> None:
         refused = _allowed(self, address)
         if refused is not None:
             raise _record(refused)
         original_connect(self, address)
 
-    def connect_ex(self: socket.socket, address: Any) -> int:
+    def connect_ex(self: _socket.socket, address: Any) -> int:
         refused = _allowed(self, address)
         if refused is not None:
             raise _record(refused)

@@ -14,7 +14,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import FileResponse
 from starlette.staticfiles import StaticFiles
 
-STATIC = Path(str(resources.files("api") / "static"))
+STATIC = Path(str(resources.files("metre.api") / "static"))
 # ECharts writes styles from script and its tooltips carry inline style attributes.
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "

@@ -1,7 +1,7 @@
 """Per-file metric endpoints: files, hotspots, ownership, truck factor, coupling.
 
 Thin routes: validation here, SQL in processors/filereads.py, derivations in
-processors/metrics/*. Every result goes through api.provenance.serve (provenance, ETag, 304,
+processors/metrics/*. Every result goes through metre.api.provenance.serve (provenance, ETag, 304,
 cached until the repository's watermark moves). Ownership and truck factor share one
 computation per repository state, kept in a small per-app memo so that paging through files
 does not recompute it.
@@ -13,26 +13,29 @@ import asyncio
 from collections import OrderedDict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 
-from api.deps import ReadStoreDep
-from api.provenance import serve
-from api.routes.metrics import BotsQ
-from api.routes.repos import _ERRORS, RepoId
-from api.schemas import INT32_MAX
-from ingest.paths import is_path_text
-from processors import filereads, identitystore
-from processors.filereads import FileSort
-from processors.metrics.coupling import DEFAULT_MAX_FILES, MAX_FILES_LIMIT
-from processors.metrics.ownership import Ownership, ownership
-from processors.people import DEFAULT_BOTS, Bots
-from processors.reads import stamps
-from processors.store import PgStore
+from metre.api.deps import ReadStoreDep
+from metre.api.provenance import serve
+from metre.api.routes.repos import _ERRORS, RepoId
+from metre.api.specquery import Values, query
+from metre.contracts.paths import is_path_text
+from metre.processors import filereads, identitystore
+from metre.processors.metrics import coupling as coupling_metric
+from metre.processors.metrics import files as files_metric
+from metre.processors.metrics.ownership import OWNERSHIP, TRUCK_FACTOR, Ownership, ownership
+from metre.processors.people import DEFAULT_BOTS, Bots
+from metre.processors.reads import stamps
+from metre.processors.store import PgStore
 
 router = APIRouter(tags=["metrics"])
 
-Limit = Annotated[int, Query(ge=1, le=1000, description="Rows returned")]
-Offset = Annotated[int, Query(ge=0, le=INT32_MAX, description="Rows skipped")]
+FilesQ = Annotated[Values, Depends(query(files_metric.FILES))]
+HotspotsQ = Annotated[Values, Depends(query(files_metric.HOTSPOTS))]
+OwnershipQ = Annotated[Values, Depends(query(OWNERSHIP))]
+TruckFactorQ = Annotated[Values, Depends(query(TRUCK_FACTOR))]
+CouplingQ = Annotated[Values, Depends(query(coupling_metric.SPEC))]
+"""Each route's parameters, validated as their spec declares them (api/specquery.py)."""
 _OK = {304: {"description": "Not modified"}, **_ERRORS}
 
 
@@ -45,14 +48,9 @@ async def files(
     request: Request,
     repo_id: RepoId,
     store: ReadStoreDep,
-    sort: Annotated[FileSort, Query(description="commits, lines, churn (desc) or path")] = (
-        "commits"
-    ),
-    exists: Annotated[bool | None, Query(description="Only files present/absent at head")] = None,
-    limit: Limit = 100,
-    offset: Offset = 0,
+    params: FilesQ,
 ) -> Response:
-    params = {"sort": sort, "exists": exists, "limit": limit, "offset": offset}
+    sort, exists, limit, offset = (params[k] for k in ("sort", "exists", "limit", "offset"))
 
     async def compute(ids: list[int]) -> dict[str, Any]:
         page = await filereads.files(store, ids[0], sort, exists, limit, offset)
@@ -70,10 +68,9 @@ async def hotspots(
     request: Request,
     repo_id: RepoId,
     store: ReadStoreDep,
-    days: Annotated[int, Query(ge=1, le=36500, description="Window length in UTC days")] = 365,
-    limit: Limit = 100,
+    params: HotspotsQ,
 ) -> Response:
-    params = {"days": days, "limit": limit}
+    days, limit = params["days"], params["limit"]
 
     async def compute(ids: list[int]) -> dict[str, Any]:
         return {"repo_id": repo_id, **await filereads.hotspots(store, ids[0], days, limit)}
@@ -129,11 +126,9 @@ async def ownership_route(
     request: Request,
     repo_id: RepoId,
     store: ReadStoreDep,
-    bots: BotsQ = DEFAULT_BOTS,
-    limit: Limit = 100,
-    offset: Offset = 0,
+    params: OwnershipQ,
 ) -> Response:
-    params = {"bots": bots, "limit": limit, "offset": offset}
+    bots, limit, offset = params["bots"], params["limit"], params["offset"]
 
     async def compute(ids: list[int]) -> dict[str, Any]:
         o, who = await _memo(request).get(store, ids[0], bots)
@@ -156,9 +151,9 @@ async def ownership_route(
     responses=_OK,
 )
 async def truck_factor(
-    request: Request, repo_id: RepoId, store: ReadStoreDep, bots: BotsQ = DEFAULT_BOTS
+    request: Request, repo_id: RepoId, store: ReadStoreDep, params: TruckFactorQ
 ) -> Response:
-    params = {"bots": bots}
+    bots = params["bots"]
 
     async def compute(ids: list[int]) -> dict[str, Any]:
         o, who = await _memo(request).get(store, ids[0], bots)
@@ -183,21 +178,11 @@ async def coupling(
     request: Request,
     repo_id: RepoId,
     store: ReadStoreDep,
-    path: Annotated[
-        str | None,
-        Query(
-            min_length=1,
-            max_length=4096,
-            description="Partners of this file, in the served path form (docs/metrics.md: a "
-            "backslash doubled, bytes that are not UTF-8 as \\xNN)",
-        ),
-    ] = None,
-    max_files: Annotated[
-        int, Query(ge=1, le=MAX_FILES_LIMIT, description="Ignore commits touching more files")
-    ] = DEFAULT_MAX_FILES,
-    min_shared: Annotated[int, Query(ge=1, le=INT32_MAX, description="Least shared commits")] = 2,
-    limit: Limit = 100,
+    values: CouplingQ,
 ) -> Response:
+    path, max_files, min_shared, limit = (
+        values[k] for k in ("path", "max_files", "min_shared", "limit")
+    )
     if path is not None and not is_path_text(path):
         raise HTTPException(
             422,
@@ -207,8 +192,8 @@ async def coupling(
     params = {"path": path, "max_files": max_files, "min_shared": min_shared, "limit": limit}
 
     async def compute(ids: list[int]) -> dict[str, Any]:
-        rows = await filereads.coupling(store, ids[0], max_files, min_shared, limit, path)
         if path is None:
+            rows = await filereads.coupling(store, ids[0], max_files, min_shared, limit)
             pairs = [
                 {
                     "a": r["path_a"],
@@ -221,6 +206,7 @@ async def coupling(
                 for r in rows
             ]
             return {"repo_id": repo_id, **params, "pairs": pairs}
+        rows, commits = await filereads.partners(store, ids[0], path, max_files, min_shared, limit)
         partners = []
         for r in rows:
             other_is_b = r["path_a"] == path
@@ -232,7 +218,6 @@ async def coupling(
                     "degree": r["degree"],
                 }
             )
-        commits = await filereads.commits_of(store, ids[0], path, max_files)
         return {"repo_id": repo_id, **params, "commits": commits, "partners": partners}
 
     return await serve(request, store, "coupling", params, compute, repo_id=repo_id)

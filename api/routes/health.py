@@ -8,8 +8,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from api.deps import StoreDep
-from api.responses import OrjsonResponse
+from metre.api.deps import StoreDep
+from metre.api.responses import OrjsonResponse
 from metre.health import metrics_body, record_readiness, refresh_database_gauges
 from metre.readiness import Probe, run_checks
 

@@ -17,11 +17,11 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import APIRouter, HTTPException, Path, Request
 
-from api.deps import SettingsDep, StoreDep
-from api.responses import OrjsonResponse
-from api.schemas import ErrorOut
-from api.webhooks import PROVIDERS, delivery_id, matching, payload_urls, verify
-from processors import webhookstore
+from metre.api.deps import SettingsDep, StoreDep
+from metre.api.responses import OrjsonResponse
+from metre.api.schemas import ErrorOut
+from metre.api.webhooks import PROVIDERS, delivery_id, matching, payload_urls, verify
+from metre.processors import webhookstore
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["webhooks"])

@@ -21,13 +21,13 @@ from typing import Annotated, Any, Literal, TypeVar
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from api.deps import StoreDep
-from api.paging import PageLimit, PageOffset, page
-from api.provenance import forget_results
-from api.responses import OrjsonResponse
-from api.schemas import ErrorOut, Input, text_problem
-from processors import identitystore
-from processors.identities import (
+from metre.api.deps import StoreDep
+from metre.api.paging import PageLimit, PageOffset, page
+from metre.api.provenance import forget_results
+from metre.api.responses import OrjsonResponse
+from metre.api.schemas import ErrorOut, Input, text_problem
+from metre.processors import identitystore
+from metre.processors.identities import (
     MAX_DATE,
     MIN_DATE,
     Enrolment,
@@ -39,7 +39,7 @@ from processors.identities import (
     import_sortinghat,
     propose_merges,
 )
-from processors.identitystore import individual_json
+from metre.processors.identitystore import individual_json
 
 router = APIRouter(prefix="/identities", tags=["identities"])
 T = TypeVar("T")

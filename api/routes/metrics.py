@@ -1,123 +1,129 @@
-"""Metric endpoints: results read from the additive tables the processors maintain.
+"""The metric endpoints generated from the specs: a repository's form and, for the metrics
+that have one, the organisation-wide form `/api/v1/metrics/<name>?repos=1,2` (all
+repositories when omitted).
 
-Every result goes through api.provenance.serve: stamped with its provenance, ETag'd, cached
-until the repository's watermark moves. Per-commit metrics take the merge and empty-commit
-policy (`policy`, `merges`, `empty`: processors/metrics/policy.py).
+Each `MetricSpec` with a `route` (processors/metrics/spec.py) gets
+`GET /api/v1/repos/{repo_id}/metrics/<name>`: its parameters validated from the spec
+(api/specquery.py), resolved by the spec, read and derived by the spec's reader, and served
+through metre.api.provenance.serve (provenance, ETag, 304, cached until the watermark moves).
+Adding a metric of this kind needs no edit here.
 """
 
-from __future__ import annotations
-
-from datetime import date
+# No `from __future__ import annotations`: FastAPI reads the endpoints' annotations, and
+# their parameter type is local to the function that makes each endpoint.
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
-from api.deps import ReadStoreDep
-from api.paging import PageLimit, PageOffset, page
-from api.provenance import serve
-from api.routes.repos import _ERRORS, RepoId
-from api.schemas import ActivityOut, AuthorsOut, Granularity
-from processors import reads
-from processors.metrics.policy import Choice, Policy, Preset, resolve
-from processors.people import DEFAULT_BOTS, Bots
+from metre.api import schemas
+from metre.api.deps import ReadStoreDep
+from metre.api.provenance import parse_repos, serve
+from metre.api.routes.repos import _ERRORS, RepoId
+from metre.api.specquery import Values, query
+from metre.processors.metrics.registry import SPECS
+from metre.processors.metrics.spec import MetricSpec
 
 router = APIRouter(tags=["metrics"])
 
-DateFrom = Annotated[date | None, Query(alias="from", description="First day (inclusive)")]
-DateTo = Annotated[date | None, Query(alias="to", description="Last day (inclusive)")]
-PresetQ = Annotated[
-    Preset | None,
-    Query(
-        alias="policy",
-        description="github: merges and empty commits excluded (GitHub's contributor "
-        "statistics); all: both included. merges / empty override it",
-    ),
+Repos = Annotated[
+    str | None,
+    Query(description="Comma-separated repository ids; all repositories when omitted"),
 ]
-MergesQ = Annotated[
-    Choice | None,
-    Query(description="Merge commits counted (include) or not (exclude); default per metric"),
-]
-BotsQ = Annotated[
-    Bots,
-    Query(
-        description="People flagged as bots (well-known patterns, or PUT "
-        "/api/v1/identities/{id}/bot) counted (include, the default) or left out (exclude)"
-    ),
-]
-EmptyQ = Annotated[
-    Choice | None,
-    Query(description="Empty non-merge commits (no file in git log --numstat) counted or not"),
-]
+_NOT_MODIFIED: dict[int | str, dict[str, Any]] = {304: {"description": "Not modified"}}
+
+Endpoint = Callable[..., Awaitable[Response]]
+
+_KEPT_NAMES = {"activity": "activity", "authors": "authors"}
+"""Route names (hence OpenAPI operationIds) of repository forms that were written by hand
+before the routes were generated, kept so that clients generated from the document keep
+their method names; every other one is repo_<name>."""
 
 
-def policy_of(
-    preset: Preset | None,
-    merges: Choice | None,
-    empty: Choice | None,
-    default: Policy = Policy(),  # noqa: B008 (frozen)
-) -> Policy:
-    """The request's merge and empty-commit policy (`resolve`)."""
-    return resolve(preset, merges, empty, default)
+def resolved(spec: MetricSpec, values: Values) -> dict[str, Any]:
+    """The spec's parameters of a request; 422 when the spec refuses them together."""
+    try:
+        return spec.resolve(values)
+    except ValueError as e:
+        raise HTTPException(422, str(e)) from None
 
 
-def activity_params(start: date | None, end: date | None, granularity: str) -> dict[str, Any]:
-    """The activity parameters as provenance shows them; 422 when from is after to."""
-    if start is not None and end is not None and start > end:
-        raise HTTPException(422, f"from ({start}) is after to ({end})")
-    return {
-        "granularity": granularity,
-        "from": None if start is None else start.isoformat(),
-        "to": None if end is None else end.isoformat(),
-    }
+def _responses(model: str | None) -> dict[int | str, dict[str, Any]]:
+    ok: dict[int | str, dict[str, Any]] = {}
+    if model is not None:
+        ok[200] = {"model": vars(schemas)[model]}  # a misspelt model fails at import
+    return {**ok, **_NOT_MODIFIED, **_ERRORS}
 
 
-@router.get(
-    "/repos/{repo_id}/metrics/activity",
-    summary="Commits, merges and lines added/removed per period (author date, UTC)",
-    responses={200: {"model": ActivityOut}, 304: {"description": "Not modified"}, **_ERRORS},
-)
-async def activity(
-    request: Request,
-    repo_id: RepoId,
-    store: ReadStoreDep,
-    start: DateFrom = None,
-    end: DateTo = None,
-    granularity: Annotated[Granularity, Query(description="day, week or month")] = "day",
-    preset: PresetQ = None,
-    merges: MergesQ = None,
-    empty: EmptyQ = None,
-) -> Response:
-    policy = policy_of(preset, merges, empty)
-    params = {**activity_params(start, end, granularity), **policy.params()}
+def _repo_endpoint(spec: MetricSpec) -> Endpoint:
+    assert spec.route is not None
+    route = spec.route
+    Params = Annotated[Values, Depends(query(spec))]
 
-    async def compute(ids: list[int]) -> dict[str, Any]:
-        series = await reads.activity(store, ids, start, end, granularity, policy)
-        return {"repo_id": repo_id, "granularity": granularity, "series": series}
+    async def endpoint(
+        request: Request, repo_id: RepoId, store: ReadStoreDep, values: Params
+    ) -> Response:
+        params = resolved(spec, values)
 
-    return await serve(request, store, "activity", params, compute, repo_id=repo_id)
+        async def compute(ids: list[int]) -> dict[str, Any]:
+            return {"repo_id": repo_id, **await route.read(store, ids, params)}
+
+        return await serve(
+            request, store, spec.name, params, compute, repo_id=repo_id, people=route.people
+        )
+
+    return endpoint
 
 
-@router.get(
-    "/repos/{repo_id}/metrics/authors",
-    summary="Per-author totals, first and last commit",
-    responses={200: {"model": AuthorsOut}, 304: {"description": "Not modified"}, **_ERRORS},
-)
-async def authors(
-    request: Request,
-    repo_id: RepoId,
-    store: ReadStoreDep,
-    preset: PresetQ = None,
-    merges: MergesQ = None,
-    empty: EmptyQ = None,
-    bots: BotsQ = DEFAULT_BOTS,
-    limit: PageLimit = None,
-    offset: PageOffset = 0,
-) -> Response:
-    policy = policy_of(preset, merges, empty)
-    params = {**policy.params(), "bots": bots, "limit": limit, "offset": offset}
+def _org_endpoint(spec: MetricSpec) -> Endpoint:
+    assert spec.route is not None
+    route = spec.route
+    Params = Annotated[Values, Depends(query(spec))]
 
-    async def compute(ids: list[int]) -> dict[str, Any]:
-        rows = await reads.authors(store, ids, policy, bots)
-        return {"repo_id": repo_id, "authors": page(rows, limit, offset), "total": len(rows)}
+    async def endpoint(
+        request: Request, store: ReadStoreDep, values: Params, repos: Repos = None
+    ) -> Response:
+        ids = parse_repos(repos)
+        params = resolved(spec, values)
 
-    return await serve(request, store, "authors", params, compute, repo_id=repo_id, people=True)
+        async def compute(ids: list[int]) -> dict[str, Any]:
+            return await route.read(store, ids, params)
+
+        return await serve(
+            request, store, spec.name, params, compute, repo_ids=ids, people=route.people
+        )
+
+    return endpoint
+
+
+def add_routes(target: APIRouter, specs: tuple[MetricSpec, ...]) -> None:
+    """The repository form of every spec with a route, and the organisation-wide forms."""
+    for spec in specs:
+        if spec.route is None:
+            continue
+        ident = spec.name.replace("-", "_")
+        r = spec.route
+        target.add_api_route(
+            f"/repos/{{repo_id}}/metrics/{spec.name}",
+            _repo_endpoint(spec),
+            methods=["GET"],
+            name=_KEPT_NAMES.get(spec.name, f"repo_{ident}"),
+            summary=r.summary,
+            responses=_responses(r.response),
+        )
+    for spec in specs:
+        if spec.route is None or not spec.org:
+            continue
+        ident = spec.name.replace("-", "_")
+        r = spec.route
+        target.add_api_route(
+            f"/metrics/{spec.name}",
+            _org_endpoint(spec),
+            methods=["GET"],
+            name=f"org_{ident}",
+            summary=r.org_summary or r.summary,
+            responses=_responses(r.org_response or r.response),
+        )
+
+
+add_routes(router, SPECS)

@@ -14,14 +14,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import SettingsDep, StoreDep
-from api.responses import OrjsonResponse
-from api.routes.repos import _ERRORS as REPO_ERRORS
-from api.schemas import ErrorOut
-from ingest.urlpolicy import InvalidRepositoryURL, pinned_address
-from processors.delivery import check_target
-from processors.notify_rules import DEFAULT_THRESHOLDS, REPO_KINDS, RuleKind
-from processors.notify_store import NotifyStore, UnknownTarget
+from metre.api.deps import SettingsDep, StoreDep
+from metre.api.responses import OrjsonResponse
+from metre.api.routes.repos import _ERRORS as REPO_ERRORS
+from metre.api.schemas import ErrorOut
+from metre.ingest.urlpolicy import InvalidRepositoryURL, pinned_address
+from metre.processors.delivery import check_target
+from metre.processors.notify_rules import DEFAULT_THRESHOLDS, REPO_KINDS, RuleKind
+from metre.processors.notify_store import NotifyStore, UnknownTarget
 
 router = APIRouter(tags=["notifications"], prefix="/notifications")
 

@@ -12,10 +12,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from api.deps import StoreDep
-from api.responses import OrjsonResponse
-from api.routes.repos import _ERRORS
-from processors.busmarks import data_loss_status
+from metre.api.deps import StoreDep
+from metre.api.responses import OrjsonResponse
+from metre.api.routes.repos import _ERRORS
+from metre.processors.busmarks import data_loss_status
 
 router = APIRouter(tags=["pipeline"])
 

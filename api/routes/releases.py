@@ -3,24 +3,67 @@ period (docs/metrics.md, "releases" and "lead-time").
 
 Thin: the reads are processors/releasereads.py, the derivation processors/metrics/releases.py,
 provenance, ETags and caching api/provenance.py. The response shapes live here, beside the
-only routes that use them.
+only routes that use them. Releases and lead time at each granularity read the same inputs (the
+whole commit graph), kept in a small per-app memo so that one read serves them all.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel
 
-from api.deps import StoreDep
-from api.provenance import serve
-from api.routes.repos import _ERRORS, RepoId
-from processors.metrics.releases import lead_time_result, releases_result
-from processors.releasereads import release_inputs
+from metre.api.deps import StoreDep
+from metre.api.provenance import serve
+from metre.api.routes.repos import _ERRORS, RepoId
+from metre.api.specquery import Values, query
+from metre.processors.metrics.releases import (
+    LEAD_TIME,
+    Node,
+    Tag,
+    lead_time_result,
+    releases_result,
+)
+from metre.processors.reads import stamps
+from metre.processors.releasereads import release_inputs
+from metre.processors.store import PgStore
 
 router = APIRouter(tags=["metrics"])
 _NOT_MODIFIED: dict[int | str, dict[str, Any]] = {304: {"description": "Not modified"}}
+
+Inputs = tuple[dict[str, Node], list[Tag]]
+
+
+class ReleaseInputsMemo:
+    """The latest release inputs, by (repository, generation, watermark, head): the stamp a
+    result's identity holds, so an entry is as current as a cached result would be."""
+
+    def __init__(self, max_entries: int = 2) -> None:
+        self.max_entries = max_entries  # a graph is about 300 bytes per commit
+        self._items: OrderedDict[tuple[Any, ...], Inputs] = OrderedDict()
+
+    async def get(self, store: PgStore, repo_id: int) -> Inputs:
+        (s,) = await stamps(store, [repo_id])
+        key = (repo_id, s.generation, s.watermark, s.head)
+        found = self._items.get(key)
+        if found is not None:
+            self._items.move_to_end(key)
+            return found
+        inputs = await release_inputs(store, repo_id)
+        if await stamps(store, [repo_id]) == [s]:  # no batch moved it under the read
+            self._items[key] = inputs
+            while len(self._items) > self.max_entries:
+                self._items.popitem(last=False)
+        return inputs
+
+
+def _memo(request: Request) -> ReleaseInputsMemo:
+    memo: ReleaseInputsMemo | None = getattr(request.app.state, "release_memo", None)
+    if memo is None:
+        memo = request.app.state.release_memo = ReleaseInputsMemo()
+    return memo
 
 
 class LeadTime(BaseModel):
@@ -79,7 +122,7 @@ class LeadTimeOut(BaseModel):
 )
 async def repo_releases(request: Request, repo_id: RepoId, store: StoreDep) -> Response:
     async def compute(ids: list[int]) -> dict[str, Any]:
-        graph, tags = await release_inputs(store, ids[0])
+        graph, tags = await _memo(request).get(store, ids[0])
         return {"repo_id": repo_id, **releases_result(graph, tags)}
 
     return await serve(request, store, "releases", {}, compute, repo_id=repo_id)
@@ -94,12 +137,12 @@ async def repo_lead_time(
     request: Request,
     repo_id: RepoId,
     store: StoreDep,
-    granularity: Annotated[
-        Literal["day", "week", "month"], Query(description="day, week or month")
-    ] = "week",
+    values: Annotated[Values, Depends(query(LEAD_TIME))],
 ) -> Response:
+    granularity = values["granularity"]
+
     async def compute(ids: list[int]) -> dict[str, Any]:
-        graph, tags = await release_inputs(store, ids[0])
+        graph, tags = await _memo(request).get(store, ids[0])
         return {
             "repo_id": repo_id,
             "granularity": granularity,

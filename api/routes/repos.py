@@ -10,10 +10,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Response
 from pydantic import Field, SecretStr
 
-from api.deps import SettingsDep, StoreDep
-from api.paging import PageLimit, PageOffset, page
-from api.responses import OrjsonResponse
-from api.schemas import (
+from metre.api.deps import SettingsDep, StoreDep
+from metre.api.paging import PageLimit, PageOffset, page
+from metre.api.responses import OrjsonResponse
+from metre.api.schemas import (
     INT64_MAX,
     CommitOut,
     ErrorOut,
@@ -23,12 +23,12 @@ from api.schemas import (
     RepoList,
     RepoOut,
 )
-from ingest.branches import branch_names
-from ingest.mirrordir import mirror_path
-from ingest.repourls import check_host, validate_url
-from ingest.urlpolicy import InvalidRepositoryURL
-from processors import webhookstore
-from processors.store import AmbiguousSha, RepoExists, RepoRow
+from metre.ingest.branches import branch_names
+from metre.ingest.mirrordir import mirror_path
+from metre.ingest.repourls import check_host, validate_url
+from metre.ingest.urlpolicy import InvalidRepositoryURL
+from metre.processors import webhookstore
+from metre.processors.store import AmbiguousSha, RepoExists, RepoRow
 
 router = APIRouter(tags=["repositories"])
 

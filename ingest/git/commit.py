@@ -9,12 +9,12 @@ from __future__ import annotations
 import codecs
 from typing import TYPE_CHECKING, NamedTuple
 
-from ingest import gitdate
-from ingest.events import Person
-from ingest.git.errors import RepositoryError
+from metre.contracts.events import Person
+from metre.ingest import gitdate
+from metre.ingest.git.errors import RepositoryError
 
-if TYPE_CHECKING:  # ingest.mailmap reads commit headers here
-    from ingest.mailmap import Mailmap
+if TYPE_CHECKING:  # metre.ingest.mailmap reads commit headers here
+    from metre.ingest.mailmap import Mailmap
 
 __all__ = [
     "Header",
@@ -96,7 +96,7 @@ def person(ident: bytes, encoding: str | None, mailmap: Mailmap | None = None) -
     email = ident[lt + 1 : gt].decode("utf-8", "replace")
     if mailmap:
         name, email = mailmap.map(name, email)
-    # a date never fails a commit: see `ingest.gitdate`
+    # a date never fails a commit: see `metre.ingest.gitdate`
     when, raw = gitdate.parse(ident[ident.rfind(b">") + 1 :])
     return Person(name, email.lower(), when, raw)
 

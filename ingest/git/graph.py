@@ -1,7 +1,7 @@
 """Walks of the commit graph: the new commits of a poll, and merge bases (reads commits only).
 
 Why not dulwich's `Walker` and `find_merge_base`: they build a `Commit` per commit and map the
-pack a second time; these read commit headers through `ingest.git.objects`' cached reader and
+pack a second time; these read commit headers through `metre.ingest.git.objects`' cached reader and
 give the same order and the same bases.
 """
 
@@ -13,8 +13,8 @@ from typing import Any
 
 from dulwich.graph import find_merge_base
 
-from ingest.git.commit import Header, commit_time
-from ingest.git.objects import Node, reader
+from metre.ingest.git.commit import Header, commit_time
+from metre.ingest.git.objects import Node, reader
 
 __all__ = ["lowest_common_ancestors", "merge_bases", "new_commits", "use_commit_graph"]
 
@@ -45,7 +45,7 @@ def merge_bases(repo: Any, ids: Any) -> list[bytes]:
 
 def use_commit_graph(repo: Any) -> None:
     """Let merge-base searches in `repo` load whole ancestries into a graph numbered
-    topologically (`ingest.git.commitgraph`): reading every ancestor's header once (a second or two
+    topologically (`metre.ingest.git.commitgraph`): reading every ancestor's header once (a second or two
     for 80,000 commits) makes each search stop at its bases instead of walking by date. Worth it
     for a backfill's many merges; a poll of a few new commits keeps the date-ordered search,
     which walks only the commits newer than its bases (both give the same bases)."""

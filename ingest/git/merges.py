@@ -10,14 +10,14 @@ from __future__ import annotations
 import binascii
 from typing import Any
 
-import kernels
-from ingest.blobmeasures import NO_BLOB, measures
-from ingest.events import BlobDelta, MergeFile
-from ingest.git.commit import Header
-from ingest.git.graph import merge_bases
-from ingest.git.objects import Entry, Reader, is_gitlink
-from ingest.git.treediff import tree_changes
-from ingest.paths import path_text
+from metre import kernels
+from metre.contracts.events import BlobDelta, MergeFile
+from metre.contracts.paths import path_text
+from metre.ingest.blobmeasures import NO_BLOB, measures
+from metre.ingest.git.commit import Header
+from metre.ingest.git.graph import merge_bases
+from metre.ingest.git.objects import Entry, Reader, is_gitlink
+from metre.ingest.git.treediff import tree_changes
 
 __all__ = ["merge_files", "union_weights"]
 

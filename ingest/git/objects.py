@@ -1,8 +1,8 @@
 """Raw objects of one object store, by name, with the caches a walk of a history needs.
 
 Why not dulwich's objects: building `Commit` and `Tree` objects costs more than the line diff
-(docs/architecture.md, "Ingest"). Packs are read by the compiled `ingest.packs.PackReader`
-(`ingest.git.rawread` for the rest); raw tree bodies are cached, bounded in bytes and keyed by
+(docs/architecture.md, "Ingest"). Packs are read by the compiled `metre.ingest.packs.PackReader`
+(`metre.ingest.git.rawread` for the rest); raw tree bodies are cached, bounded in bytes and keyed by
 binary sha (content-addressed, so never stale); commits' parents, time and tree are cached for
 graph walks. Tree entries' shas stay binary, as the tree holds them.
 """
@@ -18,11 +18,11 @@ from typing import Any, NamedTuple
 
 from dulwich.errors import ApplyDeltaError, ChecksumMismatch, FileFormatException, ObjectMissing
 
-from ingest.git.commit import Header, commit_time, parse_commit
-from ingest.git.commitgraph import CommitGraph
-from ingest.git.errors import RepositoryError
-from ingest.git.rawread import raw_object
-from ingest.packs import PackReader
+from metre.ingest.git.commit import Header, commit_time, parse_commit
+from metre.ingest.git.commitgraph import CommitGraph
+from metre.ingest.git.errors import RepositoryError
+from metre.ingest.git.rawread import raw_object
+from metre.ingest.packs import PackReader
 
 __all__ = [
     "BLOB",

@@ -2,7 +2,7 @@
 
 Why not dulwich's `get_raw` alone: it parses a loose object to read it, and its commit parser
 refuses identity lines git accepts (a date such as ``12x34``). Loose objects are inflated here;
-packed ones come from dulwich's raw read, or first from `ingest.packs`' compiled reader where
+packed ones come from dulwich's raw read, or first from `metre.ingest.packs`' compiled reader where
 the caller holds one.
 """
 

@@ -15,9 +15,9 @@ from typing import Any
 from dulwich.errors import ObjectFormatException
 from dulwich.objects import parse_tree
 
-import kernels
-from ingest.git.errors import RepositoryError
-from ingest.git.objects import Entry, Reader, hex_name
+from metre import kernels
+from metre.ingest.git.errors import RepositoryError
+from metre.ingest.git.objects import Entry, Reader, hex_name
 
 __all__ = ["Change", "tree_changes"]
 

@@ -1,4 +1,8 @@
-"""Metrics as pure functions from one commit event to deltas (pure: no I/O).
+"""Metrics as pure functions from one commit event to deltas, and their folds (pure: no I/O).
+
+Each metric is a typed spec (processors/metrics/spec.py) listed in one registry
+(processors/metrics/registry.py); this package gathers what the sink needs from them:
+`TABLES`, `FOLDS` and `fold` (the hot path), and `METRICS`, `total` (the oracles).
 
 A delta names a row (table + key) and what to merge into it: counters in `add` are summed, so
 redelivery, parallel backfill and retraction (negated deltas) commute; `least` and `greatest`
@@ -13,10 +17,11 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ingest.events import CommitEvent
+from metre.contracts.events import CommitEvent
 
 if TYPE_CHECKING:
-    from processors.metrics.table import MetricTable
+    from metre.processors.metrics.spec import Writer
+    from metre.processors.metrics.table import MetricTable
 
 Rows = dict[str, dict[tuple[Hashable, ...], list[Any]]]
 """Merged rows by table name, then key: what `fold` builds (see `table.Row`)."""
@@ -31,9 +36,6 @@ class Delta:
     add: Mapping[str, int]
     least: Mapping[str, Any] = field(default_factory=dict)
     greatest: Mapping[str, Any] = field(default_factory=dict)
-
-
-Metric = Callable[[CommitEvent], Iterator[Delta]]
 
 
 def negate(d: Delta) -> Delta:
@@ -81,40 +83,36 @@ def bump(
             row[i] += v
 
 
-MODULES: tuple[str, ...] = (
-    "activity",
-    "authors",
-    "contributors",
-    "punchcard",
-    "commit_size",
-    "languages",
-    "files",
-    "ownership",
-    "coupling",
-    "merges",
-    "releases",
-)
-"""Metric modules under processors.metrics. Each declares `METRICS` (functions), `TABLES`
-(`table.MetricTable` specs of the tables they write) and `ENTRIES` (catalogue entries); a
-module on the hot path may also declare `FOLD`, a function (event, rows) that merges its
-metrics' effect straight into `Rows`, equal to folding the deltas of its `METRICS` (tests hold
-them equal)."""
+Metric = Callable[[CommitEvent], Iterator[Delta]]
+"""A metric's pure definition: the deltas one event makes (an oracle: folds must equal it)."""
 
+Fold = Callable[[CommitEvent, Rows], None]
+"""Merges one event's effect straight into a batch's `Rows`."""
 
-def _load(attr: str) -> tuple[Any, ...]:
-    import importlib
+# The registry imports every metric module, and they import the types above.
+from metre.processors.metrics.registry import SPECS as SPECS  # noqa: E402
+from metre.processors.metrics.registry import WRITERS as WRITERS  # noqa: E402
 
-    out: list[Any] = []
-    for name in MODULES:
-        out.extend(getattr(importlib.import_module(f"processors.metrics.{name}"), attr, ()))
-    return tuple(out)
+METRICS: tuple[Metric, ...] = tuple(w.oracle for w in WRITERS)
+"""Every metric's delta function (the oracles), one per writer."""
 
-
-METRICS: tuple[Metric, ...] = _load("METRICS")
-"""Every metric maintained by processors, applied to every new event."""
-
-TABLES: dict[str, MetricTable] = {t.name: t for t in _load("TABLES")}
+TABLES: dict[str, MetricTable] = {t.name: t for w in WRITERS for t in w.tables}
 """Every metric table spec (`table.MetricTable`) by table name: what the store upserts."""
+
+FOLDS: tuple[Fold, ...] = tuple(w.folder for w in WRITERS)
+"""One fold per writer (`spec.Writer.folder`), in registry order."""
+
+FOLD_OF: dict[str, Fold] = {w.name: f for w, f in zip(WRITERS, FOLDS, strict=True)}
+"""The fold of each writer, by its name."""
+
+WRITER_OF: dict[str, Writer] = {t.name: w for w in WRITERS for t in w.tables}
+"""The writer of each metric table, by table name."""
+
+
+def folds_of(tables: Iterable[str]) -> tuple[Fold, ...]:
+    """The folds of the writers of `tables` (each writer's fold writes all of its tables)."""
+    names = {WRITER_OF[t].name for t in tables}
+    return tuple(FOLD_OF[w.name] for w in WRITERS if w.name in names)
 
 
 def deltas(events: Iterable[CommitEvent], metrics: Iterable[Metric] = METRICS) -> Iterator[Delta]:
@@ -128,35 +126,6 @@ def deltas(events: Iterable[CommitEvent], metrics: Iterable[Metric] = METRICS) -
 def total(events: Iterable[CommitEvent], metrics: Iterable[Metric] = METRICS) -> list[Delta]:
     """The merged effect of `events`: what the metric tables hold after applying them."""
     return merge(deltas(events, metrics))
-
-
-Fold = Callable[[CommitEvent, Rows], None]
-
-
-def _delta_fold(metrics: tuple[Metric, ...]) -> Fold:
-    def fold_deltas(e: CommitEvent, rows: Rows) -> None:
-        for m in metrics:
-            for d in m(e):
-                TABLES[d.table].fold(rows[d.table], d)
-
-    return fold_deltas
-
-
-def _folds() -> tuple[Fold, ...]:
-    import importlib
-
-    out: list[Fold] = []
-    for name in MODULES:
-        module = importlib.import_module(f"processors.metrics.{name}")
-        own = getattr(module, "FOLD", None)
-        if own is None and not getattr(module, "METRICS", ()):
-            continue  # a metric computed on read (coupling) writes nothing per event
-        out.append(own if own is not None else _delta_fold(tuple(getattr(module, "METRICS", ()))))
-    return tuple(out)
-
-
-FOLDS: tuple[Fold, ...] = _folds()
-"""One fold per metric module: its `FOLD`, or the fold of its metrics' deltas."""
 
 
 def fold(events: Iterable[CommitEvent], folds: Iterable[Fold] = FOLDS) -> Rows:

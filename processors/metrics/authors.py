@@ -8,14 +8,16 @@ the row does not depend on the order events arrive in. Rows are per commit kind
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC
+from typing import Any
 
-from ingest.events import CommitEvent
-from processors.metrics import Delta, Rows
-from processors.metrics.catalogue import BOTS, Entry, Param
-from processors.metrics.policy import kind, params
-from processors.metrics.table import Column, Extreme, MetricTable
+from metre.contracts.events import CommitEvent
+from metre.processors.metrics import Delta, Rows
+from metre.processors.metrics.catalogue import BOTS, INT32_MAX
+from metre.processors.metrics.policy import kind, of, params, resolver
+from metre.processors.metrics.spec import MetricSpec, Param, Route, Writer
+from metre.processors.metrics.table import Column, Extreme, MetricTable
 
 TABLE = "author_totals"
 
@@ -51,36 +53,52 @@ def fold(e: CommitEvent, rows: Rows) -> None:
         r[4] = latest
 
 
-METRICS = (authors,)
-FOLD = fold
-TABLES = (
-    MetricTable(
-        TABLE,
-        key=(Column("repo_id", "bigint"), Column("email", "text"), Column("kind", "smallint")),
-        counters=("commits", "added", "removed"),
-        extremes=(
-            Extreme("first_commit_at", "least", (Column("first_commit_at", "timestamptz"),)),
-            Extreme(
-                "latest",
-                "greatest",
-                (Column("last_commit_at", "timestamptz"), Column("name", "text", collate="C")),
+async def read(store: Any, ids: list[int], p: Mapping[str, Any]) -> dict[str, Any]:
+    from metre.processors import reads  # deferred: the reads import the store, which imports this
+
+    rows = await reads.authors(store, ids, of(p), p["bots"])
+    limit, offset = p["limit"], p["offset"]
+    end = None if limit is None else offset + limit
+    return {"authors": rows[offset:end], "total": len(rows)}
+
+
+WRITER: Writer = Writer(
+    "authors",
+    tables=(
+        MetricTable(
+            TABLE,
+            key=(Column("repo_id", "bigint"), Column("email", "text"), Column("kind", "smallint")),
+            counters=("commits", "added", "removed"),
+            extremes=(
+                Extreme("first_commit_at", "least", (Column("first_commit_at", "timestamptz"),)),
+                Extreme(
+                    "latest",
+                    "greatest",
+                    (Column("last_commit_at", "timestamptz"), Column("name", "text", collate="C")),
+                ),
             ),
         ),
     ),
+    oracle=authors,
+    fold=fold,
+    rebuilt_at=(21,),  # 0021: the commit kind joined the key
 )
-ENTRIES = (
-    Entry(
-        "authors",
-        "Per author (an individual: lower-cased emails regrouped by the identities, named by "
-        "its smallest email): commits, lines added and removed, first and last commit",
-        "commits; lines; timestamps",
-        version=3,
-        tables=(TABLE,),
-        params=(
-            *params(),
-            BOTS,
-            Param("limit", "integer", None, "page size (1 to 1000); every author if omitted"),
-            Param("offset", "integer", 0, "authors skipped"),
-        ),
+SPEC: MetricSpec = MetricSpec(
+    "authors",
+    "Per author (an individual: lower-cased emails regrouped by the identities, named by "
+    "its smallest email): commits, lines added and removed, first and last commit",
+    "commits; lines; timestamps",
+    version=3,
+    sources=(TABLE,),
+    params=(
+        *params(),
+        BOTS,
+        Param("limit", "integer", None, "page size; every author if omitted", ge=1, le=1000),
+        Param("offset", "integer", 0, "authors skipped", ge=0, le=INT32_MAX),
+    ),
+    writer=WRITER,
+    resolve=resolver(),
+    route=Route(
+        "Per-author totals, first and last commit", read, response="AuthorsOut", people=True
     ),
 )

@@ -13,11 +13,11 @@ import math
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from ingest.events import CommitEvent
-from processors.metrics import Delta, Rows, bump
-from processors.metrics.catalogue import Entry
-from processors.metrics.policy import COMMIT_SIZE_DEFAULT, kind, params
-from processors.metrics.table import Column, MetricTable
+from metre.contracts.events import CommitEvent
+from metre.processors.metrics import Delta, Rows, bump
+from metre.processors.metrics.policy import COMMIT_SIZE_DEFAULT, kind, of, params, resolver
+from metre.processors.metrics.spec import MetricSpec, Route, Writer
+from metre.processors.metrics.table import Column, MetricTable
 
 TABLE = "commit_sizes"
 MEASURES = ("files", "lines")
@@ -98,30 +98,46 @@ def summary(rows: Iterable[tuple[str, int, int]]) -> dict[str, Any]:
     return out
 
 
-METRICS = (commit_size,)
-FOLD = fold
-TABLES = (
-    MetricTable(
-        TABLE,
-        key=(
-            Column("repo_id", "bigint"),
-            Column("measure", "text"),
-            Column("value", "bigint"),
-            Column("kind", "smallint"),
+async def read(store: Any, ids: list[int], p: Mapping[str, Any]) -> dict[str, Any]:
+    from metre.processors import reads  # deferred: the reads import the store, which imports this
+
+    return summary(await reads.commit_sizes(store, ids, of(p)))
+
+
+WRITER: Writer = Writer(
+    "commit_size",
+    tables=(
+        MetricTable(
+            TABLE,
+            key=(
+                Column("repo_id", "bigint"),
+                Column("measure", "text"),
+                Column("value", "bigint"),
+                Column("kind", "smallint"),
+            ),
+            counters=("commits",),
         ),
-        counters=("commits",),
     ),
+    oracle=commit_size,
+    fold=fold,
+    rebuilt_at=(21,),  # 0021: the commit kind joined the key
 )
-ENTRIES = (
-    Entry(
-        "commit-size",
-        "Distribution over commits (default: non-merge commits; merges count as numstat shows "
-        "them, 0 files and 0 lines) of files changed and lines changed (added + removed): mean, "
-        "nearest-rank percentiles 50/75/90/99, power-of-two histogram",
-        "files; lines",
-        version=2,
-        tables=(TABLE,),
-        params=params(COMMIT_SIZE_DEFAULT),
-        org=True,
+SPEC: MetricSpec = MetricSpec(
+    "commit-size",
+    "Distribution over commits (default: non-merge commits; merges count as numstat shows "
+    "them, 0 files and 0 lines) of files changed and lines changed (added + removed): mean, "
+    "nearest-rank percentiles 50/75/90/99, power-of-two histogram",
+    "files; lines",
+    version=2,
+    sources=(TABLE,),
+    params=params(COMMIT_SIZE_DEFAULT),
+    org=True,
+    writer=WRITER,
+    resolve=resolver(COMMIT_SIZE_DEFAULT),
+    route=Route(
+        "Files and lines changed per non-merge commit: percentiles and histogram",
+        read,
+        response="CommitSizeOut",
+        org_summary="Commit size distribution over repositories",
     ),
 )

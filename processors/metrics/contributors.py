@@ -9,15 +9,17 @@ definitions live (docs/metrics.md has them too). Rows are per commit kind
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import replace
 from datetime import UTC, date, timedelta
 from typing import Any
 
-from ingest.events import CommitEvent
-from processors.metrics import Delta, Rows, bump
-from processors.metrics.catalogue import BOTS, GRANULARITY, Entry, Param
-from processors.metrics.policy import kind, params
-from processors.metrics.table import Column, MetricTable
+from metre.contracts.events import CommitEvent
+from metre.processors.metrics import Delta, Rows, bump
+from metre.processors.metrics.catalogue import BOTS, GRANULARITY
+from metre.processors.metrics.policy import kind, of, params, resolver
+from metre.processors.metrics.spec import MetricSpec, Param, Route, Writer
+from metre.processors.metrics.table import Column, MetricTable
 
 TABLE = "author_days"
 DEFAULT_GAP_DAYS = 90
@@ -94,41 +96,64 @@ def series(
     return out
 
 
-METRICS = (author_days,)
-FOLD = fold
-TABLES = (
-    MetricTable(
-        TABLE,
-        key=(
-            Column("repo_id", "bigint"),
-            Column("email", "text"),
-            Column("day", "date"),
-            Column("kind", "smallint"),
-        ),
-        counters=("commits",),
-    ),
-)
-ENTRIES = (
-    Entry(
-        "contributors",
-        "Distinct authors (individuals: lower-cased emails regrouped by the identities) per "
-        "period: active, new (first commit), returning (after a gap of more than gap_days "
-        "days), cumulative",
-        "authors",
-        version=3,
-        tables=(TABLE,),
-        params=(
-            Param(
-                "granularity",
-                GRANULARITY.type,
-                "month",
-                GRANULARITY.description,
-                GRANULARITY.choices,
+async def read(store: Any, ids: list[int], p: Mapping[str, Any]) -> dict[str, Any]:
+    from metre.processors import reads  # deferred: the reads import the store, which imports this
+
+    days = await reads.author_days(store, ids, of(p), p["bots"])
+    return {
+        "granularity": p["granularity"],
+        "gap_days": p["gap_days"],
+        "series": series(days, p["granularity"], p["gap_days"]),
+    }
+
+
+WRITER: Writer = Writer(
+    "contributors",
+    tables=(
+        MetricTable(
+            TABLE,
+            key=(
+                Column("repo_id", "bigint"),
+                Column("email", "text"),
+                Column("day", "date"),
+                Column("kind", "smallint"),
             ),
-            Param("gap_days", "integer", DEFAULT_GAP_DAYS, "days without a commit before a return"),
-            *params(),
-            BOTS,
+            counters=("commits",),
         ),
-        org=True,
+    ),
+    oracle=author_days,
+    fold=fold,
+    rebuilt_at=(21,),  # 0021: the commit kind joined the key
+)
+SPEC: MetricSpec = MetricSpec(
+    "contributors",
+    "Distinct authors (individuals: lower-cased emails regrouped by the identities) per "
+    "period: active, new (first commit), returning (after a gap of more than gap_days "
+    "days), cumulative",
+    "authors",
+    version=3,
+    sources=(TABLE,),
+    params=(
+        replace(GRANULARITY, default="month"),
+        Param(
+            "gap_days",
+            "integer",
+            DEFAULT_GAP_DAYS,
+            "days without a commit before a commit counts as a return",
+            ge=0,
+            le=36_500,
+        ),
+        *params(),
+        BOTS,
+    ),
+    org=True,
+    writer=WRITER,
+    resolve=resolver(),
+    route=Route(
+        "Active, new, returning and cumulative contributors per period",
+        read,
+        response="ContributorsOut",
+        org_summary="Contributors over repositories (one per individual: GET /api/v1/identities)",
+        people=True,
     ),
 )

@@ -13,7 +13,8 @@ Merges have no file changes of their own (`git log --numstat`), so they never co
 
 from __future__ import annotations
 
-from processors.metrics.catalogue import Entry, Param
+from metre.processors.metrics.catalogue import INT32_MAX
+from metre.processors.metrics.spec import MetricSpec, Param
 
 MAX_FILES_LIMIT = 100
 """Largest `max_files` a read accepts: a commit of n files makes n(n-1)/2 pairs to count."""
@@ -25,30 +26,33 @@ def degree(shared: int, commits_a: int, commits_b: int) -> float:
     return shared / ((commits_a + commits_b) / 2)
 
 
-ENTRIES = (
-    Entry(
-        "coupling",
-        "Pairs of files changed in the same non-merge commit, ignoring commits that touch more "
-        "than max_files files: shared commits, and degree = shared / mean(commits of each file "
-        "among the commits kept); ranked by shared commits, then degree, then paths",
-        "commits, ratio",
-        version=1,
-        tables=("file_changes",),
-        params=(
-            Param(
-                "max_files",
-                "integer",
-                DEFAULT_MAX_FILES,
-                f"ignore larger commits (1..{MAX_FILES_LIMIT})",
-            ),
-            Param("min_shared", "integer", 2, "least shared commits of a pair"),
-            Param(
-                "path",
-                "string",
-                None,
-                'only the partners of this file (as served: docs/metrics.md, "Paths")',
-            ),
-            Param("limit", "integer", 100, "pairs returned (1 to 1000)"),
+SPEC: MetricSpec = MetricSpec(
+    "coupling",
+    "Pairs of files changed in the same non-merge commit, ignoring commits that touch more "
+    "than max_files files: shared commits, and degree = shared / mean(commits of each file "
+    "among the commits kept); ranked by shared commits, then degree, then paths",
+    "commits, ratio",
+    version=1,
+    sources=("file_changes",),
+    params=(
+        Param(
+            "max_files",
+            "integer",
+            DEFAULT_MAX_FILES,
+            "ignore commits touching more files",
+            ge=1,
+            le=MAX_FILES_LIMIT,
         ),
+        Param("min_shared", "integer", 2, "least shared commits of a pair", ge=1, le=INT32_MAX),
+        Param(
+            "path",
+            "string",
+            None,
+            "only the partners of this file, in the served path form (docs/metrics.md, "
+            '"Paths": a backslash doubled, bytes that are not UTF-8 as \\xNN)',
+            min_length=1,
+            max_length=4096,
+        ),
+        Param("limit", "integer", 100, "pairs returned", ge=1, le=1000),
     ),
 )

@@ -31,10 +31,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC
 
-from ingest.events import BlobDelta, CommitEvent
-from processors.metrics import Delta, Rows
-from processors.metrics.catalogue import Entry, Param
-from processors.metrics.table import Column, Extreme, MetricTable
+from metre.contracts.events import BlobDelta, CommitEvent
+from metre.processors.metrics import Delta, Rows
+from metre.processors.metrics.catalogue import INT32_MAX
+from metre.processors.metrics.spec import MetricSpec, Param, Writer
+from metre.processors.metrics.table import Column, Extreme, MetricTable
 
 STATS = "file_stats"
 AUTHORS = "file_authors"
@@ -157,76 +158,80 @@ _REPO = Column("repo_id", "bigint")
 _PATH = Column("path", "text")
 _EMAIL = Column("email", "text")
 
-METRICS = (files,)
-FOLD = fold
-TABLES = (
-    MetricTable(
-        STATS,
-        key=(_REPO, _PATH),
-        counters=(
-            "commits",
-            "added",
-            "removed",
-            "presence",
-            "binary_changes",
-            "blob_bytes",
-            "blob_binary",
-            "blob_text_bytes",
-            "blob_unknown",
-            "blob_code",
-            "code_unknown",
-        ),
-        extremes=(
-            Extreme(
-                "last",
-                "greatest",
-                (Column("last_change_at", "timestamptz"), Column("last_binary", "boolean")),
+WRITER: Writer = Writer(
+    "files",
+    tables=(
+        MetricTable(
+            STATS,
+            key=(_REPO, _PATH),
+            counters=(
+                "commits",
+                "added",
+                "removed",
+                "presence",
+                "binary_changes",
+                "blob_bytes",
+                "blob_binary",
+                "blob_text_bytes",
+                "blob_unknown",
+                "blob_code",
+                "code_unknown",
+            ),
+            extremes=(
+                Extreme(
+                    "last",
+                    "greatest",
+                    (Column("last_change_at", "timestamptz"), Column("last_binary", "boolean")),
+                ),
             ),
         ),
+        MetricTable(
+            AUTHORS,
+            key=(_REPO, _PATH, _EMAIL),
+            counters=("commits", "created", "added", "removed"),
+        ),
     ),
-    MetricTable(
-        AUTHORS, key=(_REPO, _PATH, _EMAIL), counters=("commits", "created", "added", "removed")
-    ),
+    oracle=files,
+    fold=fold,
 )
 
 FILE_SORTS = ("commits", "lines", "churn", "path")
-LIMIT = Param("limit", "integer", 100, "page size (1 to 1000)")
-OFFSET = Param("offset", "integer", 0, "rows to skip")
+LIMIT = Param("limit", "integer", 100, "page size", ge=1, le=1000)
+OFFSET = Param("offset", "integer", 0, "rows to skip", ge=0, le=INT32_MAX)
 
-ENTRIES = (
-    Entry(
-        "files",
-        "Per file (every path in the tracked history): non-merge commits touching it, lines "
-        "added and removed, distinct authors, whether it exists at head, the UTC author time of "
-        "its latest change, and its current length in lines (git's count: a last line without "
-        "a newline counts; null when the file is absent at head or was ever binary), "
-        "whether its latest change was binary (`last_change_binary`; `binary` is its old "
-        "name) and whether any change was (`ever_binary`, which is why `lines` is null); and "
-        "the blob at head: its size (`bytes`), whether it is binary by git's rule "
-        "(`binary_at_head`) and its lines of code (`code_lines`: lines holding something other "
-        "than whitespace and comments, by the comment syntax of its Linguist language; 0 for "
-        "binary blobs, symlinks and submodules), null when the file is absent at head or the "
-        "measure is not known yet",
-        "commits, lines, bytes, code lines",
-        version=5,
-        tables=(STATS, AUTHORS, "file_merge_lines"),
-        params=(
-            Param("sort", "string", "commits", "order (descending; path ascending)", FILE_SORTS),
-            Param("exists", "boolean", None, "only files present (true) or absent (false) at head"),
-            LIMIT,
-            OFFSET,
-        ),
+FILES: MetricSpec = MetricSpec(
+    "files",
+    "Per file (every path in the tracked history): non-merge commits touching it, lines "
+    "added and removed, distinct authors, whether it exists at head, the UTC author time of "
+    "its latest change, and its current length in lines (git's count: a last line without "
+    "a newline counts; null when the file is absent at head or was ever binary), "
+    "whether its latest change was binary (`last_change_binary`; `binary` is its old "
+    "name) and whether any change was (`ever_binary`, which is why `lines` is null); and "
+    "the blob at head: its size (`bytes`), whether it is binary by git's rule "
+    "(`binary_at_head`) and its lines of code (`code_lines`: lines holding something other "
+    "than whitespace and comments, by the comment syntax of its Linguist language; 0 for "
+    "binary blobs, symlinks and submodules), null when the file is absent at head or the "
+    "measure is not known yet",
+    "commits, lines, bytes, code lines",
+    version=5,
+    sources=(STATS, AUTHORS, "file_merge_lines"),
+    params=(
+        Param("sort", "string", "commits", "order (descending; path ascending)", FILE_SORTS),
+        Param("exists", "boolean", None, "only files present (true) or absent (false) at head"),
+        LIMIT,
+        OFFSET,
     ),
-    Entry(
-        "hotspots",
-        "Files present at head ranked by change frequency x size (CodeScene): non-merge commits "
-        "touching the file within the window times its lines of code at head (`code_lines`: "
-        "blank and comment lines excluded; `lines` is its length); the window is the `days` "
-        "UTC days ending with the day of the repository's latest author date; vendored, "
-        "generated and lock files (Linguist's path rules) and files without code are left out",
-        "commits x code lines",
-        version=4,
-        tables=(STATS, "file_changes", "activity_daily", "file_merge_lines"),
-        params=(Param("days", "integer", 365, "window length in days (1 to 36500)"), LIMIT),
-    ),
+    writer=WRITER,
+)
+HOTSPOTS: MetricSpec = MetricSpec(
+    "hotspots",
+    "Files present at head ranked by change frequency x size (CodeScene): non-merge commits "
+    "touching the file within the window times its lines of code at head (`code_lines`: "
+    "blank and comment lines excluded; `lines` is its length); the window is the `days` "
+    "UTC days ending with the day of the repository's latest author date; vendored, "
+    "generated and lock files (Linguist's path rules) and files without code are left out",
+    "commits x code lines",
+    version=4,
+    sources=(STATS, "file_changes", "activity_daily", "file_merge_lines"),
+    params=(Param("days", "integer", 365, "window length in UTC days", ge=1, le=36_500), LIMIT),
 )

@@ -7,20 +7,22 @@ documentation, lock and data/prose files (JSON, YAML, Markdown, ...) are left ou
 paths enry does not recognise and binary changes. Net lines = added - removed.
 
 Bytes at head follow GitHub's measure (the sizes of the counted blobs at head; Linguist gives a
-binary blob no language): `text_bytes` sums the changes' blob measures (ingest.events.BlobDelta,
+binary blob no language): `text_bytes` sums the changes' blob measures
+(metre.contracts.events.BlobDelta,
 text bytes after minus before), binary changes included (a blob turning binary leaves the
 sum), with `blob_unknown` counting changes whose event carried none.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
-from ingest.events import CommitEvent, FileChange
-from processors.metrics import Delta, Rows, bump
-from processors.metrics.catalogue import Entry
-from processors.metrics.linguist import MAPPING, OTHER, classify
-from processors.metrics.table import Column, MetricTable
+from metre.contracts.events import CommitEvent, FileChange
+from metre.processors.metrics import Delta, Rows, bump
+from metre.processors.metrics.linguist import MAPPING, OTHER, classify
+from metre.processors.metrics.spec import MetricSpec, Route, Writer
+from metre.processors.metrics.table import Column, MetricTable
 
 TABLE = "language_lines"
 __all__ = ["MAPPING", "OTHER", "counted_language", "language", "languages"]
@@ -82,26 +84,43 @@ def fold(e: CommitEvent, rows: Rows) -> None:
             bump(table, (rid, lang), *_row(f))
 
 
-METRICS = (languages,)
-FOLD = fold
-TABLES = (
-    MetricTable(
-        TABLE,
-        key=(Column("repo_id", "bigint"), Column("language", "text")),
-        counters=("changes", "added", "removed", "binary_changes", "text_bytes", "blob_unknown"),
+async def read(store: Any, ids: list[int], p: Mapping[str, Any]) -> dict[str, Any]:
+    from metre.processors import reads  # deferred: the reads import the store, which imports this
+
+    return {"mapping": MAPPING, "languages": await reads.languages(store, ids)}
+
+
+WRITER: Writer = Writer(
+    "languages",
+    tables=(
+        MetricTable(
+            TABLE,
+            key=(Column("repo_id", "bigint"), Column("language", "text")),
+            counters=(
+                "changes", "added", "removed", "binary_changes", "text_bytes", "blob_unknown"
+            ),
+        ),
     ),
-)
-ENTRIES = (
-    Entry(
-        "languages",
-        "Per language (GitHub Linguist's, by go-enry from the path; programming and markup "
-        "languages only, vendored, generated, documentation and lock files and binary changes "
-        "excluded): text file changes, lines added, removed, lines at head (added - removed, "
-        "plus what merges decided themselves), and bytes at head (the sizes of the language's "
-        "text blobs at head, GitHub's measure)",
-        "lines, bytes",
-        version=4,
-        tables=(TABLE, "language_merge_lines"),
-        org=True,
+    oracle=languages,
+    fold=fold,
+    rebuilt_at=(23, 25, 26),  # Linguist's languages; binary changes and bytes; lines of code
+)  # fmt: skip
+SPEC: MetricSpec = MetricSpec(
+    "languages",
+    "Per language (GitHub Linguist's, by go-enry from the path; programming and markup "
+    "languages only, vendored, generated, documentation and lock files and binary changes "
+    "excluded): text file changes, lines added, removed, lines at head (added - removed, "
+    "plus what merges decided themselves), and bytes at head (the sizes of the language's "
+    "text blobs at head, GitHub's measure)",
+    "lines, bytes",
+    version=4,
+    sources=(TABLE, "language_merge_lines"),
+    org=True,
+    writer=WRITER,
+    route=Route(
+        "Lines added, removed and net per language (from file names; binary files excluded)",
+        read,
+        response="LanguagesOut",
+        org_summary="Lines by language over repositories",
     ),
 )

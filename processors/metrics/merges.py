@@ -3,7 +3,8 @@
 Merge commits carry no numstat rows (`git log --numstat`), so sums over non-merge commits
 (`file_stats`: added - removed, presence; `language_lines`) miss what a merge decided: a
 resolved conflict, a change of its own, a side's change it dropped, a change both sides made
-(counted twice). A merge's event carries that as `merge_files` (ingest.events.MergeFile: per
+(counted twice). A merge's event carries that as `merge_files`
+(metre.contracts.events.MergeFile: per
 path, signed lines and presence, by inclusion-exclusion over its parents and merge bases), a
 property of the commit alone; summed with the non-merge commits over the tracked history it
 gives the head's tree. Two additive tables, so retraction is a negated delta like everywhere:
@@ -21,11 +22,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ingest.events import CommitEvent
-from processors.metrics import Delta
-from processors.metrics.files import blob_columns
-from processors.metrics.languages import counted_language
-from processors.metrics.table import Column, MetricTable
+from metre.contracts.events import CommitEvent
+from metre.processors.metrics import Delta
+from metre.processors.metrics.files import blob_columns
+from metre.processors.metrics.languages import counted_language
+from metre.processors.metrics.spec import Writer
+from metre.processors.metrics.table import Column, MetricTable
 
 FILES = "file_merge_lines"
 LANGUAGES = "language_merge_lines"
@@ -57,26 +59,32 @@ def merges(e: CommitEvent) -> Iterator[Delta]:
 
 _REPO = Column("repo_id", "bigint")
 
-METRICS = (merges,)
-TABLES = (
-    MetricTable(
-        FILES,
-        key=(_REPO, Column("path", "text")),
-        counters=(
-            "merges",
-            "lines",
-            "presence",
-            "blob_bytes",
-            "blob_binary",
-            "blob_text_bytes",
-            "blob_unknown",
-            "blob_code",
-            "code_unknown",
+WRITER: Writer = Writer(
+    "merges",
+    tables=(
+        MetricTable(
+            FILES,
+            key=(_REPO, Column("path", "text")),
+            counters=(
+                "merges",
+                "lines",
+                "presence",
+                "blob_bytes",
+                "blob_binary",
+                "blob_text_bytes",
+                "blob_unknown",
+                "blob_code",
+                "code_unknown",
+            ),
+        ),
+        MetricTable(
+            LANGUAGES,
+            key=(_REPO, Column("language", "text")),
+            counters=("merges", "lines", "text_bytes", "blob_unknown"),
         ),
     ),
-    MetricTable(
-        LANGUAGES,
-        key=(_REPO, Column("language", "text")),
-        counters=("merges", "lines", "text_bytes", "blob_unknown"),
-    ),
+    oracle=merges,
+    rebuilt_at=(23, 25, 26),  # as languages (language_merge_lines), and file_merge_lines' code
 )
+"""Read by the files, hotspots, ownership and languages metrics; served by none of its own.
+Merges are few, so the sink folds its deltas (no hand-tuned fold)."""

@@ -21,9 +21,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import kernels
-from processors.metrics.catalogue import BOTS, Entry, Param
-from processors.metrics.files import AUTHORS, STATS
+from metre import kernels
+from metre.processors.metrics.catalogue import BOTS, INT32_MAX
+from metre.processors.metrics.files import AUTHORS, STATS
+from metre.processors.metrics.spec import MetricSpec, Param
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,31 +81,29 @@ def ownership(rows: Iterable[FileAuthor], counted: Iterable[str]) -> Ownership:
     return Ownership(files, [(emails[a], authored[a]) for a in removed])
 
 
-ENTRIES = (
-    Entry(
-        "ownership",
-        "Main authors of each file present at head by degree of authorship (Avelino et al., "
-        "ICPC 2016): DOA = 3.293 + 1.098 FA + 0.164 DL - 0.321 ln(1 + AC); an author has "
-        "DOA >= 3.293 and DOA / the file's greatest DOA > 0.75; vendored, generated and lock "
-        "files (Linguist's path rules) are left out",
-        "DOA (dimensionless)",
-        version=4,
-        tables=(STATS, AUTHORS, "file_merge_lines"),
-        params=(
-            BOTS,
-            Param("limit", "integer", 100, "files per page (1 to 1000), in path order"),
-            Param("offset", "integer", 0, "files to skip"),
-        ),
+OWNERSHIP: MetricSpec = MetricSpec(
+    "ownership",
+    "Main authors of each file present at head by degree of authorship (Avelino et al., "
+    "ICPC 2016): DOA = 3.293 + 1.098 FA + 0.164 DL - 0.321 ln(1 + AC); an author has "
+    "DOA >= 3.293 and DOA / the file's greatest DOA > 0.75; vendored, generated and lock "
+    "files (Linguist's path rules) are left out",
+    "DOA (dimensionless)",
+    version=4,
+    sources=(STATS, AUTHORS, "file_merge_lines"),
+    params=(
+        BOTS,
+        Param("limit", "integer", 100, "files per page, in path order", ge=1, le=1000),
+        Param("offset", "integer", 0, "files to skip", ge=0, le=INT32_MAX),
     ),
-    Entry(
-        "truck-factor",
-        "Truck factor (Avelino et al., ICPC 2016): remove the author who authors the most files "
-        "present at head (ties: smaller email) until more than half of them have no author "
-        "left; the number removed, and who, in order; vendored, generated and lock files "
-        "(Linguist's path rules) are left out",
-        "authors",
-        version=4,
-        tables=(STATS, AUTHORS, "file_merge_lines"),
-        params=(BOTS,),
-    ),
+)
+TRUCK_FACTOR: MetricSpec = MetricSpec(
+    "truck-factor",
+    "Truck factor (Avelino et al., ICPC 2016): remove the author who authors the most files "
+    "present at head (ties: smaller email) until more than half of them have no author "
+    "left; the number removed, and who, in order; vendored, generated and lock files "
+    "(Linguist's path rules) are left out",
+    "authors",
+    version=4,
+    sources=(STATS, AUTHORS, "file_merge_lines"),
+    params=(BOTS,),
 )

@@ -16,11 +16,12 @@ Explicit `merges` / `empty` values override a preset's. docs/metrics.md has the 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ingest.events import CommitEvent
-from processors.metrics.catalogue import Param
+from metre.contracts.events import CommitEvent
+from metre.processors.metrics.catalogue import Param
 
 CHANGE, EMPTY, MERGE = 0, 1, 2
 
@@ -86,16 +87,39 @@ def params(default: Policy = Policy()) -> tuple[Param, ...]:
     return (
         Param(
             "policy", "string", None,
-            "preset: github = merges and empty commits excluded; all = both included "
-            "(merges / empty override it)", tuple(PRESETS),
+            "preset: github = merges and empty commits excluded (GitHub's contributor "
+            "statistics); all = both included (merges / empty override it)", tuple(PRESETS),
         ),
         Param(
             "merges", "string", default.merges,
-            "merge commits (two or more parents) counted or not", ("include", "exclude"),
+            "merge commits (two or more parents) counted or not; default per metric",
+            ("include", "exclude"),
+            optional=True,
         ),
         Param(
             "empty", "string", default.empty,
             "empty non-merge commits (no file in git log --numstat) counted or not",
-            ("include", "exclude"),
+            ("include", "exclude"), optional=True,
         ),
     )  # fmt: skip
+
+
+def resolver(default: Policy = Policy()) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    """A metric's `spec.Resolver`: the query's values, with `policy`, `merges` and `empty`
+    resolved against the metric's default (the values results are stamped with)."""
+
+    def resolve(values: Mapping[str, Any]) -> dict[str, Any]:
+        p = resolve_policy(values, default)
+        return {**values, **p.params()}
+
+    return resolve
+
+
+def resolve_policy(values: Mapping[str, Any], default: Policy = Policy()) -> Policy:
+    """The policy of a request's values (`resolve`)."""
+    return resolve(values["policy"], values["merges"], values["empty"], default)
+
+
+def of(params: Mapping[str, Any]) -> Policy:
+    """The policy resolved parameters stand for (see `resolver`)."""
+    return Policy(params["merges"], params["empty"], params["policy"])

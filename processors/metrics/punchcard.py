@@ -7,14 +7,14 @@ per commit kind (processors/metrics/policy.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from ingest.events import CommitEvent
-from processors.metrics import Delta, Rows, bump
-from processors.metrics.catalogue import Entry
-from processors.metrics.policy import kind, params
-from processors.metrics.table import Column, MetricTable
+from metre.contracts.events import CommitEvent
+from metre.processors.metrics import Delta, Rows, bump
+from metre.processors.metrics.policy import kind, of, params, resolver
+from metre.processors.metrics.spec import MetricSpec, Route, Writer
+from metre.processors.metrics.table import Column, MetricTable
 
 TABLE = "punchcard"
 
@@ -44,28 +44,44 @@ def result(cells: Iterable[tuple[int, int, int]]) -> dict[str, Any]:
     return {"total": sum(map(sum, g)), "commits": g}
 
 
-METRICS = (punchcard,)
-FOLD = fold
-TABLES = (
-    MetricTable(
-        TABLE,
-        key=(
-            Column("repo_id", "bigint"),
-            Column("weekday", "smallint"),
-            Column("hour", "smallint"),
-            Column("kind", "smallint"),
+async def read(store: Any, ids: list[int], p: Mapping[str, Any]) -> dict[str, Any]:
+    from metre.processors import reads  # deferred: the reads import the store, which imports this
+
+    return result(await reads.punchcard(store, ids, of(p)))
+
+
+WRITER: Writer = Writer(
+    "punchcard",
+    tables=(
+        MetricTable(
+            TABLE,
+            key=(
+                Column("repo_id", "bigint"),
+                Column("weekday", "smallint"),
+                Column("hour", "smallint"),
+                Column("kind", "smallint"),
+            ),
+            counters=("commits",),
         ),
-        counters=("commits",),
     ),
+    oracle=punchcard,
+    fold=fold,
+    rebuilt_at=(21,),  # 0021: the commit kind joined the key
 )
-ENTRIES = (
-    Entry(
-        "punchcard",
-        "Commits by weekday (0 = Monday) and hour of the author's own local time",
-        "commits",
-        version=2,
-        tables=(TABLE,),
-        params=(*params(),),
-        org=True,
+SPEC: MetricSpec = MetricSpec(
+    "punchcard",
+    "Commits by weekday (0 = Monday) and hour of the author's own local time",
+    "commits",
+    version=2,
+    sources=(TABLE,),
+    params=params(),
+    org=True,
+    writer=WRITER,
+    resolve=resolver(),
+    route=Route(
+        "Commits by weekday (0 = Monday) and hour, in the author's own time zone",
+        read,
+        response="PunchcardOut",
+        org_summary="Punch card over repositories",
     ),
 )

@@ -16,13 +16,14 @@ were taken too): every commit is visited once, whatever the number of releases.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from processors.metrics.catalogue import Entry, Param
-from processors.metrics.commit_size import nearest_rank
-from processors.metrics.contributors import period_start
+from metre.processors.metrics.catalogue import GRANULARITY
+from metre.processors.metrics.commit_size import nearest_rank
+from metre.processors.metrics.contributors import period_start
+from metre.processors.metrics.spec import MetricSpec
 
 PERCENTILES = (50, 75, 90)
 
@@ -155,31 +156,25 @@ def lead_time_result(
 
 # The commit facts and the tags: a metric-update event names these metrics when either changed.
 _TABLES = ("commits", "release_tags")
-_WEEKLY = Param(
-    "granularity", "string", "week", "period length: UTC days, ISO weeks, months",
-    ("day", "week", "month"),
-)  # fmt: skip
 
-ENTRIES = (
-    Entry(
-        "releases",
-        "Per release (a tag matching METRE_RELEASE_TAGS whose commit is in the tracked history; "
-        "release time = tagger date, or the tagged commit's committer date for a lightweight "
-        "tag): the commits it brought (those no earlier release contains), merges, lines "
-        "added/removed, and nearest-rank percentiles 50/75/90 of their lead times (release "
-        "time - author time)",
-        "commits; lines; seconds",
-        version=1,
-        tables=_TABLES,
-    ),
-    Entry(
-        "lead-time",
-        "Per period of release time (UTC): releases (release frequency), commits released, and "
-        "nearest-rank percentiles 50/75/90 of lead time for changes (release time of the first "
-        "release containing a commit - its author time)",
-        "releases; commits; seconds",
-        version=1,
-        tables=_TABLES,
-        params=(_WEEKLY,),
-    ),
+RELEASES: MetricSpec = MetricSpec(
+    "releases",
+    "Per release (a tag matching METRE_RELEASE_TAGS whose commit is in the tracked history; "
+    "release time = tagger date, or the tagged commit's committer date for a lightweight "
+    "tag): the commits it brought (those no earlier release contains), merges, lines "
+    "added/removed, and nearest-rank percentiles 50/75/90 of their lead times (release "
+    "time - author time)",
+    "commits; lines; seconds",
+    version=1,
+    sources=_TABLES,
+)
+LEAD_TIME: MetricSpec = MetricSpec(
+    "lead-time",
+    "Per period of release time (UTC): releases (release frequency), commits released, and "
+    "nearest-rank percentiles 50/75/90 of lead time for changes (release time of the first "
+    "release containing a commit - its author time)",
+    "releases; commits; seconds",
+    version=1,
+    sources=_TABLES,
+    params=(replace(GRANULARITY, default="week"),),
 )

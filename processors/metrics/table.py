@@ -12,12 +12,12 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from processors.metrics import Delta
+from metre.processors.metrics import Delta
 
 Key = tuple[Hashable, ...]
 Row = list[Any]
 """A merged row without its key: its counters in `MetricTable.counters` order, then one value
-per extreme (a tuple for a multi-column extreme). Metric folds (`fold` in processors.metrics)
+per extreme (a tuple for a multi-column extreme). Metric folds (`fold` in metre.processors.metrics)
 build these directly, without `Delta` objects."""
 
 
@@ -99,6 +99,19 @@ class MetricTable:
                 v = d.greatest[x.field]
                 if v > row[i]:
                     row[i] = v
+
+    def negated(self, row: Row) -> Row:
+        """The folded row that undoes `row`'s counters (its extremes cannot be undone: they are
+        kept, and retraction recomputes them from the remaining facts)."""
+        n = len(self.counters)
+        return [*(-v for v in row[:n]), *row[n:]]
+
+    def delta(self, key: Key, row: Row) -> Delta:
+        """The `Delta` a folded row stands for (the inverse of `fold` on one row)."""
+        n = len(self.counters)
+        least = {x.field: row[i] for i, x in enumerate(self.extremes, n) if x.kind == "least"}
+        most = {x.field: row[i] for i, x in enumerate(self.extremes, n) if x.kind == "greatest"}
+        return Delta(self.name, key, dict(zip(self.counters, row[:n], strict=True)), least, most)
 
     def rows_arrays(self, rows: dict[Key, Row]) -> list[list[Any]]:
         """Column arrays for the upsert's `unnest` parameters from folded rows (in any order:

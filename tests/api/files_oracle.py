@@ -12,8 +12,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from testkit.gitlog import git_head_blobs, served_path
 from tests.codeoracle import oracle_code_lines
-from tests.fixtures.gitlog import git_head_blobs, served_path
 from tests.fixtures.gitrepo import git_change_letters, git_head_lines, git_numstat, run_git
 
 

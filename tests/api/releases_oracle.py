@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tests.fixtures.gitbuilder import run_git
+from testkit.gitbuilder import run_git
 
 PATTERNS = ("v[0-9]*", "[0-9]*")
 

@@ -13,11 +13,11 @@ import orjson
 import pytest
 from dulwich.repo import Repo
 
-from ingest.bus import Message
-from ingest.commits import commit_event
-from ingest.events import encode, partition_key
-from ingest.git.graph import new_commits
-from processors.store import REPUBLISH
+from metre.contracts.bus import Message
+from metre.contracts.events import encode, partition_key
+from metre.ingest.commits import commit_event
+from metre.ingest.git.graph import new_commits
+from metre.processors.store import REPUBLISH
 from tests.api.conftest import COMMITS, MetreApi
 from tests.api.test_files_metrics import all_files, check_files, check_hotspots
 from tests.fixtures.gitrepo import git_commits, run_git

@@ -10,9 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import MetreApi
-from tests.fixtures.gitrepo import GitRepoBuilder, git_commits
-from tests.oracle import (
+from testkit.oracle import (
     expected_activity,
     expected_commit_size,
     expected_contributors,
@@ -20,6 +18,8 @@ from tests.oracle import (
     expected_punchcard,
     rollup,
 )
+from testkit.pipeline import Pipeline
+from tests.fixtures.gitrepo import GitRepoBuilder, git_commits
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +42,7 @@ def _close(got: Any, want: Any) -> None:
         assert got == want
 
 
-async def _check(api: MetreApi, base: str, query: dict[str, str], repos: list[Path]) -> None:
+async def _check(api: Pipeline, base: str, query: dict[str, str], repos: list[Path]) -> None:
     """Every catalogue metric at `base` (a repository's or the organisation-wide prefix)."""
     c = api.client
     for granularity in ("day", "week", "month"):
@@ -67,8 +67,8 @@ async def _check(api: MetreApi, base: str, query: dict[str, str], repos: list[Pa
     r = await c.get(f"{base}/commit-size", params=query)
     assert r.status_code == 200, r.text
     body = r.json()
-    want = expected_commit_size(repos)
-    _close({k: body[k] for k in want}, want)
+    sizes = expected_commit_size(repos)
+    _close({k: body[k] for k in sizes}, sizes)
 
     r = await c.get(f"{base}/languages", params=query)
     assert r.status_code == 200, r.text
@@ -79,15 +79,15 @@ async def _check(api: MetreApi, base: str, query: dict[str, str], repos: list[Pa
 
 @pytest.fixture
 async def two_repos(
-    metre_api: MetreApi, awkward_repo: Path, history_factory: Callable[..., Path]
-) -> tuple[MetreApi, dict[int, Path]]:
+    metre_api: Pipeline, awkward_repo: Path, history_factory: Callable[..., Path]
+) -> tuple[Pipeline, dict[int, Path]]:
     generated = history_factory(commits=120, seed=11)
     ids = {await metre_api.ingest(awkward_repo): awkward_repo}
     ids[await metre_api.ingest(generated)] = generated
     return metre_api, ids
 
 
-async def test_catalogue_metrics_match_git(two_repos: tuple[MetreApi, dict[int, Path]]) -> None:
+async def test_catalogue_metrics_match_git(two_repos: tuple[Pipeline, dict[int, Path]]) -> None:
     api, ids = two_repos
     for rid, path in ids.items():
         await _check(api, f"/api/v1/repos/{rid}/metrics", {}, [path])
@@ -99,7 +99,7 @@ async def test_catalogue_metrics_match_git(two_repos: tuple[MetreApi, dict[int, 
 
 
 async def test_org_activity_sums_repositories(
-    two_repos: tuple[MetreApi, dict[int, Path]],
+    two_repos: tuple[Pipeline, dict[int, Path]],
 ) -> None:
     api, ids = two_repos
     days: dict[Any, dict[str, int]] = {}
@@ -117,7 +117,7 @@ async def test_org_activity_sums_repositories(
         assert prov["metric"] == "activity"
 
 
-async def test_provenance_etag_and_304(metre_api: MetreApi, tmp_path: Path) -> None:
+async def test_provenance_etag_and_304(metre_api: Pipeline, tmp_path: Path) -> None:
     b = GitRepoBuilder(tmp_path / "live")
     b.write("a.py", b"print(1)\n")
     b.commit("one")
@@ -175,7 +175,7 @@ async def test_provenance_etag_and_304(metre_api: MetreApi, tmp_path: Path) -> N
     assert p5["watermark"] > prov["watermark"]
 
 
-async def test_errors(metre_api: MetreApi, awkward_repo: Path) -> None:
+async def test_errors(metre_api: Pipeline, awkward_repo: Path) -> None:
     rid = await metre_api.ingest(awkward_repo)
     c = metre_api.client
     for path in ("contributors", "punchcard", "commit-size", "languages", "activity", "authors"):
@@ -196,7 +196,7 @@ async def test_errors(metre_api: MetreApi, awkward_repo: Path) -> None:
     assert r.status_code == 422
 
 
-async def test_catalogue_lists_every_metric(metre_api: MetreApi, awkward_repo: Path) -> None:
+async def test_catalogue_lists_every_metric(metre_api: Pipeline, awkward_repo: Path) -> None:
     r = await metre_api.client.get("/api/v1/metrics")
     assert r.status_code == 200
     entries = {m["name"]: m for m in r.json()["metrics"]}
@@ -229,10 +229,10 @@ async def test_catalogue_lists_every_metric(metre_api: MetreApi, awkward_repo: P
 
 
 async def test_metric_update_events(
-    two_repos: tuple[MetreApi, dict[int, Path]],
+    two_repos: tuple[Pipeline, dict[int, Path]],
 ) -> None:
     api, ids = two_repos
-    updates = await api.updates()
+    updates: list[dict[str, Any]] = await api.updates()  # JSON records
     assert updates
     for rid, path in ids.items():
         mine = [u for u in updates if u["repo_id"] == rid]

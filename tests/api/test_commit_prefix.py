@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.conftest import MetreApi
+from testkit.pipeline import Pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +24,7 @@ def rev_parse(repo: Path, name: str) -> str:
     return out.stdout.strip()
 
 
-async def test_short_shas(metre_api: MetreApi, random_repo: Path) -> None:
+async def test_short_shas(metre_api: Pipeline, random_repo: Path) -> None:
     repo_id = await metre_api.ingest(random_repo)
     head = rev_parse(random_repo, "HEAD")
     for n in (7, 10, 12, 39, 40):

@@ -15,8 +15,8 @@ from typing import Any
 import orjson
 import pytest
 
-from api.csvexport import flatten, render, wants_csv
-from tests.api.conftest import MetreApi
+from metre.api.csvexport import flatten, render, wants_csv
+from testkit.pipeline import Pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -126,7 +126,7 @@ _OUTSIDE = {
 }
 
 
-async def _check(api: MetreApi, url: str, params: dict[str, Any]) -> int:
+async def _check(api: Pipeline, url: str, params: dict[str, Any]) -> int:
     """The CSV of `url` equals its JSON; returns the rows compared."""
     c = api.client
     r = await c.get(url, params=params)
@@ -175,7 +175,7 @@ async def _check(api: MetreApi, url: str, params: dict[str, Any]) -> int:
 
 
 async def test_every_metric_endpoint_answers_csv_equal_to_its_json(
-    metre_api: MetreApi, awkward_repo: Path, random_repo: Path
+    metre_api: Pipeline, awkward_repo: Path, random_repo: Path
 ) -> None:
     a = await metre_api.ingest(awkward_repo)
     b = await metre_api.ingest(random_repo)
@@ -224,7 +224,7 @@ async def test_every_metric_endpoint_answers_csv_equal_to_its_json(
 
 
 async def test_empty_results_keep_their_header_and_bad_formats_are_refused(
-    metre_api: MetreApi, tmp_path: Path
+    metre_api: Pipeline, tmp_path: Path
 ) -> None:
     from tests.fixtures.gitrepo import GitRepoBuilder
 

@@ -1,7 +1,7 @@
 """The dashboard in a real headless Chromium (Debian's /usr/bin/chromium driven by Playwright).
 
 The page is served by a real uvicorn on loopback over the in-process pipeline (real PostgreSQL,
-real dulwich poller); the expected numbers of points come from the git CLI (tests/oracle.py).
+real dulwich poller); the expected numbers of points come from the git CLI (testkit/oracle.py).
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ import pytest
 import uvicorn
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
 
-from api.app import create_app
+from metre.api.app import create_app
 from metre.settings import Settings
-from tests.api.conftest import MetreApi
-from tests.fixtures.broker import free_port
-from tests.oracle import expected_activity, expected_authors, rollup
+from testkit.broker import free_port
+from testkit.oracle import expected_activity, expected_authors, rollup
+from testkit.pipeline import Pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -49,10 +49,10 @@ class Served:
 
 
 @contextlib.asynccontextmanager
-async def serve(settings: Settings, metre: MetreApi, **app: Any) -> AsyncIterator[str]:
+async def serve(settings: Settings, metre: Pipeline, **options: Any) -> AsyncIterator[str]:
     """A real uvicorn on 127.0.0.1 serving the app over the harness's store."""
     port = free_port()
-    app = create_app(settings, metre.store, **app)
+    app = create_app(settings, metre.store, **options)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     task = asyncio.create_task(server.serve())
     async with asyncio.timeout(20):
@@ -111,7 +111,7 @@ async def points(page: Page, card: str) -> tuple[int, int]:
 
 
 async def test_pages_render_what_git_says(
-    metre_api: MetreApi, random_repo: Path, browser: Browser
+    metre_api: Pipeline, random_repo: Path, browser: Browser
 ) -> None:
     repo_id = await metre_api.ingest(random_repo)
     problems: list[str] = []
@@ -154,7 +154,7 @@ async def test_pages_render_what_git_says(
 
 
 async def test_register_poll_and_errors_from_the_page(
-    metre_api: MetreApi, random_repo: Path, awkward_repo: Path, browser: Browser
+    metre_api: Pipeline, random_repo: Path, awkward_repo: Path, browser: Browser
 ) -> None:
     await metre_api.ingest(random_repo)
     problems: list[str] = []
@@ -210,7 +210,7 @@ async def test_register_poll_and_errors_from_the_page(
 
 
 async def test_token_required_for_reads(
-    metre_api: MetreApi, random_repo: Path, browser: Browser
+    metre_api: Pipeline, random_repo: Path, browser: Browser
 ) -> None:
     repo_id = await metre_api.ingest(random_repo)
     problems: list[str] = []
@@ -231,7 +231,7 @@ async def test_token_required_for_reads(
     assert problems == []
 
 
-async def test_keyboard_and_phone(metre_api: MetreApi, random_repo: Path, browser: Browser) -> None:
+async def test_keyboard_and_phone(metre_api: Pipeline, random_repo: Path, browser: Browser) -> None:
     await metre_api.ingest(random_repo)
     problems: list[str] = []
     async with serve(Settings(), metre_api) as url:
@@ -260,9 +260,9 @@ async def test_keyboard_and_phone(metre_api: MetreApi, random_repo: Path, browse
     assert problems == []
 
 
-async def test_notifications_on_the_overview(metre_api: MetreApi, browser: Browser) -> None:
-    from processors.notify_rules import Alert
-    from processors.notify_store import NotifyStore
+async def test_notifications_on_the_overview(metre_api: Pipeline, browser: Browser) -> None:
+    from metre.processors.notify_rules import Alert
+    from metre.processors.notify_store import NotifyStore
 
     notes = NotifyStore(metre_api.store.pool)
     target = await notes.add_target("slack", "https://hooks.example.com/T0/B0/secret", "team")
@@ -282,9 +282,9 @@ async def test_notifications_on_the_overview(metre_api: MetreApi, browser: Brows
     assert problems == []
 
 
-async def test_pipeline_panel_shows_the_consumer_lag(metre_api: MetreApi, browser: Browser) -> None:
-    from ingest.bus import Message
-    from processors.lag import GroupLag
+async def test_pipeline_panel_shows_the_consumer_lag(metre_api: Pipeline, browser: Browser) -> None:
+    from metre.contracts.bus import Message
+    from metre.processors.lag import GroupLag
 
     await metre_api.bus.ensure_topics(["t.lagged"])
     for i in range(3):

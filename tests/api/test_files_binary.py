@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import MetreApi
+from testkit.gitbuilder import GitRepoBuilder
+from testkit.gitlog import git_head_blobs
+from testkit.oracle import expected_languages
+from testkit.pipeline import Pipeline
 from tests.api.test_files_metrics import all_files, check_files
-from tests.fixtures.gitbuilder import GitRepoBuilder
-from tests.fixtures.gitlog import git_head_blobs
 from tests.fixtures.gitrepo import git_commits, git_numstat
 from tests.ingest.test_merge_files import build_deciding_merges, build_turning_binary
-from tests.oracle import expected_languages
 
 pytestmark = pytest.mark.integration
 
@@ -34,12 +34,12 @@ def latest_change_binary(repo: Path) -> dict[str, bool]:
         for path, added, _ in rows:
             key = (when, added is None)
             p = path.decode("utf-8", "backslashreplace")
-            if p not in latest or key > latest[p]:  # type: ignore[operator]
+            if p not in latest or key > latest[p]:
                 latest[p] = key
     return {p: v[1] for p, v in latest.items()}
 
 
-async def test_binary_is_the_latest_change(metre_api: MetreApi, tmp_path: Path) -> None:
+async def test_binary_is_the_latest_change(metre_api: Pipeline, tmp_path: Path) -> None:
     b = GitRepoBuilder(tmp_path / "bin")
     b.write("flip.dat", b"text\n")
     b.write("img.png", b"\x89PNG\x00\x01")
@@ -68,7 +68,7 @@ async def test_binary_is_the_latest_change(metre_api: MetreApi, tmp_path: Path) 
     assert got["img.png"]["binary"] is True
 
 
-async def test_binary_flags_say_why_lines_is_null(metre_api: MetreApi, tmp_path: Path) -> None:
+async def test_binary_flags_say_why_lines_is_null(metre_api: Pipeline, tmp_path: Path) -> None:
     b = GitRepoBuilder(tmp_path / "flags")
     b.write("flip.dat", b"text\n")
     b.write("img.png", b"\x89PNG\x00\x01")
@@ -102,7 +102,7 @@ async def test_binary_flags_say_why_lines_is_null(metre_api: MetreApi, tmp_path:
 
 @pytest.mark.parametrize("build", [build_turning_binary, build_deciding_merges, None])
 async def test_blob_at_head_is_gits(
-    metre_api: MetreApi, tmp_path: Path, awkward_repo: Path, build: Any
+    metre_api: Pipeline, tmp_path: Path, awkward_repo: Path, build: Any
 ) -> None:
     """`bytes` and `binary_at_head` of every file, and languages' bytes, equal `git ls-tree -l`
     and `git cat-file` at HEAD on histories whose merges decide content (criss-cross, evil,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import MetreApi
+from testkit.pipeline import Pipeline
 from tests.api.files_oracle import (
     expected_coupling,
     expected_files,
@@ -34,14 +34,14 @@ def generated(history_factory: Callable[..., Path]) -> Path:
     return history_factory(120, 7)
 
 
-async def get(api: MetreApi, repo_id: int, metric: str, **params: Any) -> dict[str, Any]:
+async def get(api: Pipeline, repo_id: int, metric: str, **params: Any) -> dict[str, Any]:
     r = await api.client.get(f"/api/v1/repos/{repo_id}/metrics/{metric}", params=params)
     assert r.status_code == 200, r.text
     body: dict[str, Any] = r.json()
     return body
 
 
-async def all_files(api: MetreApi, repo_id: int, **params: Any) -> list[dict[str, Any]]:
+async def all_files(api: Pipeline, repo_id: int, **params: Any) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     while True:
         page = await get(api, repo_id, "files", limit=7, offset=len(out), **params)
@@ -51,7 +51,7 @@ async def all_files(api: MetreApi, repo_id: int, **params: Any) -> list[dict[str
             return out
 
 
-async def check_files(api: MetreApi, repo_id: int, repo: Path) -> None:
+async def check_files(api: Pipeline, repo_id: int, repo: Path) -> None:
     want = expected_files(repo)
     got = {f["path"]: f for f in await all_files(api, repo_id, sort="path")}
     assert set(got) == set(want)
@@ -81,14 +81,14 @@ async def check_files(api: MetreApi, repo_id: int, repo: Path) -> None:
     assert [f["path"] for f in absent] == sorted(p for p in want if not want[p]["exists"])
 
 
-async def check_hotspots(api: MetreApi, repo_id: int, repo: Path, days: int) -> None:
+async def check_hotspots(api: Pipeline, repo_id: int, repo: Path, days: int) -> None:
     first, last, ranked = expected_hotspots(repo, days)
     body = await get(api, repo_id, "hotspots", days=days, limit=1000)
     assert body["window"] == {"from": first.isoformat(), "to": last.isoformat(), "days": days}
     assert body["files"] == ranked
 
 
-async def check_ownership(api: MetreApi, repo_id: int, repo: Path) -> None:
+async def check_ownership(api: Pipeline, repo_id: int, repo: Path) -> None:
     owners, removed = expected_ownership(repo)
     got: dict[str, list[dict[str, Any]]] = {}
     offset = 0
@@ -110,7 +110,7 @@ async def check_ownership(api: MetreApi, repo_id: int, repo: Path) -> None:
     assert tf["files"] == len(owners)
 
 
-async def check_coupling(api: MetreApi, repo_id: int, repo: Path, max_files: int) -> None:
+async def check_coupling(api: Pipeline, repo_id: int, repo: Path, max_files: int) -> None:
     files, pairs = expected_coupling(repo, max_files)
 
     def deg(a: str, b: str) -> float:
@@ -143,7 +143,7 @@ async def check_coupling(api: MetreApi, repo_id: int, repo: Path, max_files: int
             assert p["commits"] == files[p["path"]]
 
 
-async def test_awkward_repo(metre_api: MetreApi, awkward_repo: Path) -> None:
+async def test_awkward_repo(metre_api: Pipeline, awkward_repo: Path) -> None:
     assert merge_decided(awkward_repo) == AWKWARD_MERGE_DECIDED
     repo_id = await metre_api.ingest(awkward_repo)
     await check_files(metre_api, repo_id, awkward_repo)
@@ -154,7 +154,7 @@ async def test_awkward_repo(metre_api: MetreApi, awkward_repo: Path) -> None:
         await check_coupling(metre_api, repo_id, awkward_repo, n)
 
 
-async def test_generated_history(metre_api: MetreApi, generated: Path) -> None:
+async def test_generated_history(metre_api: Pipeline, generated: Path) -> None:
     # The generator's merges take the feature side's files wholesale (not git's merge), so
     # some paths are merge-decided (git names them): they too must match exactly.
     assert merge_decided(generated)
@@ -167,7 +167,7 @@ async def test_generated_history(metre_api: MetreApi, generated: Path) -> None:
     await check_coupling(metre_api, repo_id, generated, 2)
 
 
-async def test_code_lines_where_merges_decide(metre_api: MetreApi, tmp_path: Path) -> None:
+async def test_code_lines_where_merges_decide(metre_api: Pipeline, tmp_path: Path) -> None:
     """Code in six languages whose merges resolve conflicts, drop a side, change code
     themselves; a rename to another language's syntax and a symlink named like code: served
     code lines and hotspots equal Pygments' count of each blob at HEAD."""
@@ -184,7 +184,7 @@ async def test_code_lines_where_merges_decide(metre_api: MetreApi, tmp_path: Pat
     assert "m.c" in hot
 
 
-async def test_cached_until_the_watermark_moves(metre_api: MetreApi, awkward_repo: Path) -> None:
+async def test_cached_until_the_watermark_moves(metre_api: Pipeline, awkward_repo: Path) -> None:
     repo_id = await metre_api.ingest(awkward_repo)
     first = await metre_api.client.get(f"/api/v1/repos/{repo_id}/metrics/truck-factor")
     tag = first.headers["etag"]
@@ -206,13 +206,13 @@ async def test_cached_until_the_watermark_moves(metre_api: MetreApi, awkward_rep
     ],
 )
 async def test_bad_parameters(
-    metre_api: MetreApi, awkward_repo: Path, metric: str, params: dict[str, Any]
+    metre_api: Pipeline, awkward_repo: Path, metric: str, params: dict[str, Any]
 ) -> None:
     r = await metre_api.client.get(f"/api/v1/repos/1/metrics/{metric}", params=params)
     assert r.status_code == 422, r.text
 
 
-async def test_unknown_repository(metre_api: MetreApi) -> None:
+async def test_unknown_repository(metre_api: Pipeline) -> None:
     for metric in ("files", "hotspots", "ownership", "truck-factor", "coupling"):
         r = await metre_api.client.get(f"/api/v1/repos/999/metrics/{metric}")
         assert r.status_code == 404, metric

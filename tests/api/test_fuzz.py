@@ -24,9 +24,9 @@ from hypothesis import HealthCheck, settings
 from pydantic import SecretStr
 from schemathesis import Case
 
-import ingest.repourls
-from api.app import create_app
-from api.server import server_config
+import metre.ingest.repourls
+from metre.api.app import create_app
+from metre.api.server import server_config
 from metre.settings import Settings
 
 MAX_EXAMPLES = 25
@@ -56,8 +56,8 @@ def api_url(tmp_path_factory: pytest.TempPathFactory, pg_dsn: str) -> Iterator[s
         allow_local_paths=False,
         rate_limit=0,
     )
-    original = ingest.repourls.system_resolve
-    ingest.repourls.system_resolve = _resolve  # type: ignore[assignment]
+    original = metre.ingest.repourls.system_resolve
+    metre.ingest.repourls.system_resolve = _resolve  # type: ignore[assignment]
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -75,12 +75,12 @@ def api_url(tmp_path_factory: pytest.TempPathFactory, pg_dsn: str) -> Iterator[s
         server.should_exit = True
         thread.join(timeout=30)
         sock.close()
-        ingest.repourls.system_resolve = original
+        metre.ingest.repourls.system_resolve = original
         asyncio.run(drop_database(dsn))
 
 
 async def _fresh_database(server_dsn: str) -> str:
-    from processors.store import PgStore
+    from metre.processors.store import PgStore
     from tests.fixtures.postgres import create_database
 
     dsn = await create_database(server_dsn)

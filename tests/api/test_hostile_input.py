@@ -13,13 +13,13 @@ from typing import Any
 import httpx
 import pytest
 
-from api.app import create_app
-from api.schemas import INT64_MAX, text_problem
+from metre.api.app import create_app
+from metre.api.schemas import INT64_MAX, text_problem
+from metre.processors.filereads import _days_before
 from metre.settings import Settings
-from processors.filereads import _days_before
-from tests.api.conftest import MetreApi
+from testkit.gitbuilder import GitRepoBuilder
+from testkit.pipeline import Pipeline
 from tests.api.files_oracle import expected_hotspots
-from tests.fixtures.gitbuilder import GitRepoBuilder
 
 pytestmark = pytest.mark.integration
 
@@ -81,7 +81,7 @@ def test_text_problem_names_what_postgresql_cannot_hold() -> None:
 
 
 async def test_nul_and_surrogates_in_any_string_are_422(
-    metre_api: MetreApi, tmp_path: Path
+    metre_api: Pipeline, tmp_path: Path
 ) -> None:
     rid = await metre_api.ingest(_small_repo(tmp_path / "r").path)
     c = metre_api.client
@@ -110,7 +110,7 @@ async def test_nul_and_surrogates_in_any_string_are_422(
     assert (await c.get(f"/api/v1/repos/{rid}/metrics/coupling?path=a.txt")).status_code == 200
 
 
-async def test_integers_beyond_int64_are_422(metre_api: MetreApi, tmp_path: Path) -> None:
+async def test_integers_beyond_int64_are_422(metre_api: Pipeline, tmp_path: Path) -> None:
     rid = await metre_api.ingest(_small_repo(tmp_path / "r").path)
     c = metre_api.client
     for query in (
@@ -164,7 +164,7 @@ def test_days_before_stops_at_the_first_day() -> None:
     assert _days_before(date.min, 0) == date.min
 
 
-async def test_a_commit_on_9999_12_31_breaks_no_window(metre_api: MetreApi, tmp_path: Path) -> None:
+async def test_a_commit_on_9999_12_31_breaks_no_window(metre_api: Pipeline, tmp_path: Path) -> None:
     repo = _small_repo(tmp_path / "r", last=LAST_DAY).path
     rid = await metre_api.ingest(repo)
     c = metre_api.client
@@ -205,7 +205,7 @@ async def test_a_commit_on_9999_12_31_breaks_no_window(metre_api: MetreApi, tmp_
             _assert_error(r, 422)
 
 
-async def test_trailing_slash_redirect_never_echoes_the_host(metre_api: MetreApi) -> None:
+async def test_trailing_slash_redirect_never_echoes_the_host(metre_api: Pipeline) -> None:
     c = metre_api.client
     for sent, location in (
         ("/api/v1/repos/", "/api/v1/repos"),
@@ -220,7 +220,7 @@ async def test_trailing_slash_redirect_never_echoes_the_host(metre_api: MetreApi
 
 
 async def test_patch_to_a_branch_that_does_not_exist_is_422(
-    metre_api: MetreApi, tmp_path: Path
+    metre_api: Pipeline, tmp_path: Path
 ) -> None:
     builder = _small_repo(tmp_path / "r")
     builder.branch("topic")
@@ -242,7 +242,7 @@ async def test_patch_to_a_branch_that_does_not_exist_is_422(
 
 
 async def test_patch_checks_a_remote_against_its_mirror(
-    metre_api: MetreApi, tmp_path: Path
+    metre_api: Pipeline, tmp_path: Path
 ) -> None:
     builder = _small_repo(tmp_path / "r")
     builder.branch("topic")
@@ -263,7 +263,7 @@ async def test_patch_checks_a_remote_against_its_mirror(
 
 
 async def test_every_status_an_operation_answers_is_in_openapi(
-    metre_api: MetreApi, tmp_path: Path
+    metre_api: Pipeline, tmp_path: Path
 ) -> None:
     rid = await metre_api.ingest(_small_repo(tmp_path / "r").path)
     c = metre_api.client
@@ -299,7 +299,7 @@ async def test_with_the_database_away_every_answer_is_listed(tmp_path: Path) -> 
 
     import asyncpg
 
-    from processors.store import PgStore
+    from metre.processors.store import PgStore
 
     with socket.socket() as s:  # a loopback port nothing listens on
         s.bind(("127.0.0.1", 0))
@@ -328,7 +328,7 @@ async def test_with_the_database_away_every_answer_is_listed(tmp_path: Path) -> 
     assert 503 in seen
 
 
-async def test_unknown_query_parameters_are_422_on_every_operation(metre_api: MetreApi) -> None:
+async def test_unknown_query_parameters_are_422_on_every_operation(metre_api: Pipeline) -> None:
     """A misspelt parameter (`granulrity`) is refused, never ignored for the default."""
     repo_id = await metre_api.store.add_repo("/nonexistent/for-params", None)
     doc = (await metre_api.client.get("/openapi.json")).json()

@@ -1,7 +1,7 @@
 """Identities over the real pipeline: the /api/v1/identities routes (bad input refused with
 nothing changed), and people metrics regrouped by individual exactly as a fresh ingest of the
 same history under a .mailmap saying the same thing (git's own `shortlog -se` and the
-git-CLI oracles of tests/oracle.py and tests/api/files_oracle.py on that copy)."""
+git-CLI oracles of testkit/oracle.py and tests/api/files_oracle.py on that copy)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import MetreApi
+from testkit.gitbuilder import GitRepoBuilder
+from testkit.oracle import expected_authors, expected_contributors
+from testkit.pipeline import Pipeline
 from tests.api.files_oracle import expected_ownership
-from tests.fixtures.gitbuilder import GitRepoBuilder
-from tests.oracle import expected_authors, expected_contributors
 
 pytestmark = pytest.mark.integration
 
@@ -68,14 +68,14 @@ def mailmap_of(groups: list[list[str]]) -> list[str]:
     return [f"<{c}> <{e}>" for e, c in canon_of(groups).items() if e != c]
 
 
-async def get(api: MetreApi, path: str, **params: Any) -> dict[str, Any]:
+async def get(api: Pipeline, path: str, **params: Any) -> dict[str, Any]:
     r = await api.client.get(path, params=params)
     assert r.status_code == 200, r.text
     body: dict[str, Any] = r.json()
     return body
 
 
-async def who(api: MetreApi, email: str) -> str:
+async def who(api: Pipeline, email: str) -> str:
     body = await get(api, IDS, email=email)
     assert body["total"] == 1, body
     pid: str = body["individuals"][0]["id"]
@@ -86,7 +86,7 @@ def strip(body: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in body.items() if k not in ("provenance", "repo_id")}
 
 
-async def people_metrics(api: MetreApi, rid: int) -> dict[str, Any]:
+async def people_metrics(api: Pipeline, rid: int) -> dict[str, Any]:
     base = f"/api/v1/repos/{rid}/metrics"
     out = {"authors": strip(await get(api, f"{base}/authors"))}
     for g in ("day", "week", "month"):
@@ -124,7 +124,7 @@ def shas_not_by(repo: Path, email: str) -> set[str]:
     return {sha for line in out.splitlines() for e, sha in [line.split()] if e.lower() != email}
 
 
-async def assert_served_as_git(api: MetreApi, rid: int, mapped: Path, repo: Path) -> None:
+async def assert_served_as_git(api: Pipeline, rid: int, mapped: Path, repo: Path) -> None:
     """People metrics of `rid` (ingested without a mapping, regrouped by identities) against
     git: `shortlog -se` on `mapped` (the history under a .mailmap) and the oracles on `repo`
     (the history written with the mapped emails)."""
@@ -156,7 +156,7 @@ async def assert_served_as_git(api: MetreApi, rid: int, mapped: Path, repo: Path
 
 
 async def test_merge_and_split_equal_a_fresh_ingest_under_the_mailmap(
-    metre_api: MetreApi, tmp_path: Path
+    metre_api: Pipeline, tmp_path: Path
 ) -> None:
     api = metre_api
     plain = build(tmp_path / "plain", [])
@@ -208,7 +208,7 @@ async def test_merge_and_split_equal_a_fresh_ingest_under_the_mailmap(
 
 
 async def test_bots_exclude_and_the_cache_follows_identity_changes(
-    metre_api: MetreApi, tmp_path: Path
+    metre_api: Pipeline, tmp_path: Path
 ) -> None:
     api = metre_api
     repo = build(tmp_path / "r", [])
@@ -253,7 +253,7 @@ async def test_bots_exclude_and_the_cache_follows_identity_changes(
     assert r.status_code == 422
 
 
-async def test_routes_and_bad_input_change_nothing(metre_api: MetreApi, tmp_path: Path) -> None:
+async def test_routes_and_bad_input_change_nothing(metre_api: Pipeline, tmp_path: Path) -> None:
     api, c = metre_api, metre_api.client
     rid = await api.ingest(build(tmp_path / "r", []))
     listed = await get(api, IDS)
@@ -402,11 +402,12 @@ async def test_routes_and_bad_input_change_nothing(metre_api: MetreApi, tmp_path
 
 async def test_writes_need_a_token_when_tokens_are_set(tmp_path: Path, store: Any) -> None:
     import httpx
+    from pydantic import SecretStr
 
-    from api.app import create_app
+    from metre.api.app import create_app
     from metre.settings import Settings
 
-    app = create_app(Settings(data_dir=tmp_path, api_tokens="secret-token"), store)
+    app = create_app(Settings(data_dir=tmp_path, api_tokens=SecretStr("secret-token")), store)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://metre") as c:
         r = await c.post(f"{IDS}/merge", json={"into": "a", "individuals": ["b"]})

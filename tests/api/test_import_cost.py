@@ -12,7 +12,7 @@ _ROOT = Path(__file__).resolve().parents[2]
 
 _BUILD_APP = """
 import sys, tempfile, pathlib
-from api.app import create_app
+from metre.api.app import create_app
 from metre.settings import Settings
 create_app(Settings(data_dir=pathlib.Path(tempfile.mkdtemp())))
 print(sorted(m for m in sys.modules if m == "dulwich" or m.startswith("dulwich.")))
@@ -32,5 +32,7 @@ def test_the_api_loads_no_dulwich() -> None:
 
 
 def test_the_check_sees_dulwich_when_it_is_loaded() -> None:
-    code = _BUILD_APP.replace("from api.app", "import ingest.mirror\nfrom api.app")
+    code = _BUILD_APP.replace(
+        "from metre.api.app", "import metre.ingest.mirror\nfrom metre.api.app"
+    )
     assert _loaded(code) != "[]"

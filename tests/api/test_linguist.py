@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.conftest import MetreApi
+from testkit.oracle import expected_languages
+from testkit.pipeline import Pipeline
 from tests.api.files_oracle import skipped
 from tests.api.test_files_metrics import check_hotspots, check_ownership, get
 from tests.fixtures.linguist import SKIPPED, build_linguist_repo
-from tests.oracle import expected_languages
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +21,7 @@ def linguist_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_linguist_repo(tmp_path_factory.mktemp("linguist") / "repo")
 
 
-async def test_languages_are_linguists(metre_api: MetreApi, linguist_repo: Path) -> None:
+async def test_languages_are_linguists(metre_api: Pipeline, linguist_repo: Path) -> None:
     repo_id = await metre_api.ingest(linguist_repo)
     r = await metre_api.client.get(f"/api/v1/repos/{repo_id}/metrics/languages")
     assert r.status_code == 200, r.text
@@ -35,7 +35,7 @@ async def test_languages_are_linguists(metre_api: MetreApi, linguist_repo: Path)
 
 
 async def test_hotspots_and_ownership_skip_generated_vendored_and_locks(
-    metre_api: MetreApi, linguist_repo: Path
+    metre_api: Pipeline, linguist_repo: Path
 ) -> None:
     assert all(skipped(p) for p in SKIPPED)
     repo_id = await metre_api.ingest(linguist_repo)

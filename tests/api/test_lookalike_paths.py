@@ -11,8 +11,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from ingest.paths import path_bytes
-from tests.api.conftest import COMMITS, MetreApi
+from metre.contracts.paths import path_bytes
+from testkit.lookalikes import LATIN1, LITERAL, NAMES
+from testkit.oracle import assert_api_matches_git, expected_files, expected_languages
+from testkit.pipeline import COMMITS, Pipeline
 from tests.api.files_oracle import expected_coupling, merge_decided
 from tests.api.test_files_metrics import (
     all_files,
@@ -23,13 +25,11 @@ from tests.api.test_files_metrics import (
     get,
 )
 from tests.fixtures.gitrepo import git_numstat, served_path
-from tests.fixtures.lookalikes import LATIN1, LITERAL, NAMES
-from tests.oracle import assert_api_matches_git, expected_files, expected_languages
 
 pytestmark = pytest.mark.integration
 
 
-async def test_the_two_cafes_are_two_files(metre_api: MetreApi, lookalike_repo: Path) -> None:
+async def test_the_two_cafes_are_two_files(metre_api: Pipeline, lookalike_repo: Path) -> None:
     repo_id = await metre_api.ingest(lookalike_repo)
     files = {f["path"]: f for f in await all_files(metre_api, repo_id, sort="path")}
     latin1, literal = served_path(LATIN1), served_path(LITERAL)
@@ -45,7 +45,7 @@ async def test_the_two_cafes_are_two_files(metre_api: MetreApi, lookalike_repo: 
 
 
 async def test_every_path_keyed_metric_matches_git(
-    metre_api: MetreApi, lookalike_repo: Path
+    metre_api: Pipeline, lookalike_repo: Path
 ) -> None:
     assert {served_path(LATIN1), served_path(LITERAL)} <= merge_decided(lookalike_repo)
     repo_id = await metre_api.ingest(lookalike_repo)
@@ -62,7 +62,7 @@ async def test_every_path_keyed_metric_matches_git(
     assert got == expected_languages([lookalike_repo])
 
 
-async def test_coupling_partners_of_each_name(metre_api: MetreApi, lookalike_repo: Path) -> None:
+async def test_coupling_partners_of_each_name(metre_api: Pipeline, lookalike_repo: Path) -> None:
     repo_id = await metre_api.ingest(lookalike_repo)
     files, pairs = expected_coupling(lookalike_repo, 30)
     for name in files:
@@ -82,19 +82,19 @@ async def test_coupling_partners_of_each_name(metre_api: MetreApi, lookalike_rep
     ],
 )
 async def test_coupling_refuses_a_path_metre_never_serves(
-    metre_api: MetreApi, lookalike_repo: Path, path: str
+    metre_api: Pipeline, lookalike_repo: Path, path: str
 ) -> None:
     repo_id = await metre_api.ingest(lookalike_repo)
     r = await metre_api.client.get(
         f"/api/v1/repos/{repo_id}/metrics/coupling", params={"path": path}
     )
     assert r.status_code == 422, r.text
-    # NUL is refused for every parameter before any route reads it (api.deps.storable_text).
+    # NUL is refused for every parameter before any route reads it (metre.api.deps.storable_text).
     expected = "NUL" if "\x00" in path else "path form"
     assert expected in r.json()["error"]["message"]
 
 
-async def test_events_carry_path_form_2(metre_api: MetreApi, lookalike_repo: Path) -> None:
+async def test_events_carry_path_form_2(metre_api: Pipeline, lookalike_repo: Path) -> None:
     await metre_api.ingest(lookalike_repo)
     consumer = metre_api.bus.consumer([COMMITS], "lookalike-reader")
     await consumer.start()

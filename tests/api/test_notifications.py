@@ -14,13 +14,13 @@ from typing import Any
 import httpx
 import pytest
 
-from api.app import create_app
-from ingest.bus import Message
+from metre.api.app import create_app
+from metre.contracts.bus import Message
+from metre.processors.notifier import Notifier, NotifyConfig
 from metre.settings import Settings
-from processors.notifier import Notifier, NotifyConfig
-from tests.api.conftest import COMMITS, UPDATES, MetreApi
+from testkit.gitbuilder import GitRepoBuilder
+from testkit.pipeline import COMMITS, UPDATES, Pipeline
 from tests.api.files_oracle import expected_ownership
-from tests.fixtures.gitbuilder import GitRepoBuilder
 from tests.fixtures.receiver import receiver
 
 pytestmark = pytest.mark.integration
@@ -31,13 +31,13 @@ B = ("Bob", "bob@example.com")
 
 
 @contextlib.asynccontextmanager
-async def api(metre: MetreApi, settings: Settings = LOOPBACK) -> AsyncIterator[httpx.AsyncClient]:
+async def api(metre: Pipeline, settings: Settings = LOOPBACK) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=create_app(settings, metre.store))
     async with httpx.AsyncClient(transport=transport, base_url="http://metre") as client:
         yield client
 
 
-def notifier(metre: MetreApi, settings: Settings = LOOPBACK, **kw: Any) -> Notifier:
+def notifier(metre: Pipeline, settings: Settings = LOOPBACK, **kw: Any) -> Notifier:
     config = NotifyConfig(policy=settings.url_policy, **kw)
     return Notifier(metre.store, config, bus=metre.bus, updates_topic=UPDATES, group="t-notify")
 
@@ -63,7 +63,7 @@ def two_owners(path: Path) -> GitRepoBuilder:
     return g
 
 
-async def test_truck_factor_fall_is_told_in_one_digest(metre_api: MetreApi, tmp_path: Path) -> None:
+async def test_truck_factor_fall_is_told_in_one_digest(metre_api: Pipeline, tmp_path: Path) -> None:
     g = two_owners(tmp_path / "repo")
     repo_id = await metre_api.ingest(g.path)
     assert len(expected_ownership(g.path)[1]) == 2
@@ -108,7 +108,7 @@ async def test_truck_factor_fall_is_told_in_one_digest(metre_api: MetreApi, tmp_
 
 
 async def test_failing_repositories_are_grouped_and_recoveries_wait_for_the_interval(
-    metre_api: MetreApi, tmp_path: Path
+    metre_api: Pipeline, tmp_path: Path
 ) -> None:
     missing = [tmp_path / "gone-1", tmp_path / "gone-2"]
     ids = [(await metre_api.store.add_repo(str(p), None)).id for p in missing]
@@ -152,7 +152,7 @@ async def test_failing_repositories_are_grouped_and_recoveries_wait_for_the_inte
 
 
 async def test_a_failing_target_is_retried_with_backoff_then_given_up(
-    metre_api: MetreApi,
+    metre_api: Pipeline,
 ) -> None:
     async with receiver() as hook, api(metre_api) as client:
         tid = await target(client, hook.url, kind="webhook")
@@ -189,8 +189,8 @@ async def test_a_failing_target_is_retried_with_backoff_then_given_up(
         assert "1 new dead letter" in body["alerts"][0]["message"]
 
 
-async def test_lag_rule_fires_and_resolves(metre_api: MetreApi) -> None:
-    from processors.lag import GroupLag
+async def test_lag_rule_fires_and_resolves(metre_api: Pipeline) -> None:
+    from metre.processors.lag import GroupLag
 
     async with receiver() as hook, api(metre_api) as client:
         tid = await target(client, hook.url, kind="webhook")
@@ -220,7 +220,7 @@ async def test_lag_rule_fires_and_resolves(metre_api: MetreApi) -> None:
             await consumer.stop()
 
 
-async def test_targets_obey_the_address_rules(metre_api: MetreApi) -> None:
+async def test_targets_obey_the_address_rules(metre_api: Pipeline) -> None:
     async with api(metre_api, Settings()) as client:  # the defaults: public https only
         for url, setting in (
             ("http://127.0.0.1:9/hook", "METRE_ALLOWED_SCHEMES"),
@@ -257,7 +257,7 @@ async def test_targets_obey_the_address_rules(metre_api: MetreApi) -> None:
     assert hook.got == []
 
 
-async def test_rule_and_target_errors(metre_api: MetreApi) -> None:
+async def test_rule_and_target_errors(metre_api: Pipeline) -> None:
     async with api(metre_api) as client:
         bad = await client.post(
             "/api/v1/notifications/rules", json={"kind": "failing", "target_id": 99}
@@ -283,7 +283,7 @@ async def test_rule_and_target_errors(metre_api: MetreApi) -> None:
 
 
 async def test_a_lagging_repository_is_told_with_its_reason(
-    metre_api: MetreApi, tmp_path: Path
+    metre_api: Pipeline, tmp_path: Path
 ) -> None:
     repo_id = await metre_api.ingest(two_owners(tmp_path / "repo").path)
     async with receiver() as hook, api(metre_api) as client:

@@ -7,18 +7,20 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from playwright.async_api import Browser
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 
-from api.app import create_app
-from api.openapi import patch_document
+from metre.api.app import create_app
+from metre.api.openapi import patch_document
+from metre.processors.store import PgStore
 from metre.readiness import Check
 from metre.settings import Settings
-from processors.store import PgStore
-from tests.api.conftest import MetreApi
+from testkit.pipeline import Pipeline
 from tests.api.test_dashboard import browser, open_page, serve  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.integration
@@ -47,7 +49,7 @@ async def test_doc_pages_reference_only_local_assets(page: str) -> None:
 
 
 async def test_doc_pages_render_offline_in_chromium(
-    metre_api: MetreApi,
+    metre_api: Pipeline,
     browser: Browser,  # noqa: F811 (fixture)
 ) -> None:
     async with serve(Settings(), metre_api) as url:
@@ -67,16 +69,16 @@ async def test_doc_pages_render_offline_in_chromium(
             await page.close()
 
 
-def _doc(**settings: object) -> dict[str, object]:
-    app = create_app(Settings(**settings), None)  # type: ignore[arg-type]
+def _doc(**settings: Any) -> dict[str, Any]:
+    app = create_app(Settings(**settings), None)
     return app.openapi()
 
 
 def test_openapi_has_the_bearer_scheme_and_the_guard_answers() -> None:
     doc = _doc(api_tokens="t")
-    schemes = doc["components"]["securitySchemes"]  # type: ignore[index]
+    schemes = doc["components"]["securitySchemes"]
     assert schemes["bearer"] == {**schemes["bearer"], "type": "http", "scheme": "bearer"}
-    paths = doc["paths"]  # type: ignore[index]
+    paths = doc["paths"]
     post = paths["/api/v1/repos"]["post"]
     assert post["security"] == [{"bearer": []}]
     assert {"401", "429"} <= set(post["responses"])
@@ -100,16 +102,16 @@ def test_openapi_has_the_bearer_scheme_and_the_guard_answers() -> None:
 
 
 def test_reads_need_the_token_in_the_document_when_they_do_in_the_server() -> None:
-    paths = _doc(api_tokens="t", read_requires_token=True)["paths"]  # type: ignore[index]
+    paths = _doc(api_tokens="t", read_requires_token=True)["paths"]
     read = paths["/api/v1/repos/{repo_id}/metrics/activity"]["get"]
     assert read["security"] == [{"bearer": []}]
     assert "401" in read["responses"]
-    unlimited = _doc(rate_limit=0)["paths"]  # type: ignore[index]
+    unlimited = _doc(rate_limit=0)["paths"]
     assert "429" not in unlimited["/api/v1/repos"]["get"]["responses"]
 
 
 def test_an_open_server_documents_no_401() -> None:
-    paths = _doc()["paths"]  # type: ignore[index]
+    paths = _doc()["paths"]
     post = paths["/api/v1/repos"]["post"]
     assert "401" not in post["responses"]
     assert {} in post["security"]  # a token is accepted, not needed
@@ -117,7 +119,7 @@ def test_an_open_server_documents_no_401() -> None:
 
 
 def test_main_responses_carry_examples() -> None:
-    paths = _doc()["paths"]  # type: ignore[index]
+    paths = _doc()["paths"]
     repo = paths["/api/v1/repos/{repo_id}"]["get"]["responses"]["200"]["content"]
     example = repo["application/json"]["example"]
     assert example["state"] == "idle"
@@ -129,13 +131,13 @@ def test_main_responses_carry_examples() -> None:
 def test_patch_document_is_idempotent() -> None:
     doc = _doc()
     before = str(doc)
-    patch_document(doc, tokens=False, read_requires_token=False, rate_limited=True)  # type: ignore[arg-type]
+    patch_document(doc, tokens=False, read_requires_token=False, rate_limited=True)
     assert str(doc) == before
 
 
 async def test_metrics_count_requests_by_route_template(store: PgStore) -> None:
     repo = await store.add_repo("https://example.org/r.git", None)
-    settings = Settings(api_tokens="tok", read_requires_token=True)
+    settings = Settings(api_tokens=SecretStr("tok"), read_requires_token=True)
     async with _client(create_app(settings, store)) as c:
         auth = {"Authorization": "Bearer tok"}
         assert (await c.get(f"/api/v1/repos/{repo.id}", headers=auth)).status_code == 200

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.conftest import MetreApi
+from testkit.pipeline import Pipeline
 from tests.api.test_policy import build_policy_history
 
 pytestmark = pytest.mark.integration
 
 
-async def test_repository_list_pages(metre_api: MetreApi) -> None:
+async def test_repository_list_pages(metre_api: Pipeline) -> None:
     for n in range(5):
         await metre_api.store.add_repo(f"https://example.org/r{n}.git", None)
     c = metre_api.client
@@ -34,7 +34,7 @@ async def test_repository_list_pages(metre_api: MetreApi) -> None:
         assert r.json()["error"]["status"] == 422
 
 
-async def test_authors_page(metre_api: MetreApi, tmp_path: Path) -> None:
+async def test_authors_page(metre_api: Pipeline, tmp_path: Path) -> None:
     rid = await metre_api.ingest(build_policy_history(tmp_path / "h"))
     c = metre_api.client
     url = f"/api/v1/repos/{rid}/metrics/authors"

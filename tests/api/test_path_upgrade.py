@@ -13,13 +13,13 @@ import orjson
 import pytest
 from dulwich.repo import Repo
 
-import ingest.commits
-import ingest.git.merges
-from ingest.bus import Message
-from ingest.commits import commit_event
-from ingest.events import encode, partition_key
-from ingest.git.graph import new_commits
-from processors.store import REPUBLISH
+import metre.ingest.commits
+import metre.ingest.git.merges
+from metre.contracts.bus import Message
+from metre.contracts.events import encode, partition_key
+from metre.ingest.commits import commit_event
+from metre.ingest.git.graph import new_commits
+from metre.processors.store import REPUBLISH
 from tests.api.conftest import COMMITS, MetreApi
 from tests.api.test_files_metrics import (
     all_files,
@@ -54,8 +54,8 @@ async def _ingest_as_form_1(api: MetreApi, repo: Path, monkeypatch: pytest.Monke
     row = await api.store.add_repo(str(repo), None)
     head = next(iter(git_commits(repo)))
     with monkeypatch.context() as m:
-        m.setattr(ingest.commits, "path_text", _form_1)
-        m.setattr(ingest.git.merges, "path_text", _form_1)  # a merge's own files
+        m.setattr(metre.ingest.commits, "path_text", _form_1)
+        m.setattr(metre.ingest.git.merges, "path_text", _form_1)  # a merge's own files
         dul = Repo(str(repo))
         values = []
         for sha in new_commits(dul, head, None):
@@ -118,7 +118,7 @@ async def test_migration_0017_marks_repositories_with_a_backslash_in_a_stored_pa
     plain_id = await _ingest_as_form_1(metre_api, plain, monkeypatch)
     # As if the data were stored before the processor knew how to mark it.
     await metre_api.store.pool.execute("UPDATE repos SET mailmap_sha = NULL")
-    sql = (resources.files("processors") / "migrations" / "0017_path_form.sql").read_text()
+    sql = (resources.files("metre.processors") / "migrations" / "0017_path_form.sql").read_text()
     await metre_api.store.pool.execute(sql)
     assert await _mark(metre_api, repo_id) == REPUBLISH
     assert await _mark(metre_api, plain_id) is None
@@ -149,7 +149,7 @@ async def test_a_merge_file_alone_marks_its_repository(
     b.commit("Merge side")
     repo_id = await _ingest_as_form_1(metre_api, b.path, monkeypatch)
     await metre_api.store.pool.execute("UPDATE repos SET mailmap_sha = NULL")
-    sql = (resources.files("processors") / "migrations" / "0017_path_form.sql").read_text()
+    sql = (resources.files("metre.processors") / "migrations" / "0017_path_form.sql").read_text()
     await metre_api.store.pool.execute(sql)
     assert await _mark(metre_api, repo_id) == REPUBLISH
     await _poll(metre_api, repo_id)

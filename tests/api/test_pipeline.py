@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from ingest.bus import Message
-from processors.busmarks import BusMarks, data_loss_status
-from processors.store import DeadLetter
-from tests.api.conftest import COMMITS, DLQ, MetreApi
+from metre.contracts.bus import Message
+from metre.processors.busmarks import BusMarks, data_loss_status
+from metre.processors.store import DeadLetter
+from testkit.pipeline import COMMITS, DLQ, Pipeline
 
 pytestmark = pytest.mark.integration
 
 
-async def test_poison_is_counted_once_and_shown(metre_api: MetreApi) -> None:
+async def test_poison_is_counted_once_and_shown(metre_api: Pipeline) -> None:
     r = await metre_api.client.get("/api/v1/pipeline")
     assert r.status_code == 200
     assert r.json()["dead_letters"] == {"count": 0, "last": []}
@@ -49,7 +49,7 @@ async def test_poison_is_counted_once_and_shown(metre_api: MetreApi) -> None:
 
 
 async def test_poison_counter_moves_only_once_its_rows_are_committed(
-    metre_api: MetreApi, monkeypatch: pytest.MonkeyPatch
+    metre_api: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The race behind a flaky run: the counter moved when the record reached the dead-letter
     topic, before the batch's transaction stored its `dead_letters` row, so a reader that
@@ -80,7 +80,7 @@ async def test_poison_counter_moves_only_once_its_rows_are_committed(
 
 
 async def test_freshness_flags_a_head_not_applied_and_clears_it(
-    metre_api: MetreApi, random_repo: Path
+    metre_api: Pipeline, random_repo: Path
 ) -> None:
     """`lagging`/`lagging_reason` in the repository JSON and the pipeline: set once the stored
     head is older than the bound and not applied, cleared once it is."""

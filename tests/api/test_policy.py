@@ -14,10 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import MetreApi
-from tests.fixtures.gitbuilder import GitRepoBuilder, run_git
-from tests.fixtures.gitrepo import git_commits
-from tests.oracle import (
+from testkit.gitbuilder import GitRepoBuilder, run_git
+from testkit.oracle import (
     expected_activity,
     expected_authors,
     expected_commit_size,
@@ -26,6 +24,8 @@ from tests.oracle import (
     policy_shas,
     rollup,
 )
+from testkit.pipeline import Pipeline
+from tests.fixtures.gitrepo import git_commits
 
 pytestmark = pytest.mark.integration
 
@@ -146,7 +146,7 @@ def resolved(query: dict[str, str], metric: str) -> dict[str, Any]:
     }
 
 
-async def _check(api: MetreApi, base: str, extra: dict[str, str], repos: list[Path]) -> None:
+async def _check(api: Pipeline, base: str, extra: dict[str, str], repos: list[Path]) -> None:
     """Every per-commit metric under every policy at `base` (a repository's prefix or the
     organisation-wide one), against git."""
     c, one = api.client, "/repos/" in base
@@ -212,7 +212,7 @@ async def _check(api: MetreApi, base: str, extra: dict[str, str], repos: list[Pa
 
 
 async def test_every_policy_matches_git(
-    metre_api: MetreApi, policy_repo: Path, history_factory: Callable[..., Path]
+    metre_api: Pipeline, policy_repo: Path, history_factory: Callable[..., Path]
 ) -> None:
     generated = history_factory(commits=120, seed=11)
     ids = {await metre_api.ingest(policy_repo): policy_repo}
@@ -225,7 +225,7 @@ async def test_every_policy_matches_git(
 
 
 async def test_github_policy_drops_merge_only_and_empty_only_authors(
-    metre_api: MetreApi, policy_repo: Path
+    metre_api: Pipeline, policy_repo: Path
 ) -> None:
     rid = await metre_api.ingest(policy_repo)
     c = metre_api.client
@@ -243,7 +243,7 @@ async def test_github_policy_drops_merge_only_and_empty_only_authors(
     assert {row["merges"] for row in r.json()["series"]} == {0}
 
 
-async def test_policy_errors_etags_and_catalogue(metre_api: MetreApi, policy_repo: Path) -> None:
+async def test_policy_errors_etags_and_catalogue(metre_api: Pipeline, policy_repo: Path) -> None:
     rid = await metre_api.ingest(policy_repo)
     c = metre_api.client
     for metric in ("activity", "authors", "contributors", "punchcard", "commit-size"):
@@ -271,7 +271,7 @@ async def test_policy_errors_etags_and_catalogue(metre_api: MetreApi, policy_rep
         assert entries[metric]["version"] == (3 if metric in ("authors", "contributors") else 2)
 
 
-async def test_from_and_to_cut_periods_by_day(metre_api: MetreApi, policy_repo: Path) -> None:
+async def test_from_and_to_cut_periods_by_day(metre_api: Pipeline, policy_repo: Path) -> None:
     """Documented: `from`/`to` select UTC days; an edge period keeps its name (its first day,
     which may lie outside the range) and holds only the days inside the range."""
     rid = await metre_api.ingest(policy_repo)

@@ -1,5 +1,5 @@
 """Rate limits behind reverse proxies: who the client is, and when loopback is exempt
-(api.security.client_address is pure; the rest goes through the real app and store)."""
+(metre.api.security.client_address is pure; the rest goes through the real app and store)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from api.app import create_app
-from api.security import client_address
+from metre.api.app import create_app
+from metre.api.security import client_address
+from metre.processors.store import PgStore
 from metre.settings import Settings
-from processors.store import PgStore
 
 NETS = [ipaddress.ip_network("127.0.0.1"), ipaddress.ip_network("10.0.0.0/8")]
 

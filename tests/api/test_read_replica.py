@@ -2,7 +2,7 @@
 
 A real replica is not started: the "replica" is a second database on the session's PostgreSQL
 holding a different history under the same repository id, so every answer shows which
-database it came from (numbers from the git CLI, tests/oracle.py).
+database it came from (numbers from the git CLI, testkit/oracle.py).
 """
 
 from __future__ import annotations
@@ -14,17 +14,19 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
-from api.app import create_app
-from ingest.bus import InMemoryBus
-from ingest.poller import Poller, PollerConfig
+from metre.api.app import create_app
+from metre.contracts.bus import InMemoryBus
+from metre.ingest.poller import Poller, PollerConfig
+from metre.processors.runner import Processor
+from metre.processors.store import PgStore
 from metre.settings import Settings
-from processors.runner import Processor
-from processors.store import PgStore
-from tests.api.conftest import MetreApi
-from tests.fixtures.broker import free_port
-from tests.fixtures.postgres import MakeDatabase, drop_database
-from tests.oracle import expected_activity
+from testkit.broker import free_port
+from testkit.oracle import expected_activity
+from testkit.pipeline import Pipeline, wait_applied
+from testkit.postgres import drop_database
+from tests.fixtures.postgres import MakeDatabase
 
 pytestmark = pytest.mark.integration
 
@@ -44,9 +46,7 @@ async def _ingest(dsn: str, repo: Path, mirrors: Path) -> int:
         claimed = await store.claim_due_repo(60)
         assert claimed is not None
         await poller.poll(claimed)
-        async with asyncio.timeout(60):
-            while processor.handled < poller.published:
-                await asyncio.sleep(0.02)
+        await wait_applied(processor, lambda: poller.published)
         return row.id
     finally:
         stop.set()
@@ -83,7 +83,7 @@ async def _activity_commits(client: httpx.AsyncClient, repo_id: int) -> int:
 
 
 async def test_metric_reads_go_to_the_read_database_and_the_registry_to_the_primary(
-    metre_api: MetreApi,
+    metre_api: Pipeline,
     replica_dsn: str,
     random_repo: Path,
     awkward_repo: Path,
@@ -95,7 +95,7 @@ async def test_metric_reads_go_to_the_read_database_and_the_registry_to_the_prim
     in_primary, in_replica = _commits(random_repo), _commits(awkward_repo)
     assert in_primary != in_replica
 
-    settings = Settings(read_database_url=replica_dsn)
+    settings = Settings(read_database_url=SecretStr(replica_dsn))
     async with _client(settings, metre_api.store) as client:
         assert await _activity_commits(client, primary_id) == in_replica
         authors = await client.get(f"/api/v1/repos/{primary_id}/metrics/authors")
@@ -114,11 +114,11 @@ async def test_metric_reads_go_to_the_read_database_and_the_registry_to_the_prim
 
 
 async def test_an_unreachable_read_database_fails_readiness_and_metric_reads_only(
-    metre_api: MetreApi, random_repo: Path
+    metre_api: Pipeline, random_repo: Path
 ) -> None:
     repo_id = await metre_api.ingest(random_repo)
     nobody = f"postgresql://metre@127.0.0.1:{free_port()}/metre"
-    async with _client(Settings(read_database_url=nobody), metre_api.store) as client:
+    async with _client(Settings(read_database_url=SecretStr(nobody)), metre_api.store) as client:
         ready = await client.get("/readyz")
         assert ready.status_code == 503
         assert ready.json()["checks"] == {"database": "up", "read_database": "down"}

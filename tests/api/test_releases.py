@@ -13,17 +13,17 @@ from typing import Any
 import httpx
 import pytest
 
-from ingest import releasepoll
-from ingest.releases import DEFAULT_PATTERNS, parse_patterns
-from tests.api.conftest import MetreApi
+from metre.ingest import releasepoll
+from metre.ingest.releases import DEFAULT_PATTERNS, parse_patterns
+from testkit.gitbuilder import GitRepoBuilder
+from testkit.pipeline import Pipeline
 from tests.api.releases_oracle import expected_lead_time, expected_releases, release_tags
-from tests.fixtures.gitbuilder import GitRepoBuilder
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def api(metre_api: MetreApi) -> MetreApi:
+def api(metre_api: Pipeline) -> Pipeline:
     """`metre_api` with the default release patterns (as the roles set them from Settings)."""
     config = metre_api.poller.config
     metre_api.poller.config = dataclasses.replace(
@@ -45,7 +45,10 @@ def _tag(b: GitRepoBuilder, name: str, target: str = "HEAD", *, date: str | None
 
 def build(path: Path) -> GitRepoBuilder:
     b = GitRepoBuilder(path)
-    day = lambda n, h=10, tz="+0000": f"2024-03-{n:02d}T{h:02d}:00:00{tz}"  # noqa: E731
+
+    def day(n: int, h: int = 10, tz: str = "+0000") -> str:
+        return f"2024-03-{n:02d}T{h:02d}:00:00{tz}"
+
     b.write("a.txt", b"one\n")
     c1 = b.commit("c1", date=day(1, 9, "+0530"))
     b.write("a.txt", b"one\ntwo\n")
@@ -118,7 +121,7 @@ async def check(client: httpx.AsyncClient, repo_id: int, path: Path) -> None:
 
 
 async def test_releases_and_lead_time_equal_git_through_moves_deletes_and_force_push(
-    api: MetreApi, tmp_path: Path
+    api: Pipeline, tmp_path: Path
 ) -> None:
     b = build(tmp_path / "repo")
     repo_id = await api.ingest(b.path)
@@ -163,7 +166,7 @@ async def test_releases_and_lead_time_equal_git_through_moves_deletes_and_force_
 
 
 async def test_a_lost_tags_snapshot_is_published_again_and_only_then(
-    api: MetreApi, tmp_path: Path
+    api: Pipeline, tmp_path: Path
 ) -> None:
     """A poll with nothing new publishes nothing; once the applied set differs from the
     published one (the bus lost the snapshot), the next poll publishes it again."""
@@ -178,7 +181,7 @@ async def test_a_lost_tags_snapshot_is_published_again_and_only_then(
     await check(api.client, repo_id, b.path)
 
 
-async def test_catalogue_lists_releases_and_lead_time(api: MetreApi) -> None:
+async def test_catalogue_lists_releases_and_lead_time(api: Pipeline) -> None:
     r = await api.client.get("/api/v1/metrics")
     entries = {e["name"]: e for e in r.json()["metrics"]}
     assert entries["releases"]["version"] == 1
@@ -186,7 +189,7 @@ async def test_catalogue_lists_releases_and_lead_time(api: MetreApi) -> None:
 
 
 async def test_an_oversized_snapshot_is_not_published_and_the_repository_stays_idle(
-    api: MetreApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    api: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A snapshot over the bus's largest message would fail every poll: it is left out (with a
     warning) and the commits are ingested as usual."""

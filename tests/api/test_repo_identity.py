@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.app import create_app
+from metre.api.app import create_app
+from metre.processors.store import PgStore
 from metre.settings import Settings
-from processors.store import PgStore
 from tests.fixtures.gitrepo import GitRepoBuilder
 
 pytestmark = pytest.mark.integration

@@ -8,9 +8,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.app import create_app
+from metre.api.app import create_app
+from metre.processors.store import PgStore
 from metre.settings import Settings
-from processors.store import PgStore
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from processors.sharedhistory import Tracked, candidates, redundant
-from tests.api.conftest import MetreApi
+from metre.processors.sharedhistory import Tracked, candidates, redundant
+from testkit.pipeline import Pipeline
 from tests.api.test_catalogue_metrics import _check
 from tests.fixtures.gitrepo import GitRepoBuilder, git_commits
 
@@ -50,7 +50,7 @@ def test_only_contained_histories_with_the_same_roots_are_redundant() -> None:
 
 
 @pytest.mark.integration
-async def test_a_history_under_two_urls_counts_once(metre_api: MetreApi, tmp_path: Path) -> None:
+async def test_a_history_under_two_urls_counts_once(metre_api: Pipeline, tmp_path: Path) -> None:
     orig = _original(tmp_path / "orig")
     mirror = _clone(orig, tmp_path / "mirror")
     behind = _clone(orig, tmp_path / "behind")

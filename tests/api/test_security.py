@@ -1,4 +1,4 @@
-"""api.security: tokens and rate limits (pure bucket; middleware over the real app and store)."""
+"""metre.api.security: tokens and rate limits (pure bucket; middleware over the real app, store)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from api.app import create_app
-from api.security import ApiGuard, FailureBackoff, TokenBucket, failure_key, token_matches
+from metre.api.app import create_app
+from metre.api.security import ApiGuard, FailureBackoff, TokenBucket, failure_key, token_matches
+from metre.processors.store import PgStore
 from metre.settings import Settings
-from processors.store import PgStore
 
 
 def test_bucket_admits_a_burst_then_the_rate() -> None:

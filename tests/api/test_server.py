@@ -1,4 +1,4 @@
-"""The API as `metre up` and `metre api` serve it: a real uvicorn (metre.runtime.serve_api) on
+"""The API as `metre up` and `metre api` serve it: a real uvicorn (metre.serving.serve_api) on
 loopback over the real PostgreSQL. Client addresses come from the socket (a rotating
 X-Forwarded-For from loopback is one client, limited), and the answers uvicorn writes itself
 for malformed requests are JSON like every other."""
@@ -15,11 +15,11 @@ import orjson
 import pytest
 import uvicorn
 
-from api.app import create_app
-from api.server import server_config
-from metre.runtime import _QuietServer, bind_socket, serve_api
+from metre.api.app import create_app
+from metre.api.server import server_config
+from metre.processors.store import PgStore
+from metre.serving import QuietServer, bind_socket, serve_api
 from metre.settings import Settings
-from processors.store import PgStore
 
 pytestmark = pytest.mark.integration
 
@@ -93,7 +93,7 @@ MALFORMED = (
 async def test_malformed_requests_get_a_json_400(tmp_path: Path, store: PgStore, http: str) -> None:
     app = create_app(Settings(data_dir=tmp_path, rate_limit=0), store)
     sock = bind_socket("127.0.0.1", 0)
-    server = _QuietServer(server_config(app, http=http, log_level="critical", lifespan="off"))
+    server = QuietServer(server_config(app, http=http, log_level="critical", lifespan="off"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         async with asyncio.timeout(30):

@@ -19,15 +19,15 @@ import httpx
 import orjson
 import pytest
 
-from api.app import create_app
-from api.webhooks import generic_signature
-from ingest.bus import InMemoryBus
-from ingest.poller import Poller, PollerConfig
+from metre.api.app import create_app
+from metre.api.webhooks import generic_signature
+from metre.contracts.bus import InMemoryBus
+from metre.ingest.poller import Poller, PollerConfig
+from metre.processors.runner import Processor
+from metre.processors.store import PgStore
 from metre.settings import Settings
-from processors.runner import Processor
-from processors.store import PgStore
+from testkit.oracle import assert_api_matches_git, wait_ingested
 from tests.fixtures.gitrepo import GitRepoBuilder, git_commits
-from tests.oracle import assert_api_matches_git, wait_ingested
 
 pytestmark = pytest.mark.integration
 

@@ -7,8 +7,8 @@ import hmac
 
 import pytest
 
-from api.security import is_open
-from api.webhooks import (
+from metre.api.security import is_open
+from metre.api.webhooks import (
     PROVIDERS,
     canonical,
     delivery_id,

@@ -66,7 +66,7 @@ def schema_file(resource: Resource_) -> Path:
 
 
 @functools.cache
-def schema_registry() -> Registry:  # type: ignore[type-arg]
+def schema_registry() -> Registry[Any]:
     """Every schema in deploy/k8s/schemas by its file name, so `$ref: _common.yaml#...` works."""
     resources = []
     for path in SCHEMAS.glob("*.yaml"):

@@ -5,6 +5,7 @@ project's own install steps (deploy/image_check.py).
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tomllib
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from deploy.image_check import dockerignore, ignored, instructions, stages
+from metre import kernels
 from tests.deploy.manifests import ROOT, tool
 
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -82,6 +84,10 @@ def test_the_build_fails_when_a_kernel_is_not_compiled() -> None:
     # -P: the sources in WORKDIR /src would otherwise shadow the installed, compiled package.
     assert "/opt/metre/bin/python -P -c" in check
     assert "assert impl == {'c'}" in check
+    # Every kernel's switch, so that a kernel added later is checked too.
+    switches = {f"k.{name}" for name in kernels.__all__ if name.endswith("IMPLEMENTATION")}
+    assert "k.CODELINES_IMPLEMENTATION" in switches
+    assert switches == set(re.findall(r"k\.\w*IMPLEMENTATION", check))
 
 
 @pytest.mark.slow

@@ -18,11 +18,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from api.app import create_app
-from ingest.credentials import load_credentials
+from metre.api.app import create_app
 from metre.cli import parser
-from metre.runtime import all_topics, commits_topic, processor_group
+from metre.ingest.credentials import load_credentials
 from metre.settings import Settings
+from metre.wiring import all_topics, commits_topic, processor_group
 from tests.deploy.manifests import (
     OVERLAYS,
     ROOT,
@@ -196,7 +196,8 @@ def test_every_metre_variable_is_a_setting(overlay: str) -> None:
         # The values parse: Settings accepts every one of them.
         plain = {k: v for k, v in env.items() if k.startswith("METRE_") and k in _settings_names()}
         plain = {k: v for k, v in plain.items() if not v.startswith("<secret")}
-        Settings(**{k.removeprefix("METRE_").lower(): v for k, v in plain.items()})
+        fields: dict[str, Any] = {k.removeprefix("METRE_").lower(): v for k, v in plain.items()}
+        Settings(**fields)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -250,7 +251,7 @@ def test_ports_and_probe_paths_exist_in_the_code(overlay: str) -> None:
             assert ports == {"health": 8081}
             assert int(env["METRE_HEALTH_PORT"]) == 8081
             if "health_port" in Settings.model_fields:
-                assert Settings().health_port == 8081  # type: ignore[attr-defined]
+                assert Settings().health_port == 8081
             paths = _health_paths()
         for probe in probes:
             assert probe["httpGet"]["port"] in ports
@@ -409,9 +410,10 @@ def test_the_scaling_query_is_the_claims_condition() -> None:
 
 
 def test_the_scaling_driver_applies_kedas_kafka_rule() -> None:
-    """bench/scaleout.py's driver: ceil(lag / lagThreshold), at least minReplicaCount (1), at
-    most the partitions and maxReplicaCount, the rule the processors' ScaledObject declares."""
-    from bench.scaleout import desired_replicas
+    """The scaling driver of bench/scaleout.py (testkit/keda.py): ceil(lag / lagThreshold), at
+    least minReplicaCount (1), at most the partitions and maxReplicaCount, the rule the
+    processors' ScaledObject declares."""
+    from testkit.keda import desired_replicas
 
     processors = find(render("prod"), "ScaledObject", "metre-processor")["spec"]
     threshold = int(processors["triggers"][0]["metadata"]["lagThreshold"])

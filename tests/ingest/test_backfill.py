@@ -1,4 +1,4 @@
-"""Parallel backfill (ingest.backfill) equals the in-process path, event for event, and the
+"""Parallel backfill (metre.ingest.backfill) equals the in-process path, event for event, and the
 poller's parallel path publishes every commit once and stores the head after them."""
 
 from __future__ import annotations
@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from dulwich.repo import Repo
 
-from ingest.backfill import EventPool, encode_events, worker_count
-from ingest.bus import InMemoryBus
-from ingest.events import decode
-from ingest.git.graph import new_commits
-from ingest.mirror import resolve_head
-from ingest.poller import Poller, PollerConfig
-from processors.store import PgStore
+from metre.contracts.bus import InMemoryBus
+from metre.contracts.events import decode
+from metre.ingest.backfill import EventPool, encode_events, worker_count
+from metre.ingest.git.graph import new_commits
+from metre.ingest.mirror import resolve_head
+from metre.ingest.poller import Poller, PollerConfig
+from metre.processors.store import PgStore
 from tests.fixtures.gitrepo import git_commits, git_numstat, served_path
 
 

@@ -13,7 +13,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import DefaultPartitioner
 
-from ingest.bus import (
+from metre.contracts.bus import (
     Bus,
     BusError,
     CommitFailed,
@@ -23,8 +23,8 @@ from ingest.bus import (
     Record,
     partition_for,
 )
-from ingest.kafka_bus import KafkaBus
-from tests.fixtures.broker import Broker, free_port
+from metre.ingest.kafka_bus import KafkaBus
+from testkit.broker import Broker, free_port
 
 PARTITIONS = 4
 SESSION_TIMEOUT_MS = 1_000

@@ -1,4 +1,4 @@
-"""ingest.commits against the git CLI: files, counts, change letters, people, times, parents."""
+"""metre.ingest.commits against the git CLI: files, counts, change letters, people, times, parents."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from dulwich.repo import Repo
 
-from ingest.commits import commit_event
-from ingest.events import CommitEvent
-from ingest.git.errors import RepositoryError
-from ingest.git.graph import new_commits
+from metre.contracts.events import CommitEvent
+from metre.ingest.commits import commit_event
+from metre.ingest.git.errors import RepositoryError
+from metre.ingest.git.graph import new_commits
 from tests.fixtures.gitrepo import (
     GitRepoBuilder,
     git_change_letters,

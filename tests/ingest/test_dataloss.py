@@ -3,9 +3,9 @@ alarm on the test broker's end offsets (the last batch's base offset + 1)."""
 
 from __future__ import annotations
 
-from ingest.bus import partition_for
-from ingest.dataloss import Loss, Mark, Observed, affected, compare, next_marks
-from ingest.events import partition_key
+from metre.contracts.bus import partition_for
+from metre.contracts.events import partition_key
+from metre.ingest.dataloss import Loss, Mark, Observed, affected, compare, next_marks
 
 T = "m.commits"
 

@@ -14,15 +14,15 @@ from pathlib import Path
 import pytest
 from dulwich.repo import Repo
 
-from ingest import gitdate
-from ingest.bus import InMemoryBus
-from ingest.commits import commit_event
-from ingest.events import decode, encode
-from ingest.git.graph import new_commits
-from ingest.mirror import open_mirror, resolve_head
-from ingest.poller import Poller, PollerConfig
-from processors.runner import Processor
-from processors.store import PgStore
+from metre.contracts.bus import InMemoryBus
+from metre.contracts.events import decode, encode
+from metre.ingest import gitdate
+from metre.ingest.commits import commit_event
+from metre.ingest.git.graph import new_commits
+from metre.ingest.mirror import open_mirror, resolve_head
+from metre.ingest.poller import Poller, PollerConfig
+from metre.processors.runner import Processor
+from metre.processors.store import PgStore
 from tests.fixtures.gitrepo import GitRepoBuilder, git_numstat, run_git
 
 DATES: dict[str, bytes] = {

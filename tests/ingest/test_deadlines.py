@@ -26,14 +26,14 @@ from pathlib import Path
 
 import pytest
 
-from ingest.bus import InMemoryBus
-from ingest.deadlines import FetchClock, FetchDeadlines
-from ingest.git.errors import RepositoryError
-from ingest.localfetch import CHECK_EVERY
-from ingest.mirror import FetchAccess, open_mirror
-from ingest.poller import Poller, PollerConfig
-from ingest.urlpolicy import UrlPolicy
-from processors.store import PgStore
+from metre.contracts.bus import InMemoryBus
+from metre.ingest.deadlines import FetchClock, FetchDeadlines
+from metre.ingest.git.errors import RepositoryError
+from metre.ingest.localfetch import CHECK_EVERY
+from metre.ingest.mirror import FetchAccess, open_mirror
+from metre.ingest.poller import Poller, PollerConfig
+from metre.ingest.urlpolicy import UrlPolicy
+from metre.processors.store import PgStore
 from tests.fixtures.gitrepo import GitRepoBuilder, run_git
 
 LOOPBACK = UrlPolicy(

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from dulwich.repo import Repo
 
-from ingest.commits import commit_event
-from ingest.git.graph import new_commits
-from ingest.mirror import resolve_head
+from metre.ingest.commits import commit_event
+from metre.ingest.git.graph import new_commits
+from metre.ingest.mirror import resolve_head
 from tests.fixtures.gitrepo import git_numstat
 from tests.fixtures.huge import fat, long_line, wide
 

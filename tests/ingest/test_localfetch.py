@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.git.errors import RepositoryError
-from ingest.mirror import open_mirror, resolve_head
+from metre.ingest.git.errors import RepositoryError
+from metre.ingest.mirror import open_mirror, resolve_head
 from tests.fixtures.gitrepo import GitRepoBuilder, run_git
 
 
@@ -61,9 +61,9 @@ def test_an_object_that_does_not_hash_to_its_name_is_refused_by_name(tmp_path: P
 def test_small_packs_are_merged_past_the_limit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import ingest.localfetch
+    import metre.ingest.localfetch
 
-    monkeypatch.setattr(ingest.localfetch, "MAX_PACKS", 3)
+    monkeypatch.setattr(metre.ingest.localfetch, "MAX_PACKS", 3)
     b = GitRepoBuilder(tmp_path / "src")
     b.write("a.txt", b"0\n")
     b.commit("c0", date="2021-01-01T00:00:00+0000")

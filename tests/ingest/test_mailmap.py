@@ -1,4 +1,4 @@
-"""ingest.mailmap against `git check-mailmap` (the oracle), on hand-written and random files."""
+"""metre.ingest.mailmap against `git check-mailmap` (the oracle), on written and random files."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from dulwich.mailmap import Mailmap as DulwichMailmap
 from dulwich.mailmap import read_mailmap as read_dulwich_mailmap
 from dulwich.repo import Repo
 
-from ingest.mailmap import Mailmap, read_mailmap
+from metre.ingest.mailmap import Mailmap, read_mailmap
 from tests.fixtures.gitrepo import GitRepoBuilder
 
 AWKWARD = """\

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from dulwich.repo import Repo
 
-from ingest.commits import commit_event
-from ingest.events import encode
-from ingest.git import objects
-from ingest.git.graph import new_commits, use_commit_graph
+from metre.contracts.events import encode
+from metre.ingest.commits import commit_event
+from metre.ingest.git import objects
+from metre.ingest.git.graph import new_commits, use_commit_graph
 from tests.fixtures.gitrepo import run_git
 from tests.fixtures.mergeheavy import generate_merge_heavy_history
 from tests.ingest.test_merge_files import check_every_commit

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from dulwich.repo import Repo
 
-from ingest.commits import commit_event
-from ingest.events import CommitEvent, decode, encode
-from ingest.git.graph import new_commits
+from metre.contracts.events import CommitEvent, decode, encode
+from metre.ingest.commits import commit_event
+from metre.ingest.git.graph import new_commits
 from tests.codeoracle import oracle_code_lines
 from tests.fixtures.gitrepo import GitRepoBuilder, run_git, served_path
 

@@ -25,15 +25,15 @@ from dulwich.repo import Repo
 from dulwich.server import BackendRepo, DictBackend
 from dulwich.web import make_wsgi_chain
 
-from api.app import create_app
-from ingest.bus import InMemoryBus
-from ingest.credentials import Credential
-from ingest.git.errors import RepositoryError
-from ingest.mirror import FetchAccess, open_mirror, resolve_head
-from ingest.poller import Poller, PollerConfig
-from ingest.urlpolicy import UrlPolicy
+from metre.api.app import create_app
+from metre.contracts.bus import InMemoryBus
+from metre.ingest.credentials import Credential
+from metre.ingest.git.errors import RepositoryError
+from metre.ingest.mirror import FetchAccess, open_mirror, resolve_head
+from metre.ingest.poller import Poller, PollerConfig
+from metre.ingest.urlpolicy import UrlPolicy
+from metre.processors.store import PgStore
 from metre.settings import Settings
-from processors.store import PgStore
 from tests.fixtures.gitrepo import GitRepoBuilder, run_git
 
 LOOPBACK = UrlPolicy(frozenset({"http"}), allow_private_hosts=True)

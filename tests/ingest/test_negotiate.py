@@ -19,10 +19,11 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 
-import ingest.remotefetch
-from ingest.mirror import FetchAccess, open_mirror, resolve_head
-from ingest.negotiate import HaveWalker
-from ingest.urlpolicy import UrlPolicy
+import metre.ingest.remotefetch
+from metre.ingest.mirror import FetchAccess, open_mirror, resolve_head
+from metre.ingest.negotiate import HaveWalker
+from metre.ingest.urlpolicy import UrlPolicy
+from testkit.githttp import http_backend
 from tests.fixtures.gitrepo import git_env, run_git
 from tests.fixtures.sshd import SSH_ALIAS, SshClient, SshServers
 from tests.ingest.test_transports import Resolver
@@ -144,48 +145,10 @@ class _Quiet(WSGIRequestHandler):
         pass
 
 
-def _http_backend(root: Path, trace: Path) -> Any:
-    """`git http-backend` (smart HTTP, as a web server runs it) behind a small WSGI app."""
-
-    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        body = environ["wsgi.input"].read(length) if length else b""
-        env = {
-            **git_env(root.parent),
-            "GIT_PROJECT_ROOT": str(root),
-            "GIT_HTTP_EXPORT_ALL": "1",
-            "GIT_TRACE_PACKET": str(trace),
-            "REQUEST_METHOD": environ["REQUEST_METHOD"],
-            "PATH_INFO": environ.get("PATH_INFO", ""),
-            "QUERY_STRING": environ.get("QUERY_STRING", ""),
-            "CONTENT_TYPE": environ.get("CONTENT_TYPE", ""),
-            "CONTENT_LENGTH": str(len(body)),
-            "GIT_PROTOCOL": environ.get("HTTP_GIT_PROTOCOL", ""),
-            # git gzips a large request body (a clone's wants of thousands of refs)
-            "HTTP_CONTENT_ENCODING": environ.get("HTTP_CONTENT_ENCODING", ""),
-            "REMOTE_ADDR": "127.0.0.1",
-        }
-        out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True,
-                             check=True).stdout  # fmt: skip
-        head, _, payload = out.partition(b"\r\n\r\n")
-        status = "200 OK"
-        headers = []
-        for line in head.decode().split("\r\n"):
-            key, _, value = line.partition(": ")
-            if key.lower() == "status":
-                status = value
-            elif key:
-                headers.append((key, value))
-        start_response(status, headers)
-        return [payload]
-
-    return app
-
-
 def test_smart_http_sees_a_handful_of_haves(source: Path, tmp_path: Path) -> None:
     trace = tmp_path / "trace"
     server = make_server(
-        "127.0.0.1", 0, _http_backend(source.parent, trace), WSGIServer, handler_class=_Quiet
+        "127.0.0.1", 0, http_backend(source.parent, trace), WSGIServer, handler_class=_Quiet
     )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -221,7 +184,7 @@ def test_ssh_walker_sends_a_handful_of_haves(
             super().__init__(*args, **kwargs)
             walkers.append(self)
 
-    monkeypatch.setattr(ingest.remotefetch, "HaveWalker", Counted)
+    monkeypatch.setattr(metre.ingest.remotefetch, "HaveWalker", Counted)
     access = FetchAccess(
         UrlPolicy(frozenset({"ssh"}), allow_private_hosts=True), resolve=Resolver(["127.0.0.1"])
     )
@@ -249,7 +212,7 @@ def test_a_remote_commit_dulwich_cannot_parse_is_fetched(tmp_path: Path) -> None
     served.parent.mkdir()
     run_git(tmp_path, "clone", "-q", "--bare", str(b.path), str(served))
     server = make_server(
-        "127.0.0.1", 0, _http_backend(served.parent, tmp_path / "t"), WSGIServer,
+        "127.0.0.1", 0, http_backend(served.parent, tmp_path / "t"), WSGIServer,
         handler_class=_Quiet,
     )  # fmt: skip
     thread = threading.Thread(target=server.serve_forever, daemon=True)

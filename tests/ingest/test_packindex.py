@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.packindex import PackRefused, land_pack
-from ingest.packs import PackReader
+from metre.ingest.packindex import PackRefused, land_pack
+from metre.ingest.packs import PackReader
 from tests.fixtures.gitrepo import GitRepoBuilder, run_git
 
 

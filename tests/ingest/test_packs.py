@@ -1,4 +1,4 @@
-"""ingest.packs against `git cat-file`: every object of packs written by fast-import and by
+"""metre.ingest.packs against `git cat-file`: every object of packs written by fast-import and by
 repack with offset deltas and with reference deltas, and what it leaves to dulwich."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from dulwich.repo import Repo
 
-from ingest.packs import PackReader
+from metre.ingest.packs import PackReader
 from tests.fixtures.gitrepo import git_env, run_git
 
 TYPES = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
@@ -88,9 +88,9 @@ def test_dropping_mapped_pages_keeps_reads_right(
 ) -> None:
     """The packs' pages are dropped from the process every few reads (RSS bound): the objects
     read afterwards come back from the page cache unchanged."""
-    import ingest.packs
+    import metre.ingest.packs
 
-    monkeypatch.setattr(ingest.packs, "_TRIM_BYTES", 1)
+    monkeypatch.setattr(metre.ingest.packs, "_TRIM_BYTES", 1)
     repo_path = history_factory(120, 3)
     expected = git_objects(repo_path)
     trims = 0

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from ingest.bus import BusError, InMemoryBus, Message
-from ingest.events import decode
-from ingest.poller import Poller, PollerConfig
-from ingest.retry import Backoff
-from processors.store import PgStore
+from metre.contracts.bus import BusError, InMemoryBus, Message
+from metre.contracts.events import decode
+from metre.contracts.retry import Backoff
+from metre.ingest.poller import Poller, PollerConfig
+from metre.processors.store import PgStore
 from tests.fixtures.gitrepo import GitRepoBuilder, git_commits, git_numstat
 
 pytestmark = pytest.mark.integration

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from ingest.bus import InMemoryBus
-from ingest.poller import Poller, PollerConfig
-from ingest.reconcile import reconcile_all
-from processors.runner import Processor
-from processors.store import PgStore
+from metre.contracts.bus import InMemoryBus
+from metre.ingest.poller import Poller, PollerConfig
+from metre.ingest.reconcile import reconcile_all
+from metre.processors.runner import Processor
+from metre.processors.store import PgStore
 from tests.fixtures.gitrepo import GitRepoBuilder, git_commits
 
 pytestmark = pytest.mark.integration

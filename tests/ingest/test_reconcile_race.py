@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from ingest.bus import InMemoryBus, Message
-from ingest.reconcile import reconcile_all
-from processors.store import PgStore
+from metre.contracts.bus import InMemoryBus, Message
+from metre.ingest.reconcile import reconcile_all
+from metre.processors.store import PgStore
 from tests.fixtures.gitrepo import GitRepoBuilder, git_commits
 from tests.ingest.test_reconcile import TOPIC, new_bus, process_all
 from tests.ingest.test_reconcile_rewrite import poll
@@ -62,7 +62,7 @@ async def _race_with_a_poll(
 
 
 async def poll_claimed(bus: InMemoryBus, store: PgStore, mirrors: Path, claimed: Any) -> None:
-    from ingest.poller import Poller, PollerConfig
+    from metre.ingest.poller import Poller, PollerConfig
 
     await Poller(bus, store, PollerConfig(mirrors_dir=mirrors, topic=TOPIC)).poll(claimed)
 
@@ -93,7 +93,7 @@ async def test_reconcile_does_not_republish_what_a_concurrent_poll_retracted(
     _commit(live, "d")  # the force-push
 
     racing = RacingBus(bus, await _race_with_a_poll(bus, store, mirrors, row.id))
-    [report] = await reconcile_all(racing, store, mirrors, TOPIC)  # type: ignore[arg-type]
+    [report] = await reconcile_all(racing, store, mirrors, TOPIC)
     assert racing.raced
     assert report.republished == 1
     await _settle(bus, store, mirrors, row.id)
@@ -121,7 +121,7 @@ async def test_reconcile_does_not_retract_what_a_concurrent_poll_brings_back(
     live.git("reset", "--hard", c)  # and back again
 
     racing = RacingBus(bus, await _race_with_a_poll(bus, store, mirrors, row.id))
-    [report] = await reconcile_all(racing, store, mirrors, TOPIC)  # type: ignore[arg-type]
+    [report] = await reconcile_all(racing, store, mirrors, TOPIC)
     assert racing.raced
     assert (report.retracted, report.republished) == (2, 1)
     await _settle(bus, store, mirrors, row.id)

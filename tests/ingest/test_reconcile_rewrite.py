@@ -11,14 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from ingest.bus import InMemoryBus
-from ingest.poller import Poller, PollerConfig
-from ingest.reconcile import reconcile_all
-from processors.store import PgStore
+from metre.contracts.bus import InMemoryBus
+from metre.ingest.poller import Poller, PollerConfig
+from metre.ingest.reconcile import reconcile_all
+from metre.processors.store import PgStore
+from testkit.dump import differences, dump
+from testkit.postgres import drop_database
 from tests.fixtures.gitrepo import GitRepoBuilder, git_commits
-from tests.fixtures.postgres import MakeDatabase, drop_database
+from tests.fixtures.postgres import MakeDatabase
 from tests.ingest.test_reconcile import TOPIC, new_bus, process_all
-from tests.processors.dump import differences, dump
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""The refs cache (`ingest.refstore.RefCache`) against git's own view: after every change git
+"""The refs cache (`metre.ingest.refstore.RefCache`) against git's own view: after every change git
 can make (update-ref, pack-refs, deletion, a ref renamed into place in the same clock tick), a
 cached read equals `git for-each-ref`, and an unchanged repository is not read again; what git
 never does (a file rewritten in place) is seen at the next full read."""
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest import refstore
-from ingest.refstore import RefCache, read_refs, write_packed_refs
+from metre.ingest import refstore
+from metre.ingest.refstore import RefCache, read_refs, write_packed_refs
 
 
 def git(repo: Path, *args: str) -> str:
@@ -117,7 +117,7 @@ def test_a_change_the_stat_cannot_show_is_seen_at_verification(
     os.utime(packed, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert read_refs(repo, cache=cache)[0] == before  # the stat is the same: trusted
     now = time.time()
-    monkeypatch.setattr(refstore.time, "time", lambda: now + refstore.VERIFY_AFTER + 1)
+    monkeypatch.setattr(time, "time", lambda: now + refstore.VERIFY_AFTER + 1)  # its clock
     assert read_refs(repo, cache=cache)[0][b"refs/heads/main"] == other.encode()
 
 
@@ -145,7 +145,7 @@ def test_a_loose_ref_rewritten_in_place_is_seen_at_verification(
     assert read_refs(repo, cache=cache)[0][b"refs/heads/side"] == git_refs(repo)[b"refs/heads/side"]
     (repo / "refs/heads/side").write_text(commits(repo)[4] + "\n")  # its directory unchanged
     now = time.time()
-    monkeypatch.setattr(refstore.time, "time", lambda: now + refstore.VERIFY_AFTER + 1)
+    monkeypatch.setattr(time, "time", lambda: now + refstore.VERIFY_AFTER + 1)  # its clock
     assert read_refs(repo, cache=cache)[0][b"refs/heads/side"] == commits(repo)[4].encode()
 
 

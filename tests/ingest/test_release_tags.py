@@ -10,16 +10,10 @@ import orjson
 import pytest
 from dulwich.repo import Repo
 
-from ingest.events import EventError, decode_event
-from ingest.releases import (
-    DEFAULT_PATTERNS,
-    ReleaseTag,
-    TagsEvent,
-    encode_tags,
-    parse_patterns,
-    tags_digest,
-)
-from ingest.releasetags import read_release_tags
+from metre.contracts.events import EventError, decode_event
+from metre.contracts.tags import ReleaseTag, TagsEvent, encode_tags
+from metre.ingest.releases import DEFAULT_PATTERNS, parse_patterns, tags_digest
+from metre.ingest.releasetags import read_release_tags
 from tests.fixtures.gitbuilder import GitRepoBuilder
 
 SHA = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c"

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from ingest.stopping import sleep_or_stop, unless_stopped
+from metre.ingest.stopping import sleep_or_stop, unless_stopped
 
 
 async def test_stop_cancels_the_pass_and_says_so() -> None:

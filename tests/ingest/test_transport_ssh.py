@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from ingest.credentials import Credential
-from ingest.git.errors import RepositoryError
-from ingest.mirror import FetchAccess, open_mirror, resolve_head
-from ingest.urlpolicy import UrlPolicy
+from metre.ingest.credentials import Credential
+from metre.ingest.git.errors import RepositoryError
+from metre.ingest.mirror import FetchAccess, open_mirror, resolve_head
+from metre.ingest.urlpolicy import UrlPolicy
 from tests.fixtures.gitrepo import GitRepoBuilder
 from tests.fixtures.sshd import SSH_ALIAS, SshClient, SshServers
 from tests.ingest.test_transports import Resolver
@@ -204,7 +204,7 @@ def test_ssh_connection_is_reused_by_the_next_fetch_of_that_name_only(
     so its host key is checked (and here refused: known_hosts holds only `SSH_ALIAS`)."""
     import tempfile
 
-    from ingest.transport import SshReuse
+    from metre.ingest.transport import SshReuse
 
     control = Path(tempfile.mkdtemp(prefix="metre-ssh-", dir="/tmp")) / "c"
     reuse = SshReuse(control, 30)
@@ -230,7 +230,7 @@ def test_ssh_connection_is_reused_by_the_next_fetch_of_that_name_only(
 
 
 def test_ssh_reuse_is_off_when_the_socket_path_would_be_too_long(tmp_path: Path) -> None:
-    from ingest.transport import SshReuse
+    from metre.ingest.transport import SshReuse
 
     deep = SshReuse(tmp_path / ("d" * 120), 30)
     assert deep.options("h", "127.0.0.1", 22, "git") == []

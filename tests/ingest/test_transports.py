@@ -24,9 +24,9 @@ from dulwich.repo import Repo
 from dulwich.server import DictBackend
 from dulwich.web import make_wsgi_chain
 
-from ingest.git.errors import RepositoryError
-from ingest.mirror import FetchAccess, open_mirror, resolve_head
-from ingest.urlpolicy import UrlPolicy
+from metre.ingest.git.errors import RepositoryError
+from metre.ingest.mirror import FetchAccess, open_mirror, resolve_head
+from metre.ingest.urlpolicy import UrlPolicy
 from metre.runtime import fetch_access
 from metre.settings import Settings
 from tests.fixtures.gitrepo import GitRepoBuilder

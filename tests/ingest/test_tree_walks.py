@@ -1,4 +1,4 @@
-"""What the fast paths of ingest.commits must not change: trees whose entries are out of git's
+"""What the fast paths of metre.ingest.commits must not change: trees whose entries are out of git's
 order (a broken tool wrote them) are still diffed by name, a damaged tree is a repository
 error, and merge bases equal dulwich's own search on every merge of generated histories."""
 
@@ -11,10 +11,10 @@ import pytest
 from dulwich import graph
 from dulwich.repo import Repo
 
-from ingest.commits import commit_event
-from ingest.git.errors import RepositoryError
-from ingest.git.graph import lowest_common_ancestors
-from ingest.git.objects import reader
+from metre.ingest.commits import commit_event
+from metre.ingest.git.errors import RepositoryError
+from metre.ingest.git.graph import lowest_common_ancestors
+from metre.ingest.git.objects import reader
 from tests.fixtures.gitrepo import GitRepoBuilder, run_git
 
 

@@ -1,4 +1,4 @@
-"""ingest.urlpolicy: the pure URL and address policy (resolver injected, no network)."""
+"""metre.ingest.urlpolicy: the pure URL and address policy (resolver injected, no network)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from ingest.credentials import Credential, CredentialsError, credential_for, parse_credentials
-from ingest.urlpolicy import (
+from metre.ingest.credentials import Credential, CredentialsError, credential_for, parse_credentials
+from metre.ingest.urlpolicy import (
     InvalidRepositoryURL,
     Remote,
     UrlPolicy,

@@ -10,15 +10,15 @@ import pytest
 
 
 def compiled_is_built() -> bool:
-    """Whether a built ``kernels._linediff`` extension is importable from this checkout."""
-    return importlib.util.find_spec("kernels._linediff") is not None
+    """Whether a built ``metre.kernels._linediff`` extension is importable from this checkout."""
+    return importlib.util.find_spec("metre.kernels._linediff") is not None
 
 
 @pytest.fixture(scope="session", params=["c", "python"])
 def impl(request: pytest.FixtureRequest) -> ModuleType:
     """A module with ``numstat``, ``count_lines`` and ``is_binary``: one of the two twins."""
     if request.param == "python":
-        return importlib.import_module("kernels._reference")
+        return importlib.import_module("metre.kernels._reference")
     if not compiled_is_built():
-        pytest.skip("kernels._linediff is not built (no C compiler at install time)")
-    return importlib.import_module("kernels._linediff")
+        pytest.skip("metre.kernels._linediff is not built (no C compiler at install time)")
+    return importlib.import_module("metre.kernels._linediff")

@@ -13,15 +13,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import kernels
-from kernels import _ancestry_reference
+from metre import kernels
+from metre.kernels import _ancestry_reference
 
 Graph = list[list[int]]
 """Parents of each commit, by number; every parent below its child."""
 
 
 def compiled_is_built() -> bool:
-    return importlib.util.find_spec("kernels._ancestry") is not None
+    return importlib.util.find_spec("metre.kernels._ancestry") is not None
 
 
 @pytest.fixture(scope="module", params=["c", "python"])
@@ -29,8 +29,8 @@ def impl(request: pytest.FixtureRequest) -> ModuleType:
     if request.param == "python":
         return _ancestry_reference
     if not compiled_is_built():
-        pytest.skip("kernels._ancestry is not built (no C compiler at install time)")
-    return importlib.import_module("kernels._ancestry")
+        pytest.skip("metre.kernels._ancestry is not built (no C compiler at install time)")
+    return importlib.import_module("metre.kernels._ancestry")
 
 
 def layout(graph: Graph) -> tuple[array[int], array[int]]:
@@ -101,7 +101,7 @@ def test_the_compiled_kernel_is_loaded_when_built() -> None:
     if os.environ.get("METRE_KERNELS", "").strip().lower() == "python":
         assert kernels.ANCESTRY_IMPLEMENTATION == "python"
     elif compiled_is_built():
-        from kernels import _ancestry
+        from metre.kernels import _ancestry
 
         assert kernels.ANCESTRY_IMPLEMENTATION == "c"
         assert kernels.lowest_common_ancestors is _ancestry.lowest_common_ancestors
@@ -130,6 +130,6 @@ def test_twins_equal_the_definition(case: tuple[Graph, int, list[int]]) -> None:
     expected = by_definition(graph, first, others) if others else []
     assert lca(_ancestry_reference, graph, first, others) == expected
     if compiled_is_built():
-        from kernels import _ancestry
+        from metre.kernels import _ancestry
 
         assert lca(_ancestry, graph, first, others) == expected

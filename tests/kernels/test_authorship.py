@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import kernels
-from kernels import _authorship_reference as ref
+from metre import kernels
+from metre.kernels import _authorship_reference as ref
 
 PROPERTY = settings(
     max_examples=400,
@@ -23,7 +23,7 @@ PROPERTY = settings(
 
 
 def compiled_is_built() -> bool:
-    return importlib.util.find_spec("kernels._authorship") is not None
+    return importlib.util.find_spec("metre.kernels._authorship") is not None
 
 
 @pytest.fixture(scope="session", params=["c", "python"])
@@ -32,8 +32,8 @@ def twin(request: pytest.FixtureRequest) -> ModuleType:
     if request.param == "python":
         return ref
     if not compiled_is_built():
-        pytest.skip("kernels._authorship is not built (no C compiler at install time)")
-    return importlib.import_module("kernels._authorship")
+        pytest.skip("metre.kernels._authorship is not built (no C compiler at install time)")
+    return importlib.import_module("metre.kernels._authorship")
 
 
 def test_compiled_twin_is_the_one_loaded() -> None:
@@ -42,7 +42,7 @@ def test_compiled_twin_is_the_one_loaded() -> None:
         assert kernels.truck_factor is ref.truck_factor
     elif compiled_is_built():
         assert kernels.AUTHORSHIP_IMPLEMENTATION == "c"
-        assert kernels.authorship is importlib.import_module("kernels._authorship").authorship
+        assert kernels.authorship is importlib.import_module("metre.kernels._authorship").authorship
 
 
 # ----------------------------------------------------------------------------- worked examples
@@ -150,8 +150,8 @@ def test_authorship_compiled_equals_reference(
     rows: tuple[list[int], list[int], list[int], list[int]],
 ) -> None:
     if not compiled_is_built():
-        pytest.skip("kernels._authorship is not built")
-    c = importlib.import_module("kernels._authorship")
+        pytest.skip("metre.kernels._authorship is not built")
+    c = importlib.import_module("metre.kernels._authorship")
     assert c.authorship(*rows) == ref.authorship(*rows)  # bit for bit
 
 
@@ -181,8 +181,8 @@ def authorship_pairs(draw: st.DrawFn) -> tuple[int, list[int], list[int]]:
 @given(case=authorship_pairs())
 def test_truck_factor_compiled_equals_reference(case: tuple[int, list[int], list[int]]) -> None:
     if not compiled_is_built():
-        pytest.skip("kernels._authorship is not built")
-    c = importlib.import_module("kernels._authorship")
+        pytest.skip("metre.kernels._authorship is not built")
+    c = importlib.import_module("metre.kernels._authorship")
     assert c.truck_factor(*case) == ref.truck_factor(*case)
 
 

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 from types import ModuleType
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import kernels
-from ingest.codelines import SYNTAX, Syntax, code_lines, syntax_of
-from kernels import _codelines_reference
-from kernels._codelines_reference import ESCAPES, MULTILINE, NESTED, WORD_START
+from metre import kernels
+from metre.ingest.codelines import SYNTAX, Syntax, code_lines, syntax_of
+from metre.kernels import _codelines_reference
+from metre.kernels._codelines_reference import ESCAPES, MULTILINE, NESTED, WORD_START
 from tests.codeoracle import pygments_code_lines
 
 
@@ -23,9 +24,9 @@ def impl(request: pytest.FixtureRequest) -> ModuleType:
     """A module with ``code_lines``: one of the two twins."""
     if request.param == "python":
         return _codelines_reference
-    if importlib.util.find_spec("kernels._codelines") is None:
-        pytest.skip("kernels._codelines is not built (no C compiler at install time)")
-    return importlib.import_module("kernels._codelines")
+    if importlib.util.find_spec("metre.kernels._codelines") is None:
+        pytest.skip("metre.kernels._codelines is not built (no C compiler at install time)")
+    return importlib.import_module("metre.kernels._codelines")
 
 
 def _count(impl: ModuleType, data: bytes, s: Syntax) -> int:
@@ -74,6 +75,19 @@ def test_bad_arguments(impl: ModuleType) -> None:
         impl.code_lines(b"x", (b"",), (), (), 0)
 
 
+def test_the_compiled_kernel_is_loaded_when_built() -> None:
+    if os.environ.get("METRE_KERNELS", "").strip().lower() == "python":
+        assert kernels.CODELINES_IMPLEMENTATION == "python"
+        assert kernels.code_lines is _codelines_reference.code_lines
+    elif importlib.util.find_spec("metre.kernels._codelines") is not None:
+        from metre.kernels import _codelines
+
+        assert kernels.CODELINES_IMPLEMENTATION == "c"
+        assert kernels.code_lines is _codelines.code_lines
+    else:
+        assert kernels.CODELINES_IMPLEMENTATION == "python"
+
+
 def test_public_function() -> None:
     assert kernels.CODELINES_IMPLEMENTATION in ("c", "python")
     assert kernels.code_lines(b"a\n\n// b\n", (b"//",), (), (), 0) == 1
@@ -104,9 +118,9 @@ syntaxes = st.builds(
 @settings(max_examples=1500, deadline=None)
 @given(texts, syntaxes)
 def test_compiled_equals_reference(data: bytes, syntax: Syntax) -> None:
-    if importlib.util.find_spec("kernels._codelines") is None:
-        pytest.skip("kernels._codelines is not built")
-    compiled = importlib.import_module("kernels._codelines")
+    if importlib.util.find_spec("metre.kernels._codelines") is None:
+        pytest.skip("metre.kernels._codelines is not built")
+    compiled = importlib.import_module("metre.kernels._codelines")
     want = _count(_codelines_reference, data, syntax)
     assert _count(compiled, data, syntax) == want
     lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)

@@ -12,7 +12,7 @@ from types import ModuleType
 
 import pytest
 
-import kernels
+from metre import kernels
 from tests.kernels.conftest import compiled_is_built
 
 # (old, new, (added, removed)) as git 2.39 counts them; test_oracle checks this table against git.
@@ -102,7 +102,7 @@ def test_the_compiled_kernel_is_loaded_when_built() -> None:
         assert kernels.IMPLEMENTATION == "python"
     elif compiled_is_built():
         assert kernels.IMPLEMENTATION == "c"
-        from kernels import _linediff
+        from metre.kernels import _linediff
 
         assert kernels.numstat is _linediff.numstat
     else:
@@ -115,7 +115,7 @@ def test_environment_switch(switch: str, expected: str) -> None:
         expected = "python"
     env = dict(os.environ, METRE_KERNELS=switch)
     out = subprocess.run(
-        [sys.executable, "-c", "import kernels; print(kernels.IMPLEMENTATION)"],
+        [sys.executable, "-c", "from metre import kernels; print(kernels.IMPLEMENTATION)"],
         env=env,
         capture_output=True,
         check=True,
@@ -127,8 +127,8 @@ def test_environment_switch(switch: str, expected: str) -> None:
 def test_compiled_kernel_releases_the_gil() -> None:
     """Another thread runs Python code while a long count is under way in C."""
     if not compiled_is_built():
-        pytest.skip("kernels._linediff is not built")
-    from kernels import _linediff
+        pytest.skip("metre.kernels._linediff is not built")
+    from metre.kernels import _linediff
 
     rng = random.Random(7)
     alphabet = [b"%d\n" % i for i in range(50)]
@@ -156,8 +156,8 @@ def test_compiled_kernel_releases_the_gil() -> None:
 def test_falls_back_to_the_reference_with_a_logged_warning() -> None:
     """Without the extension, importing still works: a warning on the log, not an exception."""
     code = (
-        "import sys; sys.modules['kernels._linediff'] = None\n"  # as if it were never built
-        "import kernels, kernels._reference as r\n"
+        "import sys; sys.modules['metre.kernels._linediff'] = None\n"  # as if it were never built
+        "from metre import kernels; import metre.kernels._reference as r\n"
         "assert kernels.numstat is r.numstat\n"
         "print(kernels.IMPLEMENTATION)"
     )

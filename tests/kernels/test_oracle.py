@@ -9,7 +9,7 @@ from types import ModuleType
 
 import pytest
 
-from kernels import _reference
+from metre.kernels import _reference
 from tests.kernels.gitoracle import Pair, git_numstat
 from tests.kernels.test_linediff import CASES
 

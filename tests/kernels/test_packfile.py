@@ -18,16 +18,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import kernels
-from kernels import _packfile_reference
+from metre import kernels
+from metre.kernels import _packfile_reference
 from tests.fixtures.gitrepo import run_git
 
 _TYPES = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
 
 
 def compiled_is_built() -> bool:
-    """Whether a built ``kernels._packfile`` extension is importable from this checkout."""
-    return importlib.util.find_spec("kernels._packfile") is not None
+    """Whether a built ``metre.kernels._packfile`` extension is importable from this checkout."""
+    return importlib.util.find_spec("metre.kernels._packfile") is not None
 
 
 @pytest.fixture(scope="module", params=["c", "python"])
@@ -36,8 +36,8 @@ def impl(request: pytest.FixtureRequest) -> ModuleType:
     if request.param == "python":
         return _packfile_reference
     if not compiled_is_built():
-        pytest.skip("kernels._packfile is not built (no C compiler or zlib headers)")
-    return importlib.import_module("kernels._packfile")
+        pytest.skip("metre.kernels._packfile is not built (no C compiler or zlib headers)")
+    return importlib.import_module("metre.kernels._packfile")
 
 
 class Pack:
@@ -117,8 +117,8 @@ def test_every_entry_is_read_as_git_stored_it(impl: ModuleType, pack: Pack) -> N
 
 def test_twins_agree_on_every_entry(pack: Pack) -> None:
     if not compiled_is_built():
-        pytest.skip("kernels._packfile is not built")
-    from kernels import _packfile
+        pytest.skip("metre.kernels._packfile is not built")
+    from metre.kernels import _packfile
 
     for offset in pack.offsets.values():
         assert _packfile.pack_entry(pack.data, offset) == _packfile_reference.pack_entry(
@@ -221,8 +221,8 @@ def test_compiled_equals_reference_on_entries(
     data: bytes, type_num: int, back: int, cut: int
 ) -> None:
     if not compiled_is_built():
-        pytest.skip("kernels._packfile is not built")
-    from kernels import _packfile
+        pytest.skip("metre.kernels._packfile is not built")
+    from metre.kernels import _packfile
 
     prefix = b""
     if type_num == 6:
@@ -251,7 +251,7 @@ def test_the_compiled_kernel_is_loaded_when_built() -> None:
         assert kernels.PACKFILE_IMPLEMENTATION == "python"
         assert kernels.pack_entry is _packfile_reference.pack_entry
     elif compiled_is_built():
-        from kernels import _packfile
+        from metre.kernels import _packfile
 
         assert kernels.PACKFILE_IMPLEMENTATION == "c"
         assert kernels.pack_find is _packfile.pack_find
@@ -288,8 +288,8 @@ def test_pack_object_refuses_streams_that_do_not_match(
 @given(data=st.binary(max_size=3000), cut=st.integers(0, 3100), tail=st.binary(max_size=30))
 def test_compiled_equals_reference_on_pack_object(data: bytes, cut: int, tail: bytes) -> None:
     if not compiled_is_built():
-        pytest.skip("kernels._packfile is not built")
-    from kernels import _packfile
+        pytest.skip("metre.kernels._packfile is not built")
+    from metre.kernels import _packfile
 
     body = b"\x00" * 8 + entry(3, data) + tail
     for buf in (body, body[: 8 + cut]):

@@ -6,20 +6,22 @@ import importlib
 import importlib.util
 import os
 from types import ModuleType
+from typing import cast
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import kernels
-from kernels import _treediff_reference
+from metre import kernels
+from metre.kernels import _treediff_reference
 
 FILE, EXEC, LINK, GITLINK, DIR = 0o100644, 0o100755, 0o120000, 0o160000, 0o040000
+SideEntry = tuple[bytes, int, bytes]  # (name, mode, sha) of one side in by_name
 
 
 def compiled_is_built() -> bool:
-    """Whether a built ``kernels._treediff`` extension is importable from this checkout."""
-    return importlib.util.find_spec("kernels._treediff") is not None
+    """Whether a built ``metre.kernels._treediff`` extension is importable from this checkout."""
+    return importlib.util.find_spec("metre.kernels._treediff") is not None
 
 
 @pytest.fixture(scope="module", params=["c", "python"])
@@ -28,8 +30,8 @@ def impl(request: pytest.FixtureRequest) -> ModuleType:
     if request.param == "python":
         return _treediff_reference
     if not compiled_is_built():
-        pytest.skip("kernels._treediff is not built (no C compiler at install time)")
-    return importlib.import_module("kernels._treediff")
+        pytest.skip("metre.kernels._treediff is not built (no C compiler at install time)")
+    return importlib.import_module("metre.kernels._treediff")
 
 
 def sha(n: int, length: int = 20) -> bytes:
@@ -142,7 +144,7 @@ def test_the_compiled_kernel_is_loaded_when_built() -> None:
         assert kernels.TREEDIFF_IMPLEMENTATION == "python"
         assert kernels.tree_diff is _treediff_reference.tree_diff
     elif compiled_is_built():
-        from kernels import _treediff
+        from metre.kernels import _treediff
 
         assert kernels.TREEDIFF_IMPLEMENTATION == "c"
         assert kernels.tree_diff is _treediff.tree_diff
@@ -171,15 +173,15 @@ def by_name(
 ) -> list[_treediff_reference.TreeDiff]:
     """The specification without the walk: a file and a directory at one name never pair."""
     out: list[_treediff_reference.TreeDiff] = []
-    keys = {}
+    keys: dict[bytes, list[SideEntry | None]] = {}
     for side, spec in ((0, old), (1, new)):
-        for name, (mode, n) in spec.items():
-            keys.setdefault(git_key((mode, name, b"")), [None, None])[side] = (name, mode, sha(n))
+        for name, (mode, i) in spec.items():
+            keys.setdefault(git_key((mode, name, b"")), [None, None])[side] = (name, mode, sha(i))
     for key in sorted(keys):
         o, n = keys[key]
         if o == n:
             continue
-        name = (o or n)[0]
+        name = cast(SideEntry, o or n)[0]  # o != n: one side is present
         out.append((name, *(o[1:] if o else (None, None)), *(n[1:] if n else (None, None))))
     return out
 
@@ -192,7 +194,7 @@ def test_twins_equal_the_specification(
     expected = by_name(old, new)
     assert _treediff_reference.tree_diff(build(old), build(new)) == expected
     if compiled_is_built():
-        from kernels import _treediff
+        from metre.kernels import _treediff
 
         assert _treediff.tree_diff(build(old), build(new)) == expected
 
@@ -205,8 +207,8 @@ def test_twins_equal_the_specification(
 )
 def test_compiled_equals_reference_on_any_bytes(old: bytes, new: bytes, cut: int) -> None:
     if not compiled_is_built():
-        pytest.skip("kernels._treediff is not built")
-    from kernels import _treediff
+        pytest.skip("metre.kernels._treediff is not built")
+    from metre.kernels import _treediff
 
     for a, b in ((old, new), (old[:cut], new), (old, new[:cut])):
         try:

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import httpx
 
-from api.app import create_app
-from ingest.bus import InMemoryBus
-from ingest.poller import Poller, PollerConfig
+from metre.api.app import create_app
+from metre.contracts.bus import InMemoryBus
+from metre.ingest.poller import Poller, PollerConfig
+from metre.processors.runner import Processor
+from metre.processors.store import PgStore
 from metre.settings import Settings
-from processors.runner import Processor
-from processors.store import PgStore
 
 TOPIC = "metre.commits"
 DLQ = "metre.commits.dlq"

@@ -16,13 +16,13 @@ import pytest
 import yaml
 from hypothesis import given
 
-from ingest.bus import Record
-from ingest.events import RetractEvent, encode
-from ingest.wire import VERSION
 from metre import asyncapi
 from metre.cli import main
-from processors.runner import dlq_message
-from tests.ingest.test_events import events
+from metre.contracts.bus import Record
+from metre.contracts.events import RetractEvent, encode
+from metre.contracts.wire import VERSION
+from metre.processors.runner import dlq_message
+from tests.contracts.test_events import events
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.chaos import KINDS, PgServer, run_chaos
-from tests.fixtures.broker import Broker
+from testkit.broker import Broker
+from testkit.chaos import KINDS, run_chaos
+from testkit.postgres import PgServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

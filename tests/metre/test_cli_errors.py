@@ -22,7 +22,7 @@ import orjson
 import pytest
 
 from metre.pg import start_embedded, stop_embedded
-from tests.fixtures.broker import free_port
+from testkit.broker import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fixtures.broker import free_port
+from testkit.broker import free_port
+from testkit.oracle import assert_api_matches_git, wait_ingested
+from testkit.roles import Roles, role_env, wait_ready
 from tests.fixtures.gitrepo import git_commits
-from tests.fixtures.roles import Roles, role_env, wait_ready
-from tests.oracle import assert_api_matches_git, wait_ingested
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -10,12 +10,12 @@ from typing import Any, cast
 
 import pytest
 
-from tests.api.conftest import MetreApi
+from testkit.oracle import assert_api_matches_git, wait_ingested
+from testkit.pipeline import Pipeline
 from tests.api.files_oracle import expected_coupling
 from tests.api.test_files_metrics import check_coupling, check_files, check_ownership
 from tests.fixtures.gitrepo import git_commits
 from tests.metre.test_distributed import cluster
-from tests.oracle import assert_api_matches_git, wait_ingested
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -29,7 +29,7 @@ async def test_lookalike_paths_over_the_distributed_roles(
         repo_id = r.json()["id"]
         await wait_ingested(client, repo_id, len(git_commits(lookalike_repo)), timeout=300)
         await assert_api_matches_git(client, repo_id, lookalike_repo)
-        api = cast(MetreApi, SimpleNamespace(client=client))  # the checks use its client only
+        api = cast(Pipeline, SimpleNamespace(client=client))  # the checks use its client only
         await check_files(api, repo_id, lookalike_repo)
         await check_ownership(api, repo_id, lookalike_repo)
         await check_coupling(api, repo_id, lookalike_repo, 30)

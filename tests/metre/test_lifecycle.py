@@ -10,12 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.app import create_app
-from ingest.bus import InMemoryBus
-from ingest.poller import Poller
-from metre.runtime import commits_topic, make_poller
+from metre.api.app import create_app
+from metre.contracts.bus import InMemoryBus
+from metre.ingest.poller import Poller
+from metre.processors.store import PgStore
 from metre.settings import Settings
-from processors.store import PgStore
+from metre.wiring import commits_topic, make_poller
 from tests.fixtures.gitrepo import GitRepoBuilder
 
 pytestmark = pytest.mark.integration

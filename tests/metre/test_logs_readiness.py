@@ -11,8 +11,8 @@ import orjson
 import pytest
 
 from metre.logs import JsonFormatter, configure, mask
+from metre.processors.store import schema_problem
 from metre.readiness import Check, evaluate, run_checks
-from processors.store import schema_problem
 
 
 @pytest.mark.parametrize(

@@ -9,13 +9,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from testkit.broker import free_port
+from testkit.oracle import wait_ingested
+from testkit.roles import Roles, role_env, wait_ready
 from tests.api.files_oracle import expected_ownership
 from tests.api.test_notifications import A, two_owners
-from tests.fixtures.broker import free_port
 from tests.fixtures.gitrepo import git_commits
 from tests.fixtures.receiver import receiver
-from tests.fixtures.roles import Roles, role_env, wait_ready
-from tests.oracle import wait_ingested
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -21,11 +21,11 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.fixtures.broker import free_port
+from testkit.broker import free_port
+from testkit.oracle import wait_ingested
+from testkit.postgres import create_database, drop_database
+from testkit.roles import Roles, role_env
 from tests.fixtures.gitrepo import git_commits
-from tests.fixtures.postgres import create_database, drop_database
-from tests.fixtures.roles import Roles, role_env
-from tests.oracle import wait_ingested
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 T = TypeVar("T")
@@ -112,8 +112,8 @@ async def test_roles_after_migrate_are_probed_scraped_and_log_json(
         # Before `metre migrate`: a role refuses the empty database in one line, exit 2, and
         # only after it reached PostgreSQL (the message names the database, not a connection).
         roles.start("early", "processor", METRE_HEALTH_PORT=str(free_port()))
-        early = roles.procs.pop("early")
-        assert await wait_exit(early) == 2, roles.log("early")
+        refused = roles.procs.pop("early")
+        assert await wait_exit(refused) == 2, roles.log("early")
         early = json_lines(roles.log("early"))
         refusal = [e["message"] for e in early if e["level"] == "ERROR"]
         assert len(refusal) == 1, roles.log("early")
@@ -141,7 +141,11 @@ async def test_roles_after_migrate_are_probed_scraped_and_log_json(
                 return body if body["status"] == "ready" else None
 
             for role, port in health.items():
-                body = await until(f"{role} ready", lambda p=port: ready(p), roles)
+                body = await until(
+                    f"{role} ready",
+                    lambda p=port: ready(p),  # type: ignore[misc]  # mypy: a lambda with a default
+                    roles,
+                )
                 assert body["status"] == "ready", body
                 checks = {"database": "up", "bus": "up", "data_loss": "up"}
                 if role == "processor":

@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fixtures.broker import Broker, free_port
+from testkit.broker import Broker, free_port
+from testkit.oracle import wait_ingested
+from testkit.roles import Roles, role_env, wait_ready
 from tests.fixtures.gitrepo import git_commits
-from tests.fixtures.roles import Roles, role_env, wait_ready
-from tests.oracle import wait_ingested
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -73,7 +73,11 @@ async def test_a_broker_outage_logs_a_bounded_number_of_lines(
             during = {n: roles.log(n).splitlines()[before[n] :] for n in names}
             running_kafka_broker.start()
             for n in names:
-                await _until(f"{n} says it is back", lambda n=n: " is back " in roles.log(n), roles)
+                await _until(
+                    f"{n} says it is back",
+                    lambda n=n: " is back " in roles.log(n),  # type: ignore[misc]  # mypy: a lambda with a default
+                    roles,
+                )
             for n, lines in during.items():
                 records = [x for x in lines if x[:4].isdigit()]  # not traceback lines
                 # Per source of lines (aiokafka's templates, each retry loop, the watch): one

@@ -16,8 +16,8 @@ import psutil
 import pytest
 
 from metre.pg import postmaster_pid
+from testkit.oracle import assert_api_matches_git, wait_ingested
 from tests.fixtures.gitrepo import GitRepoBuilder
-from tests.oracle import assert_api_matches_git, wait_ingested
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from testkit.broker import free_port
+from testkit.oracle import wait_ingested
+from testkit.roles import Roles, role_env, wait_ready
 from tests.api.test_releases import build, check
-from tests.fixtures.broker import free_port
-from tests.fixtures.roles import Roles, role_env, wait_ready
-from tests.oracle import wait_ingested
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -16,16 +16,16 @@ import httpx
 import orjson
 import pytest
 
-from ingest.events import RetractEvent, decode_event
-from ingest.kafka_bus import KafkaBus
-from processors.store import PgStore
-from tests.fixtures.broker import free_port
+from metre.contracts.events import RetractEvent, decode_event
+from metre.ingest.kafka_bus import KafkaBus
+from metre.processors.store import PgStore
+from testkit.broker import free_port
+from testkit.dump import differences, dump
+from testkit.oracle import wait_ingested
+from testkit.pipeline import pipeline
+from testkit.roles import Roles, role_env, wait_ready
 from tests.fixtures.gitrepo import git_commits
 from tests.fixtures.postgres import MakeDatabase
-from tests.fixtures.roles import Roles, role_env, wait_ready
-from tests.metre.pipeline import pipeline
-from tests.oracle import wait_ingested
-from tests.processors.dump import differences, dump
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -163,11 +163,11 @@ async def test_remove_leaves_exactly_a_fresh_ingest_of_the_other_and_tells_the_t
     fresh_dsn = await make_database()
     store = await PgStore.connect(fresh_dsn)
     try:
-        async with pipeline(store, tmp_path / "fresh") as p:
+        async with pipeline(store, tmp_path / "fresh", partitions=4, chunk=7, batch=10) as p:
             row = await store.add_repo(str(awkward_repo), None)
             assert row.id == kept["id"]
             await p.sync(row.id)
-            fresh_answers = await metric_answers(p.api, row.id)
+            fresh_answers = await metric_answers(p.client, row.id)
     finally:
         await store.close()
     assert differences(await dump(db_dsn), await dump(fresh_dsn)) == {}

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from processors.store import PgStore
+from metre.processors.store import PgStore
+from testkit.dump import differences, dump
+from testkit.oracle import assert_api_matches_git
+from testkit.pipeline import pipeline
+from testkit.postgres import drop_database
 from tests.fixtures.gitrepo import GitRepoBuilder, run_git
-from tests.fixtures.postgres import MakeDatabase, drop_database
-from tests.metre.pipeline import pipeline
-from tests.oracle import assert_api_matches_git
-from tests.processors.dump import differences, dump
+from tests.fixtures.postgres import MakeDatabase
 
 pytestmark = [pytest.mark.integration]
 
@@ -36,7 +37,7 @@ async def fresh_dump(
     store = await PgStore.connect(dsn, min_size=1, max_size=4)
     try:
         row = await store.add_repo(str(source), branch)
-        async with pipeline(store, root) as p:
+        async with pipeline(store, root, partitions=4, chunk=7, batch=10) as p:
             await p.sync(row.id)
         return await dump(dsn)
     finally:
@@ -83,9 +84,9 @@ async def test_force_pushes_and_branch_switch_equal_a_fresh_ingest(
         got = await dump(store._dsn)
         assert differences(got, want) == {}, step
         assert got == want
-        await assert_api_matches_git(p.api, row.id, src)
+        await assert_api_matches_git(p.client, row.id, src)
 
-    async with pipeline(store, tmp_path / "live") as p:
+    async with pipeline(store, tmp_path / "live", partitions=4, chunk=7, batch=10) as p:
         await check()  # the first ingest
         published = p.poller.published
 
@@ -116,7 +117,7 @@ async def test_force_pushes_and_branch_switch_equal_a_fresh_ingest(
         for n in range(4):
             commit_files(b, n, tag="o")
         branch = "other"
-        r = await p.api.patch(f"/api/v1/repos/{row.id}", json={"branch": "other"})
+        r = await p.client.patch(f"/api/v1/repos/{row.id}", json={"branch": "other"})
         assert r.status_code == 200, r.text
         assert r.json()["branch"] == "other"
         await check()
@@ -124,18 +125,18 @@ async def test_force_pushes_and_branch_switch_equal_a_fresh_ingest(
 
 async def test_patch_branch_validation(store: PgStore, tmp_path: Path) -> None:
     row = await store.add_repo("https://example.org/x.git", None)
-    async with pipeline(store, tmp_path) as p:
+    async with pipeline(store, tmp_path, partitions=4, chunk=7, batch=10) as p:
         for body in ({"branch": "../x"}, {"branch": ""}, {}, {"branch": 3}, {"url": "y"}):
-            r = await p.api.patch(f"/api/v1/repos/{row.id}", json=body)
+            r = await p.client.patch(f"/api/v1/repos/{row.id}", json=body)
             assert r.status_code == 422, (body, r.text)
-        r = await p.api.patch("/api/v1/repos/999", json={"branch": "main"})
+        r = await p.client.patch("/api/v1/repos/999", json={"branch": "main"})
         assert r.status_code == 404
-        r = await p.api.patch(f"/api/v1/repos/{row.id}", json={"branch": "dev"})
+        r = await p.client.patch(f"/api/v1/repos/{row.id}", json={"branch": "dev"})
         assert (r.status_code, r.json()["branch"]) == (200, "dev")
         got = await store.get_repo(row.id)
         assert got is not None
         assert got.branch == "dev"
-        r = await p.api.patch(f"/api/v1/repos/{row.id}", json={"branch": None})
+        r = await p.client.patch(f"/api/v1/repos/{row.id}", json={"branch": None})
         assert (r.status_code, r.json()["branch"]) == (200, None)
 
 
@@ -187,17 +188,17 @@ async def test_mailmap_added_changed_and_removed_reattributes_history(
         assert differences(got, want) == {}, step
         mapped = git_mapped(b.path)
         for sha, (an, ae, cn, ce) in mapped.items():
-            body = (await pipe.api.get(f"/api/v1/repos/{row.id}/commits/{sha}")).json()
+            body = (await pipe.client.get(f"/api/v1/repos/{row.id}/commits/{sha}")).json()
             assert (body["author"]["name"], body["author"]["email"]) == (an, ae.lower()), step
             assert (body["committer"]["name"], body["committer"]["email"]) == (cn, ce.lower())
-        r = await pipe.api.get(f"/api/v1/repos/{row.id}/metrics/authors")
+        r = await pipe.client.get(f"/api/v1/repos/{row.id}/metrics/authors")
         authors = {a["email"]: a["commits"] for a in r.json()["authors"]}
         expected: dict[str, int] = {}
         for _, ae, _, _ in mapped.values():
             expected[ae.lower()] = expected.get(ae.lower(), 0) + 1
         assert authors == expected, step
 
-    async with pipeline(store, tmp_path / "live") as pipe:
+    async with pipeline(store, tmp_path / "live", partitions=4, chunk=7, batch=10) as pipe:
         await check(pipe)  # no .mailmap
         b.write(
             ".mailmap",

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from metre import runtime
+from metre import runtime, supervisor
 from metre.settings import Settings
 
 
@@ -44,7 +44,7 @@ async def test_removal_loop_stops_in_the_middle_of_a_pass(
         entered.set()
         await asyncio.Event().wait()
 
-    monkeypatch.setattr("processors.removals.publish_removals", stuck)
+    monkeypatch.setattr("metre.processors.removals.publish_removals", stuck)
     settings = Settings(data_dir=tmp_path)
     loop = asyncio.create_task(runtime._removal_loop(settings, None, None, stop))  # type: ignore[arg-type]
     await asyncio.wait_for(entered.wait(), 5)
@@ -60,8 +60,8 @@ async def test_a_slow_shutdown_names_what_it_waits_for(caplog: pytest.LogCapture
 
     hung = asyncio.create_task(hanging_pass(), name="hung-pass")
     stop.set()
-    with caplog.at_level(logging.ERROR, logger="metre.runtime"):
-        await asyncio.wait_for(runtime.name_slow_shutdown(stop, after=0.05), 5)
+    with caplog.at_level(logging.ERROR, logger="metre.supervisor"):
+        await asyncio.wait_for(supervisor.name_slow_shutdown(stop, after=0.05), 5)
     hung.cancel()
     text = caplog.text
     assert "still stopping after 0.05 s" in text

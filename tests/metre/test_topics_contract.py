@@ -20,15 +20,15 @@ import httpx
 import orjson
 import pytest
 
-from ingest.bus import Message, Record
-from ingest.events import partition_key
-from ingest.kafka_bus import KafkaBus
-from ingest.wire import REPO_KEY_PATTERN
-from tests.fixtures.broker import free_port
+from metre.contracts.bus import Message, Record
+from metre.contracts.events import partition_key
+from metre.contracts.wire import REPO_KEY_PATTERN
+from metre.ingest.kafka_bus import KafkaBus
+from testkit.broker import free_port
+from testkit.oracle import wait_ingested
+from testkit.roles import Roles, role_env, wait_ready
 from tests.fixtures.gitrepo import GitRepoBuilder, git_commits, run_git
-from tests.fixtures.roles import Roles, role_env, wait_ready
 from tests.metre.test_asyncapi import DOCS, errors_of, payload_validator
-from tests.oracle import wait_ingested
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -16,8 +16,8 @@ import httpx
 import orjson
 import pytest
 
+from testkit.oracle import assert_api_matches_git, wait_ingested
 from tests.fixtures.gitrepo import GitRepoBuilder, git_commits
-from tests.oracle import assert_api_matches_git, wait_ingested
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from processors.metrics import TABLES
+from metre.processors.metrics import TABLES
 
 FACTS: dict[str, tuple[str, ...]] = {
     "commits": ("repo_id", "sha"),

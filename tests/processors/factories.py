@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 from hypothesis import strategies as st
 
-from ingest.events import CommitEvent, FileChange, MergeFile, Person
+from metre.contracts.events import CommitEvent, FileChange, MergeFile, Person
 
 
 def sha(n: object) -> str:

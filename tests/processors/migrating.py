@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-import processors.store as store_module
-from processors.store import PgStore
-from tests.fixtures.postgres import create_database, drop_database
+from metre.processors import database as database_module
+from metre.processors.store import PgStore
+from testkit.postgres import create_database, drop_database
 
 
 @contextlib.asynccontextmanager
@@ -20,8 +20,8 @@ async def schema_before(
     the migrations after it stay hidden until the test calls `monkeypatch.undo()`. The
     database is dropped afterwards."""
     old = await create_database(pg_dsn)
-    before = [m for m in store_module._migrations() if m[0] < version]
-    monkeypatch.setattr(store_module, "_migrations", lambda: before)
+    before = [m for m in database_module._migrations() if m[0] < version]
+    monkeypatch.setattr(database_module, "_migrations", lambda: before)
     s = await PgStore.connect(old, max_size=2)
     try:
         await s.migrate()
@@ -29,3 +29,10 @@ async def schema_before(
     finally:
         await s.close()
         await drop_database(old)
+
+
+async def old_repo(s: PgStore, url: str) -> int:
+    """Register a repository in a database of an older schema (today's `add_repo` reads
+    columns a later migration adds); returns its id."""
+    rid: int = await s.pool.fetchval("INSERT INTO repos (url) VALUES ($1) RETURNING id", url)
+    return rid

@@ -10,13 +10,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest.events import FileChange
-from processors.metrics import TABLES, total
-from processors.metrics.catalogue import catalogue, metrics_of_tables
-from processors.metrics.commit_size import bin_of, commit_size, histogram, nearest_rank
-from processors.metrics.contributors import series
-from processors.metrics.languages import language, languages
-from processors.metrics.punchcard import punchcard
+from metre.contracts.events import FileChange
+from metre.processors.metrics import TABLES, total
+from metre.processors.metrics.catalogue import catalogue, metrics_of_tables
+from metre.processors.metrics.commit_size import bin_of, commit_size, histogram, nearest_rank
+from metre.processors.metrics.contributors import series
+from metre.processors.metrics.languages import language, languages
+from metre.processors.metrics.punchcard import punchcard
 from tests.processors.factories import commit_events, event, person
 
 
@@ -37,8 +37,8 @@ def test_nearest_rank_is_the_definition(values: list[int], p: int) -> None:
         dist[v] = dist.get(v, 0) + 1
     got = nearest_rank(dist, p)
     assert got == sorted(values)[math.ceil(p * len(values) / 100) - 1]
-    assert sum(v <= got for v in values) * 100 >= p * len(values)  # type: ignore[operator]
-    assert sum(v < got for v in values) * 100 < p * len(values)  # type: ignore[operator]
+    assert sum(v <= got for v in values) * 100 >= p * len(values)
+    assert sum(v < got for v in values) * 100 < p * len(values)
 
 
 def test_histogram_bins() -> None:
@@ -135,7 +135,7 @@ def test_catalogue_entries_read_existing_tables() -> None:
 
 
 def test_linguist_kinds_from_paths() -> None:
-    from processors.metrics.linguist import classify
+    from metre.processors.metrics.linguist import classify
 
     assert classify("db/schema.sql").language == "SQL"  # Pygments said Transact-SQL
     assert classify("lib/defs.inc").language != "POVRay"

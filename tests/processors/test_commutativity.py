@@ -10,10 +10,11 @@ from typing import Any
 import asyncpg
 import pytest
 
-from ingest.events import BlobDelta, CommitEvent, FileChange, MergeFile
-from processors.metrics import TABLES
-from processors.store import PgStore
-from tests.fixtures.postgres import MakeDatabase, drop_database
+from metre.contracts.events import BlobDelta, CommitEvent, FileChange, MergeFile
+from metre.processors.metrics import TABLES
+from metre.processors.store import PgStore
+from testkit.postgres import drop_database
+from tests.fixtures.postgres import MakeDatabase
 from tests.processors.factories import event, person
 
 pytestmark = pytest.mark.integration
@@ -58,7 +59,7 @@ def without_blobs(events: list[CommitEvent]) -> list[CommitEvent]:
     ]
 
 
-def _events(repo_ids: tuple[int, int], n: int, seed: int) -> list[CommitEvent]:
+def _events(repo_ids: tuple[int, ...], n: int, seed: int) -> list[CommitEvent]:
     rnd = random.Random(seed)
     brnd = random.Random(seed + 1)  # blob measures: the other values as before they existed
     people = [("Ada", "ada@x.org"), ("ADA", "Ada@X.org"), ("Bob", "bob@y"), ("李", "li@z")]

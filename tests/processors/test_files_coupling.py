@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest.events import BlobDelta, CommitEvent, FileChange
-from processors.metrics import Delta, merge, negate
-from processors.metrics.coupling import degree
-from processors.metrics.files import files
-from processors.metrics.ownership import FileAuthor, ownership
+from metre.contracts.events import BlobDelta, CommitEvent, FileChange
+from metre.processors.metrics import Delta, merge, negate
+from metre.processors.metrics.coupling import degree
+from metre.processors.metrics.files import files
+from metre.processors.metrics.ownership import FileAuthor, ownership
 from tests.processors.factories import commit_events, event, person
 
 _changes = st.lists(
@@ -152,7 +152,7 @@ def _delta_keys(ds: list[Delta]) -> set[str]:
 
 
 def test_every_table_written_is_declared() -> None:
-    from processors.metrics import TABLES
+    from metre.processors.metrics import TABLES
 
     e = event(1, files=(FileChange("a", 1, 0), FileChange("b", 1, 1)))
     assert _delta_keys([*files(e)]) <= set(TABLES)

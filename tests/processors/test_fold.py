@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.events import BlobDelta, CommitEvent, FileChange, MergeFile, Person
-from processors.metrics import FOLDS, TABLES, Rows, fold, total
-from processors.metrics import files as files_module
+from metre.contracts.events import BlobDelta, CommitEvent, FileChange, MergeFile, Person
+from metre.processors.metrics import FOLDS, TABLES, Rows, fold, total
+from metre.processors.metrics import files as files_module
 from tests.processors.factories import sha
 
 _PATHS = ["a", "b/c.py", "d.bin", "Zeta.md", "zeta.md", "é.rs", "李/x.c", "caf\\xe9.rs", "a b"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from processors.identities import (
+from metre.processors.identities import (
     Enrolment,
     IdentityBook,
     IdentityError,
@@ -195,8 +195,8 @@ def test_regrouping_per_email_counts_equals_git_shortlog_with_the_mailmap(tmp_pa
     )
     theirs = Counter[str]()
     for line in _git(repo, "shortlog", "-se", "HEAD").splitlines():
-        n, rest = line.strip().split("\t")
-        theirs[rest.rsplit("<", 1)[1].rstrip(">").lower()] += int(n)
+        count, who = line.strip().split("\t")
+        theirs[who.rsplit("<", 1)[1].rstrip(">").lower()] += int(count)
     assert {canon[pid]: n for pid, n in ours.items()} == dict(theirs)
     # Ann's two emails are one person (same normalised name); a one-word login alone is not
     assert len(theirs) == 3

@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
-from ingest.bus import Bus, InMemoryBus, Message, Record
-from ingest.kafka_bus import KafkaBus
-from processors.lag import GroupLag
+from metre.contracts.bus import Bus, InMemoryBus, Message, Record
+from metre.ingest.kafka_bus import KafkaBus
+from metre.processors.lag import GroupLag
 
 pytestmark = pytest.mark.integration
 

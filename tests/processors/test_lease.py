@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from processors.store import PgStore
+from metre.processors.store import PgStore
 
 pytestmark = pytest.mark.integration
 

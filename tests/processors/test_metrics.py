@@ -10,10 +10,10 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest.events import CommitEvent
-from processors.metrics import Delta, deltas, merge, negate, total
-from processors.metrics.activity import activity
-from processors.metrics.authors import authors
+from metre.contracts.events import CommitEvent
+from metre.processors.metrics import Delta, deltas, merge, negate, total
+from metre.processors.metrics.activity import activity
+from metre.processors.metrics.authors import authors
 from tests.processors.factories import commit_events, event, person
 
 events_lists = st.lists(commit_events(), max_size=40)

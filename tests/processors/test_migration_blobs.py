@@ -8,12 +8,18 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-import processors.store as store_module
-from processors.rebuild import LANGUAGE_TABLES
-from processors.store import REPUBLISH, PgStore, _commit_arrays, _file_arrays
+from metre.processors import database as database_module
+from metre.processors.rebuild import LANGUAGE_TABLES
+from metre.processors.sink import REPUBLISH
+from metre.processors.store import PgStore
+from testkit.dump import differences, dump
+from tests.fixtures.legacyfacts import (
+    LEGACY_INSERT_COMMITS,
+    legacy_commit_arrays,
+    legacy_file_arrays,
+)
 from tests.fixtures.postgres import LEGACY_INSERT_FILES
-from tests.processors.dump import differences, dump
-from tests.processors.migrating import schema_before
+from tests.processors.migrating import old_repo, schema_before
 from tests.processors.test_commutativity import _events, without_blobs
 
 pytestmark = pytest.mark.integration
@@ -34,12 +40,12 @@ async def test_0025_counts_stored_contributions_as_unknown_and_marks_the_reposit
     want = await dump(store._dsn)
 
     async with schema_before(pg_dsn, monkeypatch, 25) as (s, old):
-        assert (await s.add_repo("https://e.org/a.git", None)).id == rid
-        assert (await s.add_repo("https://e.org/empty.git", None)).id == empty
+        assert await old_repo(s, "https://e.org/a.git") == rid
+        assert await old_repo(s, "https://e.org/empty.git") == empty
         con = await asyncpg.connect(old)
         try:
-            await con.execute(store_module._INSERT_COMMITS, *_commit_arrays(events))
-            await con.execute(LEGACY_INSERT_FILES, *_file_arrays(events)[:8])
+            await con.execute(LEGACY_INSERT_COMMITS, *legacy_commit_arrays(events))
+            await con.execute(LEGACY_INSERT_FILES, *legacy_file_arrays(events)[:8])
             # file_stats as a processor before 0025 wrote it (the other tables are rebuilt).
             rows = [tuple(r[c.strip()] for c in _OLD_STATS.split(",")) for r in want["file_stats"]]
             assert rows
@@ -48,7 +54,9 @@ async def test_0025_counts_stored_contributions_as_unknown_and_marks_the_reposit
         finally:
             await con.close()
         monkeypatch.undo()
-        assert await s.migrate() == [name for v, name, _ in store_module._migrations() if v >= 25]
+        assert await s.migrate() == [
+            name for v, name, _ in database_module._migrations() if v >= 25
+        ]
         got = await dump(old)
         for table in {"file_stats", "file_changes", "commits"} | LANGUAGE_TABLES:
             assert got[table], table

@@ -7,12 +7,16 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-import processors.store as store_module
-from processors.rebuild import COMMIT_KIND_TABLES
-from processors.store import PgStore, _commit_arrays, _file_arrays
+from metre.processors.rebuild import COMMIT_KIND_TABLES
+from metre.processors.store import PgStore
+from testkit.dump import differences, dump
+from tests.fixtures.legacyfacts import (
+    LEGACY_INSERT_COMMITS,
+    legacy_commit_arrays,
+    legacy_file_arrays,
+)
 from tests.fixtures.postgres import LEGACY_INSERT_FILES
-from tests.processors.dump import differences, dump
-from tests.processors.migrating import schema_before
+from tests.processors.migrating import old_repo, schema_before
 from tests.processors.test_commutativity import _events, without_blobs
 
 pytestmark = pytest.mark.integration
@@ -29,14 +33,14 @@ async def test_0021_rebuilds_the_tables_from_the_facts(
     assert any(e.is_merge for e in events)
 
     async with schema_before(pg_dsn, monkeypatch, 21) as (s, old):
-        ids = [(await s.add_repo(f"https://e.org/{n}.git", None)).id for n in "ab"]
+        ids = [await old_repo(s, f"https://e.org/{n}.git") for n in "ab"]
         assert ids == [rid, rid + 1]
         con = await asyncpg.connect(old)
         try:
             # The facts as a processor before 0021 stored them, and a stale metric row of the
             # old shape (the rebuild must not keep it).
-            await con.execute(store_module._INSERT_COMMITS, *_commit_arrays(events))
-            await con.execute(LEGACY_INSERT_FILES, *_file_arrays(events)[:8])
+            await con.execute(LEGACY_INSERT_COMMITS, *legacy_commit_arrays(events))
+            await con.execute(LEGACY_INSERT_FILES, *legacy_file_arrays(events)[:8])
             await con.execute(
                 "INSERT INTO activity_daily (repo_id, day, commits) VALUES ($1, '1999-01-01', 7)",
                 rid,

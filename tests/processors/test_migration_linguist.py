@@ -7,12 +7,16 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-import processors.store as store_module
-from processors.rebuild import LANGUAGE_TABLES
-from processors.store import PgStore, _commit_arrays, _file_arrays
+from metre.processors.rebuild import LANGUAGE_TABLES
+from metre.processors.store import PgStore
+from testkit.dump import differences, dump
+from tests.fixtures.legacyfacts import (
+    LEGACY_INSERT_COMMITS,
+    legacy_commit_arrays,
+    legacy_file_arrays,
+)
 from tests.fixtures.postgres import LEGACY_INSERT_FILES
-from tests.processors.dump import differences, dump
-from tests.processors.migrating import schema_before
+from tests.processors.migrating import old_repo, schema_before
 from tests.processors.test_commutativity import _events, without_blobs
 
 pytestmark = pytest.mark.integration
@@ -27,11 +31,11 @@ async def test_0023_rebuilds_the_language_tables(
     assert any(e.merge_files for e in events)
 
     async with schema_before(pg_dsn, monkeypatch, 23) as (s, old):
-        assert (await s.add_repo("https://e.org/a.git", None)).id == rid
+        assert await old_repo(s, "https://e.org/a.git") == rid
         con = await asyncpg.connect(old)
         try:
-            await con.execute(store_module._INSERT_COMMITS, *_commit_arrays(events))
-            await con.execute(LEGACY_INSERT_FILES, *_file_arrays(events)[:8])
+            await con.execute(LEGACY_INSERT_COMMITS, *legacy_commit_arrays(events))
+            await con.execute(LEGACY_INSERT_FILES, *legacy_file_arrays(events)[:8])
             # What version 2 wrote: Pygments' names, every text file counted.
             await con.execute(
                 "INSERT INTO language_lines (repo_id, language, changes, added, removed)"

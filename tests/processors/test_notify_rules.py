@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from processors.digest import MAX_LINES, DigestAlert, payload
-from processors.notify_rules import Observation, Rule, Seen, evaluate
+from metre.processors.digest import MAX_LINES, DigestAlert, payload
+from metre.processors.notify_rules import Observation, Rule, Seen, evaluate
 
 
 def obs(value: float, subject: str = "repo:1") -> Observation:

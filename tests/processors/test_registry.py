@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from processors.metrics import TABLES
-from processors.store import PgStore, RepoExists
+from metre.processors.metrics import TABLES
+from metre.processors.store import PgStore, RepoExists
 from tests.processors.factories import event
 
 pytestmark = pytest.mark.integration

@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ingest.bus import InMemoryBus
-from ingest.releases import ReleaseTag, TagsEvent
-from metre.runtime import make_poller
+from metre.contracts.bus import InMemoryBus
+from metre.contracts.tags import ReleaseTag, TagsEvent
+from metre.processors.store import PgStore
 from metre.settings import Settings
-from processors.store import PgStore
+from metre.wiring import make_poller
 
 pytestmark = pytest.mark.integration
 

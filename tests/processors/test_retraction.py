@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from ingest.events import ChangeType, CommitEvent, FileChange, Person, RetractEvent
-from processors.store import PgStore
-from tests.fixtures.postgres import MakeDatabase, drop_database
-from tests.processors.dump import differences, dump
+from metre.contracts.events import ChangeType, CommitEvent, FileChange, Person, RetractEvent
+from metre.processors.store import PgStore
+from testkit.dump import differences, dump
+from testkit.postgres import drop_database
+from tests.fixtures.postgres import MakeDatabase
 from tests.processors.factories import sha
 
 pytestmark = pytest.mark.integration

@@ -10,12 +10,19 @@ from collections.abc import AsyncIterator, Sequence
 import asyncpg
 import pytest
 
-from ingest.bus import BusError, CommitFailed, InMemoryBus, InMemoryConsumer, Message, Record
-from ingest.events import CommitEvent, encode, partition_key
-from ingest.retry import Backoff, is_transient
-from processors.metrics import total
-from processors.runner import Processor
-from processors.store import PgStore
+from metre.contracts.bus import (
+    BusError,
+    CommitFailed,
+    InMemoryBus,
+    InMemoryConsumer,
+    Message,
+    Record,
+)
+from metre.contracts.events import CommitEvent, encode, partition_key
+from metre.contracts.retry import Backoff, is_transient
+from metre.processors.metrics import total
+from metre.processors.runner import Processor
+from metre.processors.store import PgStore
 from tests.processors.factories import event, person
 from tests.processors.test_store import expected_metrics, table_state
 

@@ -10,12 +10,14 @@ from typing import Any
 import asyncpg
 import pytest
 
-from ingest.events import CommitEvent, FileChange
-from processors.metrics import total
-from processors.metrics.activity import activity
-from processors.metrics.authors import authors
-from processors.store import PgStore, _migrations
-from tests.fixtures.postgres import MakeDatabase, create_database, drop_database
+from metre.contracts.events import CommitEvent, FileChange
+from metre.processors.database import _migrations
+from metre.processors.metrics import total
+from metre.processors.metrics.activity import activity
+from metre.processors.metrics.authors import authors
+from metre.processors.store import PgStore
+from testkit.postgres import create_database, drop_database
+from tests.fixtures.postgres import MakeDatabase
 from tests.processors.factories import event, person
 
 pytestmark = pytest.mark.integration

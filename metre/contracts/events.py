@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeGuard
 
 import orjson
 
-from ingest.paths import PATH_FORM, is_path_text
-from ingest.wire import (
+from metre.contracts.paths import PATH_FORM, is_path_text
+from metre.contracts.wire import (
     VERSION,
     BlobWire,
     CommitEventWire,
@@ -27,7 +27,7 @@ from ingest.wire import (
 )
 
 if TYPE_CHECKING:
-    from ingest.releases import TagsEvent
+    from metre.contracts.tags import TagsEvent
 
 SCHEMA_VERSION: Final = VERSION
 
@@ -47,7 +47,7 @@ class Person:
 
     `time_raw` is None when `time` is exactly what ``git log`` shows. When git's value does not
     fit a `datetime` (no date, year after 9999, an offset of 24 hours or more; see
-    ingest.gitdate and docs/events.md) `time` is a bounded stand-in and `time_raw` the
+    metre.ingest.gitdate and docs/events.md) `time` is a bounded stand-in and `time_raw` the
     recorded date text, so that consumers can tell, and recover git's value.
     """
 
@@ -71,7 +71,7 @@ class BlobDelta:
     text_bytes: int
     code: int | None = None
     """Lines of code (lines holding something other than whitespace and comments; 0 for a
-    binary blob, a symlink or a submodule: ingest.codelines); None: unknown (events written
+    binary blob, a symlink or a submodule: metre.ingest.codelines); None: unknown (events written
     before the field)."""
 
 
@@ -80,7 +80,7 @@ class FileChange:
     """One file of a commit, as `git log --numstat --no-renames --minimal` counts it.
 
     Binary files have `binary=True` and zero counts. Paths are in metre's path form
-    (`ingest.paths`: UTF-8, a backslash doubled, bytes that are not UTF-8 as ``\\xe9``).
+    (`metre.contracts.paths`: UTF-8, a backslash doubled, bytes that are not UTF-8 as ``\\xe9``).
     """
 
     path: str
@@ -126,7 +126,7 @@ class CommitEvent:
     files: tuple[FileChange, ...] = field(default=())
     merge_files: tuple[MergeFile, ...] = field(default=())
     path_form: int = PATH_FORM
-    """How the paths are written (`ingest.paths`); 1 in events of earlier versions, where a
+    """How the paths are written (`metre.contracts.paths`); 1 in events of earlier versions, where a
     path with a backslash may stand for two git paths."""
 
     @property
@@ -210,7 +210,7 @@ def _person_json(p: Person) -> PersonWire:
 
 
 def wire(e: CommitEvent | RetractEvent) -> CommitEventWire | RetractEventWire:
-    """The JSON object of `e`, in the shape ingest/wire.py declares (and docs/schemas/ hold)."""
+    """The JSON object of `e`, shaped as metre/contracts/wire.py declares (docs/schemas/ hold)."""
     if isinstance(e, RetractEvent):
         retract: RetractEventWire = {
             "v": SCHEMA_VERSION,
@@ -383,8 +383,8 @@ def decode_event(raw: bytes) -> CommitEvent | RetractEvent | TagsEvent:
         return _commit(d)
     if kind == "retract":
         return RetractEvent(*_repo_and_sha(d))
-    if kind == "tags":  # release tags (ingest/releases.py, which imports this module)
-        from ingest.releases import decode_tags
+    if kind == "tags":  # release tags (metre/contracts/tags.py, which imports this module)
+        from metre.contracts.tags import decode_tags
 
         return decode_tags(d)
     raise EventError(f"unknown event type {kind!r}")

@@ -1,4 +1,4 @@
-"""metre's path form (ingest/paths.py): one to one, valid UTF-8 unchanged, its own inverse."""
+"""metre's path form (metre/contracts/paths.py): one to one, valid UTF-8 unchanged, self-inverse."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest.paths import is_path_text, path_bytes, path_text
+from metre.contracts.paths import is_path_text, path_bytes, path_text
 from tests.fixtures.gitrepo import served_path
 
 # Names that print alike or nearly so, and every kind of awkward byte.

@@ -1,11 +1,12 @@
 """The records on metre's topics, as typed shapes (pure: no I/O).
 
-Every producer builds its JSON through these `TypedDict`s (ingest/events.py for commit and
+Every producer builds its JSON through these `TypedDict`s (metre/contracts/events.py for commit and
 retraction events, processors/updates.py and processors/removals.py for metric updates,
 processors/runner.py for the dead letters' headers), so mypy holds the code to one definition
 of each record, and `metre asyncapi` derives the JSON Schemas of docs/schemas/ and the AsyncAPI
 document docs/asyncapi.yaml from the same classes (metre/asyncapi.py). The constraints
-(`Field`) are the ones `ingest.events.decode_event` enforces; descriptions become the schemas'.
+(`Field`) are the ones `metre.contracts.events.decode_event` enforces; descriptions become the
+schemas'.
 
 Version 1 of every payload: within a version, fields are only added, as optional
 (`NotRequired`); a change of meaning or a removal makes a new `v` (docs/events.md).

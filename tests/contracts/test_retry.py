@@ -1,4 +1,4 @@
-"""The roles' one retry policy (ingest/retry.py): pure logic over a real event loop."""
+"""The roles' one retry policy (metre/contracts/retry.py): pure logic over a real event loop."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from ingest.retry import Backoff, RetryStopped, always, retry
+from metre.contracts.retry import Backoff, RetryStopped, always, retry
 
 FAST = Backoff(0.001, 0.004)
 

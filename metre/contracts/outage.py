@@ -1,7 +1,7 @@
 """Bounded logs while a dependency is away (no I/O but the logger it is given).
 
-An outage of the broker or PostgreSQL used to print a line per attempt (about 40 a second
-from a poller, 80 from a processor). Every role now says it three ways only: one line when the
+Why: a role retries a dependency that is away many times a second, and a line per attempt
+would bury everything else in the log. So every role says it three ways only: one line when the
 dependency goes away, one summary every `every` seconds while it stays away (attempts so far,
 the next retry), and one line when it is back. `Throttle` does the same for the lines a client
 library logs on its own (aiokafka logs each failed connection and each refused commit).

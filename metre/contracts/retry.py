@@ -1,10 +1,11 @@
 """The one retry policy of every metre role: what counts as transient, and capped exponential
-backoff with jitter (issue 5: "retried in one place").
+backoff with jitter, so that every role waits for a dependency the same way.
 
 The processor's transactions and offset commits, a role waiting for PostgreSQL or the broker to
 come up, the poller's registry calls, and a failed repository's next poll all wait by
-`Backoff`; the loops that retry an operation use `retry`. (It lives in ingest, the lowest layer
-the roles share; it does no I/O of its own.)
+`Backoff`; the loops that retry an operation use `retry`. It is a contract (it imports nothing of
+metre and no driver): a store or bus says which of its errors are transient with
+`register_transient` (PostgreSQL's: metre.processors).
 """
 
 from __future__ import annotations
@@ -17,37 +18,35 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-import asyncpg
-
-from ingest.bus import BusError
-from ingest.outage import Outage
+from metre.contracts.bus import BusError
+from metre.contracts.outage import Outage
 
 T = TypeVar("T")
 
-_TRANSIENT_PG: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresConnectionError,  # class 08: the connection failed or was lost
-    asyncpg.ConnectionDoesNotExistError,  # closed under our feet (server restart)
-    asyncpg.exceptions.TransactionRollbackError,  # class 40: serialization failure, deadlock
-    asyncpg.exceptions.OperatorInterventionError,  # class 57: shutdown, cannot connect now
-    asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections, disk full
-    # A connection lost mid-operation can leave asyncpg's protocol confused ("another operation
-    # is in progress"); the pool replaces it, and every operation retried here is idempotent.
-    asyncpg.exceptions.InternalClientError,
-)
+_TRANSIENT: list[type[BaseException]] = [OSError, TimeoutError]
+"""Exception types that mean "try again later": the network's own, and what each store or bus
+adds with `register_transient` when it is imported (this module knows no driver)."""
+
+
+def register_transient(*types: type[BaseException]) -> None:
+    """Count `types` (and their subclasses) as transient failures from now on."""
+    for t in types:
+        if t not in _TRANSIENT:
+            _TRANSIENT.append(t)
 
 
 def is_transient(exc: BaseException) -> bool:
     """Whether trying the same operation again later may succeed.
 
     Looks through the exception's causes: a connection lost inside a transaction surfaces as
-    asyncpg's InterfaceError ("connection is closed") raised while handling the real error.
+    the driver's InterfaceError ("connection is closed") raised while handling the real error.
     """
     if isinstance(exc, BusError):
         return exc.retriable
     seen: set[int] = set()
     cur: BaseException | None = exc
     while cur is not None and id(cur) not in seen:
-        if isinstance(cur, (*_TRANSIENT_PG, OSError, TimeoutError)):
+        if isinstance(cur, tuple(_TRANSIENT)):
             return True
         seen.add(id(cur))
         cur = cur.__cause__ or cur.__context__
@@ -98,7 +97,7 @@ async def retry(
 
     Other failures propagate, and so does a retriable one once the loop time passes
     `deadline`. While waiting, `stop` ends the loop with `RetryStopped`. Logs are bounded
-    (ingest/outage.py): one line when the first attempt fails, a summary every
+    (metre/contracts/outage.py): one line when the first attempt fails, a summary every
     `outage.SUMMARY_EVERY` seconds, one line when an attempt succeeds again.
     """
     loop = asyncio.get_running_loop()

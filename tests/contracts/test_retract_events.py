@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from ingest.events import EventError, RetractEvent, decode, decode_event, encode
+from metre.contracts.events import EventError, RetractEvent, decode, decode_event, encode
 from tests.processors.factories import event
 
 SHA = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c"

@@ -1,4 +1,4 @@
-"""Bounded outage logs (ingest/outage.py), with an injected clock."""
+"""Bounded outage logs (metre/contracts/outage.py), with an injected clock."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from ingest.outage import Outage, Throttle
+from metre.contracts.outage import Outage, Throttle
 
 
 class Clock:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest.events import (
+from metre.contracts.events import (
     BlobDelta,
     CommitEvent,
     EventError,
@@ -19,7 +19,7 @@ from ingest.events import (
     encode,
     partition_key,
 )
-from ingest.paths import path_text
+from metre.contracts.paths import path_text
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 

@@ -193,7 +193,7 @@ class InMemoryBus:
         """Forget records that every group known to the bus has committed; return how many.
 
         With `unread`, also forget the records of topics no group reads (in one process
-        nothing can subscribe later: the dead letters and metric updates of `metre up`).
+        nothing can subscribe later: the dead letters of `metre up`).
 
         Memory is the embedded mode's only retention. A group counts once one of its members
         has started; one that starts later begins at the oldest record still held, as a Kafka
