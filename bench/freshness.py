@@ -172,7 +172,7 @@ def _poll(mirrors: Path, url: str, access: Any, known: str | None) -> tuple[str,
     from dulwich.repo import Repo
 
     from metre.ingest.backfill import encode_events
-    from metre.ingest.gitdiff import new_commits
+    from metre.ingest.git.graph import new_commits
     from metre.ingest.mailmap import read_mailmap
     from metre.ingest.mirror import open_mirror, resolve_head
 

@@ -35,6 +35,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 import metre.ingest.mirror
+import metre.ingest.repourls
 from bench.api import free_port, load, machine
 from bench.api import ingest as ingest_repo
 from metre.api.app import create_app
@@ -129,7 +130,7 @@ async def main(per_operation: int, workers: int, extra: Sequence[str] = ()) -> i
     root = Path(tempfile.mkdtemp(prefix="metre-fuzz-"))
     dsn = await asyncio.to_thread(start_embedded, root / "pg")
     store = await PgStore.connect(dsn)
-    metre.ingest.mirror.system_resolve = _resolve  # type: ignore[assignment]
+    metre.ingest.repourls.system_resolve = _resolve  # type: ignore[assignment]
     try:
         print(f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
         print(f"machine: {machine()}")

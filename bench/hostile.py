@@ -18,7 +18,7 @@ from pathlib import Path
 
 from dulwich.repo import Repo
 
-from metre.ingest.gitdiff import commit_event
+from metre.ingest.commits import commit_event
 from metre.ingest.mirror import open_mirror, resolve_head
 
 LINE = b"0123456789abcdef" * 4 + b"\n"

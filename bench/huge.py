@@ -27,7 +27,8 @@ CASES = {"wide": 50_000, "fat": 200, "line": 10}
 def run_case(name: str, root: Path) -> dict[str, object]:
     from dulwich.repo import Repo
 
-    from metre.ingest.gitdiff import commit_event, new_commits
+    from metre.ingest.commits import commit_event
+    from metre.ingest.git.graph import new_commits
     from metre.ingest.mirror import resolve_head
     from testkit.gitlog import git_numstat
     from testkit.huge import fat, long_line, wide

@@ -53,7 +53,7 @@ def one_poll(path: Path, info: dict[str, str]) -> tuple[float, float, int, int]:
 
     from metre.contracts.events import decode
     from metre.ingest.backfill import encode_events
-    from metre.ingest.gitdiff import new_commits
+    from metre.ingest.git.graph import new_commits
 
     wall, cpu = time.perf_counter(), time.process_time()
     with Repo(str(path)) as repo:
@@ -102,7 +102,7 @@ def fetch_poll(path: Path, info: dict[str, str], work: Path) -> tuple[float, flo
 
     from metre.contracts.events import decode
     from metre.ingest.backfill import encode_events
-    from metre.ingest.gitdiff import new_commits
+    from metre.ingest.git.graph import new_commits
     from metre.ingest.mirror import open_mirror, resolve_head
 
     mirrors = work / "mirrors"

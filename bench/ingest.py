@@ -87,7 +87,7 @@ def sanity(repo: Path, sample: int) -> str:
     """metre's events equal git's numstat on `sample` random commits (paths without quoting)."""
     from dulwich.repo import Repo
 
-    from metre.ingest.gitdiff import commit_event
+    from metre.ingest.commits import commit_event
 
     git = _git_numstat(repo)
     shas = random.Random(0).sample(sorted(git), min(sample, len(git)))
@@ -120,7 +120,7 @@ def stage_git(repo: Path, _: argparse.Namespace) -> dict[str, Any]:
 
 
 def _walk(repo: Any) -> tuple[list[str], float]:
-    from metre.ingest.gitdiff import new_commits
+    from metre.ingest.git.graph import new_commits
     from metre.ingest.mirror import resolve_head
 
     started = time.perf_counter()

@@ -47,7 +47,7 @@ def events_of(repo: Path, cache: Path) -> list[bytes]:
     from dulwich.repo import Repo
 
     from metre.ingest.backfill import encode_events
-    from metre.ingest.gitdiff import new_commits
+    from metre.ingest.git.graph import new_commits
     from metre.ingest.mirror import resolve_head
 
     with Repo(str(repo)) as r:

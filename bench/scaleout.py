@@ -241,7 +241,7 @@ def _events(history: Path, repos: int) -> list[tuple[int, bytes]]:
 
     from metre.contracts.events import decode, encode
     from metre.ingest.backfill import encode_events
-    from metre.ingest.gitdiff import new_commits
+    from metre.ingest.git.graph import new_commits
     from metre.ingest.mirror import resolve_head
 
     with Repo(str(history)) as r:

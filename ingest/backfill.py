@@ -25,7 +25,8 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dulwich.repo import Repo
 
 from metre.contracts.events import encode
-from metre.ingest.gitdiff import commit_event, use_commit_graph
+from metre.ingest.commits import commit_event
+from metre.ingest.git.graph import use_commit_graph
 from metre.ingest.mailmap import Mailmap
 
 __all__ = ["EventPool", "encode_events", "worker_count"]

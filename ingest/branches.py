@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dulwich.errors import NotGitRepository
-from dulwich.repo import Repo
-
+from metre.ingest.git.repodir import control_dirs
 from metre.ingest.refstore import read_refs
 
 __all__ = ["branch_names"]
@@ -18,9 +16,11 @@ _HEADS = b"refs/heads/"
 def branch_names(path: Path) -> set[bytes] | None:
     """The short names of the branches (``refs/heads/*``) of the repository at `path`, bare or
     not; None when there is no readable repository there."""
+    dirs = control_dirs(str(path))
+    if dirs is None:
+        return None
     try:
-        with Repo(str(path)) as repo:
-            refs, _ = read_refs(Path(repo.controldir()), Path(repo.commondir()))
-    except (NotGitRepository, OSError, ValueError):
+        refs, _ = read_refs(*dirs)
+    except (OSError, ValueError):
         return None
     return {name.removeprefix(_HEADS) for name in refs if name.startswith(_HEADS)}

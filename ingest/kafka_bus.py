@@ -323,7 +323,15 @@ async def _leave_if_stable(coordinator: Any) -> None:
 
 
 def _install_leave_policy(consumer: AIOKafkaConsumer) -> None:
-    """Make `consumer` leave its group through `_leave_if_stable` (aiokafka's hook, if present)."""
+    """Make `consumer` leave its group through `_leave_if_stable` (aiokafka's hook, if present).
+
+    This patches aiokafka internals because no public API serves: aiokafka 0.14 has no option
+    deciding whether or when `stop()` sends LeaveGroup (Java's `CloseOptions`, KIP-1092, has no
+    aiokafka counterpart), its admin client cannot remove a dynamic member, and the one public
+    knob, `group_instance_id` (static membership), never leaves at all and changes how a
+    restarted member takes its partitions back. The hook is checked for, so an aiokafka
+    without it keeps its own leave (logged).
+    """
     coordinator = getattr(consumer, "_coordinator", None)
     if coordinator is None or not hasattr(coordinator, "_maybe_leave_group"):
         log.warning("aiokafka without GroupCoordinator._maybe_leave_group: its own leave applies")

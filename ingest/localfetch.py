@@ -20,25 +20,39 @@ object present is complete below it.
 from __future__ import annotations
 
 import binascii
+import gc
 import hashlib
 import os
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from dulwich.objects import parse_tree
+from dulwich.objects import ObjectID, parse_tree
+from dulwich.refs import Ref
+from dulwich.repo import Repo
 
-from metre.ingest.gitdiff import RepositoryError
+from metre.ingest.fetcherrors import FETCH_ERRORS, describe
+from metre.ingest.git.commit import header_fields
+from metre.ingest.git.errors import RepositoryError
+from metre.ingest.git.rawread import MalformedObject, read_loose
 from metre.ingest.packs import PackReader
 from metre.ingest.packwrite import ObjectCorrupt, PackWriter, copy_file
+from metre.ingest.refstore import read_refs
 
-__all__ = ["MAX_PACKS", "MirrorObjects", "clone_packs", "consolidate", "copy_new", "verify_pack"]
+__all__ = [
+    "MAX_PACKS",
+    "MirrorObjects",
+    "clone_packs",
+    "consolidate",
+    "copy_new",
+    "fetch_local",
+    "verify_pack",
+]
 
 _COMMIT, _TREE, _BLOB, _TAG = 1, 2, 3, 4
 _GITLINK = 0o160000
 _DIR = 0o040000
-_TYPE_NUMS = {b"commit": _COMMIT, b"tree": _TREE, b"blob": _BLOB, b"tag": _TAG}
 
 
 CHECK_EVERY = 1024
@@ -98,9 +112,11 @@ class _Source:
             found = self._packs.get_raw(hex_sha)
             if found is not None:
                 return found
-            return _read_loose(os.path.join(self.path, name[:2], name[2:]), name)
+            return read_loose(os.path.join(self.path, name[:2], name[2:]), name)
         except FileNotFoundError:
             pass
+        except MalformedObject as exc:
+            raise _corrupt(str(exc)) from None
         except (ValueError, IndexError, zlib.error, OSError) as exc:
             raise _corrupt(f"object {name} cannot be read: {type(exc).__name__}") from None
         try:  # packs the reader did not map (version-1 index, alternates): through dulwich
@@ -112,26 +128,11 @@ class _Source:
         return int(type_num), bytes(data)
 
 
-def _read_loose(path: str, name: str) -> tuple[int, bytes]:
-    with open(path, "rb") as f:
-        raw = zlib.decompress(f.read())
-    head, _, body = raw.partition(b"\0")
-    kind, _, size = head.partition(b" ")
-    if kind not in _TYPE_NUMS or not size.isdigit() or int(size) != len(body):
-        raise _corrupt(f"object {name} has a malformed header")
-    return _TYPE_NUMS[kind], body
-
-
 def _references(type_num: int, data: bytes) -> list[bytes]:
     """The names (hex) an object points at: a commit's tree and parents, a tag's object, a
     tree's entries (not gitlinks: a submodule's commit is not an object of this repository)."""
     if type_num in (_COMMIT, _TAG):
-        out = []
-        for line in data.split(b"\n\n", 1)[0].split(b"\n"):
-            key, _, value = line.partition(b" ")
-            if key in (b"tree", b"parent", b"object"):
-                out.append(value)
-        return out
+        return [v for k, _, v in header_fields(data) if k in (b"tree", b"parent", b"object")]
     if type_num == _TREE:
         return [sha for _, mode, sha in parse_tree(data, 20) if mode != _GITLINK]
     return []
@@ -256,8 +257,10 @@ def _pack_loose(source: Path, packed: MirrorObjects, pack_dir: Path, loose: list
         for sha in loose:
             name = sha.decode("ascii")
             try:
-                type_num, data = _read_loose(str(source / name[:2] / name[2:]), name)
+                type_num, data = read_loose(str(source / name[:2] / name[2:]), name)
                 writer.add(binascii.unhexlify(sha), type_num, data)
+            except MalformedObject as exc:
+                raise _corrupt(str(exc)) from None
             except (OSError, zlib.error) as exc:
                 raise _corrupt(f"object {name} cannot be read: {type(exc).__name__}") from None
             except ObjectCorrupt as exc:
@@ -324,3 +327,61 @@ def consolidate(store: Any, max_packs: int | None = None, small: int = SMALL_PAC
             pack.with_suffix(".idx").unlink(missing_ok=True)
             pack.unlink(missing_ok=True)
     return len(merge)
+
+
+def fetch_local(
+    path: str,
+    target: Repo,
+    wants: Callable[[Mapping[Ref, ObjectID], int | None], list[ObjectID]],
+    check: Callable[[], None] = lambda: None,
+) -> tuple[Mapping[Ref, ObjectID | None], Mapping[Ref, Ref]]:
+    """Fetch from a repository on this machine: its packs linked on the first fetch, then
+    only the objects the mirror lacks (`metre.ingest.localfetch`), closing the source even when its
+    packs are corrupt. `check` raises `TimeoutError` once the fetch's total deadline has
+    passed; that error is passed on for the clock to name. Otherwise raises `RepositoryError`
+    carrying only the reason.
+    (A failed read's traceback can keep a pack map referenced: it is dropped and collected
+    before the source is closed.)
+    """
+    src = Repo(path)
+    try:
+        try:
+            raw_refs, raw_symrefs = read_refs(Path(src.controldir()), Path(src.commondir()))
+            refs = cast(dict[Ref, ObjectID], raw_refs)  # NewTypes of bytes: no copy needed
+            symrefs = cast(dict[Ref, Ref], raw_symrefs)
+            wanted = wants(refs, None)
+            if wanted:
+                try:
+                    cloned = clone_packs(src.object_store, target.object_store, wanted, check)
+                except BaseException:
+                    _drop_packs(target)  # the mirror stays empty: the next poll starts afresh
+                    raise
+                if not cloned:
+                    mirror = MirrorObjects(target.object_store)
+                    try:
+                        copy_new(
+                            src.object_store,
+                            mirror,
+                            Path(target.object_store.pack_dir),
+                            wanted,
+                            check,
+                        )
+                    finally:
+                        mirror.close()
+            return refs, symrefs
+        except TimeoutError:
+            raise
+        except FETCH_ERRORS as exc:
+            failure = RepositoryError(describe(exc))
+        gc.collect()
+        raise failure
+    finally:
+        src.close()
+
+
+def _drop_packs(target: Repo) -> None:
+    """Remove every pack of the mirror (a failed first copy)."""
+    store = target.object_store
+    store.close()
+    for f in Path(store.pack_dir).iterdir():
+        f.unlink()

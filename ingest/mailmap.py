@@ -28,6 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from metre.ingest.git.commit import header_values
+
 __all__ = ["MAILMAP_PATH", "Mailmap", "read_mailmap"]
 
 MAILMAP_PATH = b".mailmap"
@@ -121,8 +123,7 @@ def read_mailmap(repo: Any, head: str) -> tuple[str | None, Mailmap]:
     store = repo.object_store
     # the tree from the raw commit: dulwich's Commit refuses dates git accepts ("12x34")
     _, raw = store.get_raw(head.encode("ascii"))
-    tree_line = next(ln for ln in raw.split(b"\n") if ln.startswith(b"tree "))
-    tree = store[tree_line[5:]]
+    tree = store[header_values(raw, b"tree")[0]]
     try:
         mode, sha = tree[MAILMAP_PATH]
     except KeyError:

@@ -1,50 +1,42 @@
-"""Bare mirrors of registered repositories, and the URL policy (I/O, blocking: run in a thread).
+"""Bare mirrors of registered repositories, fetched and kept equal to their remotes (I/O,
+blocking: run in a thread).
 
-`open_mirror` fetches a remote (http(s) URL, local path or file:// URL) into
+`open_mirror` fetches a remote (http(s), ssh or git URL, local path or file:// URL) into
 ``<mirrors_dir>/<repo_id>.git`` (local paths: `metre.ingest.localfetch`; remotes: dulwich's
 transport with `metre.ingest.remotefetch`'s haves and pack indexing; refs: `metre.ingest.refstore`);
-later calls transfer only objects the mirror lacks, then the
-mirror's branches, tags and HEAD are set to the remote's (force-pushes included: objects of
-rewritten commits stay in the mirror, so retraction can still read them). Every failure to
-reach or read a repository is a `RepositoryError` whose message is safe to show: no stack
-trace text, no credentials.
+later calls transfer only objects the mirror lacks, then the mirror's branches, tags and HEAD
+are set to the remote's (force-pushes included: objects of rewritten commits stay in the
+mirror, so retraction can still read them). Every failure to reach or read a repository is a
+`RepositoryError` whose message is safe to show (`metre.ingest.fetcherrors`).
 """
 
 from __future__ import annotations
 
-import gc
 import os
 import shutil
-import socket
-import ssl
-import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
-from urllib.parse import urlsplit
+from typing import cast
 
-from dulwich.client import GitClient, HTTPUnauthorized, LocalGitClient
-from dulwich.errors import (
-    ApplyDeltaError,
-    ChecksumMismatch,
-    FileFormatException,
-    GitProtocolError,
-    NotGitRepository,
-    ObjectMissing,
-    WrongObjectException,
-)
-from dulwich.objects import ZERO_SHA, Commit, ObjectID, Tag, Tree
+from dulwich.client import GitClient, LocalGitClient
+from dulwich.objects import ZERO_SHA, Commit, ObjectID, Tag
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
+from metre.ingest import repourls
 from metre.ingest.credentials import CredentialTable, credential_for
 from metre.ingest.deadlines import FetchClock, FetchDeadlines, resolve_within
-from metre.ingest.gitdiff import RepositoryError
-from metre.ingest.localfetch import MirrorObjects, clone_packs, consolidate, copy_new
+from metre.ingest.fetcherrors import FETCH_ERRORS, describe, redact
+from metre.ingest.git.commit import header_values
+from metre.ingest.git.errors import RepositoryError
+from metre.ingest.git.rawread import raw_object
+from metre.ingest.localfetch import MirrorObjects, consolidate, fetch_local
+from metre.ingest.mirrordir import mirror_path
 from metre.ingest.refstore import read_refs, write_head, write_packed_refs
 from metre.ingest.remotefetch import fetch_remote
-from metre.ingest.transport import RedirectRefused, SshReuse, pinned_client
+from metre.ingest.repourls import local_repository
+from metre.ingest.transport import SshReuse, pinned_client
 from metre.ingest.urlpolicy import (
     InvalidRepositoryURL,
     Resolver,
@@ -55,42 +47,14 @@ from metre.ingest.urlpolicy import (
 
 __all__ = [
     "FetchAccess",
-    "InvalidRepositoryURL",
-    "RepositoryError",
-    "check_host",
     "open_mirror",
     "resolve_head",
-    "validate_url",
 ]
 
 _HEADS = b"refs/heads/"
 _TAGS = b"refs/tags/"
 _MIRRORED = (_HEADS, _TAGS)
 _HEAD = Ref(b"HEAD")
-
-try:  # urllib3 is dulwich's HTTP client; its errors have their own base class
-    from urllib3.exceptions import HTTPError as _Urllib3Error
-except ImportError:  # pragma: no cover - urllib3 ships with dulwich's http support
-    _Urllib3Error = OSError  # type: ignore[assignment,misc]
-
-_FETCH_ERRORS: tuple[type[BaseException], ...] = (
-    NotGitRepository,
-    GitProtocolError,
-    HTTPUnauthorized,
-    OSError,
-    _Urllib3Error,
-    KeyError,
-    ValueError,
-    AssertionError,
-    zlib.error,
-    ChecksumMismatch,
-    ApplyDeltaError,
-    FileFormatException,
-    ObjectMissing,
-    WrongObjectException,
-    BufferError,  # closing a source's pack map after a failed read (the cause is the context)
-)
-"""What dulwich raises for unreachable, refusing, non-repository or corrupt remotes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,186 +67,13 @@ class FetchAccess:
 
     policy: UrlPolicy = field(default_factory=lambda: UrlPolicy(allow_local_paths=True))
     credentials: CredentialTable = field(default_factory=dict)
-    resolve: Resolver = field(default=lambda host, port: system_resolve(host, port))
+    resolve: Resolver = field(default=lambda host, port: repourls.system_resolve(host, port))
     ca_file: Path | None = None
     """Certificate authorities https fetches trust (PEM); None: the system's."""
     deadlines: FetchDeadlines = field(default_factory=FetchDeadlines)
     """Connect, idle and total deadlines of a fetch from a remote (`metre.ingest.deadlines`)."""
     ssh_reuse: SshReuse | None = None
     """Where ssh keeps connections open for the next fetch (None: one connection per fetch)."""
-
-
-def system_resolve(host: str, port: int) -> list[str]:
-    """The addresses `host` resolves to, in the order the system would try them (blocking)."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return [str(info[4][0]) for info in infos]
-
-
-def validate_url(url: str, allow_local: bool = False, *, policy: UrlPolicy | None = None) -> str:
-    """Return the canonical form of a repository URL, or raise `InvalidRepositoryURL`.
-
-    `policy` (default: https only, plus local paths when `allow_local`) decides the schemes;
-    see `metre.ingest.urlpolicy`. Local paths and ``file://`` URLs must name an existing git
-    repository (bare or not) and come back as a normalised absolute path. No name is resolved
-    here: `check_host` does that.
-    """
-    policy = policy or UrlPolicy(allow_local_paths=allow_local)
-    remote = parse_remote(url, policy)
-    if remote.scheme == "local":
-        return _local(remote.url, True)
-    return remote.url
-
-
-def check_host(url: str, policy: UrlPolicy, resolve: Resolver | None = None) -> str | None:
-    """Resolve the host of a validated URL and check every address; returns the address a
-    fetch would use (None for a local path). Raises `InvalidRepositoryURL`. Blocking."""
-    remote = parse_remote(url, policy)
-    if remote.scheme == "local":
-        return None
-    return pinned_address(remote, policy, resolve or system_resolve)
-
-
-_REFUSED_ROOTS = ("/proc",)
-"""Trees no repository is registered from: ``/proc/self/cwd`` is metre's own working
-directory, ``/proc/<pid>/root`` another process's filesystem."""
-
-
-def _under(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip("/") + "/")
-
-
-def real_path(path: str) -> str:
-    """`path` with every symbolic link resolved, refusing any step through a refused root
-    (a link to ``/proc/self/cwd`` is refused, not followed to where it leads). Blocking."""
-    todo = [p for p in path.split("/") if p]
-    done = "/"
-    hops = 0
-    while todo:
-        if any(_under(done, root) for root in _REFUSED_ROOTS):
-            break
-        part = todo.pop(0)
-        if part == ".":
-            continue
-        if part == "..":
-            done = os.path.dirname(done)
-            continue
-        candidate = os.path.join(done, part)
-        if os.path.islink(candidate):
-            hops += 1
-            if hops > 40:
-                raise InvalidRepositoryURL(
-                    f"{path} does not exist or is not a directory (too many levels of "
-                    "symbolic links)"
-                )
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                done = "/"
-            todo = [p for p in target.split("/") if p] + todo
-            continue
-        done = candidate
-    if any(_under(done, root) for root in _REFUSED_ROOTS):
-        raise InvalidRepositoryURL(
-            f"{path} leads into {_REFUSED_ROOTS[0]}: paths of the process filesystem are not "
-            "repositories metre registers"
-        )
-    return done
-
-
-def _local(path: str, allow_local: bool) -> str:
-    """The canonical path of a local repository (its identity): symbolic links resolved,
-    ``//`` and trailing slashes gone, and a work tree's ``.git`` directory named by the work
-    tree, so one repository is registered once whichever spelling is given."""
-    if not allow_local:
-        raise InvalidRepositoryURL(
-            "local paths are not accepted on this server (METRE_ALLOW_LOCAL_PATHS=true admits them)"
-        )
-    if not path.startswith("/"):
-        raise InvalidRepositoryURL("a local repository must be given as an absolute path")
-    norm = real_path(path)
-    if not os.path.isdir(norm):
-        raise InvalidRepositoryURL(f"{norm} does not exist or is not a directory")
-    if os.path.basename(norm) == ".git" and _is_work_tree(os.path.dirname(norm), norm):
-        norm = os.path.dirname(norm)
-    try:
-        with Repo(norm) as repo:
-            # dulwich opens a `.git` file naming a missing directory; git does not.
-            objects = Path(repo.controldir(), "objects")
-    except (NotGitRepository, OSError, ValueError, KeyError, FileFormatException):
-        raise InvalidRepositoryURL(f"{norm} is not a git repository") from None
-    if not objects.is_dir():
-        raise InvalidRepositoryURL(f"{norm} is not a git repository (it has no object store)")
-    return norm
-
-
-def _is_work_tree(tree: str, gitdir: str) -> bool:
-    """Whether `gitdir` is the control directory of the work tree `tree`."""
-    try:
-        with Repo(tree) as repo:
-            return os.path.realpath(repo.controldir()) == gitdir
-    except (NotGitRepository, OSError, ValueError, KeyError, FileFormatException):
-        return False
-
-
-def _redact(url: str) -> str:
-    """The URL without any user:password part, for messages."""
-    if "@" not in url or "://" not in url:
-        return url
-    parts = urlsplit(url)
-    host = parts.netloc.rsplit("@", 1)[-1]
-    return parts._replace(netloc=host).geturl()
-
-
-def _reason(exc: BaseException) -> str:
-    """A one-line, credential-free description of why a fetch failed."""
-    while isinstance(exc, BufferError) and exc.__context__ is not None:
-        exc = exc.__context__
-    refused = exc if isinstance(exc, RedirectRefused) else exc.__cause__ or exc.__context__
-    if isinstance(refused, RedirectRefused):
-        return str(refused)
-    tls = _tls_refusal(exc)
-    if tls is not None:
-        return tls
-    if isinstance(exc, NotGitRepository):
-        return "not a git repository"
-    if isinstance(exc, HTTPUnauthorized):
-        return "the server asks for credentials (private repository?)"
-    if isinstance(exc, FileNotFoundError):
-        return "no such repository"
-    if isinstance(exc, OSError | _Urllib3Error) and not isinstance(exc, GitProtocolError):
-        return f"the repository cannot be reached ({type(exc).__name__})"
-    cause = exc.__cause__ or exc.__context__
-    if isinstance(exc, GitProtocolError) and isinstance(cause, OSError | _Urllib3Error):
-        return f"the repository cannot be reached ({type(cause).__name__})"
-    if isinstance(exc, GitProtocolError):
-        # often the remote's stderr, whose last line is the conclusion (ssh writes a banner
-        # of @ before "Host key verification failed.")
-        lines = [line for line in str(exc).splitlines() if line.strip()]
-        text = lines[-1] if lines else type(exc).__name__
-        return f"the server refused or broke the exchange: {_redact(text)[:200]}"
-    name = "zlib.error" if isinstance(exc, zlib.error) else type(exc).__name__
-    return f"the repository is corrupt or unreadable ({name})"
-
-
-def _tls_refusal(exc: BaseException) -> str | None:
-    """Why the server's TLS certificate was refused, if that is the failure (urllib3 and
-    dulwich wrap the ssl error in their own; it is found along the causes)."""
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        e = todo.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, ssl.SSLCertVerificationError):
-            return f"the server's TLS certificate was refused ({e.verify_message})"
-        todo += [e.__cause__, e.__context__, *(a for a in e.args if isinstance(a, BaseException))]
-        todo.append(getattr(e, "reason", None))
-    return None
-
-
-def mirror_path(mirrors_dir: Path, repo_id: int) -> Path:
-    """Where the bare mirror of repository `repo_id` lives (it may not exist yet)."""
-    return mirrors_dir / f"{repo_id}.git"
 
 
 def _init_mirror(dest: Path) -> None:
@@ -344,7 +135,7 @@ def open_mirror(
                     return sorted(new - {ZERO_SHA})
 
                 if isinstance(client, LocalGitClient):
-                    refs, symrefs = _fetch_local(path, target, wants, clock.check)
+                    refs, symrefs = fetch_local(path, target, wants, clock.check)
                 else:
                     store = target.object_store
                     result, _ = fetch_remote(
@@ -358,12 +149,12 @@ def open_mirror(
             _update_refs(target, refs, symrefs, (held, held_symrefs))
     except (RepositoryError, InvalidRepositoryURL) as exc:
         reason = str(exc)
-    except _FETCH_ERRORS as exc:
-        reason = clock.explain(exc) or _reason(exc)
+    except FETCH_ERRORS as exc:
+        reason = clock.explain(exc) or describe(exc)
     finally:
         clock.stop()
     if reason is not None:
-        raise RepositoryError(f"cannot fetch {_redact(url)}: {reason}")
+        raise RepositoryError(f"cannot fetch {redact(url)}: {reason}")
     return dest
 
 
@@ -372,7 +163,7 @@ def _client(url: str, access: FetchAccess, clock: FetchClock) -> tuple[GitClient
     fetch's deadlines."""
     remote = parse_remote(url, access.policy)
     if remote.scheme == "local":
-        return LocalGitClient(), _local(remote.url, True)
+        return LocalGitClient(), local_repository(remote.url, True)
     address = pinned_address(
         remote, access.policy, lambda host, port: resolve_within(access.resolve, host, port, clock)
     )
@@ -385,56 +176,6 @@ def _client(url: str, access: FetchAccess, clock: FetchClock) -> tuple[GitClient
         clock=clock,
         ssh_reuse=access.ssh_reuse,
     )
-
-
-def _fetch_local(
-    path: str,
-    target: Repo,
-    wants: Callable[[Mapping[Ref, ObjectID], int | None], list[ObjectID]],
-    check: Callable[[], None] = lambda: None,
-) -> tuple[Mapping[Ref, ObjectID | None], Mapping[Ref, Ref]]:
-    """Fetch from a repository on this machine: its packs linked on the first fetch, then
-    only the objects the mirror lacks (`metre.ingest.localfetch`), closing the source even when its
-    packs are corrupt. `check` raises `TimeoutError` once the fetch's total deadline has
-    passed; that error is passed on for the clock to name. Otherwise raises `RepositoryError`
-    carrying only the reason.
-    (A failed read's traceback can keep a pack map referenced: it is dropped and collected
-    before the source is closed.)
-    """
-    src = Repo(path)
-    try:
-        try:
-            raw_refs, raw_symrefs = read_refs(Path(src.controldir()), Path(src.commondir()))
-            refs = cast(dict[Ref, ObjectID], raw_refs)  # NewTypes of bytes: no copy needed
-            symrefs = cast(dict[Ref, Ref], raw_symrefs)
-            wanted = wants(refs, None)
-            if wanted:
-                try:
-                    cloned = clone_packs(src.object_store, target.object_store, wanted, check)
-                except BaseException:
-                    _drop_packs(target)  # the mirror stays empty: the next poll starts afresh
-                    raise
-                if not cloned:
-                    mirror = MirrorObjects(target.object_store)
-                    try:
-                        copy_new(
-                            src.object_store,
-                            mirror,
-                            Path(target.object_store.pack_dir),
-                            wanted,
-                            check,
-                        )
-                    finally:
-                        mirror.close()
-            return refs, symrefs
-        except TimeoutError:
-            raise
-        except _FETCH_ERRORS as exc:
-            failure = RepositoryError(_reason(exc))
-        gc.collect()
-        raise failure
-    finally:
-        src.close()
 
 
 def _is_mirrored(name: bytes, sha: bytes | None) -> bool:
@@ -532,54 +273,12 @@ def resolve_head(mirror: Path, branch: str | None) -> str:
             # raw reads: dulwich's Commit refuses dates git accepts
             type_num, data = raw_object(repo.object_store, sha)
             while type_num == Tag.type_num:
-                sha = ObjectID(_header(data, b"object")[0])
+                sha = ObjectID(header_values(data, b"object")[0])
                 type_num, data = raw_object(repo.object_store, sha)
             if type_num != Commit.type_num:
                 raise RepositoryError(f"{name.decode(errors='replace')} does not name a commit")
             return sha.decode("ascii")
     except RepositoryError:
         raise
-    except _FETCH_ERRORS as exc:
-        raise RepositoryError(f"cannot read the mirror: {_reason(exc)}") from None
-
-
-# ------------------------------------------------- reading commits git accepts and dulwich not
-
-
-def raw_object(store: Any, sha: bytes) -> tuple[int, bytes]:
-    """(type number, raw content) of object `sha` (hex), never parsed.
-
-    dulwich parses a loose object to read it, and its commit parser refuses identity lines
-    git accepts (a date such as ``12x34``); so loose objects are inflated here. Blocking.
-    """
-    hexsha = sha.decode("ascii")
-    path = os.path.join(store.path, hexsha[:2], hexsha[2:])
-    try:
-        with open(path, "rb") as f:
-            data = zlib.decompress(f.read())
-    except FileNotFoundError:
-        type_num, raw = store.get_raw(sha)  # packed: read raw, not parsed
-        return int(type_num), bytes(raw)
-    head, _, body = data.partition(b"\0")
-    kind = head.split(b" ", 1)[0]
-    if kind not in _TYPE_NUMS:
-        raise ValueError(f"object {hexsha} has an unknown type")
-    return _TYPE_NUMS[kind], body
-
-
-_TYPE_NUMS = {b"commit": Commit.type_num, b"tree": Tree.type_num, b"blob": 3, b"tag": Tag.type_num}
-
-
-def _header(data: bytes, key: bytes) -> list[bytes]:
-    """The values of header `key` of a raw commit or tag (before the first blank line)."""
-    head = data.split(b"\n\n", 1)[0]
-    prefix = key + b" "
-    return [line[len(prefix) :] for line in head.split(b"\n") if line.startswith(prefix)]
-
-
-def _drop_packs(target: Repo) -> None:
-    """Remove every pack of the mirror (a failed first copy)."""
-    store = target.object_store
-    store.close()
-    for f in Path(store.pack_dir).iterdir():
-        f.unlink()
+    except FETCH_ERRORS as exc:
+        raise RepositoryError(f"cannot read the mirror: {describe(exc)}") from None

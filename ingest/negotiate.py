@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dulwich.objects import ObjectID
 from dulwich.refs import Ref
 
+from metre.ingest.git.commit import header_values, ident_time
 from metre.ingest.packs import PackReader
 
 __all__ = ["MAX_HAVES", "SKIP_DEPTH", "HaveWalker"]
@@ -84,19 +85,13 @@ class HaveWalker:
                 type_num, data = self._read(sha)
             except (KeyError, ValueError):
                 return None
-            head = data.split(b"\n\n", 1)[0].split(b"\n")
             if type_num == _TAG:
-                sha = next((ln[7:] for ln in head if ln.startswith(b"object ")), b"")
+                sha = next(iter(header_values(data, b"object")), b"")
                 continue
             if type_num != _COMMIT:
                 return None
-            parents = [ln[7:] for ln in head if ln.startswith(b"parent ")]
-            committer = next((ln for ln in head if ln.startswith(b"committer ")), b"")
-            try:
-                when = int(committer[committer.rfind(b">") + 1 :].split()[0])
-            except (ValueError, IndexError):
-                when = 0
-            return when, parents
+            committer = next(iter(header_values(data, b"committer")), b"")
+            return ident_time(committer), header_values(data, b"parent")
         return None
 
     def _peeled(self, sha: bytes) -> bytes | None:
@@ -109,8 +104,7 @@ class HaveWalker:
                 return sha
             if type_num != _TAG:
                 return None
-            head = data.split(b"\n\n", 1)[0].split(b"\n")
-            sha = next((ln[7:] for ln in head if ln.startswith(b"object ")), b"")
+            sha = next(iter(header_values(data, b"object")), b"")
         return None
 
     def _haves(self) -> Iterator[bytes]:

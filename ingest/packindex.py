@@ -23,7 +23,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
-from dulwich._pack import apply_delta
+from dulwich.pack import apply_delta
 
 from metre import kernels
 from metre.ingest.packwrite import entry_bytes, object_name, write_index

@@ -49,9 +49,11 @@ from metre.contracts.retry import DEPENDENCY, Backoff, always, retry
 from metre.ingest import instruments
 from metre.ingest.backfill import EventPool, encode_events, worker_count
 from metre.ingest.deadlines import FetchClock
-from metre.ingest.gitdiff import new_commits
+from metre.ingest.git.errors import RepositoryError
+from metre.ingest.git.graph import new_commits
 from metre.ingest.mailmap import read_mailmap
-from metre.ingest.mirror import FetchAccess, RepositoryError, mirror_path, open_mirror, resolve_head
+from metre.ingest.mirror import FetchAccess, open_mirror, resolve_head
+from metre.ingest.mirrordir import mirror_path
 from metre.ingest.releasepoll import ReleaseRegistry, publish_release_tags
 from metre.ingest.stopping import sleep_or_stop, unless_stopped
 from metre.ingest.urlpolicy import UrlPolicy

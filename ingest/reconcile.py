@@ -35,9 +35,11 @@ from dulwich.repo import Repo
 
 from metre.contracts.bus import Bus, Message
 from metre.contracts.events import RetractEvent, encode, partition_key
-from metre.ingest.gitdiff import commit_event, new_commits
+from metre.ingest.commits import commit_event
+from metre.ingest.git.errors import RepositoryError
+from metre.ingest.git.graph import new_commits
 from metre.ingest.mailmap import read_mailmap
-from metre.ingest.mirror import RepositoryError, mirror_path
+from metre.ingest.mirrordir import mirror_path
 
 log = logging.getLogger(__name__)
 

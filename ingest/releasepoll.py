@@ -22,7 +22,7 @@ from dulwich.repo import Repo
 from metre.contracts.bus import Bus, Message
 from metre.contracts.events import partition_key
 from metre.contracts.tags import ReleaseTag, TagsEvent, encode_tags
-from metre.ingest.releases import read_release_tags
+from metre.ingest.releasetags import read_release_tags
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ The rules (docs/reliability.md names the test behind each):
 - hosts: every address a name resolves to must be public unless `allow_private_hosts`
   (loopback, RFC 1918, link-local incl. 169.254.169.254 and fe80::/10, CGNAT 100.64.0.0/10,
   unique-local fc00::/7, unspecified, multicast, reserved and other non-global ranges are
-  refused); the fetch then connects to the address that was checked (see `metre.ingest.mirror`).
+  refused); the fetch then connects to the address that was checked (`metre.ingest.repourls`).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ import orjson
 from metre.contracts.bus import Bus, Message
 from metre.contracts.events import RetractEvent, encode, partition_key
 from metre.contracts.wire import MetricUpdateWire
-from metre.ingest.mirror import mirror_path
+from metre.ingest.mirrordir import mirror_path
 from metre.processors.metrics import TABLES
 from metre.processors.metrics.catalogue import metrics_of_tables
 from metre.processors.registry import Registry, Removal

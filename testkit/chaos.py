@@ -64,7 +64,7 @@ from dulwich.repo import Repo
 
 from metre.contracts.bus import BusError, Message, Record
 from metre.contracts.events import encode, partition_key
-from metre.ingest.gitdiff import commit_event
+from metre.ingest.commits import commit_event
 from metre.ingest.kafka_bus import KafkaBus
 from metre.ingest.mailmap import read_mailmap
 from metre.processors.store import PgStore

@@ -24,7 +24,9 @@ from metre.api.schemas import (
     RepoOut,
 )
 from metre.ingest.branches import branch_names
-from metre.ingest.mirror import InvalidRepositoryURL, check_host, mirror_path, validate_url
+from metre.ingest.mirrordir import mirror_path
+from metre.ingest.repourls import check_host, validate_url
+from metre.ingest.urlpolicy import InvalidRepositoryURL
 from metre.processors import webhookstore
 from metre.processors.commitreads import AmbiguousSha
 from metre.processors.registry import RepoExists, RepoRow

@@ -14,7 +14,8 @@ from dulwich.repo import Repo
 
 from metre.contracts.bus import Message
 from metre.contracts.events import encode, partition_key
-from metre.ingest.gitdiff import commit_event, new_commits
+from metre.ingest.commits import commit_event
+from metre.ingest.git.graph import new_commits
 from metre.processors.store import REPUBLISH
 from testkit.oracle import expected_languages
 from testkit.pipeline import COMMITS, Pipeline, wait_applied

@@ -25,6 +25,7 @@ from pydantic import SecretStr
 from schemathesis import Case
 
 import metre.ingest.mirror
+import metre.ingest.repourls
 from metre.api.app import create_app
 from metre.api.server import server_config
 from metre.settings import Settings
@@ -56,8 +57,8 @@ def api_url(tmp_path_factory: pytest.TempPathFactory, pg_dsn: str) -> Iterator[s
         allow_local_paths=False,
         rate_limit=0,
     )
-    original = metre.ingest.mirror.system_resolve
-    metre.ingest.mirror.system_resolve = _resolve  # type: ignore[assignment]
+    original = metre.ingest.repourls.system_resolve
+    metre.ingest.repourls.system_resolve = _resolve  # type: ignore[assignment]
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -75,7 +76,7 @@ def api_url(tmp_path_factory: pytest.TempPathFactory, pg_dsn: str) -> Iterator[s
         server.should_exit = True
         thread.join(timeout=30)
         sock.close()
-        metre.ingest.mirror.system_resolve = original
+        metre.ingest.repourls.system_resolve = original
         asyncio.run(drop_database(dsn))
 
 

@@ -12,10 +12,12 @@ import orjson
 import pytest
 from dulwich.repo import Repo
 
-import metre.ingest.gitdiff
+import metre.ingest.commits
+import metre.ingest.git.merges
 from metre.contracts.bus import Message
 from metre.contracts.events import encode, partition_key
-from metre.ingest.gitdiff import commit_event, new_commits
+from metre.ingest.commits import commit_event
+from metre.ingest.git.graph import new_commits
 from metre.processors.store import REPUBLISH
 from testkit.oracle import assert_api_matches_git
 from testkit.pipeline import COMMITS, Pipeline, wait_applied
@@ -51,7 +53,8 @@ async def _ingest_as_form_1(api: Pipeline, repo: Path, monkeypatch: pytest.Monke
     row = await api.store.add_repo(str(repo), None)
     head = next(iter(git_commits(repo)))
     with monkeypatch.context() as m:
-        m.setattr(metre.ingest.gitdiff, "path_text", _form_1)
+        m.setattr(metre.ingest.commits, "path_text", _form_1)
+        m.setattr(metre.ingest.git.merges, "path_text", _form_1)  # a merge's own files
         dul = Repo(str(repo))
         values = []
         for sha in new_commits(dul, head, None):

@@ -11,7 +11,7 @@ from dulwich.repo import Repo
 from metre.contracts.bus import InMemoryBus
 from metre.contracts.events import decode
 from metre.ingest.backfill import EventPool, encode_events, worker_count
-from metre.ingest.gitdiff import new_commits
+from metre.ingest.git.graph import new_commits
 from metre.ingest.mirror import resolve_head
 from metre.ingest.poller import Poller, PollerConfig
 from metre.processors.store import PgStore

@@ -17,7 +17,8 @@ from dulwich.repo import Repo
 from metre.contracts.bus import InMemoryBus
 from metre.contracts.events import decode, encode
 from metre.ingest import gitdate
-from metre.ingest.gitdiff import commit_event, new_commits
+from metre.ingest.commits import commit_event
+from metre.ingest.git.graph import new_commits
 from metre.ingest.mirror import open_mirror, resolve_head
 from metre.ingest.poller import Poller, PollerConfig
 from metre.processors.runner import Processor

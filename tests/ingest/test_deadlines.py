@@ -28,8 +28,9 @@ import pytest
 
 from metre.contracts.bus import InMemoryBus
 from metre.ingest.deadlines import FetchClock, FetchDeadlines
+from metre.ingest.git.errors import RepositoryError
 from metre.ingest.localfetch import CHECK_EVERY
-from metre.ingest.mirror import FetchAccess, RepositoryError, open_mirror
+from metre.ingest.mirror import FetchAccess, open_mirror
 from metre.ingest.poller import Poller, PollerConfig
 from metre.ingest.urlpolicy import UrlPolicy
 from metre.processors.store import PgStore

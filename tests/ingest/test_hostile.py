@@ -18,7 +18,8 @@ import pytest
 
 from metre.contracts.bus import InMemoryBus
 from metre.contracts.events import decode
-from metre.ingest.mirror import RepositoryError, open_mirror, resolve_head
+from metre.ingest.git.errors import RepositoryError
+from metre.ingest.mirror import open_mirror, resolve_head
 from metre.ingest.poller import Poller, PollerConfig
 from metre.processors.store import PgStore
 from tests.fixtures.gitrepo import GitRepoBuilder, git_env, run_git
@@ -166,7 +167,8 @@ def test_absurd_dates_are_read_like_git(tmp_path: Path) -> None:
     """Each absurd commit becomes an event; timestamps git can name agree with git."""
     from dulwich.repo import Repo
 
-    from metre.ingest.gitdiff import commit_event, new_commits
+    from metre.ingest.commits import commit_event
+    from metre.ingest.git.graph import new_commits
 
     src = absurd(tmp_path / "absurd")
     mirror = open_mirror(tmp_path / "m", 1, str(src))
@@ -219,7 +221,8 @@ def _ingest(tmp_path: Path, src: Path) -> tuple[list[int], float, float]:
     """Mirror and build the events of `src`; (files per event, seconds, peak MB)."""
     from dulwich.repo import Repo
 
-    from metre.ingest.gitdiff import commit_event, new_commits
+    from metre.ingest.commits import commit_event
+    from metre.ingest.git.graph import new_commits
 
     started = time.perf_counter()
     mirror = open_mirror(tmp_path / "m", 1, str(src))
@@ -270,7 +273,7 @@ def test_50mb_blob(tmp_path: Path) -> None:
     mirror = open_mirror(tmp_path / "m", 1, str(src))
     from dulwich.repo import Repo
 
-    from metre.ingest.gitdiff import commit_event
+    from metre.ingest.commits import commit_event
 
     with Repo(str(mirror)) as repo:
         event = commit_event(repo, 1, resolve_head(mirror, None))
@@ -285,7 +288,8 @@ def test_events_of_non_utf8_repository_round_trip(tmp_path: Path) -> None:
     from dulwich.repo import Repo
 
     from metre.contracts.events import encode
-    from metre.ingest.gitdiff import commit_event, new_commits
+    from metre.ingest.commits import commit_event
+    from metre.ingest.git.graph import new_commits
 
     src = non_utf8(tmp_path / "n")
     mirror = open_mirror(tmp_path / "m", 1, str(src))

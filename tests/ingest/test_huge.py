@@ -8,7 +8,8 @@ from pathlib import Path
 
 from dulwich.repo import Repo
 
-from metre.ingest.gitdiff import commit_event, new_commits
+from metre.ingest.commits import commit_event
+from metre.ingest.git.graph import new_commits
 from metre.ingest.mirror import resolve_head
 from testkit.huge import fat, long_line, wide
 from tests.fixtures.gitrepo import git_numstat

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from metre.ingest.mirror import RepositoryError, open_mirror, resolve_head
+from metre.ingest.git.errors import RepositoryError
+from metre.ingest.mirror import open_mirror, resolve_head
 from tests.fixtures.gitrepo import GitRepoBuilder, run_git
 
 

@@ -10,8 +10,9 @@ import pytest
 from dulwich.repo import Repo
 
 from metre.contracts.events import encode
-from metre.ingest import gitdiff
-from metre.ingest.gitdiff import commit_event, new_commits, use_commit_graph
+from metre.ingest.commits import commit_event
+from metre.ingest.git import objects
+from metre.ingest.git.graph import new_commits, use_commit_graph
 from testkit.mergeheavy import generate_merge_heavy_history
 from tests.fixtures.gitrepo import run_git
 from tests.ingest.test_merge_files import check_every_commit
@@ -33,15 +34,15 @@ def test_graph_and_date_ordered_searches_give_the_same_events(tmp_path: Path, se
     assert octopus
     with Repo(str(repo)) as by_date:
         dated = [encode(commit_event(by_date, 1, s)) for s in shas]
-        assert len(gitdiff._reader(by_date).history) == 0  # no graph: the date-ordered search
+        assert len(objects.reader(by_date).history) == 0  # no graph: the date-ordered search
     with Repo(str(repo)) as by_graph:
         use_commit_graph(by_graph)
         graphed = [encode(commit_event(by_graph, 1, s)) for s in shas]
-        assert len(shas) // 2 < len(gitdiff._reader(by_graph).history) <= len(shas)
+        assert len(shas) // 2 < len(objects.reader(by_graph).history) <= len(shas)
     assert graphed == dated
     with Repo(str(repo)) as walked:  # a whole walk numbers the history by itself
         new_commits(walked, info["main"], None)
-        assert len(gitdiff._reader(walked).history) == int(
+        assert len(objects.reader(walked).history) == int(
             run_git(repo, "rev-list", "--count", "main")
         )
 
@@ -52,14 +53,14 @@ def test_a_poll_reads_only_the_top_of_a_long_history(
     repo = tmp_path / "r"
     info = generate_merge_heavy_history(repo, 4_000, seed=3, tail=40)
     reads = 0
-    raw = gitdiff._Reader.raw
+    raw = objects.Reader.raw
 
-    def counted(self: gitdiff._Reader, sha: bytes, expected: int) -> bytes:
+    def counted(self: objects.Reader, sha: bytes, expected: int) -> bytes:
         nonlocal reads
-        reads += expected == gitdiff._COMMIT
+        reads += expected == objects.COMMIT
         return raw(self, sha, expected)
 
-    monkeypatch.setattr(gitdiff._Reader, "raw", counted)
+    monkeypatch.setattr(objects.Reader, "raw", counted)
     with Repo(str(repo)) as r:
         new = new_commits(r, info["main"], info["main_before_tail"])
         assert len(new) == 40

@@ -14,7 +14,8 @@ import pytest
 from dulwich.repo import Repo
 
 from metre.contracts.events import CommitEvent, decode, encode
-from metre.ingest.gitdiff import commit_event, new_commits
+from metre.ingest.commits import commit_event
+from metre.ingest.git.graph import new_commits
 from tests.codeoracle import oracle_code_lines
 from tests.fixtures.gitrepo import GitRepoBuilder, run_git, served_path
 

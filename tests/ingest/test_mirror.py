@@ -1,5 +1,5 @@
-"""metre.ingest.mirror against the git CLI: mirroring, incremental fetch, URL policy, broken
-sources."""
+"""metre.ingest.mirror and metre.ingest.repourls against the git CLI: mirroring, incremental
+fetch, URL policy, broken sources."""
 
 from __future__ import annotations
 
@@ -13,15 +13,10 @@ from dulwich.repo import Repo
 from dulwich.server import BackendRepo, DictBackend
 from dulwich.web import make_wsgi_chain
 
-from metre.ingest.mirror import (
-    FetchAccess,
-    InvalidRepositoryURL,
-    RepositoryError,
-    open_mirror,
-    resolve_head,
-    validate_url,
-)
-from metre.ingest.urlpolicy import UrlPolicy
+from metre.ingest.git.errors import RepositoryError
+from metre.ingest.mirror import FetchAccess, open_mirror, resolve_head
+from metre.ingest.repourls import validate_url
+from metre.ingest.urlpolicy import InvalidRepositoryURL, UrlPolicy
 from tests.fixtures.gitrepo import GitRepoBuilder, run_git
 
 # Loopback test servers speak plain http: a policy that admits them.

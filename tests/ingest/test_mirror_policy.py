@@ -28,7 +28,8 @@ from dulwich.web import make_wsgi_chain
 from metre.api.app import create_app
 from metre.contracts.bus import InMemoryBus
 from metre.ingest.credentials import Credential
-from metre.ingest.mirror import FetchAccess, RepositoryError, open_mirror, resolve_head
+from metre.ingest.git.errors import RepositoryError
+from metre.ingest.mirror import FetchAccess, open_mirror, resolve_head
 from metre.ingest.poller import Poller, PollerConfig
 from metre.ingest.urlpolicy import UrlPolicy
 from metre.processors.store import PgStore

@@ -12,7 +12,8 @@ from dulwich.repo import Repo
 
 from metre.contracts.events import EventError, decode_event
 from metre.contracts.tags import ReleaseTag, TagsEvent, encode_tags, tags_digest
-from metre.ingest.releases import DEFAULT_PATTERNS, parse_patterns, read_release_tags
+from metre.ingest.releases import DEFAULT_PATTERNS, parse_patterns
+from metre.ingest.releasetags import read_release_tags
 from testkit.gitbuilder import GitRepoBuilder
 
 SHA = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c"

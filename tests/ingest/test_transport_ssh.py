@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from metre.ingest.credentials import Credential
-from metre.ingest.mirror import FetchAccess, RepositoryError, open_mirror, resolve_head
+from metre.ingest.git.errors import RepositoryError
+from metre.ingest.mirror import FetchAccess, open_mirror, resolve_head
 from metre.ingest.urlpolicy import UrlPolicy
 from testkit.broker import free_port
 from testkit.sshd import Sshd

@@ -24,7 +24,8 @@ from dulwich.repo import Repo
 from dulwich.server import BackendRepo, DictBackend
 from dulwich.web import make_wsgi_chain
 
-from metre.ingest.mirror import FetchAccess, RepositoryError, open_mirror, resolve_head
+from metre.ingest.git.errors import RepositoryError
+from metre.ingest.mirror import FetchAccess, open_mirror, resolve_head
 from metre.ingest.urlpolicy import UrlPolicy
 from metre.settings import Settings
 from metre.wiring import fetch_access

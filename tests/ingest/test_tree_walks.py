@@ -1,4 +1,4 @@
-"""What the fast paths of metre.ingest.gitdiff must not change: trees whose entries are out of git's
+"""What the fast paths of metre.ingest.commits must not change: trees whose entries are out of git's
 order (a broken tool wrote them) are still diffed by name, a damaged tree is a repository
 error, and merge bases equal dulwich's own search on every merge of generated histories."""
 
@@ -11,7 +11,10 @@ import pytest
 from dulwich import graph
 from dulwich.repo import Repo
 
-from metre.ingest.gitdiff import RepositoryError, _lowest_common_ancestors, _reader, commit_event
+from metre.ingest.commits import commit_event
+from metre.ingest.git.errors import RepositoryError
+from metre.ingest.git.graph import lowest_common_ancestors
+from metre.ingest.git.objects import reader
 from tests.fixtures.gitrepo import GitRepoBuilder, run_git
 
 
@@ -76,10 +79,10 @@ def test_merge_bases_equal_dulwich(
     revs = run_git(repo, "rev-list", "--all", "--min-parents=2").decode().split()
     assert revs, "the generated history has merges"
     with Repo(str(repo)) as r:
-        rd = _reader(r)
+        rd = reader(r)
         for rev in revs:
             first, *others = rd.node(rev.encode()).parents
-            mine = _lowest_common_ancestors(rd.node, first, others)
+            mine = lowest_common_ancestors(rd.node, first, others)
             theirs = find_lcas(
                 lambda c: list(rd.node(c).parents), first, others, lambda c: rd.node(c).time
             )

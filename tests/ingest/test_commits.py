@@ -1,4 +1,4 @@
-"""metre.ingest.gitdiff against the git CLI: files, counts, change letters, people, times,
+"""metre.ingest.commits against the git CLI: files, counts, change letters, people, times,
 parents."""
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ import pytest
 from dulwich.repo import Repo
 
 from metre.contracts.events import CommitEvent
-from metre.ingest.gitdiff import RepositoryError, commit_event, new_commits
+from metre.ingest.commits import commit_event
+from metre.ingest.git.errors import RepositoryError
+from metre.ingest.git.graph import new_commits
 from tests.fixtures.gitrepo import (
     GitRepoBuilder,
     git_change_letters,

@@ -1,6 +1,7 @@
 """The commits of one history numbered topologically, in memory (pure: no I/O of its own).
 
-Why: a merge's own contribution needs the merge bases of its parents (metre.ingest.gitdiff), and a
+Why: a merge's own contribution needs the merge bases of its parents (metre.ingest.git.merges),
+and a
 search ordered by commit date must keep walking until every commit still queued is known to be
 an ancestor of a base: on a merge-heavy history (topics forked from old points, merged into
 several long-lived branches) that is tens of thousands of commits per merge. Numbered so that

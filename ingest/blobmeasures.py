@@ -1,0 +1,29 @@
+"""What metre measures of the blob at a path: size, binary, text size, lines of code (pure).
+
+Why here: a commit's files and a merge's own files carry the same measures, taken the same way.
+"""
+
+from __future__ import annotations
+
+from metre import kernels
+from metre.ingest.codelines import code_lines
+from metre.ingest.git.objects import Entry, is_gitlink, kind
+
+__all__ = ["NO_BLOB", "Measures", "measures"]
+
+Measures = tuple[int, int, int, int]
+NO_BLOB: Measures = (0, 0, 0, 0)
+_S_IFLNK = 0o120000
+
+
+def measures(path: str, entry: Entry | None, content: bytes) -> Measures:
+    """(bytes, binary, text bytes, lines of code) of the blob at an entry of `path` (path
+    form 2; `content`: what `Reader.content` read for it). A submodule entry has no blob in
+    this repository (`git ls-tree -l` shows no size): all zero, like an absent path. A symlink's
+    blob is its target, which holds no code."""
+    if entry is None or is_gitlink(entry):
+        return NO_BLOB
+    if kernels.is_binary(content):
+        return (len(content), 1, 0, 0)
+    code = 0 if kind(entry) == _S_IFLNK else code_lines(path, content)
+    return (len(content), 0, len(content), code)

@@ -1,0 +1,12 @@
+"""The one error a repository that cannot be read raises (no dulwich: the API imports it)."""
+
+from __future__ import annotations
+
+__all__ = ["RepositoryError"]
+
+
+class RepositoryError(Exception):
+    """The repository cannot be read: missing or corrupt objects, unknown revisions, bad URLs.
+
+    The message is meant for users: no stack trace text, no credentials.
+    """
