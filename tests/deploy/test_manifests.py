@@ -398,8 +398,8 @@ async def test_the_pollers_scaling_query_counts_due_and_polled_repositories(db_d
 
 
 def test_the_scaling_query_is_the_claims_condition() -> None:
-    """The claim (PgStore.claim_due_repo) and the query must agree on what is due."""
-    store = (ROOT / "processors" / "store.py").read_text()
+    """The claim (Registry.claim_due_repo) and the query must agree on what is due."""
+    store = (ROOT / "processors" / "registry.py").read_text()
     claim = store[store.index("async def claim_due_repo") :]
     claim = claim[: claim.index("RETURNING")]
     query = " ".join(_due_query().split())

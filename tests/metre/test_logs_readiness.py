@@ -1,5 +1,5 @@
 """Pure parts of observability: log formats and masking (metre/logs.py), readiness states
-(metre/readiness.py), and the schema comparison roles start with (processors/store.py)."""
+(metre/readiness.py), and the schema comparison roles start with (processors/database.py)."""
 
 from __future__ import annotations
 
