@@ -542,6 +542,81 @@ async def _watch_heals(c: Chaos, dsn: str, base_url: str, stop: asyncio.Event) -
         await con.close()
 
 
+async def _prepare(source: Path, pg: PgServer, work: Path) -> tuple[Path, str, str]:
+    """A private clone of `source` (faults add commits: never to a shared history) and two
+    migrated databases, the fault-free reference's and the chaos run's."""
+    from testkit.postgres import create_database
+
+    await asyncio.to_thread(work.mkdir, parents=True, exist_ok=True)
+    repo = work / "repo"
+    await asyncio.to_thread(
+        subprocess.run,
+        ["git", "clone", "-q", "--local", str(source), str(repo)],
+        check=True,
+        capture_output=True,
+    )
+    ref_dsn = await create_database(pg.dsn)
+    chaos_dsn = await create_database(pg.dsn)
+    for dsn in (ref_dsn, chaos_dsn):
+        store = await PgStore.connect(dsn)
+        await store.migrate()
+        await store.close()
+    return repo, ref_dsn, chaos_dsn
+
+
+@dataclass
+class _Pacer:
+    """When the next fault lands: during the backfill by progress and time, after it by time,
+    each once the one before healed (or `heal_wait` passed), so each heal is its own."""
+
+    api: httpx.AsyncClient
+    path: str
+    chaos: Chaos
+    commits: int
+    meant_mid: int
+    rng: random.Random
+    interval: float
+    heal_wait: float
+    settle_timeout: float
+    backfilled: bool = False
+    overlapped: int = 0
+    _mark: int = 0
+
+    def _healing(self) -> bool:
+        return any(p.healed_in is None for p in self.chaos.probes)
+
+    async def next(self, i: int) -> dict[str, Any]:
+        """Wait until fault `i` is due; the repository's state then."""
+        info: dict[str, Any] = await _get(self.api, self.path)
+        self.backfilled = self.backfilled or info["commits"] >= self.commits
+        if not self.backfilled and i < self.meant_mid:
+            # The next one 0.05-0.3 s after the last, once another 1/(2·(m+1)) of the commits
+            # is in or after 1 s more (a backfill of a few thousand commits takes seconds:
+            # slower pacing missed it).
+            gap = self.commits / (2 * (self.meant_mid + 1))
+            await asyncio.sleep(self.rng.uniform(0.05, 0.3))
+            waited = time.monotonic()
+            while info["commits"] < min(self._mark + gap, self.commits):
+                if time.monotonic() - waited > 1:
+                    break
+                await asyncio.sleep(0.1)
+                info = await _get(self.api, self.path)
+            self._mark = info["commits"]
+        else:
+            deadline = time.monotonic() + self.settle_timeout
+            while info["commits"] < self.commits and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+                info = await _get(self.api, self.path)
+            await asyncio.sleep(self.interval)
+            waited = time.monotonic()
+            while self._healing() and time.monotonic() - waited <= self.heal_wait:
+                await asyncio.sleep(0.05)
+            info = await _get(self.api, self.path)
+            self.overlapped += self._healing()
+        self.backfilled = self.backfilled or info["commits"] >= self.commits
+        return info
+
+
 async def run_chaos(
     repo: Path,
     broker: Broker,
@@ -561,26 +636,11 @@ async def run_chaos(
     its progress; the rest after it, each once the one before healed or `heal_wait` s
     passed, at least `interval` s apart, each landing a new commit that times its heal),
     wait until it settles, and compare with a fault-free run of the final history."""
-    from testkit.postgres import create_database
-
     started = time.monotonic()
     rng = random.Random(seed)
-    await asyncio.to_thread(work.mkdir, parents=True, exist_ok=True)
-    source, repo = repo, work / "repo"  # faults add commits: never to a shared history
-    await asyncio.to_thread(
-        subprocess.run,
-        ["git", "clone", "-q", "--local", str(source), str(repo)],
-        check=True,
-        capture_output=True,
-    )
+    repo, ref_dsn, chaos_dsn = await _prepare(repo, pg, work)
     commits = git_commits(repo)
     n = len(commits)
-    ref_dsn = await create_database(pg.dsn)
-    chaos_dsn = await create_database(pg.dsn)
-    for dsn in (ref_dsn, chaos_dsn):
-        store = await PgStore.connect(dsn)
-        await store.migrate()
-        await store.close()
 
     prefix = f"chaos{uuid.uuid4().hex[:8]}"
     topic = f"{prefix}.commits"
@@ -602,7 +662,7 @@ async def run_chaos(
         roles.start(f"processor-{i}", "processor")
     mid, after = plan(faults, mid_share, rng)
     done: Counter[str] = Counter()
-    mid_ingest = last_fault_at = overlapped = 0
+    mid_ingest = last_fault_at = 0
     kbus = KafkaBus(
         broker.bootstrap,
         partitions=4,
@@ -613,6 +673,7 @@ async def run_chaos(
     stop_watch = asyncio.Event()
     watch: asyncio.Task[None] | None = None
     c: Chaos | None = None
+    pacer: _Pacer | None = None
     try:
         async with httpx.AsyncClient(base_url=base_url, timeout=30) as api:
             await _get(api, "/readyz")
@@ -629,43 +690,15 @@ async def run_chaos(
                 f"{prefix}-processors", port, rng,
             )  # fmt: skip
             watch = asyncio.create_task(_watch_heals(c, chaos_dsn, base_url, stop_watch))
-            backfilled = False
-            gap = n / (2 * (len(mid) + 1))
-            mark = 0
+            pacer = _Pacer(
+                api, f"/api/v1/repos/{repo_id}", c, n, len(mid), rng,
+                interval=interval, heal_wait=heal_wait, settle_timeout=settle_timeout,
+            )  # fmt: skip
             for i, kind in enumerate(mid + after):
-                info = await _get(api, f"/api/v1/repos/{repo_id}")
-                backfilled = backfilled or info["commits"] >= n
-                if not backfilled and i < len(mid):
-                    # Paced by progress and time: the next one 0.05-0.3 s after the last, once
-                    # another 1/(2·(m+1)) of the commits is in or after 1 s more (a backfill
-                    # of a few thousand commits takes seconds: slower pacing missed it).
-                    await asyncio.sleep(rng.uniform(0.05, 0.3))
-                    waited = time.monotonic()
-                    while info["commits"] < min(mark + gap, n):
-                        if time.monotonic() - waited > 1:
-                            break
-                        await asyncio.sleep(0.1)
-                        info = await _get(api, f"/api/v1/repos/{repo_id}")
-                    mark = info["commits"]
-                else:
-                    # After the backfill: paced by time, each fault once the one before
-                    # healed (or `heal_wait` passed), so each heal is its own.
-                    deadline = time.monotonic() + settle_timeout
-                    while info["commits"] < n and time.monotonic() < deadline:
-                        await asyncio.sleep(0.2)
-                        info = await _get(api, f"/api/v1/repos/{repo_id}")
-                    await asyncio.sleep(interval)
-                    waited = time.monotonic()
-                    while any(p.healed_in is None for p in c.probes):
-                        if time.monotonic() - waited > heal_wait:
-                            break
-                        await asyncio.sleep(0.05)
-                    info = await _get(api, f"/api/v1/repos/{repo_id}")
-                    overlapped += any(p.healed_in is None for p in c.probes)
+                info = await pacer.next(i)
                 last_fault_at = info["commits"]
-                backfilled = backfilled or info["commits"] >= n
-                mid_ingest += not backfilled
-                c.landing = backfilled
+                mid_ingest += not pacer.backfilled
+                c.landing = pacer.backfilled
                 c.current = (kind, time.monotonic())
                 log(f"[{time.monotonic() - started:6.1f}s] {kind} (commits {info['commits']})")
                 await FAULTS[kind](c)
@@ -705,6 +738,7 @@ async def run_chaos(
         await kbus.stop()
         codes = roles.stop_all()
     assert c is not None
+    assert pacer is not None
     published = set().union(*c.poison_by_lifetime)
     stored_set = set(stored)
     poison_unstored = len(c.poison_by_lifetime[-1] - stored_set)
@@ -749,7 +783,7 @@ async def run_chaos(
         rewound=c.rewound,
         stale_failed=c.stale_failed,
         reconcile_interval=RECONCILE_INTERVAL,
-        overlapped=overlapped,
+        overlapped=pacer.overlapped,
     )
 
 
