@@ -87,20 +87,3 @@ def test_dotted_names_resolve_to_modules_and_what_they_bind() -> None:
     )
     found = [r.target for r in dotted("docs/x.md", text, _SET)]
     assert found == ["ingest.nothing", "metre.contracts.bus.Gone"]
-
-
-_OUTSIDE = ("ARCHITECTURE.md", "../shared", "notes/", "/work/")
-"""What prose here must not lean on: files of a workspace around the repository."""
-
-
-def test_nothing_cites_files_outside_the_repository() -> None:
-    found = [
-        f"{f}: {word}"
-        for f in _FILES
-        if f.endswith((".md", ".py", ".toml", ".yaml", ".cfg"))
-        and f not in _SELF
-        and not f.startswith("tests/vendor/")
-        for word in _OUTSIDE
-        if word in _text(f)
-    ]
-    assert found == []
