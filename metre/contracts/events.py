@@ -350,7 +350,7 @@ def _count(n: Any) -> TypeGuard[int]:
     return isinstance(n, int) and not isinstance(n, bool) and n >= 0
 
 
-def _is_sha(s: Any) -> TypeGuard[str]:
+def is_sha(s: Any) -> TypeGuard[str]:
     return isinstance(s, str) and len(s) in (40, 64) and all(c in "0123456789abcdef" for c in s)
 
 
@@ -366,11 +366,17 @@ def _load(raw: bytes) -> dict[str, Any]:
     return d
 
 
-def _repo_and_sha(d: dict[str, Any]) -> tuple[int, str]:
-    repo_id, sha = d.get("repo_id"), d.get("sha")
+def repo_id_of(d: dict[str, Any]) -> int:
+    """The event's `repo_id`, checked (every event type carries one)."""
+    repo_id = d.get("repo_id")
     if not isinstance(repo_id, int) or isinstance(repo_id, bool) or repo_id <= 0:
         raise EventError("repo_id must be a positive integer")
-    if not _is_sha(sha):
+    return repo_id
+
+
+def _repo_and_sha(d: dict[str, Any]) -> tuple[int, str]:
+    repo_id, sha = repo_id_of(d), d.get("sha")
+    if not is_sha(sha):
         raise EventError(f"sha must be a lower-case hex object name, not {sha!r}")
     return repo_id, sha
 
@@ -402,7 +408,7 @@ def decode(raw: bytes) -> CommitEvent:
 def _commit(d: dict[str, Any]) -> CommitEvent:
     repo_id, sha = _repo_and_sha(d)
     parents = d.get("parents")
-    if not isinstance(parents, list) or not all(_is_sha(p) for p in parents):
+    if not isinstance(parents, list) or not all(is_sha(p) for p in parents):
         raise EventError("parents must be a list of object names")
     summary = d.get("summary", "")
     if not isinstance(summary, str):

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from metre.contracts.events import EventError
+from metre.contracts.events import EventError, is_sha, repo_id_of
 from metre.contracts.wire import TagsEventWire
 
 
@@ -71,7 +71,7 @@ def _tag(d: Any) -> ReleaseTag:
     name, sha, time, annotated = d.get("name"), d.get("sha"), d.get("time"), d.get("annotated")
     if not isinstance(name, str) or not name:
         raise EventError("tags[].name must be a non-empty string")
-    if not isinstance(sha, str) or len(sha) not in (40, 64) or sha.strip("0123456789abcdef"):
+    if not is_sha(sha):
         raise EventError(f"tags[].sha must be a lower-case hex object name, not {sha!r}")
     if not isinstance(annotated, bool):
         raise EventError("tags[].annotated must be a boolean")
@@ -88,9 +88,7 @@ def _tag(d: Any) -> ReleaseTag:
 
 def decode_tags(d: dict[str, Any]) -> TagsEvent:
     """A tags event from its decoded JSON (version and type already checked)."""
-    repo_id, tags = d.get("repo_id"), d.get("tags")
-    if not isinstance(repo_id, int) or isinstance(repo_id, bool) or repo_id <= 0:
-        raise EventError("repo_id must be a positive integer")
+    repo_id, tags = repo_id_of(d), d.get("tags")
     if not isinstance(tags, list):
         raise EventError("tags must be a list")
     parsed = tuple(sorted(_tag(t) for t in tags))
