@@ -286,6 +286,7 @@ _REPO_ID: Final = TypeAdapter[int](RepoId, config=ConfigDict(strict=True))
 
 
 def is_sha(s: Any) -> TypeGuard[str]:
+    """Whether `s` is an object name as events write it (`Sha`: lower-case hex, 40 or 64)."""
     try:
         _SHA.validate_python(s)
     except ValidationError:

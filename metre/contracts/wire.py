@@ -58,12 +58,13 @@ Int64 = Annotated[int, Field(ge=-INT64_MAX - 1, le=INT64_MAX)]
 
 
 def _null_unsaid(schema: dict[str, Any]) -> None:
+    """The JSON Schema of `X | None` without its null: what producers write."""
     options = schema.pop("anyOf")
     schema.update(next(o for o in options if o != {"type": "null"}))
 
 
-T = TypeVar("T")
-Nullable = Annotated[T | None, Field(json_schema_extra=_null_unsaid)]
+_T = TypeVar("_T")
+Nullable = Annotated[_T | None, Field(json_schema_extra=_null_unsaid)]
 """An optional key whose null the reader takes for absent; its schema says no null (producers
 leave the key out)."""
 
