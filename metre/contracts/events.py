@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeGuard
 
 import orjson
@@ -279,8 +280,18 @@ def encode(e: CommitEvent | RetractEvent) -> bytes:
     return orjson.dumps(wire(e))
 
 
-_EVENT: Final = TypeAdapter[CommitEventWire | RetractEventWire | TagsEventWire](EventRecord)
-_COMMIT: Final = TypeAdapter[CommitEventWire](CommitEventRecord)
+@cache
+def _events() -> TypeAdapter[CommitEventWire | RetractEventWire | TagsEventWire]:
+    """The reader of every type, built on first use (pydantic takes a good part of a second to
+    build it): roles that only encode never pay for it."""
+    return TypeAdapter(EventRecord)
+
+
+@cache
+def _commits() -> TypeAdapter[CommitEventWire]:
+    return TypeAdapter(CommitEventRecord)
+
+
 _SHA: Final = TypeAdapter[str](Sha, config=ConfigDict(strict=True))
 _REPO_ID: Final = TypeAdapter[int](RepoId, config=ConfigDict(strict=True))
 
@@ -305,7 +316,7 @@ def repo_id_of(d: dict[str, Any]) -> int:
 def decode_event(raw: bytes) -> CommitEvent | RetractEvent | TagsEvent:
     """Parse and validate one record of any type; anything else raises `EventError`."""
     try:
-        d = _EVENT.validate_json(raw)
+        d = _events().validate_json(raw)
     except ValidationError as exc:
         raise _refusal(raw, exc, ("commit", "retract", "tags")) from exc
     if d["type"] == "commit":
@@ -321,7 +332,7 @@ def decode(raw: bytes) -> CommitEvent:
     """Parse and validate one commit event; anything else (a retraction included) raises
     `EventError` with the reason. Consumers of every type use `decode_event`."""
     try:
-        return _commit(_COMMIT.validate_json(raw))
+        return _commit(_commits().validate_json(raw))
     except ValidationError as exc:
         raise _refusal(raw, exc, ("commit",)) from exc
 
