@@ -5,25 +5,37 @@ A `CommitEvent` says everything metre needs to know about one commit of one repo
 of .mailmap) and its effect must be undone. Events are JSON (orjson), carry a schema version `v`
 and a `type`, and are identified by `repo_id:sha` (`repo_id:sha:retract`), never by a broker
 offset, so redelivery and republishing are harmless. See docs/events.md.
+
+Reading a record is pydantic's validation of the shapes of metre/contracts/wire.py, the ones the
+JSON Schemas of docs/schemas/ are generated from, straight from the bytes; then the validated
+dict becomes the frozen dataclasses below.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeGuard
 
 import orjson
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+from pydantic_core import ErrorDetails, from_json
 
-from metre.contracts.paths import PATH_FORM, is_path_text
+from metre.contracts.paths import PATH_FORM
 from metre.contracts.wire import (
     VERSION,
     BlobWire,
+    CommitEventRecord,
     CommitEventWire,
+    EventRecord,
     FileWire,
     MergeFileWire,
     PersonWire,
+    RepoId,
     RetractEventWire,
+    Sha,
+    TagsEventWire,
 )
 
 if TYPE_CHECKING:
@@ -33,8 +45,6 @@ SCHEMA_VERSION: Final = VERSION
 
 ChangeType = Literal["A", "D", "M", "T"]
 """Added, deleted, modified, type changed (file <-> symlink <-> submodule)."""
-
-_CHANGE_TYPES = frozenset(("A", "D", "M", "T"))
 
 
 class EventError(ValueError):
@@ -270,168 +280,130 @@ def encode(e: CommitEvent | RetractEvent) -> bytes:
     return orjson.dumps(wire(e))
 
 
-def _person(d: Any, what: str) -> Person:
-    if not isinstance(d, dict):
-        raise EventError(f"{what} must be an object")
-    name, email, time = d.get("name"), d.get("email"), d.get("time")
-    if not isinstance(name, str) or not isinstance(email, str) or not isinstance(time, str):
-        raise EventError(f"{what} needs string name, email and time")
-    try:
-        when = datetime.fromisoformat(time)
-    except ValueError as exc:
-        raise EventError(f"{what}.time is not ISO 8601: {time!r}") from exc
-    if when.tzinfo is None:
-        raise EventError(f"{what}.time has no UTC offset: {time!r}")
-    raw = d.get("time_raw")
-    if raw is not None and not isinstance(raw, str):
-        raise EventError(f"{what}.time_raw must be a string")
-    return Person(name, email, when, raw)
+@cache
+def _events() -> TypeAdapter[CommitEventWire | RetractEventWire | TagsEventWire]:
+    """The reader of every type, built on first use (pydantic takes a good part of a second to
+    build it): roles that only encode never pay for it."""
+    return TypeAdapter(EventRecord)
 
 
-def _check_path(path: Any, form: int, what: str) -> str:
-    if not isinstance(path, str) or not path:
-        raise EventError(f"{what} must be a non-empty string")
-    if form == PATH_FORM:
-        if not is_path_text(path):
-            raise EventError(f"{what} is not in path form {PATH_FORM}: {path[:200]!r}")
-    elif "\0" in path:
-        raise EventError(f"{what} contains NUL")
-    return path
+@cache
+def _commits() -> TypeAdapter[CommitEventWire]:
+    return TypeAdapter(CommitEventRecord)
 
 
-def _file(d: Any, form: int) -> FileChange:
-    if not isinstance(d, dict):
-        raise EventError("each file must be an object")
-    path, added, removed = d.get("path"), d.get("added"), d.get("removed")
-    binary, change = d.get("binary", False), d.get("change", "M")
-    path = _check_path(path, form, "file.path")
-    if not _count(added) or not _count(removed):
-        raise EventError("file.added and file.removed must be non-negative integers")
-    if not isinstance(binary, bool):
-        raise EventError("file.binary must be a boolean")
-    if change not in _CHANGE_TYPES:
-        raise EventError(f"file.change must be one of A, D, M, T, not {change!r}")
-    blob = _blob(d.get("blob"), "file.blob")
-    if blob is not None and blob.binary not in (-1, 0, 1):
-        raise EventError("file.blob.binary must be -1, 0 or 1")
-    return FileChange(path, added, removed, binary, change, blob)
-
-
-def _blob(d: Any, what: str) -> BlobDelta | None:
-    """The blob measures of a file or merge file (absent: unknown, an earlier revision)."""
-    if d is None:
-        return None
-    if not isinstance(d, dict):
-        raise EventError(f"{what} must be an object")
-    size, binary, text = d.get("bytes"), d.get("binary"), d.get("text_bytes")
-    if not _int(size) or not _int(binary) or not _int(text):
-        raise EventError(f"{what} needs integer bytes, binary and text_bytes")
-    code = d.get("code")
-    if code is not None and not _int(code):
-        raise EventError(f"{what}.code must be an integer")
-    return BlobDelta(size, binary, text, code)
-
-
-def _merge_file(d: Any, form: int) -> MergeFile:
-    if not isinstance(d, dict):
-        raise EventError("each merge file must be an object")
-    path, lines, presence = d.get("path"), d.get("lines"), d.get("presence")
-    path = _check_path(path, form, "merge_files[].path")
-    if not _int(lines) or not _int(presence):
-        raise EventError("merge_files[].lines and presence must be integers")
-    return MergeFile(path, lines, presence, _blob(d.get("blob"), "merge_files[].blob"))
-
-
-def _int(n: Any) -> TypeGuard[int]:
-    return isinstance(n, int) and not isinstance(n, bool)
-
-
-def _count(n: Any) -> TypeGuard[int]:
-    return isinstance(n, int) and not isinstance(n, bool) and n >= 0
+_SHA: Final = TypeAdapter[str](Sha, config=ConfigDict(strict=True))
+_REPO_ID: Final = TypeAdapter[int](RepoId, config=ConfigDict(strict=True))
 
 
 def is_sha(s: Any) -> TypeGuard[str]:
-    return isinstance(s, str) and len(s) in (40, 64) and all(c in "0123456789abcdef" for c in s)
-
-
-def _load(raw: bytes) -> dict[str, Any]:
+    """Whether `s` is an object name as events write it (`Sha`: lower-case hex, 40 or 64)."""
     try:
-        d = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise EventError(f"not JSON: {exc}") from exc
-    if not isinstance(d, dict):
-        raise EventError("an event must be a JSON object")
-    if d.get("v") != SCHEMA_VERSION:
-        raise EventError(f"unsupported schema version {d.get('v')!r} (this metre reads v1)")
-    return d
+        _SHA.validate_python(s)
+    except ValidationError:
+        return False
+    return True
 
 
 def repo_id_of(d: dict[str, Any]) -> int:
     """The event's `repo_id`, checked (every event type carries one)."""
-    repo_id = d.get("repo_id")
-    if not isinstance(repo_id, int) or isinstance(repo_id, bool) or repo_id <= 0:
-        raise EventError("repo_id must be a positive integer")
-    return repo_id
-
-
-def _repo_and_sha(d: dict[str, Any]) -> tuple[int, str]:
-    repo_id, sha = repo_id_of(d), d.get("sha")
-    if not is_sha(sha):
-        raise EventError(f"sha must be a lower-case hex object name, not {sha!r}")
-    return repo_id, sha
+    try:
+        return _REPO_ID.validate_python(d.get("repo_id"))
+    except ValidationError:
+        raise EventError("repo_id must be a positive integer") from None
 
 
 def decode_event(raw: bytes) -> CommitEvent | RetractEvent | TagsEvent:
     """Parse and validate one record of any type; anything else raises `EventError`."""
-    d = _load(raw)
-    kind = d.get("type")
-    if kind == "commit":
+    try:
+        d = _events().validate_json(raw)
+    except ValidationError as exc:
+        raise _refusal(raw, exc, ("commit", "retract", "tags")) from exc
+    if d["type"] == "commit":
         return _commit(d)
-    if kind == "retract":
-        return RetractEvent(*_repo_and_sha(d))
-    if kind == "tags":  # release tags (metre/contracts/tags.py, which imports this module)
-        from metre.contracts.tags import decode_tags
+    if d["type"] == "retract":
+        return RetractEvent(d["repo_id"], d["sha"])
+    from metre.contracts.tags import decode_tags  # which imports this module
 
-        return decode_tags(d)
-    raise EventError(f"unknown event type {kind!r}")
+    return decode_tags(d)
 
 
 def decode(raw: bytes) -> CommitEvent:
     """Parse and validate one commit event; anything else (a retraction included) raises
     `EventError` with the reason. Consumers of every type use `decode_event`."""
-    d = _load(raw)
-    if d.get("type") != "commit":
-        raise EventError(f"unknown event type {d.get('type')!r}")
-    return _commit(d)
+    try:
+        return _commit(_commits().validate_json(raw))
+    except ValidationError as exc:
+        raise _refusal(raw, exc, ("commit",)) from exc
 
 
-def _commit(d: dict[str, Any]) -> CommitEvent:
-    repo_id, sha = _repo_and_sha(d)
-    parents = d.get("parents")
-    if not isinstance(parents, list) or not all(is_sha(p) for p in parents):
-        raise EventError("parents must be a list of object names")
-    summary = d.get("summary", "")
-    if not isinstance(summary, str):
-        raise EventError("summary must be a string")
-    files = d.get("files", [])
-    if not isinstance(files, list):
-        raise EventError("files must be a list")
-    merge_files = d.get("merge_files", [])
-    if not isinstance(merge_files, list):
-        raise EventError("merge_files must be a list")
-    if merge_files and len(parents) < 2:
-        raise EventError("merge_files is for merge commits only")
-    form = d.get("path_form", 1)
-    if type(form) is not int or form not in (1, PATH_FORM):
-        raise EventError(f"unsupported path_form {form!r} (this metre reads 1 and {PATH_FORM})")
+def _refusal(raw: bytes, exc: ValidationError, types: tuple[str, ...]) -> EventError:
+    """The reason a record is refused, the version and the type before the rest (as a consumer
+    decides what a record is before what is wrong with it)."""
+    errors = exc.errors(include_url=False)
+    if errors[0]["type"] == "json_invalid":
+        return EventError(f"not JSON: {errors[0]['ctx']['error']}")
+    d = from_json(raw)  # it is JSON: validation read it
+    if not isinstance(d, dict):
+        return EventError("an event must be a JSON object")
+    if d.get("v") != SCHEMA_VERSION:
+        return EventError(f"unsupported schema version {d.get('v')!r} (this metre reads v1)")
+    if d.get("type") not in types:
+        return EventError(f"unknown event type {d.get('type')!r}")
+    tagged = len(types) > 1  # a union's errors start with the tag ("commit")
+    reasons = [_reason(e["loc"][1:] if tagged else e["loc"], e) for e in errors[:3]]
+    more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+    return EventError("; ".join(reasons) + more)
+
+
+def _reason(loc: tuple[int | str, ...], e: ErrorDetails) -> str:
+    """One error as `files[0].added: Input should be ...`, with the value when it is short."""
+    where = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in loc).lstrip(".")
+    msg = e["msg"].removeprefix("Value error, ")
+    value = e.get("input")
+    if e["type"] not in ("value_error", "missing") and not isinstance(value, (dict, list)):
+        msg += f", not {repr(value)[:200]}"
+    return f"{where}: {msg}" if where else msg
+
+
+def _person(d: PersonWire) -> Person:
+    return Person(d["name"], d["email"], datetime.fromisoformat(d["time"]), d.get("time_raw"))
+
+
+def _blob(d: BlobWire | None) -> BlobDelta | None:
+    """The blob measures of a file or merge file (absent: unknown, an earlier revision)."""
+    if d is None:
+        return None
+    return BlobDelta(d["bytes"], d["binary"], d["text_bytes"], d.get("code"))
+
+
+def _commit(d: CommitEventWire) -> CommitEvent:
+    """The event of a validated record (`CommitEventRecord`'s rules held)."""
     return CommitEvent(
-        repo_id=repo_id,
-        sha=sha,
-        parents=tuple(parents),
-        author=_person(d.get("author"), "author"),
-        committer=_person(d.get("committer"), "committer"),
-        summary=summary,
-        files=tuple(_file(f, form) for f in files),
-        merge_files=tuple(_merge_file(m, form) for m in merge_files),
-        path_form=form,
+        repo_id=d["repo_id"],
+        sha=d["sha"],
+        parents=tuple(d["parents"]),
+        author=_person(d["author"]),
+        committer=_person(d["committer"]),
+        summary=d["summary"],
+        files=tuple(  # of a list: faster than of a generator
+            [
+                FileChange(
+                    f["path"],
+                    f["added"],
+                    f["removed"],
+                    f["binary"],
+                    f["change"],
+                    _blob(f.get("blob")),
+                )
+                for f in d["files"]
+            ]
+        ),
+        merge_files=tuple(
+            [
+                MergeFile(m["path"], m["lines"], m["presence"], _blob(m.get("blob")))
+                for m in d.get("merge_files", ())
+            ]
+        ),
+        path_form=d.get("path_form", 1),
     )

@@ -12,11 +12,9 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import orjson
 
-from metre.contracts.events import EventError, is_sha, repo_id_of
 from metre.contracts.wire import TagsEventWire
 
 
@@ -65,36 +63,14 @@ def encode_tags(e: TagsEvent) -> bytes:
     return orjson.dumps(tags_wire(e))
 
 
-def _tag(d: Any) -> ReleaseTag:
-    if not isinstance(d, dict):
-        raise EventError("each tag must be an object")
-    name, sha, time, annotated = d.get("name"), d.get("sha"), d.get("time"), d.get("annotated")
-    if not isinstance(name, str) or not name:
-        raise EventError("tags[].name must be a non-empty string")
-    if not is_sha(sha):
-        raise EventError(f"tags[].sha must be a lower-case hex object name, not {sha!r}")
-    if not isinstance(annotated, bool):
-        raise EventError("tags[].annotated must be a boolean")
-    if not isinstance(time, str):
-        raise EventError("tags[].time must be a string")
-    try:
-        when = datetime.fromisoformat(time)
-    except ValueError as exc:
-        raise EventError(f"tags[].time is not ISO 8601: {time!r}") from exc
-    if when.tzinfo is None:
-        raise EventError(f"tags[].time has no UTC offset: {time!r}")
-    return ReleaseTag(name, sha, when, annotated)
-
-
-def decode_tags(d: dict[str, Any]) -> TagsEvent:
-    """A tags event from its decoded JSON (version and type already checked)."""
-    repo_id, tags = repo_id_of(d), d.get("tags")
-    if not isinstance(tags, list):
-        raise EventError("tags must be a list")
-    parsed = tuple(sorted(_tag(t) for t in tags))
-    if len({t.name for t in parsed}) != len(parsed):
-        raise EventError("tags[].name must be unique")
-    return TagsEvent(repo_id, parsed)
+def decode_tags(d: TagsEventWire) -> TagsEvent:
+    """The tags event of a validated record (`decode_event` checked it against
+    `TagsEventWire`: names unique, shas and times well formed)."""
+    tags = (
+        ReleaseTag(t["name"], t["sha"], datetime.fromisoformat(t["time"]), t["annotated"])
+        for t in d["tags"]
+    )
+    return TagsEvent(d["repo_id"], tuple(sorted(tags)))
 
 
 def tags_digest(tags: Sequence[ReleaseTag]) -> str | None:

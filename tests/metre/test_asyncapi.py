@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import copy
 import re
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import jsonschema_rs
 import orjson
@@ -19,8 +20,19 @@ from hypothesis import given
 from metre import asyncapi
 from metre.cli import main
 from metre.contracts.bus import Record
-from metre.contracts.events import RetractEvent, encode
-from metre.contracts.wire import VERSION
+from metre.contracts.events import (
+    BlobDelta,
+    CommitEvent,
+    EventError,
+    FileChange,
+    MergeFile,
+    Person,
+    RetractEvent,
+    decode_event,
+    encode,
+)
+from metre.contracts.tags import ReleaseTag, TagsEvent, encode_tags
+from metre.contracts.wire import VERSION, EventRecord
 from metre.processors.runner import dlq_message
 from tests.contracts.test_events import events
 
@@ -140,6 +152,153 @@ def test_the_schemas_refuse_what_decode_refuses() -> None:
     assert errors_of({**value, "author": {**value["author"], "time": "yesterday"}})
     assert errors_of({**value, "files": [{**value["files"][0], "change": "R"}]})
     assert errors_of({**value, "files": [{**value["files"][0], "added": -1}]})
+
+
+def test_the_reader_validates_with_the_schemas_own_shapes() -> None:
+    """decode_event's validator is a union of exactly the shapes the commits topic's payload
+    schemas are generated from (so a constraint added to one is in the other)."""
+    union, _ = get_args(EventRecord)
+    assert get_args(union) == tuple(
+        asyncapi.PAYLOADS[s] for s in ("commit-event", "retract-event", "tags-event")
+    )
+
+
+SHA = "0123456789abcdef" * 2 + "01234567"
+
+
+def _commit_record() -> dict[str, Any]:
+    t = datetime(2024, 3, 1, 9, 30, tzinfo=UTC)
+    ada = Person("Ada", "ada@example.org", t, "99999999999999 +0000")
+    blob = BlobDelta(5, 0, 5, 2)
+    f = FileChange("caf\\xe9.txt", 3, 1, False, "M", blob)
+    merge = MergeFile("a", -2, 1, BlobDelta(-5, 1, 0))
+    return orjson.loads(encode(CommitEvent(42, SHA, (SHA, SHA), ada, ada, "s", (f,), (merge,))))  # type: ignore[no-any-return]
+
+
+def _tags_record() -> dict[str, Any]:
+    t = datetime(2024, 3, 1, 9, 30, tzinfo=UTC)
+    return orjson.loads(encode_tags(TagsEvent(42, (ReleaseTag("v1", SHA, t, True),))))  # type: ignore[no-any-return]
+
+
+def _at(d: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """`d` with the key at dotted `path` (list indexes as numbers) set, or removed (DROP)."""
+    d = copy.deepcopy(d)
+    *parents, last = [int(p) if p.isdigit() else p for p in path.split(".")]
+    node: Any = d
+    for p in parents:
+        node = node[p]
+    if value is DROP:
+        del node[last]
+    else:
+        node[last] = value
+    return d
+
+
+DROP = object()
+BIG = 2**63
+
+AGREED = [
+    # the reader and the schemas accept these ...
+    ("commit", "note", "unknown fields are ignored", True),
+    ("commit", "path_form", 1, True),
+    ("commit", "files.0.blob", DROP, True),
+    ("commit", "files.0.blob.code", DROP, True),
+    ("commit", "author.time_raw", DROP, True),
+    ("commit", "author.time_raw", "x" * 64, True),
+    ("commit", "files.0.added", BIG - 1, True),
+    ("commit", "merge_files.0.lines", -BIG, True),
+    ("commit", "merge_files", DROP, True),
+    ("commit", "path_form", DROP, True),
+    ("tags", "tags", [], True),
+    # ... and both refuse these
+    ("commit", "v", 2, False),
+    ("commit", "repo_id", 0, False),
+    ("commit", "repo_id", "42", False),
+    ("commit", "repo_id", True, False),
+    ("commit", "repo_id", BIG, False),
+    ("commit", "sha", SHA.upper(), False),
+    ("commit", "sha", SHA + "\n", False),
+    ("commit", "parents.0", "nope", False),
+    ("commit", "parents", DROP, False),
+    ("commit", "author", DROP, False),
+    ("commit", "author.email", 5, False),
+    ("commit", "author.time", "yesterday", False),
+    ("commit", "author.time", "2024-03-01T09:30:00", False),
+    ("commit", "committer.time", "2024-03-01T09:30:00+01:00[Europe/Paris]", False),
+    ("commit", "author.time_raw", "x" * 65, False),
+    ("commit", "summary", None, False),
+    ("commit", "path_form", 3, False),
+    ("commit", "path_form", "2", False),
+    ("commit", "path_form", True, False),
+    ("commit", "files", "f", False),
+    ("commit", "files.0.path", "", False),
+    ("commit", "files.0.added", -1, False),
+    ("commit", "files.0.added", 1.5, False),
+    ("commit", "files.0.removed", BIG, False),
+    ("commit", "files.0.binary", 0, False),
+    ("commit", "files.0.change", "R", False),
+    ("commit", "files.0.change", [], False),
+    ("commit", "files.0.blob", [5, 0, 5], False),
+    ("commit", "files.0.blob.bytes", "5", False),
+    ("commit", "files.0.blob.text_bytes", DROP, False),
+    ("commit", "files.0.blob.code", "1", False),
+    ("commit", "merge_files", None, False),
+    ("commit", "merge_files.0.presence", False, False),
+    ("tags", "tags.0.name", "", False),
+    ("tags", "tags.0.sha", "v1", False),
+    ("tags", "tags.0.time", "yesterday", False),
+    ("tags", "tags.0.annotated", 1, False),
+    ("tags", "repo_id", -1, False),
+]
+
+
+@pytest.mark.parametrize(("kind", "path", "value", "valid"), AGREED)
+def test_the_reader_and_the_schemas_agree(kind: str, path: str, value: Any, valid: bool) -> None:
+    base = _commit_record() if kind == "commit" else _tags_record()
+    assert errors_of(base) == []
+    decode_event(orjson.dumps(base))
+    d = _at(base, path, value)
+    assert (errors_of(d) == []) is valid
+    if valid:
+        decode_event(orjson.dumps(d))
+    else:
+        with pytest.raises(EventError, match=path.split(".")[-1] if path != "v" else "version"):
+            decode_event(orjson.dumps(d))
+
+
+READER_ONLY = [
+    # rules a schema cannot spell: the reader refuses, the schemas accept
+    ("commit", "files.0.path", "a\\b", False),  # not in path form 2
+    ("commit", "parents", [SHA], False),  # merge_files on a commit that is not a merge
+    ("commit", "files.0.blob.binary", 2, False),  # a file's blob.binary is a difference of 0/1
+    ("tags", "tags", [_tags_record()["tags"][0]] * 2, False),  # a name twice
+    # the reader's leniencies (docs/events.md): it accepts, the schemas refuse
+    ("commit", "files.0.binary", DROP, True),
+    ("commit", "files.0.change", DROP, True),
+    ("commit", "summary", DROP, True),
+    ("commit", "files", DROP, True),
+    ("commit", "id", DROP, True),
+    ("commit", "id", 5, True),
+    ("commit", "is_merge", "yes", True),
+    ("commit", "author.time_raw", None, True),
+    ("commit", "files.0.blob", None, True),
+    ("commit", "files.0.blob.code", None, True),
+    ("tags", "id", DROP, True),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("kind", "path", "value", "accepted"), READER_ONLY)
+def test_where_the_reader_and_the_schemas_differ(
+    kind: str, path: str, value: Any, accepted: bool
+) -> None:
+    base = _commit_record() if kind == "commit" else _tags_record()
+    d = _at(base, path, value)
+    assert (errors_of(d) == []) is not accepted
+    if accepted:
+        decode_event(orjson.dumps(d))
+    else:
+        with pytest.raises(EventError):
+            decode_event(orjson.dumps(d))
 
 
 def test_dead_letter_headers_validate() -> None:
