@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -21,6 +21,7 @@ from metre.contracts import outage
 from metre.contracts.bus import Bus, InMemoryBus
 from metre.contracts.retry import Backoff, RetryStopped, is_transient
 from metre.health import KafkaProbe, data_loss_probe, health_app, store_probe
+from metre.ingest.poller import Poller
 from metre.ingest.reconcile import Reconciled, reconcile_all
 from metre.ingest.stopping import unless_stopped
 from metre.processors.lag import GroupLag
@@ -29,7 +30,7 @@ from metre.processors.store import PgStore, SchemaTooNew
 from metre.readiness import Check, Probe
 from metre.serving import api_url, bind_socket, serve_api, serve_asgi
 from metre.settings import Settings
-from metre.supervisor import Supervisor
+from metre.supervisor import Stage, Supervisor
 from metre.wiring import (
     REFUSED,
     ConfigurationError,
@@ -48,6 +49,8 @@ from metre.wiring import (
 )
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def runtime_file(settings: Settings) -> Path:
@@ -68,12 +71,13 @@ async def run_all(
     on_ready: Callable[[str], None] | None = None,
     *,
     port_search: int = 100,
-) -> None:
+) -> list[str]:
     """Every role in this process: poller, processor and API over one store and one bus.
 
     Stops in the safe order (metre/supervisor.py): the poller's stage first, then the
     processor's once it has drained what was published (an in-process bus does not survive
     the process), then the API. A role that ends by itself ends the run the same way.
+    Returns the tasks that ended the run (none when `stop` did).
     """
     sock = bind_socket(settings.host, settings.port, search=port_search)
     if settings.database_url is None:
@@ -101,10 +105,7 @@ async def run_all(
 
         sup = Supervisor()
         polling = sup.stage("poller", after=drain)
-        sup.add(polling, "poller", poller.run)
-        sup.add(polling, "reconcile", lambda s: _reconcile_loop(settings, bus, store, s))
-        sup.add(polling, "removals", lambda s: _removal_loop(settings, bus, store, s))
-        sup.add(polling, "watch", poller_watch(settings, bus, store).run)
+        _polling(sup, polling, settings, bus, store, poller)
         processing = sup.stage("processor")
         sup.add(processing, "processor", processor.run)
         if isinstance(bus, InMemoryBus):  # a broker keeps its records itself
@@ -127,7 +128,7 @@ async def run_all(
                 watched=False,
             )
         try:
-            await sup.run(stop, started=ready)
+            ended = await sup.run(stop, started=ready)
         finally:
             if isinstance(probe, KafkaProbe):
                 await probe.close()
@@ -136,6 +137,7 @@ async def run_all(
         from metre.pg import stop_embedded
 
         await asyncio.to_thread(stop_embedded, settings.pgdata_dir)
+    return ended
 
 
 async def _reconcile_loop(
@@ -332,64 +334,87 @@ async def health_port(settings: Settings, role: str) -> AsyncIterator[RoleHealth
         await kafka.close()
 
 
-async def run_poller(settings: Settings, stop: asyncio.Event) -> None:
+RoleTasks = Callable[[Supervisor, Bus, PgStore], None]
+"""Declares a distributed role's stages and tasks once its store and bus are open."""
+
+
+async def _distributed(
+    settings: Settings,
+    role: str,
+    stop: asyncio.Event,
+    tasks: RoleTasks,
+    probes: Mapping[str, Probe] | None = None,
+) -> list[str]:
+    """A distributed role: its health port from the start (with `probes`), its store and bus
+    once they answer (waiting for them until `stop`), then its tasks under one supervisor.
+    Returns the tasks that ended the run (none when `stop` did, waiting included)."""
+    _require_distributed(settings, role)
+    quiet_outages(settings)
+    async with health_port(settings, role) as health, contextlib.AsyncExitStack() as stack:
+        health.probes.update(probes or {})
+        with contextlib.suppress(RetryStopped):  # stopped while waiting for a dependency
+            store = await stack.enter_async_context(open_store(settings, stop))
+            health.store = store
+            bus = await stack.enter_async_context(open_bus(settings, stop))
+            sup = Supervisor()
+            tasks(sup, bus, store)
+            return await sup.run(stop)
+    return []
+
+
+def _polling(
+    sup: Supervisor, stage: Stage, settings: Settings, bus: Bus, store: PgStore, poller: Poller
+) -> None:
+    """The poller's tasks: its polls, anti-entropy, the removals' outbox and its bus watch."""
+    sup.add(stage, "poller", poller.run)
+    sup.add(stage, "reconcile", lambda s: _reconcile_loop(settings, bus, store, s))
+    sup.add(stage, "removals", lambda s: _removal_loop(settings, bus, store, s))
+    sup.add(stage, "watch", poller_watch(settings, bus, store).run)
+
+
+async def run_poller(settings: Settings, stop: asyncio.Event) -> list[str]:
     """The poller role, and anti-entropy every `reconcile_interval` (and at start): a broker
     that lost its topics is healed by whichever poller reconciles first (more are harmless).
     Waits for PostgreSQL and the broker when they are not up yet."""
-    _require_distributed(settings, "poller")
-    quiet_outages(settings)
-    async with health_port(settings, "poller") as health, contextlib.AsyncExitStack() as stack:
-        with contextlib.suppress(RetryStopped):
-            store = await stack.enter_async_context(open_store(settings, stop))
-            health.store = store
-            bus = await stack.enter_async_context(open_bus(settings, stop))
-            await asyncio.gather(
-                make_poller(settings, bus, store).run(stop),
-                _reconcile_loop(settings, bus, store, stop),
-                _removal_loop(settings, bus, store, stop),
-                poller_watch(settings, bus, store).run(stop),
-            )
+
+    def tasks(sup: Supervisor, bus: Bus, store: PgStore) -> None:
+        poller = make_poller(settings, bus, store)
+        _polling(sup, sup.stage("poller"), settings, bus, store, poller)
+
+    return await _distributed(settings, "poller", stop, tasks)
 
 
-async def run_processor(settings: Settings, stop: asyncio.Event) -> None:
+async def run_processor(settings: Settings, stop: asyncio.Event) -> list[str]:
     """The processor role; on `stop` it finishes its batch, commits, and leaves the group."""
-    _require_distributed(settings, "processor")
-    quiet_outages(settings)
-    async with health_port(settings, "processor") as health, contextlib.AsyncExitStack() as stack:
-        started: list[Processor] = []
-        health.probes["consumer"] = consumer_probe(lambda: started[0] if started else None)
-        with contextlib.suppress(RetryStopped):
-            store = await stack.enter_async_context(open_store(settings, stop))
-            health.store = store
-            bus = await stack.enter_async_context(open_bus(settings, stop))
-            processor = make_processor(settings, bus, store)
-            started.append(processor)
-            watch = asyncio.create_task(processor_watch(settings, bus, store, processor).run(stop))
-            try:
-                await processor.run(stop)
-            finally:
-                watch.cancel()
-                await asyncio.gather(watch, return_exceptions=True)
+    current: Processor | None = None
+
+    def tasks(sup: Supervisor, bus: Bus, store: PgStore) -> None:
+        nonlocal current
+        processor = current = make_processor(settings, bus, store)
+        processing = sup.stage("processor")
+        sup.add(processing, "processor", processor.run)
+        sup.add(processing, "watch", processor_watch(settings, bus, store, processor).run)
+
+    probes = {"consumer": consumer_probe(lambda: current)}
+    return await _distributed(settings, "processor", stop, tasks, probes)
 
 
-async def run_notifier(settings: Settings, stop: asyncio.Event) -> None:
+async def run_notifier(settings: Settings, stop: asyncio.Event) -> list[str]:
     """The notifier role: one replica evaluates and delivers, the others wait as standbys."""
-    _require_distributed(settings, "notifier")
-    quiet_outages(settings)
-    async with health_port(settings, "notifier") as health, contextlib.AsyncExitStack() as stack:
-        with contextlib.suppress(RetryStopped):
-            store = await stack.enter_async_context(open_store(settings, stop))
-            health.store = store
-            bus = await stack.enter_async_context(open_bus(settings, stop))
-            notifier = make_notifier(settings, bus, store)
-            try:
-                await notifier.run(stop)
-            finally:
-                if notifier.lag is not None:
-                    await notifier.lag.close()
+
+    def tasks(sup: Supervisor, bus: Bus, store: PgStore) -> None:
+        notifier = make_notifier(settings, bus, store)
+
+        async def close_lag() -> None:
+            if notifier.lag is not None:
+                await notifier.lag.close()
+
+        sup.add(sup.stage("notifier", after=close_lag), "notifier", notifier.run)
+
+    return await _distributed(settings, "notifier", stop, tasks)
 
 
-async def run_api(settings: Settings, stop: asyncio.Event) -> None:
+async def run_api(settings: Settings, stop: asyncio.Event) -> list[str]:
     _require_distributed(settings, "api")
     probes: dict[str, Probe] = {}
     lag: GroupLag | None = None
@@ -405,12 +430,19 @@ async def run_api(settings: Settings, stop: asyncio.Event) -> None:
         # Not required: reads go on while the broker is away (the API is then `degraded`).
         probes["bus"] = KafkaProbe(settings.kafka_bootstrap, all_topics(settings))
     try:
-        with contextlib.suppress(RetryStopped):
+        with contextlib.suppress(RetryStopped):  # stopped while waiting for PostgreSQL
             async with open_store(settings, stop) as store:
                 probes["data_loss"] = data_loss_probe(lambda: store)
                 sock = bind_socket(settings.host, settings.port)
                 log.info("metre api listening on %s", api_url(sock))
-                await serve_api(settings, store, sock, stop, probes, lag=lag)
+                sup = Supervisor()
+                sup.add(
+                    sup.stage("api"),
+                    "api",
+                    lambda s: serve_api(settings, store, sock, s, probes, lag=lag),
+                )
+                return await sup.run(stop)
+        return []
     finally:
         if lag is not None:
             await lag.close()
@@ -463,11 +495,10 @@ def _require_distributed(settings: Settings, role: str) -> None:
         )
 
 
-def run(main: Coroutine[Any, Any, None]) -> None:
+def run(main: Coroutine[Any, Any, T]) -> T:
     """asyncio.run with uvloop when it is installed (it comes with uvicorn[standard])."""
     try:
         import uvloop
-
-        uvloop.run(main)
     except ImportError:
-        asyncio.run(main)
+        return asyncio.run(main)
+    return uvloop.run(main)

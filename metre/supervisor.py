@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,6 +129,13 @@ class Supervisor:
             await asyncio.gather(*(self._tasks[n] for n in stage.tasks), return_exceptions=True)
             if stage.after is not None:
                 await stage.after()
+
+
+def exit_status(ended: Sequence[str]) -> int:
+    """The process's exit status after `Supervisor.run` returned `ended`: 0 when the process's
+    stop ended the run, 1 when a task did (it raised, or returned by itself). A role has no
+    end of its own, so the orchestrator is told it failed and restarts it."""
+    return 1 if ended else 0
 
 
 SLOW_SHUTDOWN = 20.0
