@@ -1,8 +1,9 @@
-"""Running (I/O): each role of metre over the store and the bus, and `metre up`'s all in one.
+"""Topology (I/O): which tasks each role of metre runs, under one supervisor per process.
 
-`metre up` runs every role in one process (`run_all`, its tasks supervised by
-metre/supervisor.py); `metre poller|processor|api|notifier` run one. What each role is made of
-comes from metre/wiring.py; nothing here computes anything.
+`metre up` runs every role in one process (`run_all`); `metre poller|processor|api|notifier`
+run one, once its store and bus answer. What the tasks are made of comes from metre/wiring.py,
+their loops from metre/passes.py, how they start, end and stop from metre/supervisor.py;
+nothing here computes anything.
 """
 
 from __future__ import annotations
@@ -16,14 +17,13 @@ from typing import Any, TypeVar
 
 import orjson
 
-from metre import errors
+from metre import errors, passes
 from metre.contracts import outage
 from metre.contracts.bus import Bus, InMemoryBus
-from metre.contracts.retry import Backoff, RetryStopped, is_transient
+from metre.contracts.retry import RetryStopped, is_transient
 from metre.health import KafkaProbe, data_loss_probe, health_app, store_probe
 from metre.ingest.poller import Poller
-from metre.ingest.reconcile import Reconciled, reconcile_all
-from metre.ingest.stopping import unless_stopped
+from metre.ingest.reconcile import Reconciled
 from metre.processors.lag import GroupLag
 from metre.processors.runner import Processor
 from metre.processors.store import PgStore, SchemaTooNew
@@ -45,7 +45,6 @@ from metre.wiring import (
     poller_watch,
     processor_group,
     processor_watch,
-    updates_topic,
 )
 
 log = logging.getLogger(__name__)
@@ -93,7 +92,7 @@ async def run_all(
         url = api_url(sock)
 
         async def drain() -> None:
-            await _drain(lambda: processor.handled >= poller.published, timeout=30.0)
+            await passes.drain(lambda: processor.handled >= poller.published, timeout=30.0)
 
         async def forget_url() -> None:
             runtime_file(settings).unlink(missing_ok=True)
@@ -110,7 +109,7 @@ async def run_all(
         sup.add(processing, "processor", processor.run)
         if isinstance(bus, InMemoryBus):  # a broker keeps its records itself
             memory = bus
-            sup.add(processing, "trim", lambda s: _trim_loop(memory, s))
+            sup.add(processing, "trim", lambda s: passes.trim_loop(memory, s))
         sup.add(processing, "notifier", make_notifier(settings, bus, store).run)
         serving = sup.stage("api", after=forget_url)
         readiness = {"bus": probe, "data_loss": data_loss_probe(lambda: store)}
@@ -124,7 +123,7 @@ async def run_all(
             sup.add(
                 sup.stage("pg"),
                 "pg",
-                lambda s: supervise_embedded(settings.pgdata_dir, s),
+                lambda s: passes.supervise_embedded(settings.pgdata_dir, s),
                 watched=False,
             )
         try:
@@ -140,135 +139,11 @@ async def run_all(
     return ended
 
 
-async def _reconcile_loop(
-    settings: Settings, bus: Bus, store: PgStore, stop: asyncio.Event
-) -> None:
-    """At start and then every `reconcile_interval`: heals what a crash of this process lost
-    (the in-process bus does not survive it)."""
-    while not stop.is_set():
-        try:
-            # Topics first: a broker restarted without storage lost them (and their data).
-            async def one_pass() -> None:
-                await bus.ensure_topics(all_topics(settings))
-                await reconcile_once(settings, bus, store)
-
-            if not await unless_stopped(one_pass(), stop):
-                return  # a pass cut short is harmless: what it republished is deduplicated
-        except Exception as exc:  # noqa: BLE001 (an outage postpones a pass, never the role)
-            log.warning("reconciliation postponed: %r", exc)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), settings.reconcile_interval)
-
-
-PG_RESTART = Backoff(0.5, 5.0)
-"""Waits between attempts to restart the embedded PostgreSQL after it died."""
-PG_RESTART_ATTEMPTS = 12
-
-
-async def supervise_embedded(pgdata: Path, stop: asyncio.Event, every: float = 0.5) -> None:
-    """Restart the embedded PostgreSQL when it dies under `metre up`: one line when it is
-    found down, one when it is back (or when the attempts ran out); the roles wait meanwhile
-    (their retries) and the API answers 503 with Retry-After."""
-    from metre.pg import EmbeddedPgError, is_running, restart_embedded
-
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every)
-        if stop.is_set() or await asyncio.to_thread(is_running, pgdata):
-            continue
-        log.error("the embedded PostgreSQL in %s stopped; restarting it", pgdata)
-        loop = asyncio.get_running_loop()
-        began = loop.time()
-        for attempt in range(PG_RESTART_ATTEMPTS):
-            try:
-                pid = await asyncio.to_thread(restart_embedded, pgdata)
-            except EmbeddedPgError as exc:
-                last = exc
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), PG_RESTART.delay(attempt))
-                if stop.is_set():
-                    return
-                continue
-            log.warning(
-                "the embedded PostgreSQL is back (pid %d) after %.1f s and %d attempts",
-                pid, loop.time() - began, attempt + 1,
-            )  # fmt: skip
-            break
-        else:
-            log.error(
-                "the embedded PostgreSQL did not restart after %d attempts (%s); metre keeps "
-                "trying every %.0f s", PG_RESTART_ATTEMPTS, last, PG_RESTART.cap,
-            )  # fmt: skip
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), PG_RESTART.cap)
-
-
-async def _removal_loop(
-    settings: Settings, bus: Bus, store: PgStore, stop: asyncio.Event, every: float = 1.0
-) -> None:
-    """Publish the retractions of removed repositories and delete their mirrors
-    (processors/removals.py); an outage postpones a pass, never the role."""
-    from metre.processors.removals import publish_removals
-
-    failing = False
-    while not stop.is_set():
-        try:
-            removals = publish_removals(
-                bus,
-                store,
-                mirrors_dir=settings.mirrors_dir,
-                commits_topic=commits_topic(settings),
-                updates_topic=updates_topic(settings),
-            )
-            if not await unless_stopped(removals, stop):
-                return  # the outbox keeps what this pass did not finish
-            failing = False
-        except Exception as exc:  # noqa: BLE001 (the outbox keeps it for the next pass)
-            # One line per outage, not one per second.
-            log.log(logging.DEBUG if failing else logging.WARNING,
-                    "publishing removals postponed: %r", exc)  # fmt: skip
-            failing = True
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every)
-
-
-async def _trim_loop(bus: InMemoryBus, stop: asyncio.Event, every: float = 5.0) -> None:
-    """The in-process bus keeps records in memory: drop what every reader has committed."""
-    while not stop.is_set():
-        # Wait first: the processor's group must exist before its topic counts as read.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every)
-        bus.trim(unread=True)
-
-
-def quiet_outages(settings: Settings) -> None:
-    """Bounded logs while a dependency is away (metre/contracts/outage.py), aiokafka's included."""
-    import aiokafka.admin.client
-    import aiokafka.consumer.fetcher
-    import aiokafka.consumer.group_coordinator
-    import aiokafka.producer.sender  # noqa: F401
-
-    outage.configure(settings.outage_summary_interval)
-    outage.throttle_loggers("aiokafka")
-
-
-async def reconcile_once(settings: Settings, bus: Bus, store: PgStore) -> list[Reconciled]:
-    return await reconcile_all(bus, store, settings.mirrors_dir, commits_topic(settings))
-
-
 async def run_reconcile(settings: Settings, report: Callable[[Reconciled], None]) -> None:
     """One anti-entropy pass against the configured store and bus (`metre reconcile`)."""
     async with open_store(settings) as store, open_bus(settings) as bus:
-        for r in await reconcile_once(settings, bus, store):
+        for r in await passes.reconcile_once(settings, bus, store):
             report(r)
-
-
-async def _drain(drained: Callable[[], bool], timeout: float) -> None:
-    """Give the processor time to apply what the poller already published."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline and not drained():
-        await asyncio.sleep(0.05)
 
 
 class RoleHealth:
@@ -334,6 +209,17 @@ async def health_port(settings: Settings, role: str) -> AsyncIterator[RoleHealth
         await kafka.close()
 
 
+def quiet_outages(settings: Settings) -> None:
+    """Bounded logs while a dependency is away (metre/contracts/outage.py), aiokafka's included."""
+    import aiokafka.admin.client
+    import aiokafka.consumer.fetcher
+    import aiokafka.consumer.group_coordinator
+    import aiokafka.producer.sender  # noqa: F401
+
+    outage.configure(settings.outage_summary_interval)
+    outage.throttle_loggers("aiokafka")
+
+
 RoleTasks = Callable[[Supervisor, Bus, PgStore], None]
 """Declares a distributed role's stages and tasks once its store and bus are open."""
 
@@ -367,8 +253,8 @@ def _polling(
 ) -> None:
     """The poller's tasks: its polls, anti-entropy, the removals' outbox and its bus watch."""
     sup.add(stage, "poller", poller.run)
-    sup.add(stage, "reconcile", lambda s: _reconcile_loop(settings, bus, store, s))
-    sup.add(stage, "removals", lambda s: _removal_loop(settings, bus, store, s))
+    sup.add(stage, "reconcile", lambda s: passes.reconcile_loop(settings, bus, store, s))
+    sup.add(stage, "removals", lambda s: passes.removal_loop(settings, bus, store, s))
     sup.add(stage, "watch", poller_watch(settings, bus, store).run)
 
 
