@@ -111,7 +111,8 @@ async def run_all(
         if isinstance(bus, InMemoryBus):  # a broker keeps its records itself
             memory = bus
             sup.add(processing, "trim", lambda s: passes.trim_loop(memory, s))
-        sup.add(processing, "notifier", make_notifier(settings, bus, store).run)
+        notifier = make_notifier(settings, bus, store)
+        sup.add(processing, "notifier", notifier.run)
         serving = sup.stage("api", after=forget_url)
         readiness = {"bus": probe, "data_loss": data_loss_probe(lambda: store)}
         lag = GroupLag(bus, commits_topic(settings), processor_group(settings))
@@ -132,6 +133,9 @@ async def run_all(
         finally:
             if isinstance(probe, KafkaProbe):
                 await probe.close()
+            for measure in (lag, notifier.lag):  # their Kafka clients, if they opened any
+                if measure is not None:
+                    await measure.close()
     if settings.database_url is None:
         # Explicitly, not at interpreter exit: a stop must stop the embedded server.
         from metre.pg import stop_embedded
