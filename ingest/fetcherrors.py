@@ -9,16 +9,9 @@ import zlib
 from urllib.parse import urlsplit
 
 from dulwich.client import HTTPUnauthorized
-from dulwich.errors import (
-    ApplyDeltaError,
-    ChecksumMismatch,
-    FileFormatException,
-    GitProtocolError,
-    NotGitRepository,
-    ObjectMissing,
-    WrongObjectException,
-)
+from dulwich.errors import GitProtocolError, NotGitRepository, WrongObjectException
 
+from metre.ingest.git.rawread import CORRUPT
 from metre.ingest.transport import RedirectRefused
 
 __all__ = ["FETCH_ERRORS", "describe", "redact"]
@@ -29,19 +22,12 @@ except ImportError:  # pragma: no cover - urllib3 ships with dulwich's http supp
     _Urllib3Error = OSError  # type: ignore[assignment,misc]
 
 FETCH_ERRORS: tuple[type[BaseException], ...] = (
+    *CORRUPT,  # a corrupt remote, source or mirror fails as a damaged object store does
     NotGitRepository,
     GitProtocolError,
     HTTPUnauthorized,
-    OSError,
     _Urllib3Error,
     KeyError,
-    ValueError,
-    AssertionError,
-    zlib.error,
-    ChecksumMismatch,
-    ApplyDeltaError,
-    FileFormatException,
-    ObjectMissing,
     WrongObjectException,
     BufferError,  # closing a source's pack map after a failed read (the cause is the context)
 )

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from metre.ingest.git.commit import header_values
+from metre.ingest.git.rawread import raw_object
 
 __all__ = ["MAILMAP_PATH", "Mailmap", "read_mailmap"]
 
@@ -121,8 +122,9 @@ def read_mailmap(repo: Any, head: str) -> tuple[str | None, Mailmap]:
     submodule) counts as absent. Blocking: run it in a thread.
     """
     store = repo.object_store
-    # the tree from the raw commit: dulwich's Commit refuses dates git accepts ("12x34")
-    _, raw = store.get_raw(head.encode("ascii"))
+    # the tree from the raw commit: dulwich's Commit refuses dates git accepts ("12x34"), and
+    # its get_raw parses a loose object to read it
+    _, raw = raw_object(store, head.encode("ascii"))
     tree = store[header_values(raw, b"tree")[0]]
     try:
         mode, sha = tree[MAILMAP_PATH]

@@ -60,13 +60,14 @@ def _settings(args: argparse.Namespace, **fixed: Any) -> Settings:
 
 
 def _serve(
-    settings: Settings, role: Callable[[Settings, asyncio.Event], Coroutine[Any, Any, None]]
+    settings: Settings,
+    role: Callable[[Settings, asyncio.Event], Coroutine[Any, Any, list[str]]],
 ) -> int:
     from metre.runtime import run
-    from metre.supervisor import name_slow_shutdown
+    from metre.supervisor import exit_status, name_slow_shutdown
     from metre.wiring import ConfigurationError
 
-    async def main() -> None:
+    async def main() -> list[str]:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         # metre/__main__.py exits on a SIGTERM during start-up; from here on a SIGTERM stops
@@ -76,16 +77,18 @@ def _serve(
             loop.add_signal_handler(sig, stop.set)
         watchdog = asyncio.create_task(name_slow_shutdown(stop), name="shutdown-watchdog")
         try:
-            await role(settings, stop)
+            return await role(settings, stop)
         finally:
             watchdog.cancel()
 
     try:
-        run(main())
+        ended = run(main())
     except ConfigurationError as exc:
         _say_error(str(exc))
         return 2
-    return 0
+    if ended:
+        _say_error(f"{', '.join(ended)} ended before the process was asked to stop")
+    return exit_status(ended)
 
 
 def _loopback(host: str) -> bool:
@@ -112,8 +115,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     def ready(url: str) -> None:
         print(f"metre is up: {url}  (API docs: {url}/docs; data: {settings.data_dir})", flush=True)
 
-    async def role(s: Settings, stop: asyncio.Event) -> None:
-        await run_all(s, stop, on_ready=ready, port_search=0 if args.port else 100)
+    async def role(s: Settings, stop: asyncio.Event) -> list[str]:
+        return await run_all(s, stop, on_ready=ready, port_search=0 if args.port else 100)
 
     try:
         return _serve(settings, role)

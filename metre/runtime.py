@@ -1,8 +1,9 @@
-"""Running (I/O): each role of metre over the store and the bus, and `metre up`'s all in one.
+"""Topology (I/O): which tasks each role of metre runs, under one supervisor per process.
 
-`metre up` runs every role in one process (`run_all`, its tasks supervised by
-metre/supervisor.py); `metre poller|processor|api|notifier` run one. What each role is made of
-comes from metre/wiring.py; nothing here computes anything.
+`metre up` runs every role in one process (`run_all`); `metre poller|processor|api|notifier`
+run one, once its store and bus answer. What the tasks are made of comes from metre/wiring.py,
+their loops from metre/passes.py, how they start, end and stop from metre/supervisor.py;
+nothing here computes anything.
 """
 
 from __future__ import annotations
@@ -10,26 +11,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
-from metre import errors
+from metre import errors, passes
 from metre.contracts import outage
 from metre.contracts.bus import Bus, InMemoryBus
-from metre.contracts.retry import Backoff, RetryStopped, is_transient
-from metre.health import KafkaProbe, data_loss_probe, health_app, store_probe
-from metre.ingest.reconcile import Reconciled, reconcile_all
-from metre.ingest.stopping import unless_stopped
+from metre.contracts.retry import RetryStopped, is_transient
+from metre.health import KafkaProbe, data_loss_probe
+from metre.healthport import consumer_probe, health_port
+from metre.ingest.poller import Poller
+from metre.ingest.reconcile import Reconciled
 from metre.processors.lag import GroupLag
 from metre.processors.runner import Processor
 from metre.processors.store import PgStore, SchemaTooNew
-from metre.readiness import Check, Probe
-from metre.serving import api_url, bind_socket, serve_api, serve_asgi
+from metre.readiness import Probe
+from metre.serving import api_url, bind_socket, serve_api
 from metre.settings import Settings
-from metre.supervisor import Supervisor
+from metre.supervisor import Stage, Supervisor
 from metre.wiring import (
     REFUSED,
     ConfigurationError,
@@ -44,10 +46,11 @@ from metre.wiring import (
     poller_watch,
     processor_group,
     processor_watch,
-    updates_topic,
 )
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def runtime_file(settings: Settings) -> Path:
@@ -68,12 +71,13 @@ async def run_all(
     on_ready: Callable[[str], None] | None = None,
     *,
     port_search: int = 100,
-) -> None:
+) -> list[str]:
     """Every role in this process: poller, processor and API over one store and one bus.
 
     Stops in the safe order (metre/supervisor.py): the poller's stage first, then the
     processor's once it has drained what was published (an in-process bus does not survive
     the process), then the API. A role that ends by itself ends the run the same way.
+    Returns the tasks that ended the run (none when `stop` did).
     """
     sock = bind_socket(settings.host, settings.port, search=port_search)
     if settings.database_url is None:
@@ -89,7 +93,7 @@ async def run_all(
         url = api_url(sock)
 
         async def drain() -> None:
-            await _drain(lambda: processor.handled >= poller.published, timeout=30.0)
+            await passes.drain(lambda: processor.handled >= poller.published, timeout=30.0)
 
         async def forget_url() -> None:
             runtime_file(settings).unlink(missing_ok=True)
@@ -101,16 +105,14 @@ async def run_all(
 
         sup = Supervisor()
         polling = sup.stage("poller", after=drain)
-        sup.add(polling, "poller", poller.run)
-        sup.add(polling, "reconcile", lambda s: _reconcile_loop(settings, bus, store, s))
-        sup.add(polling, "removals", lambda s: _removal_loop(settings, bus, store, s))
-        sup.add(polling, "watch", poller_watch(settings, bus, store).run)
+        _polling(sup, polling, settings, bus, store, poller)
         processing = sup.stage("processor")
         sup.add(processing, "processor", processor.run)
         if isinstance(bus, InMemoryBus):  # a broker keeps its records itself
             memory = bus
-            sup.add(processing, "trim", lambda s: _trim_loop(memory, s))
-        sup.add(processing, "notifier", make_notifier(settings, bus, store).run)
+            sup.add(processing, "trim", lambda s: passes.trim_loop(memory, s))
+        notifier = make_notifier(settings, bus, store)
+        sup.add(processing, "notifier", notifier.run)
         serving = sup.stage("api", after=forget_url)
         readiness = {"bus": probe, "data_loss": data_loss_probe(lambda: store)}
         lag = GroupLag(bus, commits_topic(settings), processor_group(settings))
@@ -123,120 +125,30 @@ async def run_all(
             sup.add(
                 sup.stage("pg"),
                 "pg",
-                lambda s: supervise_embedded(settings.pgdata_dir, s),
+                lambda s: passes.supervise_embedded(settings.pgdata_dir, s),
                 watched=False,
             )
         try:
-            await sup.run(stop, started=ready)
+            ended = await sup.run(stop, started=ready)
         finally:
             if isinstance(probe, KafkaProbe):
                 await probe.close()
+            for measure in (lag, notifier.lag):  # their Kafka clients, if they opened any
+                if measure is not None:
+                    await measure.close()
     if settings.database_url is None:
         # Explicitly, not at interpreter exit: a stop must stop the embedded server.
         from metre.pg import stop_embedded
 
         await asyncio.to_thread(stop_embedded, settings.pgdata_dir)
+    return ended
 
 
-async def _reconcile_loop(
-    settings: Settings, bus: Bus, store: PgStore, stop: asyncio.Event
-) -> None:
-    """At start and then every `reconcile_interval`: heals what a crash of this process lost
-    (the in-process bus does not survive it)."""
-    while not stop.is_set():
-        try:
-            # Topics first: a broker restarted without storage lost them (and their data).
-            async def one_pass() -> None:
-                await bus.ensure_topics(all_topics(settings))
-                await reconcile_once(settings, bus, store)
-
-            if not await unless_stopped(one_pass(), stop):
-                return  # a pass cut short is harmless: what it republished is deduplicated
-        except Exception as exc:  # noqa: BLE001 (an outage postpones a pass, never the role)
-            log.warning("reconciliation postponed: %r", exc)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), settings.reconcile_interval)
-
-
-PG_RESTART = Backoff(0.5, 5.0)
-"""Waits between attempts to restart the embedded PostgreSQL after it died."""
-PG_RESTART_ATTEMPTS = 12
-
-
-async def supervise_embedded(pgdata: Path, stop: asyncio.Event, every: float = 0.5) -> None:
-    """Restart the embedded PostgreSQL when it dies under `metre up`: one line when it is
-    found down, one when it is back (or when the attempts ran out); the roles wait meanwhile
-    (their retries) and the API answers 503 with Retry-After."""
-    from metre.pg import EmbeddedPgError, is_running, restart_embedded
-
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every)
-        if stop.is_set() or await asyncio.to_thread(is_running, pgdata):
-            continue
-        log.error("the embedded PostgreSQL in %s stopped; restarting it", pgdata)
-        loop = asyncio.get_running_loop()
-        began = loop.time()
-        for attempt in range(PG_RESTART_ATTEMPTS):
-            try:
-                pid = await asyncio.to_thread(restart_embedded, pgdata)
-            except EmbeddedPgError as exc:
-                last = exc
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), PG_RESTART.delay(attempt))
-                if stop.is_set():
-                    return
-                continue
-            log.warning(
-                "the embedded PostgreSQL is back (pid %d) after %.1f s and %d attempts",
-                pid, loop.time() - began, attempt + 1,
-            )  # fmt: skip
-            break
-        else:
-            log.error(
-                "the embedded PostgreSQL did not restart after %d attempts (%s); metre keeps "
-                "trying every %.0f s", PG_RESTART_ATTEMPTS, last, PG_RESTART.cap,
-            )  # fmt: skip
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), PG_RESTART.cap)
-
-
-async def _removal_loop(
-    settings: Settings, bus: Bus, store: PgStore, stop: asyncio.Event, every: float = 1.0
-) -> None:
-    """Publish the retractions of removed repositories and delete their mirrors
-    (processors/removals.py); an outage postpones a pass, never the role."""
-    from metre.processors.removals import publish_removals
-
-    failing = False
-    while not stop.is_set():
-        try:
-            removals = publish_removals(
-                bus,
-                store,
-                mirrors_dir=settings.mirrors_dir,
-                commits_topic=commits_topic(settings),
-                updates_topic=updates_topic(settings),
-            )
-            if not await unless_stopped(removals, stop):
-                return  # the outbox keeps what this pass did not finish
-            failing = False
-        except Exception as exc:  # noqa: BLE001 (the outbox keeps it for the next pass)
-            # One line per outage, not one per second.
-            log.log(logging.DEBUG if failing else logging.WARNING,
-                    "publishing removals postponed: %r", exc)  # fmt: skip
-            failing = True
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every)
-
-
-async def _trim_loop(bus: InMemoryBus, stop: asyncio.Event, every: float = 5.0) -> None:
-    """The in-process bus keeps records in memory: drop what every reader has committed."""
-    while not stop.is_set():
-        # Wait first: the processor's group must exist before its topic counts as read.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every)
-        bus.trim(unread=True)
+async def run_reconcile(settings: Settings, report: Callable[[Reconciled], None]) -> None:
+    """One anti-entropy pass against the configured store and bus (`metre reconcile`)."""
+    async with open_store(settings) as store, open_bus(settings) as bus:
+        for r in await passes.reconcile_once(settings, bus, store):
+            report(r)
 
 
 def quiet_outages(settings: Settings) -> None:
@@ -250,146 +162,87 @@ def quiet_outages(settings: Settings) -> None:
     outage.throttle_loggers("aiokafka")
 
 
-async def reconcile_once(settings: Settings, bus: Bus, store: PgStore) -> list[Reconciled]:
-    return await reconcile_all(bus, store, settings.mirrors_dir, commits_topic(settings))
+RoleTasks = Callable[[Supervisor, Bus, PgStore], None]
+"""Declares a distributed role's stages and tasks once its store and bus are open."""
 
 
-async def run_reconcile(settings: Settings, report: Callable[[Reconciled], None]) -> None:
-    """One anti-entropy pass against the configured store and bus (`metre reconcile`)."""
-    async with open_store(settings) as store, open_bus(settings) as bus:
-        for r in await reconcile_once(settings, bus, store):
-            report(r)
+async def _distributed(
+    settings: Settings,
+    role: str,
+    stop: asyncio.Event,
+    tasks: RoleTasks,
+    probes: Mapping[str, Probe] | None = None,
+) -> list[str]:
+    """A distributed role: its health port from the start (with `probes`), its store and bus
+    once they answer (waiting for them until `stop`), then its tasks under one supervisor.
+    Returns the tasks that ended the run (none when `stop` did, waiting included)."""
+    _require_distributed(settings, role)
+    quiet_outages(settings)
+    async with health_port(settings, role) as health, contextlib.AsyncExitStack() as stack:
+        health.probes.update(probes or {})
+        with contextlib.suppress(RetryStopped):  # stopped while waiting for a dependency
+            store = await stack.enter_async_context(open_store(settings, stop))
+            health.store = store
+            bus = await stack.enter_async_context(open_bus(settings, stop))
+            sup = Supervisor()
+            tasks(sup, bus, store)
+            return await sup.run(stop)
+    return []
 
 
-async def _drain(drained: Callable[[], bool], timeout: float) -> None:
-    """Give the processor time to apply what the poller already published."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline and not drained():
-        await asyncio.sleep(0.05)
+def _polling(
+    sup: Supervisor, stage: Stage, settings: Settings, bus: Bus, store: PgStore, poller: Poller
+) -> None:
+    """The poller's tasks: its polls, anti-entropy, the removals' outbox and its bus watch."""
+    sup.add(stage, "poller", poller.run)
+    sup.add(stage, "reconcile", lambda s: passes.reconcile_loop(settings, bus, store, s))
+    sup.add(stage, "removals", lambda s: passes.removal_loop(settings, bus, store, s))
+    sup.add(stage, "watch", poller_watch(settings, bus, store).run)
 
 
-class RoleHealth:
-    """What a distributed role's health port reports; `store` is set once it is open, and a
-    role may add probes (not required ones: they can only make it `degraded`)."""
-
-    def __init__(self) -> None:
-        self.store: PgStore | None = None
-        self.probes: dict[str, Probe] = {}
-
-
-def consumer_probe(processor: Callable[[], Processor | None]) -> Probe:
-    """A processor that owns no partition does nothing: `degraded`, named (more processors
-    than partitions, or a rebalance under way). Registered before the role connects, so
-    `/readyz` is never `ready` in the moment between the bus coming up and the consumer
-    existing."""
-
-    async def probe() -> Check:
-        current = processor()
-        consumer = None if current is None else current.consumer
-        if consumer is None:
-            return Check("degraded", "not started")
-        if not consumer.assignment():
-            return Check("degraded", "owns no partition (joining, or more processors than "
-                         "partitions)")  # fmt: skip
-        return Check("up")
-
-    return probe
-
-
-@contextlib.asynccontextmanager
-async def health_port(settings: Settings, role: str) -> AsyncIterator[RoleHealth]:
-    """Serve /healthz, /readyz and /metrics on METRE_HEALTH_PORT (0: none) while the role
-    runs, from before it connects to anything: the database and the bus are required."""
-    health = RoleHealth()
-    if settings.health_port == 0:
-        yield health
-        return
-    try:
-        sock = bind_socket(settings.health_host, settings.health_port)
-    except errors.StartupError as exc:
-        raise errors.health_port_unusable(
-            settings.health_host, settings.health_port, exc.__cause__
-        ) from exc
-    assert settings.kafka_bootstrap is not None  # distributed roles only
-    kafka = KafkaProbe(settings.kafka_bootstrap, all_topics(settings))
-    probes = health.probes
-    probes.update(
-        database=store_probe(lambda: health.store),
-        bus=kafka,
-        data_loss=data_loss_probe(lambda: health.store),
-    )
-    app = health_app(role, probes, frozenset(probes), lambda: health.store)
-    stop = asyncio.Event()
-    quiet = "warning" if settings.log_level.upper() != "DEBUG" else "debug"
-    server = asyncio.create_task(serve_asgi(app, sock, stop, quiet, "off"), name="health")
-    log.info("metre %s health on %s (/healthz, /readyz, /metrics)", role, api_url(sock))
-    try:
-        yield health
-    finally:
-        stop.set()
-        await asyncio.gather(server, return_exceptions=True)
-        await kafka.close()
-
-
-async def run_poller(settings: Settings, stop: asyncio.Event) -> None:
+async def run_poller(settings: Settings, stop: asyncio.Event) -> list[str]:
     """The poller role, and anti-entropy every `reconcile_interval` (and at start): a broker
     that lost its topics is healed by whichever poller reconciles first (more are harmless).
     Waits for PostgreSQL and the broker when they are not up yet."""
-    _require_distributed(settings, "poller")
-    quiet_outages(settings)
-    async with health_port(settings, "poller") as health, contextlib.AsyncExitStack() as stack:
-        with contextlib.suppress(RetryStopped):
-            store = await stack.enter_async_context(open_store(settings, stop))
-            health.store = store
-            bus = await stack.enter_async_context(open_bus(settings, stop))
-            await asyncio.gather(
-                make_poller(settings, bus, store).run(stop),
-                _reconcile_loop(settings, bus, store, stop),
-                _removal_loop(settings, bus, store, stop),
-                poller_watch(settings, bus, store).run(stop),
-            )
+
+    def tasks(sup: Supervisor, bus: Bus, store: PgStore) -> None:
+        poller = make_poller(settings, bus, store)
+        _polling(sup, sup.stage("poller"), settings, bus, store, poller)
+
+    return await _distributed(settings, "poller", stop, tasks)
 
 
-async def run_processor(settings: Settings, stop: asyncio.Event) -> None:
+async def run_processor(settings: Settings, stop: asyncio.Event) -> list[str]:
     """The processor role; on `stop` it finishes its batch, commits, and leaves the group."""
-    _require_distributed(settings, "processor")
-    quiet_outages(settings)
-    async with health_port(settings, "processor") as health, contextlib.AsyncExitStack() as stack:
-        started: list[Processor] = []
-        health.probes["consumer"] = consumer_probe(lambda: started[0] if started else None)
-        with contextlib.suppress(RetryStopped):
-            store = await stack.enter_async_context(open_store(settings, stop))
-            health.store = store
-            bus = await stack.enter_async_context(open_bus(settings, stop))
-            processor = make_processor(settings, bus, store)
-            started.append(processor)
-            watch = asyncio.create_task(processor_watch(settings, bus, store, processor).run(stop))
-            try:
-                await processor.run(stop)
-            finally:
-                watch.cancel()
-                await asyncio.gather(watch, return_exceptions=True)
+    current: Processor | None = None
+
+    def tasks(sup: Supervisor, bus: Bus, store: PgStore) -> None:
+        nonlocal current
+        processor = current = make_processor(settings, bus, store)
+        processing = sup.stage("processor")
+        sup.add(processing, "processor", processor.run)
+        sup.add(processing, "watch", processor_watch(settings, bus, store, processor).run)
+
+    probes = {"consumer": consumer_probe(lambda: current)}
+    return await _distributed(settings, "processor", stop, tasks, probes)
 
 
-async def run_notifier(settings: Settings, stop: asyncio.Event) -> None:
+async def run_notifier(settings: Settings, stop: asyncio.Event) -> list[str]:
     """The notifier role: one replica evaluates and delivers, the others wait as standbys."""
-    _require_distributed(settings, "notifier")
-    quiet_outages(settings)
-    async with health_port(settings, "notifier") as health, contextlib.AsyncExitStack() as stack:
-        with contextlib.suppress(RetryStopped):
-            store = await stack.enter_async_context(open_store(settings, stop))
-            health.store = store
-            bus = await stack.enter_async_context(open_bus(settings, stop))
-            notifier = make_notifier(settings, bus, store)
-            try:
-                await notifier.run(stop)
-            finally:
-                if notifier.lag is not None:
-                    await notifier.lag.close()
+
+    def tasks(sup: Supervisor, bus: Bus, store: PgStore) -> None:
+        notifier = make_notifier(settings, bus, store)
+
+        async def close_lag() -> None:
+            if notifier.lag is not None:
+                await notifier.lag.close()
+
+        sup.add(sup.stage("notifier", after=close_lag), "notifier", notifier.run)
+
+    return await _distributed(settings, "notifier", stop, tasks)
 
 
-async def run_api(settings: Settings, stop: asyncio.Event) -> None:
+async def run_api(settings: Settings, stop: asyncio.Event) -> list[str]:
     _require_distributed(settings, "api")
     probes: dict[str, Probe] = {}
     lag: GroupLag | None = None
@@ -405,12 +258,19 @@ async def run_api(settings: Settings, stop: asyncio.Event) -> None:
         # Not required: reads go on while the broker is away (the API is then `degraded`).
         probes["bus"] = KafkaProbe(settings.kafka_bootstrap, all_topics(settings))
     try:
-        with contextlib.suppress(RetryStopped):
+        with contextlib.suppress(RetryStopped):  # stopped while waiting for PostgreSQL
             async with open_store(settings, stop) as store:
                 probes["data_loss"] = data_loss_probe(lambda: store)
                 sock = bind_socket(settings.host, settings.port)
                 log.info("metre api listening on %s", api_url(sock))
-                await serve_api(settings, store, sock, stop, probes, lag=lag)
+                sup = Supervisor()
+                sup.add(
+                    sup.stage("api"),
+                    "api",
+                    lambda s: serve_api(settings, store, sock, s, probes, lag=lag),
+                )
+                return await sup.run(stop)
+        return []
     finally:
         if lag is not None:
             await lag.close()
@@ -463,11 +323,10 @@ def _require_distributed(settings: Settings, role: str) -> None:
         )
 
 
-def run(main: Coroutine[Any, Any, None]) -> None:
+def run(main: Coroutine[Any, Any, T]) -> T:
     """asyncio.run with uvloop when it is installed (it comes with uvicorn[standard])."""
     try:
         import uvloop
-
-        uvloop.run(main)
     except ImportError:
-        asyncio.run(main)
+        return asyncio.run(main)
+    return uvloop.run(main)

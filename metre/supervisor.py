@@ -8,8 +8,8 @@ What happens when (the rules `metre up` relies on):
 - The run ends at the process's stop, or as soon as one watched task ends before it, by
   returning or by raising. Then every stage is stopped as at a stop: a process with a dead
   role is not left half-running, and the roles still alive finish their work in order.
-- A task that raises is logged, one line with its name, whenever it raises (while running or
-  while being stopped); it never interrupts the stop of the others.
+- A task that raises is logged, one record with its name and its traceback, whenever it
+  raises (while running or while being stopped); it never interrupts the stop of the others.
 - Stopping goes stage by stage, in the order the stages were declared: the stage's stop event
   is set, its tasks are awaited to their end, its `after` hook runs, then the next stage.
 - Every task runs in one `asyncio.TaskGroup`: none outlives `run`, and cancelling `run`
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,9 +110,9 @@ class Supervisor:
     async def _guarded(self, spec: _Spec) -> None:
         try:
             await spec.body(spec.stage.stop)
-        except Exception as exc:  # noqa: BLE001 (logged by name; the others stop in order)
+        except Exception as exc:  # logged by name, with its traceback; the others stop in order
             self.failures[spec.name] = exc
-            log.error("role %s stopped: %r", spec.name, exc)
+            log.error("role %s stopped: %r", spec.name, exc, exc_info=exc)
 
     async def _first_end(self, stop: asyncio.Event) -> list[str]:
         watched = [self._tasks[s.name] for s in self._specs.values() if s.watched]
@@ -129,6 +129,13 @@ class Supervisor:
             await asyncio.gather(*(self._tasks[n] for n in stage.tasks), return_exceptions=True)
             if stage.after is not None:
                 await stage.after()
+
+
+def exit_status(ended: Sequence[str]) -> int:
+    """The process's exit status after `Supervisor.run` returned `ended`: 0 when the process's
+    stop ended the run, 1 when a task did (it raised, or returned by itself). A role has no
+    end of its own, so the orchestrator is told it failed and restarts it."""
+    return 1 if ended else 0
 
 
 SLOW_SHUTDOWN = 20.0

@@ -167,7 +167,7 @@ async def retract(
     for table, folded in sorted(fold(gone).items()):
         spec = TABLES[table]
         undo = {k: spec.negated(r) for k, r in folded.items()}
-        touched = sorted(undo, key=_sortable)
+        touched = sorted(undo)
         await con.execute(upserts[table], *spec.rows_arrays(undo))
         await _delete_empty(con, spec, touched)
         if spec.extremes:
@@ -217,8 +217,8 @@ async def _recompute_extremes(
     events = await load_events(con, rows)
     folded = fold(events, folds_of([spec.name])).get(spec.name, {})
     fresh = {k: spec.delta(k, r) for k, r in folded.items()}
-    present = [fresh[k] for k in sorted(wanted & fresh.keys(), key=_sortable)]
-    missing = sorted(wanted - fresh.keys(), key=_sortable)
+    present = [fresh[k] for k in sorted(wanted & fresh.keys())]
+    missing = sorted(wanted - fresh.keys())
     if missing:
         sql = (
             f"DELETE FROM {spec.name} m USING {_unnest(spec, spec.key, 'k')} "  # noqa: S608
@@ -234,7 +234,3 @@ async def _recompute_extremes(
         )
         values = [(*d.key, *(v for x in spec.extremes for v in x.values(d))) for d in present]
         await con.execute(sql, *(list(col) for col in zip(*values, strict=True)))
-
-
-def _sortable(key: tuple[Hashable, ...]) -> tuple[Any, ...]:
-    return key

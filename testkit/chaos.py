@@ -617,6 +617,208 @@ class _Pacer:
         return info
 
 
+def _start_roles(work: Path, dsn: str, broker: Broker, prefix: str) -> tuple[Roles, int]:
+    """The API, two pollers and two processors over `broker`; the roles and the API's port."""
+    env = role_env(
+        work / "data",
+        dsn,
+        broker.bootstrap,
+        METRE_TOPIC_PREFIX=prefix,
+        METRE_BATCH_SIZE="20",  # small transactions: a longer backfill for faults to land in
+        # The default: nothing reconciles on a timer, so the roles' data-loss watch must heal
+        # every broker restart (a poller still reconciles once when it starts).
+        METRE_RECONCILE_INTERVAL=str(RECONCILE_INTERVAL),
+    )
+    roles = Roles(env, work)
+    port = free_port()
+    roles.start("api", "api", "--port", str(port))
+    for i in (1, 2):
+        roles.start(f"poller-{i}", "poller")
+        roles.start(f"processor-{i}", "processor")
+    return roles, port
+
+
+async def _register(api: httpx.AsyncClient, repo: Path) -> int:
+    """Once the API is up, register `repo` (retried while the API or its database starts)."""
+    await _get(api, "/readyz")
+    for _ in range(100):
+        with contextlib.suppress(httpx.HTTPError):
+            r = await api.post("/api/v1/repos", json={"url": str(repo)})
+            if r.status_code == 201:
+                break
+        await asyncio.sleep(0.2)
+    repo_id: int = r.json()["id"]
+    return repo_id
+
+
+@dataclass
+class _Injected:
+    """What the faults' loop did: each kind's count, how many landed before the backfill was
+    done, and the commits served when the last one landed."""
+
+    done: Counter[str] = field(default_factory=Counter)
+    mid_ingest: int = 0
+    last_fault_at: int = 0
+
+
+async def _inject(c: Chaos, pacer: _Pacer, kinds: list[str], started: float, log: Any) -> _Injected:
+    """Each fault of `kinds` in order, when the pacer says it is due."""
+    injected = _Injected()
+    for i, kind in enumerate(kinds):
+        info = await pacer.next(i)
+        injected.last_fault_at = info["commits"]
+        injected.mid_ingest += not pacer.backfilled
+        c.landing = pacer.backfilled
+        c.current = (kind, time.monotonic())
+        log(f"[{time.monotonic() - started:6.1f}s] {kind} (commits {info['commits']})")
+        await FAULTS[kind](c)
+        await c.land_commit()
+        injected.done[kind] += 1
+    return injected
+
+
+async def _until_healed(c: Chaos, deadline: float) -> None:
+    """Until every probe healed, or `deadline` (time.monotonic())."""
+    while any(p.healed_in is None for p in c.probes) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+
+
+@dataclass
+class _Settled:
+    """The final history and how the pipeline ended over it."""
+
+    commits: list[str]
+    settled_in: float
+    """Seconds from the last fault until the run settled (or its timeout ran out)."""
+    dead_letters: int
+
+
+async def _settle_over_final_history(
+    api: httpx.AsyncClient,
+    c: Chaos,
+    dsns: tuple[str, str],
+    work: Path,
+    faults_over: float,
+    settle_timeout: float,
+    log: Any,
+) -> _Settled:
+    """The fault-free run over the final history (the faults added commits), then until the
+    chaos run equals it, and the API against git."""
+    chaos_dsn, ref_dsn = dsns
+    commits = list(git_commits(c.repo))
+    t = time.monotonic()
+    await reference_run(c.repo, ref_dsn, work / "ref")
+    log(f"fault-free run of {len(commits)} commits done in {time.monotonic() - t:.1f} s")
+    settled = await _settle(
+        api, c.repo_id, len(commits), chaos_dsn, ref_dsn, settle_timeout, c.roles
+    )
+    if settled:  # the last lifetime's poison is read too (its partition has an owner)
+        await _dead_letters_stored(chaos_dsn, c.poison_by_lifetime[-1], settle_timeout)
+    settled_in = time.monotonic() - faults_over
+    log(f"settled: {settled} after {settled_in:.1f} s")
+    pipeline = await _get(api, "/api/v1/pipeline?last=5")
+    dead = int(pipeline["dead_letters"]["count"])
+    from testkit.oracle import assert_api_matches_git
+
+    await assert_api_matches_git(api, c.repo_id, c.repo)
+    return _Settled(commits, settled_in, dead)
+
+
+@dataclass
+class _Tables:
+    """The chaos run's database against the fault-free run's."""
+
+    dead_letters: Counter[bytes]
+    """Stored dead letters by payload."""
+    shas_stored: set[str]
+    lost_rows: int
+    double_rows: int
+    sample: dict[str, Any]
+
+
+async def _compare_databases(chaos_dsn: str, ref_dsn: str) -> _Tables:
+    stored = await _dead_letter_payloads(chaos_dsn)
+    got, want = await dump(chaos_dsn), await dump(ref_dsn)
+    lost_rows, double_rows, sample = compare(got, want)
+    return _Tables(stored, {r["sha"] for r in got["commits"]}, lost_rows, double_rows, sample)
+
+
+def _poison_tally(c: Chaos, stored: Counter[bytes]) -> tuple[int, int, int]:
+    """(poison of the last broker lifetime not stored, poison gone unread with a restart,
+    stray dead letters: not poison, or a poison record stored twice)."""
+    published = set().union(*c.poison_by_lifetime)
+    stored_set = set(stored)
+    unstored = len(c.poison_by_lifetime[-1] - stored_set)
+    lost_in_restarts = len(set().union(*c.poison_by_lifetime[:-1]) - stored_set)
+    stray = sum(count - (payload in published) for payload, count in stored.items())
+    return unstored, lost_in_restarts, stray
+
+
+def _heal_tally(probes: list[Probe]) -> tuple[dict[str, list[float]], Counter[str]]:
+    """Per kind, the times-to-heal of the probes that healed, and how many did not."""
+    heal_times: dict[str, list[float]] = {}
+    unhealed: Counter[str] = Counter()
+    for p in probes:
+        if p.healed_in is None:
+            unhealed[p.kind] += 1
+        else:
+            heal_times.setdefault(p.kind, []).append(p.healed_in)
+    return heal_times, unhealed
+
+
+def _unclean_exits(roles: Roles, codes: dict[str, int]) -> list[str]:
+    """The roles that did not exit 0 at the final SIGTERM, each with the end of its log."""
+    return [
+        f"{name} exited with {code} on SIGTERM; its log ends:\n{_tail(roles.log(name))}"
+        for name, code in codes.items()
+        if code
+    ]
+
+
+def _report(
+    c: Chaos,
+    pacer: _Pacer,
+    injected: _Injected,
+    settled: _Settled,
+    tables: _Tables,
+    crashes: list[str],
+    started: float,
+) -> ChaosReport:
+    """The run's report (ChaosReport says what each figure means)."""
+    poison_unstored, poison_lost_in_restarts, stray = _poison_tally(c, tables.dead_letters)
+    heal_times, unhealed = _heal_tally(c.probes)
+    commits = set(settled.commits)
+    return ChaosReport(
+        commits=len(settled.commits),
+        faults=injected.done,
+        mid_ingest=injected.mid_ingest,
+        meant_mid=pacer.meant_mid,
+        last_fault_at=injected.last_fault_at,
+        events_on_topic=c.topic_total,
+        injected_events=c.injected,
+        poison=c.poison,
+        dead_letters=settled.dead_letters,
+        poison_lost_in_restarts=poison_lost_in_restarts,
+        poison_unstored=poison_unstored,
+        stray_dead_letters=stray,
+        lost_commits=len(commits - tables.shas_stored),
+        extra_commits=len(tables.shas_stored - commits),
+        lost_rows=tables.lost_rows,
+        double_rows=tables.double_rows,
+        table_differences=tables.sample,
+        settled_in=settled.settled_in,
+        duration=time.monotonic() - started,
+        crashes=crashes,
+        sigterm_exits=c.roles.exits,
+        heal_times=heal_times,
+        unhealed=unhealed,
+        rewound=c.rewound,
+        stale_failed=c.stale_failed,
+        reconcile_interval=RECONCILE_INTERVAL,
+        overlapped=pacer.overlapped,
+    )
+
+
 async def run_chaos(
     repo: Path,
     broker: Broker,
@@ -639,30 +841,11 @@ async def run_chaos(
     started = time.monotonic()
     rng = random.Random(seed)
     repo, ref_dsn, chaos_dsn = await _prepare(repo, pg, work)
-    commits = git_commits(repo)
-    n = len(commits)
-
+    backfill = list(git_commits(repo))
     prefix = f"chaos{uuid.uuid4().hex[:8]}"
     topic = f"{prefix}.commits"
-    env = role_env(
-        work / "data",
-        chaos_dsn,
-        broker.bootstrap,
-        METRE_TOPIC_PREFIX=prefix,
-        METRE_BATCH_SIZE="20",  # small transactions: a longer backfill for faults to land in
-        # The default: nothing reconciles on a timer, so the roles' data-loss watch must heal
-        # every broker restart (a poller still reconciles once when it starts).
-        METRE_RECONCILE_INTERVAL=str(RECONCILE_INTERVAL),
-    )
-    roles = Roles(env, work)
-    port = free_port()
-    roles.start("api", "api", "--port", str(port))
-    for i in (1, 2):
-        roles.start(f"poller-{i}", "poller")
-        roles.start(f"processor-{i}", "processor")
+    roles, port = _start_roles(work, chaos_dsn, broker, prefix)
     mid, after = plan(faults, mid_share, rng)
-    done: Counter[str] = Counter()
-    mid_ingest = last_fault_at = 0
     kbus = KafkaBus(
         broker.bootstrap,
         partitions=4,
@@ -672,64 +855,29 @@ async def run_chaos(
     base_url = f"http://127.0.0.1:{port}"
     stop_watch = asyncio.Event()
     watch: asyncio.Task[None] | None = None
-    c: Chaos | None = None
-    pacer: _Pacer | None = None
     try:
         async with httpx.AsyncClient(base_url=base_url, timeout=30) as api:
-            await _get(api, "/readyz")
-            for _ in range(100):
-                with contextlib.suppress(httpx.HTTPError):
-                    r = await api.post("/api/v1/repos", json={"url": str(repo)})
-                    if r.status_code == 201:
-                        break
-                await asyncio.sleep(0.2)
-            repo_id = r.json()["id"]
+            repo_id = await _register(api, repo)
             await kbus.start()
             c = Chaos(
-                repo, repo_id, list(commits), roles, broker, pg, kbus, topic,
+                repo, repo_id, backfill, roles, broker, pg, kbus, topic,
                 f"{prefix}-processors", port, rng,
             )  # fmt: skip
             watch = asyncio.create_task(_watch_heals(c, chaos_dsn, base_url, stop_watch))
             pacer = _Pacer(
-                api, f"/api/v1/repos/{repo_id}", c, n, len(mid), rng,
+                api, f"/api/v1/repos/{repo_id}", c, len(backfill), len(mid), rng,
                 interval=interval, heal_wait=heal_wait, settle_timeout=settle_timeout,
             )  # fmt: skip
-            for i, kind in enumerate(mid + after):
-                info = await pacer.next(i)
-                last_fault_at = info["commits"]
-                mid_ingest += not pacer.backfilled
-                c.landing = pacer.backfilled
-                c.current = (kind, time.monotonic())
-                log(f"[{time.monotonic() - started:6.1f}s] {kind} (commits {info['commits']})")
-                await FAULTS[kind](c)
-                await c.land_commit()
-                done[kind] += 1
+            injected = await _inject(c, pacer, mid + after, started, log)
             faults_over = time.monotonic()
-            deadline = faults_over + settle_timeout
-            while any(p.healed_in is None for p in c.probes) and time.monotonic() < deadline:
-                await asyncio.sleep(0.1)
+            await _until_healed(c, faults_over + settle_timeout)
             stop_watch.set()
             await watch
-            commits = git_commits(repo)
-            n = len(commits)
-            t = time.monotonic()
-            await reference_run(repo, ref_dsn, work / "ref")
-            log(f"fault-free run of {n} commits done in {time.monotonic() - t:.1f} s")
-            settled = await _settle(api, repo_id, n, chaos_dsn, ref_dsn, settle_timeout, roles)
-            if settled:  # the last lifetime's poison is read too (its partition has an owner)
-                await _dead_letters_stored(chaos_dsn, c.poison_by_lifetime[-1], settle_timeout)
-            settled_in = time.monotonic() - faults_over
-            log(f"settled: {settled} after {settled_in:.1f} s")
-            pipeline = await _get(api, "/api/v1/pipeline?last=5")
-            dead = int(pipeline["dead_letters"]["count"])
-            from testkit.oracle import assert_api_matches_git
-
-            await assert_api_matches_git(api, repo_id, repo)
+            settled = await _settle_over_final_history(
+                api, c, (chaos_dsn, ref_dsn), work, faults_over, settle_timeout, log
+            )
         c.topic_total += await topic_size(broker.bootstrap, topic)
-        stored = await _dead_letter_payloads(chaos_dsn)
-        got, want = await dump(chaos_dsn), await dump(ref_dsn)
-        shas_stored = {r["sha"] for r in got["commits"]}
-        lost_rows, double_rows, sample = compare(got, want)
+        tables = await _compare_databases(chaos_dsn, ref_dsn)
         crashes = roles.crashed()
     finally:
         stop_watch.set()
@@ -737,54 +885,8 @@ async def run_chaos(
             await asyncio.gather(watch, return_exceptions=True)
         await kbus.stop()
         codes = roles.stop_all()
-    assert c is not None
-    assert pacer is not None
-    published = set().union(*c.poison_by_lifetime)
-    stored_set = set(stored)
-    poison_unstored = len(c.poison_by_lifetime[-1] - stored_set)
-    poison_lost_in_restarts = len(set().union(*c.poison_by_lifetime[:-1]) - stored_set)
-    stray = sum(count - (payload in published) for payload, count in stored.items())
-    crashes += [
-        f"{name} exited with {code} on SIGTERM; its log ends:\n{_tail(roles.log(name))}"
-        for name, code in codes.items()
-        if code
-    ]
-    heal_times: dict[str, list[float]] = {}
-    unhealed: Counter[str] = Counter()
-    for p in c.probes:
-        if p.healed_in is None:
-            unhealed[p.kind] += 1
-        else:
-            heal_times.setdefault(p.kind, []).append(p.healed_in)
-    return ChaosReport(
-        commits=n,
-        faults=done,
-        mid_ingest=mid_ingest,
-        meant_mid=len(mid),
-        last_fault_at=last_fault_at,
-        events_on_topic=c.topic_total,
-        injected_events=c.injected,
-        poison=c.poison,
-        dead_letters=dead,
-        poison_lost_in_restarts=poison_lost_in_restarts,
-        poison_unstored=poison_unstored,
-        stray_dead_letters=stray,
-        lost_commits=len(set(commits) - shas_stored),
-        extra_commits=len(shas_stored - set(commits)),
-        lost_rows=lost_rows,
-        double_rows=double_rows,
-        table_differences=sample,
-        settled_in=settled_in,
-        duration=time.monotonic() - started,
-        crashes=crashes,
-        sigterm_exits=roles.exits,
-        heal_times=heal_times,
-        unhealed=unhealed,
-        rewound=c.rewound,
-        stale_failed=c.stale_failed,
-        reconcile_interval=RECONCILE_INTERVAL,
-        overlapped=pacer.overlapped,
-    )
+    crashes += _unclean_exits(roles, codes)
+    return _report(c, pacer, injected, settled, tables, crashes, started)
 
 
 async def _publish(bus: KafkaBus, topic: str, messages: list[Message]) -> None:

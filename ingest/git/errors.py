@@ -1,4 +1,4 @@
-"""The one error a repository that cannot be read raises (no dulwich: the API imports it)."""
+"""The one error a repository that cannot be read raises (no dulwich: importing it loads none)."""
 
 from __future__ import annotations
 

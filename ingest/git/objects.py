@@ -12,22 +12,18 @@ from __future__ import annotations
 import binascii
 import threading
 import weakref
-import zlib
 from collections import OrderedDict
 from typing import Any, NamedTuple
-
-from dulwich.errors import ApplyDeltaError, ChecksumMismatch, FileFormatException, ObjectMissing
 
 from metre.ingest.git.commit import Header, commit_time, parse_commit
 from metre.ingest.git.commitgraph import CommitGraph
 from metre.ingest.git.errors import RepositoryError
-from metre.ingest.git.rawread import raw_object
+from metre.ingest.git.rawread import CORRUPT, raw_object
 from metre.ingest.packs import PackReader
 
 __all__ = [
     "BLOB",
     "COMMIT",
-    "CORRUPT",
     "TREE",
     "Entry",
     "Node",
@@ -154,18 +150,6 @@ def hex_name(sha: bytes) -> bytes:
 
 
 COMMIT, TREE, BLOB = 1, 2, 3
-CORRUPT = (
-    ValueError,
-    OSError,
-    IndexError,
-    AssertionError,
-    zlib.error,
-    ChecksumMismatch,
-    ApplyDeltaError,
-    FileFormatException,
-    ObjectMissing,
-)
-"""What reading a damaged object store raises in dulwich (its errors have no common base)."""
 _TYPE_NAMES = {COMMIT: "commit", TREE: "tree", BLOB: "blob"}
 _S_IFGITLINK = 0o160000
 

@@ -12,9 +12,25 @@ import os
 import zlib
 from typing import Any
 
-__all__ = ["TYPE_NUMS", "MalformedObject", "raw_object", "read_loose"]
+from dulwich.errors import ApplyDeltaError, ChecksumMismatch, FileFormatException, ObjectMissing
+
+__all__ = ["CORRUPT", "TYPE_NUMS", "MalformedObject", "raw_object", "read_loose"]
 
 TYPE_NUMS = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
+
+
+CORRUPT: tuple[type[BaseException], ...] = (
+    ValueError,
+    OSError,
+    IndexError,
+    AssertionError,
+    zlib.error,
+    ChecksumMismatch,
+    ApplyDeltaError,
+    FileFormatException,
+    ObjectMissing,
+)
+"""What reading a damaged object store raises in dulwich (its errors have no common base)."""
 
 
 class MalformedObject(ValueError):

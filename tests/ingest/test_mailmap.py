@@ -148,3 +148,20 @@ def test_read_mailmap_from_the_head_tree(tmp_path: Path) -> None:
         sha3, mm3 = read_mailmap(repo, third)
         assert sha3 is None
         assert not mm3
+
+
+def test_read_mailmap_at_a_loose_head_whose_date_dulwich_refuses(tmp_path: Path) -> None:
+    """The head commit is read raw, never parsed: dulwich's parser refuses a date git accepts
+    ("12x34"), and a loose object (a source repository's, before any pack) is parsed to read."""
+    b = GitRepoBuilder(tmp_path / "repo")
+    b.write(".mailmap", b"Canon <c@x> <old@x>\n")
+    b.git("add", "-A")
+    tree = b.git("write-tree").decode().strip()
+    who = b"Who <who@example.com> 12x34 +0000"
+    body = b"tree %s\nauthor %s\ncommitter %s\n\nodd date\n" % (tree.encode(), who, who)
+    head = b.git("hash-object", "-t", "commit", "--literally", "-w", "--stdin", stdin=body)
+    head_sha = head.decode().strip()
+    with Repo(str(b.path)) as repo:
+        sha, mm = read_mailmap(repo, head_sha)
+    assert sha == b.git("rev-parse", f"{head_sha}:.mailmap").decode().strip()
+    assert mm.map("x", "old@x") == ("Canon", "c@x")

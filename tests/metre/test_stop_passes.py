@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from metre import runtime, supervisor
+from metre import passes, supervisor
 from metre.settings import Settings
 
 
@@ -29,7 +29,7 @@ class _StuckBus:
 async def test_reconcile_loop_stops_in_the_middle_of_a_pass(tmp_path: Path) -> None:
     bus, stop = _StuckBus(), asyncio.Event()
     settings = Settings(data_dir=tmp_path)
-    loop = asyncio.create_task(runtime._reconcile_loop(settings, bus, None, stop))  # type: ignore[arg-type]
+    loop = asyncio.create_task(passes.reconcile_loop(settings, bus, None, stop))  # type: ignore[arg-type]
     await asyncio.wait_for(bus.entered.wait(), 5)
     stop.set()
     await asyncio.wait_for(loop, 5)  # without the cut it waits for the pass: forever
@@ -46,7 +46,7 @@ async def test_removal_loop_stops_in_the_middle_of_a_pass(
 
     monkeypatch.setattr("metre.processors.removals.publish_removals", stuck)
     settings = Settings(data_dir=tmp_path)
-    loop = asyncio.create_task(runtime._removal_loop(settings, None, None, stop))  # type: ignore[arg-type]
+    loop = asyncio.create_task(passes.removal_loop(settings, None, None, stop))  # type: ignore[arg-type]
     await asyncio.wait_for(entered.wait(), 5)
     stop.set()
     await asyncio.wait_for(loop, 5)

@@ -95,6 +95,9 @@ async def test_a_failing_task_ends_the_run_and_the_others_stop_in_order(
     assert journal.events[-4:] == ["after first", "c stopped", "d stopped", "after third"]
     assert "role failing stopped: RuntimeError('boom')" in caplog.text
     assert isinstance(sup.failures["failing"], RuntimeError)
+    (record,) = [r for r in caplog.records if r.name == "metre.supervisor"]
+    assert record.exc_info is not None
+    assert record.exc_info[1] is sup.failures["failing"]
 
 
 async def test_a_task_that_returns_by_itself_ends_the_run() -> None:
