@@ -8,11 +8,13 @@ backfill reads every tree and blob of the history once or twice, so that overhea
 the poller's time. `PackReader` maps each version-2 pack index once, finds an object and
 inflates its entry with the compiled `kernels.pack_find` and `kernels.pack_entry` (one C call
 each) and resolves deltas with dulwich's compiled `apply_delta`, keeping recently resolved
-objects (delta bases, and the blob a next commit diffs against) in a cache bounded in bytes.
+objects (delta bases, and the blob a next commit diffs against) in a cache bounded in bytes,
+one per process (`_RESOLVED`): the next poll of the same repository starts from what the
+previous one resolved.
 
 The mappings outlive the reader: a poller reads the same repositories again at every poll, and
 mapping a pack afresh costs a page fault for each page of its index and data that a poll
-touches (on a 400,000-object pack, about as much as the reads themselves). `_MAPPED` keeps the
+touches (on a long history's pack, a large share of what its reads cost). `_MAPPED` keeps the
 most recently used packs of the process mapped, keyed by the files' identity (device, inode,
 size, modification time): a pack replaced or rewritten is mapped again, and one held mapped
 cannot have its inode reused.
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import binascii
 import contextlib
+import itertools
 import mmap
 import os
 import threading
@@ -37,7 +40,7 @@ from dulwich.pack import apply_delta
 
 from metre import kernels
 
-__all__ = ["PackReader"]
+__all__ = ["PackReader", "forget_resolved"]
 
 _OFS_DELTA, _REF_DELTA = 6, 7
 _CACHE_BYTES = 64 * 1024 * 1024
@@ -54,6 +57,7 @@ _MAPPED_PACKS = 64
 `metre.ingest.localfetch.MAX_PACKS` before they are merged)."""
 
 _Identity = tuple[int, int, int, int]
+_serials = itertools.count()
 
 
 def _identity(f: Any) -> _Identity:
@@ -66,6 +70,8 @@ class _Pack:
     readers of several threads may share it)."""
 
     def __init__(self, index: mmap.mmap, data: mmap.mmap, path: Path) -> None:
+        self.serial = next(_serials)
+        """Names this mapping in `_RESOLVED` (never reused, unlike an inode)."""
         self.index = index
         self.data = data
         self.path = path
@@ -138,13 +144,59 @@ class _MappedPacks:
 _MAPPED = _MappedPacks()
 
 
+class _ResolvedObjects:
+    """Objects resolved from their pack entries (delta bases, whole objects), by pack mapping
+    and offset, least recently used dropped first; shared by the process's readers, so a poll
+    finds what the previous poll of the same repository resolved (the trees and blobs at the
+    previous head, which the first new commits diff against) instead of walking their delta
+    chains again. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._objects: OrderedDict[tuple[int, int], tuple[int, bytes]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[int, int]) -> tuple[int, bytes] | None:
+        with self._lock:
+            hit = self._objects.get(key)
+            if hit is not None:
+                self._objects.move_to_end(key)
+            return hit
+
+    def put(self, key: tuple[int, int], value: tuple[int, bytes]) -> None:
+        size = len(value[1])
+        if size > _CACHE_ONE:
+            return
+        with self._lock:
+            old = self._objects.pop(key, None)
+            if old is not None:
+                self._bytes -= len(old[1])
+            self._objects[key] = value
+            self._bytes += size
+            while self._bytes > _CACHE_BYTES:
+                _, (_, dropped) = self._objects.popitem(last=False)
+                self._bytes -= len(dropped)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._objects.clear()
+            self._bytes = 0
+
+
+_RESOLVED = _ResolvedObjects()
+
+
+def forget_resolved() -> None:
+    """Drop every object the process resolved (a benchmark's cold start; never needed for
+    correctness: the cache is keyed by mapping, and a pack's content never changes)."""
+    _RESOLVED.clear()
+
+
 class PackReader:
     """Raw objects by hex sha from the packs of one object store (thread-safe: one lock)."""
 
     def __init__(self, store: Any) -> None:
         self._packs: list[_Pack] = []
-        self._cache: OrderedDict[tuple[int, int], tuple[int, bytes]] = OrderedDict()
-        self._cached = 0
         self._touched = 0  # bytes read, not yet counted in `_MAPPED`
         self._lock = threading.Lock()
         pack_dir = Path(store.path) / "pack" if hasattr(store, "path") else None
@@ -161,7 +213,6 @@ class PackReader:
     def close(self) -> None:
         """Forget the packs (their mappings stay in `_MAPPED` for the next reader)."""
         self._packs = []
-        self._cache.clear()
 
     def has_binary(self, sha: bytes) -> bool:
         """Whether a mapped pack holds the object named `sha` (binary), found by the index
@@ -196,16 +247,15 @@ class PackReader:
 
     def _find(self, sha: bytes) -> tuple[int, bytes] | None:
         find = kernels.pack_find
-        for n, pack in enumerate(self._packs):
+        for pack in self._packs:
             offset = find(pack.index, sha)
             if offset < 0:
                 continue
             # resolve: walk offset deltas down to a cached or whole object, then apply them
-            cache = self._cache
-            key = (n, offset)
-            hit = cache.get(key)
+            cache = _RESOLVED
+            serial = pack.serial
+            hit = cache.get((serial, offset))
             if hit is not None:
-                cache.move_to_end(key)
                 return hit
             chain: list[tuple[int, bytes]] = []  # (offset, delta) from the object to its base
             entry = kernels.pack_entry
@@ -215,10 +265,8 @@ class PackReader:
                 if type_num == _OFS_DELTA:
                     chain.append((offset, data))
                     offset = cast(int, ref)
-                    key = (n, offset)
-                    hit = cache.get(key)
+                    hit = cache.get((serial, offset))
                     if hit is not None:
-                        cache.move_to_end(key)
                         type_num, data = hit
                         break
                 elif type_num == _REF_DELTA:
@@ -230,20 +278,10 @@ class PackReader:
                     type_num, data = found
                     break
                 else:
-                    self._remember((n, offset), (type_num, data))
+                    cache.put((serial, offset), (type_num, data))
                     break
             for off, delta in reversed(chain):
                 data = b"".join(apply_delta(data, delta))
-                self._remember((n, off), (type_num, data))
+                cache.put((serial, off), (type_num, data))
             return type_num, data
         return None
-
-    def _remember(self, key: tuple[int, int], value: tuple[int, bytes]) -> None:
-        size = len(value[1])
-        if size > _CACHE_ONE:
-            return
-        self._cache[key] = value
-        self._cached += size
-        while self._cached > _CACHE_BYTES:
-            _, (_, old) = self._cache.popitem(last=False)
-            self._cached -= len(old)
