@@ -9,21 +9,30 @@ python -P bench/incremental.py compare [--long DIR] [--commits 80000] [--tail 10
     both `new_commits` directions and `encode_events`) for the `tail` newest commits of
     `main` (merges among them), on top of a long history and on top of a 100-commit one
     with the same generator, in the same run: wall time and CPU time, and their ratio.
-    A fresh `Repo` per run, as each poll opens one. The processor is not in it
-    (bench/freshness.py --served times poll -> served through `metre up`).
+    A fresh `Repo` per run, as each poll opens one, after a full garbage collection (the
+    previous runs' garbage is not this one's), and no object resolved by an earlier run
+    (`metre.ingest.packs.forget_resolved`: the tail is in the history's pack, and an earlier
+    run's reads of it are no poller's); the packs stay mapped, as in a running poller. The
+    processor is not in it (bench/freshness.py --served times poll -> served through
+    `metre up`).
 python -P bench/incremental.py compare --fetch ...
     the same, but as a poll meets the commits: a mirror holding the history up to the
     tail's base (a hard-linked copy of a once-made repository without the tail) fetches
     the tail with metre's local fetch (whole objects in a new pack, as every poll writes
     them), then the walk and the events run on the mirror. Fetch included in the figures.
-    The mirror is as a running poller holds it: written by an earlier poll (a minute ago) and
-    its refs read by it (the process's refs cache is warm, as it is from the second poll on).
+    The mirror is as a running poller holds it: written by an earlier poll (a minute ago), its
+    refs read by it (the process's refs cache is warm, as it is from the second poll on) and
+    the objects that poll resolved still cached: before each timed run the process forgets
+    every resolved object, then runs that previous poll's walk and events (the `tail` commits
+    before the tail's base; on the 100-commit history, the whole history) on the mirror,
+    untimed. Its fetch is not replayed (the source's cache stays cold: an upper bound).
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import gc
 import json
 import statistics
 import sys
@@ -54,7 +63,10 @@ def one_poll(path: Path, info: dict[str, str]) -> tuple[float, float, int, int]:
     from metre.contracts.events import decode
     from metre.ingest.backfill import encode_events
     from metre.ingest.git.graph import new_commits
+    from metre.ingest.packs import forget_resolved
 
+    forget_resolved()
+    gc.collect()  # no earlier run's garbage collected in this one's time
     wall, cpu = time.perf_counter(), time.process_time()
     with Repo(str(path)) as repo:
         gone = new_commits(repo, info["main_before_tail"], info["main"])
@@ -92,7 +104,9 @@ def _base(path: Path, info: dict[str, str]) -> Path:
     return base
 
 
-def fetch_poll(path: Path, info: dict[str, str], work: Path) -> tuple[float, float, int, int]:
+def fetch_poll(
+    path: Path, info: dict[str, str], work: Path, tail: int
+) -> tuple[float, float, int, int]:
     """(wall s, CPU s, new commits, merges) of a poll that fetches the tail into a mirror of
     the history before it, then walks it and computes the events."""
     import shutil
@@ -111,6 +125,8 @@ def fetch_poll(path: Path, info: dict[str, str], work: Path) -> tuple[float, flo
     subprocess.run(["git", "clone", "-q", "--bare", "--local", str(_base(path, info)),
                     str(mirrors / "1.git")], check=True)  # fmt: skip
     _as_polled_before(mirrors / "1.git")
+    _previous_poll(mirrors / "1.git", info, tail)
+    gc.collect()
     wall, cpu = time.perf_counter(), time.process_time()
     mirror = open_mirror(mirrors, 1, str(path), _access())
     head = resolve_head(mirror, "main")
@@ -125,6 +141,49 @@ def fetch_poll(path: Path, info: dict[str, str], work: Path) -> tuple[float, flo
     return wall, cpu, len(shas), merges
 
 
+def _previous_poll(mirror: Path, info: dict[str, str], tail: int) -> None:
+    """What the previous poll left in the process's object cache: its walk and events (of the
+    commits before the tail's base), after every object resolved so far is forgotten."""
+    from dulwich.repo import Repo
+
+    from metre.ingest.backfill import encode_events
+    from metre.ingest.git.graph import new_commits
+    from metre.ingest.packs import forget_resolved
+
+    start = info["main_before_tail"]
+    base = _previous_base(mirror, start, tail)
+    forget_resolved()
+    with Repo(str(mirror)) as repo:
+        encode_events(repo, 1, new_commits(repo, start, base))
+
+
+@functools.cache
+def _previous_base(mirror: Path, start: str, tail: int) -> str | None:
+    """The first-parent ancestor of `start` below which lie at least `tail` commits newer
+    than it (None: the whole history is fewer)."""
+    from dulwich.repo import Repo
+
+    from metre.ingest.git.graph import new_commits
+    from metre.ingest.git.objects import reader
+
+    with Repo(str(mirror)) as repo:
+        rd = reader(repo)
+        base = start.encode()
+        while True:
+            parents = rd.node(base).parents
+            if not parents:
+                return None
+            base = parents[0]
+            if len(new_commits(repo, start, base.decode())) >= tail:
+                return base.decode()
+
+
+@functools.cache
+def _a_minute_ago() -> float:
+    """One time for every run: a mirror's packs keep their mtime from poll to poll."""
+    return time.time() - 60
+
+
 def _as_polled_before(mirror: Path) -> None:
     """The mirror as a running poller holds it: written a minute ago (as by the previous
     poll) and its refs already read once (`metre.ingest.refstore.CACHE`)."""
@@ -132,7 +191,7 @@ def _as_polled_before(mirror: Path) -> None:
 
     from metre.ingest.refstore import read_refs
 
-    old = time.time() - 60
+    old = _a_minute_ago()
     for root, dirs, files in os.walk(mirror):
         for name in [*dirs, *files]:
             os.utime(Path(root) / name, (old, old), follow_symlinks=False)
@@ -162,7 +221,7 @@ def compare(long: Path, commits: int, tail: int, runs: int, fetch: bool = False)
             if fetch:
                 _base(path, info)
                 work = Path(tmp) / "work"
-                samples = [fetch_poll(path, info, work) for _ in range(runs)]
+                samples = [fetch_poll(path, info, work, tail) for _ in range(runs)]
             else:
                 samples = [one_poll(path, info) for _ in range(runs)]
             wall = statistics.median(s[0] for s in samples)
@@ -191,6 +250,7 @@ def main() -> None:
         p.add_argument("--commits", type=int, default=80_000)
         p.add_argument("--tail", type=int, default=100)
     args = parser.parse_args()
+
     if args.cmd == "generate":
         print(generate(args.dir.resolve(), args.commits, args.tail))
         return

@@ -14,7 +14,9 @@ follows reads every commit, tree and blob it counts, and reports a missing or da
 a `RepositoryError` naming it (git's own local clone does not check connectivity either).
 
 The walk stops at any commit or tree the mirror holds: every fetch adds whole closures, so an
-object present is complete below it.
+object present is complete below it. For the same reason a commit's tree is walked as a diff
+against its first parent's tree: what the commit did not change is reachable from the parent,
+which the mirror holds or this fetch copies, so a wide tree costs its changed entries only.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from dulwich.objects import ObjectID, parse_tree
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
+from metre import kernels
 from metre.ingest.fetcherrors import FETCH_ERRORS, describe
 from metre.ingest.git.commit import header_fields
 from metre.ingest.git.errors import RepositoryError
@@ -53,6 +56,7 @@ __all__ = [
 _COMMIT, _TREE, _BLOB, _TAG = 1, 2, 3, 4
 _GITLINK = 0o160000
 _DIR = 0o040000
+_FMT = 0o170000
 
 
 CHECK_EVERY = 1024
@@ -148,14 +152,19 @@ def copy_new(
     """Copy every object reachable from `wants` (hex names) that the mirror lacks into one new
     pack in `pack_dir`; returns how many. Raises `RepositoryError` naming the first object
     that is missing, unreadable or does not hash to its name (nothing is landed then), and
-    whatever `check` raises (the fetch's deadline, asked every `CHECK_EVERY` objects)."""
+    whatever `check` raises (the fetch's deadline, asked every `CHECK_EVERY` objects).
+
+    A commit's tree is walked as a diff against its first parent's (`_changed_entries`):
+    an entry equal to the parent's at the same path is reachable from the parent, which this
+    fetch copies too or the mirror holds whole, so only what the commit changed is looked up
+    (a wide tree with one changed file costs one lookup, not one per entry)."""
     source = _Source(src_store)
     try:
         with PackWriter(pack_dir) as writer:
-            todo = list(wants)
+            todo: list[tuple[bytes, bytes | None]] = [(sha, None) for sha in wants]
             seen: set[bytes] = set()
             while todo:
-                sha = todo.pop()
+                sha, base = todo.pop()
                 if sha in seen:
                     continue
                 seen.add(sha)
@@ -168,11 +177,62 @@ def copy_new(
                     writer.add(binascii.unhexlify(sha), type_num, data)
                 except ObjectCorrupt as exc:
                     raise _corrupt(str(exc)) from None
-                todo.extend(s for s in _references(type_num, data) if s not in seen)
+                if type_num == _COMMIT:
+                    todo.extend(_commit_references(source, data, seen))
+                elif type_num == _TREE and base is not None:
+                    todo.extend(_changed_entries(source, base, data, seen))
+                else:
+                    todo.extend((s, None) for s in _references(type_num, data) if s not in seen)
             writer.finish()
             return len(writer)
     finally:
         source.close()
+
+
+def _commit_references(
+    source: _Source, data: bytes, seen: set[bytes]
+) -> list[tuple[bytes, bytes | None]]:
+    """A commit's parents, then its tree paired with its first parent's tree (the tree is
+    popped first: diffed while the parent's tree is fresh in the read cache)."""
+    fields = header_fields(data)
+    parents = [v for k, _, v in fields if k == b"parent"]
+    trees = [v for k, _, v in fields if k == b"tree"]
+    base = None
+    if parents and len(trees) == 1:
+        kind, parent = source.read(parents[0])
+        parent_trees = [v for k, _, v in header_fields(parent) if k == b"tree"]
+        if kind == _COMMIT and len(parent_trees) == 1:
+            base = parent_trees[0]
+    out: list[tuple[bytes, bytes | None]] = [(p, None) for p in parents if p not in seen]
+    out += [(t, base) for t in trees if t not in seen]
+    return out
+
+
+def _changed_entries(
+    source: _Source, base: bytes, data: bytes, seen: set[bytes]
+) -> list[tuple[bytes, bytes | None]]:
+    """The entries of tree `data` that differ from tree `base` (hex; read from the source),
+    subtrees paired with the base's subtree at the same name. Trees out of git's order (or
+    a base that is no tree) are walked whole."""
+    kind, base_data = source.read(base)
+    try:
+        if kind != _TREE:
+            raise ValueError("not a tree")
+        diff = kernels.tree_diff(base_data, data, 20)
+    except ValueError:
+        return [(s, None) for s in _references(_TREE, data) if s not in seen]
+    out: list[tuple[bytes, bytes | None]] = []
+    for _, om, osha, nm, nsha in diff:
+        if nm is None or nsha is None or nm == _GITLINK:
+            continue
+        sha = binascii.hexlify(nsha)
+        if sha in seen:
+            continue
+        sub = None
+        if nm & _FMT == _DIR and om is not None and om & _FMT == _DIR and osha is not None:
+            sub = binascii.hexlify(osha)
+        out.append((sha, sub))
+    return out
 
 
 def verify_pack(pack: Path) -> None:

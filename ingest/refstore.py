@@ -115,6 +115,11 @@ class _Entry:
     packed: _Packed | None = None
     dirs: dict[str, _LooseDir] = field(default_factory=dict)
     files: dict[str, _LooseFile] = field(default_factory=dict)
+    dir_refs: dict[str, tuple[_LooseDir, dict[bytes, bytes], dict[str, _LooseFile]]] = field(
+        default_factory=dict
+    )
+    """By directory: the listing, and the refs and files read under it (every one of them
+    read): what an unchanged listing gives again without a look at each ref."""
     verified: float = 0.0
     generation: int = 0
     stored: dict[bytes, bytes] = field(default_factory=dict)
@@ -172,11 +177,13 @@ class RefCache:
         with entry.lock:
             now = time.time()
             if now - entry.verified >= VERIFY_AFTER:
-                entry.packed, entry.dirs, entry.files = None, {}, {}
+                entry.packed, entry.dirs, entry.files, entry.dir_refs = None, {}, {}, {}
                 entry.verified = now
             packed = self._read_packed(common, entry, now)
             loose = self._read_loose(common, entry, now)
-            if packed is not entry.last_packed or loose != entry.last_loose:
+            if packed is not entry.last_packed or (
+                loose is not entry.last_loose and loose != entry.last_loose
+            ):
                 stored = dict(packed)
                 stored.update(loose)
                 if stored != entry.stored:
@@ -209,10 +216,13 @@ class RefCache:
 
     def _read_loose(self, common: Path, entry: _Entry, now: float) -> dict[bytes, bytes]:
         """Loose refs under refs/ (values as stored: a sha or ``ref: <name>``). A poll reads
-        this for thousands of refs: string paths, names validated when a directory is listed."""
+        this for thousands of refs: string paths, names validated when a directory is listed,
+        and a directory whose listing is unchanged gives what it gave before (`dir_refs`);
+        when every one does, the dict returned is the previous one."""
         out: dict[bytes, bytes] = {}
         seen_dirs: dict[str, _LooseDir] = {}
         seen_files: dict[str, _LooseFile] = {}
+        dir_refs: dict[str, tuple[_LooseDir, dict[bytes, bytes], dict[str, _LooseFile]]] = {}
         files = entry.files
         root = os.fspath(common) + "/"
         todo = ["refs"]
@@ -225,15 +235,30 @@ class RefCache:
             seen_dirs[rel] = listing
             todo += [f"{rel}/{d}" for d in listing.dirs]
             unchanged = listing is cached  # git writes a ref by renaming: the directory changes
-            for ref_rel, ref in listing.refs:
-                known = files.get(ref_rel)
-                if not (unchanged and known is not None):
-                    known = self._read_file(root + ref_rel, known, now)
-                if known is not None:
-                    seen_files[ref_rel] = known
-                    out[ref] = known.value
-        entry.dirs, entry.files = seen_dirs, seen_files
-        return out
+            before = entry.dir_refs.get(rel)
+            if unchanged and before is not None and before[0] is listing:
+                _, refs_here, files_here = before
+            else:
+                refs_here, files_here = {}, {}
+                for ref_rel, ref in listing.refs:
+                    known = files.get(ref_rel)
+                    if not (unchanged and known is not None):
+                        known = self._read_file(root + ref_rel, known, now)
+                    if known is not None:
+                        files_here[ref_rel] = known
+                        refs_here[ref] = known.value
+            if len(files_here) == len(listing.refs):  # a file that failed is tried again
+                dir_refs[rel] = (listing, refs_here, files_here)
+            out.update(refs_here)
+            seen_files.update(files_here)
+        # every directory as before and each gave the very dicts it gave last time: the
+        # previous result (`last_loose`, equal to it) stands
+        same = (
+            seen_dirs.keys() == entry.dirs.keys() == dir_refs.keys() == entry.dir_refs.keys()
+            and all(entry.dir_refs[rel][1] is d[1] for rel, d in dir_refs.items())
+        )
+        entry.dirs, entry.files, entry.dir_refs = seen_dirs, seen_files, dir_refs
+        return entry.last_loose if same else out
 
     def _list(self, root: str, rel: str, known: _LooseDir | None, now: float) -> _LooseDir | None:
         path = root + rel
@@ -279,10 +304,12 @@ class RefCache:
         again)."""
         entry = self._entry(common)
         with entry.lock:
-            known = entry.stored
+            known = entry.stored.get
             kept = dict(refs)
-            for name, sha in refs.items() - known.items():  # what was not read before
-                if not (_SHA.fullmatch(sha) and _valid(name)):
+            # what was not read before (a loop of lookups: cheaper than building the set of
+            # every (name, sha) pair when a few of thousands changed)
+            for name in [n for n, sha in refs.items() if known(n) != sha]:
+                if not (_SHA.fullmatch(refs[name]) and _valid(name)):
                     del kept[name]
             try:
                 stamp = _stamp(os.stat(common / "packed-refs"))

@@ -79,3 +79,51 @@ def test_small_packs_are_merged_past_the_limit(
     assert 1 in counts  # merged at least once
     assert _objects(mirror) == _objects(b.path / ".git")
     run_git(mirror, "fsck", "--strict", "--no-dangling")
+
+
+def test_polls_of_changing_trees_copy_every_new_object(tmp_path: Path) -> None:
+    """Trees are walked as diffs against the first parent's: over polls that edit, delete,
+    move, turn a directory into a file and back, add gitlinks and merge branches, the mirror
+    ends each poll holding exactly the source's objects, and fsck finds nothing missing."""
+    import random
+
+    rng = random.Random(7)
+    b = GitRepoBuilder(tmp_path / "src")
+    for i in range(12):
+        b.write(f"d{i % 3}/e{i % 2}/f{i}.txt", b"line %d\n" % i)
+    b.commit("root", date="2021-01-01T00:00:00+0000")
+    mirror = open_mirror(tmp_path / "m", 1, str(b.path))
+    day = 2
+    for poll in range(6):
+        for step in range(rng.randint(1, 4)):
+            op = rng.randrange(6)
+            d, e, f = rng.randrange(3), rng.randrange(2), rng.randrange(12)
+            if op != 1 and (b.path / f"d{d}").is_file():
+                b.remove(f"d{d}")  # a file again: back to a directory below
+            if op == 0 and (b.path / f"d{d}/e{e}").exists():
+                b.remove(f"d{d}/e{e}")
+            elif op == 1:
+                if (b.path / f"d{d}").exists():
+                    b.remove(f"d{d}")
+                b.write(f"d{d}", b"now a file %d\n" % poll)
+            elif op == 2:
+                b.git("add", "-A")  # the index as the work tree before the entry is staged
+                b.gitlink(f"d{d}/sub{poll}", "1" * 40)
+            elif op == 3:
+                side = f"side{poll}-{step}"
+                b.branch(side)
+                b.checkout(side)
+                b.write(f"s{poll}/x{step}.txt", b"side %d\n" % poll)
+                b.commit(f"side {poll}", date=f"2021-01-{day:02d}T00:00:00+0000")
+                b.checkout("main")
+                b.write(f"d{d}/m{poll}-{step}.txt", b"main %d\n" % poll)
+                b.commit(f"main {poll}", date=f"2021-01-{day:02d}T01:00:00+0000")
+                b.merge(side, date=f"2021-01-{day:02d}T01:30:00+0000")
+            else:
+                b.write(f"d{d}/e{e}/f{f}.txt", b"edit %d %d\n" % (poll, rng.randrange(99)))
+            b.commit(f"poll {poll}", date=f"2021-01-{day:02d}T02:00:00+0000", allow_empty=True)
+            day += 1
+        open_mirror(tmp_path / "m", 1, str(b.path))
+        assert resolve_head(mirror, None) == b.head()
+        assert _objects(mirror) == _objects(b.path / ".git")
+        run_git(mirror, "fsck", "--strict", "--no-dangling")

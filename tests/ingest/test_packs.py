@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from dulwich.repo import Repo
 
+from metre import kernels
 from metre.ingest.packs import PackReader
 from tests.fixtures.gitrepo import git_env, run_git
 
@@ -113,3 +114,67 @@ def test_dropping_mapped_pages_keeps_reads_right(
     assert packed
     assert all(expected[sha] == v for sha, v in packed.items())
     assert trims > 10  # dropped many times, read again after each
+
+
+def test_readers_share_mappings_and_resolved_objects(
+    tmp_path: Path, history_factory: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second reader of the same packs (the next poll) maps nothing again and finds the
+    objects the first one resolved without inflating an entry."""
+    import metre.ingest.packs
+
+    bare = tmp_path / "bare.git"
+    env = git_env(tmp_path / "home")
+    run_git(tmp_path, "clone", "-q", "--bare", str(history_factory(120, 1)), str(bare), env=env)
+    run_git(bare, "repack", "-adf", "--depth=50", "--window=50", env=env)
+    expected = git_objects(bare)
+    metre.ingest.packs.forget_resolved()
+    with Repo(str(bare)) as repo:
+        first = PackReader(repo.object_store)
+        assert {sha: first.get_raw(sha) for sha in expected} == expected
+        entries = 0
+        real = kernels.pack_entry
+
+        def counted(data: bytes, offset: int) -> tuple[int, bytes, int | bytes | None]:
+            nonlocal entries
+            entries += 1
+            return real(data, offset)
+
+        monkeypatch.setattr(kernels, "pack_entry", counted)
+        second = PackReader(repo.object_store)
+        assert [p is q for p, q in zip(first._packs, second._packs, strict=True)] == [True]
+        assert {sha: second.get_raw(sha) for sha in expected} == expected
+        assert entries == 0
+        metre.ingest.packs.forget_resolved()
+        third = PackReader(repo.object_store)
+        assert {sha: third.get_raw(sha) for sha in expected} == expected
+        assert entries > 0  # forgotten: read from the pack again, and still right
+        for r in (first, second, third):
+            r.close()
+
+
+def test_a_pack_replaced_by_a_repack_is_read_from_the_new_file(
+    tmp_path: Path, history_factory: Callable[..., Path]
+) -> None:
+    """The process keeps packs mapped between readers, by file identity: after a repack the
+    next reader maps the new pack (the old mapping is dropped) and reads what git reads."""
+    import metre.ingest.packs
+
+    bare = tmp_path / "bare.git"
+    env = git_env(tmp_path / "home")
+    run_git(tmp_path, "clone", "-q", "--bare", str(history_factory(80, 2)), str(bare), env=env)
+    with Repo(str(bare)) as repo:
+        reader = PackReader(repo.object_store)
+        old = [p.path for p in reader._packs]
+        reader.close()
+    run_git(bare, "repack", "-adf", "--depth=10", env=env)
+    expected = git_objects(bare)
+    with Repo(str(bare)) as repo:
+        reader = PackReader(repo.object_store)
+        try:
+            assert {sha: reader.get_raw(sha) for sha in expected} == expected
+        finally:
+            reader.close()
+    mapped = [p.path for p in metre.ingest.packs._MAPPED._packs.values()]
+    assert old
+    assert not any(p in mapped for p in old if not p.exists())
