@@ -31,13 +31,21 @@ Wants = Callable[[Mapping[Ref, ObjectID], int | None], list[ObjectID]]
 
 
 def fetch_remote(
-    client: GitClient, path: str, target: Repo, wants: Wants, fallback: RawRead
+    client: GitClient,
+    path: str,
+    target: Repo,
+    held: Mapping[bytes, bytes],
+    wants: Wants,
+    fallback: RawRead,
 ) -> tuple[FetchPackResult, HaveWalker]:
     """Fetch what `wants` asks for from `path` into `target`'s packs; returns dulwich's result
-    (the remote's refs and symrefs) and the walker (how many haves it sent). `fallback` reads
-    a raw object the compiled pack reader cannot (loose objects)."""
+    (the remote's refs and symrefs) and the walker (how many haves it sent). `held` is the
+    mirror's refs as the caller read them (`metre.ingest.refstore.read_refs`: dulwich's refs
+    container opened a file and checked the name of every ref, most of an idle poll's CPU on
+    a history with a thousand tags). `fallback` reads a raw object the compiled pack reader
+    cannot (loose objects)."""
     store: Any = target.object_store
-    local = {n: s for n, s in target.refs.as_dict().items() if n.startswith(_MIRRORED)}
+    local = {Ref(n): ObjectID(s) for n, s in held.items() if n.startswith(_MIRRORED)}
     reader = PackReader(store)
     walker = HaveWalker(local, pack_read(reader, fallback))
 
