@@ -24,9 +24,14 @@ from metre.ingest.negotiate import HaveWalker, RawRead, pack_read
 from metre.ingest.packindex import land_pack
 from metre.ingest.packs import PackReader
 
-__all__ = ["fetch_remote"]
+__all__ = ["REF_PREFIXES", "fetch_remote"]
 
 _MIRRORED = (b"refs/heads/", b"refs/tags/")
+REF_PREFIXES = (b"HEAD", *_MIRRORED)
+"""What a fetch asks the remote to list (protocol v2 ``ls-refs`` ``ref-prefix``): the
+mirror keeps only branches, tags and HEAD, and a forge's pull-request refs
+(``refs/pull/*``, often more than its branches and tags together) are then neither sent
+nor parsed. A server speaking protocol v0 lists every ref; dulwich drops the others."""
 Wants = Callable[[Mapping[Ref, ObjectID], int | None], list[ObjectID]]
 
 
@@ -58,7 +63,9 @@ def fetch_remote(
     tmp = Path(name)
     try:
         with os.fdopen(fd, "wb") as f:
-            result = client.fetch_pack(path, determine, walker, f.write)
+            result = client.fetch_pack(
+                path, determine, walker, f.write, ref_prefix=list(REF_PREFIXES)
+            )
 
         def outside(name: bytes) -> tuple[int, bytes] | None:
             try:
