@@ -24,7 +24,9 @@ PostgreSQL, in-process bus, `--work` holds its data): first `POST /repos` until 
 every metric are answered by the API, next to `git clone --mirror` + `git log --numstat` of
 the same URL in the same run; then per push `POST /repos/{id}/poll` until the API answers the
 new commit (`/commits/{sha}`) and a metric whose provenance is at it ("poll -> served"), with
-the CPU of the metre process and of its PostgreSQL over that time, and metre's peak RSS.
+the CPU of the metre process and of its PostgreSQL over that time, metre's peak RSS, and
+`git fetch` of the same commits into that mirror clone over the same URL (the reference; over
+ssh git connects anew each time, metre keeps its connection: `METRE_SSH_REUSE`).
 The last line gives the 100-commit figures of the first repository over the last one.
 """
 
@@ -394,10 +396,12 @@ def run_served(
                     ("1 commit", 1, 0, pushes),
                     ("100 commits (10 merges)", 100, 10, big_pushes),
                 ):
-                    walls, cpus, pgs = [], [], []
+                    walls, cpus, pgs, gits = [], [], [], []
                     for i in range(times):
                         sha = extend(work, count, merges, seed=i * 1000 + count)
                         git(work, "push", "-q", "origin", "HEAD")
+                        _, g, _ = _timed(lambda: git(root / "ref.git", "fetch", "-q", "origin"))
+                        gits.append(g)
                         c0 = up.cpu()
                         t0 = time.perf_counter()
                         assert up.http.post(f"/repos/{rid}/poll").status_code < 300
@@ -409,7 +413,8 @@ def run_served(
                     print(
                         f"  push of {label} x{times}: poll -> served p50 {_pct(walls, 50):.3f} s "
                         f"p99 {_pct(walls, 99):.3f} s; CPU p50 metre {_pct(cpus, 50):.3f} s, "
-                        f"PostgreSQL {_pct(pgs, 50):.3f} s (load {_load()})"
+                        f"PostgreSQL {_pct(pgs, 50):.3f} s; git fetch of the same commits "
+                        f"p50 {_pct(gits, 50):.3f} s p99 {_pct(gits, 99):.3f} s (load {_load()})"
                     )
                     out[label] = statistics.median(walls)
                     out[label + " cpu"] = statistics.median(cpus)
