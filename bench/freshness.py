@@ -13,8 +13,9 @@ work clone commits and pushes into the source):
   git fetch   `git fetch` of the same commits, over the same transport, into a bare
               `git clone --mirror` (the reference)
   fetch       metre's `open_mirror` (the fetch step)
-  poll        fetch + tracked head + .mailmap + new-commit walk + every event computed and
-              encoded: what the poller does before publishing (CPU measured in-process)
+  poll        fetch + tracked head + .mailmap + release tags (the default patterns) +
+              new-commit walk + every event computed and encoded: what the poller does
+              before publishing (CPU measured in-process)
 
 p50 and p99 over the pushes of 1 commit (`--pushes`) and of 100 commits with merges
 (`--big-pushes`), CPU per poll, and idle polls (nothing new; `--idle-polls` of them, each
@@ -182,6 +183,8 @@ def _poll(mirrors: Path, url: str, access: Any, known: str | None) -> tuple[str,
     from metre.ingest.git.graph import new_commits
     from metre.ingest.mailmap import read_mailmap
     from metre.ingest.mirror import open_mirror, resolve_head
+    from metre.ingest.releases import DEFAULT_PATTERNS, parse_patterns
+    from metre.ingest.releasetags import read_release_tags
 
     t0 = time.perf_counter()
     mirror = open_mirror(mirrors, 1, url, access)
@@ -189,6 +192,7 @@ def _poll(mirrors: Path, url: str, access: Any, known: str | None) -> tuple[str,
     head = resolve_head(mirror, None)
     with Repo(str(mirror)) as repo:
         _, mailmap = read_mailmap(repo, head)
+        read_release_tags(repo, parse_patterns(DEFAULT_PATTERNS))  # every poll reads them
         if head == known:
             return head, 0, fetched
         shas = new_commits(repo, head, known)
