@@ -1,7 +1,7 @@
 """Freshness: what one poll costs after a push, on big and small histories, next to `git fetch`.
 
 Run: python -P bench/freshness.py [--repos A.git,B.git] [--pushes 50] [--big-pushes 5]
-     [--transports local,git,http,ssh]
+     [--transports local,git,http,ssh] [--idle-polls 20] [--idle-only] [--all-refs]
 
 For each repository (default: a generated 82,000-commit history, `gen80k.git` under `--work`,
 generated on first use with bench/freshness_history.py, and a generated 100-commit one for the
@@ -13,18 +13,25 @@ work clone commits and pushes into the source):
   git fetch   `git fetch` of the same commits, over the same transport, into a bare
               `git clone --mirror` (the reference)
   fetch       metre's `open_mirror` (the fetch step)
-  poll        fetch + tracked head + .mailmap + new-commit walk + every event computed and
-              encoded: what the poller does before publishing (CPU measured in-process)
+  poll        fetch + tracked head + .mailmap + release tags (the default patterns) +
+              new-commit walk + every event computed and encoded: what the poller does
+              before publishing (CPU measured in-process)
 
 p50 and p99 over the pushes of 1 commit (`--pushes`) and of 100 commits with merges
-(`--big-pushes`), CPU per poll, and an idle poll (nothing new). Only loopback is contacted.
+(`--big-pushes`), CPU per poll, and idle polls (nothing new; `--idle-polls` of them, each
+next to an idle `git fetch`, whose CPU is its own processes'; `--idle-only`: only those, the
+mirror made from the path). The source is a bare clone (branches and tags; `--all-refs`: a
+mirror clone, every ref, as a forge advertises its pull-request refs); the reference fetches
+branches and tags. Only loopback is contacted.
 
 With `--served`, the same histories go through a `metre up` child process instead (embedded
 PostgreSQL, in-process bus, `--work` holds its data): first `POST /repos` until commit HEAD and
 every metric are answered by the API, next to `git clone --mirror` + `git log --numstat` of
 the same URL in the same run; then per push `POST /repos/{id}/poll` until the API answers the
 new commit (`/commits/{sha}`) and a metric whose provenance is at it ("poll -> served"), with
-the CPU of the metre process and of its PostgreSQL over that time, and metre's peak RSS.
+the CPU of the metre process and of its PostgreSQL over that time, metre's peak RSS, and
+`git fetch` of the same commits into that mirror clone over the same URL (the reference; over
+ssh git connects anew each time, metre keeps its connection: `METRE_SSH_REUSE`).
 The last line gives the 100-commit figures of the first repository over the last one.
 """
 
@@ -32,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -175,6 +183,8 @@ def _poll(mirrors: Path, url: str, access: Any, known: str | None) -> tuple[str,
     from metre.ingest.git.graph import new_commits
     from metre.ingest.mailmap import read_mailmap
     from metre.ingest.mirror import open_mirror, resolve_head
+    from metre.ingest.releases import DEFAULT_PATTERNS, parse_patterns
+    from metre.ingest.releasetags import read_release_tags
 
     t0 = time.perf_counter()
     mirror = open_mirror(mirrors, 1, url, access)
@@ -182,6 +192,7 @@ def _poll(mirrors: Path, url: str, access: Any, known: str | None) -> tuple[str,
     head = resolve_head(mirror, None)
     with Repo(str(mirror)) as repo:
         _, mailmap = read_mailmap(repo, head)
+        read_release_tags(repo, parse_patterns(DEFAULT_PATTERNS))  # every poll reads them
         if head == known:
             return head, 0, fetched
         shas = new_commits(repo, head, known)
@@ -189,7 +200,60 @@ def _poll(mirrors: Path, url: str, access: Any, known: str | None) -> tuple[str,
     return head, len(shas), fetched
 
 
-def run(repo: Path, transport: str, pushes: int, big_pushes: int, under: Path) -> None:
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _git_cpu(ref: Path, *args: str) -> tuple[float, float]:
+    """(wall, CPU) of one git command in `ref`: its own process and those it waited for
+    (`git-remote-http`, `ssh`, `fetch-pack`), from wait4, so a server run by this process
+    (the loopback HTTP server's `git http-backend`) is not counted."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(["git", "-C", str(ref), *args], env=git_env())
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.returncode == 0, (args, proc.returncode)
+    return time.perf_counter() - t0, usage.ru_utime + usage.ru_stime
+
+
+def _idle(poll: Callable[[], Any], ref: Path, times: int, transport: str) -> None:
+    """Idle polls (nothing new) and idle `git fetch`es of the reference, alternating: p50 of
+    wall time and CPU. metre's CPU is the polling thread's (the HTTP server's thread in this
+    process is not counted) plus its child processes' (the ssh client; over HTTP the child
+    processes are the server's `git http-backend`, shown apart)."""
+    walls, cpus, kids, git_walls, git_cpus = [], [], [], [], []
+    for _ in range(times):
+        k0, c0, t0 = _children_cpu(), time.thread_time(), time.perf_counter()
+        poll()
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.thread_time() - c0)
+        kids.append(_children_cpu() - k0)
+        g, gc = _git_cpu(ref, "fetch", "-q", "origin")
+        git_walls.append(g)
+        git_cpus.append(gc)
+    kid = _pct(kids, 50) * 1000
+    own = _pct(cpus, 50) * 1000 + (kid if transport == "ssh" else 0.0)
+    extra = f" (ssh client {kid:.0f} ms)" if transport == "ssh" else ""
+    if transport == "http":
+        extra = f" (the server's git http-backend: {kid:.0f} ms more)"
+    print(
+        f"  idle poll x{times}: p50 {_pct(walls, 50) * 1000:.0f} ms, CPU p50 {own:.1f} ms"
+        f"{extra}; git fetch idle p50 {_pct(git_walls, 50) * 1000:.0f} ms, CPU "
+        f"{_pct(git_cpus, 50) * 1000:.1f} ms (load {_load()})"
+    )
+
+
+def run(
+    repo: Path,
+    transport: str,
+    pushes: int,
+    big_pushes: int,
+    under: Path,
+    idle_polls: int = 20,
+    idle_only: bool = False,
+    all_refs: bool = False,
+) -> None:
     from metre.ingest.mirror import FetchAccess
     from metre.ingest.transport import SshReuse
     from metre.ingest.urlpolicy import UrlPolicy
@@ -203,7 +267,8 @@ def run(repo: Path, transport: str, pushes: int, big_pushes: int, under: Path) -
         )  # fmt: skip
         source = root / "srv" / "r.git"
         source.parent.mkdir()
-        subprocess.run(["git", "clone", "-q", "--bare", "--local", str(repo), str(source)],
+        kind = "--mirror" if all_refs else "--bare"
+        subprocess.run(["git", "clone", "-q", kind, "--local", str(repo), str(source)],
                        check=True, env=git_env())  # fmt: skip
         git(source, "config", "receive.unpackLimit", "100")
         work = root / "work"
@@ -211,24 +276,33 @@ def run(repo: Path, transport: str, pushes: int, big_pushes: int, under: Path) -
         ref = root / "ref.git"
         subprocess.run(["git", "clone", "-q", "--mirror", "--local", str(source), str(ref)],
                        check=True, env=git_env())  # fmt: skip
+        # the reference fetches what metre mirrors: branches and tags (git then asks the
+        # server for those prefixes only, as metre does)
+        git(ref, "config", "--replace-all", "remote.origin.fetch", "+refs/heads/*:refs/heads/*")
+        git(ref, "config", "--add", "remote.origin.fetch", "+refs/tags/*:refs/tags/*")
         commits = int(git(source, "rev-list", "--count", "--all"))
+        refs = len(git(source, "for-each-ref", "--format=x").splitlines())
         with _served(source, transport) as url:
             from metre.ingest.mirror import open_mirror, resolve_head
 
             git(ref, "remote", "set-url", "origin", url)  # the reference uses the transport too
-
-            _, clone_s, _ = _timed(lambda: open_mirror(root / "m", 1, url, access))
-            _, git_clone_s, _ = _timed(
-                lambda: git(root, "clone", "-q", "--mirror", url, str(root / "ref2.git"))
-            )
+            if idle_only:  # the mirror made from the path: only the polls go over `transport`
+                open_mirror(root / "m", 1, str(source), access)
+            else:
+                _, clone_s, _ = _timed(lambda: open_mirror(root / "m", 1, url, access))
+                _, git_clone_s, _ = _timed(
+                    lambda: git(root, "clone", "-q", "--mirror", url, str(root / "ref2.git"))
+                )
+                print(
+                    f"  first clone of {commits} commits: {clone_s:.2f} s "
+                    f"(git clone --mirror {git_clone_s:.2f} s; the backfill is bench/ingest.py's)"
+                )
             head = resolve_head(root / "m" / "1.git", None)
-            print(
-                f"  first clone of {commits} commits: {clone_s:.2f} s "
-                f"(git clone --mirror {git_clone_s:.2f} s; the backfill is bench/ingest.py's)"
-            )
+            print(f"  the source advertises {refs} refs")
             _poll(root / "m", url, access, head)  # warm: imports, page cache
-            _, idle_s, idle_cpu = _timed(lambda: _poll(root / "m", url, access, head))
-            print(f"  idle poll: {idle_s * 1000:.0f} ms, CPU {idle_cpu * 1000:.0f} ms")
+            _idle(lambda: _poll(root / "m", url, access, head), ref, idle_polls, transport)
+            if idle_only:
+                return
             for label, count, merges, times in (
                 ("1 commit", 1, 0, pushes),
                 ("100 commits (10 merges)", 100, 10, big_pushes),
@@ -394,10 +468,12 @@ def run_served(
                     ("1 commit", 1, 0, pushes),
                     ("100 commits (10 merges)", 100, 10, big_pushes),
                 ):
-                    walls, cpus, pgs = [], [], []
+                    walls, cpus, pgs, gits = [], [], [], []
                     for i in range(times):
                         sha = extend(work, count, merges, seed=i * 1000 + count)
                         git(work, "push", "-q", "origin", "HEAD")
+                        _, g, _ = _timed(lambda: git(root / "ref.git", "fetch", "-q", "origin"))
+                        gits.append(g)
                         c0 = up.cpu()
                         t0 = time.perf_counter()
                         assert up.http.post(f"/repos/{rid}/poll").status_code < 300
@@ -409,7 +485,8 @@ def run_served(
                     print(
                         f"  push of {label} x{times}: poll -> served p50 {_pct(walls, 50):.3f} s "
                         f"p99 {_pct(walls, 99):.3f} s; CPU p50 metre {_pct(cpus, 50):.3f} s, "
-                        f"PostgreSQL {_pct(pgs, 50):.3f} s (load {_load()})"
+                        f"PostgreSQL {_pct(pgs, 50):.3f} s; git fetch of the same commits "
+                        f"p50 {_pct(gits, 50):.3f} s p99 {_pct(gits, 99):.3f} s (load {_load()})"
                     )
                     out[label] = statistics.median(walls)
                     out[label + " cpu"] = statistics.median(cpus)
@@ -429,6 +506,15 @@ def main() -> None:
     parser.add_argument(
         "--served", action="store_true",
         help="through a running `metre up`: metre add -> served, then poll -> served per push",
+    )  # fmt: skip
+    parser.add_argument("--idle-polls", type=int, default=20, help="idle polls measured")
+    parser.add_argument(
+        "--idle-only", action="store_true", help="the first clone and the idle polls only"
+    )
+    parser.add_argument(
+        "--all-refs", action="store_true",
+        help="the source keeps every ref of the repository (a forge's refs/pull/* too), not "
+        "only its branches and tags",
     )  # fmt: skip
     parser.add_argument("--work", type=Path, default=WORK)
     args = parser.parse_args()
@@ -450,7 +536,8 @@ def main() -> None:
                     Path(repo), transport, args.pushes, args.big_pushes, args.work
                 )
             else:
-                run(Path(repo), transport, args.pushes, args.big_pushes, args.work)
+                run(Path(repo), transport, args.pushes, args.big_pushes, args.work,
+                    args.idle_polls, args.idle_only, args.all_refs)  # fmt: skip
     if args.served and len(big) >= 2:
         items = list(big.items())
         (ln, lf), (sn, sf) = items[0], items[-1]

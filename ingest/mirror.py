@@ -139,7 +139,7 @@ def open_mirror(
                 else:
                     store = target.object_store
                     result, _ = fetch_remote(
-                        client, path, target, wants, lambda sha: raw_object(store, sha)
+                        client, path, target, held, wants, lambda sha: raw_object(store, sha)
                     )
                     refs, symrefs = result.refs, result.symrefs
             finally:

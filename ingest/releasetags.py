@@ -1,6 +1,11 @@
 """Reading a mirror's release tags: each tag whose name is a release's, peeled to its commit,
 with its release time (I/O: reads the mirror through dulwich; blocking).
 
+A poll reads them every time, so the tags come from `metre.ingest.refstore.read_refs` (cached
+while the refs are unchanged) and what a tag object peels to is kept by its sha (`PEELED_KEPT`
+of them, least recently used dropped first): an object never changes, so a tag that did not
+move is not read again, and one added or moved is (its sha is new).
+
 Apart from `metre.ingest.releases` (the patterns): the settings and the API
 import that, and must not load dulwich.
 """
@@ -8,17 +13,24 @@ import that, and must not load dulwich.
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 from dulwich.objects import Commit, ObjectID, Tag
-from dulwich.refs import Ref
 from dulwich.repo import Repo
 
 from metre.contracts.tags import ReleaseTag
+from metre.ingest.refstore import read_refs
 from metre.ingest.releases import is_release
 
-__all__ = ["read_release_tags"]
+__all__ = ["PEELED_KEPT", "read_release_tags"]
+
+PEELED_KEPT = 65_536
+"""Tag objects whose peeled commit and release time are kept, over all repositories."""
+_TAGS = b"refs/tags/"
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +78,45 @@ def _peel(repo: Repo, sha: ObjectID) -> ReleaseTag | None:
         return None
 
 
+class _Peeled:
+    """What tag objects peel to, by sha (objects never change), least recently used dropped."""
+
+    def __init__(self, kept: int) -> None:
+        self._kept = kept
+        self._by_sha: OrderedDict[bytes, ReleaseTag] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def peel(self, repo: Repo, sha: bytes) -> ReleaseTag | None:
+        with self._lock:
+            found = self._by_sha.get(sha)
+            if found is not None:
+                self._by_sha.move_to_end(sha)
+                return found
+        peeled = _peel(repo, ObjectID(sha))
+        if peeled is not None:  # an unreadable tag is tried again next time
+            with self._lock:
+                self._by_sha[sha] = peeled
+                while len(self._by_sha) > self._kept:
+                    self._by_sha.popitem(last=False)
+        return peeled
+
+
+_PEELED = _Peeled(PEELED_KEPT)
+
+
 def read_release_tags(repo: Repo, patterns: Sequence[str]) -> tuple[ReleaseTag, ...]:
     """Every tag of `repo` whose name matches `patterns`, peeled, sorted by name. Blocking."""
     if not patterns:
         return ()
+    refs, _ = read_refs(Path(repo.controldir()), Path(repo.commondir()))
     out = []
-    for ref, sha in repo.refs.as_dict(Ref(b"refs/tags")).items():
-        name = ref.decode("utf-8", errors="backslashreplace")
+    for ref, sha in refs.items():
+        if not ref.startswith(_TAGS):
+            continue
+        name = ref[len(_TAGS) :].decode("utf-8", errors="backslashreplace")
         if not is_release(name, patterns):
             continue
-        peeled = _peel(repo, sha)
+        peeled = _PEELED.peel(repo, sha)
         if peeled is not None:
             out.append(ReleaseTag(name, peeled.sha, peeled.time, peeled.annotated))
     return tuple(sorted(out))

@@ -24,20 +24,33 @@ from metre.ingest.negotiate import HaveWalker, RawRead, pack_read
 from metre.ingest.packindex import land_pack
 from metre.ingest.packs import PackReader
 
-__all__ = ["fetch_remote"]
+__all__ = ["REF_PREFIXES", "fetch_remote"]
 
 _MIRRORED = (b"refs/heads/", b"refs/tags/")
+REF_PREFIXES = (b"HEAD", *_MIRRORED)
+"""What a fetch asks the remote to list (protocol v2 ``ls-refs`` ``ref-prefix``): the
+mirror keeps only branches, tags and HEAD, and a forge's pull-request refs
+(``refs/pull/*``, often more than its branches and tags together) are then neither sent
+nor parsed. A server speaking protocol v0 lists every ref; dulwich drops the others."""
 Wants = Callable[[Mapping[Ref, ObjectID], int | None], list[ObjectID]]
 
 
 def fetch_remote(
-    client: GitClient, path: str, target: Repo, wants: Wants, fallback: RawRead
+    client: GitClient,
+    path: str,
+    target: Repo,
+    held: Mapping[bytes, bytes],
+    wants: Wants,
+    fallback: RawRead,
 ) -> tuple[FetchPackResult, HaveWalker]:
     """Fetch what `wants` asks for from `path` into `target`'s packs; returns dulwich's result
-    (the remote's refs and symrefs) and the walker (how many haves it sent). `fallback` reads
-    a raw object the compiled pack reader cannot (loose objects)."""
+    (the remote's refs and symrefs) and the walker (how many haves it sent). `held` is the
+    mirror's refs as the caller read them (`metre.ingest.refstore.read_refs`: dulwich's refs
+    container opened a file and checked the name of every ref, most of an idle poll's CPU on
+    a history with a thousand tags). `fallback` reads a raw object the compiled pack reader
+    cannot (loose objects)."""
     store: Any = target.object_store
-    local = {n: s for n, s in target.refs.as_dict().items() if n.startswith(_MIRRORED)}
+    local = {Ref(n): ObjectID(s) for n, s in held.items() if n.startswith(_MIRRORED)}
     reader = PackReader(store)
     walker = HaveWalker(local, pack_read(reader, fallback))
 
@@ -50,7 +63,9 @@ def fetch_remote(
     tmp = Path(name)
     try:
         with os.fdopen(fd, "wb") as f:
-            result = client.fetch_pack(path, determine, walker, f.write)
+            result = client.fetch_pack(
+                path, determine, walker, f.write, ref_prefix=list(REF_PREFIXES)
+            )
 
         def outside(name: bytes) -> tuple[int, bytes] | None:
             try:

@@ -41,7 +41,7 @@ import select
 import shlex
 import socket
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +68,7 @@ from metre.ingest.deadlines import FetchClock, FetchDeadlines, connect_socket
 from metre.ingest.urlpolicy import Remote
 
 __all__ = [
+    "BufferedHttpGitClient",
     "DeadlineTCPGitClient",
     "PinnedPoolManager",
     "RedirectRefused",
@@ -145,6 +146,52 @@ class PinnedPoolManager(urllib3.PoolManager):
             raise TypeError(f"cannot pin {base!r}")
         pool.ConnectionCls = _pinned_connection(base, self.address, self.clock)
         return pool
+
+
+class _BufferedRead:
+    """A response's ``read(n)`` served from chunks of at least `CHUNK` bytes: dulwich reads a
+    pkt-line as two small reads, each through urllib3's whole read path, which was most of
+    the CPU of listing a thousand refs. Each HTTP response is read to its end (stateless:
+    the server never waits for the client mid-response), so reading ahead cannot stall."""
+
+    CHUNK = 65536
+
+    def __init__(self, read: Callable[[int], bytes]) -> None:
+        self._read = read
+        self._buf = b""
+        self._pos = 0
+
+    def __call__(self, n: int) -> bytes:
+        pos, end = self._pos, self._pos + n
+        if end <= len(self._buf):
+            self._pos = end
+            return self._buf[pos:end]
+        parts = [self._buf[pos:]]
+        have = len(parts[0])
+        self._buf, self._pos = b"", 0
+        while have < n:
+            chunk = self._read(max(self.CHUNK, n - have))
+            if not chunk:
+                return b"".join(parts)  # the end of the response: what there was
+            parts.append(chunk)
+            have += len(chunk)
+        data = b"".join(parts)
+        self._buf = data[n:]
+        return data[:n]
+
+
+class BufferedHttpGitClient(Urllib3HttpGitClient):
+    """dulwich's urllib3 client whose response bodies are read ahead (`_BufferedRead`)."""
+
+    def _http_request(
+        self,
+        url: str,
+        headers: dict[str, str] | None = None,
+        data: bytes | Iterator[bytes] | None = None,
+        raise_for_status: bool = True,
+    ) -> tuple[Any, Callable[[int], bytes]]:
+        resp, read = super()._http_request(url, headers, data, raise_for_status)
+        return resp, _BufferedRead(read)
 
 
 class DeadlineTCPGitClient(TCPGitClient):
@@ -295,7 +342,7 @@ def pinned_client(
         manager = PinnedPoolManager(
             remote.scheme, remote.host, remote.port, address, clock=clock, **tls
         )
-        client = Urllib3HttpGitClient(
+        client = BufferedHttpGitClient(
             remote.url,
             pool_manager=manager,
             username=credential.username if credential else None,

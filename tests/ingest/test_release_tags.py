@@ -131,3 +131,55 @@ def test_unreadable_tag_objects_are_not_releases(tmp_path: Path) -> None:
         tags = {t.name: t for t in read_release_tags(repo, ("v*",))}
     assert sorted(tags) == ["v1", "v8"]
     assert tags["v8"].time == datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)  # clamped
+
+
+def test_unchanged_tags_are_not_read_again_and_changes_are_seen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A poll reads the tags each time: a tag that did not move is not read again (its object
+    never changes), and one added, moved (to another commit, or re-annotated at the same one)
+    or deleted shows as git lists it."""
+    import metre.ingest.releasetags as releasetags
+
+    reads: list[bytes] = []
+    real = releasetags._peel
+
+    def counted(repo: Repo, sha: bytes) -> ReleaseTag | None:
+        reads.append(sha)
+        return real(repo, sha)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(releasetags, "_peel", counted)
+    monkeypatch.setattr(releasetags, "_PEELED", releasetags._Peeled(1000))
+    b = GitRepoBuilder(tmp_path / "r")
+    for i in range(5):
+        b.write("a", b"%d\n" % i)
+        b.commit(f"c{i}", date=f"2024-01-0{i + 1}T10:00:00+0000")
+        b.git(
+            "tag",
+            "-a",
+            "-m",
+            f"t{i}",
+            f"v{i}",
+            extra_env={b"GIT_COMMITTER_DATE": b"%d +0000" % (1_700_000_000 + i)},
+        )
+
+    def listed() -> dict[str, tuple[str, bool]]:
+        fmt = "%(refname:strip=2) %(objecttype) %(*objectname) %(objectname)"
+        out = b.git("for-each-ref", f"--format={fmt}", "refs/tags/").decode().splitlines()
+        rows = (line.split(" ") for line in out)
+        return {n: (peeled or sha, kind == "tag") for n, kind, peeled, sha in rows}
+
+    def read() -> dict[str, tuple[str, bool]]:
+        with Repo(str(b.path)) as repo:
+            return {t.name: (t.sha, t.annotated) for t in read_release_tags(repo, ("v*",))}
+
+    assert read() == listed()
+    assert len(reads) == 5
+    assert read() == listed()
+    assert len(reads) == 5  # nothing moved: nothing read
+    b.git("tag", "-f", "v1", "HEAD~3")  # moved, now lightweight
+    b.git("tag", "-d", "v2")
+    b.git("tag", "-f", "-a", "-m", "again", "v3", "v3^{}")  # same commit, a new tag object
+    b.git("tag", "v9", "HEAD~1")
+    assert read() == listed()
+    assert len(reads) == 5 + 3  # v1, v3 and v9: the new objects only
