@@ -13,14 +13,24 @@ from typing import Any
 import httpx
 
 from testkit.gitbuilder import run_git
-from testkit.gitlog import git_commits, git_head_blobs, git_head_lines, git_numstat, served_path
+from testkit.gitlog import (
+    GitCommit,
+    git_commits,
+    git_head_blobs,
+    git_head_lines,
+    git_numstat,
+    served_path,
+)
+
+Files = dict[str, Counter[tuple[str, int, int, bool]]]
+"""sha -> multiset of (path, added, removed, binary): `expected_files`."""
 
 
 def _path(raw: bytes) -> str:
     return served_path(raw)
 
 
-def expected_files(repo: Path) -> dict[str, Counter[tuple[str, int, int, bool]]]:
+def expected_files(repo: Path) -> Files:
     """sha -> multiset of (path, added, removed, binary), from `git log --numstat`."""
     return {
         sha: Counter((_path(p), a or 0, r or 0, a is None) for p, a, r in rows)
@@ -52,13 +62,19 @@ def policy_shas(repo: Path, merges: str, empty: str) -> set[str]:
     return shas
 
 
-def expected_activity(repo: Path, shas: set[str] | None = None) -> dict[date, dict[str, int]]:
-    """UTC author day -> commits, merges, added, removed (of `shas` only, when given)."""
-    files = expected_files(repo)
+def expected_activity(
+    repo: Path,
+    shas: set[str] | None = None,
+    *,
+    read: tuple[dict[str, GitCommit], Files] | None = None,
+) -> dict[date, dict[str, int]]:
+    """UTC author day -> commits, merges, added, removed (of `shas` only, when given).
+    `read`: `git_commits` and `expected_files` of `repo` when the caller has them already."""
+    commits, files = read or (git_commits(repo), expected_files(repo))
     days: dict[date, dict[str, int]] = defaultdict(
         lambda: {"commits": 0, "merges": 0, "added": 0, "removed": 0}
     )
-    for sha, c in git_commits(repo).items():
+    for sha, c in commits.items():
         if shas is not None and sha not in shas:
             continue
         d = days[c.author_time.astimezone(UTC).date()]
@@ -87,12 +103,17 @@ def rollup(days: dict[date, dict[str, int]], granularity: str) -> list[dict[str,
     return [{"period": p.isoformat(), **out[p]} for p in sorted(out)]
 
 
-def expected_authors(repo: Path, shas: set[str] | None = None) -> dict[str, dict[str, Any]]:
+def expected_authors(
+    repo: Path,
+    shas: set[str] | None = None,
+    *,
+    read: tuple[dict[str, GitCommit], Files] | None = None,
+) -> dict[str, dict[str, Any]]:
     """Lower-cased email -> totals; the name is the one on the latest commit (ties: greatest).
-    Over `shas` only, when given."""
-    files = expected_files(repo)
+    Over `shas` only, when given; `read` as for `expected_activity`."""
+    commits, files = read or (git_commits(repo), expected_files(repo))
     authors: dict[str, dict[str, Any]] = {}
-    for sha, c in git_commits(repo).items():
+    for sha, c in commits.items():
         if shas is not None and sha not in shas:
             continue
         email = c.author_email.lower()
@@ -141,9 +162,10 @@ async def assert_api_matches_git(
     info = (await client.get(f"/api/v1/repos/{repo_id}")).json()
     assert info["commits"] == len(commits)
     assert info["head"] == head
+    files = expected_files(repo)  # one `git log --numstat` for every check below
+    read = (commits, files)
 
     if every_commit:
-        files = expected_files(repo)
         sem = asyncio.Semaphore(16)
 
         async def check(sha: str) -> None:
@@ -162,7 +184,7 @@ async def assert_api_matches_git(
 
         await asyncio.gather(*(check(sha) for sha in commits))
 
-    days = expected_activity(repo)
+    days = expected_activity(repo, read=read)
     for granularity in ("day", "week", "month"):
         r = await client.get(
             f"/api/v1/repos/{repo_id}/metrics/activity", params={"granularity": granularity}
@@ -170,7 +192,7 @@ async def assert_api_matches_git(
         assert r.status_code == 200, r.text
         assert r.json()["series"] == rollup(days, granularity), granularity
 
-    want = expected_authors(repo)
+    want = expected_authors(repo, read=read)
     r = await client.get(f"/api/v1/repos/{repo_id}/metrics/authors")
     assert r.status_code == 200, r.text
     got = {a["email"]: a for a in r.json()["authors"]}

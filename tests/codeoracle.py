@@ -8,6 +8,8 @@ Linguist language metre has no syntax for count their non-blank lines.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import enry
 from pygments import lex
 from pygments.lexers import get_lexer_by_name
@@ -45,9 +47,13 @@ def pygments_code_lines(lexer_name: str, data: bytes) -> int:
     return len(code)
 
 
+@lru_cache(maxsize=16384)
 def oracle_code_lines(path: str, data: bytes) -> int | None:
     """The code lines of the text blob `data` at `path` (metre's path form), or None when the
-    path's language has a syntax in metre but no lexer here (not checked)."""
+    path's language has a syntax in metre but no lexer here (not checked).
+
+    Remembered per (path, content): oracles over every commit ask again for each blob a commit
+    keeps unchanged, and the answer depends on nothing else."""
     language = enry.get_language(path, b"") or ""
     if language in LEXERS:
         return pygments_code_lines(LEXERS[language], data)

@@ -8,6 +8,7 @@ tests/codeoracle.py), whatever the path's history."""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,13 @@ from metre.ingest.commits import commit_event
 from metre.ingest.git.graph import new_commits
 from tests.codeoracle import oracle_code_lines
 from tests.fixtures.gitrepo import GitRepoBuilder, run_git, served_path
+
+
+@lru_cache(maxsize=16384)
+def git_blob(repo: Path, obj: bytes) -> bytes:
+    """What `git cat-file blob` prints for `obj`, remembered: every commit is checked and most
+    of its blobs are its parent's, and an object name stands for one content."""
+    return run_git(repo, "cat-file", "blob", obj.decode())
 
 
 def git_tree(repo: Path, rev: str) -> dict[str, int | None]:
@@ -32,7 +40,7 @@ def git_tree(repo: Path, rev: str) -> dict[str, int | None]:
         if kind == b"commit":
             out[path] = 1
             continue
-        data = run_git(repo, "cat-file", "blob", obj.decode())
+        data = git_blob(repo, obj)
         binary = b"\0" in data[:8000]
         out[path] = (
             None if binary else data.count(b"\n") + (not data.endswith(b"\n") and data != b"")
@@ -59,7 +67,7 @@ def git_blobs(repo: Path, rev: str) -> dict[str, Blob]:
         if kind == b"commit":
             out[path] = (0, 0, 0, 0)
             continue
-        data = run_git(repo, "cat-file", "blob", obj.decode())
+        data = git_blob(repo, obj)
         assert len(data) == int(size)
         binary = b"\0" in data[:8000]
         code = 0 if binary or mode == b"120000" else oracle_code_lines(path, data)
