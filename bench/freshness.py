@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -55,6 +54,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.freshness_history import extend, generate, git, git_env
+from testkit.broker import free_port
 
 WORK = Path.home() / ".cache" / "metre-bench"
 """Where the generated histories and the runs' copies live unless `--work` says otherwise."""
@@ -70,12 +70,6 @@ def _pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, max(0, round(p / 100 * (len(xs) - 1))))]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def _served(source: Path, transport: str) -> Iterator[str]:
     """The URL of `source` over `transport`, its server running meanwhile."""
@@ -86,44 +80,17 @@ def _served(source: Path, transport: str) -> Iterator[str]:
         with _ssh_served(source) as url:
             yield url
         return
+    from testkit.gitservers import git_daemon, smart_http
+
     if transport == "git":
-        port = _free_port()
-        proc = subprocess.Popen(
-            ["git", "daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1",
-             f"--port={port}", f"--base-path={source.parent}", str(source.parent)],
-            env=git_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            for _ in range(200):
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                    break
-                except OSError:
-                    time.sleep(0.05)
+        with git_daemon(source.parent, git_env()) as port:
             yield f"git://127.0.0.1:{port}/{source.name}"
-        finally:
-            proc.terminate()
-            proc.wait(10)
         return
-    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
-
-    from testkit.githttp import http_backend
-
-    class Quiet(WSGIRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
     trace = source.parent / "http-trace"
-    server = make_server("127.0.0.1", 0, http_backend(source.parent, trace), WSGIServer,
-                         handler_class=Quiet)  # fmt: skip
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}/{source.name}"
+        with smart_http(source.parent, trace) as port:
+            yield f"http://127.0.0.1:{port}/{source.name}"
     finally:
-        server.shutdown()
-        thread.join()
-        server.server_close()
         trace.unlink(missing_ok=True)
 
 
@@ -145,7 +112,7 @@ def _ssh_served(source: Path) -> Iterator[str]:
     keygen(base / "host_key")
     keygen(base / "client_key")
     shutil.copy(base / "client_key.pub", base / "authorized_keys")
-    port = _free_port()
+    port = free_port()
     server = Sshd(sshd_config(base, "127.0.0.1", port), base / "sshd.log")
     key = " ".join((base / "host_key.pub").read_text().split()[:2])
     (base / "known_hosts").write_text(f"127.0.0.1 {key}\n[127.0.0.1]:{port} {key}\n")

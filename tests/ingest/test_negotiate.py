@@ -9,13 +9,8 @@ The old walker offered the whole history (3,000 haves here, 82,000 on a real one
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import threading
-import time
 from pathlib import Path
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 
@@ -23,7 +18,7 @@ import metre.ingest.remotefetch
 from metre.ingest.mirror import FetchAccess, open_mirror, resolve_head
 from metre.ingest.negotiate import HaveWalker
 from metre.ingest.urlpolicy import UrlPolicy
-from testkit.githttp import http_backend
+from testkit.gitservers import git_daemon, smart_http
 from tests.fixtures.gitrepo import git_env, run_git
 from tests.fixtures.sshd import SSH_ALIAS, SshClient, SshServers
 from tests.ingest.test_transports import Resolver
@@ -92,12 +87,6 @@ def source(history: Path, tmp_path: Path) -> Path:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _check(mirror: Path, source: Path, head: str) -> None:
     assert resolve_head(mirror, None) == head
     theirs = run_git(source, "for-each-ref", "--format=%(refname) %(objectname)")
@@ -106,23 +95,8 @@ def _check(mirror: Path, source: Path, head: str) -> None:
 
 
 def test_git_daemon_sees_a_handful_of_haves(source: Path, tmp_path: Path) -> None:
-    port = _free_port()
     trace = tmp_path / "trace"
-    proc = subprocess.Popen(
-        ["git", "daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1", f"--port={port}",
-         f"--base-path={source.parent}", str(source.parent)],
-        env={**git_env(tmp_path), "GIT_TRACE_PACKET": str(trace)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "git daemon did not start"
-                time.sleep(0.05)
+    with git_daemon(source.parent, git_env(tmp_path), trace) as port:
         access = FetchAccess(UrlPolicy(frozenset({"git"}), allow_private_hosts=True))
         url = f"git://127.0.0.1:{port}/r.git"
         mirror = open_mirror(tmp_path / "m", 1, url, access)
@@ -135,26 +109,13 @@ def test_git_daemon_sees_a_handful_of_haves(source: Path, tmp_path: Path) -> Non
             sent = _haves(trace) - before
             assert 1 <= sent <= BOUND, sent
             before += sent
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-class _Quiet(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
 
 
 def test_smart_http_sees_a_handful_of_haves(source: Path, tmp_path: Path) -> None:
     trace = tmp_path / "trace"
-    server = make_server(
-        "127.0.0.1", 0, http_backend(source.parent, trace), WSGIServer, handler_class=_Quiet
-    )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with smart_http(source.parent, trace) as port:
         access = FetchAccess(UrlPolicy(frozenset({"http"}), allow_private_hosts=True))
-        url = f"http://127.0.0.1:{server.server_port}/r.git"
+        url = f"http://127.0.0.1:{port}/r.git"
         mirror = open_mirror(tmp_path / "m", 1, url, access)
         before = _haves(trace)
         for n in range(2):
@@ -164,10 +125,6 @@ def test_smart_http_sees_a_handful_of_haves(source: Path, tmp_path: Path) -> Non
             sent = _haves(trace) - before
             assert 1 <= sent <= BOUND, sent
             before += sent
-    finally:
-        server.shutdown()
-        thread.join()
-        server.server_close()
 
 
 def test_ssh_walker_sends_a_handful_of_haves(
@@ -211,19 +168,9 @@ def test_a_remote_commit_dulwich_cannot_parse_is_fetched(tmp_path: Path) -> None
     served = tmp_path / "srv" / "r.git"
     served.parent.mkdir()
     run_git(tmp_path, "clone", "-q", "--bare", str(b.path), str(served))
-    server = make_server(
-        "127.0.0.1", 0, http_backend(served.parent, tmp_path / "t"), WSGIServer,
-        handler_class=_Quiet,
-    )  # fmt: skip
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with smart_http(served.parent, tmp_path / "t") as port:
         access = FetchAccess(UrlPolicy(frozenset({"http"}), allow_private_hosts=True))
-        url = f"http://127.0.0.1:{server.server_port}/r.git"
+        url = f"http://127.0.0.1:{port}/r.git"
         mirror = open_mirror(tmp_path / "m", 1, url, access)
         assert resolve_head(mirror, None) == head
         run_git(mirror, "cat-file", "-e", head)
-    finally:
-        server.shutdown()
-        thread.join()
-        server.server_close()

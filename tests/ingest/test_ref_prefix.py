@@ -7,20 +7,15 @@ force-pushed and one deleted.
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 
 from metre.ingest.mirror import FetchAccess, open_mirror, resolve_head
 from metre.ingest.urlpolicy import UrlPolicy
-from testkit.githttp import http_backend
+from testkit.gitservers import git_daemon, smart_http
 from tests.fixtures.gitrepo import git_env, run_git
 
 PULLS = 40
@@ -67,55 +62,17 @@ def _asked(trace: Path, since: int) -> list[str]:
     return [line.split("< ", 1)[1] for line in text.splitlines() if "< ref-prefix " in line]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class _Quiet(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @contextmanager
 def _git_daemon(source: Path, trace: Path, home: Path) -> Iterator[str]:
-    port = _free_port()
-    proc = subprocess.Popen(
-        ["git", "daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1", f"--port={port}",
-         f"--base-path={source.parent}", str(source.parent)],
-        env={**git_env(home), "GIT_TRACE_PACKET": str(trace)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "git daemon did not start"
-                time.sleep(0.05)
+    with git_daemon(source.parent, git_env(home), trace) as port:
         yield f"git://127.0.0.1:{port}/{source.name}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @contextmanager
 def _smart_http(source: Path, trace: Path, home: Path) -> Iterator[str]:
     del home
-    server = make_server(
-        "127.0.0.1", 0, http_backend(source.parent, trace), WSGIServer, handler_class=_Quiet
-    )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/{source.name}"
-    finally:
-        server.shutdown()
-        thread.join()
-        server.server_close()
+    with smart_http(source.parent, trace) as port:
+        yield f"http://127.0.0.1:{port}/{source.name}"
 
 
 @pytest.mark.parametrize("serve", [_git_daemon, _smart_http], ids=["git", "http"])
