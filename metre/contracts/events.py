@@ -16,25 +16,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeGuard
+from typing import TYPE_CHECKING, Final, Literal
 
 import orjson
-from pydantic import ConfigDict, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails, from_json
 
 from metre.contracts.paths import PATH_FORM
 from metre.contracts.wire import (
     VERSION,
     BlobWire,
-    CommitEventRecord,
     CommitEventWire,
     EventRecord,
     FileWire,
     MergeFileWire,
     PersonWire,
-    RepoId,
     RetractEventWire,
-    Sha,
     TagsEventWire,
 )
 
@@ -287,32 +284,6 @@ def _events() -> TypeAdapter[CommitEventWire | RetractEventWire | TagsEventWire]
     return TypeAdapter(EventRecord)
 
 
-@cache
-def _commits() -> TypeAdapter[CommitEventWire]:
-    return TypeAdapter(CommitEventRecord)
-
-
-_SHA: Final = TypeAdapter[str](Sha, config=ConfigDict(strict=True))
-_REPO_ID: Final = TypeAdapter[int](RepoId, config=ConfigDict(strict=True))
-
-
-def is_sha(s: Any) -> TypeGuard[str]:
-    """Whether `s` is an object name as events write it (`Sha`: lower-case hex, 40 or 64)."""
-    try:
-        _SHA.validate_python(s)
-    except ValidationError:
-        return False
-    return True
-
-
-def repo_id_of(d: dict[str, Any]) -> int:
-    """The event's `repo_id`, checked (every event type carries one)."""
-    try:
-        return _REPO_ID.validate_python(d.get("repo_id"))
-    except ValidationError:
-        raise EventError("repo_id must be a positive integer") from None
-
-
 def decode_event(raw: bytes) -> CommitEvent | RetractEvent | TagsEvent:
     """Parse and validate one record of any type; anything else raises `EventError`."""
     try:
@@ -330,11 +301,15 @@ def decode_event(raw: bytes) -> CommitEvent | RetractEvent | TagsEvent:
 
 def decode(raw: bytes) -> CommitEvent:
     """Parse and validate one commit event; anything else (a retraction included) raises
-    `EventError` with the reason. Consumers of every type use `decode_event`."""
+    `EventError` with the reason. Consumers of every type use `decode_event` (the same
+    reader)."""
     try:
-        return _commit(_commits().validate_json(raw))
+        d = _events().validate_json(raw)
     except ValidationError as exc:
         raise _refusal(raw, exc, ("commit",)) from exc
+    if d["type"] != "commit":
+        raise EventError(f"unknown event type {d['type']!r}")
+    return _commit(d)
 
 
 def _refusal(raw: bytes, exc: ValidationError, types: tuple[str, ...]) -> EventError:
@@ -346,12 +321,12 @@ def _refusal(raw: bytes, exc: ValidationError, types: tuple[str, ...]) -> EventE
     d = from_json(raw)  # it is JSON: validation read it
     if not isinstance(d, dict):
         return EventError("an event must be a JSON object")
-    if d.get("v") != SCHEMA_VERSION:
+    if type(d.get("v")) is not int or d.get("v") != SCHEMA_VERSION:
         return EventError(f"unsupported schema version {d.get('v')!r} (this metre reads v1)")
     if d.get("type") not in types:
         return EventError(f"unknown event type {d.get('type')!r}")
-    tagged = len(types) > 1  # a union's errors start with the tag ("commit")
-    reasons = [_reason(e["loc"][1:] if tagged else e["loc"], e) for e in errors[:3]]
+    # the union's errors start with the tag ("commit")
+    reasons = [_reason(e["loc"][1:], e) for e in errors[:3]]
     more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
     return EventError("; ".join(reasons) + more)
 

@@ -76,6 +76,10 @@ def _integer(value: object) -> object:
     return value
 
 
+SchemaVersion = Annotated[Literal[1], BeforeValidator(_integer)]
+"""The `v` of every record: the integer 1 (not true, not 1.0)."""
+
+
 def _short(text: str) -> str:
     return repr(text[:200])
 
@@ -176,7 +180,7 @@ class MergeFileWire(TypedDict):
 class CommitEventWire(TypedDict):
     """Commit event, version 1: one commit reachable from a repository's tracked branch."""
 
-    v: Literal[1]
+    v: SchemaVersion
     """Schema version; a consumer rejects versions it does not know."""
     type: Literal["commit"]
     id: Annotated[
@@ -211,7 +215,7 @@ class RetractEventWire(TypedDict):
     """Retraction event, version 1: commit `sha` left the tracked history; undo its effect,
     if it is held."""
 
-    v: Literal[1]
+    v: SchemaVersion
     """Schema version; a consumer rejects versions it does not know."""
     type: Literal["retract"]
     id: Annotated[
@@ -250,7 +254,7 @@ class TagsEventWire(TypedDict):
     last one applied (a tag that moved or vanished is retracted by the next snapshot). Added
     within version 1."""
 
-    v: Literal[1]
+    v: SchemaVersion
     """Schema version; a consumer rejects versions it does not know."""
     type: Literal["tags"]
     id: Annotated[
@@ -292,7 +296,7 @@ class MetricUpdateWire(TypedDict):
     """Metric-update event, version 1: what one processed batch changed for one repository (or
     the notice that the repository was removed)."""
 
-    v: Literal[1]
+    v: SchemaVersion
     """Schema version; a consumer rejects versions it does not know."""
     type: Literal["metric-update"]
     repo_id: RepoId
