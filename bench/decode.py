@@ -38,7 +38,7 @@ def main() -> None:
     from bench.processor import _load, events_of
     from metre.contracts.events import decode_event
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("repo", type=Path, help="a git directory")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument(

@@ -474,10 +474,13 @@ def main() -> None:
         "--served", action="store_true",
         help="through a running `metre up`: metre add -> served, then poll -> served per push",
     )  # fmt: skip
-    parser.add_argument("--idle-polls", type=int, default=20, help="idle polls measured")
     parser.add_argument(
-        "--idle-only", action="store_true", help="the first clone and the idle polls only"
+        "--idle-polls", type=int, default=20, help="idle polls measured (not with --served)"
     )
+    parser.add_argument(
+        "--idle-only", action="store_true",
+        help="only the idle polls (the mirror made from the path, not cloned over the transport)",
+    )  # fmt: skip
     parser.add_argument(
         "--all-refs", action="store_true",
         help="the source keeps every ref of the repository (a forge's refs/pull/* too), not "
@@ -485,6 +488,8 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--work", type=Path, default=WORK)
     args = parser.parse_args()
+    if args.served and (args.idle_only or args.all_refs):
+        parser.error("--idle-only and --all-refs measure polls alone: not with --served")
     args.work.mkdir(parents=True, exist_ok=True)
     big_repo, small_repo = args.work / BIG, args.work / SMALL
     if args.repos is None:
