@@ -15,8 +15,11 @@ $(STAMP): pyproject.toml setup.py
 up: $(STAMP)          ## run metre on its embedded default (PostgreSQL + in-process bus)
 	$(BIN)/metre up
 
+# Test processes: one per core, four at most (each starts its own PostgreSQL and broker).
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
+
 test: $(STAMP)        ## the whole test suite (starts its own PostgreSQL and Kafka-protocol broker)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 lint: $(STAMP)        ## ruff, mypy and the import layers (import-linter)
 	$(BIN)/ruff check .

@@ -7,6 +7,11 @@ A test that uses a server fixture, directly or through another fixture, is marke
 `integration` by what it uses (`pytest_collection_modifyitems`), so `-m "not integration"`
 runs exactly the tests that need no server, and starts none.
 
+`make test` runs the suite in parallel (pytest-xdist, one worker per core): each worker is a
+session of its own, with its own servers. Tests marked `first` (the chaos run, about a
+fifth of the suite's time in one test) are collected first, so that one worker starts them
+while the others share the rest, instead of one running them alone at the end.
+
 Hypothesis runs without its speed checks (no deadline, no "input generation is slow"): they
 measure the machine, which CI shares, not the property; every example still runs.
 """
@@ -39,6 +44,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
+    # Stable: the rest keep their order (each module's fixtures set up once).
+    items.sort(key=lambda item: item.get_closest_marker("first") is None)
 
 
 @pytest.fixture(autouse=True)

@@ -21,7 +21,7 @@ from testkit.broker import Broker
 from testkit.chaos import KINDS, run_chaos
 from testkit.postgres import PgServer
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.first]
 
 
 async def test_chaos_loses_and_double_counts_nothing(
