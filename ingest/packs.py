@@ -40,7 +40,7 @@ from dulwich.pack import apply_delta
 
 from metre import kernels
 
-__all__ = ["PackReader", "forget_resolved"]
+__all__ = ["PackReader", "forget_gone_packs", "forget_resolved"]
 
 _OFS_DELTA, _REF_DELTA = 6, 7
 _CACHE_BYTES = 64 * 1024 * 1024
@@ -125,6 +125,15 @@ class _MappedPacks:
             for k in gone:
                 del self._packs[k]
 
+    def forget_gone(self) -> int:
+        """Drop the mappings of packs whose file is gone (a removed repository's mirror, which
+        no reader of its directory will open again to notice); returns how many."""
+        with self._lock:
+            gone = [k for k, p in self._packs.items() if not p.path.exists()]
+            for k in gone:
+                del self._packs[k]
+            return len(gone)
+
     def read(self, size: int, packs: list[_Pack]) -> None:
         """Count `size` bytes read; past `_TRIM_BYTES`, drop the pages of every mapped pack."""
         with self._lock:
@@ -184,6 +193,12 @@ class _ResolvedObjects:
 
 
 _RESOLVED = _ResolvedObjects()
+
+
+def forget_gone_packs() -> int:
+    """Unmap every pack whose file was deleted, so that its disk space is freed now rather than
+    when 64 other packs have pushed it out; returns how many. At most 64 `stat` calls."""
+    return _MAPPED.forget_gone()
 
 
 def forget_resolved() -> None:

@@ -52,6 +52,7 @@ async def removal_loop(
 ) -> None:
     """Publish the retractions of removed repositories and delete their mirrors
     (processors/removals.py); an outage postpones a pass, never the role."""
+    from metre.ingest.packs import forget_gone_packs
     from metre.processors.removals import publish_removals
 
     failing = False
@@ -66,6 +67,9 @@ async def removal_loop(
             )
             if not await unless_stopped(removals, stop):
                 return  # the outbox keeps what this pass did not finish
+            # A deleted mirror's packs stay mapped in this process (the poller's) until
+            # evicted, holding their disk space: unmapped here, right after the deletion.
+            forget_gone_packs()
             failing = False
         except Exception as exc:  # noqa: BLE001 (the outbox keeps it for the next pass)
             # One line per outage, not one per second.

@@ -178,3 +178,50 @@ def test_a_pack_replaced_by_a_repack_is_read_from_the_new_file(
     mapped = [p.path for p in metre.ingest.packs._MAPPED._packs.values()]
     assert old
     assert not any(p in mapped for p in old if not p.exists())
+
+
+def _mapped_files() -> str:
+    return Path("/proc/self/maps").read_text()
+
+
+def test_the_packs_of_a_deleted_mirror_are_unmapped_at_once(
+    tmp_path: Path, history_factory: Callable[..., Path]
+) -> None:
+    """A removed repository's mirror is deleted, but the process keeps its packs mapped for
+    the next reader, which never comes: the deleted files keep their disk space until 64
+    other packs push them out. `forget_gone_packs` unmaps them."""
+    import gc
+
+    from metre.ingest.packs import forget_gone_packs
+
+    bare = tmp_path / "removed.git"
+    run_git(tmp_path, "clone", "-q", "--bare", str(history_factory(80, 2)), str(bare),
+            env=git_env(tmp_path / "home"))  # fmt: skip
+    kept = tmp_path / "kept.git"
+    run_git(
+        tmp_path,
+        "clone",
+        "-q",
+        "--bare",
+        "--no-local",
+        str(bare),
+        str(kept),
+        env=git_env(tmp_path / "h"),
+    )  # fmt: skip (not hard-linked: a pack file of its own)
+    for path in (bare, kept):
+        with Repo(str(path)) as repo:
+            reader = PackReader(repo.object_store)
+            assert reader.get_raw(next(iter(git_objects(path))))
+            reader.close()
+    packs = sorted(str(p) for p in (bare / "objects" / "pack").glob("*.pack"))
+    assert packs
+    assert all(p in _mapped_files() for p in packs)
+    subprocess.run(["rm", "-rf", str(bare)], check=True)
+    assert all(f"{p} (deleted)" in _mapped_files() for p in packs)  # its space still held
+
+    assert forget_gone_packs() == len(packs)
+    gc.collect()
+    maps = _mapped_files()
+    assert not any(p in maps for p in packs)
+    assert str(kept / "objects" / "pack") in maps  # packs still on disk stay mapped
+    assert forget_gone_packs() == 0
