@@ -137,7 +137,31 @@ code_lines(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     for (Py_ssize_t k = 0; k < n_strs; k++) {
         opens[(unsigned char)strs[k].open.s[0]] = 1;
     }
+    /* Bytes each state must stop at; every other byte is skipped in a tight loop. On a code
+     * line (code = 1, outside comments and strings): newlines and the bytes that may open a
+     * comment or a string. In block k: newlines, its close (and its open when nested). In
+     * string k: newlines, its close, a backslash when it has escapes. */
+    unsigned char stop_code[256];
+    memcpy(stop_code, opens, sizeof opens);
+    stop_code['\n'] = 1;
+    unsigned char stop_block[MAX_TOKENS][256], stop_str[MAX_TOKENS][256];
     const int nested = (flags & NESTED) != 0, word_start = (flags & WORD_START) != 0;
+    for (Py_ssize_t k = 0; k < n_blocks; k++) {
+        memset(stop_block[k], 0, 256);
+        stop_block[k]['\n'] = 1;
+        stop_block[k][(unsigned char)blocks[k].close.s[0]] = 1;
+        if (nested) {
+            stop_block[k][(unsigned char)blocks[k].open.s[0]] = 1;
+        }
+    }
+    for (Py_ssize_t k = 0; k < n_strs; k++) {
+        memset(stop_str[k], 0, 256);
+        stop_str[k]['\n'] = 1;
+        stop_str[k][(unsigned char)strs[k].close.s[0]] = 1;
+        if (strs[k].flags & ESCAPES) {
+            stop_str[k]['\\'] = 1;
+        }
+    }
     const unsigned char *start = buf.buf, *p = start, *end = start + buf.len;
     Py_ssize_t count = 0, depth = 0, block = 0, str = -1;
     int code = 0;
@@ -155,6 +179,16 @@ code_lines(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             continue;
         }
         if (depth) {
+            const unsigned char *stop = stop_block[block];
+            while (p < end && !stop[*p]) {
+                p++;
+            }
+            if (p == end) {
+                break;
+            }
+            if (*p == '\n') {
+                continue;
+            }
             if (starts(p, end, blocks[block].close)) {
                 depth--;
                 p += blocks[block].close.n;
@@ -169,6 +203,19 @@ code_lines(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             continue;
         }
         if (str >= 0) {
+            if (code) { /* inside a string on a code line: only its stops matter */
+                const unsigned char *stop = stop_str[str];
+                while (p < end && !stop[*p]) {
+                    p++;
+                }
+                if (p == end) {
+                    break;
+                }
+                c = *p;
+                if (c == '\n') {
+                    continue;
+                }
+            }
             if (!is_space(c)) {
                 code = 1;
             }
@@ -195,6 +242,9 @@ code_lines(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         if (!opens[c]) {
             code = 1;
             p++;
+            while (p < end && !stop_code[*p]) { /* the rest of a code line up to a stop */
+                p++;
+            }
             continue;
         }
         Py_ssize_t k;
