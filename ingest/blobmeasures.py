@@ -1,6 +1,9 @@
 """What metre measures of the blob at a path: size, binary, text size, lines of code (pure).
 
 Why here: a commit's files and a merge's own files carry the same measures, taken the same way.
+The measures of a blob at a path are kept for a while (`KEPT`): a change's old side was the new
+side of an earlier change, so a backfill or a poll would otherwise count each blob's code lines
+twice.
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ __all__ = ["NO_BLOB", "Measures", "measures"]
 Measures = tuple[int, int, int, int]
 NO_BLOB: Measures = (0, 0, 0, 0)
 _S_IFLNK = 0o120000
+KEPT = 32_768
+"""Measures kept, by path and entry (oldest first out): about 10 MB."""
+_kept: dict[tuple[str, Entry], Measures] = {}
 
 
 def measures(path: str, entry: Entry | None, content: bytes) -> Measures:
@@ -23,7 +29,16 @@ def measures(path: str, entry: Entry | None, content: bytes) -> Measures:
     blob is its target, which holds no code."""
     if entry is None or is_gitlink(entry):
         return NO_BLOB
+    key = (path, entry)  # the entry's sha names the content; its mode says symlink or not
+    found = _kept.get(key)
+    if found is not None:
+        return found
     if kernels.is_binary(content):
-        return (len(content), 1, 0, 0)
-    code = 0 if kind(entry) == _S_IFLNK else code_lines(path, content)
-    return (len(content), 0, len(content), code)
+        found = (len(content), 1, 0, 0)
+    else:
+        code = 0 if kind(entry) == _S_IFLNK else code_lines(path, content)
+        found = (len(content), 0, len(content), code)
+    if len(_kept) >= KEPT:
+        _kept.pop(next(iter(_kept)), None)
+    _kept[key] = found
+    return found
