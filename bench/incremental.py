@@ -12,8 +12,9 @@ python -P bench/incremental.py compare [--long DIR] [--commits 80000] [--tail 10
     A fresh `Repo` per run, as each poll opens one, after a full garbage collection (the
     previous runs' garbage is not this one's), and no object resolved by an earlier run
     (`metre.ingest.packs.forget_resolved`: the tail is in the history's pack, and an earlier
-    run's reads of it are no poller's); the packs stay mapped, as in a running poller. The
-    processor is not in it (bench/freshness.py --served times poll -> served through
+    run's reads of it are no poller's) and no blob measured by one
+    (`metre.ingest.blobmeasures.forget_measures`); the packs stay mapped, as in a running
+    poller. The processor is not in it (bench/freshness.py --served times poll -> served through
     `metre up`).
 python -P bench/incremental.py compare --fetch ...
     the same, but as a poll meets the commits: a mirror holding the history up to the
@@ -22,10 +23,11 @@ python -P bench/incremental.py compare --fetch ...
     them), then the walk and the events run on the mirror. Fetch included in the figures.
     The mirror is as a running poller holds it: written by an earlier poll (a minute ago), its
     refs read by it (the process's refs cache is warm, as it is from the second poll on) and
-    the objects that poll resolved still cached: before each timed run the process forgets
-    every resolved object, then runs that previous poll's walk and events (the `tail` commits
-    before the tail's base; on the 100-commit history, the whole history) on the mirror,
-    untimed. Its fetch is not replayed (the source's cache stays cold: an upper bound).
+    the objects that poll resolved and the blobs it measured still cached: before each timed
+    run the process forgets every resolved object and measured blob, then runs that previous
+    poll's walk and events (the `tail` commits before the tail's base; on the 100-commit
+    history, the whole history) on the mirror, untimed. Its fetch is not replayed (the
+    source's cache stays cold: an upper bound).
 """
 
 from __future__ import annotations
@@ -62,10 +64,12 @@ def one_poll(path: Path, info: dict[str, str]) -> tuple[float, float, int, int]:
 
     from metre.contracts.events import decode
     from metre.ingest.backfill import encode_events
+    from metre.ingest.blobmeasures import forget_measures
     from metre.ingest.git.graph import new_commits
     from metre.ingest.packs import forget_resolved
 
     forget_resolved()
+    forget_measures()
     gc.collect()  # no earlier run's garbage collected in this one's time
     wall, cpu = time.perf_counter(), time.process_time()
     with Repo(str(path)) as repo:
@@ -147,12 +151,14 @@ def _previous_poll(mirror: Path, info: dict[str, str], tail: int) -> None:
     from dulwich.repo import Repo
 
     from metre.ingest.backfill import encode_events
+    from metre.ingest.blobmeasures import forget_measures
     from metre.ingest.git.graph import new_commits
     from metre.ingest.packs import forget_resolved
 
     start = info["main_before_tail"]
     base = _previous_base(mirror, start, tail)
     forget_resolved()
+    forget_measures()
     with Repo(str(mirror)) as repo:
         encode_events(repo, 1, new_commits(repo, start, base))
 

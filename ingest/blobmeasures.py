@@ -12,7 +12,7 @@ from metre import kernels
 from metre.ingest.codelines import code_lines
 from metre.ingest.git.objects import Entry, is_gitlink, kind
 
-__all__ = ["NO_BLOB", "Measures", "measures"]
+__all__ = ["NO_BLOB", "Measures", "forget_measures", "measures"]
 
 Measures = tuple[int, int, int, int]
 NO_BLOB: Measures = (0, 0, 0, 0)
@@ -42,3 +42,8 @@ def measures(path: str, entry: Entry | None, content: bytes) -> Measures:
         _kept.pop(next(iter(_kept)), None)
     _kept[key] = found
     return found
+
+
+def forget_measures() -> None:
+    """Drop every kept measure (benchmarks: a run must not find what an earlier run counted)."""
+    _kept.clear()

