@@ -33,6 +33,7 @@ import mmap
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -116,23 +117,19 @@ class _MappedPacks:
     def forget_missing(self, pack_dir: Path, present: list[Path]) -> None:
         """Drop the mappings of packs of `pack_dir` that are gone from it (merged away or
         repacked): a deleted file held mapped keeps its disk space."""
-        with self._lock:
-            gone = [
-                k
-                for k, p in self._packs.items()
-                if p.path.parent == pack_dir and p.path not in present
-            ]
-            for k in gone:
-                del self._packs[k]
+        self._drop(lambda p: p.path.parent == pack_dir and p.path not in present)
 
     def forget_gone(self) -> int:
         """Drop the mappings of packs whose file is gone (a removed repository's mirror, which
         no reader of its directory will open again to notice); returns how many."""
+        return self._drop(lambda p: not p.path.exists())
+
+    def _drop(self, gone: Callable[[_Pack], bool]) -> int:
         with self._lock:
-            gone = [k for k, p in self._packs.items() if not p.path.exists()]
-            for k in gone:
+            keys = [k for k, p in self._packs.items() if gone(p)]
+            for k in keys:
                 del self._packs[k]
-            return len(gone)
+            return len(keys)
 
     def read(self, size: int, packs: list[_Pack]) -> None:
         """Count `size` bytes read; past `_TRIM_BYTES`, drop the pages of every mapped pack."""

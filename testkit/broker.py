@@ -32,9 +32,9 @@ def free_port() -> int:
     port of any outgoing connection, and with the suite's parallel workers that happened (the
     broker then failed with "Address in use"); below the range only an explicit bind takes it.
     """
-    low = max(1024, min(_ephemeral_low(), 65536)) - 1
-    for _ in range(100):
-        port = random.randint(max(1024, low - 12000), low)
+    high = min(_ephemeral_low(), 65536) - 1
+    for _ in range(100 if high > 2048 else 0):  # a range starting low leaves no room below
+        port = random.randint(max(1024, high - 12000), high)
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             try:
                 s.bind(("127.0.0.1", port))
